@@ -1,0 +1,11 @@
+"""gilmatrix: how CPython's concurrency models behave across interpreter versions and builds.
+
+This package is imported inside every benchmarked interpreter (3.10 and newer, free-threaded
+builds included) because ``runner.harness`` lives below it: keep this module free of imports.
+"""
+
+__version__ = "0.1.0"
+
+# Version of the files gilmatrix writes (job files, manifest.json, per-cell status records).
+# Bump on any incompatible change; readers refuse other versions with a clear message.
+FORMAT_VERSION = 1

@@ -1,0 +1,78 @@
+"""The interface every backend implements, and the values it passes around."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from runner.matrix import Interpreter
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """Everything a backend may need from the command line and the run."""
+
+    work_dir: Path  # where the backend may cache things (venvs, image build contexts): OUT/
+    explicit_pythons: Mapping[str, str] = field(default_factory=dict)  # --python ID=PATH
+    wheelhouse: Path | None = None  # offline wheels for pyperf & co.
+    sources: Path | None = None  # offline mirror of CPython source tarballs
+    cpuset: str | None = None  # docker: --cpuset-cpus
+    build_profile: str = "fast"  # docker: fast | release
+    log: Callable[[str], None] = print
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """A ready interpreter: where its python is and what it reported about itself."""
+
+    interpreter_id: str
+    backend: str
+    python: str  # the executable, as the harness command sees it (host path or path in the image)
+    facts: Mapping[str, Any]  # the JSON printed by `python -m runner.harness facts`
+    image: str | None = None  # docker: image tag
+    image_id: str | None = None  # docker: image id (sha256:...)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific facts for the manifest
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest entry for this environment."""
+        return {
+            "backend": self.backend,
+            "python": self.python,
+            "image": self.image,
+            "image_id": self.image_id,
+            "facts": dict(self.facts),
+            **dict(self.extra),
+        }
+
+
+class Backend(abc.ABC):
+    """Provides environments and runs the harness driver in them."""
+
+    name: ClassVar[str]
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+
+    @abc.abstractmethod
+    def prepare(self, interpreter: Interpreter) -> Environment:
+        """Make ``interpreter`` ready to run the harness.
+
+        Raises :class:`runner.errors.EnvironmentUnavailable` with a reason a user can act on
+        when it cannot (interpreter not found, image build failed, ...): the run records every
+        cell of that interpreter as skipped with this reason and goes on.
+        """
+
+    @abc.abstractmethod
+    def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
+        """Argument list that runs ``python -m runner.harness run`` for one job.
+
+        The job file is ``run_dir/jobs/<job_name>``; the harness writes per-cell files below
+        ``run_dir/cells/``. Paths inside the command are as the harness process sees them.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """Backend facts for the manifest."""
+        return {"name": self.name}

@@ -1,0 +1,10 @@
+"""The harness: runs inside every benchmarked interpreter (CPython 3.10+, free-threaded too).
+
+Standard library and pyperf only. Modules:
+- ``workloads``: what is computed, and how each result is checked;
+- ``executors``: how tasks are dispatched (sequential, threads, processes, ...);
+- ``facts``: what the interpreter says about its own build;
+- ``bench``: one cell as one pyperf benchmark (a pyperf Runner process tree);
+- ``drive`` (``python -m runner.harness``): runs a job's cells one by one, each in its own
+  process with a timeout, and writes each result atomically as it finishes.
+"""

@@ -1,0 +1,330 @@
+"""matrix.yaml: load, validate and turn into typed values.
+
+A bad file stops here, before anything runs, with one message that names the file, the line
+and the key (``matrix.yaml:12: interpreters[3].id: ...``), plus a suggestion for near-misses.
+Validation has two layers: the JSON Schema shipped as ``runner/matrix.schema.json`` (which
+editors use too) for shape and types, then checks the schema cannot express (unique ids,
+known workloads and their parameters, free-threaded builds only from 3.13, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from runner.errors import UserError
+from runner.harness.workloads import WORKLOADS
+
+SCHEMA_NAME = "matrix.schema.json"
+_ID = re.compile(r"^3\.(\d{1,2})(t?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Interpreter:
+    id: str  # "3.13" or "3.13t"
+    version: tuple[int, int]
+    free_threaded: bool
+    python: str | None = None  # local: explicit executable
+    source: str | None = None  # docker: exact release to build, e.g. "3.13.15"
+    prefix: str | None = None  # docker: existing install prefix to copy into the image
+    runs_on: tuple[str, ...] = ()  # GitHub Actions runner labels
+
+    @property
+    def minor(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    id: str  # the entry's name in matrix.yaml
+    implementation: str  # harness workload name
+    kind: str
+    description: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PyperfSettings:
+    processes: int = 1
+    values: int = 3
+    warmups: int = 1
+    loops: int | None = None  # None: pyperf calibrates
+    min_time: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    description: str
+    pyperf: PyperfSettings
+    timeout: float
+    workers: tuple[int, ...] | None  # None: the matrix' worker counts
+    params: Mapping[str, Mapping[str, Any]]  # workload id -> overrides
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    path: Path
+    sha256: str
+    interpreters: tuple[Interpreter, ...]
+    workloads: tuple[Workload, ...]
+    executors: tuple[str, ...]
+    workers: tuple[int, ...]
+    profiles: Mapping[str, Profile]
+    default_profile: str = "default"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def profile(self, name: str | None) -> Profile:
+        name = name or self.default_profile
+        if name not in self.profiles:
+            raise UserError(
+                f"{self.path}: no profile {name!r}{_suggest(name, self.profiles)}; "
+                f"profiles: {', '.join(self.profiles)}"
+            )
+        return self.profiles[name]
+
+    def interpreter(self, interpreter_id: str) -> Interpreter:
+        for interp in self.interpreters:
+            if interp.id == interpreter_id:
+                return interp
+        raise KeyError(interpreter_id)
+
+
+def parse_interpreter_id(value: str) -> tuple[tuple[int, int], bool]:
+    match = _ID.match(value)
+    if not match:
+        raise ValueError(value)
+    return (3, int(match.group(1))), bool(match.group(2))
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("runner").joinpath(SCHEMA_NAME).read_text())
+
+
+# -- locating keys in the YAML text ---------------------------------------------------------
+
+
+class _Locator:
+    """Maps a path of keys/indexes to the line it appears on; detects duplicate keys."""
+
+    def __init__(self, node: yaml.Node | None) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.duplicates: list[tuple[tuple[Any, ...], int]] = []
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    self.duplicates.append((path + (key,), key_node.start_mark.line + 1))
+                seen.add(key)
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                self._walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._walk(item, path + (index,))
+
+    def line(self, path: tuple[Any, ...]) -> int:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+
+def format_key(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _suggest(word: Any, candidates: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Errors:
+    def __init__(self, path: Path, locator: _Locator) -> None:
+        self.path, self.locator = path, locator
+
+    def fail(self, key: tuple[Any, ...], message: str) -> UserError:
+        return UserError(f"{self.path}:{self.locator.line(key)}: {format_key(key)}: {message}")
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_matrix(path: str | Path) -> Matrix:
+    """Read and validate ``path``; raise :class:`UserError` naming file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: matrix file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the matrix file: {exc}") from None
+    return parse_matrix(text, path)
+
+
+def parse_matrix(text: str, path: Path = Path("matrix.yaml")) -> Matrix:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{path}:{line} not valid YAML: {problem}") from None
+    locator = _Locator(node)
+    errors = _Errors(path, locator)
+    if data is None:
+        raise UserError(f"{path}:1: the matrix file is empty")
+    if not isinstance(data, dict):
+        raise errors.fail((), f"the matrix must be a mapping of keys, not a {type(data).__name__}")
+    if locator.duplicates:
+        key, line = locator.duplicates[0]
+        raise UserError(f"{path}:{line}: {format_key(key)}: key given twice")
+    _check_schema(data, errors)
+    return _build(data, path, errors, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
+    validator = jsonschema.Draft202012Validator(schema())
+    return iter(sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)))))
+
+
+def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
+    error = next(_schema_errors(data), None)
+    if error is None:
+        return
+    error = jsonschema.exceptions.best_match([error, *error.context]) if error.context else error
+    key = tuple(error.absolute_path)
+    parent = error.schema.get("properties", {})
+    if error.validator == "additionalProperties":
+        unknown = [k for k in error.instance if k not in parent]
+        if unknown:
+            extra = _suggest(unknown[0], parent)
+            known = ", ".join(parent)
+            raise errors.fail(key + (unknown[0],), f"unknown key{extra}; allowed keys: {known}")
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        raise errors.fail(key, f"missing required key {missing[0]!r}")
+    if error.validator == "enum":
+        raise errors.fail(
+            key,
+            f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+            f"{_suggest(error.instance, error.validator_value)}",
+        )
+    if error.validator == "pattern" and key and key[-1] == "id":
+        raise errors.fail(key, f"{error.instance!r} is not a CPython version id like 3.13 or 3.13t")
+    if error.validator == "pattern":
+        raise errors.fail(key, f"{error.instance!r} does not match {error.validator_value}")
+    if error.validator == "propertyNames":
+        raise errors.fail(key + (error.instance,), f"{error.instance!r} is not a valid name "
+                          "(letters, digits, '_', '.', '-'; at most 64 characters)")
+    raise errors.fail(key, error.message)
+
+
+def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) -> Matrix:
+    interpreters: list[Interpreter] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(data["interpreters"]):
+        key = ("interpreters", index, "id")
+        interp_id = entry["id"]
+        if interp_id in seen:
+            raise errors.fail(key, f"interpreter {interp_id!r} is listed twice "
+                              f"(first as interpreters[{seen[interp_id]}])")
+        seen[interp_id] = index
+        version, free_threaded = parse_interpreter_id(interp_id)
+        if version < (3, 10):
+            raise errors.fail(key, f"{interp_id!r}: gilmatrix supports CPython 3.10 and newer")
+        if free_threaded and version < (3, 13):
+            raise errors.fail(key, f"{interp_id!r}: free-threaded builds exist from CPython 3.13 on")
+        source = entry.get("source")
+        if source is not None and not source.startswith(f"{version[0]}.{version[1]}."):
+            raise errors.fail(("interpreters", index, "source"),
+                              f"{source!r} is not a {version[0]}.{version[1]} release")
+        if source is not None and "prefix" in entry:
+            raise errors.fail(("interpreters", index, "prefix"),
+                              "give either source (build it) or prefix (copy it in), not both")
+        interpreters.append(Interpreter(
+            id=interp_id, version=version, free_threaded=free_threaded, python=entry.get("python"),
+            source=source, prefix=entry.get("prefix"), runs_on=tuple(entry.get("runs_on", ())),
+        ))
+
+    workloads: list[Workload] = []
+    for name, entry in data["workloads"].items():
+        entry = entry or {}
+        impl_name = entry.get("workload", name)
+        if impl_name not in WORKLOADS:
+            key = ("workloads", name, "workload") if "workload" in entry else ("workloads", name)
+            raise errors.fail(key, f"unknown workload {impl_name!r}{_suggest(impl_name, WORKLOADS)}; "
+                              f"the harness has: {', '.join(WORKLOADS)}")
+        impl = WORKLOADS[impl_name]
+        params = _check_params(impl_name, entry.get("params") or {}, ("workloads", name, "params"), errors)
+        workloads.append(Workload(name, impl_name, impl.kind,
+                                  entry.get("description") or impl.description, params))
+
+    workers = tuple(sorted(data["workers"]))
+    workload_ids = {w.id: w for w in workloads}
+    profiles: dict[str, Profile] = {}
+    for name, entry in data["profiles"].items():
+        entry = entry or {}
+        overrides: dict[str, dict[str, Any]] = {}
+        for wl_id, given in (entry.get("params") or {}).items():
+            key = ("profiles", name, "params", wl_id)
+            if wl_id not in workload_ids:
+                raise errors.fail(key, f"no workload {wl_id!r} in this matrix"
+                                  f"{_suggest(wl_id, workload_ids)}")
+            overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, key, errors)
+        settings = entry.get("pyperf") or {}
+        profiles[name] = Profile(
+            name=name,
+            description=entry.get("description", ""),
+            pyperf=PyperfSettings(**settings),
+            timeout=float(entry.get("timeout", 600)),
+            workers=tuple(sorted(entry["workers"])) if "workers" in entry else None,
+            params=overrides,
+        )
+    default_profile = data.get("default_profile", "default")
+    if default_profile not in profiles:
+        raise errors.fail(("default_profile",) if "default_profile" in data else ("profiles",),
+                          f"no profile {default_profile!r}{_suggest(default_profile, profiles)}")
+    return Matrix(
+        path=path, sha256=digest, interpreters=tuple(interpreters), workloads=tuple(workloads),
+        executors=tuple(data["executors"]), workers=workers, profiles=profiles,
+        default_profile=default_profile, raw=data,
+    )
+
+
+def _check_params(impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...],
+                  errors: _Errors) -> dict[str, Any]:
+    spec = WORKLOADS[impl_name].params
+    for param, value in given.items():
+        if param not in spec:
+            raise errors.fail(key + (param,), f"workload {impl_name!r} has no parameter {param!r}"
+                              f"{_suggest(param, spec)}; it has: {', '.join(spec)}")
+        limits = spec[param]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise errors.fail(key + (param,), f"expected a number, got {value!r}")
+        if isinstance(limits.default, int) and not isinstance(value, int):
+            raise errors.fail(key + (param,), f"expected a whole number, got {value!r}")
+        if not limits.minimum <= value <= limits.maximum:
+            raise errors.fail(key + (param,), f"{value!r} is out of range: "
+                              f"{limits.doc} must be between {limits.minimum:g} and {limits.maximum:g}")
+    return dict(given)
