@@ -1,0 +1,217 @@
+"""Read one run directory (manifest.json + one pyperf suite per interpreter) into plain values.
+
+This is the only module that touches the results format; everything after it works on the tidy
+frame (one row per measured value) and the frozen dataclasses below.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyperf
+
+from runner.errors import UserError
+
+MANIFEST_FORMAT = 1
+FRAME_COLUMNS = (
+    "interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
+    "free_threaded", "gil", "run", "value", "loops",
+)
+# executors in the order readers expect to meet them; unknown ones sort after
+EXECUTOR_ORDER = ("sequential", "threads", "processes", "interpreters", "asyncio")
+
+
+@dataclass(frozen=True, slots=True)
+class Interpreter:
+    """One interpreter of the run: whether it ran, and what it says about its build."""
+
+    id: str
+    status: str  # ran | skipped | failed
+    reason: str | None
+    results: str | None  # file name of its pyperf suite, relative to the run directory
+    version: str = ""
+    sys_version: str = ""
+    config_args: str = ""
+    py_gil_disabled: bool | None = None  # build: --disable-gil
+    gil_enabled: str = "n/a"  # run time: "true" | "false" | "n/a" (no sys._is_gil_enabled)
+    executable: str = ""
+    image: str = ""
+    image_id: str = ""
+    backend: str = ""
+    load_before: tuple[float, ...] | None = None
+    load_after: tuple[float, ...] | None = None
+    elapsed: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CellProblem:
+    """A planned cell without a measurement, and why (failed, timeout, skipped, missing)."""
+
+    interpreter: str
+    cell: str
+    status: str
+    reason: str
+    output_tail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResults:
+    """Everything the report needs from one run directory."""
+
+    run_dir: Path
+    manifest: Mapping[str, Any]
+    interpreters: tuple[Interpreter, ...]
+    problems: tuple[CellProblem, ...]
+    frame: pd.DataFrame = field(compare=False)
+    suites: tuple[Path, ...] = ()  # pyperf files, offered for download
+    pyperf_metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.run_dir.name)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise UserError(
+            f"{run_dir}: no manifest.json - not a gilmatrix results directory. "
+            "Point the report at OUT/results/<run-id>/ as written by `gilmatrix run`."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the manifest ({exc}); re-run `gilmatrix run`.") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise UserError(
+            f"{path}: manifest format {found!r}, this gilmatrix reads format {MANIFEST_FORMAT}. "
+            "Build the report with the gilmatrix version that wrote the results, or re-run."
+        )
+    return manifest
+
+
+def _floats(value: Any) -> tuple[float, ...] | None:
+    return tuple(float(v) for v in value) if isinstance(value, list | tuple) else None
+
+
+def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, Any]) -> Interpreter:
+    env = entry.get("environment") or {}
+    facts = env.get("facts") or {}
+    # The manifest's facts come from the interpreter itself; the pyperf metadata is the fallback
+    # for runs whose manifest lacks them (older runner, hand-made directories).
+    gil = facts.get("gil_enabled", bench_md.get("gilmatrix_gil_enabled"))
+    gil_text = "n/a" if gil is None else (str(gil).lower() if not isinstance(gil, str) else gil)
+    disabled = facts.get("py_gil_disabled", bench_md.get("gilmatrix_py_gil_disabled"))
+    version = facts.get("version") or str(bench_md.get("python_version", "")).split(" ")[0]
+    return Interpreter(
+        id=ident,
+        status=str(entry.get("status", "ran")),
+        reason=entry.get("reason"),
+        results=entry.get("results"),
+        version=str(version or ""),
+        sys_version=str(facts.get("sys_version") or bench_md.get("gilmatrix_sys_version", "")),
+        config_args=str(facts.get("config_args") or bench_md.get("gilmatrix_config_args", "")),
+        py_gil_disabled=None if disabled is None else bool(int(disabled)),
+        gil_enabled=gil_text,
+        executable=str(facts.get("executable") or env.get("python") or ""),
+        image=str(env.get("image") or ""),
+        image_id=str(env.get("image_id") or ""),
+        backend=str(env.get("backend") or ""),
+        load_before=_floats(entry.get("load_before")),
+        load_after=_floats(entry.get("load_after")),
+        elapsed=entry.get("elapsed"),
+    )
+
+
+def _suite_rows(interp: str, suite: pyperf.BenchmarkSuite, columns: dict[str, list[Any]],
+                seen: set[tuple[str, str]]) -> dict[str, Any]:
+    """Append one row per value of every benchmark to columns; return one benchmark's metadata."""
+    first: dict[str, Any] = {}
+    for bench in suite.get_benchmarks():
+        md = bench.get_metadata()
+        first = first or dict(md)
+        cell = bench.get_name()
+        workload, executor, workers = cell.rsplit("/", 2) if cell.count("/") >= 2 else (cell, "?", 1)
+        workload = str(md.get("gilmatrix_workload", workload))
+        executor = str(md.get("gilmatrix_executor", executor))
+        workers = int(md.get("gilmatrix_workers", workers))
+        params = json.loads(md.get("gilmatrix_params", "{}") or "{}")
+        tasks = int(md.get("gilmatrix_tasks", params.get("tasks", 1)))
+        seen.add((interp, cell))
+        fixed = (interp, workload, str(md.get("gilmatrix_workload_kind", "")), executor, workers,
+                 cell, tasks, bool(int(md.get("gilmatrix_py_gil_disabled", 0))),
+                 str(md.get("gilmatrix_gil_enabled", "n/a")))
+        for run_index, run in enumerate(bench.get_runs()):
+            if not run.values:  # calibration-only runs hold no timing
+                continue
+            count = len(run.values)
+            for name, item in zip(FRAME_COLUMNS[:9], fixed, strict=True):
+                columns[name].extend([item] * count)
+            columns["run"].extend([run_index] * count)
+            columns["value"].extend(run.values)
+            columns["loops"].extend([run.get_total_loops()] * count)
+    return first
+
+
+def load_run(run_dir: Path) -> RunResults:
+    """Read manifest and suites; cells the manifest planned but no suite holds become problems."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    columns: dict[str, list[Any]] = {name: [] for name in FRAME_COLUMNS}
+    seen: set[tuple[str, str]] = set()
+    interpreters, problems, suites, metadata = [], [], [], {}
+    for ident, entry in (manifest.get("interpreters") or {}).items():
+        bench_md: dict[str, Any] = {}
+        results = entry.get("results")
+        if results:
+            path = run_dir / results
+            try:
+                suite = pyperf.BenchmarkSuite.load(str(path))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                problems.append(CellProblem(ident, "*", "missing",
+                                            f"results file {results} unreadable: {exc}"))
+            else:
+                bench_md = _suite_rows(ident, suite, columns, seen)
+                suites.append(path)
+                metadata[ident] = bench_md
+        interpreters.append(_interpreter(ident, entry, bench_md))
+    for cell in manifest.get("cells") or []:
+        key = (str(cell.get("interpreter")), str(cell.get("id")))
+        status = str(cell.get("status", "missing"))
+        if key in seen:
+            continue
+        if status == "ok":  # the runner says it ran, but no suite holds it
+            status, reason = "missing", "marked ok in the manifest but absent from the results file"
+        else:
+            reason = cell.get("reason") or "no reason recorded"
+        problems.append(CellProblem(key[0], key[1], status, str(reason), cell.get("output_tail")))
+    frame = pd.DataFrame(columns)
+    frame = frame.astype({"workers": "int64", "tasks": "int64", "run": "int64",
+                          "loops": "int64", "value": "float64", "free_threaded": "bool"})
+    return RunResults(run_dir, manifest, tuple(interpreters), tuple(problems), frame,
+                      tuple(suites), metadata)
+
+
+def load_frame(run_dir: Path) -> pd.DataFrame:
+    """The tidy frame of a run: one row per measured value (seconds per timed call)."""
+    return load_run(Path(run_dir)).frame
+
+
+def executor_rank(name: str) -> int:
+    return EXECUTOR_ORDER.index(name) if name in EXECUTOR_ORDER else len(EXECUTOR_ORDER)
+
+
+def interpreter_key(ident: str) -> tuple[int, ...]:
+    """Sort 3.9 < 3.10 < 3.13 < 3.13t; unparsable ids last, by name."""
+    base = ident.rstrip("t")
+    try:
+        parts = tuple(int(p) for p in base.split("."))
+    except ValueError:
+        return (10**6,)
+    return (*parts, int(ident.endswith("t")))

@@ -1,0 +1,186 @@
+"""Statistics of the report: per-cell summaries and Welch's t-test between two cells.
+
+Why Welch: cells differ in variance (a process pool is noisier than a sequential loop), and
+pyperf's own ``compare_to`` also decides significance with a t-test on the values, so a verdict
+here agrees with what a reader gets from pyperf. The Student-t quantile is computed here (the
+regularized incomplete beta function by continued fraction) to keep SciPy out of the
+dependencies; tests check it against published table values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
+CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
+             "free_threaded", "gil"]
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 3e-14
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < eps:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    ln_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(ln_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(ln_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
+    if math.isinf(t):
+        return 0.0
+    return betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+@lru_cache(maxsize=4096)
+def _t_quantile_cached(p: float, df: float) -> float:
+    tail = 2.0 * (1.0 - p)  # two-sided tail probability of the wanted quantile
+    low, high = 0.0, 1.0
+    while t_two_sided_p(high, df) > tail:
+        high *= 2.0
+    for _ in range(80):
+        mid = (low + high) / 2.0
+        if t_two_sided_p(mid, df) > tail:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p-quantile (p > 0.5) of Student's t. df is rounded down to 0.1 - a slightly wider,
+    never narrower interval - so that thousands of cells share a few cached values."""
+    return _t_quantile_cached(p, max(math.floor(df * 10.0) / 10.0, 0.1))
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Welch's t-test of a against b, and the ratio of their means with its 95% interval."""
+
+    mean_a: float
+    mean_b: float
+    n_a: int
+    n_b: int
+    ratio: float  # mean_a / mean_b: below 1 means a is faster
+    ratio_low: float
+    ratio_high: float
+    p_value: float
+    significant: bool
+
+    @property
+    def direction(self) -> str:
+        """'faster', 'slower' or 'tie' for a relative to b."""
+        if not self.significant:
+            return "tie"
+        return "faster" if self.ratio < 1.0 else "slower"
+
+
+def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
+                     mean_b: float, sd_b: float, n_b: int) -> Comparison:
+    """Welch's test from summaries. With fewer than 2 values on a side nothing is significant:
+    one value says nothing about noise, so the report says 'tie' rather than guess."""
+    ratio = mean_a / mean_b if mean_b else math.nan
+    if n_a < 2 or n_b < 2 or not mean_b:
+        return Comparison(mean_a, mean_b, n_a, n_b, ratio, -math.inf, math.inf, 1.0, False)
+    va, vb = sd_a * sd_a / n_a, sd_b * sd_b / n_b
+    se = math.sqrt(va + vb)
+    diff = mean_a - mean_b
+    if se == 0.0:  # identical values on both sides: exact, if unlikely
+        significant = diff != 0.0
+        return Comparison(mean_a, mean_b, n_a, n_b, ratio, ratio, ratio,
+                          0.0 if significant else 1.0, significant)
+    df = (va + vb) ** 2 / ((va * va / (n_a - 1) if va else 0.0) + (vb * vb / (n_b - 1) if vb else 0.0))
+    p_value = t_two_sided_p(diff / se, df)
+    half = t_quantile(1.0 - ALPHA / 2.0, df) * se
+    # Interval of the ratio, treating mean_b as exact: close enough when b's own interval is
+    # narrow, and the test itself (on the difference) does not depend on this approximation.
+    low, high = (diff - half) / mean_b + 1.0, (diff + half) / mean_b + 1.0
+    return Comparison(mean_a, mean_b, n_a, n_b, ratio, low, high, p_value, p_value < ALPHA)
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> Comparison:
+    """Welch's t-test on two samples of values."""
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    sd_a = float(xa.std(ddof=1)) if len(xa) > 1 else 0.0
+    sd_b = float(xb.std(ddof=1)) if len(xb) > 1 else 0.0
+    return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb))
+
+
+def compare_rows(a: pd.Series, b: pd.Series) -> Comparison:
+    """Welch's test between two rows of cell_table (mean, stdev, n)."""
+    return welch_from_stats(float(a["mean"]), float(a["stdev"]), int(a["n"]),
+                            float(b["mean"]), float(b["stdev"]), int(b["n"]))
+
+
+def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: n, mean, median, stdev, min, max, the 95% interval of the mean, and
+    pyperf's stability warnings, so that an unstable cell is flagged where it is shown."""
+    if frame.empty:
+        return pd.DataFrame(columns=[*CELL_KEYS, "n", "mean", "median", "stdev", "min", "max",
+                                     "ci_low", "ci_high", "warnings"])
+    frame = frame.assign(raw=frame["value"] * frame["loops"])
+    grouped = frame.groupby(CELL_KEYS, sort=False, observed=True)
+    table = grouped["value"].agg(["count", "mean", "median", "std", "min", "max"])
+    table["raw_min"] = grouped["raw"].min()
+    table = table.rename(columns={"count": "n", "std": "stdev"}).reset_index()
+    table["stdev"] = table["stdev"].fillna(0.0)
+    quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1) for n in table["n"].unique() if n > 1}
+    half = table["n"].map(lambda n: quantiles.get(n, math.inf)) * table["stdev"] / np.sqrt(table["n"])
+    table["ci_low"] = table["mean"] - half
+    table["ci_high"] = table["mean"] + half
+    table["warnings"] = [
+        stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min)
+        for row in table.itertuples(index=False)
+    ]
+    return table.drop(columns=["raw_min"])
+
+
+def stability_warnings(n: int, mean: float, stdev: float, low: float, high: float,
+                       raw_min: float) -> tuple[str, ...]:
+    """pyperf's own checks (``pyperf check``), so the page warns where pyperf would."""
+    out = []
+    if n >= 2 and mean and stdev / mean >= 0.10:
+        out.append(f"stdev is {stdev / mean:.0%} of the mean")
+    for label, value in (("minimum", low), ("maximum", high)):
+        if mean and abs(value - mean) / mean >= 0.5:
+            out.append(f"{label} is {abs(value - mean) / mean:.0%} away from the mean")
+    if raw_min < 1e-3:
+        out.append(f"shortest raw value is only {raw_min * 1e3:.3f} ms")
+    return tuple(out)
