@@ -1,0 +1,224 @@
+"""``gilmatrix``: validate, plan, run and report a benchmark matrix.
+
+Exit codes: 0 success, 1 a run finished with failed cells or a stage failed, 2 bad input
+(nothing ran), 130 interrupted (finished cells kept; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import runner
+from runner.errors import UserError
+
+DEFAULT_OUT = Path("_build")
+
+
+def _parse_python(value: str) -> tuple[str, str]:
+    interp, sep, path = value.partition("=")
+    if not sep or not interp or not path:
+        raise argparse.ArgumentTypeError(f"expected ID=PATH (e.g. 3.13t=/opt/py/bin/python3.13t), "
+                                         f"got {value!r}")
+    return interp, path
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: not a folder")
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: exit 2 with a usage line, as ours
+        self.print_usage(sys.stderr)
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gilmatrix", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"gilmatrix {runner.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def matrix_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--matrix", type=Path, default=Path("matrix.yaml"),
+                       help="matrix file (default: %(default)s)")
+
+    def plan_args(p: argparse.ArgumentParser) -> None:
+        matrix_args(p)
+        p.add_argument("--profile", help="profile of the matrix (default: its default_profile)")
+        p.add_argument("--only", action="append", default=[], metavar="ID",
+                       help="only this interpreter or workload id (repeatable)")
+
+    p = commands.add_parser("validate", help="check a matrix file; exit 2 with file:line:key if bad")
+    matrix_args(p)
+
+    p = commands.add_parser("plan", help="list the cells a run would measure (and skip, and why)")
+    plan_args(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = commands.add_parser("run", help="run the planned cells; results as pyperf JSON")
+    plan_args(p)
+    run_args(p)
+
+    p = commands.add_parser("report", help="build the HTML report of a run")
+    p.add_argument("run_dir", nargs="?", type=Path,
+                   help="run folder (default: the newest under OUT/results)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+
+    p = commands.add_parser("matrix", help="run, then report: the whole pipeline")
+    plan_args(p)
+    run_args(p)
+    p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+    return parser
+
+
+def run_args(p: argparse.ArgumentParser) -> None:
+    from runner.backends import BACKEND_NAMES
+
+    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                   help="where interpreters run (default: docker when an engine answers, else local)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    p.add_argument("--run-id", help="name of the run folder (default: date-time-profile)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run: only cells without a result run")
+    p.add_argument("--python", action="append", type=_parse_python, default=[], metavar="ID=PATH",
+                   help="local backend: use this interpreter for ID (repeatable)")
+    p.add_argument("--wheelhouse", type=_existing_dir,
+                   help="install pyperf from this folder of wheels (offline)")
+    p.add_argument("--sources", type=Path, default=os.environ.get("GILMATRIX_SOURCES"),
+                   help="docker backend: offline mirror of CPython source tarballs "
+                        "(default: $GILMATRIX_SOURCES)")
+    p.add_argument("--build-profile", choices=("fast", "release"), default="fast",
+                   help="docker backend: CPython build flags (release = PGO + LTO)")
+    p.add_argument("--cpuset", help="docker backend: --cpuset-cpus for the containers")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    print(f"{args.matrix}: ok — {len(matrix.interpreters)} interpreters, {len(matrix.workloads)} "
+          f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
+          f"profiles {', '.join(matrix.profiles)}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from runner.matrix import load_matrix
+    from runner.plan import plan_cells
+
+    plan = plan_cells(load_matrix(args.matrix), args.profile, args.only)
+    if args.json:
+        json.dump(plan.to_json(), sys.stdout, indent=1)
+        print()
+        return 0
+    for cell in plan.cells:
+        note = f"  skipped: {cell.reason}" if cell.status == "skipped" else ""
+        print(f"{cell.interpreter:<6} {cell.id}{note}")
+    counts = plan.to_json()["counts"]
+    print(f"{counts['planned']} cells planned, {counts['skipped']} skipped "
+          f"(profile {plan.profile.name})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
+    from runner.backends import BackendOptions, get_backend
+    from runner.matrix import load_matrix
+    from runner.plan import plan_cells
+    from runner.results import RunDir
+    from runner.run import resume_run, start_run
+
+    matrix = load_matrix(args.matrix)
+    profile, only = args.profile, args.only
+    resume_dir = None
+    if args.resume:
+        resume_dir = RunDir.open(args.resume)
+        stored = resume_dir.manifest()["matrix"]
+        profile, only = stored["profile"], stored.get("only") or []
+    plan = plan_cells(matrix, profile, only)
+    options = BackendOptions(
+        work_dir=args.out, explicit_pythons=dict(args.python), wheelhouse=args.wheelhouse,
+        sources=Path(args.sources) if args.sources else None, cpuset=args.cpuset,
+        build_profile=args.build_profile, log=log,
+    )
+    backend = get_backend(args.backend, options)
+    log(f"gilmatrix {runner.__version__}: {backend.name} backend, profile {plan.profile.name}, "
+        f"{sum(c.status == 'planned' for c in plan.cells)} cells on "
+        f"{len(plan.interpreters)} interpreters")
+    if resume_dir is not None:
+        code = resume_run(matrix, plan, backend, resume_dir, log=log)
+        run_dir = resume_dir
+    else:
+        run_dir, code = start_run(matrix, plan, backend, args.out, only=only,
+                                  run_id=args.run_id, log=log)
+    manifest = run_dir.manifest()
+    counts: dict[str, int] = {}
+    for cell in manifest["cells"]:
+        counts[cell["status"]] = counts.get(cell["status"], 0) + 1
+    log(f"results: {run_dir.path} — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if code == 0 and (counts.get("failed") or counts.get("timeout")):
+        code = 1
+    return code, run_dir.path
+
+
+def newest_run(out: Path) -> Path:
+    runs = sorted((p for p in (out / "results").glob("*/manifest.json")),
+                  key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise UserError(f"no runs under {out / 'results'}: run `gilmatrix run` first, "
+                        "or name a run folder")
+    return runs[-1].parent
+
+
+def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None) -> int:
+    from reports import build_report
+    from runner.results import RunDir
+
+    run = RunDir.open(run_dir or newest_run(out))
+    if baseline is not None:
+        RunDir.open(baseline)
+    index = build_report(run.path, out / "report", baseline=baseline)
+    log(f"report: {index}")
+    print(index)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "plan":
+            return cmd_plan(args)
+        if args.command == "run":
+            return cmd_run(args)[0]
+        if args.command == "report":
+            return cmd_report(args.run_dir, args.out, args.baseline)
+        if args.command == "matrix":
+            code, run_dir = cmd_run(args)
+            if code in (0, 1) and run_dir is not None:
+                report_code = cmd_report(run_dir, args.out, args.baseline)
+                return code or report_code
+            return code
+        raise AssertionError(args.command)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

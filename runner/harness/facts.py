@@ -1,0 +1,60 @@
+"""What an interpreter says about its own build: version, flags, GIL at build and at run time."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import sysconfig
+from typing import Any, Dict, Optional
+
+
+def gil_enabled() -> Optional[bool]:
+    """The GIL's state at run time; None on interpreters that cannot disable it (before 3.13)."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return bool(probe()) if probe is not None else None
+
+
+def py_gil_disabled() -> int:
+    """1 for a free-threaded (--disable-gil) build, else 0."""
+    return int(bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
+
+
+def interpreter_facts() -> Dict[str, Any]:
+    try:
+        import pyperf
+
+        pyperf_version: Optional[str] = pyperf.__version__
+    except ImportError:  # facts must work before pyperf is installed (image checks)
+        pyperf_version = None
+    return {
+        "implementation": sys.implementation.name,
+        "version": platform.python_version(),
+        "version_info": list(sys.version_info[:3]) + [sys.version_info.releaselevel],
+        "sys_version": sys.version,
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "base_prefix": sys.base_prefix,
+        "config_args": sysconfig.get_config_var("CONFIG_ARGS") or "",
+        "cc": sysconfig.get_config_var("CC") or "",
+        "cflags": sysconfig.get_config_var("CFLAGS") or "",
+        "py_gil_disabled": py_gil_disabled(),
+        "gil_enabled": gil_enabled(),
+        "jit": _jit_enabled(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "pyperf": pyperf_version,
+    }
+
+
+def _jit_enabled() -> Optional[bool]:
+    jit = getattr(sys, "_jit", None)
+    return bool(jit.is_enabled()) if jit is not None else None
+
+
+def main() -> int:
+    json.dump(interpreter_facts(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,102 @@
+"""The plan: a matrix and a profile expanded into cells, each with a stable id.
+
+``interpreter x workload x executor x workers``; a cell an interpreter cannot run is planned as
+*skipped* with the reason, never dropped, so the report can say what was not measured and why.
+Sequential execution ignores the worker count: it is planned once, at 1 worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runner.errors import UserError
+from runner.harness.executors import EXECUTORS, unavailable_reason
+from runner.matrix import Interpreter, Matrix, Profile, Workload, _suggest
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    interpreter: str
+    workload: str
+    implementation: str
+    kind: str
+    executor: str
+    workers: int
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = "planned"  # planned | skipped
+    reason: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.workload}/{self.executor}/{self.workers}"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.interpreter, self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    profile: Profile
+    interpreters: tuple[Interpreter, ...]
+    cells: tuple[Cell, ...]
+
+    def cells_for(self, interpreter_id: str, status: str = "planned") -> list[Cell]:
+        return [c for c in self.cells if c.interpreter == interpreter_id and c.status == status]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.name,
+            "interpreters": [i.id for i in self.interpreters],
+            "counts": {
+                "planned": sum(c.status == "planned" for c in self.cells),
+                "skipped": sum(c.status == "skipped" for c in self.cells),
+            },
+            "cells": [c.to_json() for c in self.cells],
+        }
+
+
+def select(items: Iterable[Any], only: Sequence[str], attr: str = "id") -> list[Any]:
+    items = list(items)
+    return [i for i in items if not only or getattr(i, attr) in only]
+
+
+def check_filters(matrix: Matrix, only: Sequence[str]) -> None:
+    """Every ``--only`` value must name an interpreter or a workload of the matrix."""
+    known = [i.id for i in matrix.interpreters] + [w.id for w in matrix.workloads]
+    for value in only:
+        if value not in known:
+            raise UserError(f"--only {value!r}: no interpreter or workload of that id in "
+                            f"{matrix.path}{_suggest(value, known)}; known: {', '.join(known)}")
+
+
+def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[str] = ()) -> Plan:
+    """Expand ``matrix`` under a profile; ``only`` filters by interpreter or workload id."""
+    profile = matrix.profile(profile_name)
+    check_filters(matrix, only)
+    interp_ids = {i.id for i in matrix.interpreters}
+    only_interps = [o for o in only if o in interp_ids]
+    only_workloads = [o for o in only if o not in interp_ids]
+    interpreters = select(matrix.interpreters, only_interps)
+    workloads: list[Workload] = select(matrix.workloads, only_workloads)
+    worker_counts = profile.workers or matrix.workers
+    cells: list[Cell] = []
+    for interp in interpreters:
+        for workload in workloads:
+            params = {**workload.params, **profile.params.get(workload.id, {})}
+            for executor in matrix.executors:
+                counts = worker_counts if EXECUTORS[executor].uses_workers else (1,)
+                reason = unavailable_reason(executor, interp.version)
+                for workers in counts:
+                    cells.append(Cell(
+                        interpreter=interp.id, workload=workload.id,
+                        implementation=workload.implementation, kind=workload.kind,
+                        executor=executor, workers=workers, params=params,
+                        status="skipped" if reason else "planned", reason=reason,
+                    ))
+    return Plan(profile=profile, interpreters=tuple(interpreters), cells=tuple(cells))

@@ -1,0 +1,155 @@
+"""The results store: one folder per run.
+
+```
+OUT/results/<run-id>/
+  manifest.json            what ran where, what was skipped or failed and why, stage timings
+  <interpreter>.json       pyperf BenchmarkSuite: one benchmark per finished cell
+  jobs/<interpreter>.json  the job handed to the harness
+  cells/<interpreter>/     per-cell result, status and log, as the harness wrote them
+```
+
+The per-interpreter suites are merged from the per-cell files, so whatever finished before a
+crash, a hang or an interrupt is kept; ``pyperf compare_to a.json b.json`` works on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyperf
+
+import runner
+from runner.errors import UserError
+from runner.harness.drive import cell_slug, write_atomic
+from runner.plan import Cell
+
+MANIFEST = "manifest.json"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id(profile: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{profile}"
+
+
+def host_facts() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CellOutcome:
+    status: str  # ok | failed | timeout | skipped | missing
+    reason: str | None
+    elapsed: float | None
+    output_tail: str | None
+
+
+class RunDir:
+    """A run's folder: paths, the manifest, and reading back what the harness wrote."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, out: Path, run_id: str) -> RunDir:
+        path = out / "results" / run_id
+        try:
+            (path / "jobs").mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise UserError(f"{path} exists already: pick another --run-id or --resume it") from None
+        except OSError as exc:
+            raise UserError(f"cannot create the results folder {path}: {exc.strerror}") from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        """An existing run (for resume and report); refuses folders it cannot read."""
+        manifest = path / MANIFEST
+        if not manifest.is_file():
+            raise UserError(f"{path} is not a gilmatrix run folder: it has no {MANIFEST}")
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{manifest}: unreadable manifest: {exc}") from None
+        if data.get("format") != runner.FORMAT_VERSION:
+            raise UserError(f"{manifest}: format {data.get('format')!r}, this gilmatrix reads "
+                            f"format {runner.FORMAT_VERSION}; use the gilmatrix version that wrote it")
+        return cls(path)
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.path / MANIFEST).read_text())
+
+    def write_manifest(self, data: dict[str, Any]) -> None:
+        write_atomic(str(self.path / MANIFEST), json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def write_job(self, interpreter: str, job: dict[str, Any]) -> str:
+        name = f"{interpreter}.json"
+        write_atomic(str(self.path / "jobs" / name), json.dumps(job, indent=1) + "\n")
+        return name
+
+    def cell_base(self, cell: Cell) -> Path:
+        return self.path / "cells" / cell.interpreter / cell_slug(cell.id)
+
+    def outcome(self, cell: Cell) -> CellOutcome:
+        if cell.status == "skipped":
+            return CellOutcome("skipped", cell.reason, None, None)
+        base = self.cell_base(cell)
+        status_file = base.with_name(base.name + ".status.json")
+        if status_file.exists():
+            status = json.loads(status_file.read_text())
+            if status["status"] != "ok" or base.with_name(base.name + ".json").exists():
+                return CellOutcome(status["status"], status.get("reason"), status.get("elapsed"),
+                                   status.get("output_tail"))
+        return CellOutcome("missing", "did not run to the end (interrupted or crashed run)", None, None)
+
+    def merge_suite(self, interpreter: str, cells: Iterable[Cell]) -> Path | None:
+        """Merge the finished cells of ``interpreter`` into ``<interpreter>.json`` (plan order)."""
+        benchmarks = []
+        for cell in cells:
+            result = self.cell_base(cell).with_name(self.cell_base(cell).name + ".json")
+            if result.exists():
+                benchmarks.extend(pyperf.BenchmarkSuite.load(str(result)).get_benchmarks())
+        target = self.path / f"{interpreter}.json"
+        if not benchmarks:
+            target.unlink(missing_ok=True)
+            return None
+        suite = pyperf.BenchmarkSuite(benchmarks)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        suite.dump(str(tmp), replace=True)
+        os.replace(tmp, target)
+        return target
