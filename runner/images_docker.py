@@ -29,6 +29,10 @@ _CLIENT_CANDIDATES = ("/usr/bin/docker", "docker")
 class DockerError(Exception):
     """The engine or a docker command failed; the message says what to do."""
 
+    def __init__(self, message: str, log_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.log_path = log_path
+
 
 @dataclass(frozen=True, slots=True)
 class Client:
@@ -239,5 +243,5 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
     if code != 0:
         quoted = "\n".join("    " + t for t in tail[-15:])
         raise DockerError(f"image build for {label} failed after {_fmt(elapsed)} (exit {code}); "
-                          f"full log: {log_path}\n  last lines:\n{quoted}")
+                          f"full log: {log_path}\n  last lines:\n{quoted}", log_path)
     return elapsed

@@ -193,7 +193,7 @@ def parse_matrix(text: str, path: Path = Path("matrix.yaml")) -> Matrix:
     locator = _Locator(node)
     errors = _Errors(path, locator)
     if data is None:
-        raise UserError(f"{path}:1: the matrix file is empty")
+        raise UserError(f"{path}:1: (top level): the matrix file is empty")
     if not isinstance(data, dict):
         raise errors.fail((), f"the matrix must be a mapping of keys, not a {type(data).__name__}")
     if locator.duplicates:
@@ -230,13 +230,13 @@ def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
             f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
             f"{_suggest(error.instance, error.validator_value)}",
         )
+    if "propertyNames" in error.schema_path:
+        raise errors.fail(key + (error.instance,), f"{error.instance!r} is not a valid name "
+                          "(letters, digits, '_', '.', '-'; at most 64 characters)")
     if error.validator == "pattern" and key and key[-1] == "id":
         raise errors.fail(key, f"{error.instance!r} is not a CPython version id like 3.13 or 3.13t")
     if error.validator == "pattern":
         raise errors.fail(key, f"{error.instance!r} does not match {error.validator_value}")
-    if error.validator == "propertyNames":
-        raise errors.fail(key + (error.instance,), f"{error.instance!r} is not a valid name "
-                          "(letters, digits, '_', '.', '-'; at most 64 characters)")
     raise errors.fail(key, error.message)
 
 

@@ -45,11 +45,11 @@ IMPLEMENTED = ("sequential", "threads", "processes")
 def unavailable_reason(executor: str, version: Tuple[int, int]) -> Optional[str]:
     """Why ``executor`` cannot run on a CPython of ``version`` (None: it can)."""
     spec = EXECUTORS[executor]
-    if executor not in IMPLEMENTED:
-        return f"executor {executor!r} is not implemented by this harness version yet"
     if version < spec.min_version:
         need = ".".join(map(str, spec.min_version))
         return f"{spec.description} needs CPython {need} or newer"
+    if executor not in IMPLEMENTED:
+        return f"executor {executor!r} is not implemented by this harness version yet"
     return None
 
 

@@ -1,0 +1,59 @@
+"""gilmatrix's sessions: thin calls into the ``gilmatrix`` CLI (see README.md).
+
+Arguments after ``--`` go to the command, e.g. ``nox -s matrix -- --profile smoke --only 3.13``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+nox.options.default_venv_backend = "venv"
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    session.install("-e", f".{extras}")
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """The whole pipeline on matrix.yaml: plan, run every cell, build the report."""
+    install(session)
+    session.run("gilmatrix", "matrix", *session.posargs)
+
+
+@nox.session
+def run(session: nox.Session) -> None:
+    """Run the planned cells only (results as pyperf JSON under _build/results/<run-id>/)."""
+    install(session)
+    session.run("gilmatrix", "run", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Build the HTML report of a run (default: the newest one)."""
+    install(session)
+    session.run("gilmatrix", "report", *session.posargs)
+
+
+@nox.session
+def plan(session: nox.Session) -> None:
+    """Validate matrix.yaml and print the plan (cells, and the skipped ones with the reason)."""
+    install(session)
+    session.run("gilmatrix", "validate")
+    session.run("gilmatrix", "plan", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite: unit tests, then real runs (interpreters, docker, browser) where present."""
+    install(session, "[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on everything."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNING_ID = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def small_matrix(tmp_path: Path, interpreters: list[str] | None = None, *,
+                 executors: str = "[sequential, threads, processes]", workers: str = "[1, 2]",
+                 extra_profile: str = "") -> Path:
+    """A real matrix file sized for tests: the three seed workloads, made small."""
+    ids = interpreters or [RUNNING_ID]
+    lines = ["format: 1", "interpreters:"] + [f'  - id: "{i}"' for i in ids] + [
+        "workloads:",
+        "  crunch: {params: {tasks: 4, size: 5000}}",
+        "  fetch: {params: {tasks: 4, wait_ms: 2}}",
+        "  sum_squares: {params: {tasks: 4, batch: 1000}}",
+        f"executors: {executors}",
+        f"workers: {workers}",
+        "profiles:",
+        "  default:",
+        "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
+        "    timeout: 60",
+        extra_profile,
+    ]
+    path = tmp_path / "matrix.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def gilmatrix(*args: str, cwd: Path | None = None, timeout: float = 600,
+              **kwargs) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory) -> Path | None:
+    """Nothing to cache: venvs are made per test work dir; kept for symmetry with docker tests."""
+    return None
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None

@@ -1,0 +1,140 @@
+"""The harness on the running interpreter: workloads check their answers, every executor gives
+the same results, and the driver turns a job into per-cell pyperf results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyperf
+import pytest
+
+from runner.harness import facts, workloads
+from runner.harness.drive import cell_slug, failure_reason
+from runner.harness.executors import IMPLEMENTED, Dispatcher
+from runner.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_workload_accepts_its_answer_and_rejects_a_wrong_one(name: str) -> None:
+    workload = WORKLOADS[name]
+    params = resolve_params(workload, {"tasks": 3} | ({"wait_ms": 1} if name == "fetch" else {}))
+    tasks = workload.make_tasks(params)
+    results = [workload.run_task(task) for task in tasks]
+    workload.check(params, tasks, results)
+    wrong = list(results)
+    wrong[-1] = wrong[0] + 1 if isinstance(wrong[0], int) else wrong[0] + "x"
+    with pytest.raises(WrongAnswer):
+        workload.check(params, tasks, wrong)
+
+
+def test_crunch_matches_the_closed_form() -> None:
+    assert workloads.crunch_task(10) == sum(i * i for i in range(10)) == 285
+
+
+@pytest.mark.parametrize("executor", IMPLEMENTED)
+@pytest.mark.parametrize("workers", [1, 3])
+def test_every_executor_returns_the_sequential_results(executor: str, workers: int) -> None:
+    workload = WORKLOADS["sum_squares"]
+    params = resolve_params(workload, {"tasks": 5, "batch": 100})
+    tasks = workload.make_tasks(params)
+    dispatcher = Dispatcher(executor, workers)
+    try:
+        dispatcher.warm_up(workload.run_task, tasks)
+        results = dispatcher.run(workload.run_task, tasks)
+    finally:
+        dispatcher.close()
+    workload.check(params, tasks, results)
+    if executor == "processes":
+        assert dispatcher.start_method in ("fork", "forkserver", "spawn")
+
+
+def test_facts_describe_the_running_interpreter() -> None:
+    data = facts.interpreter_facts()
+    assert data["version_info"][:2] == list(sys.version_info[:2])
+    assert data["py_gil_disabled"] in (0, 1)
+    expected = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
+    assert data["gil_enabled"] == expected
+    out = subprocess.run([sys.executable, "-m", "runner.harness", "facts"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["executable"] == sys.executable
+
+
+def test_failure_reason_picks_the_exception_line() -> None:
+    output = "Traceback (most recent call last):\n  File x\nrunner.harness.workloads.WrongAnswer: crunch: got 1\n"
+    assert failure_reason(output, 1) == "runner.harness.workloads.WrongAnswer: crunch: got 1"
+    assert "signal 6" in failure_reason("", -6)
+
+
+def _job(tmp_path: Path, cells: list[dict], timeout: float = 60) -> Path:
+    job = {"format": 1, "run_id": "t", "interpreter": "host", "timeout": timeout,
+           "pyperf": {"processes": 1, "values": 2, "warmups": 0, "loops": 1}, "cells": cells}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def _cell(workload: str, executor: str, workers: int, **params) -> dict:
+    return {"id": f"{workload}/{executor}/{workers}", "interpreter": "host", "workload": workload,
+            "implementation": workload, "kind": WORKLOADS[workload].kind, "executor": executor,
+            "workers": workers, "params": params}
+
+
+def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> None:
+    cells = [_cell("crunch", "sequential", 1, tasks=2, size=2000),
+             _cell("fetch", "threads", 2, tasks=2, wait_ms=1)]
+    job = _job(tmp_path, cells)
+    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["status"] for e in events if e["event"] == "cell"] == ["ok", "ok"]
+    for cell in cells:
+        base = tmp_path / "cells" / "host" / cell_slug(cell["id"])
+        suite = pyperf.BenchmarkSuite.load(str(base) + ".json")
+        (bench,) = suite.get_benchmarks()
+        assert bench.get_name() == cell["id"]
+        meta = bench.get_metadata()
+        assert meta["gilmatrix_executor"] == cell["executor"]
+        assert meta["gilmatrix_workers"] == cell["workers"]
+        assert meta["gilmatrix_pool_in_timing"] == "no"
+        assert meta["gilmatrix_py_gil_disabled"] in (0, 1)
+        assert bench.get_nvalue() == 2
+        assert all(v > 0 for v in bench.get_values())
+        assert json.loads((Path(str(base) + ".status.json")).read_text())["status"] == "ok"
+    # fetch: 2 tasks x 1 ms on 2 threads cannot take less than one wait
+    fetch = pyperf.BenchmarkSuite.load(str(tmp_path / "cells/host/fetch__threads__2.json"))
+    assert min(fetch.get_benchmarks()[0].get_values()) >= 0.001
+    again = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    statuses = [json.loads(line)["status"] for line in again.stdout.splitlines()
+                if json.loads(line)["event"] == "cell"]
+    assert statuses == ["done-before", "done-before"]
+
+
+def test_driver_refuses_an_unknown_job_format(tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"format": 99, "cells": []}))
+    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "format 99" in proc.stderr
+
+
+def test_driver_records_a_timeout_and_goes_on(tmp_path: Path) -> None:
+    cells = [_cell("fetch", "sequential", 1, tasks=1, wait_ms=20_000),
+             _cell("crunch", "sequential", 1, tasks=1, size=100)]
+    job = _job(tmp_path, cells, timeout=3)
+    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["status"] for e in events if e["event"] == "cell"] == ["timeout", "ok"]
+    status = json.loads((tmp_path / "cells/host/fetch__sequential__1.status.json").read_text())
+    assert "timeout of 3 s" in status["reason"]
+    assert not (tmp_path / "cells/host/fetch__sequential__1.json").exists()

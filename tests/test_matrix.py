@@ -1,0 +1,82 @@
+"""matrix.yaml validation: the shipped matrix loads; every bad file stops with exit 2 and names
+the file, the line and the key."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from runner.cli import main
+from runner.matrix import load_matrix, schema
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD = sorted((Path(__file__).parent / "bad_matrices").glob("*.yaml"))
+
+
+def expectations(path: Path) -> tuple[str, str]:
+    head = path.read_text().splitlines()[:2]
+    return head[0].split(": ", 1)[1], head[1].split(": ", 1)[1]
+
+
+def test_shipped_matrix_is_valid() -> None:
+    matrix = load_matrix(ROOT / "matrix.yaml")
+    ids = [i.id for i in matrix.interpreters]
+    assert ids == ["3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.14t", "3.15", "3.15t"]
+    assert [w.id for w in matrix.workloads] == ["crunch", "fetch", "sum_squares"]
+    assert matrix.executors == ("sequential", "threads", "processes")
+    assert matrix.workers == (1, 2, 4)
+    assert set(matrix.profiles) == {"smoke", "default", "rigorous"}
+    assert matrix.interpreter("3.13t").free_threaded
+    assert not matrix.interpreter("3.13").free_threaded
+
+
+def test_shipped_matrix_references_the_schema_and_passes_it() -> None:
+    text = (ROOT / "matrix.yaml").read_text()
+    assert "$schema=runner/matrix.schema.json" in text.splitlines()[0]
+    jsonschema.Draft202012Validator.check_schema(schema())
+    jsonschema.validate(yaml.safe_load(text), schema())
+    on_disk = json.loads((ROOT / "runner" / "matrix.schema.json").read_text())
+    assert on_disk == schema()
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(BAD) >= 30
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_matrix_exits_2_naming_file_line_and_key(path: Path, capsys) -> None:
+    key, message = expectations(path)
+    code = main(["validate", "--matrix", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert re.search(rf"{re.escape(str(path))}:\d+:", err), f"no file:line in {err!r}"
+    assert key in err, err
+    assert message in err, err
+
+
+def test_line_number_points_at_the_key(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "m.yaml"
+    text = (ROOT / "matrix.yaml").read_text().replace('  - id: "3.14t"', '  - id: "3.14x"')
+    bad.write_text(text)
+    line = next(n for n, l in enumerate(text.splitlines(), 1) if '"3.14x"' in l)
+    assert main(["validate", "--matrix", str(bad)]) == 2
+    assert f"{bad}:{line}: interpreters[6].id:" in capsys.readouterr().err
+
+
+def test_missing_file_is_a_user_error(tmp_path: Path, capsys) -> None:
+    assert main(["validate", "--matrix", str(tmp_path / "nope.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_yaml_is_read_safely(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "m.yaml"
+    bad.write_text("format: !!python/object/apply:os.system ['echo pwned']\n")
+    assert main(["validate", "--matrix", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
