@@ -1,0 +1,284 @@
+"""Altair charts of the report, as Vega-Lite spec dicts that refer to named datasets.
+
+Charts never inline their data: every spec names a dataset ("cells", "heat", ...) and the page
+holds each dataset once, handing it to every chart that uses it. Ten thousand cells then cost
+one copy of the data, not one per chart. Each chart also declares the variable parameters
+``show_interpreters`` and ``show_executors`` that the page's controls set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from reports.compare import free_threading, heatmap_table, with_speedup
+from reports.results import executor_rank, interpreter_key
+
+FACET_COLUMNS = 5
+TIME_TITLE = "mean time per call (ms)"
+PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSpec:
+    id: str  # also the file stem of its SVG/PNG export
+    title: str
+    section: str  # "workload" | "versions" | "baseline"
+    spec: Mapping[str, Any]
+    datasets: tuple[str, ...]
+    workload: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSet:
+    charts: tuple[ChartSpec, ...]
+    datasets: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    interpreters: tuple[str, ...] = ()
+    executors: tuple[str, ...] = ()
+
+
+def _round(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Four significant digits are more than the noise allows and keep the page small."""
+    out = frame.copy()
+    for column in out.select_dtypes("float").columns:
+        out[column] = out[column].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else None)
+    return out
+
+
+def cells_dataset(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell for the charts, plus sequential drawn as a flat reference at every
+    worker count of its workload (sequential ignores workers; it is planned at 1 only)."""
+    speed = with_speedup(cells)
+    data = pd.DataFrame({
+        "interpreter": speed["interpreter"], "workload": speed["workload"],
+        "executor": speed["executor"], "workers": speed["workers"],
+        "mean_ms": speed["mean"] * 1e3, "lo_ms": speed["ci_low"] * 1e3,
+        "hi_ms": speed["ci_high"] * 1e3, "median_ms": speed["median"] * 1e3,
+        "stdev_ms": speed["stdev"] * 1e3, "n": speed["n"], "speedup": speed["speedup"],
+        "efficiency": speed["efficiency"], "ref": 0,
+        "unstable": speed["warnings"].map(lambda w: int(bool(w))),
+    })
+    counts = data.groupby("workload")["workers"].unique()
+    seq = data[data["executor"] == "sequential"]
+    refs = [seq[seq["workload"] == workload].assign(workers=int(count), ref=1)
+            for workload, values in counts.items() for count in values if count != 1]
+    return _round(pd.concat([data, *refs], ignore_index=True)) if refs else _round(data)
+
+
+def _color(executors: Sequence[str]) -> alt.Color:
+    return alt.Color("executor:N", title="executor",
+                     scale=alt.Scale(domain=list(executors), range=PALETTE[: len(executors)]),
+                     legend=alt.Legend(orient="top"))
+
+
+def _filters(chart: alt.Chart, interpreters: Sequence[str], executors: Sequence[str],
+             workload: str | None, by_executor: bool = True) -> alt.Chart:
+    chart = chart.add_params(alt.param(name="show_interpreters", value=list(interpreters)),
+                             alt.param(name="show_executors", value=list(executors)))
+    test = "indexof(show_interpreters, datum.interpreter) >= 0"
+    if by_executor:
+        test += " && indexof(show_executors, datum.executor) >= 0"
+    if workload is not None:
+        chart = chart.transform_filter(alt.datum.workload == workload)
+    return chart.transform_filter(test)
+
+
+def _tooltip() -> list[alt.Tooltip]:
+    return [alt.Tooltip("interpreter:N"), alt.Tooltip("executor:N"), alt.Tooltip("workers:Q"),
+            alt.Tooltip("mean_ms:Q", title="mean (ms)", format=".4g"),
+            alt.Tooltip("median_ms:Q", title="median (ms)", format=".4g"),
+            alt.Tooltip("stdev_ms:Q", title="stdev (ms)", format=".3g"),
+            alt.Tooltip("n:Q"), alt.Tooltip("speedup:Q", format=".2f")]
+
+
+def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+    base = alt.Chart(alt.NamedData(name="cells")).encode(
+        x=alt.X("workers:O", title="workers", axis=alt.Axis(labelAngle=0)), color=_color(execs))
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("mean_ms:Q", title=TIME_TITLE, scale=alt.Scale(zero=True)),
+        # sequential ignores workers: one dashed flat line through its rows
+        strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]),
+                                 alt.value([1, 0])),
+        tooltip=_tooltip())
+    bars = base.mark_errorbar().encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
+    layer = alt.layer(bars, line).properties(width=160, height=130)
+    return _filters(layer, interps, execs, workload).facet(
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+
+
+def speedup_vs_workers(workload: str, interps: Sequence[str],
+                       execs: Sequence[str]) -> alt.FacetChart:
+    base = alt.Chart(alt.NamedData(name="cells")).encode(x=alt.X("workers:Q", title="workers"))
+    ideal = base.mark_line(color="#bbb", strokeDash=[2, 2]).encode(y="workers:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("speedup:Q", title="speedup over sequential"), color=_color(execs),
+        tooltip=_tooltip())
+    layer = alt.layer(ideal, line).properties(width=160, height=130)
+    return _filters(layer, interps, execs, workload).facet(
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+
+
+def across_versions(workload: str, interps: Sequence[str], execs: Sequence[str],
+                    workers: Sequence[int]) -> alt.LayerChart:
+    """The same cell on every interpreter; the worker count is picked with a drop-down."""
+    pick = alt.param(name="workers_pick", value=max(workers),
+                     bind=alt.binding_select(options=list(workers), name="workers "))
+    base = alt.Chart(alt.NamedData(name="cells")).encode(
+        x=alt.X("interpreter:N", sort=list(interps), title=None,
+                axis=alt.Axis(labelAngle=0)), color=_color(execs),
+        xOffset=alt.XOffset("executor:N", sort=list(execs)))
+    points = base.mark_point(filled=True, size=50).encode(
+        y=alt.Y("mean_ms:Q", title=TIME_TITLE), tooltip=_tooltip())
+    bars = base.mark_errorbar().encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
+    chart = alt.layer(bars, points).properties(width=max(300, 60 * len(interps)), height=220)
+    chart = _filters(chart, interps, execs, workload).add_params(pick)
+    return chart.transform_filter("datum.workers == workers_pick")
+
+
+def speedup_heatmap(interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+    base = alt.Chart(alt.NamedData(name="heat")).encode(
+        x=alt.X("interpreter:N", sort=list(interps), title=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("executor:N", sort=list(execs), title=None))
+    rect = base.mark_rect().encode(
+        color=alt.Color("speedup:Q", title="speedup",
+                        scale=alt.Scale(type="log", scheme="redblue", domainMid=1)),
+        tooltip=[alt.Tooltip("interpreter:N"), alt.Tooltip("executor:N"),
+                 alt.Tooltip("workers:Q"), alt.Tooltip("speedup:Q", format=".2f")])
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("speedup:Q", format=".1f"),
+        color=alt.condition("datum.speedup > 2.5 || datum.speedup < 0.5", alt.value("white"),
+                            alt.value("black")))
+    layer = alt.layer(rect, text).properties(width=max(200, 40 * len(interps)),
+                                             height=22 * len(execs))
+    return _filters(layer, interps, execs, None).facet(
+        facet=alt.Facet("workload:N", title=None), columns=2)
+
+
+def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> alt.FacetChart:
+    base = alt.Chart(alt.NamedData(name="ft")).encode(y=alt.Y("workload:N", title=None))
+    title = "single-thread overhead (free-threaded / default - 1)"
+    published = base.mark_rect(color="#ddd").encode(
+        x=alt.X("published_low:Q", title=title), x2="published_high:Q")
+    published_tick = base.mark_tick(color="#888", thickness=2).encode(
+        x=alt.X("published_low:Q", title=title))
+    bars = base.mark_bar(height=12).encode(
+        x=alt.X("overhead:Q", title=title, axis=alt.Axis(format="%")),
+        color=alt.Color("significant:N", title="significant",
+                        scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#aab"])),
+        tooltip=[alt.Tooltip("free_threaded:N"), alt.Tooltip("workload:N"),
+                 alt.Tooltip("overhead:Q", format=".1%"),
+                 alt.Tooltip("overhead_low:Q", format=".1%"),
+                 alt.Tooltip("overhead_high:Q", format=".1%"), alt.Tooltip("published:N")])
+    err = base.mark_errorbar().encode(x=alt.X("overhead_low:Q", title=title), x2="overhead_high:Q")
+    layer = alt.layer(published, published_tick, bars, err).properties(width=260, height=90)
+    return layer.facet(facet=alt.Facet("version:N", title=None), columns=3)
+
+
+def ft_scaling() -> alt.FacetChart:
+    base = alt.Chart(alt.NamedData(name="ft")).transform_fold(
+        ["threads_speedup_default", "threads_speedup_ft"], as_=["build", "speedup"])
+    bars = base.mark_bar().encode(
+        y=alt.Y("workload:N", title=None), yOffset="build:N",
+        x=alt.X("speedup:Q", title="threads' speedup over sequential at most workers"),
+        color=alt.Color("build:N", title="build", scale=alt.Scale(
+            domain=["threads_speedup_default", "threads_speedup_ft"],
+            range=["#9d755d", "#54a24b"]), legend=alt.Legend(labelExpr=(
+                "datum.label == 'threads_speedup_ft' ? 'free-threaded' : 'default (GIL)'"))),
+        tooltip=[alt.Tooltip("version:N"), alt.Tooltip("workload:N"),
+                 alt.Tooltip("speedup:Q", format=".2f")])
+    return bars.properties(width=260, height=90).facet(
+        facet=alt.Facet("version:N", title=None), columns=3)
+
+
+def change_chart(name: str, y_field: str, y_title: str, interps: Sequence[str],
+                 execs: Sequence[str]) -> alt.FacetChart:
+    """Ratio new/old per cell with its interval; filled when the change is significant."""
+    base = alt.Chart(alt.NamedData(name=name))
+    x_title = f"time ratio, this / {'baseline' if name == 'baseline' else 'previous'}" \
+              " (below 1 = faster)"
+    rule = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(x=alt.datum(1))
+    fill = alt.Fill("executor:N", scale=alt.Scale(domain=list(execs),
+                                                  range=PALETTE[: len(execs)]), legend=None)
+    points = base.mark_point(size=40).encode(
+        y=alt.Y(f"{y_field}:N", sort=list(interps), title=y_title),
+        x=alt.X("ratio:Q", title=x_title, scale=alt.Scale(type="log", nice=False, padding=12),
+                axis=alt.Axis(format=".2~f", tickCount=6)),
+        color=_color(execs), fill=alt.condition("datum.significant", fill,
+                                                alt.value("transparent")),
+        tooltip=["cell:N", y_field + ":N", alt.Tooltip("ratio:Q", format=".3f"),
+                 alt.Tooltip("ratio_low:Q", format=".3f"),
+                 alt.Tooltip("ratio_high:Q", format=".3f"), "change:N"])
+    layer = alt.layer(rule, points).properties(width=300, height=alt.Step(16))
+    return _filters(layer, interps, execs, None).facet(
+        facet=alt.Facet("workload:N", title=None), columns=2)
+
+
+def _spec(chart: alt.TopLevelMixin, validate: bool) -> dict[str, Any]:
+    spec = chart.to_dict(validate=validate)
+    spec.pop("datasets", None)
+    return spec
+
+
+def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
+                 baseline: pd.DataFrame | None = None, validate: bool = False) -> ChartSet:
+    """All charts of the page, in page order, with the datasets they name."""
+    interps = tuple(sorted(cells["interpreter"].unique(), key=interpreter_key))
+    execs = tuple(sorted(cells["executor"].unique(), key=executor_rank))
+    datasets: dict[str, pd.DataFrame] = {"cells": cells_dataset(cells)}
+    charts = []
+    for index, workload in enumerate(dict.fromkeys(cells["workload"])):
+        workers = sorted(int(w) for w in cells.loc[cells["workload"] == workload, "workers"].unique())
+        slug = workload_slug(index, workload)
+        charts += [
+            ChartSpec(f"time-{slug}", f"{workload}: time vs workers", "workload",
+                      _spec(time_vs_workers(workload, interps, execs), validate), ("cells",),
+                      workload, "Mean per call with its 95% interval; sequential (dashed) runs "
+                      "at one worker and is drawn across for reference."),
+            ChartSpec(f"speedup-{slug}", f"{workload}: speedup vs workers", "workload",
+                      _spec(speedup_vs_workers(workload, interps, execs), validate), ("cells",),
+                      workload, "Speedup over sequential; the dotted line is ideal scaling."),
+            ChartSpec(f"versions-{slug}", f"{workload}: the same cell across interpreters",
+                      "workload", _spec(across_versions(workload, interps, execs, workers),
+                                        validate), ("cells",), workload,
+                      "Pick the worker count below the chart."),
+        ]
+    heat = heatmap_table(cells)
+    if len(heat):
+        datasets["heat"] = _round(heat[["workload", "interpreter", "executor", "workers",
+                                        "speedup"]])
+        charts.append(ChartSpec("heatmap", "Speedup at the largest worker count", "versions",
+                                _spec(speedup_heatmap(interps, execs), validate), ("heat",),
+                                note="Speedup over sequential of each executor at its largest "
+                                     "worker count; above 1 (blue) is faster."))
+    ft = free_threading(cells)
+    if len(ft):
+        datasets["ft"] = _round(ft)
+        charts.append(ChartSpec("ft-overhead", "Free-threaded build: single-thread overhead",
+                                "versions", _spec(ft_overhead(execs, interps), validate), ("ft",),
+                                note="Sequential cell, free-threaded vs default build of the "
+                                     "same version; grey: the published pyperformance overhead."))
+        charts.append(ChartSpec("ft-scaling", "Free-threaded build: threads' scaling",
+                                "versions", _spec(ft_scaling(), validate), ("ft",)))
+    for name, frame, y_field, title, section in (
+            ("changes", versions, "interpreter", "Version over version", "versions"),
+            ("baseline", baseline, "interpreter", "Against the baseline run", "baseline")):
+        if frame is None or frame.empty:
+            continue
+        datasets[name] = _round(frame[[c for c in (
+            "interpreter", "previous", "workload", "executor", "workers", "cell", "ratio",
+            "ratio_low", "ratio_high", "significant", "change") if c in frame.columns]])
+        charts.append(ChartSpec(name, title, section, _spec(change_chart(
+            name, y_field, "interpreter", interps, execs), validate), (name,),
+            note="Each cell's time ratio; filled points are significant (Welch, 95%)."))
+    return ChartSet(tuple(charts), datasets, interps, execs)
+
+
+def workload_slug(index: int, name: str) -> str:
+    """An id-safe name; the index keeps '<b>' and 'b' apart."""
+    text = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:40]
+    return f"w{index}-{text}" if text else f"w{index}"

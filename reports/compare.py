@@ -1,0 +1,134 @@
+"""Derived tables: speedup over sequential, free-threaded vs default build, version over version,
+and this run against a baseline run. Each takes cell tables (stats.cell_table) and returns one.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.results import executor_rank, interpreter_key
+from reports.stats import welch_from_stats
+
+# Single-thread overhead of the free-threaded build as published in the CPython docs (average
+# over pyperformance); drawn as reference marks, not used in any verdict.
+PUBLISHED_FT_OVERHEAD = {
+    "3.13": (0.40, 0.40, "about 40% (3.13 free-threading HOWTO)"),
+    "3.14": (0.05, 0.10, "about 5-10% (3.14 free-threading HOWTO)"),
+}
+CHANGE_COLUMNS = ["ratio", "ratio_low", "ratio_high", "p_value", "significant", "direction"]
+
+
+def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
+    """Add speedup (sequential mean / mean) and efficiency (speedup / workers) to each cell."""
+    seq = (cells[cells["executor"] == "sequential"]
+           .groupby(["interpreter", "workload"])["mean"].min().rename("seq_mean"))
+    out = cells.join(seq, on=["interpreter", "workload"])
+    out["speedup"] = out["seq_mean"] / out["mean"]
+    out["efficiency"] = out["speedup"] / out["workers"]
+    return out
+
+
+def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Workload as given, then interpreter by version, executor by usual order, then workers."""
+    keys = pd.DataFrame({
+        "i": cells["interpreter"].map(interpreter_key),
+        "e": cells["executor"].map(executor_rank),
+    }, index=cells.index)
+    workload_order = {w: n for n, w in enumerate(dict.fromkeys(cells["workload"]))}
+    keys["w"] = cells["workload"].map(workload_order)
+    keys["k"] = cells["workers"]
+    return cells.loc[keys.sort_values(["w", "i", "e", "k"]).index]
+
+
+def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """Welch's test of every cell in new against the same cell in old (joined on `on`)."""
+    pairs = new.merge(old, on=on, suffixes=("", "_old"))
+    rows = [welch_from_stats(r.mean, r.stdev, r.n, r.mean_old, r.stdev_old, r.n_old)
+            for r in pairs[["mean", "stdev", "n", "mean_old", "stdev_old", "n_old"]]
+            .itertuples(index=False)]
+    for column in CHANGE_COLUMNS:
+        pairs[column] = [getattr(c, column) for c in rows]
+    # "faster" / "slower" of new relative to old: an improvement or a regression
+    pairs["change"] = pairs["direction"].map(
+        {"faster": "improvement", "slower": "regression", "tie": "no significant change"})
+    return pairs
+
+
+def version_changes(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each cell on one interpreter against the same cell on the previous version of the same
+    build kind (3.13 -> 3.14, 3.13t -> 3.14t), so a build change is never read as a version one."""
+    interps = sorted(cells["interpreter"].unique(), key=interpreter_key)
+    steps = []
+    for build in (False, True):
+        line = [i for i in interps if i.endswith("t") == build]
+        steps.extend(zip(line, line[1:], strict=False))
+    frames = []
+    keep = ["workload", "executor", "workers", "cell", "mean", "stdev", "n"]
+    for old, new in steps:
+        pairs = _compare(cells.loc[cells["interpreter"] == new, keep],
+                         cells.loc[cells["interpreter"] == old, keep],
+                         ["workload", "executor", "workers", "cell"])
+        frames.append(pairs.assign(interpreter=new, previous=old))
+    if not frames:
+        return pd.DataFrame(columns=["interpreter", "previous", "cell", *CHANGE_COLUMNS, "change"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Every cell of this run against the same interpreter and cell in the baseline run."""
+    keep = ["interpreter", "workload", "executor", "workers", "cell", "mean", "stdev", "n"]
+    return _compare(cells[keep], baseline[keep],
+                    ["interpreter", "workload", "executor", "workers", "cell"])
+
+
+def free_threading(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per version with both builds and per workload: the free-threaded build's single-thread
+    overhead (sequential cell, ft / default - 1, with Welch's interval) and threads' speedup
+    at the largest worker count on each build."""
+    speed = with_speedup(cells)
+    interps = set(cells["interpreter"])
+    rows = []
+    for ft in sorted((i for i in interps if i.endswith("t")), key=interpreter_key):
+        default = ft[:-1]
+        if default not in interps:
+            continue
+        for workload in dict.fromkeys(cells["workload"]):
+            def pick(interp: str, executor: str, workers: int | None = None,
+                     _w: str = workload) -> pd.Series | None:
+                rows_ = speed[(speed["interpreter"] == interp) & (speed["workload"] == _w)
+                              & (speed["executor"] == executor)]
+                if workers is None and len(rows_):
+                    return rows_.loc[rows_["workers"].idxmax()]
+                rows_ = rows_[rows_["workers"] == workers]
+                return rows_.iloc[0] if len(rows_) else None
+
+            seq_ft, seq_def = pick(ft, "sequential", 1), pick(default, "sequential", 1)
+            if seq_ft is None or seq_def is None:
+                continue
+            cmp = welch_from_stats(seq_ft["mean"], seq_ft["stdev"], int(seq_ft["n"]),
+                                   seq_def["mean"], seq_def["stdev"], int(seq_def["n"]))
+            thr_ft, thr_def = pick(ft, "threads"), pick(default, "threads")
+            ref = PUBLISHED_FT_OVERHEAD.get(default)
+            rows.append({
+                "version": default, "default": default, "free_threaded": ft,
+                "workload": workload,
+                "overhead": cmp.ratio - 1.0, "overhead_low": cmp.ratio_low - 1.0,
+                "overhead_high": cmp.ratio_high - 1.0, "significant": cmp.significant,
+                "threads_workers": None if thr_ft is None else int(thr_ft["workers"]),
+                "threads_speedup_default": None if thr_def is None else float(thr_def["speedup"]),
+                "threads_speedup_ft": None if thr_ft is None else float(thr_ft["speedup"]),
+                "published_low": ref[0] if ref else None,
+                "published_high": ref[1] if ref else None,
+                "published": ref[2] if ref else "",
+            })
+    return pd.DataFrame(rows)
+
+
+def heatmap_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Speedup of each executor at its largest worker count, per workload and interpreter."""
+    speed = with_speedup(cells)
+    speed = speed[speed["executor"] != "sequential"]
+    if speed.empty:
+        return speed
+    widest = speed.groupby(["workload", "interpreter", "executor"])["workers"].transform("max")
+    return speed[speed["workers"] == widest]
