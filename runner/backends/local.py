@@ -38,7 +38,8 @@ def _release_key(name: str) -> tuple[int, ...] | None:
         return None
     major, minor, micro, level, serial, _ = match.groups()
     level_rank = {"a": 0, "b": 1, "rc": 2, None: 3}[level]
-    return (int(major), int(minor), int(micro), level_rank, int(serial or 0))
+    # Final releases sort before pre-releases: a matrix id means the released interpreter.
+    return (int(major), int(minor), int(level is None), int(micro), level_rank, int(serial or 0))
 
 
 def managed_candidates(interp: Interpreter) -> list[Path]:
@@ -49,8 +50,7 @@ def managed_candidates(interp: Interpreter) -> list[Path]:
     if versions.is_dir():
         for entry in versions.iterdir():
             key = _release_key(entry.name)
-            if key and key[:2] == interp.version and entry.name.endswith(suffix) and (
-                    entry.name.endswith("t") == interp.free_threaded):
+            if key and key[:2] == interp.version and entry.name.endswith("t") == interp.free_threaded:
                 found.append((key, entry / "bin" / f"python{interp.minor}{suffix}"))
     uv_dir = Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local/share/uv/python"))
     if uv_dir.is_dir():
