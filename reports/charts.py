@@ -203,7 +203,8 @@ def change_chart(name: str, y_field: str, y_title: str, interps: Sequence[str],
               " (below 1 = faster)"
     rule = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(x=alt.datum(1))
     fill = alt.Fill("executor:N", scale=alt.Scale(domain=list(execs),
-                                                  range=PALETTE[: len(execs)]), legend=None)
+                                                  range=PALETTE[: len(execs)]),
+                    legend=alt.Legend(orient="top"))  # merges with the color legend
     points = base.mark_point(size=40).encode(
         y=alt.Y(f"{y_field}:N", sort=list(interps), title=y_title),
         x=alt.X("ratio:Q", title=x_title, scale=alt.Scale(type="log", nice=False, padding=12),

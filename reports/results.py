@@ -19,7 +19,7 @@ from runner.errors import UserError
 
 MANIFEST_FORMAT = 1
 FRAME_COLUMNS = (
-    "interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
+    "interpreter", "workload", "kind", "executor", "workers", "cell", "tasks", "params",
     "free_threaded", "gil", "run", "value", "loops",
 )
 # executors in the order readers expect to meet them; unknown ones sort after
@@ -141,17 +141,18 @@ def _suite_rows(interp: str, suite: pyperf.BenchmarkSuite, columns: dict[str, li
         workload = str(md.get("gilmatrix_workload", workload))
         executor = str(md.get("gilmatrix_executor", executor))
         workers = int(md.get("gilmatrix_workers", workers))
-        params = json.loads(md.get("gilmatrix_params", "{}") or "{}")
+        params_text = str(md.get("gilmatrix_params", "{}") or "{}")
+        params = json.loads(params_text)
         tasks = int(md.get("gilmatrix_tasks", params.get("tasks", 1)))
         seen.add((interp, cell))
         fixed = (interp, workload, str(md.get("gilmatrix_workload_kind", "")), executor, workers,
-                 cell, tasks, bool(int(md.get("gilmatrix_py_gil_disabled", 0))),
+                 cell, tasks, params_text, bool(int(md.get("gilmatrix_py_gil_disabled", 0))),
                  str(md.get("gilmatrix_gil_enabled", "n/a")))
         for run_index, run in enumerate(bench.get_runs()):
             if not run.values:  # calibration-only runs hold no timing
                 continue
             count = len(run.values)
-            for name, item in zip(FRAME_COLUMNS[:9], fixed, strict=True):
+            for name, item in zip(FRAME_COLUMNS[:10], fixed, strict=True):
                 columns[name].extend([item] * count)
             columns["run"].extend([run_index] * count)
             columns["value"].extend(run.values)

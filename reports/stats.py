@@ -19,7 +19,7 @@ import pandas as pd
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
-             "free_threaded", "gil"]
+             "params", "free_threaded", "gil"]
 
 
 def _betacf(a: float, b: float, x: float) -> float:

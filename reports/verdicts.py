@@ -62,7 +62,7 @@ class Card:
         if not self.tied:
             return best
         names = ", ".join(score.executor for score, _ in self.tied)
-        return f"tie: {best} ~ {names}"
+        return f"tie: {best} ≈ {names}"
 
 
 def format_ms(seconds: float) -> str:

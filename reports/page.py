@@ -1,0 +1,254 @@
+"""The page's content as plain values: what the template shows, already ordered and formatted.
+
+No I/O here; render.py reads the files and writes the outputs. The template escapes everything
+it is given (jinja2 autoescape), so labels from matrix.yaml never become markup.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from reports.charts import ChartSet, ChartSpec, workload_slug
+from reports.compare import free_threading, order_cells, with_speedup
+from reports.results import CellProblem, Interpreter, RunResults, interpreter_key
+from reports.verdicts import Card, format_ms
+
+MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSection:
+    name: str
+    slug: str
+    kind: str
+    params: str
+    cards: tuple[Card, ...]
+    charts: tuple[ChartSpec, ...]
+    rows: tuple[tuple[str, ...], ...]  # the numbers table
+    row_keys: tuple[tuple[str, str], ...]  # (interpreter, executor) of each row, for controls
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    title: str
+    run: Mapping[str, Any]
+    host: tuple[tuple[str, str], ...]
+    interpreters: tuple[Mapping[str, Any], ...]
+    interpreter_ids: tuple[str, ...]
+    executors: tuple[str, ...]
+    overview: tuple[tuple[str, tuple[Card | None, ...]], ...]  # workload -> card per interpreter
+    workloads: tuple[WorkloadSection, ...]
+    version_charts: tuple[ChartSpec, ...]
+    ft_rows: tuple[tuple[str, ...], ...]
+    change_rows: tuple[tuple[str, ...], ...]
+    change_total: int
+    baseline: Mapping[str, Any] | None
+    problems: tuple[CellProblem, ...]
+    problem_groups: tuple[ProblemGroup, ...]
+    warnings: tuple[str, ...]
+    unstable: tuple[tuple[str, str, str], ...]
+    unstable_total: int
+    downloads: tuple[tuple[str, str], ...]
+    libraries: Mapping[str, str] = field(default_factory=dict)
+
+
+TABLE_HEADER = ("interpreter", "executor", "workers", "mean", "median", "stdev", "n",
+                "95% interval of the mean", "speedup", "efficiency", "warnings")
+
+
+def _ms(seconds: float) -> str:
+    return format_ms(seconds) if pd.notna(seconds) else ""
+
+
+def table_rows(cells: pd.DataFrame) -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, str], ...]]:
+    speed = with_speedup(cells)
+    rows, keys = [], []
+    for r in speed.itertuples(index=False):
+        interval = "" if r.n < 2 else f"{_ms(r.ci_low)} - {_ms(r.ci_high)}"
+        rows.append((r.interpreter, r.executor, str(r.workers), _ms(r.mean), _ms(r.median),
+                     _ms(r.stdev), str(r.n), interval,
+                     "" if pd.isna(r.speedup) else f"{r.speedup:.2f}x",
+                     "" if pd.isna(r.efficiency) else f"{r.efficiency:.0%}",
+                     "; ".join(r.warnings)))
+        keys.append((r.interpreter, r.executor))
+    return tuple(rows), tuple(keys)
+
+
+def interpreter_rows(interpreters: Sequence[Interpreter]) -> tuple[Mapping[str, Any], ...]:
+    rows = []
+    for i in sorted(interpreters, key=lambda i: interpreter_key(i.id)):
+        where = i.image + (f" ({i.image_id[:19]})" if i.image_id else "") if i.image else i.executable
+        rows.append({
+            "id": i.id, "status": i.status, "reason": i.reason or "", "version": i.version,
+            "sys_version": i.sys_version, "config_args": i.config_args,
+            "py_gil_disabled": "" if i.py_gil_disabled is None else ("yes" if i.py_gil_disabled
+                                                                     else "no"),
+            "gil_enabled": i.gil_enabled, "where": where, "backend": i.backend,
+            "load": _load(i.load_before, i.load_after),
+            "elapsed": "" if i.elapsed is None else f"{float(i.elapsed):.1f} s",
+        })
+    return tuple(rows)
+
+
+def _load(before: Sequence[float] | None, after: Sequence[float] | None) -> str:
+    def fmt(v: Sequence[float] | None) -> str:
+        return "?" if not v else " / ".join(f"{x:.2f}" for x in v)
+    return "" if before is None and after is None else f"{fmt(before)} -> {fmt(after)}"
+
+
+def environment_warnings(results: RunResults) -> tuple[str, ...]:
+    """What makes the numbers less trustworthy, said where the reader sees the numbers."""
+    manifest, out = results.manifest, []
+    if (manifest.get("tool") or {}).get("synthetic"):
+        out.append("SYNTHETIC DATA: these numbers come from a toy model written by "
+                   "reports.synthetic, not from a measurement.")
+    state = manifest.get("state")
+    if state and state != "complete":
+        out.append(f"The run is {state}: some cells have no result (listed below).")
+    out.extend(str(w) for w in manifest.get("warnings") or [])  # the runner's own
+    cores = (manifest.get("host") or {}).get("cpu_count")
+    busy = []
+    for interp in results.interpreters:
+        if interp.py_gil_disabled and interp.gil_enabled == "true":
+            out.append(f"{interp.id}: a free-threaded build that ran with the GIL enabled; its "
+                       "threads did not run in parallel.")
+        if cores and interp.load_before and interp.load_before[0] > 0.5 * float(cores):
+            busy.append(f"{interp.id} ({interp.load_before[0]:.2f})")
+    if busy:
+        out.append(f"The machine was busy before these interpreters ran (1-minute load on "
+                   f"{cores} cores): {', '.join(busy)}; their timings may be inflated.")
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemGroup:
+    """Cells without a result that share interpreter, status and reason: one line, not 21."""
+
+    interpreter: str
+    status: str
+    reason: str
+    cells: tuple[str, ...]
+    output_tail: str | None
+
+
+def group_problems(problems: Sequence[CellProblem]) -> tuple[ProblemGroup, ...]:
+    groups: dict[tuple[str, str, str], list[CellProblem]] = {}
+    for p in problems:
+        groups.setdefault((p.interpreter, p.status, p.reason), []).append(p)
+    return tuple(ProblemGroup(i, s, r, tuple(p.cell for p in ps),
+                              next((p.output_tail for p in ps if p.output_tail), None))
+                 for (i, s, r), ps in groups.items())
+
+
+def unstable_cells(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
+    flagged = cells[cells["warnings"].map(bool)]
+    return [(r.interpreter, r.cell, "; ".join(r.warnings)) for r in flagged.itertuples()]
+
+
+def ft_rows(cells: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
+    ft = free_threading(cells)
+    rows = []
+    for r in ft.itertuples(index=False):
+        sig = "" if r.significant else " (not significant)"
+        speed = ("" if pd.isna(r.threads_speedup_default) or pd.isna(r.threads_speedup_ft)
+                 else f"{r.threads_speedup_default:.2f}x -> {r.threads_speedup_ft:.2f}x"
+                 f" @ {int(r.threads_workers)}")
+        rows.append((f"{r.default} vs {r.free_threaded}", r.workload,
+                     f"{r.overhead:+.1%}{sig}",
+                     f"{r.overhead_low:+.1%} .. {r.overhead_high:+.1%}", speed, r.published))
+    return tuple(rows)
+
+
+def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[str, ...]], int]:
+    """Significant changes only, largest first."""
+    if changes is None or changes.empty:
+        return [], 0
+    sig = changes[changes["significant"]].copy()
+    sig["size"] = (sig["ratio"] - 1.0).abs()
+    sig = sig.sort_values("size", ascending=False)
+    rows = [(r.interpreter, str(getattr(r, previous, "")), r.cell, f"{r.ratio:.3f}x",
+             f"{r.ratio_low:.3f} - {r.ratio_high:.3f}", r.change)
+            for r in sig.head(MAX_LISTED).itertuples(index=False)]
+    return rows, len(sig)
+
+
+def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
+               charts: ChartSet, versions: pd.DataFrame, baseline: Mapping[str, Any] | None,
+               downloads: Sequence[tuple[str, str]],
+               libraries: Mapping[str, str]) -> Page:
+    manifest = results.manifest
+    cells = order_cells(cells)
+    interps = charts.interpreters
+    by_key = {(c.workload, c.interpreter): c for c in cards}
+    sections, overview = [], []
+    for index, workload in enumerate(dict.fromkeys(cells["workload"])):
+        part = cells[cells["workload"] == workload]
+        rows, keys = table_rows(part)
+        first = part.iloc[0]
+        params = str(first["params"])
+        sections.append(WorkloadSection(
+            name=workload, slug=workload_slug(index, workload), kind=str(first["kind"]),
+            params=params,
+            cards=tuple(by_key[(workload, i)] for i in interps if (workload, i) in by_key),
+            charts=tuple(c for c in charts.charts if c.workload == workload),
+            rows=rows, row_keys=keys))
+        overview.append((workload, tuple(by_key.get((workload, i)) for i in interps)))
+    changes, change_total = change_rows(versions)
+    unstable = unstable_cells(cells)
+    matrix = manifest.get("matrix") or {}
+    run = {
+        "id": results.run_id, "state": manifest.get("state", "?"),
+        "started": manifest.get("started") or "", "finished": manifest.get("finished") or "",
+        "profile": matrix.get("profile", ""), "matrix_path": matrix.get("path", ""),
+        "matrix_sha256": matrix.get("sha256", ""),
+        "settings": ", ".join(f"{k}={v}" for k, v in (matrix.get("settings") or {}).items()),
+        "backend": (manifest.get("backend") or {}).get("name", ""),
+        "tool": " ".join(str(v) for k, v in (manifest.get("tool") or {}).items()
+                         if k in ("name", "version")),
+        "stages": ", ".join(f"{k} {float(v):.1f} s" for k, v in
+                            (manifest.get("stages") or {}).items() if v is not None),
+    }
+    host = tuple((str(k), str(v)) for k, v in (manifest.get("host") or {}).items())
+    return Page(
+        title=f"gilmatrix report: {results.run_id}", run=run, host=host,
+        interpreters=interpreter_rows(results.interpreters), interpreter_ids=interps,
+        executors=charts.executors, overview=tuple(overview), workloads=tuple(sections),
+        version_charts=tuple(c for c in charts.charts if c.section == "versions"),
+        ft_rows=ft_rows(cells), change_rows=tuple(changes), change_total=change_total,
+        baseline=baseline, problems=results.problems,
+        problem_groups=group_problems(results.problems),
+        warnings=environment_warnings(results), unstable=tuple(unstable[:MAX_LISTED]),
+        unstable_total=len(unstable), downloads=tuple(downloads), libraries=dict(libraries),
+    )
+
+
+def chart_payload(charts: ChartSet) -> dict[str, Any]:
+    """What the page's script needs: each dataset once (as columns + rows, to skip repeating
+    keys), and each chart's spec with the names of the datasets it uses."""
+    datasets = {}
+    for name, frame in charts.datasets.items():
+        frame = frame.replace([math.inf, -math.inf], math.nan)  # JSON has no infinity
+        clean = frame.astype(object).where(frame.notna(), None)
+        datasets[name] = {"columns": list(frame.columns),
+                          "rows": [list(row) for row in clean.itertuples(index=False)]}
+    return {"datasets": datasets,
+            "charts": [{"id": c.id, "spec": c.spec, "datasets": list(c.datasets)}
+                       for c in charts.charts]}
+
+
+def script_json(payload: Mapping[str, Any]) -> str:
+    """JSON safe inside <script>: '<', '>' and '&' escaped so no label can close the tag."""
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_json_default)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,70 @@
+// Renders every chart from the one JSON payload, and wires the page's filters.
+// Datasets are shared by reference: a chart's spec gets a pointer, not a copy.
+(function () {
+  "use strict";
+  var payload = JSON.parse(document.getElementById("gm-payload").textContent);
+  var data = {};
+  Object.keys(payload.datasets).forEach(function (name) {
+    var table = payload.datasets[name];
+    data[name] = table.rows.map(function (row) {
+      var record = {};
+      for (var i = 0; i < table.columns.length; i++) record[table.columns[i]] = row[i];
+      return record;
+    });
+  });
+  var views = [];
+  var pending = payload.charts.length;
+  function settled() {
+    pending -= 1;
+    if (pending === 0) document.body.dataset.chartsDone = "1";
+  }
+  if (pending === 0) document.body.dataset.chartsDone = "1";
+  payload.charts.forEach(function (chart) {
+    var el = document.getElementById("chart-" + chart.id);
+    if (!el) { settled(); return; }
+    var spec = chart.spec;
+    spec.datasets = {};
+    chart.datasets.forEach(function (name) { spec.datasets[name] = data[name]; });
+    // No "open in editor" action: that would leave the page for the network.
+    vegaEmbed(el, spec, {renderer: "svg", actions: {export: true, source: false,
+                                                   compiled: false, editor: false}})
+      .then(function (result) { views.push(result.view); el.dataset.rendered = "1"; settled(); })
+      .catch(function (error) {
+        el.dataset.rendered = "error";
+        el.textContent = "This chart failed to render: " + error;
+        console.error(error);
+        settled();
+      });
+  });
+
+  function checked(selector) {
+    return Array.prototype.filter.call(document.querySelectorAll(selector),
+      function (box) { return box.checked; }).map(function (box) { return box.value; });
+  }
+  function applyFilters() {
+    var workload = document.getElementById("pick-workload").value;
+    var interps = checked(".pick-interpreter");
+    var execs = checked(".pick-executor");
+    document.querySelectorAll("section.workload").forEach(function (section) {
+      section.classList.toggle("hidden", workload !== "" && section.dataset.workload !== workload);
+    });
+    document.querySelectorAll(".overview tbody tr").forEach(function (row) {
+      row.classList.toggle("hidden", workload !== "" && row.dataset.workload !== workload);
+    });
+    document.querySelectorAll("[data-interpreter]").forEach(function (el) {
+      var hide = interps.indexOf(el.dataset.interpreter) < 0;
+      if (!hide && el.dataset.executor) hide = execs.indexOf(el.dataset.executor) < 0;
+      el.classList.toggle("hidden", hide);
+    });
+    views.forEach(function (view) {
+      try {
+        view.signal("show_interpreters", interps);
+        view.signal("show_executors", execs);
+        view.runAsync();
+      } catch (e) { /* a chart without these parameters */ }
+    });
+  }
+  document.querySelectorAll("#controls select, #controls input").forEach(function (input) {
+    input.addEventListener("change", applyFilters);
+  });
+})();
