@@ -139,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
     from runner.results import RunDir
     from runner.run import resume_run, start_run
 
+    check_faults()
     matrix = load_matrix(args.matrix)
     profile, only = args.profile, args.only
     resume_dir = None
@@ -172,6 +173,15 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
     return code, run_dir.path
 
 
+def check_faults() -> None:
+    from runner.harness.faults import ENV, parse_faults
+
+    try:
+        parse_faults(os.environ.get(ENV))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def newest_run(out: Path) -> Path:
     runs = sorted((p for p in (out / "results").glob("*/manifest.json")),
                   key=lambda p: p.stat().st_mtime)
@@ -182,12 +192,13 @@ def newest_run(out: Path) -> Path:
 
 
 def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None) -> int:
-    from reports import build_report
     from runner.results import RunDir
 
     run = RunDir.open(run_dir or newest_run(out))
     if baseline is not None:
         RunDir.open(baseline)
+    from reports import build_report
+
     index = build_report(run.path, out / "report", baseline=baseline)
     log(f"report: {index}")
     print(index)

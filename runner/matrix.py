@@ -69,6 +69,7 @@ class Profile:
     description: str
     pyperf: PyperfSettings
     timeout: float
+    memory_mb: int | None  # None: no limit beyond the machine's
     workers: tuple[int, ...] | None  # None: the matrix' worker counts
     params: Mapping[str, Mapping[str, Any]]  # workload id -> overrides
 
@@ -298,6 +299,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             description=entry.get("description", ""),
             pyperf=PyperfSettings(**settings),
             timeout=float(entry.get("timeout", 600)),
+            memory_mb=entry.get("memory_mb"),
             workers=tuple(sorted(entry["workers"])) if "workers" in entry else None,
             params=overrides,
         )

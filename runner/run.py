@@ -79,6 +79,7 @@ def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict
         "interpreter": interp_id,
         "pyperf": {k: v for k, v in asdict(plan.profile.pyperf).items() if v is not None},
         "timeout": plan.profile.timeout,
+        "memory_mb": plan.profile.memory_mb,
         "cells": [{k: v for k, v in c.to_json().items() if k not in ("status", "reason")}
                   for c in cells],
     }
@@ -116,7 +117,8 @@ class MatrixRun:
             "matrix": {"path": str(self.matrix.path), "sha256": self.matrix.sha256,
                        "profile": self.plan.profile.name, "only": self.only,
                        "settings": {**asdict(self.plan.profile.pyperf),
-                                    "timeout": self.plan.profile.timeout}},
+                                    "timeout": self.plan.profile.timeout,
+                                    "memory_mb": self.plan.profile.memory_mb}},
             "backend": self.backend.describe(),
             "host": host_facts(),
             "warnings": self.warnings,

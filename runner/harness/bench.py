@@ -17,6 +17,7 @@ import pyperf
 
 from runner.harness.executors import Dispatcher, default_start_method
 from runner.harness.facts import gil_enabled, interpreter_facts
+from runner.harness.faults import inject
 from runner.harness.workloads import WORKLOADS, resolve_params
 
 MODULE = "runner.harness.bench"
@@ -58,6 +59,8 @@ class CellTimer:
         self.dispatcher: Dispatcher | None = None
 
     def __call__(self, loops: int) -> float:
+        if self.cell.get("fault"):
+            inject(self.cell["fault"])
         if self.dispatcher is None:
             self.dispatcher = Dispatcher(
                 self.cell["executor"], int(self.cell["workers"]), self.cell.get("start_method")

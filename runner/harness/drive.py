@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from runner.harness.bench import MODULE as BENCH_MODULE
+from runner.harness.faults import ENV as FAULTS_ENV
+from runner.harness.faults import fault_for, parse_faults
 
 TAIL_CHARS = 4000
 FORMAT_VERSION = 1
@@ -59,16 +62,31 @@ def pyperf_args(settings: Mapping[str, Any]) -> List[str]:
 
 
 def failure_reason(output: str, returncode: int) -> str:
-    """The most telling line of a failed cell's output: the exception, else the exit status."""
+    """The most telling line of a failed cell's output.
+
+    The exception that ended the pyperf worker comes first; pyperf's own "worker failed with
+    exit code N" wrapper only when the worker died without one (killed by a signal).
+    """
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if head.endswith(("Error", "Exception", "WrongAnswer", "Interrupt")) and " " not in head:
-            return line[:500]
+    exceptions = [line for line in lines if _is_exception_line(line)]
+    own = [line for line in exceptions if "failed with exit code" not in line]
+    chosen = (own or exceptions or [None])[-1]
+    if chosen is not None:
+        match = re.search(r"exit code (-\d+)", chosen)
+        if match and -int(match.group(1)) in _SIGNALS:
+            chosen += f" ({_SIGNALS[-int(match.group(1))]})"
+        return chosen[:500]
     if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else ""
-        return f"killed by signal {-returncode} {name}".strip()
+        return f"killed by signal {-returncode} ({_SIGNALS.get(-returncode, '?')})"
     return f"exit code {returncode}" + (f": {lines[-1][:300]}" if lines else "")
+
+
+_SIGNALS = {int(s): s.name for s in signal.Signals}
+
+
+def _is_exception_line(line: str) -> bool:
+    head = line.split(":", 1)[0]
+    return " " not in head and head.endswith(("Error", "Exception", "Fault", "WrongAnswer"))
 
 
 class CellRunner:
@@ -80,6 +98,9 @@ class CellRunner:
         os.makedirs(self.cells_dir, exist_ok=True)
         self.current: Optional[subprocess.Popen[bytes]] = None
         self.stopping = False
+        self.faults = parse_faults(os.environ.get(FAULTS_ENV))
+        memory_mb = job.get("memory_mb")
+        self.memory_limit = int(memory_mb) * 1024 * 1024 if memory_mb else None
 
     def handle_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -91,6 +112,13 @@ class CellRunner:
                 os.killpg(self.current.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def _limit_memory(self) -> None:
+        """In the cell's process, before exec: cap its address space (and its children's)."""
+        if self.memory_limit is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
 
     def run_all(self) -> int:
         cells: List[Dict[str, Any]] = list(self.job["cells"])
@@ -118,6 +146,8 @@ class CellRunner:
         tmp_result = f"{base}.json.tmp-{os.getpid()}"
         if os.path.exists(tmp_result):
             os.unlink(tmp_result)
+        fault = fault_for(self.faults, self.job["interpreter"], cell["id"])
+        cell = {**cell, "fault": fault} if fault else cell
         command = [sys.executable, "-m", BENCH_MODULE, "--cell", json.dumps(cell),
                    "--output", tmp_result, "--quiet", *pyperf_args(self.job["pyperf"])]
         timeout = float(self.job.get("timeout") or 600)
@@ -126,7 +156,8 @@ class CellRunner:
             # A session of its own: on timeout or interrupt, the pyperf workers and the pool's
             # processes die with the cell instead of running on as orphans.
             self.current = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=self._limit_memory)
             try:
                 returncode = self.current.wait(timeout=timeout)
                 timed_out = False

@@ -1,0 +1,150 @@
+"""The whole pipeline for real, on interpreters of this machine: run → pyperf results → report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyperf
+import pytest
+
+from runner.backends.base import BackendOptions
+from runner.backends.local import LocalBackend
+from runner.errors import EnvironmentUnavailable
+from runner.matrix import Interpreter
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, small_matrix
+
+pytestmark = pytest.mark.integration
+
+
+def host_interpreters(work_dir: Path) -> list[str]:
+    """Ids of the 3.10-3.13 default builds this machine has (the running one at least)."""
+    found = [RUNNING_ID]
+    backend = LocalBackend(BackendOptions(work_dir=work_dir))
+    for minor in (10, 11, 12, 13):
+        interp_id = f"3.{minor}"
+        if interp_id == RUNNING_ID:
+            continue
+        try:
+            backend.find(Interpreter(id=interp_id, version=(3, minor), free_threaded=False))
+        except EnvironmentUnavailable:
+            continue
+        found.append(interp_id)
+    return found
+
+
+def test_smoke_run_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ids = host_interpreters(out)
+    matrix = small_matrix(tmp_path, [*ids, "3.15t"])
+    proc = gilmatrix("matrix", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
+                     "--run-id", "e2e", "--python", f"{RUNNING_ID}={sys.executable}",
+                     "--python", "3.15t=/nonexistent/python3.15t")
+    assert proc.returncode == 0, proc.stderr
+    index = Path(proc.stdout.strip().splitlines()[-1])
+    assert index == out / "report" / "index.html" and index.is_file()
+    assert "crunch/threads/2: ok" in proc.stderr  # progress, per cell
+
+    run_dir = out / "results" / "e2e"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    assert manifest["matrix"]["sha256"] and manifest["stages"]["run"] > 0
+    skipped = manifest["interpreters"]["3.15t"]
+    assert skipped["status"] == "skipped" and "/nonexistent/python3.15t" in skipped["reason"]
+    assert {c["status"] for c in manifest["cells"] if c["interpreter"] == "3.15t"} == {"skipped"}
+    for interp_id in ids:
+        entry = manifest["interpreters"][interp_id]
+        assert entry["status"] == "ran", entry
+        assert entry["environment"]["facts"]["version"].startswith(interp_id)
+        suite = pyperf.BenchmarkSuite.load(str(run_dir / f"{interp_id}.json"))
+        assert len(suite.get_benchmarks()) == 15
+    ok = [c for c in manifest["cells"] if c["status"] == "ok"]
+    assert len(ok) == 15 * len(ids)
+
+    with open(index.parent / "data.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["interpreter"] for r in rows} == set(ids)
+    assert len(rows) == 15 * len(ids) * 2  # 2 values per cell in this profile
+
+    first, last = run_dir / f"{ids[0]}.json", run_dir / f"{ids[-1]}.json"
+    compare = subprocess.run([sys.executable, "-m", "pyperf", "compare_to", str(first), str(last)],
+                             capture_output=True, text=True)
+    assert compare.returncode == 0, compare.stderr
+    assert "crunch/threads/2" in compare.stdout
+
+
+def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
+    """SIGINT after some cells, then --resume: the same cells as an uninterrupted run, and the
+    cells that had finished are not run again."""
+    out = tmp_path / "out"
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]")
+    command = [sys.executable, "-m", "runner.cli", "run", "--matrix", str(matrix), "--backend",
+               "local", "--out", str(out), "--run-id", "r", "--python",
+               f"{RUNNING_ID}={sys.executable}"]
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:
+        seen += ": ok " in line
+        if seen >= 3 or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "--resume" in rest
+    run_dir = out / "results" / "r"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["state"] == "interrupted"
+    done = {c["id"]: c for c in manifest["cells"] if c["status"] == "ok"}
+    assert 3 <= len(done) < len(manifest["cells"]), manifest["cells"]
+    cells = run_dir / "cells" / RUNNING_ID
+    before = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")
+              if not p.name.endswith(".status.json")}
+    assert len(before) == len(done)
+
+    resumed = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
+                        "--resume", str(run_dir), "--python", f"{RUNNING_ID}={sys.executable}")
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    assert {c["status"] for c in manifest["cells"]} == {"ok"}
+    assert len(manifest["cells"]) == 9  # 3 workloads x (sequential + threads at 1 and 2)
+    after = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")
+             if not p.name.endswith(".status.json")}
+    assert {name: after[name] for name in before} == before  # finished cells were not re-run
+    suite = pyperf.BenchmarkSuite.load(str(run_dir / f"{RUNNING_ID}.json"))
+    assert sorted(b.get_name() for b in suite.get_benchmarks()) == sorted(
+        c["id"] for c in manifest["cells"])
+
+
+def test_resume_refuses_a_changed_matrix(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential]")
+    first = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
+                      "--run-id", "r", "--python", f"{RUNNING_ID}={sys.executable}")
+    assert first.returncode == 0, first.stderr
+    matrix.write_text(matrix.read_text().replace("size: 5000", "size: 6000"))
+    again = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
+                      "--resume", str(out / "results" / "r"))
+    assert again.returncode == 2
+    assert "changed since this run" in again.stderr
+
+
+def test_bad_arguments_exit_2_without_traceback(tmp_path: Path) -> None:
+    for args, expected in [
+        (["run", "--backend", "kubernetes"], "invalid choice"),
+        (["run", "--python", "3.12"], "expected ID=PATH"),
+        (["run", "--resume", str(tmp_path)], "no manifest.json"),
+        (["report", str(tmp_path)], "no manifest.json"),
+        (["run", "--only", "3.99"], "--only '3.99'"),
+    ]:
+        proc = gilmatrix(*args, env={**os.environ})
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
