@@ -1,0 +1,247 @@
+"""The report: loader, statistics, verdicts, outputs, escaping - on SYNTHETIC pyperf files made by
+reports.synthetic (known answers) and on one real smoke run kept in tests/fixtures/real-smoke."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import build_report, load_frame
+from reports.charts import build_charts
+from reports.compare import baseline_changes, free_threading, version_changes
+from reports.results import load_run
+from reports.stats import cell_table, t_quantile, welch, welch_from_stats
+from reports.synthetic import SyntheticRun, write_run
+from reports.verdicts import decide
+from runner.errors import UserError
+
+REAL = Path(__file__).parent / "fixtures" / "real-smoke"
+TIE = ("3.12", "fetch/threads/4"), ("3.12", "fetch/processes/4")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = SyntheticRun(
+        noisy_cells={key: 8.0 for key in TIE},  # overlapping intervals: must read "tie"
+        cell_failures={("3.14", "crunch/processes/4"): ("timeout", "cell exceeded 60 s",
+                                                        "Traceback: ...\nTimeoutExpired")},
+        not_run={"3.15t": ("skipped", "no CPython 3.15t found on this host")},
+        interpreters=("3.12", "3.13", "3.13t", "3.14", "3.14t", "3.15t"),
+    )
+    return write_run(tmp_path_factory.mktemp("run"), spec)
+
+
+@pytest.fixture(scope="module")
+def cells(run_dir: Path) -> pd.DataFrame:
+    return cell_table(load_frame(run_dir))
+
+
+@pytest.fixture(scope="module")
+def report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_report(run_dir, tmp_path_factory.mktemp("report"))
+
+
+def card_for(cells: pd.DataFrame, workload: str, interp: str):
+    return next(c for c in decide(cells) if (c.workload, c.interpreter) == (workload, interp))
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def test_frame_is_tidy_one_row_per_value(run_dir: Path) -> None:
+    frame = load_frame(run_dir)
+    # 5 interpreters ran x 3 workloads x 7 cells, minus the failed one; 2 runs x 5 values each
+    assert len(frame) == (5 * 3 * 7 - 1) * 10
+    assert {"interpreter", "workload", "executor", "workers", "cell", "value"} <= set(frame.columns)
+    assert frame["value"].gt(0).all()
+    assert set(frame.loc[frame["executor"] == "sequential", "workers"]) == {1}
+
+
+def test_missing_manifest_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no manifest.json"):
+        build_report(tmp_path, tmp_path / "out")
+
+
+def test_unknown_manifest_format_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 2}))
+    with pytest.raises(UserError, match="format 2"):
+        load_run(tmp_path)
+
+
+def test_problems_keep_their_reasons(run_dir: Path) -> None:
+    problems = load_run(run_dir).problems
+    timeout = [p for p in problems if p.status == "timeout"]
+    assert [(p.interpreter, p.cell, p.reason) for p in timeout] == [
+        ("3.14", "crunch/processes/4", "cell exceeded 60 s")]
+    assert sum(p.interpreter == "3.15t" and p.status == "skipped" for p in problems) == 21
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.706), (2, 4.303), (5, 2.571),
+                                              (10, 2.228), (30, 2.042)])
+def test_t_quantile_matches_the_table(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
+
+
+def test_welch_matches_scipy_reference() -> None:
+    # scipy.stats.ttest_ind(a, b, equal_var=False) -> t=-4.6082, p=0.0062529 (computed once)
+    cmp = welch([1.0, 1.1, 0.9, 1.05], [1.2, 1.3, 1.25])
+    assert cmp.p_value == pytest.approx(0.0062529, rel=1e-3)
+    assert cmp.significant and cmp.direction == "faster"
+    assert cmp.ratio_low < cmp.ratio < cmp.ratio_high < 1
+
+
+def test_overlapping_samples_are_a_tie() -> None:
+    cmp = welch([1.0, 1.2, 0.8, 1.1], [1.05, 0.9, 1.15, 1.0])
+    assert not cmp.significant and cmp.direction == "tie"
+    assert cmp.ratio_low < 1 < cmp.ratio_high
+
+
+def test_one_value_says_nothing() -> None:
+    cmp = welch_from_stats(1.0, 0.0, 1, 2.0, 0.0, 1)
+    assert cmp.direction == "tie" and math.isinf(cmp.ratio_high)
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+
+def test_gil_build_cpu_winner_is_processes(cells: pd.DataFrame) -> None:
+    card = card_for(cells, "crunch", "3.12")
+    assert (card.winner.executor, card.winner.workers, card.is_tie) == ("processes", 4, False)
+    workers, cmp = card.threads_vs_sequential
+    assert workers == 4 and cmp.direction in ("slower", "tie")
+    assert "processes 3." in card.headline and "@ 4 workers" in card.headline
+
+
+def test_free_threaded_cpu_winner_is_threads(cells: pd.DataFrame) -> None:
+    card = card_for(cells, "crunch", "3.13t")
+    assert card.winner.executor == "threads" and not card.is_tie
+    assert any("GIL off" in s.text for s in card.sentences)
+
+
+def test_overlapping_intervals_read_tie_with_interval(cells: pd.DataFrame) -> None:
+    card = card_for(cells, "fetch", "3.12")
+    assert card.is_tie and card.headline.startswith("tie:")
+    why = card.sentences[1]
+    assert why.label == "Why no winner" and "95% interval" in why.text
+    assert "won" not in " ".join(s.label for s in card.sentences)
+
+
+def test_failed_cell_does_not_break_its_card(cells: pd.DataFrame) -> None:
+    card = card_for(cells, "crunch", "3.14")
+    assert card.winner.executor == "processes" and card.winner.workers == 2
+
+
+def test_free_threading_overhead_is_measured(cells: pd.DataFrame) -> None:
+    ft = free_threading(cells).set_index(["version", "workload"])
+    # the toy model: 3.13t is 40% slower single-threaded, 3.14t 8%
+    assert ft.loc[("3.13", "crunch"), "overhead"] == pytest.approx(0.40, abs=0.05)
+    assert ft.loc[("3.14", "crunch"), "overhead"] == pytest.approx(0.08, abs=0.05)
+    assert not ft.loc[("3.13", "fetch"), "significant"]  # a wait costs the same on both
+
+
+def test_version_changes_stay_within_a_build(cells: pd.DataFrame) -> None:
+    steps = set(zip(*[version_changes(cells)[c] for c in ("previous", "interpreter")],
+                    strict=True))
+    assert steps == {("3.12", "3.13"), ("3.13", "3.14"), ("3.13t", "3.14t")}
+
+
+def test_baseline_marks_a_significant_regression(tmp_path: Path, cells: pd.DataFrame) -> None:
+    slower = write_run(tmp_path / "new", SyntheticRun(
+        slow_cells={("3.13", "crunch/threads/2"): 1.3}, interpreters=("3.12", "3.13")))
+    changes = baseline_changes(cell_table(load_frame(slower)), cells)
+    flagged = changes[changes["change"] == "regression"]
+    assert ("3.13", "crunch/threads/2") in set(zip(flagged["interpreter"], flagged["cell"],
+                                                   strict=True))
+    assert len(changes) == 2 * 21
+
+
+def test_chart_specs_are_valid_vega_lite(cells: pd.DataFrame) -> None:
+    charts = build_charts(cells, version_changes(cells), validate=True)
+    assert len(charts.charts) == 3 * 3 + 4  # per workload 3; heatmap, ft x2, versions
+    for chart in charts.charts:
+        assert "datasets" not in chart.spec and chart.spec["data"]["name"] in chart.datasets
+
+
+# -- the outputs -------------------------------------------------------------------------------
+
+
+def test_report_writes_all_outputs(report: Path) -> None:
+    out = report.parent
+    for name in ("index.html", "data.csv", "values.csv", "summary.md",
+                 "results/manifest.json", "results/3.12.json", "charts/heatmap.svg",
+                 "charts/heatmap.png"):
+        assert (out / name).is_file(), name
+    data = pd.read_csv(out / "data.csv")
+    assert {"mean_s", "median_s", "stdev_s", "n", "speedup", "efficiency"} <= set(data.columns)
+    assert len(data) == 5 * 3 * 7 - 1
+
+
+def test_page_is_self_contained(report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+    assert html.count("window.vegaEmbed=") == 1  # one inline bundle
+    assert not re.search(r"<script[^>]+src=", html)
+    assert not re.search(r"<link[^>]+href=[\"']https?:", html)
+    payload = json.loads(re.search(
+        r'<script type="application/json" id="gm-payload">(.*?)</script>', html, re.S).group(1))
+    containers = re.findall(r'<div class="chart" id="chart-([^"]+)"', html)
+    assert sorted(containers) == sorted(c["id"] for c in payload["charts"])
+    assert len(containers) == 13
+    assert len(report.read_bytes()) < 5_000_000
+
+
+def test_page_lists_problems_and_environment(report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+    assert "cell exceeded 60 s" in html and "TimeoutExpired" in html
+    assert "no CPython 3.15t found on this host" in html and "21 cells" in html
+    assert "SYNTHETIC DATA" in html
+    assert "--disable-gil" in html and "Synthetic CPU @ 3.0GHz" in html
+    assert "tie:" in html and "95% interval" in html
+
+
+def test_labels_are_escaped(tmp_path: Path) -> None:
+    evil = "<script>alert(1)</script>"
+    run = write_run(tmp_path / "run", SyntheticRun(
+        interpreters=("3.13",), workloads=("crunch", evil), workload_kinds={evil: "cpu"},
+        cell_failures={("3.13", f"{evil}/threads/2"): ("failed", f"boom {evil}", evil)}))
+    index = build_report(run, tmp_path / "out", chart_images=False)
+    html = index.read_text(encoding="utf-8")
+    assert evil not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert evil not in summary and "&lt;script&gt;" in summary
+
+
+def test_partial_run_without_any_result_still_builds(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", SyntheticRun(
+        interpreters=("3.14",), not_run={"3.14": ("failed", "image build failed")}))
+    html = build_report(run, tmp_path / "out").read_text(encoding="utf-8")
+    assert "image build failed" in html and "No cell of this run has a result" in html
+
+
+def test_real_smoke_run(tmp_path: Path) -> None:
+    """The report of a real smoke run of the pipeline (3.10-3.13 on a 2-core host)."""
+    index = build_report(REAL, tmp_path / "out", chart_images=False)
+    cells = cell_table(load_frame(REAL))
+    assert set(cells["interpreter"]) == {"3.10", "3.11", "3.12", "3.13"}
+    for interp in ("3.10", "3.11", "3.12", "3.13"):
+        card = card_for(cells, "crunch", interp)
+        assert card.winner.executor == "processes" or card.is_tie
+        assert card_for(cells, "fetch", interp).winner.executor == "threads"
+    html = index.read_text(encoding="utf-8")
+    assert "no CPython 3.14t found" in html
+
+
+def test_baseline_report(run_dir: Path, tmp_path: Path) -> None:
+    html = build_report(run_dir, tmp_path / "out", baseline=run_dir,
+                        chart_images=False).read_text(encoding="utf-8")
+    assert "Against the baseline run" in html and "0 significant regressions" in html
+    with pytest.raises(UserError):
+        build_report(run_dir, tmp_path / "out2", baseline=tmp_path / "nothing")
