@@ -35,8 +35,9 @@ IMAGE_REPO = "gilmatrix/cpython"
 FORMAT = 1  # bump when the meaning of the inputs changes without the files changing
 SOURCE_PREFIX = "/usr/local"  # where source builds are installed in the image
 BUILD_PROFILES = ("fast", "release")
-# Same for every version; build-python.sh adds LDFLAGS=-Wl,-rpath,$PREFIX/lib.
-BASE_CONFIGURE_FLAGS = ("--enable-shared", "--with-system-expat", "--with-system-libmpdec",
+# Same for every version; build-python.sh adds LDFLAGS=-Wl,-rpath,$PREFIX/lib. Debian bookworm
+# ships no mpdecimal, so every version uses the libmpdec bundled with CPython.
+BASE_CONFIGURE_FLAGS = ("--enable-shared", "--with-system-expat", "--without-system-libmpdec",
                         "--with-ensurepip=install", "--enable-option-checking=fatal")
 PROFILE_FLAGS = {"fast": (), "release": ("--enable-optimizations", "--with-lto")}
 IMAGE_FILES = ("Dockerfile", "build-python.sh", "check-python.py")
@@ -223,6 +224,9 @@ class ImageBuilder:
     lock: Lock | None = None
     client: dk.Client | None = None
     _base_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.work_dir = Path(self.work_dir).resolve()  # logs and contexts are shown by full path
 
     def _setup(self) -> tuple[dk.Client, Lock, str]:
         if self.client is None:

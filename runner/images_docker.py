@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_BASE = "debian:bookworm-slim"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -201,6 +204,12 @@ def _fmt(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
 def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *, label: str,
           log: Callable[[str], None]) -> float:
     """Run `docker build ARGS CONTEXT`, keep its whole output in ``log_path``, report progress.
@@ -220,23 +229,36 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
         out.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=client.env(), text=True, errors="replace", bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            line = line.rstrip("\n")
-            tail = [*tail[-39:], line]
-            match = _BUILDKIT_STEP.match(line) or _LEGACY_STEP.match(line)
+        # A reader thread, so that a long silent step (a compile) still gets heartbeat lines.
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        while True:
+            try:
+                line = lines.get(timeout=5.0)
+            except queue.Empty:
+                line = ""
             now = time.monotonic()
-            if match:
-                stage = (match.groupdict().get("stage") or "").strip()
-                what = match.group("what")
-                step = f"{stage + ' ' if stage else ''}{match.group('n')}/{match.group('of')} {what}"
-                if len(step) > 110:
-                    step = step[:107] + "..."
-                log(f"[{label}] {_fmt(now - started):>6} step {step}")
-                last_report = now
-            elif now - last_report >= _HEARTBEAT_S:
-                log(f"[{label}] {_fmt(now - started):>6} ... still at step {step}")
+            if line is None:
+                break
+            if line:
+                out.write(line)
+                out.flush()
+                line = line.rstrip("\n")
+                tail = [*tail[-39:], line]
+                match = _BUILDKIT_STEP.match(line) or _LEGACY_STEP.match(line)
+                if match:
+                    stage = (match.groupdict().get("stage") or "").strip()
+                    step = (f"{stage + ' ' if stage else ''}{match.group('n')}/"
+                            f"{match.group('of')} {match.group('what')}")
+                    if len(step) > 110:
+                        step = step[:107] + "..."
+                    log(f"[{label}] {_fmt(now - started):>6} step {step}")
+                    last_report = now
+                    continue
+            if now - last_report >= _HEARTBEAT_S:
+                latest = f" | {tail[-1].strip()[:70]}" if tail else ""
+                log(f"[{label}] {_fmt(now - started):>6} ... still at step {step[:40]}{latest}")
                 last_report = now
         code = proc.wait()
     elapsed = time.monotonic() - started

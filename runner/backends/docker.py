@@ -1,0 +1,160 @@
+"""The docker backend: one image per interpreter (runner/images.py), one container per job.
+
+The container is locked down so that a benchmark can only compute and write its results:
+no network, read-only root file system with a tmpfs /tmp, the run folder as the only writable
+mount, an unprivileged user, no capabilities, bounded processes and memory, and the CPUs given
+with ``--cpuset-cpus``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from runner import images_docker as dk
+from runner.backends.base import Backend, BackendOptions, Environment
+from runner.errors import EnvironmentUnavailable
+from runner.images import ImageBuilder, ImageError
+from runner.matrix import Interpreter
+
+__all__ = ["DockerBackend", "engine_answers", "harness_command", "container_name"]
+
+IMAGE_USER = "10001:10001"  # the `gilmatrix` user of images/Dockerfile
+RESULTS = "/results"  # where the run folder is mounted in the container
+DEFAULT_MEMORY = "8g"  # --memory; override with $GILMATRIX_DOCKER_MEMORY
+DEFAULT_PIDS = 4096  # --pids-limit: free-threaded pools are threads, and threads count here
+TMPFS = "/tmp:rw,exec,nosuid,size=1g"
+SHM_SIZE = "512m"  # multiprocessing's semaphores and queues live in /dev/shm
+
+
+def engine_answers() -> bool:
+    """True when a Docker engine answers; `--backend auto` picks docker then."""
+    return dk.engine_answers()
+
+
+def container_name(run_dir: Path, job_name: str) -> str:
+    """A stable container name per run and job, so a stuck container can be found and removed."""
+    raw = f"gilmatrix-{Path(run_dir).name}-{job_name}"
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)[:120]
+
+
+def container_user(run_dir: Path) -> str:
+    """Who the container runs as, so the host user can read and delete what it writes.
+
+    A non-root host user: that uid:gid (files come out owned by the host user). Root: the image's
+    unprivileged user, and the run folder's directories are handed to it so it may write there.
+    """
+    if os.getuid() != 0:
+        return f"{os.getuid()}:{os.getgid()}"
+    uid, gid = (int(x) for x in IMAGE_USER.split(":"))
+    for directory in [run_dir, *(p for p in run_dir.rglob("*") if p.is_dir())]:
+        os.chown(directory, uid, gid)
+    return IMAGE_USER
+
+
+def harness_command(client_path: str, image: str, python: str, run_dir: Path, job_name: str, *,
+                    user: str, cpuset: str | None = None, memory: str = DEFAULT_MEMORY,
+                    pids_limit: int = DEFAULT_PIDS) -> list[str]:
+    """The `docker run` argument list that runs one job of the harness in ``image``."""
+    run_dir = Path(run_dir).resolve()
+    return [
+        client_path, "run", "--rm",
+        "--name", container_name(run_dir, job_name),
+        "--network", "none",
+        "--read-only", "--tmpfs", TMPFS, "--shm-size", SHM_SIZE,
+        "--user", user,
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--pids-limit", str(pids_limit), "--memory", memory, "--memory-swap", memory,
+        *(["--cpuset-cpus", cpuset] if cpuset else []),
+        "--init",  # reaps orphans and forwards signals to the harness
+        "--mount", f"type=bind,source={run_dir},target={RESULTS}",
+        "--workdir", "/tmp", "--env", "HOME=/tmp",
+        "--label", "io.gilmatrix.job=" + job_name,
+        image,
+        python, "-m", "runner.harness", "run",
+        "--job", f"{RESULTS}/jobs/{job_name}", "--out", RESULTS,
+    ]
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, options: BackendOptions) -> None:
+        super().__init__(options)
+        self.memory = os.environ.get("GILMATRIX_DOCKER_MEMORY", DEFAULT_MEMORY)
+        self.builder = ImageBuilder(
+            work_dir=Path(options.work_dir), build_profile=options.build_profile,
+            sources=options.sources, wheelhouse=options.wheelhouse, log=options.log,
+        )
+
+    def _client(self) -> dk.Client:
+        if self.builder.client is None:
+            try:
+                self.builder.client = dk.find_client()
+            except dk.DockerError as exc:
+                raise EnvironmentUnavailable(str(exc)) from None
+        return self.builder.client
+
+    def prepare(self, interpreter: Interpreter) -> Environment:
+        try:
+            result = self.builder.ensure(interpreter)
+        except ImageError as exc:
+            raise EnvironmentUnavailable(f"no image: {exc}") from None
+        assert result.tag and result.python and result.image_id
+        facts = self.image_facts(result.tag, result.python)
+        return Environment(
+            interpreter_id=interpreter.id, backend=self.name, python=result.python, facts=facts,
+            image=result.tag, image_id=result.image_id,
+            extra={**dict(result.details), "image_status": result.status,
+                   "image_size_bytes": result.size_bytes,
+                   "build_log": str(result.log_path) if result.log_path else None},
+        )
+
+    def image_facts(self, image: str, python: str) -> dict[str, Any]:
+        """`python -m runner.harness facts` in a throw-away container of ``image``."""
+        client = self._client()
+        base = ["run", "--rm", "--network", "none", "--read-only", "--tmpfs", TMPFS,
+                "--user", IMAGE_USER, image, python]
+        attempts = (["-m", "runner.harness", "facts"],
+                    ["-c", "from runner.harness.facts import main; raise SystemExit(main())"])
+        errors = []
+        for attempt in attempts:
+            result = dk.docker(client, *base, *attempt, check=False, timeout=120)
+            if result.returncode == 0:
+                try:
+                    return json.loads(result.stdout)
+                except json.JSONDecodeError:
+                    errors.append(f"not JSON: {result.stdout[:200]!r}")
+            else:
+                errors.append(result.stderr.strip()[-500:])
+        raise EnvironmentUnavailable(f"image {image}: the facts command failed: {errors}")
+
+    def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
+        if env.image is None:
+            raise EnvironmentUnavailable(f"{env.interpreter_id}: environment has no image")
+        run_dir = Path(run_dir)
+        return harness_command(self._client().path, env.image, env.python, run_dir, job_name,
+                               user=container_user(run_dir), cpuset=self.options.cpuset,
+                               memory=self.memory)
+
+    def remove_container(self, run_dir: Path, job_name: str) -> None:
+        """Remove a job's container (call it after killing a timed-out `docker run` client)."""
+        dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": self.name, "memory": self.memory,
+                                "pids_limit": DEFAULT_PIDS, "cpuset": self.options.cpuset,
+                                "build_profile": self.options.build_profile}
+        try:
+            client = self._client()
+            version = dk.docker(client, "version", "--format", "{{json .}}", check=False)
+            data = json.loads(version.stdout) if version.returncode == 0 else {}
+            info.update(client=client.path, builder="buildkit" if client.buildkit else "legacy",
+                        client_version=(data.get("Client") or {}).get("Version"),
+                        server_version=(data.get("Server") or {}).get("Version"))
+        except (EnvironmentUnavailable, json.JSONDecodeError):
+            pass
+        return info

@@ -1,0 +1,328 @@
+"""Unit tests of image planning, hashing, the source lock and the wheelhouse: no Docker engine."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from runner import images, images_docker, images_sources, images_wheels
+from runner.images import ImageError, ImageSpec, inputs_hash, plan_image
+from runner.images_sources import ChecksumMismatch, SourceError, fetch_source, parse_lock
+from runner.matrix import Interpreter, load_matrix
+
+REPO = Path(__file__).resolve().parent.parent
+LOCK = images_sources.load_lock(REPO / "images" / "sources.toml")
+
+GOOD_LOCK = """
+format = 1
+[releases."3.14.7"]
+file = "Python-3.14.7.tar.xz"
+url = "https://www.python.org/ftp/python/3.14.7/Python-3.14.7.tar.xz"
+mirror_sha256 = "{sha}"
+url_sha256 = ""
+[harness_requirements]
+pyperf = "2.10.0"
+"""
+
+
+def interp(id_: str, **kw) -> Interpreter:
+    version = (3, int(id_.rstrip("t").split(".")[1]))
+    return Interpreter(id=id_, version=version, free_threaded=id_.endswith("t"), **kw)
+
+
+# -- the lock --------------------------------------------------------------------------------
+
+
+def test_lock_covers_every_source_of_the_matrix():
+    matrix = load_matrix(REPO / "matrix.yaml")
+    for entry in matrix.interpreters:
+        if entry.source:
+            release = LOCK.release(entry.source)
+            assert release.file.startswith(f"Python-{entry.source}.")
+            assert re.fullmatch(r"[0-9a-f]{64}", release.mirror_sha256)
+            assert release.url.startswith("https://www.python.org/ftp/python/")
+
+
+def test_lock_pins_the_harness_requirements():
+    assert set(LOCK.harness_requirements) >= {"pyperf", "psutil"}
+    assert all(re.fullmatch(r"\d+(\.\d+)+", v) for v in LOCK.harness_requirements.values())
+
+
+def test_lock_mirror_checksums_match_the_shared_mirror_when_present():
+    mirror = REPO.parent / "shared" / "cpython-sources"
+    sums = mirror / "SHA256SUMS"
+    if not sums.is_file():
+        pytest.skip(f"no mirror at {mirror}")
+    listed = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
+    for release in LOCK.releases.values():
+        if release.file in listed:
+            assert listed[release.file] == release.mirror_sha256, release.file
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (lambda t: t.replace('mirror_sha256 = "', 'mirror_sha256 = "x'), "64 lower-case hex"),
+    (lambda t: t.replace("Python-3.14.7.tar.xz\"\nurl", "Python-3.14.6.tar.xz\"\nurl"), "url"),
+    (lambda t: t.replace('url_sha256 = ""', 'url_sha256 = ""\nmd5 = "x"'), "unknown key"),
+    (lambda t: t.replace("format = 1", "format = 2"), "format = 1"),
+    (lambda t: t + "[oops", "not valid TOML"),
+])
+def test_bad_lock_is_an_error_naming_the_problem(mutation, message):
+    text = mutation(GOOD_LOCK.format(sha="a" * 64))
+    with pytest.raises(SourceError, match=message):
+        parse_lock(text, Path("sources.toml"))
+
+
+def test_unknown_release_is_an_error():
+    with pytest.raises(SourceError, match="no release '3.99.0'"):
+        LOCK.release("3.99.0")
+
+
+# -- fetching and verifying sources ------------------------------------------------------------
+
+
+def _mirror_with(tmp_path: Path, content: bytes) -> tuple[Path, images_sources.Release]:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "Python-3.14.7.tar.xz").write_bytes(content)
+    lock = parse_lock(GOOD_LOCK.format(sha=hashlib.sha256(b"the real tarball").hexdigest()))
+    return mirror, lock.release("3.14.7")
+
+
+def test_mirror_file_with_the_locked_checksum_is_used(tmp_path):
+    mirror, release = _mirror_with(tmp_path, b"the real tarball")
+    got = fetch_source(release, mirror=mirror, cache_dir=tmp_path / "cache", log=lambda s: None)
+    assert got.path == mirror / release.file
+    assert got.sha256 == release.mirror_sha256
+    assert got.origin == f"mirror {mirror}"
+
+
+def test_checksum_mismatch_is_an_error_and_never_falls_back(tmp_path):
+    mirror, release = _mirror_with(tmp_path, b"a tampered tarball")
+    with pytest.raises(ChecksumMismatch, match="does not match"):
+        fetch_source(release, mirror=mirror, cache_dir=tmp_path / "cache", log=lambda s: None)
+    assert not (tmp_path / "cache").exists()  # no download was attempted
+
+
+def test_download_without_a_locked_checksum_is_refused_before_downloading(tmp_path):
+    _, release = _mirror_with(tmp_path, b"")
+    with pytest.raises(SourceError, match="no url_sha256"):
+        fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", log=lambda s: None)
+
+
+def test_cached_download_is_verified_against_url_sha256(tmp_path):
+    _, release = _mirror_with(tmp_path, b"")
+    release = replace(release, url_sha256=hashlib.sha256(b"python.org bytes").hexdigest())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / release.file).write_bytes(b"python.org bytes")
+    got = fetch_source(release, mirror=None, cache_dir=cache, log=lambda s: None)
+    assert got.sha256 == release.url_sha256 and got.origin.startswith("download ")
+    (cache / release.file).write_bytes(b"something else")
+    with pytest.raises(ChecksumMismatch):
+        fetch_source(release, mirror=None, cache_dir=cache, log=lambda s: None)
+
+
+def test_sources_env_variable_names_the_mirror(monkeypatch, tmp_path):
+    monkeypatch.setenv("GILMATRIX_SOURCES", str(tmp_path))
+    assert images_sources.mirror_dir(None) == tmp_path
+    assert images_sources.mirror_dir(Path("/x")) == Path("/x")  # --sources wins
+    monkeypatch.delenv("GILMATRIX_SOURCES")
+    assert images_sources.mirror_dir(None) is None
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def test_source_build_flags_are_the_same_for_every_version_but_the_gil():
+    specs = {i: plan_image(interp(i, source=s), LOCK, "fast")
+             for i, s in [("3.13", "3.13.15"), ("3.14t", "3.14.7"), ("3.15t", "3.15.0rc2")]}
+    assert "--disable-gil" not in specs["3.13"].configure_flags
+    assert "--disable-gil" in specs["3.14t"].configure_flags
+    strip = [tuple(f for f in s.configure_flags if f != "--disable-gil") for s in specs.values()]
+    assert len(set(strip)) == 1
+    assert specs["3.15t"].python_version == "3.15.0rc2"
+    assert specs["3.14t"].site_packages == "/usr/local/lib/python3.14t/site-packages"
+    assert specs["3.14t"].abi == "cp314t" and specs["3.13"].abi == "cp313"
+    assert specs["3.13"].python == "/usr/local/bin/python3"
+
+
+def test_release_profile_adds_pgo_and_lto():
+    fast = plan_image(interp("3.14", source="3.14.7"), LOCK, "fast")
+    release = plan_image(interp("3.14", source="3.14.7"), LOCK, "release")
+    assert set(release.configure_flags) - set(fast.configure_flags) == {
+        "--enable-optimizations", "--with-lto"}
+    with pytest.raises(ImageError, match="unknown build profile"):
+        plan_image(interp("3.14", source="3.14.7"), LOCK, "turbo")
+
+
+def fake_prefix(root: Path, version: str = "3.12.1") -> Path:
+    minor = ".".join(version.split(".")[:2])
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "python3").write_text("#!/bin/sh\n")
+    (root / "include" / f"python{minor}").mkdir(parents=True)
+    (root / "include" / f"python{minor}" / "patchlevel.h").write_text(
+        f'#define PY_MAJOR_VERSION 3\n#define PY_VERSION "{version}"\n')
+    site = root / "lib" / f"python{minor}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "pip.py").write_text("")
+    return root
+
+
+def test_prefix_plan_keeps_the_path_and_reads_the_version(tmp_path):
+    root = fake_prefix(tmp_path / "versions" / "3.12.1")
+    spec = plan_image(interp("3.12", prefix=str(root)), LOCK, "fast")
+    assert spec.kind == "prefix" and spec.prefix == str(root)
+    assert spec.python_version == "3.12.1" and spec.build_profile == "prefix"
+    assert spec.python == f"{root}/bin/python3"
+    assert spec.configure_flags == ()
+
+
+def test_prefix_without_python_is_an_error(tmp_path):
+    with pytest.raises(ImageError, match="no bin/python3"):
+        plan_image(interp("3.12", prefix=str(tmp_path)), LOCK, "fast")
+
+
+def test_interpreter_without_source_or_prefix_is_an_error():
+    with pytest.raises(ImageError, match="neither `source:`"):
+        plan_image(interp("3.13"), LOCK, "fast")
+
+
+def test_prefix_fingerprint_ignores_host_pth_hooks_and_sees_changes(tmp_path):
+    root = fake_prefix(tmp_path / "p")
+    site = root / "lib" / "python3.12" / "site-packages"
+    first = images.prefix_fingerprint(root)
+    (site / "_sandbox_hook.pth").write_text("import os")
+    assert images.prefix_fingerprint(root) == first
+    (site / "pip.py").write_text("changed")
+    assert images.prefix_fingerprint(root) != first
+
+
+# -- hashing and tags ------------------------------------------------------------------------
+
+
+def _hash(spec: ImageSpec, **over) -> str:
+    kw = dict(base_id="sha256:base", image_files={"Dockerfile": "d1"},
+              harness={"runner/harness/facts.py": "h1"}, wheels={"pyperf.whl": "w1"})
+    kw.update(over)
+    return inputs_hash(spec, **kw)
+
+
+def test_inputs_hash_is_deterministic_and_covers_every_input():
+    spec = replace(plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast"),
+                   source_sha256="a" * 64)
+    first = _hash(spec)
+    assert first == _hash(spec)
+    variants = [
+        _hash(spec, base_id="sha256:other"),
+        _hash(spec, image_files={"Dockerfile": "d2"}),
+        _hash(spec, harness={"runner/harness/facts.py": "h2"}),
+        _hash(spec, wheels={"pyperf.whl": "w2"}),
+        _hash(replace(spec, source_sha256="b" * 64)),
+        _hash(plan_image(interp("3.14t", source="3.14.7"), LOCK, "release")),
+        _hash(plan_image(interp("3.14", source="3.14.7"), LOCK, "fast")),
+        _hash(spec, prefix_fp="x"),
+    ]
+    assert first not in variants and len(set(variants)) == len(variants)
+
+
+def test_source_path_and_origin_do_not_change_the_hash():
+    # The same verified tarball from a mirror or from a download makes the same image.
+    spec = replace(plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast"), source_sha256="a" * 64)
+    other = replace(spec, source_path=Path("/elsewhere"), source_origin="download x")
+    assert _hash(spec) == _hash(other)
+
+
+def test_tag_names_interpreter_profile_and_hash():
+    spec = plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast")
+    tag = images.image_tag(spec, "0123456789abcdef" * 4)
+    assert tag == "gilmatrix/cpython:3.14t-fast-0123456789abcdef"
+    assert re.fullmatch(r"[a-z0-9/]+:[\w][\w.-]{0,127}", tag)
+
+
+def test_harness_files_are_the_runner_package_and_harness_only():
+    files = images.harness_files()
+    assert "runner/__init__.py" in files and "runner/harness/__init__.py" in files
+    assert all(n == "runner/__init__.py" or n.startswith("runner/harness/") for n in files)
+    assert not any("__pycache__" in n for n in files)
+
+
+def test_every_build_arg_is_declared_in_the_dockerfile():
+    dockerfile = (REPO / "images" / "Dockerfile").read_text()
+    declared = set(re.findall(r"^ARG (\w+)", dockerfile, flags=re.M))
+    spec = plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast")
+    assert set(spec.build_args(base="debian:bookworm-slim")) | {"INPUTS_HASH"} <= declared
+
+
+def test_dockerfile_keeps_the_harness_last():
+    lines = [ln for ln in (REPO / "images" / "Dockerfile").read_text().splitlines()
+             if re.match(r"^(RUN|COPY) ", ln)]
+    harness_at = next(i for i, ln in enumerate(lines) if "harness/" in ln)
+    assert all("apt-get" not in ln and "check-python" not in ln and "pip" not in ln
+               for ln in lines[harness_at:])
+
+
+# -- wheelhouse --------------------------------------------------------------------------------
+
+
+def test_wheelhouse_needs_exact_versions_and_an_sdist_for_psutil(tmp_path):
+    reqs = {"pyperf": "2.10.0", "psutil": "7.2.2"}
+    (tmp_path / "pyperf-2.10.0-py3-none-any.whl").write_text("")
+    (tmp_path / "pyperf-2.11.0-py3-none-any.whl").write_text("")
+    (tmp_path / "psutil-7.2.2-cp36-abi3-manylinux2014_x86_64.whl").write_text("")
+    found, missing = images_wheels.find_files(tmp_path, reqs)
+    assert [p.name for p in found] == ["pyperf-2.10.0-py3-none-any.whl"]
+    assert missing == ["psutil==7.2.2 (sdist)"]
+    (tmp_path / "psutil-7.2.2.tar.gz").write_text("")
+    found, missing = images_wheels.find_files(tmp_path, reqs)
+    assert sorted(p.name for p in found) == ["psutil-7.2.2.tar.gz", "pyperf-2.10.0-py3-none-any.whl"]
+    assert missing == []
+
+
+def test_given_wheelhouse_prefers_the_abi_folder_and_reports_what_lacks(tmp_path):
+    reqs = {"pyperf": "2.10.0"}
+    (tmp_path / "cp314t").mkdir()
+    (tmp_path / "cp314t" / "pyperf-2.10.0-py3-none-any.whl").write_text("")
+    got = images_wheels.collect_wheels(reqs, "cp314t", "3.14.7", wheelhouse=tmp_path,
+                                       cache=tmp_path / "c")
+    assert got == [tmp_path / "cp314t" / "pyperf-2.10.0-py3-none-any.whl"]
+    with pytest.raises(images_wheels.WheelError, match="lacks pyperf==2.10.0"):
+        images_wheels.collect_wheels(reqs, "cp313", "3.13.15", wheelhouse=tmp_path / "cp313",
+                                     cache=tmp_path / "c")
+
+
+# -- progress parsing and the command line -------------------------------------------------------
+
+
+def test_build_step_lines_are_recognised():
+    bk = images_docker._BUILDKIT_STEP.match("#12 [build 3/5] RUN make")
+    assert bk and bk.group("stage").strip() == "build" and bk.group("n") == "3"
+    legacy = images_docker._LEGACY_STEP.match("Step 7/21 : RUN make")
+    assert legacy and legacy.group("of") == "21"
+    assert images_docker._BUILDKIT_STEP.match("#12 0.513 compiling") is None
+
+
+def test_cli_registers_the_images_subcommand():
+    parser = argparse.ArgumentParser(prog="gilmatrix")
+    sub = parser.add_subparsers(dest="command")
+    images.register_cli(sub)
+    args = parser.parse_args(["images", "--only", "3.14t", "--only", "3.12", "--sources", "/m",
+                              "--build-profile", "release", "--bootstrap-base", "--out", "o"])
+    assert args.only == ["3.14t", "3.12"] and args.sources == Path("/m")
+    assert args.build_profile == "release" and args.bootstrap_base and args.out == Path("o")
+    assert args.handler is images.images_command
+
+
+def test_cli_rejects_an_unknown_interpreter(tmp_path):
+    from runner.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="gilmatrix")
+    images.register_cli(parser.add_subparsers())
+    args = parser.parse_args(["images", "--matrix", str(REPO / "matrix.yaml"), "--only", "3.99",
+                              "--out", str(tmp_path)])
+    with pytest.raises(UserError, match="--only 3.99"):
+        args.handler(args)
