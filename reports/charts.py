@@ -233,7 +233,8 @@ def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
     datasets: dict[str, pd.DataFrame] = {"cells": cells_dataset(cells)}
     charts = []
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
-        workers = sorted(int(w) for w in cells.loc[cells["workload"] == workload, "workers"].unique())
+        counts = cells.loc[cells["workload"] == workload, "workers"].unique()
+        workers = sorted(int(w) for w in counts)
         slug = workload_slug(index, workload)
         charts += [
             ChartSpec(f"time-{slug}", f"{workload}: time vs workers", "workload",

@@ -4,6 +4,8 @@ and this run against a baseline run. Each takes cell tables (stats.cell_table) a
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pandas as pd
 
 from reports.results import executor_rank, interpreter_key
@@ -61,7 +63,7 @@ def version_changes(cells: pd.DataFrame) -> pd.DataFrame:
     steps = []
     for build in (False, True):
         line = [i for i in interps if i.endswith("t") == build]
-        steps.extend(zip(line, line[1:], strict=False))
+        steps.extend(pairwise(line))
     frames = []
     keep = ["workload", "executor", "workers", "cell", "mean", "stdev", "n"]
     for old, new in steps:

@@ -66,7 +66,10 @@ def _ms(seconds: float) -> str:
     return format_ms(seconds) if pd.notna(seconds) else ""
 
 
-def table_rows(cells: pd.DataFrame) -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, str], ...]]:
+Rows = tuple[tuple[str, ...], ...]
+
+
+def table_rows(cells: pd.DataFrame) -> tuple[Rows, tuple[tuple[str, str], ...]]:
     speed = with_speedup(cells)
     rows, keys = [], []
     for r in speed.itertuples(index=False):
@@ -83,7 +86,8 @@ def table_rows(cells: pd.DataFrame) -> tuple[tuple[tuple[str, ...], ...], tuple[
 def interpreter_rows(interpreters: Sequence[Interpreter]) -> tuple[Mapping[str, Any], ...]:
     rows = []
     for i in sorted(interpreters, key=lambda i: interpreter_key(i.id)):
-        where = i.image + (f" ({i.image_id[:19]})" if i.image_id else "") if i.image else i.executable
+        digest = f" ({i.image_id[:19]})" if i.image_id else ""
+        where = i.image + digest if i.image else i.executable
         rows.append({
             "id": i.id, "status": i.status, "reason": i.reason or "", "version": i.version,
             "sys_version": i.sys_version, "config_args": i.config_args,
@@ -165,7 +169,8 @@ def ft_rows(cells: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
     return tuple(rows)
 
 
-def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[str, ...]], int]:
+def change_rows(changes: pd.DataFrame,
+                previous: str = "previous") -> tuple[list[tuple[str, ...]], int]:
     """Significant changes only, largest first."""
     if changes is None or changes.empty:
         return [], 0

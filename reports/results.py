@@ -86,7 +86,8 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read the manifest ({exc}); re-run `gilmatrix run`.") from exc
+        raise UserError(
+            f"{path}: cannot read the manifest ({exc}); re-run `gilmatrix run`.") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise UserError(
@@ -137,7 +138,8 @@ def _suite_rows(interp: str, suite: pyperf.BenchmarkSuite, columns: dict[str, li
         md = bench.get_metadata()
         first = first or dict(md)
         cell = bench.get_name()
-        workload, executor, workers = cell.rsplit("/", 2) if cell.count("/") >= 2 else (cell, "?", 1)
+        parts = cell.rsplit("/", 2)
+        workload, executor, workers = parts if len(parts) == 3 else (cell, "?", 1)
         workload = str(md.get("gilmatrix_workload", workload))
         executor = str(md.get("gilmatrix_executor", executor))
         workers = int(md.get("gilmatrix_workers", workers))

@@ -126,7 +126,8 @@ def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
         significant = diff != 0.0
         return Comparison(mean_a, mean_b, n_a, n_b, ratio, ratio, ratio,
                           0.0 if significant else 1.0, significant)
-    df = (va + vb) ** 2 / ((va * va / (n_a - 1) if va else 0.0) + (vb * vb / (n_b - 1) if vb else 0.0))
+    # Welch-Satterthwaite degrees of freedom
+    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
     p_value = t_two_sided_p(diff / se, df)
     half = t_quantile(1.0 - ALPHA / 2.0, df) * se
     # Interval of the ratio, treating mean_b as exact: close enough when b's own interval is
@@ -162,7 +163,8 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = table.rename(columns={"count": "n", "std": "stdev"}).reset_index()
     table["stdev"] = table["stdev"].fillna(0.0)
     quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1) for n in table["n"].unique() if n > 1}
-    half = table["n"].map(lambda n: quantiles.get(n, math.inf)) * table["stdev"] / np.sqrt(table["n"])
+    t_crit = table["n"].map(lambda n: quantiles.get(n, math.inf))
+    half = t_crit * table["stdev"] / np.sqrt(table["n"])
     table["ci_low"] = table["mean"] - half
     table["ci_high"] = table["mean"] + half
     table["warnings"] = [

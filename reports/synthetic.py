@@ -59,7 +59,8 @@ def free_threaded(interpreter: str) -> bool:
     return interpreter.endswith("t")
 
 
-def model_seconds(interpreter: str, kind: str, executor: str, workers: int, tasks: int = 8) -> float:
+def model_seconds(interpreter: str, kind: str, executor: str, workers: int,
+                  tasks: int = 8) -> float:
     """Toy cost model: the shape of the seed's claims, with made-up constants."""
     ft = free_threaded(interpreter)
     minor = int(interpreter.rstrip("t").split(".")[1])
@@ -67,10 +68,8 @@ def model_seconds(interpreter: str, kind: str, executor: str, workers: int, task
     if ft:
         speed *= 1.4 if minor <= 13 else 1.08  # single-thread overhead of the free-threaded build
     per_task = {"cpu": 1.2e-3, "io": 10e-3, "data": 0.8e-3}.get(kind, 1e-3)
-    if kind == "io":
-        per_task_time = per_task  # a wait does not get faster with the interpreter
-    else:
-        per_task_time = per_task * speed
+    # a wait does not get faster with the interpreter
+    per_task_time = per_task if kind == "io" else per_task * speed
     sequential = tasks * per_task_time
     parallel = min(workers, CORES, tasks)
     if executor == "sequential":
@@ -89,7 +88,8 @@ def model_seconds(interpreter: str, kind: str, executor: str, workers: int, task
     return sequential / parallel + dispatch + shipping
 
 
-def cell_ids(workload: str, executors: Iterable[str], workers: Iterable[int]) -> list[tuple[str, int]]:
+def cell_ids(workload: str, executors: Iterable[str],
+             workers: Iterable[int]) -> list[tuple[str, int]]:
     """(executor, workers) pairs: sequential only at one worker, as the planner does."""
     pairs = []
     for executor in executors:

@@ -102,7 +102,7 @@ def _score(rows: pd.DataFrame, sequential: pd.Series | None) -> ExecutorScore:
 def decide(cells: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> list[Card]:
     """One card per (workload, interpreter) that has at least one measured cell."""
     cards = []
-    for (workload, interp), group in cells.groupby(["workload", "interpreter"], sort=False):
+    for (workload, _interp), group in cells.groupby(["workload", "interpreter"], sort=False):
         cards.append(decide_one(group, (descriptions or {}).get(str(workload))))
     return cards
 

@@ -63,7 +63,7 @@ def test_frame_is_tidy_one_row_per_value(run_dir: Path) -> None:
 
 
 def test_missing_manifest_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no manifest.json"):
+    with pytest.raises(UserError, match=r"no manifest\.json"):
         build_report(tmp_path, tmp_path / "out")
 
 
