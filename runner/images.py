@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import images_docker as dk
+from runner.harness_files import PACKAGE_ROOT
+from runner.harness_files import harness_files as shipped_harness_files
 from runner.images_sources import IMAGES_DIR, Lock, SourceError, fetch_source, load_lock, mirror_dir
 from runner.images_wheels import WheelError, collect_wheels
 from runner.matrix import Interpreter
@@ -41,7 +44,6 @@ BASE_CONFIGURE_FLAGS = ("--enable-shared", "--with-system-expat", "--without-sys
                         "--with-ensurepip=install", "--enable-option-checking=fatal")
 PROFILE_FLAGS = {"fast": (), "release": ("--enable-optimizations", "--with-lto")}
 IMAGE_FILES = ("Dockerfile", "build-python.sh", "check-python.py")
-_RUNNER_DIR = Path(__file__).resolve().parent
 
 
 class ImageError(Exception):
@@ -79,7 +81,8 @@ class ImageSpec:
     @property
     def site_packages(self) -> str:
         major, minor = self.python_version.split(".")[:2]
-        return f"{self.prefix}/lib/python{major}.{minor}{'t' if self.free_threaded else ''}/site-packages"
+        thread = "t" if self.free_threaded else ""
+        return f"{self.prefix}/lib/python{major}.{minor}{thread}/site-packages"
 
     def build_args(self, base: str) -> dict[str, str]:
         return {
@@ -115,7 +118,8 @@ class ImageResult:
 
 def configure_flags(free_threaded: bool, profile: str) -> tuple[str, ...]:
     if profile not in PROFILE_FLAGS:
-        raise ImageError(f"unknown build profile {profile!r}: choose one of {', '.join(BUILD_PROFILES)}")
+        raise ImageError(f"unknown build profile {profile!r}: "
+                         f"choose one of {', '.join(BUILD_PROFILES)}")
     return (*BASE_CONFIGURE_FLAGS, *(("--disable-gil",) if free_threaded else ()),
             *PROFILE_FLAGS[profile])
 
@@ -178,12 +182,9 @@ def _excluded_from_prefix(root: Path, path: Path) -> bool:
 
 
 def harness_files() -> dict[str, Path]:
-    """The files that make the harness package in the image: runner/__init__.py + runner/harness/."""
-    files = {"runner/__init__.py": _RUNNER_DIR / "__init__.py"}
-    for path in sorted((_RUNNER_DIR / "harness").rglob("*.py")):
-        if "__pycache__" not in path.parts:
-            files[f"runner/{path.relative_to(_RUNNER_DIR).as_posix()}"] = path
-    return files
+    """The harness files as they go into the image: ``{"runner/harness/x.py": host path}``."""
+    return {f"runner/{path.relative_to(PACKAGE_ROOT).as_posix()}": path
+            for path in shipped_harness_files()}
 
 
 def _file_sha(path: Path) -> str:
@@ -272,7 +273,8 @@ class ImageBuilder:
         tag = image_tag(spec, digest)
         details = {
             "build_profile": spec.build_profile, "kind": spec.kind,
-            "python_version": spec.python_version, "configure_flags": " ".join(spec.configure_flags),
+            "python_version": spec.python_version,
+            "configure_flags": " ".join(spec.configure_flags),
             "base_image": self.base, "base_image_id": base_id, "inputs_hash": digest,
             **({"source_file": spec.source_file, "source_sha256": spec.source_sha256,
                 "source_origin": spec.source_origin} if spec.kind == "source" else
@@ -298,7 +300,8 @@ class ImageBuilder:
         seconds = dk.build(client, args, context, log_path, label=label, log=self.log)
         info = dk.image_inspect(client, tag)
         if info is None:
-            raise dk.DockerError(f"the build reported success but {tag} is missing; log: {log_path}")
+            raise dk.DockerError(f"the build reported success but {tag} is missing; "
+                                 f"log: {log_path}")
         shutil.rmtree(context, ignore_errors=True)
         size = info.get("Size")
         self.log(f"[{label}] built {tag} in {dk._fmt(seconds)}, "
@@ -401,13 +404,17 @@ def images_command(args: argparse.Namespace) -> int:
         wanted = [i for i in wanted if i.id in args.only]
     builder = ImageBuilder(work_dir=args.out, build_profile=args.build_profile,
                            sources=args.sources, wheelhouse=args.wheelhouse,
-                           bootstrap_base=True if args.bootstrap_base else None)
+                           bootstrap_base=True if args.bootstrap_base else None, log=_stderr)
     started = time.monotonic()
     results = build_images(wanted, builder)
     print(format_summary(results, time.monotonic() - started))
     if args.json:
         print(json.dumps([_result_json(r) for r in results], indent=2))
     return 0 if all(r.ok for r in results) else 1
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def format_summary(results: list[ImageResult], seconds: float) -> str:

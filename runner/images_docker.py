@@ -91,9 +91,12 @@ def docker(client: Client, *args: str, timeout: float | None = 120, check: bool 
         result = subprocess.run([client.path, *args], capture_output=True, text=input is None,
                                 timeout=timeout, env=client.env(), input=input)
     except subprocess.TimeoutExpired:
-        raise DockerError(f"`docker {' '.join(args[:3])} ...` did not answer in {timeout:.0f} s") from None
+        raise DockerError(f"`docker {' '.join(args[:3])} ...` did not answer "
+                          f"in {timeout:.0f} s") from None
     if check and result.returncode != 0:
-        err = result.stderr if isinstance(result.stderr, str) else result.stderr.decode(errors="replace")
+        err = result.stderr
+        if not isinstance(err, str):
+            err = err.decode(errors="replace")
         raise DockerError(f"`docker {' '.join(args)}` failed: {err.strip()[-2000:]}")
     return result
 
@@ -140,11 +143,7 @@ def bootstrap_base(client: Client, tag: str = DEFAULT_BASE, log: Callable[[str],
         if result.returncode != 0:
             raise DockerError(f"debootstrap failed (exit {result.returncode}):\n"
                               f"{(result.stdout + result.stderr)[-3000:]}")
-        # What slim images leave out: downloaded packages and package lists.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for path in (root / junk).glob("*"):
-                if path.is_file():
-                    path.unlink()
+        _slim(root)
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."],
                                stdout=subprocess.PIPE)
         imported = subprocess.run(
@@ -158,7 +157,8 @@ def bootstrap_base(client: Client, tag: str = DEFAULT_BASE, log: Callable[[str],
         tar.stdout.close()
         tar.wait()
         if imported.returncode != 0 or tar.returncode != 0:
-            raise DockerError(f"docker import of the bootstrapped base failed: {imported.stderr.strip()}")
+            raise DockerError("docker import of the bootstrapped base failed: "
+                              f"{imported.stderr.strip()}")
     ident = image_id(client, tag)
     if ident is None:
         raise DockerError(f"docker import reported success but {tag} is not there")
@@ -166,9 +166,39 @@ def bootstrap_base(client: Client, tag: str = DEFAULT_BASE, log: Callable[[str],
     return ident
 
 
+# What Debian's slim images leave out (their dpkg path-exclude list), so that later
+# `apt-get install`s in the Dockerfile leave it out too.
+_SLIM_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
+                  "/usr/share/locale/*", "/usr/share/lintian/*", "/usr/share/groff/*")
+
+
+def _slim(root: Path) -> None:
+    """Trim a bootstrapped rootfs like debian:*-slim: no docs, man pages, locales, apt caches."""
+    cfg = root / "etc" / "dpkg" / "dpkg.cfg.d" / "docker-slim"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text("".join(f"path-exclude {p}\n" for p in _SLIM_EXCLUDES)
+                   + "path-include /usr/share/doc/*/copyright\n")
+    for pattern in _SLIM_EXCLUDES:
+        for path in root.glob(pattern.lstrip("/")):
+            if path.is_dir() and not path.is_symlink():
+                if pattern.startswith("/usr/share/doc/"):  # keep the licences
+                    for item in path.iterdir():
+                        if item.name != "copyright":
+                            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() \
+                                else item.unlink()
+                    continue
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for path in (root / junk).glob("*"):
+            if path.is_file():
+                path.unlink()
+
+
 def ensure_base(client: Client, tag: str, *, bootstrap: bool | None, log: Callable[[str], None],
                 work_dir: Path | None = None) -> str:
-    """The id of base image ``tag``: present, else pulled, else bootstrapped (unless bootstrap=False).
+    """The id of base image ``tag``: present, else pulled, else bootstrapped (if allowed).
 
     ``bootstrap=True`` makes it without trying a pull (no registry); None tries a pull first and
     bootstraps, with a message, when the pull fails.

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tomllib
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 IMAGES_DIR = Path(os.environ.get("GILMATRIX_IMAGES_DIR")
                   or Path(__file__).resolve().parent.parent / "images")
@@ -119,7 +120,7 @@ def sha256_file(path: Path) -> str:
 
 
 def mirror_dir(explicit: Path | None) -> Path | None:
-    """The mirror folder to look in: ``explicit`` (--sources), else $GILMATRIX_SOURCES, else None."""
+    """The mirror folder: ``explicit`` (--sources), else $GILMATRIX_SOURCES, else None."""
     if explicit is not None:
         return Path(explicit)
     env = os.environ.get(SOURCES_ENV)
@@ -145,7 +146,8 @@ def fetch_source(release: Release, *, mirror: Path | None, cache_dir: Path,
     """A verified local copy of ``release``: from ``mirror`` if it has the file, else downloaded."""
     if mirror is not None:
         if not mirror.is_dir():
-            raise SourceError(f"source mirror {mirror} is not a folder (--sources / ${SOURCES_ENV})")
+            raise SourceError(f"source mirror {mirror} is not a folder "
+                              f"(--sources / ${SOURCES_ENV})")
         candidate = mirror / release.file
         if candidate.is_file():
             sha = verify(candidate, release.mirror_sha256, f"{release.file} (mirror_sha256)")

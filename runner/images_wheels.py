@@ -79,21 +79,22 @@ def download(requirements: Mapping[str, str], abi: str, python_version: str, des
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             raise WheelError(f"`{' '.join(cmd[2:])}` failed: {result.stderr.strip()[-1500:]}\n"
-                             "give a pre-downloaded wheelhouse with --wheelhouse DIR")
+                             "give a wheelhouse with these files with --wheelhouse DIR (or a "
+                             f"{abi}/ folder in it)")
 
 
 def collect_wheels(requirements: Mapping[str, str], abi: str, python_version: str, *,
                    wheelhouse: Path | None, cache: Path,
                    log: Callable[[str], None] = print) -> list[Path]:
     """The files to install in an image for ``abi``: from ``wheelhouse`` (its ``<abi>/`` subfolder,
-    then the folder itself), else from ``cache/<abi>``, downloading what is missing there."""
+    then the folder itself) when it has them all, else from ``cache/<abi>``, downloading what is
+    missing there (the error names --wheelhouse when that is not possible)."""
     if wheelhouse is not None:
         for folder in (wheelhouse / abi, wheelhouse):
             found, missing = find_files(folder, requirements)
             if not missing:
                 return found
-        raise WheelError(f"wheelhouse {wheelhouse} lacks {', '.join(missing)} for {abi} "
-                         f"(looked in {wheelhouse / abi} and {wheelhouse})")
+        log(f"wheelhouse {wheelhouse} lacks {', '.join(missing)} for {abi}; using {cache / abi}")
     folder = cache / abi
     found, missing = find_files(folder, requirements)
     if missing:
