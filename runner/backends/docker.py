@@ -20,7 +20,7 @@ from runner.errors import EnvironmentUnavailable
 from runner.images import ImageBuilder, ImageError
 from runner.matrix import Interpreter
 
-__all__ = ["DockerBackend", "engine_answers", "harness_command", "container_name"]
+__all__ = ["DockerBackend", "container_name", "engine_answers", "harness_command"]
 
 IMAGE_USER = "10001:10001"  # the `gilmatrix` user of images/Dockerfile
 RESULTS = "/results"  # where the run folder is mounted in the container
@@ -50,6 +50,7 @@ def container_user(run_dir: Path) -> str:
     if os.getuid() != 0:
         return f"{os.getuid()}:{os.getgid()}"
     uid, gid = (int(x) for x in IMAGE_USER.split(":"))
+    (run_dir / "cells").mkdir(parents=True, exist_ok=True)  # where the harness writes
     for directory in [run_dir, *(p for p in run_dir.rglob("*") if p.is_dir())]:
         os.chown(directory, uid, gid)
     return IMAGE_USER
