@@ -88,6 +88,13 @@ def free_threading(cells: pd.DataFrame) -> pd.DataFrame:
     overhead (sequential cell, ft / default - 1, with Welch's interval) and threads' speedup
     at the largest worker count on each build."""
     speed = with_speedup(cells)
+    seq = {(r.interpreter, r.workload): r for r in
+           speed[speed["executor"] == "sequential"].itertuples(index=False)}
+    threads = {}
+    for r in speed[speed["executor"] == "threads"].itertuples(index=False):
+        key = (r.interpreter, r.workload)
+        if key not in threads or r.workers > threads[key].workers:
+            threads[key] = r
     interps = set(cells["interpreter"])
     rows = []
     for ft in sorted((i for i in interps if i.endswith("t")), key=interpreter_key):
@@ -95,30 +102,21 @@ def free_threading(cells: pd.DataFrame) -> pd.DataFrame:
         if default not in interps:
             continue
         for workload in dict.fromkeys(cells["workload"]):
-            def pick(interp: str, executor: str, workers: int | None = None,
-                     _w: str = workload) -> pd.Series | None:
-                rows_ = speed[(speed["interpreter"] == interp) & (speed["workload"] == _w)
-                              & (speed["executor"] == executor)]
-                if workers is None and len(rows_):
-                    return rows_.loc[rows_["workers"].idxmax()]
-                rows_ = rows_[rows_["workers"] == workers]
-                return rows_.iloc[0] if len(rows_) else None
-
-            seq_ft, seq_def = pick(ft, "sequential", 1), pick(default, "sequential", 1)
+            seq_ft, seq_def = seq.get((ft, workload)), seq.get((default, workload))
             if seq_ft is None or seq_def is None:
                 continue
-            cmp = welch_from_stats(seq_ft["mean"], seq_ft["stdev"], int(seq_ft["n"]),
-                                   seq_def["mean"], seq_def["stdev"], int(seq_def["n"]))
-            thr_ft, thr_def = pick(ft, "threads"), pick(default, "threads")
+            cmp = welch_from_stats(seq_ft.mean, seq_ft.stdev, int(seq_ft.n),
+                                   seq_def.mean, seq_def.stdev, int(seq_def.n))
+            thr_ft, thr_def = threads.get((ft, workload)), threads.get((default, workload))
             ref = PUBLISHED_FT_OVERHEAD.get(default)
             rows.append({
                 "version": default, "default": default, "free_threaded": ft,
                 "workload": workload,
                 "overhead": cmp.ratio - 1.0, "overhead_low": cmp.ratio_low - 1.0,
                 "overhead_high": cmp.ratio_high - 1.0, "significant": cmp.significant,
-                "threads_workers": None if thr_ft is None else int(thr_ft["workers"]),
-                "threads_speedup_default": None if thr_def is None else float(thr_def["speedup"]),
-                "threads_speedup_ft": None if thr_ft is None else float(thr_ft["speedup"]),
+                "threads_workers": None if thr_ft is None else int(thr_ft.workers),
+                "threads_speedup_default": None if thr_def is None else float(thr_def.speedup),
+                "threads_speedup_ft": None if thr_ft is None else float(thr_ft.speedup),
                 "published_low": ref[0] if ref else None,
                 "published_high": ref[1] if ref else None,
                 "published": ref[2] if ref else "",

@@ -130,14 +130,59 @@ def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, An
     )
 
 
-def _suite_rows(interp: str, suite: pyperf.BenchmarkSuite, columns: dict[str, list[Any]],
+@dataclass(frozen=True, slots=True)
+class SuiteBenchmark:
+    """What the report needs of one pyperf benchmark: its metadata and its runs' values."""
+
+    name: str
+    metadata: Mapping[str, Any]  # suite and benchmark metadata, as Benchmark.get_metadata()
+    runs: tuple[tuple[tuple[float, ...], int], ...]  # (values, total loops) per run
+
+
+def read_suite(path: Path) -> list[SuiteBenchmark]:
+    """The benchmarks of a pyperf suite file.
+
+    pyperf.BenchmarkSuite.load checks every benchmark name against all earlier ones, which is
+    quadratic: 2.5 s for 10,000 cells. For pyperf's current file format ("1.0", what pyperf
+    2.x writes) this reads the JSON directly, merging metadata the way pyperf does (suite <
+    benchmark < run); any other file goes through pyperf itself. The tests check that both
+    paths agree."""
+    if path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("version") == "1.0":
+            return _read_v1(data)
+    return [_from_pyperf(bench) for bench in pyperf.BenchmarkSuite.load(str(path))]
+
+
+def _read_v1(data: Mapping[str, Any]) -> list[SuiteBenchmark]:
+    suite_md = data.get("metadata") or {}
+    out = []
+    for bench in data["benchmarks"]:
+        md = {**suite_md, **(bench.get("metadata") or {})}
+        runs = []
+        for run in bench["runs"]:
+            values = tuple(run.get("values") or ())
+            run_md = run.get("metadata") or {}
+            loops = int(run_md.get("loops", md.get("loops", 1)))
+            inner = int(run_md.get("inner_loops", md.get("inner_loops", 1)))
+            runs.append((values, loops * inner))
+        out.append(SuiteBenchmark(str(md.get("name", "")), md, tuple(runs)))
+    return out
+
+
+def _from_pyperf(bench: pyperf.Benchmark) -> SuiteBenchmark:
+    runs = tuple((tuple(run.values), run.get_total_loops()) for run in bench.get_runs())
+    return SuiteBenchmark(bench.get_name(), dict(bench.get_metadata()), runs)
+
+
+def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str, list[Any]],
                 seen: set[tuple[str, str]]) -> dict[str, Any]:
     """Append one row per value of every benchmark to columns; return one benchmark's metadata."""
     first: dict[str, Any] = {}
-    for bench in suite.get_benchmarks():
-        md = bench.get_metadata()
+    for bench in benchmarks:
+        md = bench.metadata
         first = first or dict(md)
-        cell = bench.get_name()
+        cell = bench.name
         parts = cell.rsplit("/", 2)
         workload, executor, workers = parts if len(parts) == 3 else (cell, "?", 1)
         workload = str(md.get("gilmatrix_workload", workload))
@@ -150,15 +195,15 @@ def _suite_rows(interp: str, suite: pyperf.BenchmarkSuite, columns: dict[str, li
         fixed = (interp, workload, str(md.get("gilmatrix_workload_kind", "")), executor, workers,
                  cell, tasks, params_text, bool(int(md.get("gilmatrix_py_gil_disabled", 0))),
                  str(md.get("gilmatrix_gil_enabled", "n/a")))
-        for run_index, run in enumerate(bench.get_runs()):
-            if not run.values:  # calibration-only runs hold no timing
+        for run_index, (values, loops) in enumerate(bench.runs):
+            if not values:  # calibration-only runs hold no timing
                 continue
-            count = len(run.values)
+            count = len(values)
             for name, item in zip(FRAME_COLUMNS[:10], fixed, strict=True):
                 columns[name].extend([item] * count)
             columns["run"].extend([run_index] * count)
-            columns["value"].extend(run.values)
-            columns["loops"].extend([run.get_total_loops()] * count)
+            columns["value"].extend(values)
+            columns["loops"].extend([loops] * count)
     return first
 
 
@@ -175,7 +220,7 @@ def load_run(run_dir: Path) -> RunResults:
         if results:
             path = run_dir / results
             try:
-                suite = pyperf.BenchmarkSuite.load(str(path))
+                suite = read_suite(path)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 problems.append(CellProblem(ident, "*", "missing",
                                             f"results file {results} unreadable: {exc}"))

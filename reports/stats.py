@@ -144,12 +144,6 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Comparison:
     return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb))
 
 
-def compare_rows(a: pd.Series, b: pd.Series) -> Comparison:
-    """Welch's test between two rows of cell_table (mean, stdev, n)."""
-    return welch_from_stats(float(a["mean"]), float(a["stdev"]), int(a["n"]),
-                            float(b["mean"]), float(b["stdev"]), int(b["n"]))
-
-
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: n, mean, median, stdev, min, max, the 95% interval of the mean, and
     pyperf's stability warnings, so that an unstable cell is flagged where it is shown."""

@@ -245,3 +245,17 @@ def test_baseline_report(run_dir: Path, tmp_path: Path) -> None:
     assert "Against the baseline run" in html and "0 significant regressions" in html
     with pytest.raises(UserError):
         build_report(run_dir, tmp_path / "out2", baseline=tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", ["3.10.json", "3.13.json"])
+def test_fast_suite_reader_agrees_with_pyperf(name: str) -> None:
+    import pyperf
+
+    from reports.results import _from_pyperf, read_suite
+
+    fast = read_suite(REAL / name)
+    slow = [_from_pyperf(b) for b in pyperf.BenchmarkSuite.load(str(REAL / name))]
+    assert [(b.name, b.runs) for b in fast] == [(b.name, b.runs) for b in slow]
+    for f, s in zip(fast, slow, strict=True):
+        keys = {k for k in s.metadata if k.startswith("gilmatrix_")}
+        assert keys and {k: f.metadata[k] for k in keys} == {k: s.metadata[k] for k in keys}

@@ -6,9 +6,13 @@
   var data = {};
   Object.keys(payload.datasets).forEach(function (name) {
     var table = payload.datasets[name];
+    var decode = table.columns.map(function (column) { return table.categories[column]; });
     data[name] = table.rows.map(function (row) {
       var record = {};
-      for (var i = 0; i < table.columns.length; i++) record[table.columns[i]] = row[i];
+      for (var i = 0; i < table.columns.length; i++) {
+        var value = row[i];
+        record[table.columns[i]] = decode[i] && value !== null ? decode[i][value] : value;
+      }
       return record;
     });
   });
@@ -52,9 +56,13 @@
       row.classList.toggle("hidden", workload !== "" && row.dataset.workload !== workload);
     });
     document.querySelectorAll("[data-interpreter]").forEach(function (el) {
-      var hide = interps.indexOf(el.dataset.interpreter) < 0;
-      if (!hide && el.dataset.executor) hide = execs.indexOf(el.dataset.executor) < 0;
-      el.classList.toggle("hidden", hide);
+      el.classList.toggle("hidden", interps.indexOf(el.dataset.interpreter) < 0);
+    });
+    // the numbers tables carry no data attributes (10,000 rows): columns 1 and 2 say it
+    document.querySelectorAll("table.numbers tbody tr").forEach(function (row) {
+      var hide = interps.indexOf(row.cells[0].textContent) < 0 ||
+                 execs.indexOf(row.cells[1].textContent) < 0;
+      row.classList.toggle("hidden", hide);
     });
     views.forEach(function (view) {
       try {
