@@ -185,8 +185,8 @@ def _why(card: Card) -> str:
     if w.executor in PARALLEL_GIL_FREE and card.kind in ("cpu", "data") and not _gil_off(card):
         what = "process" if w.executor == "processes" else "sub-interpreter"
         return ("The GIL lets one thread at a time execute bytecode in an interpreter; each "
-                f"{what} has its own interpreter and GIL, so {w.workers} workers use "
-                f"{w.workers} cores.")
+                f"{what} has its own interpreter and GIL, so its {w.workers} workers run "
+                "bytecode on separate cores at the same time.")
     if w.executor in PARALLEL_GIL_FREE and _gil_off(card):
         return (f"Even with the GIL off, {w.executor} beat threads here: separate interpreters "
                 "avoid the contention free-threaded threads still have on shared objects.")

@@ -79,6 +79,21 @@ def test_every_chart_renders_offline_without_errors(browser, page_path: Path) ->
     context.close()
 
 
+def test_real_smoke_report_renders(browser, tmp_path: Path) -> None:
+    real = Path(__file__).parent / "fixtures" / "real-smoke"
+    index = build_report(real, tmp_path / "out", chart_images=False)
+    page = browser.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(index.as_uri())
+    page.wait_for_function("document.body.dataset.chartsDone === '1'", timeout=60_000)
+    charts = page.locator("div.chart").count()
+    assert charts > 0 and page.locator("div.chart svg.marks").count() == charts
+    assert problems == []
+    page.close()
+
+
 def test_labels_render_as_text(browser, tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
     run = write_run(tmp_path / "run", SyntheticRun(
