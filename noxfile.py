@@ -45,6 +45,13 @@ def plan(session: nox.Session) -> None:
     session.run("gilmatrix", "plan", *session.posargs)
 
 
+@nox.session(name="bench-report")
+def bench_report(session: nox.Session) -> None:
+    """Benchmark the report builder on a synthetic 10,000-cell run: prints build time and size."""
+    install(session)
+    session.run("python", "-m", "reports.bench", *session.posargs)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real runs (interpreters, docker, browser) where present."""

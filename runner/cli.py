@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plan", help="list the cells a run would measure (and skip, and why)")
     plan_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--github", action="store_true",
+                   help="print the GitHub Actions job matrix (one job per interpreter with "
+                        "runnable cells); also written to $GITHUB_OUTPUT when set")
+    p.add_argument("--runner-labels", metavar="LABELS",
+                   help="--github: runner labels for interpreters without runs_on in the matrix "
+                        '(JSON list or comma-separated; default: ubuntu-latest)')
 
     p = commands.add_parser("run", help="run the planned cells; results as pyperf JSON")
     plan_args(p)
@@ -71,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default: the newest under OUT/results)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+
+    p = commands.add_parser("merge", help="merge runs of several machines into one run folder")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="RUN_DIR",
+                   help="run folders, or folders holding run folders (downloaded artifacts)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="output folder: the run goes to OUT/results/RUN_ID (default: %(default)s)")
+    p.add_argument("--run-id", help="name of the merged run (default: the inputs' common run id)")
+    p.add_argument("--expect", action="append", default=[], metavar="ID[,ID...]",
+                   help="interpreters that should be there: absent ones are recorded as missing")
+    p.add_argument("--matrix", type=Path,
+                   help="matrix file: plans the cells of missing interpreters (as missing)")
+    p.add_argument("--profile", help="profile, when no input says it (default: the inputs')")
 
     p = commands.add_parser("matrix", help="run, then report: the whole pipeline")
     plan_args(p)
@@ -119,6 +137,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from runner.plan import plan_cells
 
     plan = plan_cells(load_matrix(args.matrix), args.profile, args.only)
+    if args.github:
+        from runner.github import emit, parse_runner_labels
+
+        job_matrix = emit(plan, parse_runner_labels(args.runner_labels), args.only)
+        print(json.dumps(job_matrix, indent=1))
+        return 0
+    if args.runner_labels is not None:
+        raise UserError("--runner-labels goes with --github")
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         print()
@@ -205,6 +231,19 @@ def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from runner.matrix import load_matrix
+    from runner.merge import merge_runs
+
+    expect = [i.strip() for value in args.expect for i in value.replace(" ", ",").split(",")
+              if i.strip()]
+    matrix = load_matrix(args.matrix) if args.matrix else None
+    run = merge_runs(args.inputs, args.out, run_id=args.run_id, expect=expect, matrix=matrix,
+                     profile=args.profile, log=log)
+    print(run.path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -214,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_plan(args)
         if args.command == "run":
             return cmd_run(args)[0]
+        if args.command == "merge":
+            return cmd_merge(args)
         if args.command == "report":
             return cmd_report(args.run_dir, args.out, args.baseline)
         if args.command == "matrix":

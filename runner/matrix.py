@@ -71,6 +71,8 @@ class Profile:
     timeout: float
     memory_mb: int | None  # None: no limit beyond the machine's
     workers: tuple[int, ...] | None  # None: the matrix' worker counts
+    workloads: tuple[str, ...] | None  # None: all of the matrix' workloads
+    executors: tuple[str, ...] | None  # None: all of the matrix' executors
     params: Mapping[str, Mapping[str, Any]]  # workload id -> overrides
 
 
@@ -301,6 +303,8 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             timeout=float(entry.get("timeout", 600)),
             memory_mb=entry.get("memory_mb"),
             workers=tuple(sorted(entry["workers"])) if "workers" in entry else None,
+            workloads=_subset(entry, "workloads", name, list(workload_ids), errors),
+            executors=_subset(entry, "executors", name, list(data["executors"]), errors),
             params=overrides,
         )
     default_profile = data.get("default_profile", "default")
@@ -314,6 +318,18 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
     )
 
 
+def _subset(entry: Mapping[str, Any], key: str, profile: str, known: list[str],
+            errors: _Errors) -> tuple[str, ...] | None:
+    if key not in entry:
+        return None
+    for index, value in enumerate(entry[key]):
+        if value not in known:
+            raise errors.fail(("profiles", profile, key, index),
+                              f"{value!r} is not in the matrix' {key}{_suggest(value, known)}; "
+                              f"it has: {', '.join(known)}")
+    return tuple(entry[key])
+
+
 def _check_params(impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...],
                   errors: _Errors) -> dict[str, Any]:
     spec = WORKLOADS[impl_name].params
@@ -322,6 +338,12 @@ def _check_params(impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...]
             raise errors.fail(key + (param,), f"workload {impl_name!r} has no parameter {param!r}"
                               f"{_suggest(param, spec)}; it has: {', '.join(spec)}")
         limits = spec[param]
+        if limits.choices:
+            if value not in limits.choices:
+                raise errors.fail(key + (param,), f"{value!r} is not one of "
+                                  f"{', '.join(map(repr, limits.choices))}"
+                                  f"{_suggest(value, limits.choices)}")
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise errors.fail(key + (param,), f"expected a number, got {value!r}")
         if isinstance(limits.default, int) and not isinstance(value, int):

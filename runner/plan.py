@@ -13,6 +13,7 @@ from typing import Any
 
 from runner.errors import UserError
 from runner.harness.executors import EXECUTORS, unavailable_reason
+from runner.harness.workloads import WORKLOADS
 from runner.matrix import Interpreter, Matrix, Profile, Workload, _suggest
 
 
@@ -85,13 +86,18 @@ def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[s
     interpreters = select(matrix.interpreters, only_interps)
     workloads: list[Workload] = select(matrix.workloads, only_workloads)
     worker_counts = profile.workers or matrix.workers
+    if profile.workloads is not None:
+        workloads = [w for w in workloads if w.id in profile.workloads]
+    executors = [e for e in matrix.executors
+                 if profile.executors is None or e in profile.executors]
     cells: list[Cell] = []
     for interp in interpreters:
         for workload in workloads:
             params = {**workload.params, **profile.params.get(workload.id, {})}
-            for executor in matrix.executors:
+            unsupported = WORKLOADS[workload.implementation].unsupported
+            for executor in executors:
                 counts = worker_counts if EXECUTORS[executor].uses_workers else (1,)
-                reason = unavailable_reason(executor, interp.version)
+                reason = unavailable_reason(executor, interp.version, unsupported)
                 for workers in counts:
                     cells.append(Cell(
                         interpreter=interp.id, workload=workload.id,

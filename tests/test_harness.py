@@ -13,42 +13,77 @@ import pytest
 
 from runner.harness import facts, workloads
 from runner.harness.drive import cell_slug, failure_reason
-from runner.harness.executors import IMPLEMENTED, Dispatcher
+from runner.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
 from runner.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
 from tests.conftest import ROOT
+
+SMALL = {"fetch": {"wait_ms": 1}, "mixed": {"wait_ms": 1, "size": 100},
+         "hash_native": {"size_kb": 8}, "contention": {"increments": 100}}
 
 
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
 def test_workload_accepts_its_answer_and_rejects_a_wrong_one(name: str) -> None:
     workload = WORKLOADS[name]
-    params = resolve_params(workload, {"tasks": 3} | ({"wait_ms": 1} if name == "fetch" else {}))
+    params = resolve_params(workload, {"tasks": 3, **SMALL.get(name, {})})
     tasks = workload.make_tasks(params)
     results = [workload.run_task(task) for task in tasks]
     workload.check(params, tasks, results)
-    wrong = list(results)
-    wrong[-1] = wrong[0] + 1 if isinstance(wrong[0], int) else wrong[0] + "x"
+    if name == "contention":  # its answer is the shared state, not the return values
+        shared = tasks[0][0]
+        shared.value -= 1
+        shared.table[0] = shared.table.get(0, 0) - 1
+        wrong = results
+    else:
+        wrong = list(results)
+        wrong[-1] = wrong[0] + 1 if isinstance(wrong[0], int) else wrong[0] + "x"
     with pytest.raises(WrongAnswer):
         workload.check(params, tasks, wrong)
+
+
+@pytest.mark.parametrize("mode", ["lock", "dict"])
+def test_contention_loses_no_update_on_threads(mode: str) -> None:
+    workload = WORKLOADS["contention"]
+    params = resolve_params(workload, {"tasks": 4, "increments": 2000, "mode": mode})
+    tasks = workload.make_tasks(params)
+    dispatcher = Dispatcher("threads", 4)
+    try:
+        results = dispatcher.run(workload.run_task, tasks)
+    finally:
+        dispatcher.close()
+    workload.check(params, tasks, results)
 
 
 def test_crunch_matches_the_closed_form() -> None:
     assert workloads.crunch_task(10) == sum(i * i for i in range(10)) == 285
 
 
-@pytest.mark.parametrize("executor", IMPLEMENTED)
+RUNNABLE = [name for name in EXECUTORS if unavailable_reason(name, sys.version_info[:2]) is None]
+
+
+def test_every_executor_is_runnable_or_has_a_reason() -> None:
+    assert {"sequential", "threads", "processes", "asyncio"} <= set(RUNNABLE)
+    if sys.version_info < (3, 14):
+        assert "3.14" in unavailable_reason("interpreters", sys.version_info[:2])
+
+
+@pytest.mark.parametrize("executor", RUNNABLE)
 @pytest.mark.parametrize("workers", [1, 3])
-def test_every_executor_returns_the_sequential_results(executor: str, workers: int) -> None:
-    workload = WORKLOADS["sum_squares"]
-    params = resolve_params(workload, {"tasks": 5, "batch": 100})
+@pytest.mark.parametrize("workload_name", ["sum_squares", "fetch", "hash_native"])
+def test_every_executor_returns_the_sequential_results(executor: str, workers: int,
+                                                       workload_name: str) -> None:
+    workload = WORKLOADS[workload_name]
+    params = resolve_params(workload, {"tasks": 5, **SMALL.get(workload_name, {})})
     tasks = workload.make_tasks(params)
-    dispatcher = Dispatcher(executor, workers)
+    dispatcher = Dispatcher(executor, workers, async_fn=workload.async_task)
     try:
         dispatcher.warm_up(workload.run_task, tasks)
         results = dispatcher.run(workload.run_task, tasks)
     finally:
         dispatcher.close()
     workload.check(params, tasks, results)
-    if executor == "processes":
+    if EXECUTORS[executor].model == "processes":
+        expected = EXECUTORS[executor].start_method
+        assert dispatcher.start_method == (expected or dispatcher.start_method)
         assert dispatcher.start_method in ("fork", "forkserver", "spawn")
 
 
@@ -64,7 +99,8 @@ def test_facts_describe_the_running_interpreter() -> None:
 
 
 def test_failure_reason_picks_the_exception_line() -> None:
-    output = "Traceback (most recent call last):\n  File x\nrunner.harness.workloads.WrongAnswer: crunch: got 1\n"
+    output = ("Traceback (most recent call last):\n  File x\n"
+              "runner.harness.workloads.WrongAnswer: crunch: got 1\n")
     assert failure_reason(output, 1) == "runner.harness.workloads.WrongAnswer: crunch: got 1"
     assert "signal 6" in failure_reason("", -6)
 
@@ -109,6 +145,12 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
     # fetch: 2 tasks x 1 ms on 2 threads cannot take less than one wait
     fetch = pyperf.BenchmarkSuite.load(str(tmp_path / "cells/host/fetch__threads__2.json"))
     assert min(fetch.get_benchmarks()[0].get_values()) >= 0.001
+    # CPU time per call and the classification it implies, in every run's metadata
+    for run in fetch.get_benchmarks()[0].get_runs():
+        meta = run.get_metadata()
+        assert 0 <= meta["gilmatrix_parallelism"] < 0.5, meta  # sleeping threads burn no CPU
+        assert meta["gilmatrix_class"] == "waiting"
+        assert meta["gilmatrix_cpu_time"] >= 0
     again = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                            timeout=300)

@@ -71,7 +71,7 @@ def test_not_found_names_where_it_looked(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "no-uv"))
     monkeypatch.setenv("PATH", str(tmp_path))
     backend = LocalBackend(BackendOptions(work_dir=tmp_path))
-    with pytest.raises(EnvironmentUnavailable, match="no CPython 3.15t found.*--python 3.15t="):
+    with pytest.raises(EnvironmentUnavailable, match=r"no CPython 3\.15t found.*--python 3\.15t="):
         backend.prepare(interp("3.15t"))
 
 

@@ -70,7 +70,10 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     with open(index.parent / "data.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {r["interpreter"] for r in rows} == set(ids)
-    assert len(rows) == 15 * len(ids) * 2  # 2 values per cell in this profile
+    assert len(rows) == 15 * len(ids)  # one row per cell
+    with open(index.parent / "values.csv", newline="") as handle:
+        values = list(csv.DictReader(handle))
+    assert len(values) == 15 * len(ids) * 2  # 2 values per cell in this profile
 
     first, last = run_dir / f"{ids[0]}.json", run_dir / f"{ids[-1]}.json"
     compare = subprocess.run([sys.executable, "-m", "pyperf", "compare_to", str(first), str(last)],

@@ -40,6 +40,18 @@ def test_executor_an_interpreter_lacks_is_planned_as_skipped_with_reason(tmp_pat
     assert "3.14" in old[0].reason
 
 
+def test_workload_that_cannot_cross_processes_is_skipped_with_reason() -> None:
+    plan = plan_cells(load_matrix(ROOT / "matrix.yaml"), "default", ["3.14", "contention_lock"])
+    by_id = {c.id: c for c in plan.cells}
+    assert by_id["contention_lock/threads/2"].status == "planned"
+    for cell_id in ("contention_lock/processes/2", "contention_lock/interpreters/2"):
+        assert by_id[cell_id].status == "skipped"
+        assert "shared by reference" in by_id[cell_id].reason
+    old = plan_cells(load_matrix(ROOT / "matrix.yaml"), "default", ["3.13", "crunch"])
+    assert {c.reason for c in old.cells if c.executor == "interpreters"} == {
+        "concurrent.futures.InterpreterPoolExecutor (PEP 734) needs CPython 3.14 or newer"}
+
+
 def test_profile_overrides_params_and_workers() -> None:
     text = (ROOT / "matrix.yaml").read_text()
     matrix = parse_matrix(text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from runner.backends.base import Backend, BackendOptions, Environment
 
-__all__ = ["Backend", "BackendOptions", "Environment", "get_backend", "BACKEND_NAMES"]
+__all__ = ["BACKEND_NAMES", "Backend", "BackendOptions", "Environment", "get_backend"]
 
 BACKEND_NAMES = ("auto", "local", "docker")
 

@@ -4,84 +4,208 @@ pyperf spawns fresh worker processes that re-run this module with ``--worker``; 
 builds the cell's pool once, warms it up, then times ``loops`` calls of the workload. The
 answer of the last timed call is checked outside the timed region: a wrong answer fails the
 cell (non-zero exit) instead of producing a number.
+
+Beyond pyperf's wall time, each timed call's CPU time (this process' threads plus the pool's
+processes) is sampled; a pyperf hook writes the medians into each run's metadata:
+``gilmatrix_cpu_time`` (seconds per call), ``gilmatrix_parallelism`` (CPU / wall: ≈1 when one
+core works, ≈N when N do, ≪1 when waiting), ``gilmatrix_class`` and, for processes,
+``gilmatrix_children_max_rss`` (bytes; pyperf's own ``mem_max_rss`` covers this process).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import pyperf
 
-from runner.harness.executors import Dispatcher, default_start_method
+from runner.harness.executors import (
+    EXECUTORS,
+    Dispatcher,
+    default_start_method,
+    peak_rss_bytes,
+    process_cpu_seconds,
+)
 from runner.harness.facts import gil_enabled, interpreter_facts
 from runner.harness.faults import inject
 from runner.harness.workloads import WORKLOADS, resolve_params
 
 MODULE = "runner.harness.bench"
+HOOK_NAME = "gilmatrix"
 
 
-def cell_metadata(cell: Mapping[str, Any], params: Mapping[str, Any]) -> Dict[str, Any]:
+def classify(kind: str, parallelism: float | None) -> str:
+    """What a cell's CPU/wall ratio says its time went to."""
+    if parallelism is None:
+        return "unknown"
+    if parallelism < 0.5:
+        return "waiting"
+    if parallelism < 1.3:
+        return "serialized"  # one core busy at a time: the GIL, or a single worker
+    return "parallel native" if kind == "native" else "parallel bytecode"
+
+
+def cell_metadata(cell: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """The cell's parameters and the interpreter's build facts, as pyperf metadata."""
     facts = interpreter_facts()
     enabled = gil_enabled()
-    metadata: Dict[str, Any] = {
+    workload = WORKLOADS[cell["implementation"]]
+    spec = EXECUTORS[cell["executor"]]
+    metadata: dict[str, Any] = {
         "gilmatrix_interpreter": cell["interpreter"],
         "gilmatrix_workload": cell["workload"],
         "gilmatrix_implementation": cell["implementation"],
-        "gilmatrix_workload_kind": WORKLOADS[cell["implementation"]].kind,
+        "gilmatrix_workload_kind": workload.kind,
         "gilmatrix_executor": cell["executor"],
+        "gilmatrix_model": spec.model,
         "gilmatrix_workers": int(cell["workers"]),
         "gilmatrix_params": json.dumps(dict(params), sort_keys=True),
         "gilmatrix_tasks": int(params.get("tasks", 1)),
-        "gilmatrix_pool_in_timing": "no",
+        "gilmatrix_pool_in_timing": "yes" if workload.pool_in_timing else "no",
         "gilmatrix_py_gil_disabled": facts["py_gil_disabled"],
         "gilmatrix_gil_enabled": "n/a" if enabled is None else ("true" if enabled else "false"),
         "gilmatrix_sys_version": facts["sys_version"],
     }
     if facts["config_args"]:  # pyperf rejects empty metadata strings
         metadata["gilmatrix_config_args"] = facts["config_args"]
-    if cell["executor"] == "processes":
-        metadata["gilmatrix_start_method"] = cell.get("start_method") or default_start_method()
+    if spec.model == "processes":
+        metadata["gilmatrix_start_method"] = spec.start_method or default_start_method()
+    if spec.model == "asyncio":
+        metadata["gilmatrix_async_mode"] = "native" if workload.async_task else "to_thread"
     return metadata
 
 
 class CellTimer:
     """The pyperf time function of one cell; the pool lives as long as the worker process."""
 
+    # (wall, cpu) of each timed call since the hook last read them; one timer per process.
+    samples: ClassVar[list[tuple[float, float | None]]] = []
+    children_rss: int | None = None
+
     def __init__(self, cell: Mapping[str, Any]) -> None:
         self.workload = WORKLOADS[cell["implementation"]]
         self.params = resolve_params(self.workload, cell["params"])
-        self.tasks: List[Any] = self.workload.make_tasks(self.params)
+        self.tasks: list[Any] = self.workload.make_tasks(self.params)
         self.cell = cell
         self.dispatcher: Dispatcher | None = None
+
+    def _new_dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.cell["executor"], int(self.cell["workers"]),
+                          async_fn=self.workload.async_task)
+
+    def _cpu_now(self) -> float | None:
+        total = time.process_time()  # every thread of this process
+        for pid in self.dispatcher.worker_pids() if self.dispatcher else ():
+            seconds = process_cpu_seconds(pid)
+            if seconds is None:
+                return None
+            total += seconds
+        return total
 
     def __call__(self, loops: int) -> float:
         if self.cell.get("fault"):
             inject(self.cell["fault"])
+        workload = self.workload
+        if workload.pool_in_timing:
+            return self._time_startup(loops)
         if self.dispatcher is None:
-            self.dispatcher = Dispatcher(
-                self.cell["executor"], int(self.cell["workers"]), self.cell.get("start_method")
-            )
-            self.dispatcher.warm_up(self.workload.run_task, self.tasks)
-        run, fn, tasks = self.dispatcher.run, self.workload.run_task, self.tasks
-        results: List[Any] = []
+            self.dispatcher = self._new_dispatcher()
+            self.dispatcher.warm_up(workload.run_task, self.tasks)
+        run, fn = self.dispatcher.run, workload.run_task
+        make_tasks, params = workload.make_tasks, self.params
+        fresh = workload.fresh_tasks
+        tasks = self.tasks
+        results: list[Any] = []
+        cpu_start = self._cpu_now()
         start = time.perf_counter()
         for _ in range(loops):
+            if fresh:
+                tasks = make_tasks(params)
             results = run(fn, tasks)
         elapsed = time.perf_counter() - start
-        self.workload.check(self.params, self.tasks, results)
+        cpu_end = self._cpu_now()
+        workload.check(params, tasks, results)
+        cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
+        self.samples.append((elapsed, cpu))
+        pids = self.dispatcher.worker_pids()
+        if pids:
+            sizes = [peak_rss_bytes(pid) for pid in pids]
+            if all(size is not None for size in sizes):
+                type(self).children_rss = sum(sizes)  # type: ignore[arg-type]
+        return elapsed
+
+    def _time_startup(self, loops: int) -> float:
+        fn, tasks = self.workload.run_task, self.tasks
+        results: list[Any] = []
+        cpu_start = time.process_time()
+        start = time.perf_counter()
+        for _ in range(loops):
+            dispatcher = self._new_dispatcher()
+            results = dispatcher.run(fn, tasks)
+            dispatcher.close()
+        elapsed = time.perf_counter() - start
+        self.workload.check(self.params, tasks, results)
+        # The pool's processes are gone by now: their CPU time cannot be read, so no ratio.
+        self.samples.append((elapsed, None if self.dispatcher is None and
+                             EXECUTORS[self.cell["executor"]].model == "processes"
+                             else time.process_time() - cpu_start))
         return elapsed
 
 
-def main(argv: List[str] | None = None) -> None:
-    runner = pyperf.Runner(
-        program_args=("-m", MODULE),
-        add_cmdline_args=lambda cmd, args: cmd.extend(("--cell", args.cell)),
-    )
+class CpuHook:
+    """pyperf hook: after a worker's values, summarise CellTimer's samples into run metadata."""
+
+    kind = "cpu"
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def teardown(self, metadata: dict[str, Any]) -> None:
+        samples, CellTimer.samples = CellTimer.samples, []
+        cpus = [cpu for _, cpu in samples if cpu is not None]
+        ratios = [cpu / wall for wall, cpu in samples if cpu is not None and wall > 0]
+        if cpus and len(cpus) == len(samples):
+            metadata["gilmatrix_cpu_time"] = statistics.median(cpus)
+            metadata["gilmatrix_parallelism"] = round(statistics.median(ratios), 4)
+        kind = metadata.get("gilmatrix_workload_kind", "")
+        parallelism = metadata.get("gilmatrix_parallelism")
+        metadata["gilmatrix_class"] = classify(kind, parallelism)
+        if CellTimer.children_rss:
+            metadata["gilmatrix_children_max_rss"] = CellTimer.children_rss
+
+
+class _HookEntry:
+    """What pyperf expects of a hook entry point: a name, and load() giving the class."""
+
+    name = HOOK_NAME
+
+    @staticmethod
+    def load() -> type:
+        return CpuHook
+
+
+def make_runner() -> tuple[pyperf.Runner, bool]:
+    add_args = lambda cmd, args: cmd.extend(("--cell", args.cell))  # noqa: E731
+    try:
+        return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args,
+                             hooks=[_HookEntry]), True
+    except TypeError:  # pyperf without custom hooks: wall time only
+        return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args), False
+
+
+def main(argv: list[str] | None = None) -> None:
+    runner, has_hooks = make_runner()
     runner.argparser.add_argument("--cell", required=True, help="the cell, as JSON")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if has_hooks and "--worker" not in argv:
+        argv += ["--hook", HOOK_NAME]  # pyperf passes --hook on to its workers
     args = runner.parse_args(argv)
     cell = json.loads(args.cell)
     timer = CellTimer(cell)
@@ -89,4 +213,4 @@ def main(argv: List[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

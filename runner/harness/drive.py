@@ -20,7 +20,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from runner.harness.bench import MODULE as BENCH_MODULE
 from runner.harness.faults import ENV as FAULTS_ENV
@@ -48,7 +49,7 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def pyperf_args(settings: Mapping[str, Any]) -> List[str]:
+def pyperf_args(settings: Mapping[str, Any]) -> list[str]:
     args = [
         "--processes", str(settings.get("processes", 1)),
         "--values", str(settings.get("values", 3)),
@@ -96,7 +97,7 @@ class CellRunner:
         self.job = job
         self.cells_dir = os.path.join(out_dir, "cells", job["interpreter"])
         os.makedirs(self.cells_dir, exist_ok=True)
-        self.current: Optional[subprocess.Popen[bytes]] = None
+        self.current: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.faults = parse_faults(os.environ.get(FAULTS_ENV))
         memory_mb = job.get("memory_mb")
@@ -121,7 +122,7 @@ class CellRunner:
             resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
 
     def run_all(self) -> int:
-        cells: List[Dict[str, Any]] = list(self.job["cells"])
+        cells: list[dict[str, Any]] = list(self.job["cells"])
         emit("start", interpreter=self.job["interpreter"], total=len(cells))
         failed = 0
         for index, cell in enumerate(cells, 1):
@@ -142,7 +143,7 @@ class CellRunner:
         emit("end", interpreter=self.job["interpreter"], interrupted=self.stopping, failed=failed)
         return 130 if self.stopping else 0
 
-    def run_cell(self, cell: Mapping[str, Any], base: str) -> Dict[str, Any]:
+    def run_cell(self, cell: Mapping[str, Any], base: str) -> dict[str, Any]:
         tmp_result = f"{base}.json.tmp-{os.getpid()}"
         if os.path.exists(tmp_result):
             os.unlink(tmp_result)
@@ -171,7 +172,7 @@ class CellRunner:
         elapsed = round(time.monotonic() - start, 3)
         with open(base + ".log", encoding="utf-8", errors="replace") as log_text:
             output = log_text.read()
-        status: Dict[str, Any] = {"format": FORMAT_VERSION, "id": cell["id"], "elapsed": elapsed,
+        status: dict[str, Any] = {"format": FORMAT_VERSION, "id": cell["id"], "elapsed": elapsed,
                                   "returncode": returncode, "reason": None, "output_tail": None}
         if timed_out:
             status.update(status="timeout", reason=f"no result after the cell timeout of {timeout:g} s")

@@ -1,93 +1,164 @@
 """Execution models: how a list of tasks is dispatched to ``workers`` workers.
 
-A pool is created once per benchmark process, *outside* the timed region, and warmed up so
-that all its workers exist before timing starts: cells measure the steady-state throughput of
-an execution model. The fixed cost of creating a pool is a workload of its own. Benchmark
-metadata records this choice as ``gilmatrix_pool_in_timing = "no"``.
+A pool is created once per benchmark process, *outside* the timed region, and warmed up so that
+all its workers exist before timing starts: cells measure the steady-state throughput of an
+execution model. The fixed cost of creating a pool is what the ``startup`` workload measures
+(its pool is created inside the timed region). Metadata records which: ``gilmatrix_pool_in_timing``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import multiprocessing
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Executor:
     name: str
+    model: str  # sequential | threads | processes | interpreters | asyncio
     description: str
     uses_workers: bool  # False: one cell only, at 1 worker
-    min_version: Tuple[int, int] = (3, 10)
+    min_version: tuple[int, int] = (3, 10)
+    start_method: str | None = None  # processes: None = the interpreter's default
 
 
-EXECUTORS: Dict[str, Executor] = {
+EXECUTORS: dict[str, Executor] = {
     e.name: e
     for e in (
-        Executor("sequential", "a plain loop in the calling thread", uses_workers=False),
-        Executor("threads", "concurrent.futures.ThreadPoolExecutor", uses_workers=True),
-        Executor("processes", "concurrent.futures.ProcessPoolExecutor", uses_workers=True),
-        Executor(
-            "interpreters",
-            "concurrent.futures.InterpreterPoolExecutor (PEP 734)",
-            uses_workers=True,
-            min_version=(3, 14),
-        ),
-        Executor("asyncio", "asyncio tasks on one event loop", uses_workers=True, min_version=(3, 11)),
+        Executor("sequential", "sequential", "a plain loop in the calling thread", False),
+        Executor("threads", "threads", "concurrent.futures.ThreadPoolExecutor", True),
+        Executor("processes", "processes",
+                 "ProcessPoolExecutor, the interpreter's default start method", True),
+        Executor("processes-fork", "processes", "ProcessPoolExecutor, fork", True,
+                 start_method="fork"),
+        Executor("processes-forkserver", "processes", "ProcessPoolExecutor, forkserver", True,
+                 start_method="forkserver"),
+        Executor("processes-spawn", "processes", "ProcessPoolExecutor, spawn", True,
+                 start_method="spawn"),
+        Executor("interpreters", "interpreters",
+                 "concurrent.futures.InterpreterPoolExecutor (PEP 734)", True, min_version=(3, 14)),
+        Executor("asyncio", "asyncio",
+                 "asyncio: native awaitables, else asyncio.to_thread; TaskGroup on 3.11+", True),
     )
 }
 
-# Executors this harness can run today; the others are known names planned as skipped.
-IMPLEMENTED = ("sequential", "threads", "processes")
 
+def unavailable_reason(executor: str, version: tuple[int, int],
+                       unsupported: Mapping[str, str] | None = None) -> str | None:
+    """Why ``executor`` cannot run a workload on a CPython of ``version`` (None: it can).
 
-def unavailable_reason(executor: str, version: Tuple[int, int]) -> Optional[str]:
-    """Why ``executor`` cannot run on a CPython of ``version`` (None: it can)."""
+    ``unsupported`` is the workload's own map of execution models it cannot run on.
+    """
     spec = EXECUTORS[executor]
     if version < spec.min_version:
         need = ".".join(map(str, spec.min_version))
         return f"{spec.description} needs CPython {need} or newer"
-    if executor not in IMPLEMENTED:
-        return f"executor {executor!r} is not implemented by this harness version yet"
+    if unsupported and spec.model in unsupported:
+        return unsupported[spec.model]
     return None
-
-
-class Dispatcher:
-    """Runs ``fn`` over ``tasks`` with one execution model; reusable across timed calls."""
-
-    def __init__(self, executor: str, workers: int, start_method: Optional[str] = None) -> None:
-        self.executor = executor
-        self.workers = workers
-        self.start_method = start_method
-        self._pool: Optional[cf.Executor] = None
-        if executor == "threads":
-            self._pool = cf.ThreadPoolExecutor(max_workers=workers)
-        elif executor == "processes":
-            context = multiprocessing.get_context(start_method)
-            self.start_method = context.get_start_method()
-            self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
-        elif executor != "sequential":
-            raise ValueError(f"executor {executor!r} is not implemented")
-
-    def warm_up(self, fn: Callable[[Any], Any], tasks: List[Any]) -> None:
-        """Make every worker exist before timing: run at least ``workers`` tasks."""
-        if self._pool is None:
-            return
-        batch = (tasks * (self.workers // max(len(tasks), 1) + 1))[: max(self.workers, len(tasks))]
-        list(self._pool.map(fn, batch))
-
-    def run(self, fn: Callable[[Any], Any], tasks: List[Any]) -> List[Any]:
-        if self._pool is None:
-            return [fn(task) for task in tasks]
-        return list(self._pool.map(fn, tasks))
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
 
 def default_start_method() -> str:
     """The start method ProcessPoolExecutor uses here (3.14 moved Linux to forkserver)."""
     return multiprocessing.get_context().get_start_method()
+
+
+class Dispatcher:
+    """Runs a task function over tasks with one execution model; reusable across timed calls."""
+
+    def __init__(self, executor: str, workers: int, *,
+                 async_fn: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+        spec = EXECUTORS[executor]
+        self.model, self.workers, self.async_fn = spec.model, workers, async_fn
+        self.start_method: str | None = None
+        self._pool: cf.Executor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if self.model == "threads":
+            self._pool = cf.ThreadPoolExecutor(max_workers=workers)
+        elif self.model == "processes":
+            context = multiprocessing.get_context(spec.start_method)
+            self.start_method = context.get_start_method()
+            self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        elif self.model == "interpreters":
+            self._pool = cf.InterpreterPoolExecutor(max_workers=workers)  # type: ignore[attr-defined]
+        elif self.model == "asyncio":
+            self._loop = asyncio.new_event_loop()
+            # to_thread() runs on the loop's default executor: size it to the worker count.
+            self._pool = cf.ThreadPoolExecutor(max_workers=workers)
+            self._loop.set_default_executor(self._pool)
+
+    @property
+    def async_mode(self) -> str | None:
+        if self.model != "asyncio":
+            return None
+        return "native" if self.async_fn is not None else "to_thread"
+
+    def warm_up(self, fn: Callable[[Any], Any], tasks: list[Any]) -> None:
+        """Make every worker exist before timing: run at least ``workers`` tasks."""
+        if self._pool is None:
+            return
+        count = max(self.workers, len(tasks))
+        self.run(fn, [tasks[i % len(tasks)] for i in range(count)])
+
+    def run(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        if self._loop is not None:
+            return self._loop.run_until_complete(self._gather(fn, tasks))
+        if self._pool is None:
+            return [fn(task) for task in tasks]
+        return list(self._pool.map(fn, tasks))
+
+    async def _gather(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        limit = asyncio.Semaphore(self.workers)
+        async_fn = self.async_fn
+
+        async def one(task: Any) -> Any:
+            async with limit:
+                if async_fn is not None:
+                    return await async_fn(task)
+                return await asyncio.to_thread(fn, task)
+
+        if sys.version_info >= (3, 11):
+            async with asyncio.TaskGroup() as group:  # structured: one failure cancels the rest
+                futures = [group.create_task(one(task)) for task in tasks]
+            return [future.result() for future in futures]
+        return list(await asyncio.gather(*(one(task) for task in tasks)))
+
+    def worker_pids(self) -> list[int]:
+        """Pids of pool processes (for their CPU time and memory)."""
+        if self.model != "processes" or self._pool is None:
+            return []
+        return list(getattr(self._pool, "_processes", None) or {})
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user+system, all threads) of another process, from its Linux CPU clock."""
+    try:
+        return time.clock_gettime((~pid << 3) | 2)  # clock_getcpuclockid(pid), CPUCLOCK_SCHED
+    except (OSError, OverflowError, AttributeError):
+        return None
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """Peak resident set size of a process (VmHWM), Linux only."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

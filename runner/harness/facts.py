@@ -7,10 +7,10 @@ import os
 import platform
 import sys
 import sysconfig
-from typing import Any, Dict, Optional
+from typing import Any
 
 
-def gil_enabled() -> Optional[bool]:
+def gil_enabled() -> bool | None:
     """The GIL's state at run time; None on interpreters that cannot disable it (before 3.13)."""
     probe = getattr(sys, "_is_gil_enabled", None)
     return bool(probe()) if probe is not None else None
@@ -21,11 +21,11 @@ def py_gil_disabled() -> int:
     return int(bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
 
 
-def interpreter_facts() -> Dict[str, Any]:
+def interpreter_facts() -> dict[str, Any]:
     try:
         import pyperf
 
-        pyperf_version: Optional[str] = pyperf.__version__
+        pyperf_version: str | None = pyperf.__version__
     except ImportError:  # facts must work before pyperf is installed (image checks)
         pyperf_version = None
     return {
@@ -49,7 +49,7 @@ def interpreter_facts() -> Dict[str, Any]:
     }
 
 
-def _jit_enabled() -> Optional[bool]:
+def _jit_enabled() -> bool | None:
     jit = getattr(sys, "_jit", None)
     return bool(jit.is_enabled()) if jit is not None else None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, Mapping, Optional
+from collections.abc import Mapping
 
 MODES = ("raise", "abort", "hang", "memory")
 ENV = "GILMATRIX_FAULTS"
@@ -20,8 +20,8 @@ class InjectedFault(RuntimeError):
     """Raised by the ``raise`` fault."""
 
 
-def parse_faults(spec: Optional[str]) -> Dict[str, str]:
-    faults: Dict[str, str] = {}
+def parse_faults(spec: str | None) -> dict[str, str]:
+    faults: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in (spec or "").split(","))):
         cell, _, mode = item.rpartition("=")
         if not cell or mode not in MODES:
@@ -30,7 +30,7 @@ def parse_faults(spec: Optional[str]) -> Dict[str, str]:
     return faults
 
 
-def fault_for(faults: Mapping[str, str], interpreter: str, cell_id: str) -> Optional[str]:
+def fault_for(faults: Mapping[str, str], interpreter: str, cell_id: str) -> str | None:
     return faults.get(f"{interpreter}:{cell_id}") or faults.get(cell_id)
 
 
