@@ -1,0 +1,385 @@
+"""Merge runs made on several machines (one CI job per interpreter, say) into one run folder.
+
+Each input is a run folder as ``gilmatrix run`` writes it (``manifest.json``, ``<interp>.json``,
+``cells/<interp>/``, ``jobs/<interp>.json``). The output is one run folder of the same format,
+so ``gilmatrix report`` and ``pyperf compare_to`` work on it unchanged. What the merge adds:
+
+- ``interpreters[id]["host"]``: the facts of the machine that ran it, and ``["machine"]``, its
+  name; ``manifest["hosts"]``: every machine with its facts and interpreters. ``manifest["host"]``
+  stays the facts of the one machine when there is one; with several it is one line per machine
+  (name -> summary), which is what the report's host table shows.
+- interpreters expected (``--expect``) but absent from every input: ``status: "missing"`` with
+  the reason, and — given the matrix — their planned cells ``missing`` too.
+- ``manifest["merge"]``: the inputs, what was expected and what is missing.
+
+An interpreter in two inputs is taken once if both copies are identical; if only one copy ran
+(the others were skipped, e.g. not found on that machine) that copy is taken; two different
+copies with results are an error: the merge cannot know which one to keep.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import runner
+from runner.errors import UserError
+from runner.github import RUNNER_FACTS
+from runner.matrix import Matrix
+from runner.plan import plan_cells
+from runner.results import MANIFEST, RunDir, now
+
+MISSING_REASON = ("no results from any machine: no input holds this interpreter (its job "
+                  "failed before uploading, was cancelled, or its artifact is absent)")
+_IDENTITY = ("hostname", "machine", "platform", "cpu_model", "cpu_count", "kernel")
+
+
+@dataclass(slots=True)
+class Source:
+    """One input run folder and what it holds."""
+
+    path: Path
+    manifest: dict[str, Any]
+    machine: str = ""  # name given to its host in the merged run
+    runner: dict[str, Any] | None = None  # github-runner.json, when a CI job wrote one
+
+    @property
+    def host(self) -> dict[str, Any]:
+        facts = dict(self.manifest.get("host") or {})
+        if self.runner:
+            facts["github_runner"] = self.runner
+        return facts
+
+
+@dataclass(slots=True)
+class Pick:
+    """The copy of one interpreter that goes into the merged run."""
+
+    interpreter: str
+    source: Source
+    entry: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def interpreter_key(ident: str) -> tuple[Any, ...]:
+    """3.9 < 3.10 < 3.13 < 3.13t; anything else after, by name."""
+    try:
+        return (0, *(int(p) for p in ident.rstrip("t").split(".")), ident.endswith("t"))
+    except ValueError:
+        return (1, ident)
+
+
+def expand_inputs(paths: Iterable[Path]) -> list[Path]:
+    """Run folders named directly, or the run folders one level below a named folder (a folder
+    of downloaded artifacts); a named path that is neither is an error."""
+    found: list[Path] = []
+    for path in paths:
+        if (path / MANIFEST).is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p.parent for p in path.glob(f"*/{MANIFEST}")))
+        else:
+            raise UserError(f"{path}: no such folder")
+    unique: list[Path] = []
+    for path in found:
+        if path.resolve() not in {p.resolve() for p in unique}:
+            unique.append(path)
+    return unique
+
+
+def load_sources(paths: Sequence[Path]) -> list[Source]:
+    sources = []
+    for path in paths:
+        run = RunDir.open(path)  # refuses non-runs and other manifest formats
+        facts_file = path / RUNNER_FACTS
+        runner_facts = json.loads(facts_file.read_text()) if facts_file.is_file() else None
+        sources.append(Source(path, run.manifest(), runner=runner_facts))
+    return sources
+
+
+def name_machines(sources: Sequence[Source]) -> dict[str, dict[str, Any]]:
+    """Give each distinct machine a name (its hostname; ``host#2`` when two differ in facts but
+    share a hostname); returns {name: facts}. Runs from one machine share its name."""
+    machines: dict[str, dict[str, Any]] = {}
+    identities: dict[tuple[Any, ...], str] = {}
+    for source in sources:
+        facts = source.host
+        runner_name = (source.runner or {}).get("name")
+        identity = (*(facts.get(k) for k in _IDENTITY), runner_name)
+        if identity not in identities:
+            base = str(facts.get("hostname") or runner_name or "unknown-host")
+            name, n = base, 1
+            while name in machines:
+                n += 1
+                name = f"{base}#{n}"
+            identities[identity] = name
+            machines[name] = facts
+        source.machine = identities[identity]
+    return machines
+
+
+def _same_copy(a: Pick, b: Pick) -> bool:
+    if a.entry != b.entry:
+        return False
+    cells_a = [c for c in a.source.manifest.get("cells", []) if c["interpreter"] == a.interpreter]
+    cells_b = [c for c in b.source.manifest.get("cells", []) if c["interpreter"] == b.interpreter]
+    if cells_a != cells_b:
+        return False
+    results = a.entry.get("results")
+    return not results or filecmp.cmp(a.source.path / results, b.source.path / results,
+                                      shallow=False)
+
+
+def pick_interpreters(sources: Sequence[Source]) -> dict[str, Pick]:
+    candidates: dict[str, list[Pick]] = {}
+    for source in sources:
+        for ident, entry in (source.manifest.get("interpreters") or {}).items():
+            candidates.setdefault(ident, []).append(Pick(ident, source, dict(entry)))
+    picks: dict[str, Pick] = {}
+    for ident, copies in candidates.items():
+        distinct: list[Pick] = []
+        for copy in copies:
+            if not any(_same_copy(copy, kept) for kept in distinct):
+                distinct.append(copy)
+        ran = [c for c in distinct if c.entry.get("status") != "skipped"]
+        if len(distinct) == 1:
+            picks[ident] = distinct[0]
+        elif len(ran) == 1:
+            picks[ident] = ran[0]
+            picks[ident].notes = [f"{ident}: skipped in {c.source.path} ({c.entry.get('reason')}); "
+                                  f"taken from {ran[0].source.path}"
+                                  for c in distinct if c is not ran[0]]
+        elif not ran:
+            picks[ident] = distinct[0]
+        else:
+            where = ", ".join(str(c.source.path) for c in ran)
+            raise UserError(f"interpreter {ident} has different results in several inputs "
+                            f"({where}): merge one of them, or re-run it once")
+    return picks
+
+
+def _check_compatible(sources: Sequence[Source], matrix: Matrix | None) -> tuple[str, list[str]]:
+    """Inputs must come from one matrix file and profile; returns (profile, warnings)."""
+    profiles = {s.manifest["matrix"]["profile"] for s in sources}
+    if len(profiles) > 1:
+        raise UserError(f"the inputs ran different profiles ({', '.join(sorted(profiles))}): "
+                        "their numbers are not comparable; merge runs of one profile")
+    digests = {s.manifest["matrix"]["sha256"] for s in sources}
+    if len(digests) > 1:
+        listing = "; ".join(f"{s.path}: {s.manifest['matrix']['sha256'][:12]}" for s in sources)
+        raise UserError(f"the inputs ran different matrix files ({listing}): merge runs of one "
+                        "matrix.yaml")
+    warnings = []
+    if matrix is not None and digests and matrix.sha256 not in digests:
+        warnings.append(f"{matrix.path} is not the matrix file the inputs ran (sha256 differs); "
+                        "the cells of missing interpreters are planned from it")
+    return (profiles.pop() if profiles else ""), warnings
+
+
+def _machine_line(facts: Mapping[str, Any], interpreters: Sequence[str]) -> str:
+    runner_info = facts.get("github_runner") or {}
+    parts = [str(facts.get("machine") or "?"), str(facts.get("cpu_model") or "unknown CPU"),
+             f"{facts.get('usable_cpus') or facts.get('cpu_count') or '?'} usable CPUs",
+             f"kernel {facts.get('kernel') or '?'}"]
+    if runner_info.get("environment"):
+        parts.append(f"{runner_info['environment']} runner {runner_info.get('name') or ''}".strip())
+    return f"{', '.join(parts)} — ran {', '.join(interpreters) or 'nothing'}"
+
+
+def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
+               expect: Sequence[str] = (), matrix: Matrix | None = None,
+               profile: str | None = None,
+               log: Callable[[str], None] = print) -> RunDir:
+    """Merge the run folders ``inputs`` into ``out/results/<run_id>``; returns the new run."""
+    sources = load_sources(expand_inputs(inputs))
+    if not sources and matrix is None:
+        raise UserError("no run folder among the inputs: name run folders (or a folder of them), "
+                        "or give --matrix to record every expected interpreter as missing")
+    source_profile, warnings = _check_compatible(sources, matrix)
+    profile = source_profile or profile or (matrix.default_profile if matrix else "")
+    if profile and source_profile and source_profile != profile:
+        raise UserError(f"--profile {profile} but the inputs ran profile {source_profile}")
+    machines = name_machines(sources)
+    picks = pick_interpreters(sources)
+    missing = [i for i in dict.fromkeys(expect) if i not in picks]
+    if matrix is not None:
+        known = {i.id for i in matrix.interpreters}
+        unknown = [i for i in missing if i not in known]
+        if unknown:
+            raise UserError(f"--expect {unknown[0]}: not an interpreter of {matrix.path} "
+                            f"({', '.join(sorted(known))})")
+
+    run_ids = {s.manifest.get("run_id") for s in sources}
+    run_id = run_id or (run_ids.pop() if len(run_ids) == 1 else f"merged-{now()[:19]}".replace(
+        ":", ""))
+    target = RunDir.create(out, run_id)
+
+    order = sorted({*picks, *missing}, key=interpreter_key)
+    by_machine: dict[str, list[str]] = {m: [] for m in machines}
+    interpreters: dict[str, Any] = {}
+    cells: list[dict[str, Any]] = []
+    notes: list[str] = []
+    workload_filters = _workload_filters(sources, matrix)
+    for ident in order:
+        pick = picks.get(ident)
+        if pick is None:
+            interpreters[ident] = {"status": "missing", "reason": MISSING_REASON, "results": None,
+                                   "environment": None, "host": None, "machine": None}
+            cells.extend(_missing_cells(matrix, profile, ident, workload_filters))
+            continue
+        _copy_interpreter(pick, target.path)
+        interpreters[ident] = {**pick.entry, "host": machines[pick.source.machine],
+                               "machine": pick.source.machine}
+        if pick.entry.get("status") != "skipped":
+            by_machine[pick.source.machine].append(ident)
+        cells.extend(c for c in pick.source.manifest.get("cells", []) if c["interpreter"] == ident)
+        notes.extend(pick.notes)
+
+    used = {m: ids for m, ids in by_machine.items() if ids}
+    if len(used) > 1:
+        warnings.append(f"these interpreters ran on {len(used)} different machines ("
+                        + "; ".join(f"{m}: {', '.join(ids)}" for m, ids in used.items())
+                        + "): differences between interpreters of different machines mix "
+                        "hardware with interpreter")
+    hosted = [ident for m, ids in used.items() for ident in ids
+              if (machines[m].get("github_runner") or {}).get("environment") == "github-hosted"]
+    if hosted:
+        warnings.append(f"{', '.join(hosted)} ran on shared GitHub-hosted runners, whose "
+                        "neighbours make timings noisy: prefer self-hosted runners for figures")
+    for source in sources:
+        for warning in source.manifest.get("warnings") or []:
+            text = f"{source.machine}: {warning}" if len(machines) > 1 else str(warning)
+            if text not in warnings:
+                warnings.append(text)
+
+    statuses = {c["status"] for c in cells}
+    states = {s.manifest.get("state") for s in sources}
+    state = "complete" if (statuses <= {"ok", "skipped"} and not missing
+                           and states <= {"complete"}) else "partial"
+    first = sources[0].manifest if sources else {}
+    manifest = {
+        "format": runner.FORMAT_VERSION,
+        "tool": {"name": "gilmatrix", "version": runner.__version__},
+        "run_id": run_id,
+        "started": min((s.manifest.get("started") or "" for s in sources), default=None) or None,
+        "finished": _latest(s.manifest.get("finished") for s in sources),
+        "state": state,
+        "matrix": _matrix_entry(first, matrix, profile, workload_filters),
+        "backend": _backend(sources),
+        "host": _host_display(machines, used),
+        "hosts": {m: {**facts, "interpreters": by_machine[m]} for m, facts in machines.items()},
+        "warnings": warnings,
+        "stages": _stages(sources),
+        "interpreters": interpreters,
+        "cells": cells,
+        "merge": {
+            "merged": now(),
+            "sources": [{"path": str(s.path), "run_id": s.manifest.get("run_id"),
+                         "machine": s.machine,
+                         "interpreters": list(s.manifest.get("interpreters") or {})}
+                        for s in sources],
+            "expected": list(dict.fromkeys(expect)),
+            "missing": missing,
+            "notes": notes,
+        },
+    }
+    target.write_manifest(manifest)
+    log(f"merged {len(sources)} runs from {len(used)} machines into {target.path}: "
+        f"{len(picks)} interpreters" + (f", missing: {', '.join(missing)}" if missing else ""))
+    for note in notes:
+        log(f"note: {note}")
+    return target
+
+
+def _copy_interpreter(pick: Pick, target: Path) -> None:
+    src, ident = pick.source.path, pick.interpreter
+    results = pick.entry.get("results")
+    if results:
+        if not (src / results).is_file():
+            raise UserError(f"{src / MANIFEST}: {ident}'s results file {results} is absent")
+        shutil.copy2(src / results, target / results)
+    if (src / "cells" / ident).is_dir():
+        shutil.copytree(src / "cells" / ident, target / "cells" / ident)
+    for rel in (f"cells/{ident}.harness.log", f"jobs/{ident}.json"):
+        if (src / rel).is_file():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, target / rel)
+
+
+def _workload_filters(sources: Sequence[Source], matrix: Matrix | None) -> list[str]:
+    """The workload ids the inputs were filtered to (``--only crunch``); interpreter ids of
+    ``--only`` are what split the work between machines, so they are not kept."""
+    interp_ids = {i.id for i in matrix.interpreters} if matrix else set()
+    for source in sources:
+        interp_ids.update(source.manifest.get("interpreters") or {})
+    filters: list[str] = []
+    for source in sources:
+        for value in source.manifest["matrix"].get("only") or []:
+            if value not in interp_ids and value not in filters:
+                filters.append(value)
+    return filters
+
+
+def _missing_cells(matrix: Matrix | None, profile: str, ident: str,
+                   workload_filters: Sequence[str]) -> list[dict[str, Any]]:
+    if matrix is None:
+        return []
+    plan = plan_cells(matrix, profile or None, [ident, *workload_filters])
+    out = []
+    for cell in plan.cells:
+        status, reason = ("skipped", cell.reason) if cell.status == "skipped" else \
+            ("missing", MISSING_REASON)
+        out.append({"interpreter": ident, "id": cell.id, "workload": cell.workload,
+                    "executor": cell.executor, "workers": cell.workers, "status": status,
+                    "reason": reason, "elapsed": None, "output_tail": None})
+    return out
+
+
+def _latest(values: Iterable[str | None]) -> str | None:
+    values = list(values)
+    if not values or any(v is None for v in values):
+        return None
+    return max(v for v in values if v is not None)
+
+
+def _matrix_entry(first: Mapping[str, Any], matrix: Matrix | None, profile: str,
+                  workload_filters: list[str]) -> dict[str, Any]:
+    if first:
+        return {**first["matrix"], "only": workload_filters}
+    assert matrix is not None
+    return {"path": str(matrix.path), "sha256": matrix.sha256, "profile": profile,
+            "only": workload_filters, "settings": {}}
+
+
+def _backend(sources: Sequence[Source]) -> dict[str, Any]:
+    backends = [s.manifest.get("backend") or {} for s in sources]
+    if not backends:
+        return {"name": "none"}
+    if all(b == backends[0] for b in backends):
+        return backends[0]
+    names = list(dict.fromkeys(str(b.get("name", "?")) for b in backends))
+    return {"name": " + ".join(names), "by_machine": {s.machine: s.manifest.get("backend")
+                                                      for s in sources}}
+
+
+def _host_display(machines: Mapping[str, Mapping[str, Any]],
+                  used: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    if len(machines) == 1:
+        return dict(next(iter(machines.values())))
+    return {"machines": len(machines),
+            **{name: _machine_line(facts, used.get(name, ())) for name, facts in machines.items()}}
+
+
+def _stages(sources: Sequence[Source]) -> dict[str, float]:
+    """Stage timings summed over the inputs: machine time, not wall time (jobs ran in parallel)."""
+    total: dict[str, float] = {}
+    for source in sources:
+        for key, value in (source.manifest.get("stages") or {}).items():
+            if isinstance(value, int | float):
+                total[key] = round(total.get(key, 0.0) + value, 3)
+    return total
