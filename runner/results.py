@@ -76,6 +76,7 @@ class CellOutcome:
     reason: str | None
     elapsed: float | None
     output_tail: str | None
+    warnings: tuple[str, ...] = ()  # pyperf's stability checks, for cells that ran
 
 
 class RunDir:
@@ -133,7 +134,7 @@ class RunDir:
             status = json.loads(status_file.read_text())
             if status["status"] != "ok" or base.with_name(base.name + ".json").exists():
                 return CellOutcome(status["status"], status.get("reason"), status.get("elapsed"),
-                                   status.get("output_tail"))
+                                   status.get("output_tail"), tuple(status.get("warnings", ())))
         return CellOutcome("missing", "did not run to the end (interrupted or crashed run)", None, None)
 
     def merge_suite(self, interpreter: str, cells: Iterable[Cell]) -> Path | None:

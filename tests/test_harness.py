@@ -12,7 +12,7 @@ import pyperf
 import pytest
 
 from runner.harness import facts, workloads
-from runner.harness.drive import cell_slug, failure_reason
+from runner.harness.drive import cell_slug, failure_reason, stability_warnings
 from runner.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
 from runner.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
 from tests.conftest import ROOT
@@ -98,6 +98,21 @@ def test_facts_describe_the_running_interpreter() -> None:
     assert json.loads(out)["executable"] == sys.executable
 
 
+def test_stability_warnings_follow_pyperf_checks(tmp_path: Path) -> None:
+    def suite(values: list[float]) -> str:
+        run = pyperf.Run(values, metadata={"name": "x", "unit": "second", "loops": 1},
+                         collect_metadata=False)
+        path = str(tmp_path / f"{len(list(tmp_path.iterdir()))}.json")
+        pyperf.BenchmarkSuite([pyperf.Benchmark([run])]).dump(path)
+        return path
+
+    assert stability_warnings(suite([1.0, 1.01, 0.99])) == []
+    noisy = stability_warnings(suite([1.0, 1.5, 0.5, 1.2]))
+    assert any("standard deviation" in w for w in noisy)
+    outlier = stability_warnings(suite([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0]))
+    assert any("maximum" in w and "greater" in w for w in outlier)
+
+
 def test_failure_reason_picks_the_exception_line() -> None:
     output = ("Traceback (most recent call last):\n  File x\n"
               "runner.harness.workloads.WrongAnswer: crunch: got 1\n")
@@ -141,7 +156,9 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
         assert meta["gilmatrix_py_gil_disabled"] in (0, 1)
         assert bench.get_nvalue() == 2
         assert all(v > 0 for v in bench.get_values())
-        assert json.loads((Path(str(base) + ".status.json")).read_text())["status"] == "ok"
+        status = json.loads((Path(str(base) + ".status.json")).read_text())
+        assert status["status"] == "ok"
+        assert isinstance(status["warnings"], list)
     # fetch: 2 tasks x 1 ms on 2 threads cannot take less than one wait
     fetch = pyperf.BenchmarkSuite.load(str(tmp_path / "cells/host/fetch__threads__2.json"))
     assert min(fetch.get_benchmarks()[0].get_values()) >= 0.001

@@ -141,7 +141,17 @@ def test_resume_refuses_a_changed_matrix(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_exit_2_without_traceback(tmp_path: Path) -> None:
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"format": 99}))
+    a_file = tmp_path / "file"
+    a_file.write_text("")
     for args, expected in [
+        (["run", "--resume", str(old)], "format 99"),
+        (["report", str(old)], "format 99"),
+        (["run", "--backend", "local", "--only", "3.12", "--out", str(a_file / "out")],
+         "cannot create the results folder"),
+        (["report", "--out", str(tmp_path / "empty")], "no runs under"),
         (["run", "--backend", "kubernetes"], "invalid choice"),
         (["run", "--python", "3.12"], "expected ID=PATH"),
         (["run", "--resume", str(tmp_path)], "no manifest.json"),

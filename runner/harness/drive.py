@@ -62,6 +62,26 @@ def pyperf_args(settings: Mapping[str, Any]) -> list[str]:
     return args
 
 
+def stability_warnings(result_path: str) -> list[str]:
+    """pyperf's own stability checks on a finished cell (as ``pyperf show`` prints them)."""
+    import pyperf
+
+    bench = pyperf.BenchmarkSuite.load(result_path).get_benchmarks()[0]
+    values = bench.get_values()
+    mean = bench.mean()
+    warnings = []
+    if len(values) >= 2 and mean > 0:
+        percent = bench.stdev() * 100.0 / mean
+        if percent >= 10.0:
+            warnings.append(f"the standard deviation is {percent:.0f}% of the mean")
+    for name, value in (("minimum", min(values)), ("maximum", max(values))):
+        percent = (value - mean) * 100.0 / mean if mean > 0 else 0.0
+        if abs(percent) >= 50:
+            side = "greater" if percent > 0 else "smaller"
+            warnings.append(f"the {name} is {abs(percent):.0f}% {side} than the mean")
+    return warnings
+
+
 def failure_reason(output: str, returncode: int) -> str:
     """The most telling line of a failed cell's output.
 
@@ -182,6 +202,7 @@ class CellRunner:
             status.update(status="failed", reason=failure_reason(output, returncode))
         else:
             status["status"] = "ok"
+            status["warnings"] = stability_warnings(tmp_result)
         if status["status"] != "ok":
             status["output_tail"] = output[-TAIL_CHARS:]
             if os.path.exists(tmp_result):
