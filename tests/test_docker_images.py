@@ -109,7 +109,10 @@ def test_harness_change_rebuilds_only_the_last_layer(builder, image_314t, monkey
                           result.python, "-c", "import runner.harness._probe_for_test as p; "
                           "print(p.MARK)"], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == probe.read_text().split("= ")[1].strip()
+    # Leave things as they were: the probe image gone, the moving alias on the real image again.
     subprocess.run([builder.client.path, "rmi", result.tag], capture_output=True, timeout=60)
+    subprocess.run([builder.client.path, "tag", image_314t.tag, f"{images.IMAGE_REPO}:3.14t-fast"],
+                   capture_output=True, timeout=60)
 
 
 @pytest.mark.skipif(not (PYENV_312 / "bin" / "python3").exists(), reason="no pyenv 3.12.1 here")
