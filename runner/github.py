@@ -61,7 +61,7 @@ def parse_runner_labels(text: str | None) -> tuple[str, ...] | None:
     if text is None or not text.strip():
         return None
     text = text.strip()
-    if text[0] in "[\"":
+    if text[0] in "[{\"":
         try:
             value = json.loads(text)
         except ValueError as exc:

