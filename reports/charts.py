@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from reports.compare import free_threading, heatmap_table, with_speedup
@@ -21,7 +22,19 @@ from reports.results import executor_rank, interpreter_key
 
 FACET_COLUMNS = 5
 TIME_TITLE = "mean time per call (ms)"
-PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d"]
+# One colour per executor name, the same in every report whichever executors a run has;
+# the process-pool variants share processes' green family.
+EXECUTOR_COLORS = {
+    "sequential": "#4c78a8", "threads": "#f58518", "processes": "#54a24b",
+    "processes-fork": "#88c77f", "processes-forkserver": "#2f6b2a",
+    "processes-spawn": "#b5bd3a", "interpreters": "#b279a2", "asyncio": "#e45756",
+}
+PALETTE = ["#72b7b2", "#9d755d", "#ff9da6", "#bab0ac", "#eeca3b"]  # other executor names
+
+
+def executor_colors(executors: Sequence[str]) -> list[str]:
+    extra = iter(PALETTE * (1 + len(executors) // len(PALETTE)))
+    return [EXECUTOR_COLORS.get(name) or next(extra) for name in executors]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,20 +60,37 @@ def _round(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """Four significant digits are more than the noise allows and keep the page small."""
     out = frame.copy()
     for column in out.select_dtypes("float").columns:
-        out[column] = out[column].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else None)
+        out[column] = round_significant(out[column].to_numpy(), digits)
     return out
+
+
+def round_significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Vectorised float(f"{v:.4g}"): scale by an exact power of ten, round, scale back. Dividing
+    by 10**k (exact) gives the double nearest the decimal, so JSON prints it short."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        finite = np.isfinite(values) & (values != 0)
+        exponent = np.zeros(len(values), dtype=np.int64)
+        exponent[finite] = np.floor(np.log10(np.abs(values[finite]))).astype(np.int64)
+        shift = digits - 1 - exponent  # round(v * 10**shift) / 10**shift
+        up = np.power(10.0, np.clip(shift, 0, 300))
+        down = np.power(10.0, np.clip(-shift, 0, 300))
+        out = np.where(shift >= 0, np.round(values * up) / up, np.round(values / down) * down)
+    return np.where(finite, out, values)
 
 
 def cells_dataset(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per cell for the charts, plus sequential drawn as a flat reference at every
     worker count of its workload (sequential ignores workers; it is planned at 1 only)."""
     speed = with_speedup(cells)
+    classes = speed["cpu_class"]
     data = pd.DataFrame({
         "interpreter": speed["interpreter"], "workload": speed["workload"],
         "executor": speed["executor"], "workers": speed["workers"],
         "mean_ms": speed["mean"] * 1e3, "lo_ms": speed["ci_low"] * 1e3,
         "hi_ms": speed["ci_high"] * 1e3, "median_ms": speed["median"] * 1e3,
         "stdev_ms": speed["stdev"] * 1e3, "n": speed["n"], "speedup": speed["speedup"],
+        "parallelism": speed["parallelism"], "class": classes.where(classes != ""),
+        "rss_mb": speed["peak_rss"] / 1e6,
     })
     counts = data.groupby("workload")["workers"].unique()
     seq = data[data["executor"] == "sequential"]
@@ -71,7 +101,7 @@ def cells_dataset(cells: pd.DataFrame) -> pd.DataFrame:
 
 def _color(executors: Sequence[str]) -> alt.Color:
     return alt.Color("executor:N", title="executor",
-                     scale=alt.Scale(domain=list(executors), range=PALETTE[: len(executors)]),
+                     scale=alt.Scale(domain=list(executors), range=executor_colors(executors)),
                      legend=alt.Legend(orient="top"))
 
 
@@ -93,7 +123,9 @@ def _tooltip() -> list[alt.Tooltip]:
             alt.Tooltip("mean_ms:Q", title="mean (ms)", format=".4g"),
             alt.Tooltip("median_ms:Q", title="median (ms)", format=".4g"),
             alt.Tooltip("stdev_ms:Q", title="stdev (ms)", format=".3g"),
-            alt.Tooltip("n:Q"), alt.Tooltip("speedup:Q", format=".2f")]
+            alt.Tooltip("n:Q"), alt.Tooltip("speedup:Q", format=".2f"),
+            alt.Tooltip("parallelism:Q", title="cores busy (CPU/wall)", format=".2f"),
+            alt.Tooltip("class:N"), alt.Tooltip("rss_mb:Q", title="peak RSS (MB)", format=".1f")]
 
 
 def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
@@ -120,6 +152,38 @@ def speedup_vs_workers(workload: str, interps: Sequence[str],
         tooltip=_tooltip())
     layer = alt.layer(ideal, line).properties(width=160, height=130)
     return _filters(layer, interps, execs, workload).facet(
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+
+
+def parallelism_vs_workers(workload: str, interps: Sequence[str],
+                           execs: Sequence[str]) -> alt.FacetChart:
+    """Effective parallelism (CPU / wall) per executor; the rule at 1 is one busy core."""
+    base = alt.Chart(alt.NamedData(name="cells"))
+    one = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(y=alt.datum(1))
+    # "unknown": the harness could not measure it, or the call was too short to trust it
+    line = base.transform_filter(
+        "isValid(datum.parallelism) && datum['class'] != 'unknown'").mark_line(
+        point=True).encode(
+        x=alt.X("workers:Q", title="workers", scale=alt.Scale(zero=False)),
+        y=alt.Y("parallelism:Q", title="cores busy (CPU / wall)"), color=_color(execs),
+        strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]),
+                                 alt.value([1, 0])),
+        tooltip=_tooltip())
+    layer = alt.layer(one, line).properties(width=160, height=130)
+    return _filters(layer, interps, execs, workload).facet(
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+
+
+def memory_vs_workers(workload: str, interps: Sequence[str],
+                      execs: Sequence[str]) -> alt.FacetChart:
+    """Peak RSS of the benchmark process plus its pool's processes."""
+    base = alt.Chart(alt.NamedData(name="cells")).transform_filter(
+        "isValid(datum.rss_mb) && datum.executor != 'sequential'")
+    line = base.mark_line(point=True).encode(
+        x=alt.X("workers:Q", title="workers"),
+        y=alt.Y("rss_mb:Q", title="peak RSS (MB)", scale=alt.Scale(zero=True)),
+        color=_color(execs), tooltip=_tooltip())
+    return _filters(line.properties(width=160, height=130), interps, execs, workload).facet(
         facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
 
 
@@ -206,7 +270,7 @@ def change_chart(name: str, y_field: str, y_title: str, interps: Sequence[str],
               " (below 1 = faster)"
     rule = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(x=alt.datum(1))
     fill = alt.Fill("executor:N", scale=alt.Scale(domain=list(execs),
-                                                  range=PALETTE[: len(execs)]),
+                                                  range=executor_colors(execs)),
                     legend=alt.Legend(orient="top"))  # merges with the color legend
     points = base.mark_point(size=40).encode(
         y=alt.Y(f"{y_field}:N", sort=list(interps), title=y_title),
@@ -253,7 +317,14 @@ def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
         "speedup": json.dumps(_spec(speedup_vs_workers(PLACEHOLDER, interps, execs), validate)),
         "versions": json.dumps(_spec(across_versions(PLACEHOLDER, interps, execs, [1]),
                                      validate)),
+        "parallelism": json.dumps(_spec(parallelism_vs_workers(PLACEHOLDER, interps, execs),
+                                        validate)),
+        "memory": json.dumps(_spec(memory_vs_workers(PLACEHOLDER, interps, execs), validate)),
     }
+    fixed_cost = set(cells.loc[(cells["pool_in_timing"] == "yes") | (cells["kind"] == "startup"),
+                               "workload"])
+    measured = cells.groupby("workload", sort=False)[["parallelism", "peak_rss"]].count()
+    pooled = cells[cells["executor"] != "sequential"].groupby("workload")["peak_rss"].count()
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
         counts = cells.loc[cells["workload"] == workload, "workers"].unique()
         workers = sorted(int(w) for w in counts)
@@ -268,13 +339,28 @@ def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
                       _for_workload(templates["time"], workload), ("cells",),
                       workload, "Mean per call with its 95% interval; sequential (dashed) runs "
                       "at one worker and is drawn across for reference."),
-            ChartSpec(f"speedup-{slug}", f"{workload}: speedup vs workers", "workload",
-                      _for_workload(templates["speedup"], workload), ("cells",),
-                      workload, "Speedup over sequential; the dotted line is ideal scaling."),
-            ChartSpec(f"versions-{slug}", f"{workload}: the same cell across interpreters",
-                      "workload", versions_spec, ("cells",), workload,
-                      "Pick the worker count below the chart."),
         ]
+        if workload not in fixed_cost:  # a pool's start-up has no speedup over no pool
+            charts.append(ChartSpec(
+                f"speedup-{slug}", f"{workload}: speedup vs workers", "workload",
+                _for_workload(templates["speedup"], workload), ("cells",), workload,
+                "Speedup over sequential; the dotted line is ideal scaling."))
+        if measured.loc[workload, "parallelism"]:
+            charts.append(ChartSpec(
+                f"parallelism-{slug}", f"{workload}: effective parallelism vs workers",
+                "workload", _for_workload(templates["parallelism"], workload), ("cells",),
+                workload, "CPU time / wall time, median over runs: about 1 when one core "
+                "works at a time (the GIL), N when N do, well below 1 while waiting; the dotted "
+                "line is one core. A busy machine lowers it."))
+        if pooled.get(workload, 0):
+            charts.append(ChartSpec(
+                f"memory-{slug}", f"{workload}: peak memory vs workers", "workload",
+                _for_workload(templates["memory"], workload), ("cells",), workload,
+                "Peak RSS of the benchmark process plus, for process pools, its workers' "
+                "peaks; missing where the run did not record the workers' memory."))
+        charts.append(ChartSpec(
+            f"versions-{slug}", f"{workload}: the same cell across interpreters", "workload",
+            versions_spec, ("cells",), workload, "Pick the worker count below the chart."))
     heat = heatmap_table(cells)
     if len(heat):
         datasets["heat"] = _round(heat[["workload", "interpreter", "executor", "workers",

@@ -21,13 +21,23 @@ CHANGE_COLUMNS = ["ratio", "ratio_low", "ratio_high", "p_value", "significant", 
 
 
 def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
-    """Add speedup (sequential mean / mean) and efficiency (speedup / workers) to each cell."""
+    """Add to each cell: speedup (sequential mean / mean), efficiency (speedup / workers) and
+    parallel efficiency against the same executor at one worker, t1 / (N * tN).
+
+    Parallel efficiency is 1 when N workers take 1/N of one worker's time (the same total
+    work is spread over the workers), whatever the executor's fixed cost; efficiency also
+    counts what the executor costs over a plain loop. Sequential gets no parallel
+    efficiency: it does not use workers."""
     seq = (cells[cells["executor"] == "sequential"]
            .groupby(["interpreter", "workload"])["mean"].min().rename("seq_mean"))
+    one = (cells[(cells["workers"] == 1) & (cells["executor"] != "sequential")]
+           .groupby(["interpreter", "workload", "executor"])["mean"].min().rename("one_mean"))
     out = cells.join(seq, on=["interpreter", "workload"])
+    out = out.join(one, on=["interpreter", "workload", "executor"])
     out["speedup"] = out["seq_mean"] / out["mean"]
     out["efficiency"] = out["speedup"] / out["workers"]
-    return out
+    out["parallel_efficiency"] = out["one_mean"] / (out["workers"] * out["mean"])
+    return out.drop(columns=["one_mean"])
 
 
 def order_cells(cells: pd.DataFrame) -> pd.DataFrame:

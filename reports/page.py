@@ -16,7 +16,7 @@ import pandas as pd
 
 from reports.charts import ChartSet, ChartSpec, workload_slug
 from reports.compare import free_threading, order_cells, with_speedup
-from reports.results import CellProblem, Interpreter, RunResults, interpreter_key
+from reports.results import CellProblem, Interpreter, RunResults, executor_rank, interpreter_key
 from reports.verdicts import Card
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
@@ -31,6 +31,7 @@ class WorkloadSection:
     cards: tuple[Card, ...]
     charts: tuple[ChartSpec, ...]
     rows: tuple[tuple[str, ...], ...]  # the numbers table
+    notes: tuple[str, ...] = ()  # how the cells ran, and which were skipped here and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,8 @@ class Page:
     change_total: int
     baseline: Mapping[str, Any] | None
     problems: tuple[CellProblem, ...]
-    problem_groups: tuple[ProblemGroup, ...]
+    problem_groups: tuple[ProblemGroup, ...]  # failed, timed out, missing: per interpreter
+    skipped_groups: tuple[SkippedGroup, ...]  # skipped by the plan: per reason
     warnings: tuple[str, ...]
     unstable: tuple[tuple[str, str, str], ...]
     unstable_total: int
@@ -58,12 +60,15 @@ class Page:
 
 
 TABLE_HEADER = ("interpreter", "executor", "workers", "mean (ms)", "median (ms)", "stdev (ms)",
-                "n", "95% interval of the mean (ms)", "speedup", "efficiency", "warnings")
+                "n", "95% interval of the mean (ms)", "speedup", "efficiency",
+                "parallel efficiency", "CPU (ms)", "parallelism", "class", "peak RSS (MB)",
+                "warnings")
+NONE = "—"  # a figure this run did not record (results from before the harness measured it)
 
 
-def _ms(seconds: float) -> str:
+def _ms(seconds: float, missing: str = "") -> str:
     """Milliseconds, unit in the column header: 10,000 rows of " ms" are 30 kB."""
-    return f"{seconds * 1e3:.4g}" if pd.notna(seconds) else ""
+    return f"{seconds * 1e3:.4g}" if pd.notna(seconds) else missing
 
 
 Rows = tuple[tuple[str, ...], ...]
@@ -78,8 +83,47 @@ def table_rows(cells: pd.DataFrame) -> Rows:
                      _ms(r.stdev), str(r.n), interval,
                      "" if pd.isna(r.speedup) else f"{r.speedup:.2f}x",
                      "" if pd.isna(r.efficiency) else f"{r.efficiency:.0%}",
+                     "" if pd.isna(r.parallel_efficiency) else f"{r.parallel_efficiency:.0%}",
+                     _ms(r.cpu_time, NONE),
+                     NONE if pd.isna(r.parallelism) else f"{r.parallelism:.2f}",
+                     r.cpu_class or NONE,
+                     NONE if pd.isna(r.peak_rss) else f"{r.peak_rss / 1e6:.1f}",
                      "; ".join(r.warnings)))
     return tuple(rows)
+
+
+def _interp_list(interps: set[str], everyone: Sequence[str]) -> str:
+    if set(everyone) <= interps:
+        return ""
+    return " (" + ", ".join(sorted(interps, key=interpreter_key)) + ")"
+
+
+def section_notes(part: pd.DataFrame, skipped: Sequence[CellProblem],
+                  interps: Sequence[str]) -> tuple[str, ...]:
+    """How the cells of one workload ran (start method, asyncio mode, pool in the timing),
+    and which of its cells the plan skipped and why - said where the reader misses them."""
+    notes = []
+    if (part["pool_in_timing"] == "yes").any():
+        notes.append("Each timed call creates the pool and shuts it down: times are fixed "
+                     "costs, not throughput.")
+    ran = part["interpreter"].unique()
+    for column, label in (("start_method", "start method"), ("async_mode", "mode")):
+        used = part[part[column] != ""]
+        for executor in sorted(used["executor"].unique(), key=executor_rank):
+            rows = used[used["executor"] == executor]
+            kinds = {value: set(rows.loc[rows[column] == value, "interpreter"])
+                     for value in rows[column].unique()}
+            text = ", ".join(f"{value}{_interp_list(where, ran)}"
+                             for value, where in kinds.items())
+            notes.append(f"{executor}: {label} {text}.")
+    reasons: dict[tuple[str, str], set[str]] = {}
+    for problem in skipped:
+        executor = problem.cell.rsplit("/", 2)[1] if problem.cell.count("/") >= 2 else "*"
+        reasons.setdefault((executor, problem.reason), set()).add(problem.interpreter)
+    for (executor, reason), where in sorted(reasons.items(),
+                                            key=lambda item: executor_rank(item[0][0])):
+        notes.append(f"Not run: {executor}{_interp_list(where, interps)} - {reason}.")
+    return tuple(notes)
 
 
 def interpreter_rows(interpreters: Sequence[Interpreter]) -> tuple[Mapping[str, Any], ...]:
@@ -140,9 +184,38 @@ class ProblemGroup:
     output_tail: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedGroup:
+    """Cells the plan skipped for one reason, on whichever interpreters."""
+
+    reason: str
+    interpreters: tuple[str, ...]
+    cells: tuple[str, ...]  # "interpreter cell" when several interpreters share the reason
+    executors: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = ()
+
+
+def group_skipped(problems: Sequence[CellProblem]) -> tuple[SkippedGroup, ...]:
+    groups: dict[str, list[CellProblem]] = {}
+    for p in problems:
+        if p.status == "skipped":
+            groups.setdefault(p.reason, []).append(p)
+    out = []
+    for reason, ps in groups.items():
+        interps = tuple(sorted({p.interpreter for p in ps}, key=interpreter_key))
+        cells = tuple(p.cell if len(interps) == 1 else f"{p.interpreter} {p.cell}" for p in ps)
+        parts = [p.cell.rsplit("/", 2) for p in ps if p.cell.count("/") >= 2]
+        executors = tuple(sorted({part[1] for part in parts}, key=executor_rank))
+        workloads = tuple(dict.fromkeys(part[0] for part in parts))
+        out.append(SkippedGroup(reason, interps, cells, executors, workloads))
+    return tuple(out)
+
+
 def group_problems(problems: Sequence[CellProblem]) -> tuple[ProblemGroup, ...]:
     groups: dict[tuple[str, str, str], list[CellProblem]] = {}
     for p in problems:
+        if p.status == "skipped":
+            continue
         groups.setdefault((p.interpreter, p.status, p.reason), []).append(p)
     return tuple(ProblemGroup(i, s, r, tuple(p.cell for p in ps),
                               next((p.output_tail for p in ps if p.output_tail), None))
@@ -190,6 +263,12 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
     cells = order_cells(cells)
     interps = charts.interpreters
     by_key = {(c.workload, c.interpreter): c for c in cards}
+    skipped_by_workload: dict[str, list[CellProblem]] = {}
+    for problem in results.problems:
+        # an interpreter that did not run at all is explained once, in the skipped list
+        if problem.status == "skipped" and problem.interpreter in interps:
+            workload = problem.cell.rsplit("/", 2)[0]
+            skipped_by_workload.setdefault(workload, []).append(problem)
     sections, overview = [], []
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
         part = cells[cells["workload"] == workload]
@@ -201,7 +280,8 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
             params=params,
             cards=tuple(by_key[(workload, i)] for i in interps if (workload, i) in by_key),
             charts=tuple(c for c in charts.charts if c.workload == workload),
-            rows=rows))
+            rows=rows, notes=section_notes(part, skipped_by_workload.get(workload, ()),
+                                           interps)))
         overview.append((workload, tuple(by_key.get((workload, i)) for i in interps)))
     changes, change_total = change_rows(versions)
     unstable = unstable_cells(cells)
@@ -227,6 +307,7 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
         ft_rows=ft_rows(cells), change_rows=tuple(changes), change_total=change_total,
         baseline=baseline, problems=results.problems,
         problem_groups=group_problems(results.problems),
+        skipped_groups=group_skipped(results.problems),
         warnings=environment_warnings(results), unstable=tuple(unstable[:MAX_LISTED]),
         unstable_total=len(unstable), downloads=tuple(downloads), libraries=dict(libraries),
     )

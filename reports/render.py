@@ -57,11 +57,25 @@ def environment() -> jinja2.Environment:
     return env
 
 
+CSV_ORDER = ("interpreter", "workload", "kind", "executor", "model", "start_method",
+             "async_mode", "pool_in_timing", "workers", "cell", "tasks", "params",
+             "free_threaded", "gil", "n", "mean_s", "median_s", "stdev_s", "min_s", "max_s",
+             "ci_low_s", "ci_high_s", "speedup", "efficiency", "parallel_efficiency",
+             "cpu_time_s", "parallelism", "class", "peak_rss_bytes", "warnings")
+
+
 def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
+    """data.csv: one row per cell. Figures a result does not hold (CPU time, parallelism,
+    class, peak RSS of runs made before the harness recorded them) are left empty."""
     out = order_cells(with_speedup(cells)).drop(columns=["seq_mean"])
     out["warnings"] = out["warnings"].map("; ".join)
-    return out.rename(columns={c: f"{c}_s" for c in
-                               ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high")})
+    out = out.rename(columns={c: f"{c}_s" for c in
+                              ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high",
+                               "cpu_time")})
+    out = out.rename(columns={"cpu_class": "class", "peak_rss": "peak_rss_bytes"})
+    out["peak_rss_bytes"] = out["peak_rss_bytes"].round().astype("Int64")
+    return out[[c for c in CSV_ORDER if c in out.columns]
+               + [c for c in out.columns if c not in CSV_ORDER]]
 
 
 def baseline_summary(run_id: str, changes: pd.DataFrame, charts: ChartSet) -> dict[str, Any]:

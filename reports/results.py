@@ -7,6 +7,7 @@ frame (one row per measured value) and the frozen dataclasses below.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +19,19 @@ import pyperf
 from runner.errors import UserError
 
 MANIFEST_FORMAT = 1
-FRAME_COLUMNS = (
+# per cell (constant over a cell's values), then per run, then per value
+CELL_COLUMNS = (
     "interpreter", "workload", "kind", "executor", "workers", "cell", "tasks", "params",
-    "free_threaded", "gil", "run", "value", "loops",
+    "free_threaded", "gil", "model", "start_method", "async_mode", "pool_in_timing",
 )
+RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss")
+FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
 # executors in the order readers expect to meet them; unknown ones sort after
-EXECUTOR_ORDER = ("sequential", "threads", "processes", "interpreters", "asyncio")
+EXECUTOR_ORDER = ("sequential", "threads", "processes", "processes-fork", "processes-forkserver",
+                  "processes-spawn", "interpreters", "asyncio")
+# what the harness writes into each pyperf run (bench.py's hook), next to pyperf's mem_max_rss
+RUN_KEYS = ("gilmatrix_cpu_time", "gilmatrix_parallelism", "gilmatrix_class", "mem_max_rss",
+            "gilmatrix_children_max_rss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +144,8 @@ class SuiteBenchmark:
 
     name: str
     metadata: Mapping[str, Any]  # suite and benchmark metadata, as Benchmark.get_metadata()
-    runs: tuple[tuple[tuple[float, ...], int], ...]  # (values, total loops) per run
+    # per run: its values, its total loops and its RUN_KEYS (run metadata over benchmark's)
+    runs: tuple[tuple[tuple[float, ...], int, Mapping[str, Any]], ...]
 
 
 def read_suite(path: Path) -> list[SuiteBenchmark]:
@@ -165,14 +174,49 @@ def _read_v1(data: Mapping[str, Any]) -> list[SuiteBenchmark]:
             run_md = run.get("metadata") or {}
             loops = int(run_md.get("loops", md.get("loops", 1)))
             inner = int(run_md.get("inner_loops", md.get("inner_loops", 1)))
-            runs.append((values, loops * inner))
+            facts = {k: run_md[k] if k in run_md else md[k] for k in RUN_KEYS
+                     if k in run_md or k in md}
+            runs.append((values, loops * inner, facts))
         out.append(SuiteBenchmark(str(md.get("name", "")), md, tuple(runs)))
     return out
 
 
 def _from_pyperf(bench: pyperf.Benchmark) -> SuiteBenchmark:
-    runs = tuple((tuple(run.values), run.get_total_loops()) for run in bench.get_runs())
+    runs = []
+    for run in bench.get_runs():
+        md = run.get_metadata()
+        facts = {k: md[k] for k in RUN_KEYS if k in md}
+        runs.append((tuple(run.values), run.get_total_loops(), facts))
+    runs = tuple(runs)
     return SuiteBenchmark(bench.get_name(), dict(bench.get_metadata()), runs)
+
+
+def model_of(executor: str) -> str:
+    """The execution model of an executor name, for results written before gilmatrix_model."""
+    return "processes" if executor.startswith("processes") else executor
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ...]:
+    """(cpu_time, parallelism, cpu_class, peak_rss) of one run; NaN / "" where not recorded.
+
+    cpu_time is per loop iteration, like pyperf's values: the harness records CPU seconds per
+    call of its time function, which runs `loops` iterations. peak_rss is the benchmark
+    process' peak plus, for process pools, the sum of its children's peaks; a process-pool
+    run without the children's figure (older results, pools created inside the timed region)
+    gets NaN rather than a figure that leaves most of the memory out."""
+    cpu = _number(facts.get("gilmatrix_cpu_time")) / max(loops, 1)
+    rss = _number(facts.get("mem_max_rss"))
+    if model == "processes":
+        rss += _number(facts.get("gilmatrix_children_max_rss"))
+    return (cpu, _number(facts.get("gilmatrix_parallelism")),
+            str(facts.get("gilmatrix_class") or ""), rss)
 
 
 def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str, list[Any]],
@@ -191,17 +235,21 @@ def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str
         params_text = str(md.get("gilmatrix_params", "{}") or "{}")
         params = json.loads(params_text)
         tasks = int(md.get("gilmatrix_tasks", params.get("tasks", 1)))
+        model = str(md.get("gilmatrix_model") or model_of(executor))
         seen.add((interp, cell))
         fixed = (interp, workload, str(md.get("gilmatrix_workload_kind", "")), executor, workers,
                  cell, tasks, params_text, bool(int(md.get("gilmatrix_py_gil_disabled", 0))),
-                 str(md.get("gilmatrix_gil_enabled", "n/a")))
-        for run_index, (values, loops) in enumerate(bench.runs):
+                 str(md.get("gilmatrix_gil_enabled", "n/a")), model,
+                 str(md.get("gilmatrix_start_method", "")),
+                 str(md.get("gilmatrix_async_mode", "")),
+                 str(md.get("gilmatrix_pool_in_timing", "")))
+        for run_index, (values, loops, facts) in enumerate(bench.runs):
             if not values:  # calibration-only runs hold no timing
                 continue
             count = len(values)
-            for name, item in zip(FRAME_COLUMNS[:10], fixed, strict=True):
+            per_run = (run_index, *run_facts(facts, loops, model))
+            for name, item in zip(FRAME_COLUMNS[:-2], (*fixed, *per_run), strict=True):
                 columns[name].extend([item] * count)
-            columns["run"].extend([run_index] * count)
             columns["value"].extend(values)
             columns["loops"].extend([loops] * count)
     return first
@@ -241,7 +289,9 @@ def load_run(run_dir: Path) -> RunResults:
         problems.append(CellProblem(key[0], key[1], status, str(reason), cell.get("output_tail")))
     frame = pd.DataFrame(columns)
     frame = frame.astype({"workers": "int64", "tasks": "int64", "run": "int64",
-                          "loops": "int64", "value": "float64", "free_threaded": "bool"})
+                          "loops": "int64", "value": "float64", "free_threaded": "bool",
+                          "cpu_time": "float64", "parallelism": "float64",
+                          "peak_rss": "float64"})
     return RunResults(run_dir, manifest, tuple(interpreters), tuple(problems), frame,
                       tuple(suites), metadata)
 

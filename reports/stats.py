@@ -19,7 +19,10 @@ import pandas as pd
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
-             "params", "free_threaded", "gil"]
+             "params", "free_threaded", "gil", "model", "start_method", "async_mode",
+             "pool_in_timing"]
+# what the harness measured per pyperf run, summarised per cell (see run_summary)
+RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -149,12 +152,16 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     pyperf's stability warnings, so that an unstable cell is flagged where it is shown."""
     if frame.empty:
         return pd.DataFrame(columns=[*CELL_KEYS, "n", "mean", "median", "stdev", "min", "max",
-                                     "ci_low", "ci_high", "warnings"])
+                                     "ci_low", "ci_high", "warnings", *RUN_SUMMARY])
     frame = frame.assign(raw=frame["value"] * frame["loops"])
     grouped = frame.groupby(CELL_KEYS, sort=False, observed=True)
     table = grouped["value"].agg(["count", "mean", "median", "std", "min", "max"])
     table["raw_min"] = grouped["raw"].min()
     table = table.rename(columns={"count": "n", "std": "stdev"}).reset_index()
+    # groups are numbered in the order agg lists them (sort=False both times)
+    summary = run_summary(frame.assign(group=grouped.ngroup().to_numpy()), len(table))
+    for column in RUN_SUMMARY:
+        table[column] = summary[column].to_numpy()
     table["stdev"] = table["stdev"].fillna(0.0)
     quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1) for n in table["n"].unique() if n > 1}
     t_crit = table["n"].map(lambda n: quantiles.get(n, math.inf))
@@ -165,7 +172,36 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
         stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min)
         for row in table.itertuples(index=False)
     ]
+    # One thread cannot keep more than one core busy: a "parallel" class there comes from a
+    # call too short for its CPU time to be measured, so it is not shown as a finding.
+    impossible = ((table["model"] == "sequential") & table["cpu_class"].str.startswith("parallel"))
+    if impossible.any():
+        table.loc[impossible, "warnings"] = [
+            (*w, f"CPU/wall {p:.2f} on one thread: too short to classify")
+            for w, p in zip(table.loc[impossible, "warnings"],
+                            table.loc[impossible, "parallelism"], strict=True)]
+        table.loc[impossible, "cpu_class"] = "unknown"
     return table.drop(columns=["raw_min"])
+
+
+def run_summary(frame: pd.DataFrame, groups: int) -> pd.DataFrame:
+    """Per cell (column "group" of frame): the median over its pyperf runs of CPU time and
+    parallelism, the largest peak RSS, and the class most runs were given.
+
+    Each run's figures repeat on every value of the run; they are counted once per run, so
+    a run with more values does not weigh more."""
+    runs = frame.drop_duplicates(["group", "run"])[["group", *RUN_SUMMARY]]
+    by_group = runs.groupby("group", sort=True)
+    out = pd.DataFrame(index=pd.RangeIndex(groups))
+    out["cpu_time"] = by_group["cpu_time"].median()
+    out["parallelism"] = by_group["parallelism"].median()
+    out["peak_rss"] = by_group["peak_rss"].max()
+    counts = runs.groupby(["group", "cpu_class"], sort=True).size().rename("k").reset_index()
+    # most frequent first; a tie goes to the class that sorts first (stable sort)
+    mode = counts.sort_values(["group", "k"], ascending=[True, False], kind="stable")
+    out["cpu_class"] = mode.drop_duplicates("group").set_index("group")["cpu_class"]
+    out["cpu_class"] = out["cpu_class"].fillna("")
+    return out
 
 
 def stability_warnings(n: int, mean: float, stdev: float, low: float, high: float,

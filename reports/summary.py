@@ -32,7 +32,7 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
         lines += ["", f"## {md(section.name)} ({md(section.kind)})", ""]
         for card in section.cards:
             lines.append(f"- **{md(card.interpreter)}**: {md(card.headline)}"
-                         + _threads_note(card))
+                         + _threads_note(card) + _cores_note(card))
     if page.ft_rows:
         lines += ["", "## Free-threaded vs default build", "",
                   "| builds | workload | single-thread overhead | 95% interval | "
@@ -46,6 +46,10 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
                   for r in baseline["rows"][:30]]
     if page.problems:
         lines += ["", f"## Cells without a result ({len(page.problems)})", ""]
+        for skipped in page.skipped_groups[:50]:
+            lines.append(f"- skipped on {md(', '.join(skipped.interpreters))}, "
+                         f"{len(skipped.cells)} cell{'s' * (len(skipped.cells) != 1)}: "
+                         f"{md(skipped.reason)}")
         for group in page.problem_groups[:50]:
             cells = group.cells[0] if len(group.cells) == 1 else f"{len(group.cells)} cells"
             lines.append(f"- {md(group.interpreter)} {md(cells)}: {md(group.status)}, "
@@ -73,3 +77,11 @@ def _threads_note(card: Any) -> str:
     verdict = "tie" if cmp.direction == "tie" else cmp.direction
     return (f"; threads @ {workers}: {cmp.ratio:.2f}x the sequential time "
             f"({verdict}, {md(format_interval(cmp))})")
+
+
+def _cores_note(card: Any) -> str:
+    """The winner's effective parallelism and class, when the harness measured them."""
+    w = card.winner
+    if w.parallelism is None:
+        return ""
+    return f"; {w.parallelism:.2f} cores busy ({md(w.cpu_class)})"

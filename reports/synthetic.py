@@ -40,6 +40,9 @@ class SyntheticRun:
     runs: int = 2  # pyperf worker processes per cell
     values: int = 5  # values per process
     noise: float = 0.02  # relative standard deviation of the values
+    # per-run CPU time, parallelism, class and memory, as the harness writes them since it
+    # measures them; False writes results as older harness versions did (wall time only)
+    cpu_metadata: bool = True
     seed: int = 1
     run_id: str = "synthetic"
     # interpreter id -> (status, reason) for interpreters that did not run
@@ -86,6 +89,28 @@ def model_seconds(interpreter: str, kind: str, executor: str, workers: int,
     if kind == "io":
         return math.ceil(tasks / min(workers, tasks)) * per_task + dispatch
     return sequential / parallel + dispatch + shipping
+
+
+def model_parallelism(interpreter: str, kind: str, executor: str, workers: int,
+                      tasks: int = 8) -> float:
+    """Toy CPU/wall of a cell: cores kept busy, in the same made-up world as model_seconds."""
+    if kind == "io":
+        return 0.05
+    parallel = min(workers, CORES, tasks)
+    if executor == "sequential":
+        return 1.0
+    if executor in ("threads", "asyncio"):
+        return parallel * 0.95 if free_threaded(interpreter) or kind == "native" else 1.0
+    return parallel * 0.9
+
+
+def classify(kind: str, parallelism: float) -> str:
+    """The harness' classification (runner/harness/bench.py), for the toy numbers."""
+    if parallelism < 0.5:
+        return "waiting"
+    if parallelism < 1.3:
+        return "serialized"
+    return "parallel native" if kind == "native" else "parallel bytecode"
 
 
 def cell_ids(workload: str, executors: Iterable[str],
@@ -148,12 +173,31 @@ def _benchmark(interp: str, workload: str, kind: str, executor: str, workers: in
     }
     if executor == "processes":
         metadata["gilmatrix_start_method"] = "forkserver"
+    if executor.startswith("processes"):
+        metadata["gilmatrix_model"] = "processes"
+    else:
+        metadata["gilmatrix_model"] = executor
+    if executor == "asyncio":
+        metadata["gilmatrix_async_mode"] = "native" if kind == "io" else "to_thread"
+    parallelism = model_parallelism(interp, kind, executor, workers, int(params["tasks"]))
     runs = []
     for _ in range(spec.runs):
         # multiplicative noise: timings are positive and skewed, like real ones
         values = [mean * math.exp(rng.gauss(0.0, sigma)) for _ in range(spec.values)]
+        run_md = dict(metadata)
+        if spec.cpu_metadata:
+            busy = parallelism * math.exp(rng.gauss(0.0, sigma))
+            run_md.update({
+                "gilmatrix_cpu_time": busy * sum(values) / len(values),
+                "gilmatrix_parallelism": round(busy, 4),
+                "gilmatrix_class": classify(kind, busy),
+                "mem_max_rss": int(30e6 * (1 + 0.01 * rng.random())
+                                   + (8e6 * workers if executor == "interpreters" else 0)),
+            })
+            if executor.startswith("processes"):
+                run_md["gilmatrix_children_max_rss"] = int(22e6 * workers)
         runs.append(pyperf.Run(values, warmups=[(1, values[0] * 1.1)],
-                               metadata=metadata, collect_metadata=False))
+                               metadata=run_md, collect_metadata=False))
     return pyperf.Benchmark(runs)
 
 

@@ -7,6 +7,7 @@ shows the interval. Functions take the cell table (stats.cell_table) and return 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,6 +30,27 @@ class ExecutorScore:
     speedup: float | None  # sequential mean / this mean; None without a sequential cell
     efficiency: float | None  # speedup / workers
     vs_sequential: Comparison | None
+    parallelism: float | None = None  # CPU / wall: cores kept busy on average
+    cpu_class: str = ""  # waiting | serialized | parallel native | parallel bytecode | unknown
+    detail: str = ""  # how it ran: the start method of processes, asyncio's mode
+
+    @property
+    def label(self) -> str:
+        return f"{self.executor} ({self.detail})" if self.detail else self.executor
+
+
+@dataclass(frozen=True, slots=True)
+class FixedCost:
+    """startup: what one executor costs to start, over the reference (threads), per workers."""
+
+    executor: str
+    reference: str
+    workers: int
+    mean: float
+    extra: float  # seconds more than the reference at the same worker count (negative: less)
+    extra_low: float
+    extra_high: float
+    significant: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +73,9 @@ class Card:
     threads_vs_sequential: tuple[int, Comparison] | None  # at the largest threads worker count
     scores: tuple[ExecutorScore, ...]
     sentences: tuple[Sentence, ...]
+    # startup (pool created inside the timed region): fixed costs, not throughput
+    fixed_cost: bool = False
+    fixed_costs: tuple[FixedCost, ...] = ()
 
     @property
     def is_tie(self) -> bool:
@@ -60,6 +85,8 @@ class Card:
     def headline(self) -> str:
         w = self.winner
         best = f"{w.executor} {format_ms(w.mean)} @ {w.workers} worker{'s' * (w.workers != 1)}"
+        if self.fixed_cost:
+            best = f"{w.executor} {format_ms(w.mean)} to start @ {w.workers}"
         if not self.tied:
             return best
         names = ", ".join(score.executor for score, _ in self.tied)
@@ -93,6 +120,18 @@ def _compare(a: Any, b: Any) -> Comparison:
     return welch_from_stats(a.mean, a.stdev, a.n, b.mean, b.stdev, b.n)
 
 
+def _detail(row: Any) -> str:
+    """How a cell ran, where the executor's name does not say it."""
+    method = str(getattr(row, "start_method", "") or "")
+    if method and method not in str(row.executor):
+        return method
+    return str(getattr(row, "async_mode", "") or "")
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def _score(rows: list[Any], sequential: Any | None) -> tuple[ExecutorScore, Any]:
     best = min(rows, key=lambda r: r.mean)
     speedup = efficiency = cmp = None
@@ -101,7 +140,10 @@ def _score(rows: list[Any], sequential: Any | None) -> tuple[ExecutorScore, Any]
         efficiency = speedup / int(best.workers)
         cmp = _compare(best, sequential)
     score = ExecutorScore(str(best.executor), int(best.workers), float(best.mean),
-                          speedup, efficiency, cmp)
+                          speedup, efficiency, cmp,
+                          parallelism=_optional(getattr(best, "parallelism", None)),
+                          cpu_class=str(getattr(best, "cpu_class", "") or ""),
+                          detail=_detail(best))
     return score, best
 
 
@@ -118,6 +160,7 @@ def decide(cells: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -
 def decide_one(rows: list[Any], description: str | None = None) -> Card:
     """The card of one workload on one interpreter, from its cell_table rows."""
     first = rows[0]
+    fixed_cost = first.kind == "startup" or getattr(first, "pool_in_timing", "") == "yes"
     seq_rows = [r for r in rows if r.executor == "sequential"]
     sequential = min(seq_rows, key=lambda r: r.mean) if seq_rows else None
     by_executor: dict[str, list[Any]] = {}
@@ -126,13 +169,16 @@ def decide_one(rows: list[Any], description: str | None = None) -> Card:
     scored = [_score(by_executor[name], sequential)
               for name in sorted(by_executor, key=executor_rank)]
     scores = tuple(score for score, _ in scored)
-    winner, winner_row = min(scored, key=lambda pair: pair[0].mean)
-    others = sorted(((score, _compare(best, winner_row)) for score, best in scored
+    # startup: sequential creates no pool, so it would win by doing nothing; pools compete
+    contenders = [pair for pair in scored if pair[0].executor != "sequential"] \
+        if fixed_cost and len(by_executor) > 1 else scored
+    winner, winner_row = min(contenders, key=lambda pair: pair[0].mean)
+    others = sorted(((score, _compare(best, winner_row)) for score, best in contenders
                      if score is not winner), key=lambda pair: pair[0].mean)
     tied = tuple(pair for pair in others if not pair[1].significant)
     threads = by_executor.get("threads")
     tvs = None
-    if threads and sequential is not None:
+    if threads and sequential is not None and not fixed_cost:
         widest = max(threads, key=lambda r: r.workers)
         tvs = (int(widest.workers), _compare(widest, sequential))
     card = Card(
@@ -140,9 +186,30 @@ def decide_one(rows: list[Any], description: str | None = None) -> Card:
         kind=str(first.kind), tasks=int(first.tasks), gil=str(first.gil),
         free_threaded=bool(first.free_threaded), winner=winner, tied=tied,
         runner_up=others[0] if others else None, threads_vs_sequential=tvs, scores=scores,
-        sentences=(),
+        sentences=(), fixed_cost=fixed_cost,
+        fixed_costs=fixed_costs(by_executor, winner.executor) if fixed_cost else (),
     )
     return _with_sentences(card, description)
+
+
+def fixed_costs(by_executor: Mapping[str, list[Any]], cheapest: str) -> tuple[FixedCost, ...]:
+    """Each pool executor against threads (else the cheapest) at every common worker count."""
+    reference = "threads" if "threads" in by_executor else cheapest
+    ref_rows = {int(r.workers): r for r in by_executor.get(reference, [])}
+    out = []
+    for name in sorted(by_executor, key=executor_rank):
+        if name in ("sequential", reference):
+            continue
+        for row in sorted(by_executor[name], key=lambda r: r.workers):
+            ref = ref_rows.get(int(row.workers))
+            if ref is None:
+                continue
+            cmp = _compare(row, ref)
+            base = float(ref.mean)
+            out.append(FixedCost(name, reference, int(row.workers), float(row.mean),
+                                 float(row.mean - ref.mean), (cmp.ratio_low - 1.0) * base,
+                                 (cmp.ratio_high - 1.0) * base, cmp.significant))
+    return tuple(out)
 
 
 # -- sentences ---------------------------------------------------------------------------------
@@ -154,7 +221,16 @@ WHAT = {
           " the question is how well each executor overlaps the waits.",
     "data": "Data-heavy: {tasks} batches of integers handed to the workers and reduced there;"
             " what it costs to ship data to a worker counts as much as the arithmetic.",
+    "native": "Native code: {tasks} tasks of hashing in C, which releases the GIL while it"
+              " works on a buffer; the question is whether threads then use several cores.",
+    "contention": "Shared state: {tasks} tasks updating one shared object; what sharing costs,"
+                  " and where a free-threaded build stops scaling.",
+    "mixed": "Part CPU, part wait: {tasks} tasks each run a Python loop, then block; the waits"
+             " overlap on any executor, the loops only where bytecode runs in parallel.",
+    "startup": "Fixed cost, not throughput: each timed call creates a pool, runs one trivial"
+               " task and shuts the pool down - what a short-lived pool costs.",
 }
+WAITING_KINDS = ("io", "mixed")
 
 
 def _gil_off(card: Card) -> bool:
@@ -173,9 +249,17 @@ def _why(card: Card) -> str:
     if w.executor == "sequential":
         return ("Handing tasks to a pool did not pay: each task is too short for the dispatch "
                 "cost to be won back by running tasks at the same time.")
-    if w.executor in ("threads", "asyncio") and card.kind == "io":
+    if w.executor in ("threads", "asyncio") and card.kind in WAITING_KINDS:
         return ("Blocking waits release the GIL, so the waits overlap; threads cost less to hand "
                 "work to than processes, which must pickle every task and result.")
+    if w.executor in ("threads", "asyncio") and card.kind == "native" and not _gil_off(card):
+        return ("hashlib releases the GIL while it hashes a buffer, so threads run the native "
+                "code on several cores at once" + _cores(w) + ", and share the buffers instead "
+                "of pickling them to another process.")
+    if w.executor in PARALLEL_GIL_FREE and card.kind == "native":
+        return (f"Each of the {w.workers} {w.executor} hashes on its own core{_cores(w)}; "
+                "threads could too, as hashlib releases the GIL - compare the cores each kept "
+                "busy in the numbers below.")
     if w.executor == "threads" and _gil_off(card):
         return ("This build runs with the GIL off: threads execute Python bytecode on several "
                 "cores at once and share the data instead of pickling it to another process.")
@@ -193,10 +277,30 @@ def _why(card: Card) -> str:
     return f"{w.executor} had the lowest mean time of the executors measured."
 
 
+def _cores(score: ExecutorScore | None, lead: str = " (measured: ", end: str = ")") -> str:
+    """' (measured: 1.93 cores busy)' when the harness measured it, else nothing."""
+    if score is None or score.parallelism is None:
+        return ""
+    return f"{lead}{score.parallelism:.2f} cores busy{end}"
+
+
 def _surprise(card: Card) -> str | None:
     tvs = card.threads_vs_sequential
     if tvs is not None:
         workers, cmp = tvs
+        if card.kind == "native" and not _gil_off(card):
+            if cmp.direction == "faster":
+                return (f"Even with the GIL, threads run this native code {1 / cmp.ratio:.2f}x "
+                        f"faster than sequential at {workers} workers "
+                        f"({format_speedup_interval(cmp)}): the GIL is released while hashing.")
+            threads = next((s for s in card.scores if s.executor == "threads"), None)
+            return (f"Threads at {workers} workers are {format_ratio(cmp.ratio)} of sequential "
+                    f"({cmp.direction}, {format_interval(cmp)})"
+                    f"{_cores(threads, ', keeping ', ' at their best')}: native code that "
+                    "releases the GIL can scale on threads, but only on cores that are free.")
+        if card.kind == "contention" and cmp.direction == "slower":
+            return (f"More threads made it slower: {format_ratio(cmp.ratio)} the sequential time"
+                    f" at {workers} workers - the workers queue for the same shared object.")
         if card.kind in ("cpu", "data") and not _gil_off(card):
             work = "CPU-bound work" if card.kind == "cpu" else "this data-heavy work"
             if cmp.direction == "slower":
@@ -209,7 +313,7 @@ def _surprise(card: Card) -> str | None:
         if card.kind in ("cpu", "data") and _gil_off(card) and cmp.direction == "faster":
             return (f"Threads scale on this free-threaded build: {1 / cmp.ratio:.2f}x faster than "
                     f"sequential at {workers} workers ({format_speedup_interval(cmp)}).")
-        if card.kind == "io" and cmp.direction == "faster" and not _gil_off(card):
+        if card.kind in WAITING_KINDS and cmp.direction == "faster" and not _gil_off(card):
             return (f"Even with the GIL, threads finish waiting work {1 / cmp.ratio:.2f}x faster "
                     f"than sequential at {workers} workers ({format_speedup_interval(cmp)}): "
                     "a wait does not hold the GIL.")
@@ -233,17 +337,65 @@ def _takeaway(card: Card) -> str:
     if w.executor in PARALLEL_GIL_FREE and card.kind in ("cpu", "data") and not _gil_off(card):
         return (f"For CPU-bound Python on {card.interpreter}, use {w.executor} (or native code "
                 "that releases the GIL); threads do not add throughput here.")
-    if w.executor in ("threads", "asyncio") and card.kind == "io":
+    if w.executor in ("threads", "asyncio") and card.kind in WAITING_KINDS:
         return "For waiting-heavy work, threads are enough: they overlap the waits at least cost."
+    if w.executor in ("threads", "asyncio") and card.kind == "native":
+        return ("For native code that releases the GIL, threads are enough: they use several "
+                "cores without pickling the data.")
     if w.executor == "threads" and _gil_off(card):
         return (f"On {card.interpreter} with the GIL off, threads are the cheapest way to use "
                 "several cores for CPU-bound Python - if the extensions you use support it.")
     return f"Here {w.executor} was fastest; measure your own workload before switching executors."
 
 
+def format_cost(fc: FixedCost, at: str) -> str:
+    """'5.41 ms more than threads to start at 1 worker (95% interval ...)'."""
+    size = format_ms(abs(fc.extra))
+    interval = ("too few values for an interval"
+                if not math.isfinite(fc.extra_low) or not math.isfinite(fc.extra_high) else
+                f"95% interval {fc.extra_low * 1e3:+.3g} to {fc.extra_high * 1e3:+.3g} ms")
+    if not fc.significant:
+        return (f"the same as {fc.reference}{at} within the noise ({size} apart, {interval})")
+    return f"{size} {'more' if fc.extra > 0 else 'less'} than {fc.reference}{at} ({interval})"
+
+
+def _startup_sentences(card: Card, what: str) -> list[Sentence]:
+    w = card.winner
+    names = {fc.executor for fc in card.fixed_costs}
+    costs = []
+    for name in sorted(names, key=executor_rank):
+        rows = [fc for fc in card.fixed_costs if fc.executor == name]
+        low, high = rows[0], rows[-1]
+        text = (f"{name} cost{'s' * (not name.endswith('s'))} "
+                f"{format_cost(low, f' to start at {low.workers} worker' + 's' * (low.workers != 1))}")
+        if high is not low:
+            text += f"; {format_cost(high, f' at {high.workers} workers')}"
+        costs.append(text + ".")
+    why = f"{w.executor} had the lowest start-up time of the pools measured."
+    if w.executor == "threads":
+        slower = [n for n in ("processes", "interpreters") if any(
+            fc.executor.startswith(n) and fc.extra > 0 for fc in card.fixed_costs)]
+        costlier = {"processes": "a process must be forked or spawned and import its modules",
+                    "interpreters": "a sub-interpreter must build its own modules"}
+        why = ("A thread shares its process' interpreter and memory: starting one is little "
+               "more than a system call" + "".join(f"; {costlier[n]}" for n in slower) + ".")
+    sentences = [Sentence("What this tests", what),
+                 Sentence(("Tie" if card.tied else "Cheapest") + f" to start: {w.executor}",
+                          why)]
+    if costs:
+        sentences.append(Sentence("What starting costs", " ".join(costs)))
+    sentences.append(Sentence("Takeaway", "Pay the start-up once: create a pool when the "
+                              "program starts and reuse it; a pool per request pays this fixed "
+                              "cost every time, however fast its workers then run."))
+    return sentences
+
+
 def _with_sentences(card: Card, description: str | None) -> Card:
     what = description or WHAT.get(card.kind, "{tasks} tasks of the '" + card.workload +
                                     "' workload, run through each executor.")
+    if card.fixed_cost:
+        return replace(card, sentences=tuple(_startup_sentences(
+            card, what.format(tasks=card.tasks))))
     sentences = [Sentence("What this tests", what.format(tasks=card.tasks)),
                  Sentence("Why " + ("no winner" if card.tied else f"{card.winner.executor} won"),
                           _why(card))]

@@ -21,6 +21,7 @@ from reports.verdicts import decide
 from runner.errors import UserError
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"
+QUICK = Path(__file__).parent / "fixtures" / "real-quick"  # every workload and executor
 TIE = ("3.12", "fetch/threads/4"), ("3.12", "fetch/processes/4")
 
 
@@ -165,7 +166,8 @@ def test_baseline_marks_a_significant_regression(tmp_path: Path, cells: pd.DataF
 
 def test_chart_specs_are_valid_vega_lite(cells: pd.DataFrame) -> None:
     charts = build_charts(cells, version_changes(cells), validate=True)
-    assert len(charts.charts) == 3 * 3 + 4  # per workload 3; heatmap, ft x2, versions
+    # per workload: time, speedup, parallelism, memory, versions; heatmap, ft x2, versions
+    assert len(charts.charts) == 3 * 5 + 4
     for chart in charts.charts:
         assert "datasets" not in chart.spec and chart.spec["data"]["name"] in chart.datasets
 
@@ -193,7 +195,7 @@ def test_page_is_self_contained(report: Path) -> None:
         r'<script type="application/json" id="gm-payload">(.*?)</script>', html, re.S).group(1))
     containers = re.findall(r'<div class="chart" id="chart-([^"]+)"', html)
     assert sorted(containers) == sorted(c["id"] for c in payload["charts"])
-    assert len(containers) == 13
+    assert len(containers) == 19
     assert len(report.read_bytes()) < 5_000_000
 
 
@@ -247,14 +249,16 @@ def test_baseline_report(run_dir: Path, tmp_path: Path) -> None:
         build_report(run_dir, tmp_path / "out2", baseline=tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("name", ["3.10.json", "3.13.json"])
-def test_fast_suite_reader_agrees_with_pyperf(name: str) -> None:
+@pytest.mark.parametrize("path", [REAL / "3.10.json", REAL / "3.13.json",
+                                  QUICK / "3.12.json", QUICK / "3.13.json"],
+                         ids=["smoke-3.10", "smoke-3.13", "quick-3.12", "quick-3.13"])
+def test_fast_suite_reader_agrees_with_pyperf(path: Path) -> None:
     import pyperf
 
     from reports.results import _from_pyperf, read_suite
 
-    fast = read_suite(REAL / name)
-    slow = [_from_pyperf(b) for b in pyperf.BenchmarkSuite.load(str(REAL / name))]
+    fast = read_suite(path)
+    slow = [_from_pyperf(b) for b in pyperf.BenchmarkSuite.load(str(path))]
     assert [(b.name, b.runs) for b in fast] == [(b.name, b.runs) for b in slow]
     for f, s in zip(fast, slow, strict=True):
         keys = {k for k in s.metadata if k.startswith("gilmatrix_")}

@@ -107,3 +107,28 @@ def test_labels_render_as_text(browser, tmp_path: Path) -> None:
     assert dialogs == []
     assert evil in page.locator("section.workload h2").first.inner_text()
     page.close()
+
+
+def test_real_quick_report_renders(browser, tmp_path: Path) -> None:
+    """Every execution model and workload of a real quick run: parallelism and memory charts
+    draw, the cards show cores and class, and the skipped cells are listed."""
+    real = Path(__file__).parent / "fixtures" / "real-quick"
+    index = build_report(real, tmp_path / "out", chart_images=False)
+    page = browser.new_page(viewport={"width": 1320, "height": 900})
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(index.as_uri())
+    page.wait_for_function("document.body.dataset.chartsDone === '1'", timeout=60_000)
+    charts = page.locator("div.chart").count()
+    assert charts > 0 and page.locator("div.chart svg.marks").count() == charts
+    for kind in ("parallelism", "memory"):
+        drawn = page.locator(f"div.chart[id^='chart-{kind}-'] svg .mark-line path")
+        assert drawn.count() > 0, kind
+    assert page.locator(".card .cores").count() > 0
+    assert page.locator("table.skipped-cells tbody tr").count() == 2
+    assert problems == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("section.workload").last.screenshot(path=str(ARTIFACTS / "report-startup.png"))
+    page.close()

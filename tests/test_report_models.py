@@ -1,0 +1,250 @@
+"""The report on every execution model and workload shape: CPU time, effective parallelism,
+class, parallel efficiency, peak memory, fixed costs (startup) and cells skipped by the plan.
+
+Real data: tests/fixtures/real-quick is a quick-profile run of 3.12 and 3.13 on a busy 2-core
+host (so parallelism rarely reaches 2: other builds were running). Nothing here asserts a
+timing; the checks are on what the harness recorded and how the report shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import build_report, load_frame
+from reports.charts import EXECUTOR_COLORS, build_charts, executor_colors
+from reports.compare import with_speedup
+from reports.results import EXECUTOR_ORDER, load_run, read_suite
+from reports.stats import cell_table
+from reports.synthetic import SyntheticRun, write_run
+from reports.verdicts import decide
+
+FIXTURES = Path(__file__).parent / "fixtures"
+QUICK = FIXTURES / "real-quick"
+SMOKE = FIXTURES / "real-smoke"
+NEW_COLUMNS = {"cpu_time_s", "parallelism", "parallel_efficiency", "class", "peak_rss_bytes",
+               "model", "start_method", "async_mode", "pool_in_timing"}
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_report(QUICK, tmp_path_factory.mktemp("quick"), chart_images=False)
+
+
+@pytest.fixture(scope="module")
+def quick_data(quick_report: Path) -> pd.DataFrame:
+    return pd.read_csv(quick_report.parent / "data.csv", dtype={"interpreter": str},
+                       keep_default_na=False, na_values=[""]).set_index(["interpreter", "cell"])
+
+
+@pytest.fixture(scope="module")
+def quick_cells() -> pd.DataFrame:
+    return cell_table(load_frame(QUICK))
+
+
+# -- data.csv on real data ---------------------------------------------------------------------
+
+
+def test_quick_data_has_the_new_columns(quick_data: pd.DataFrame) -> None:
+    assert set(quick_data.columns) >= NEW_COLUMNS
+    assert len(quick_data) == 2 * 74
+    measured = quick_data[quick_data["class"].notna()]
+    assert set(measured["class"]) <= {"waiting", "serialized", "parallel native",
+                                      "parallel bytecode", "unknown"}
+
+
+def test_fetch_cells_are_waiting(quick_data: pd.DataFrame) -> None:
+    fetch = quick_data[quick_data["workload"] == "fetch"]
+    assert len(fetch) == 2 * 10
+    assert set(fetch["class"]) == {"waiting"}
+    assert fetch["parallelism"].lt(0.5).all()
+    assert fetch["cpu_time_s"].lt(fetch["mean_s"] / 2).all()
+
+
+def test_cpu_bound_cells_keep_a_core_busy(quick_data: pd.DataFrame) -> None:
+    seq = quick_data.loc[[("3.12", "crunch/sequential/1"), ("3.12", "hash_native/sequential/1")]]
+    assert seq["parallelism"].between(0.8, 1.2).all()
+    assert set(seq["class"]) == {"serialized"}
+    # CPU time is per loop iteration, like the values: close to the wall time on one core
+    assert (seq["cpu_time_s"] / seq["mean_s"]).between(0.8, 1.2).all()
+
+
+def test_how_each_cell_ran(quick_data: pd.DataFrame) -> None:
+    models = quick_data.groupby("executor")["model"].unique().map(list).to_dict()
+    assert models == {"sequential": ["sequential"], "threads": ["threads"],
+                      "processes": ["processes"], "asyncio": ["asyncio"]}
+    procs = quick_data[quick_data["model"] == "processes"]
+    assert set(procs["start_method"]) == {"fork"}  # the Linux default before 3.14
+    assert quick_data.loc[quick_data["model"] != "processes", "start_method"].isna().all()
+    asyncio = quick_data[quick_data["executor"] == "asyncio"].set_index("workload")
+    assert set(asyncio.loc["fetch", "async_mode"]) == {"native"}
+    assert set(asyncio.loc["crunch", "async_mode"]) == {"to_thread"}
+    assert set(quick_data.loc[quick_data["workload"] == "startup", "pool_in_timing"]) == {"yes"}
+    assert set(quick_data.loc[quick_data["workload"] != "startup", "pool_in_timing"]) == {"no"}
+
+
+def test_parallel_efficiency_is_against_one_worker(quick_data: pd.DataFrame) -> None:
+    one = quick_data[(quick_data["workers"] == 1) & (quick_data["executor"] != "sequential")]
+    assert one["parallel_efficiency"].eq(1.0).all()
+    assert quick_data.loc[quick_data["executor"] == "sequential",
+                          "parallel_efficiency"].isna().all()
+    t1 = quick_data.loc[("3.12", "fetch/threads/1"), "mean_s"]
+    t4 = quick_data.loc[("3.12", "fetch/threads/4"), "mean_s"]
+    assert quick_data.loc[("3.12", "fetch/threads/4"), "parallel_efficiency"] == \
+        pytest.approx(t1 / (4 * t4))
+
+
+def test_peak_memory_counts_the_pool_processes(quick_data: pd.DataFrame) -> None:
+    rss = quick_data["peak_rss_bytes"]
+    for workers in (1, 2, 4):
+        procs = rss[("3.13", f"crunch/processes/{workers}")]
+        threads = rss[("3.13", f"crunch/threads/{workers}")]
+        assert procs > threads + workers * 10e6  # each worker process holds its own interpreter
+    # a pool created inside the timed region is gone before its memory can be read
+    assert pd.isna(rss[("3.12", "startup/processes/2")])
+    assert rss[("3.12", "startup/threads/2")] > 0
+
+
+def test_one_thread_cannot_run_in_parallel(quick_cells: pd.DataFrame) -> None:
+    """startup/sequential times a call of microseconds; its CPU/wall above 1 is an artifact."""
+    row = quick_cells.set_index(["interpreter", "cell"]).loc[("3.12", "startup/sequential/1")]
+    assert row["parallelism"] > 1.3 and row["cpu_class"] == "unknown"
+    assert any("too short to classify" in w for w in row["warnings"])
+
+
+# -- the page on real data ---------------------------------------------------------------------
+
+
+def test_quick_page_shows_parallelism_and_class(quick_report: Path) -> None:
+    html = quick_report.read_text(encoding="utf-8")
+    assert "<th>parallelism</th>" in html and "<th>class</th>" in html
+    assert "<th>peak RSS (MB)</th>" in html and "<th>parallel efficiency</th>" in html
+    assert "cores, <span class=\"class-waiting\">waiting</span>" in html  # a card's metric
+    assert "processes (fork)" in html and "asyncio (native)" in html
+    payload = json.loads(html.split('id="gm-payload">', 1)[1].split("</script>", 1)[0])
+    ids = {c["id"] for c in payload["charts"]}
+    workloads = ["crunch", "fetch", "sum_squares", "hash_native", "contention_lock",
+                 "contention_dict", "mixed", "startup"]
+    for index, name in enumerate(workloads):
+        slug = f"w{index}-{name.replace('_', '-')}"
+        assert f"parallelism-{slug}" in ids and f"memory-{slug}" in ids
+        assert (f"speedup-{slug}" in ids) == (name != "startup")
+
+
+def test_quick_page_lists_skipped_cells_with_reasons(quick_report: Path) -> None:
+    html = quick_report.read_text(encoding="utf-8")
+    assert "Skipped by the plan" in html
+    assert "InterpreterPoolExecutor (PEP 734) needs CPython 3.14 or newer" in html
+    assert "48 cells" in html and "12 cells" in html
+    assert "which workers in other processes or interpreters cannot do" in html
+    # and in the sections whose cells are missing
+    assert "Not run: processes - its state is shared by reference" in html
+    summary = (quick_report.parent / "summary.md").read_text(encoding="utf-8")
+    assert "skipped on 3.12, 3.13, 48 cells" in summary
+
+
+def test_startup_is_a_fixed_cost(quick_cells: pd.DataFrame) -> None:
+    for card in decide(quick_cells):
+        if card.workload != "startup":
+            assert not card.fixed_cost
+            continue
+        assert card.fixed_cost and card.winner.executor != "sequential"
+        assert card.threads_vs_sequential is None
+        text = " ".join(s.text for s in card.sentences)
+        assert "more than threads to start at 1 worker" in text
+        assert "speedup" not in text
+        procs = [fc for fc in card.fixed_costs if fc.executor == "processes"]
+        assert [fc.workers for fc in procs] == [1, 2, 4]
+        assert all(fc.extra > 0 for fc in procs)
+        assert card.headline.endswith(f"to start @ {card.winner.workers}")
+
+
+def test_fetch_cards_say_waiting(quick_cells: pd.DataFrame) -> None:
+    cards = [c for c in decide(quick_cells) if c.workload == "fetch"]
+    assert len(cards) == 2
+    for card in cards:
+        assert {s.cpu_class for s in card.scores} == {"waiting"}
+        assert all(s.parallelism < 0.5 for s in card.scores)
+
+
+# -- older results, without the new keys -------------------------------------------------------
+
+
+def test_old_results_show_a_dash(tmp_path: Path) -> None:
+    index = build_report(SMOKE, tmp_path / "out", chart_images=False)
+    data = pd.read_csv(tmp_path / "out" / "data.csv")
+    assert set(data.columns) >= NEW_COLUMNS
+    assert data["parallelism"].isna().all() and data["cpu_time_s"].isna().all()
+    assert data["class"].isna().all()
+    # no children's memory recorded: a process pool's peak would leave most of it out
+    assert data.loc[data["executor"] == "processes", "peak_rss_bytes"].isna().all()
+    assert data.loc[data["executor"] == "threads", "peak_rss_bytes"].gt(0).all()
+    assert set(data["model"]) == {"sequential", "threads", "processes"}
+    html = index.read_text(encoding="utf-8")
+    assert "<td>—<td>—<td>—" in html  # CPU, parallelism, class
+    assert "parallelism-w0-crunch" not in html  # nothing to draw
+
+
+# -- per-run figures, colours, synthetic -------------------------------------------------------
+
+
+def test_run_figures_are_summarised_per_run(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", SyntheticRun(
+        interpreters=("3.13t",), workloads=("crunch",), runs=3, values=4, noise=0.2))
+    suite = {b.name: b for b in read_suite(run / "3.13t.json")}
+    cells = cell_table(load_frame(run)).set_index("cell")
+    for name in ("crunch/threads/4", "crunch/processes/2"):
+        runs = suite[name].runs
+        parallelism = [facts["gilmatrix_parallelism"] for _, _, facts in runs]
+        assert len(set(parallelism)) == 3  # per-run metadata, not hoisted to the benchmark
+        assert cells.loc[name, "parallelism"] == pytest.approx(sorted(parallelism)[1])
+        classes = [facts["gilmatrix_class"] for _, _, facts in runs]
+        assert cells.loc[name, "cpu_class"] == max(set(classes), key=classes.count)
+    assert cells.loc["crunch/threads/4", "cpu_class"] == "parallel bytecode"
+    rss = cells.loc["crunch/processes/2", "peak_rss"]
+    assert rss > 30e6 + 2 * 22e6 - 1
+
+
+def test_parallel_efficiency_on_the_toy_model(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", SyntheticRun(interpreters=("3.12",), noise=0.0001))
+    speed = with_speedup(cell_table(load_frame(run))).set_index("cell")
+    # the toy fetch: 8 waits of 10 ms, 4 workers overlap them 4 at a time
+    assert speed.loc["fetch/threads/4", "parallel_efficiency"] == pytest.approx(
+        speed.loc["fetch/threads/1", "mean"] / (4 * speed.loc["fetch/threads/4", "mean"]))
+    assert 0.9 < speed.loc["fetch/threads/4", "parallel_efficiency"] <= 1.0
+
+
+def test_executor_colours_are_stable() -> None:
+    assert len(EXECUTOR_ORDER) == 8 and set(EXECUTOR_ORDER) == set(EXECUTOR_COLORS)
+    assert len(set(EXECUTOR_COLORS.values())) == 8
+    assert executor_colors(["threads", "asyncio"]) == [EXECUTOR_COLORS["threads"],
+                                                       EXECUTOR_COLORS["asyncio"]]
+    assert executor_colors(["sequential", "threads", "mystery"])[:2] == \
+        [EXECUTOR_COLORS["sequential"], EXECUTOR_COLORS["threads"]]
+
+
+def test_every_executor_name_charts(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", SyntheticRun(
+        interpreters=("3.14",), workloads=("crunch",), executors=EXECUTOR_ORDER))
+    cells = cell_table(load_frame(run))
+    charts = build_charts(cells, validate=True)
+    assert charts.executors == EXECUTOR_ORDER
+    spec = next(c for c in charts.charts if c.id.startswith("parallelism-")).spec
+    scale = json.dumps(spec)
+    assert all(EXECUTOR_COLORS[name] in scale for name in EXECUTOR_ORDER)
+    html = build_report(run, tmp_path / "out", chart_images=False).read_text(encoding="utf-8")
+    assert "processes-spawn" in html and not math.isnan(cells["parallelism"].iloc[0])
+
+
+def test_problems_are_split(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", SyntheticRun(
+        interpreters=("3.13", "3.14"),
+        cell_failures={("3.13", "crunch/processes/2"): ("failed", "boom", None)}))
+    results = load_run(run)
+    assert [p.status for p in results.problems] == ["failed"]
+    html = build_report(run, tmp_path / "out", chart_images=False).read_text(encoding="utf-8")
+    assert "Failed, timed out or missing" in html and "Skipped by the plan" not in html
