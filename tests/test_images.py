@@ -333,3 +333,31 @@ def test_cli_rejects_an_unknown_interpreter(tmp_path):
                               "--out", str(tmp_path)])
     with pytest.raises(UserError, match=r"--only 3\.99"):
         args.handler(args)
+
+
+# -- the build-time check script, run for real on this interpreter ------------------------------
+
+
+def _check(version: str, free_threaded: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(REPO / "images" / "check-python.py"), version,
+                           free_threaded], capture_output=True, text=True, timeout=120)
+
+
+def test_check_script_fails_on_the_wrong_version():
+    result = _check("9.9.9", "0")
+    assert result.returncode == 1
+    assert "version is" in result.stdout and "expected 9.9.9" in result.stdout
+
+
+def test_check_script_fails_when_a_gil_build_is_expected_free_threaded():
+    import platform
+    import sysconfig
+
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("this interpreter is free-threaded")
+    result = _check(platform.python_version(), "1")
+    assert result.returncode == 1
+    assert "Py_GIL_DISABLED is" in result.stdout and "expected 1" in result.stdout
