@@ -141,7 +141,9 @@ def _score(rows: list[Any], sequential: Any | None) -> tuple[ExecutorScore, Any]
         cmp = _compare(best, sequential)
     score = ExecutorScore(str(best.executor), int(best.workers), float(best.mean),
                           speedup, efficiency, cmp,
-                          parallelism=_optional(getattr(best, "parallelism", None)),
+                          # "unknown": the harness' figure, if any, is not to be read
+                          parallelism=None if getattr(best, "cpu_class", "") == "unknown"
+                          else _optional(getattr(best, "parallelism", None)),
                           cpu_class=str(getattr(best, "cpu_class", "") or ""),
                           detail=_detail(best))
     return score, best
