@@ -46,7 +46,7 @@ def test_workload_that_cannot_cross_processes_is_skipped_with_reason() -> None:
     assert by_id["contention_lock/threads/2"].status == "planned"
     for cell_id in ("contention_lock/processes/2", "contention_lock/interpreters/2"):
         assert by_id[cell_id].status == "skipped"
-        assert "shared by reference" in by_id[cell_id].reason
+        assert "contention shares its state by reference" in by_id[cell_id].reason
     old = plan_cells(load_matrix(ROOT / "matrix.yaml"), "default", ["3.13", "crunch"])
     assert {c.reason for c in old.cells if c.executor == "interpreters"} == {
         "concurrent.futures.InterpreterPoolExecutor (PEP 734) needs CPython 3.14 or newer"}

@@ -7,7 +7,8 @@ cell (non-zero exit) instead of producing a number.
 
 Beyond pyperf's wall time, each timed call's CPU time (this process' threads plus the pool's
 processes) is sampled; a pyperf hook writes the medians into each run's metadata:
-``gilmatrix_cpu_time`` (seconds per call), ``gilmatrix_parallelism`` (CPU / wall: ≈1 when one
+``gilmatrix_cpu_time`` (CPU seconds per call of the time function, i.e. for ``loops``
+iterations: divide by the run's ``loops`` to compare with pyperf's values), ``gilmatrix_parallelism`` (CPU / wall: ≈1 when one
 core works, ≈N when N do, ≪1 when waiting), ``gilmatrix_class`` and, for processes,
 ``gilmatrix_children_max_rss`` (bytes; pyperf's own ``mem_max_rss`` covers this process).
 """
@@ -38,9 +39,13 @@ MODULE = "runner.harness.bench"
 HOOK_NAME = "gilmatrix"
 
 
-def classify(kind: str, parallelism: float | None) -> str:
+# Below this wall time per call, CPU clocks are too coarse for a CPU/wall ratio to mean much.
+MIN_CLASSIFIABLE_SECONDS = 0.001
+
+
+def classify(kind: str, parallelism: float | None, wall: float | None = None) -> str:
     """What a cell's CPU/wall ratio says its time went to."""
-    if parallelism is None:
+    if parallelism is None or (wall is not None and wall < MIN_CLASSIFIABLE_SECONDS):
         return "unknown"
     if parallelism < 0.5:
         return "waiting"
@@ -176,7 +181,9 @@ class CpuHook:
             metadata["gilmatrix_parallelism"] = round(statistics.median(ratios), 4)
         kind = metadata.get("gilmatrix_workload_kind", "")
         parallelism = metadata.get("gilmatrix_parallelism")
-        metadata["gilmatrix_class"] = classify(kind, parallelism)
+        loops = max(int(metadata.get("loops", 1)), 1)
+        wall = statistics.median(w for w, _ in samples) / loops if samples else None
+        metadata["gilmatrix_class"] = classify(kind, parallelism, wall)
         if CellTimer.children_rss:
             metadata["gilmatrix_children_max_rss"] = CellTimer.children_rss
 

@@ -196,7 +196,7 @@ def _contention_check(params: Mapping[str, Any], tasks: list[Any], results: list
         raise WrongAnswer("contention: lost updates in the shared dict")
 
 
-_NOT_SHARED = "its state is shared by reference, which workers in other processes or " \
+_NOT_SHARED = "contention shares its state by reference, which workers in other processes or " \
               "interpreters cannot do: each would update a copy"
 
 
