@@ -8,8 +8,9 @@ cell (non-zero exit) instead of producing a number.
 Beyond pyperf's wall time, each timed call's CPU time (this process' threads plus the pool's
 processes) is sampled; a pyperf hook writes the medians into each run's metadata:
 ``gilmatrix_cpu_time`` (CPU seconds per call of the time function, i.e. for ``loops``
-iterations: divide by the run's ``loops`` to compare with pyperf's values), ``gilmatrix_parallelism`` (CPU / wall: ≈1 when one
-core works, ≈N when N do, ≪1 when waiting), ``gilmatrix_class`` and, for processes,
+iterations: divide by the run's ``loops`` to compare with pyperf's values),
+``gilmatrix_parallelism`` (CPU / wall: ≈1 when one core works, ≈N when N do, ≪1 when
+waiting), ``gilmatrix_class`` and, for processes,
 ``gilmatrix_children_max_rss`` (bytes; pyperf's own ``mem_max_rss`` covers this process).
 """
 
