@@ -327,7 +327,9 @@ def chart_payload(charts: ChartSet) -> dict[str, Any]:
             if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
                 codes, uniques = pd.factorize(clean[column], use_na_sentinel=True)
                 categories[column] = [None if v is None else str(v) for v in uniques]
-                clean[column] = [None if c < 0 else int(c) for c in codes]
+                # An object Series: a plain list of ints and None would become float NaN.
+                clean[column] = pd.Series([None if c < 0 else int(c) for c in codes],
+                                          index=clean.index, dtype=object)
         datasets[name] = {"columns": list(frame.columns), "categories": categories,
                           "rows": [list(row) for row in clean.itertuples(index=False)]}
     return {"datasets": datasets,
