@@ -90,3 +90,42 @@ def test_pyenv_layout_is_discovered_newest_release_first(tmp_path: Path, monkeyp
     if sys.version_info >= (3, 13):
         assert [p.parent.parent.name for p in managed_candidates(interp(f"{RUNNING_ID}t"))] == [
             f"{minor}.3t"]
+
+
+def test_local_venvs_use_the_images_pyperf() -> None:
+    import tomllib
+
+    from runner.backends.local import PYPERF_REQUIREMENT
+    from tests.conftest import ROOT
+
+    lock = tomllib.loads((ROOT / "images" / "sources.toml").read_text())
+    assert f"pyperf=={lock['harness_requirements']['pyperf']}" == PYPERF_REQUIREMENT
+
+
+def test_cpu_metadata_with_pyperf_without_hooks(work_dir: Path) -> None:
+    """pyperf 2.10 (the images' version) has no custom hooks: the fallback records CPU time."""
+    import json
+
+    from tests.conftest import ROOT
+
+    backend = LocalBackend(BackendOptions(work_dir=work_dir,
+                                          explicit_pythons={RUNNING_ID: sys.executable}))
+    env = backend.prepare(interp(RUNNING_ID))
+    version = subprocess.run([env.python, "-c", "import pyperf; print(pyperf.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == "2.10.0"
+    out = work_dir / "hookless.json"
+    out.unlink(missing_ok=True)
+    cell = {"id": "crunch/threads/2", "interpreter": RUNNING_ID, "workload": "crunch",
+            "implementation": "crunch", "executor": "threads", "workers": 2,
+            "params": {"tasks": 4, "size": 20000}}
+    subprocess.run([env.python, "-m", "runner.harness.bench", "--cell", json.dumps(cell),
+                    "-p", "1", "-n", "2", "-w", "0", "-l", "2", "-q", "-o", str(out)],
+                   check=True, cwd=ROOT, capture_output=True)
+    import pyperf
+
+    (run,) = pyperf.BenchmarkSuite.load(str(out)).get_benchmarks()[0].get_runs()
+    meta = run.get_metadata()
+    assert meta["gilmatrix_cpu_time"] > 0
+    assert 0.3 < meta["gilmatrix_parallelism"] < 2.5  # threads on CPU-bound work: about one core
+    assert meta["gilmatrix_class"] in ("serialized", "parallel bytecode")

@@ -24,7 +24,9 @@ from runner.harness_files import stage_harness
 from runner.matrix import Interpreter
 
 _RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?(t?)$")
-PYPERF_REQUIREMENT = "pyperf>=2.8"
+# The same pyperf as in the images (images/sources.toml [harness_requirements]; a test checks):
+# 2.10.0 is the newest that still runs on 3.10, and one version everywhere keeps runs comparable.
+PYPERF_REQUIREMENT = "pyperf==2.10.0"
 
 
 def pyenv_root() -> Path:

@@ -89,7 +89,7 @@ class CellTimer:
     """The pyperf time function of one cell; the pool lives as long as the worker process."""
 
     # (wall, cpu) of each timed call since the hook last read them; one timer per process.
-    samples: ClassVar[list[tuple[float, float | None]]] = []
+    samples: ClassVar[list[tuple[float, float | None, int]]] = []  # (wall, cpu, loops)
     children_rss: int | None = None
 
     def __init__(self, cell: Mapping[str, Any]) -> None:
@@ -136,7 +136,9 @@ class CellTimer:
         cpu_end = self._cpu_now()
         workload.check(params, tasks, results)
         cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
-        self.samples.append((elapsed, cpu))
+        self.samples.append((elapsed, cpu, loops))
+        if not HOOKS[0]:
+            _record_without_hooks()
         pids = self.dispatcher.worker_pids()
         if pids:
             sizes = [peak_rss_bytes(pid) for pid in pids]
@@ -156,9 +158,9 @@ class CellTimer:
         elapsed = time.perf_counter() - start
         self.workload.check(self.params, tasks, results)
         # The pool's processes are gone by now: their CPU time cannot be read, so no ratio.
-        self.samples.append((elapsed, None if self.dispatcher is None and
-                             EXECUTORS[self.cell["executor"]].model == "processes"
-                             else time.process_time() - cpu_start))
+        cpu = None if EXECUTORS[self.cell["executor"]].model == "processes" \
+            else time.process_time() - cpu_start
+        self.samples.append((elapsed, cpu, loops))
         return elapsed
 
 
@@ -175,18 +177,36 @@ class CpuHook:
 
     def teardown(self, metadata: dict[str, Any]) -> None:
         samples, CellTimer.samples = CellTimer.samples, []
-        cpus = [cpu for _, cpu in samples if cpu is not None]
-        ratios = [cpu / wall for wall, cpu in samples if cpu is not None and wall > 0]
+        cpus = [cpu for _, cpu, _ in samples if cpu is not None]
+        ratios = [cpu / wall for wall, cpu, _ in samples if cpu is not None and wall > 0]
         if cpus and len(cpus) == len(samples):
             metadata["gilmatrix_cpu_time"] = statistics.median(cpus)
             metadata["gilmatrix_parallelism"] = round(statistics.median(ratios), 4)
         kind = metadata.get("gilmatrix_workload_kind", "")
         parallelism = metadata.get("gilmatrix_parallelism")
-        loops = max(int(metadata.get("loops", 1)), 1)
-        wall = statistics.median(w for w, _ in samples) / loops if samples else None
+        wall = statistics.median(w / n for w, _, n in samples) if samples else None
         metadata["gilmatrix_class"] = classify(kind, parallelism, wall)
         if CellTimer.children_rss:
             metadata["gilmatrix_children_max_rss"] = CellTimer.children_rss
+
+
+# [True] when this pyperf takes custom hooks (2.11+); else the fallback below is used.
+HOOKS = [True]
+
+
+def _record_without_hooks() -> None:
+    """pyperf before 2.11 (the last for 3.10 is 2.10) has no custom hooks: find the pyperf
+    worker task that called us (bench_time_func's wrapper holds it as ``task``) and update
+    its metadata, which becomes the run's, after every timed call."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        task = frame.f_locals.get("task")
+        if isinstance(getattr(task, "metadata", None), dict) and hasattr(task, "loops"):
+            samples = list(CellTimer.samples)
+            CpuHook().teardown(task.metadata)  # consumes the samples: give them back
+            CellTimer.samples = samples
+            return
+        frame = frame.f_back
 
 
 class _HookEntry:
@@ -204,7 +224,8 @@ def make_runner() -> tuple[pyperf.Runner, bool]:
     try:
         return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args,
                              hooks=[_HookEntry]), True
-    except TypeError:  # pyperf without custom hooks: wall time only
+    except TypeError:  # pyperf without custom hooks: see _record_without_hooks
+        HOOKS[0] = False
         return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args), False
 
 
