@@ -246,7 +246,7 @@ class ImageBuilder:
             client, lock, base_id = self._setup()
             spec = plan_image(interp, lock, self.build_profile)
             return self._ensure(client, lock, base_id, spec, started)
-        except (dk.DockerError, SourceError, WheelError) as exc:
+        except (dk.DockerError, SourceError, WheelError, OSError) as exc:
             raise ImageError(f"{interp.id}: {exc}", getattr(exc, "log_path", None)) from None
 
     def _ensure(self, client: dk.Client, lock: Lock, base_id: str, spec: ImageSpec,
