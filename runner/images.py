@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -329,7 +328,7 @@ def _assemble_context(context: Path, spec: ImageSpec, image_files: Mapping[str, 
     else:
         assert spec.host_prefix is not None
         shutil.copytree(spec.host_prefix, context / "src" / "prefix", symlinks=True,
-                        ignore=_ignore_in_prefix(spec.host_prefix))
+                        ignore=_ignore_in_prefix(spec.host_prefix), copy_function=_link_or_copy)
     (context / "wheels").mkdir()
     for wheel in wheels:
         shutil.copy2(wheel, context / "wheels" / wheel.name)
@@ -339,6 +338,14 @@ def _assemble_context(context: Path, spec: ImageSpec, image_files: Mapping[str, 
     for rel, path in harness.items():
         (context / "harness" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, context / "harness" / rel)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link a prefix file into the context (hundreds of MB, read only), copy across devices."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _ignore_in_prefix(root: Path) -> Callable[[str, list[str]], list[str]]:
@@ -359,79 +366,11 @@ def build_images(interpreters: Iterable[Interpreter], builder: ImageBuilder) -> 
     return results
 
 
-# -- command line -------------------------------------------------------------------------------
+# -- command line (runner/images_cli.py) ---------------------------------------------------------
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `gilmatrix images`; its handler is ``args.handler(args) -> exit code``."""
-    parser = subparsers.add_parser(
-        "images", help="build one Docker image per interpreter (only what changed)",
-        description="Build (or find up to date) one Docker image per matrix interpreter: CPython "
-                    "from a checksummed source tarball, or an install prefix copied in.")
-    parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), help="matrix file")
-    parser.add_argument("--only", action="append", metavar="ID", default=[],
-                        help="only this interpreter (repeatable), e.g. --only 3.14t")
-    parser.add_argument("--sources", type=Path, default=None, metavar="DIR",
-                        help=f"mirror folder of CPython tarballs (default: ${'GILMATRIX_SOURCES'}; "
-                             "else download from python.org)")
-    parser.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
-                        help="pre-downloaded harness wheels/sdists (default: download into OUT)")
-    parser.add_argument("--build-profile", choices=BUILD_PROFILES, default="fast",
-                        help="fast: no PGO (minutes); release: --enable-optimizations --with-lto")
-    parser.add_argument("--bootstrap-base", action="store_true",
-                        help=f"make the base image ({dk.DEFAULT_BASE}) with debootstrap when it "
-                             "is missing, without trying a pull")
-    parser.add_argument("--out", type=Path, default=Path("_build"),
-                        help="work folder for build contexts, caches and logs (default: _build)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.set_defaults(handler=images_command)
-    return parser
+    from runner.images_cli import register
 
-
-def images_command(args: argparse.Namespace) -> int:
-    from runner.matrix import load_matrix
-
-    matrix = load_matrix(args.matrix)
-    wanted = list(matrix.interpreters)
-    if args.only:
-        known = {i.id for i in wanted}
-        unknown = [i for i in args.only if i not in known]
-        if unknown:
-            from runner.errors import UserError
-
-            raise UserError(f"--only {unknown[0]}: not an interpreter of {args.matrix} "
-                            f"({', '.join(sorted(known))})")
-        wanted = [i for i in wanted if i.id in args.only]
-    builder = ImageBuilder(work_dir=args.out, build_profile=args.build_profile,
-                           sources=args.sources, wheelhouse=args.wheelhouse,
-                           bootstrap_base=True if args.bootstrap_base else None, log=_stderr)
-    started = time.monotonic()
-    results = build_images(wanted, builder)
-    print(format_summary(results, time.monotonic() - started))
-    if args.json:
-        print(json.dumps([_result_json(r) for r in results], indent=2))
-    return 0 if all(r.ok for r in results) else 1
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def format_summary(results: list[ImageResult], seconds: float) -> str:
-    lines = [f"{'interpreter':<12} {'status':<7} {'seconds':>8} {'size':>7}  image"]
-    for r in results:
-        size = f"{r.size_bytes / 1e6:.0f}MB" if r.size_bytes else "-"
-        lines.append(f"{r.interpreter_id:<12} {r.status:<7} {r.seconds:>8.1f} {size:>7}  "
-                     f"{r.tag or (r.error or '').splitlines()[0]}")
-    built = sum(r.status == "built" for r in results)
-    failed = sum(r.status == "failed" for r in results)
-    lines.append(f"{len(results)} images: {built} built, {len(results) - built - failed} up to "
-                 f"date, {failed} failed, in {seconds:.1f} s")
-    return "\n".join(lines)
-
-
-def _result_json(r: ImageResult) -> dict[str, Any]:
-    return {"interpreter": r.interpreter_id, "status": r.status, "tag": r.tag,
-            "image_id": r.image_id, "python": r.python, "seconds": round(r.seconds, 1),
-            "size_bytes": r.size_bytes, "log": str(r.log_path) if r.log_path else None,
-            "error": r.error, **dict(r.details)}
+    return register(subparsers)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import images, images_docker, images_sources, images_wheels
+from runner import images, images_cli, images_docker, images_sources, images_wheels
 from runner.images import ImageError, ImageSpec, inputs_hash, plan_image
 from runner.images_sources import ChecksumMismatch, SourceError, fetch_source, parse_lock
 from runner.matrix import Interpreter, load_matrix
@@ -245,6 +245,14 @@ def test_tag_names_interpreter_profile_and_hash():
     assert re.fullmatch(r"[a-z0-9/]+:[\w][\w.-]{0,127}", tag)
 
 
+def test_superseded_tags_are_same_interpreter_and_profile_only():
+    current = "gilmatrix/cpython:3.14t-fast-0123456789abcdef"
+    tags = [current, "gilmatrix/cpython:3.14t-fast-fedcba9876543210",
+            "gilmatrix/cpython:3.14t-fast", "gilmatrix/cpython:3.14t-release-fedcba9876543210",
+            "gilmatrix/cpython:3.14-fast-fedcba9876543210"]
+    assert images_cli.superseded_tags(tags, current) == ["gilmatrix/cpython:3.14t-fast-fedcba9876543210"]
+
+
 def test_harness_files_are_the_runner_package_and_harness_only():
     files = images.harness_files()
     assert "runner/__init__.py" in files and "runner/harness/__init__.py" in files
@@ -321,7 +329,9 @@ def test_cli_registers_the_images_subcommand():
                               "--build-profile", "release", "--bootstrap-base", "--out", "o"])
     assert args.only == ["3.14t", "3.12"] and args.sources == Path("/m")
     assert args.build_profile == "release" and args.bootstrap_base and args.out == Path("o")
-    assert args.handler is images.images_command
+    from runner import images_cli
+
+    assert args.handler is images_cli.images_command
 
 
 def test_cli_rejects_an_unknown_interpreter(tmp_path):
