@@ -214,8 +214,8 @@ def ensure_base(client: Client, tag: str, *, bootstrap: bool | None, log: Callab
         if bootstrap is False:
             raise DockerError(f"base image {tag} is missing and `docker pull` failed; "
                               "make it with `gilmatrix images --bootstrap-base`")
-        log(f"base image {tag}: pull failed ({pulled.stderr.strip().splitlines()[-1:]}); "
-            "bootstrapping it instead")
+        reason = (pulled.stderr.strip().splitlines() or ["no message"])[-1]
+        log(f"base image {tag}: pull failed ({reason}); bootstrapping it instead")
     if tag != DEFAULT_BASE:
         log(f"note: bootstrapping a Debian bookworm minbase under the name {tag}")
     return bootstrap_base(client, tag, log=log, work_dir=work_dir)
