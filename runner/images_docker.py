@@ -252,8 +252,9 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
            str(context)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = last_report = time.monotonic()
-    step = "starting"
+    step, step_vertex = "starting", None
     tail: list[str] = []
+    last_of: dict[str, str] = {}  # BuildKit step number -> its latest output line
     with open(log_path, "w", encoding="utf-8") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
@@ -265,7 +266,7 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
         reader.start()
         while True:
             try:
-                line = lines.get(timeout=5.0)
+                line = lines.get(timeout=min(5.0, _HEARTBEAT_S))
             except queue.Empty:
                 line = ""
             now = time.monotonic()
@@ -276,8 +277,12 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
                 out.flush()
                 line = line.rstrip("\n")
                 tail = [*tail[-39:], line]
+                vertex = re.match(r"#(\d+) ", line)  # BuildKit numbers the output of each step
                 match = _BUILDKIT_STEP.match(line) or _LEGACY_STEP.match(line)
+                if vertex and not match:
+                    last_of[vertex.group(1)] = line
                 if match:
+                    step_vertex = vertex.group(1) if vertex else None
                     stage = (match.groupdict().get("stage") or "").strip()
                     step = (f"{stage + ' ' if stage else ''}{match.group('n')}/"
                             f"{match.group('of')} {match.group('what')}")
@@ -287,7 +292,8 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
                     last_report = now
                     continue
             if now - last_report >= _HEARTBEAT_S:
-                latest = f" | {tail[-1].strip()[:70]}" if tail else ""
+                last = last_of.get(step_vertex or "") or (tail[-1] if tail else "")
+                latest = f" | {last.strip()[:70]}" if last else ""
                 log(f"[{label}] {_fmt(now - started):>6} ... still at step {step[:40]}{latest}")
                 last_report = now
         code = proc.wait()

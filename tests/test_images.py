@@ -371,3 +371,39 @@ def test_check_script_fails_when_a_gil_build_is_expected_free_threaded():
     result = _check(platform.python_version(), "1")
     assert result.returncode == 1
     assert "Py_GIL_DISABLED is" in result.stdout and "expected 1" in result.stdout
+
+
+def _fake_docker(tmp_path: Path, body: str) -> images_docker.Client:
+    """A stand-in `docker` executable (a real process) that prints what a build would."""
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return images_docker.Client(str(script), buildkit=True)
+
+
+def test_build_reports_steps_and_heartbeats_and_keeps_the_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(images_docker, "_HEARTBEAT_S", 0.3)
+    client = _fake_docker(tmp_path, "echo '#5 [build 3/5] RUN make'\necho '#5 1.0 compiling'\n"
+                                    "echo '#6 [runtime 2/9] RUN apt-get'\necho '#6 DONE 0.1s'\n"
+                                    "echo '#5 [build 3/5] RUN make'\nsleep 2\n"
+                                    "echo '#5 9.0 linked'\n")
+    lines: list[str] = []
+    seconds = images_docker.build(client, ["-t", "x"], tmp_path, tmp_path / "b.log", label="3.14t",
+                                  log=lines.append)
+    assert seconds >= 2
+    steps = [ln for ln in lines if " step " in ln]
+    assert steps[0].startswith("[3.14t]") and "build 3/5 RUN make" in steps[0]
+    beats = [ln for ln in lines if "still at step" in ln]
+    assert len(beats) >= 3 and all("build 3/5" in b for b in beats)
+    assert "| #5 1.0 compiling" in beats[0]  # the step's own latest line, not another step's
+    assert "#5 9.0 linked" in (tmp_path / "b.log").read_text()
+
+
+def test_failed_build_raises_with_the_log_path_and_tail(tmp_path):
+    client = _fake_docker(tmp_path, "echo '#7 [build 3/5] RUN make'\necho 'E: no compiler'\n"
+                                    "exit 1\n")
+    with pytest.raises(images_docker.DockerError) as failure:
+        images_docker.build(client, [], tmp_path, tmp_path / "f.log", label="3.13",
+                            log=lambda s: None)
+    assert failure.value.log_path == tmp_path / "f.log"
+    assert str(tmp_path / "f.log") in str(failure.value) and "E: no compiler" in str(failure.value)
