@@ -47,5 +47,27 @@ def wheel_cache(tmp_path_factory) -> Path | None:
     return None
 
 
+def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)) -> list[str]:
+    """Ids of the default-build CPythons among 3.<minors> this machine has, the running one
+    first (it is always there)."""
+    from runner.backends.base import BackendOptions
+    from runner.backends.local import LocalBackend
+    from runner.errors import EnvironmentUnavailable
+    from runner.matrix import Interpreter
+
+    found = [RUNNING_ID]
+    backend = LocalBackend(BackendOptions(work_dir=work_dir))
+    for minor in minors:
+        interp_id = f"3.{minor}"
+        if interp_id == RUNNING_ID:
+            continue
+        try:
+            backend.find(Interpreter(id=interp_id, version=(3, minor), free_threaded=False))
+        except EnvironmentUnavailable:
+            continue
+        found.append(interp_id)
+    return found
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None

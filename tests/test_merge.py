@@ -13,11 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.backends.base import BackendOptions
-from runner.backends.local import LocalBackend
-from runner.errors import EnvironmentUnavailable
-from runner.matrix import Interpreter
-from tests.conftest import RUNNING_ID, gilmatrix, small_matrix
+from tests.conftest import RUNNING_ID, gilmatrix, host_interpreters, small_matrix
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +22,10 @@ SECOND_HOST = {"hostname": "bench-b", "cpu_model": "Simulated Xeon 8480+", "cpu_
 
 
 def other_interpreter(work_dir: Path) -> str:
-    backend = LocalBackend(BackendOptions(work_dir=work_dir))
-    for minor in (12, 13, 10, 11):
-        interp_id = f"3.{minor}"
-        if interp_id == RUNNING_ID:
-            continue
-        try:
-            backend.find(Interpreter(id=interp_id, version=(3, minor), free_threaded=False))
-        except EnvironmentUnavailable:
-            continue
-        return interp_id
-    pytest.skip("needs a second CPython (3.10-3.13) besides the running one")
+    others = host_interpreters(work_dir, (12, 13, 10, 11))[1:]
+    if not others:
+        pytest.skip("needs a second CPython (3.10-3.13) besides the running one")
+    return others[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,29 +14,9 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from runner.backends.base import BackendOptions
-from runner.backends.local import LocalBackend
-from runner.errors import EnvironmentUnavailable
-from runner.matrix import Interpreter
-from tests.conftest import ROOT, RUNNING_ID, gilmatrix, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, host_interpreters, small_matrix
 
 pytestmark = pytest.mark.integration
-
-
-def host_interpreters(work_dir: Path) -> list[str]:
-    """Ids of the 3.10-3.13 default builds this machine has (the running one at least)."""
-    found = [RUNNING_ID]
-    backend = LocalBackend(BackendOptions(work_dir=work_dir))
-    for minor in (10, 11, 12, 13):
-        interp_id = f"3.{minor}"
-        if interp_id == RUNNING_ID:
-            continue
-        try:
-            backend.find(Interpreter(id=interp_id, version=(3, minor), free_threaded=False))
-        except EnvironmentUnavailable:
-            continue
-        found.append(interp_id)
-    return found
 
 
 def test_smoke_run_end_to_end(tmp_path: Path) -> None:
