@@ -38,6 +38,13 @@ def report(session: nox.Session) -> None:
 
 
 @nox.session
+def images(session: nox.Session) -> None:
+    """Build one Docker image per interpreter (only what changed): `-- --only 3.14t --sources DIR`."""
+    install(session)
+    session.run("gilmatrix", "images", *session.posargs)
+
+
+@nox.session
 def plan(session: nox.Session) -> None:
     """Validate matrix.yaml and print the plan (cells, and the skipped ones with the reason)."""
     install(session)

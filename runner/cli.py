@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
 
+    from runner import images_cli
+
+    images_cli.register(commands)
+
     p = commands.add_parser("merge", help="merge runs of several machines into one run folder")
     p.add_argument("inputs", nargs="*", type=Path, metavar="RUN_DIR",
                    help="run folders, or folders holding run folders (downloaded artifacts)")
@@ -255,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)[0]
         if args.command == "merge":
             return cmd_merge(args)
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "report":
             return cmd_report(args.run_dir, args.out, args.baseline)
         if args.command == "matrix":
