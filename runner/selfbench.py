@@ -1,0 +1,357 @@
+"""Measure gilmatrix itself: pipeline overhead, container fidelity, stability, image cache,
+report scale and memory, each figure next to its target (reported, never asserted).
+
+    python -m runner.selfbench [--quick] [--json OUT] [--backends local,docker] [--only SECTION]
+                               [--interpreters 3.12,...] [--workloads crunch,...]
+                               [--sources DIR] [--compare PREVIOUS.json]
+
+Prints one table and writes it as JSON (default ``_build/selfbench/selfbench-<date>.json``) so
+that later runs can be compared (``--compare`` adds their values as a column). The runs it
+makes are real ``gilmatrix run`` commands with ``--out _build`` (warm venvs, images, wheels);
+their folders are moved to ``_build/selfbench/runs/`` afterwards, out of ``gilmatrix report``'s
+way. Sections:
+
+- overhead: wall time of ``gilmatrix run`` / the floor (pyperf's own ``duration`` of every run of
+  every cell), smoke profile on every interpreter the backend has, and — unless ``--quick`` —
+  the default profile on a reduced interpreter set (3.12: the whole set takes hours on 2 cores);
+- fidelity: the 3.12 cells run on the host (local backend, pyenv's 3.12.1) and in the 3.12
+  prefix image (a copy of that same install): container / host per cell, median, CPU-bound apart;
+- stability: two back-to-back local runs of the same profile, |Δ| of each cell's median, by
+  workload kind;
+- images: ``gilmatrix images --only 3.12`` with nothing changed, then from a copy of the
+  repository whose harness differs by one comment (only the last layers rebuild);
+- report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
+- memory: peak RSS of the gilmatrix process itself during a run and during reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner import selfbench_measure as sm
+from runner.selfbench_figures import (
+    Row,
+    fidelity,
+    fidelity_rows,
+    format_table,
+    load_run,
+    overhead,
+    overhead_rows,
+    row,
+    rows_from_json,
+    stability,
+    stability_rows,
+    summary,
+    to_json,
+)
+
+SECTIONS = ("images", "overhead", "fidelity", "stability", "report", "memory")
+FIDELITY_INTERPRETER = "3.12"  # matrix.yaml: prefix ~/.pyenv/versions/3.12.1, the local build
+DEFAULT_PROFILE_INTERPRETERS = ("3.12",)
+REPORT_SIZES = (100, 1_000, 10_000)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runner.selfbench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke profile only (no default-profile runs): a few minutes")
+    p.add_argument("--json", type=Path, help="write the table here (default: "
+                   "_build/selfbench/selfbench-<date>.json)")
+    p.add_argument("--backends", type=_csv, default=["local", "docker"],
+                   help="comma-separated: local,docker (default: both)")
+    p.add_argument("--only", action="append", choices=SECTIONS, default=[],
+                   help="only this section (repeatable; default: all)")
+    p.add_argument("--interpreters", type=_csv, default=[],
+                   help="restrict the runs to these interpreter ids (comma-separated)")
+    p.add_argument("--workloads", type=_csv, default=[],
+                   help="restrict the runs to these workload ids (comma-separated)")
+    p.add_argument("--sources", type=Path, default=os.environ.get("GILMATRIX_SOURCES"),
+                   help="CPython source mirror for the docker backend and images "
+                        "(default: $GILMATRIX_SOURCES)")
+    p.add_argument("--out", type=Path, default=Path("_build"),
+                   help="gilmatrix's work folder, shared with the real runs (default: _build)")
+    p.add_argument("--report-sizes", type=lambda v: [int(x) for x in _csv(v)],
+                   default=list(REPORT_SIZES), help="synthetic report sizes (default: 100,1000,10000)")
+    p.add_argument("--compare", type=Path, help="a previous selfbench JSON: show its values too")
+    return p
+
+
+class SelfBench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.sections = set(args.only or SECTIONS)
+        self.backends = [b for b in args.backends if b in ("local", "docker")]
+        self.out = args.out.resolve()
+        self.stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        self.runs: dict[str, dict[str, Any]] = {}  # name -> measurement, run folder, figures
+        self.rows: list[Row] = []
+        self.details: dict[str, Any] = {}
+        self.images_state: dict[str, str | None] | None = None  # interp -> why not current
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run(self, profile: str, backend: str, number: int = 1,
+            interpreters: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """One ``gilmatrix run`` (made once, shared by the sections that need it)."""
+        name = f"{profile}-{backend}-{number}"
+        if name in self.runs:
+            return self.runs[name]
+        if backend not in self.backends:
+            return None
+        interps = list(interpreters if interpreters is not None else self.args.interpreters)
+        if backend == "docker":
+            interps = self.docker_ready(interps)
+            if not interps:
+                return None
+        only = [*interps, *self.args.workloads]
+        measured, run_dir = sm.gilmatrix_run(
+            out=self.out, run_id=f"selfbench-{self.stamp}-{name}", profile=profile, backend=backend,
+            only=only, sources=self.args.sources if backend == "docker" else None, log=log)
+        entry: dict[str, Any] = {"name": name, "measured": measured, "run_dir": run_dir,
+                                 "manifest": None, "cells": []}
+        if (run_dir / "manifest.json").is_file():
+            entry["manifest"], entry["cells"] = load_run(run_dir)
+        log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode}, "
+            f"{len(entry['cells'])} cells ok" + (f" — {measured.tail()}" if measured.returncode else ""))
+        self.runs[name] = entry
+        return entry
+
+    def docker_ready(self, interpreters: Sequence[str]) -> list[str]:
+        """Of ``interpreters`` (all of the matrix when empty), those whose image is up to date."""
+        if self.images_state is None:
+            self.images_state = sm.current_images(sm.matrix_interpreters(), out=self.out,
+                                                  sources=self.args.sources)
+            stale = {k: v for k, v in self.images_state.items() if v}
+            self.details["docker images not up to date (left out of docker runs)"] = stale
+            if stale:
+                log(f"docker: left out, image not up to date: {', '.join(stale)}")
+        wanted = list(interpreters) or list(self.images_state)
+        return [i for i in wanted if self.images_state.get(i) is None and i in self.images_state]
+
+    def docker_note(self, entry: dict[str, Any]) -> str:
+        ran = sorted({c.interpreter for c in entry["cells"]})
+        stale = sorted(k for k, v in (self.images_state or {}).items() if v)
+        return f"docker: {', '.join(ran)}" + (f" (left out, image out of date: {', '.join(stale)})"
+                                              if stale else "")
+
+    def default_interpreters(self) -> list[str]:
+        return list(self.args.interpreters or DEFAULT_PROFILE_INTERPRETERS)
+
+    # -- sections ------------------------------------------------------------------------------
+
+    def overhead(self) -> None:
+        """On a warm cache: local runs twice (the first makes venvs and stages the harness when
+        they are missing) and the second counts; docker after the images section checked them."""
+        plans = [("smoke", None)] if self.args.quick else [
+            ("smoke", None), ("default", self.default_interpreters())]
+        for profile, interps in plans:
+            for backend in self.backends:
+                if backend == "local":
+                    self.run(profile, backend, 1, interps)  # warm-up (also stability's first)
+                    entry = self.run(profile, backend, 2, interps)
+                else:
+                    entry = self.run(profile, backend, 1, interps)
+                label = f"{profile} {backend}"
+                if not entry or not entry["cells"]:
+                    self.rows.append(row("overhead", f"{label} wall/floor", None, "x", "overhead",
+                                         _why_not(entry)))
+                    continue
+                figures = overhead(entry["measured"].wall, entry["manifest"], entry["cells"])
+                self.details[f"overhead {label}"] = figures
+                notes = [f"{entry['name']}"]
+                if interps:
+                    notes.append(f"reduced set: {', '.join(interps)}")
+                if backend == "docker":
+                    notes.append(self.docker_note(entry))
+                self.rows += overhead_rows(label, figures, "; ".join(notes))
+
+    def fidelity(self) -> None:
+        profile = "smoke" if self.args.quick else "default"
+        interps = None if self.args.quick else self.default_interpreters()
+        host = self.run(profile, "local", interpreters=interps)
+        box = self.run(profile, "docker", interpreters=interps)
+        label = f"{profile} {FIDELITY_INTERPRETER}"
+        if not host or not box or not host["cells"] or not box["cells"]:
+            missing = "both backends are needed" if len(self.backends) < 2 else \
+                _why_not(host if not (host and host["cells"]) else box)
+            self.rows.append(row("fidelity", f"{label} container/host", None, "x", "fidelity",
+                                 missing))
+            return
+        figures = fidelity(host["cells"], box["cells"], FIDELITY_INTERPRETER)
+        self.details[f"fidelity {label}"] = figures
+        self.rows += fidelity_rows(label, figures)
+
+    def stability(self) -> None:
+        plans = [("smoke", None)] if self.args.quick else [
+            ("smoke", None), ("default", self.default_interpreters())]
+        backend = "local" if "local" in self.backends else "docker"
+        for profile, interps in plans:
+            first = self.run(profile, backend, 1, interps)
+            second = self.run(profile, backend, 2, interps)
+            label = f"{profile} {backend}"
+            if not first or not second or not first["cells"] or not second["cells"]:
+                self.rows.append(row("stability", f"{label} cpu median |Δ|", None, "%",
+                                     "stability_cpu", _why_not(first if not first or not
+                                                               first["cells"] else second)))
+                continue
+            figures = stability(first["cells"], second["cells"])
+            self.details[f"stability {label}"] = figures
+            self.rows += stability_rows(label, figures)
+
+    def images(self) -> None:
+        if "docker" not in self.backends:
+            return
+        interp = FIDELITY_INTERPRETER
+        measured, entry = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources,
+                                              log=log)
+        if entry and entry.get("status") == "built":  # it was out of date: now it is not
+            measured, entry = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources,
+                                                  log=log)
+        ok = measured.returncode == 0 and entry and entry.get("status") == "cached"
+        self.details["images unchanged"] = {**sm.describe(measured), "result": entry}
+        self.rows.append(row("images", f"{interp} unchanged", round(measured.wall, 2) if ok else None,
+                             "s", "image_unchanged",
+                             f"command wall time; gilmatrix's own {entry['seconds']:.1f} s" if ok
+                             else f"failed: {measured.tail()}"))
+        if not ok:
+            return
+        original = entry["tag"]
+        with tempfile.TemporaryDirectory(prefix="gilmatrix-selfbench-") as tmp:
+            copy = sm.copy_with_harness_change(Path(tmp) / "repo", self.stamp)
+            changed, new = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources,
+                                               cwd=copy, log=log)
+        rebuilt = changed.returncode == 0 and new and new.get("status") == "built"
+        restored = sm.restore_tags(original, new.get("tag") if new else None)
+        self.details["images harness-only"] = {**sm.describe(changed), "result": new,
+                                               "restored": restored}
+        note = (f"command wall time; docker build {new['seconds']:.1f} s; then {'; '.join(restored)}"
+                if rebuilt else f"not rebuilt: {new.get('status') if new else changed.tail()}")
+        self.rows.append(row("images", f"{interp} harness-only change",
+                             round(changed.wall, 2) if rebuilt else None, "s", "image_harness", note))
+
+    def report(self) -> None:
+        for cells in self.args.report_sizes:
+            with tempfile.TemporaryDirectory(prefix="gilmatrix-selfbench-report-") as tmp:
+                measured = sm.run_measured(["report", str(cells), tmp], log=log)
+            try:
+                figures = json.loads(measured.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                self.rows.append(row("report", f"{cells:,} cells build", None, "s",
+                                     "report_seconds_10000" if cells == 10_000 else None,
+                                     f"failed: {measured.tail()}"))
+                continue
+            figures["self_rss"] = measured.self_rss
+            self.details[f"report {cells}"] = figures
+            big = figures["cells"] >= 10_000
+            self.rows.append(row("report", f"{figures['cells']:,} cells build",
+                                 figures["build_seconds"], "s",
+                                 "report_seconds_10000" if big else None,
+                                 f"synthetic run written in {figures['write_seconds']:.1f} s "
+                                 "(not counted)"))
+            self.rows.append(row("report", f"{figures['cells']:,} cells index.html",
+                                 round(figures["html_bytes"] / 1e6, 2), "MB",
+                                 "report_mb_10000" if big else None))
+            if "memory" in self.sections:
+                self.rows.append(row("memory", f"report of {figures['cells']:,} cells, peak RSS",
+                                     sm.mb(measured.self_rss), "MB",
+                                     note="the report-building process"))
+
+    def memory(self) -> None:
+        backend = "local" if "local" in self.backends else "docker"
+        entry = self.runs.get(f"smoke-{backend}-2") or self.run("smoke", backend)
+        if entry:
+            m = entry["measured"]
+            self.rows.append(row("memory", f"{entry['name']} run, host process peak RSS",
+                                 sm.mb(m.self_rss), "MB",
+                                 note="gilmatrix run itself (ru_maxrss); its children: JSON details"))
+            if entry["manifest"]:
+                with tempfile.TemporaryDirectory(prefix="gilmatrix-selfbench-") as tmp:
+                    rep = sm.gilmatrix_report(entry["run_dir"], Path(tmp), log=log)
+                self.rows.append(row("memory", f"report of {entry['name']}, peak RSS",
+                                     sm.mb(rep.self_rss), "MB",
+                                     note=f"gilmatrix report: {rep.wall:.1f} s wall incl. start-up"))
+
+    # -- all -----------------------------------------------------------------------------------
+
+    def execute(self) -> int:
+        started = time.perf_counter()
+        for section in SECTIONS:  # a fixed order: images first, so that docker runs are warm
+            if section in self.sections:
+                log(f"== {section}")
+                getattr(self, section)()
+        self.details["runs"] = {name: {**sm.describe(e["measured"]), "run_dir": str(e["run_dir"])}
+                                for name, e in self.runs.items()}
+        self.keep_runs()
+        previous = None
+        if self.args.compare:
+            previous = rows_from_json(json.loads(self.args.compare.read_text()))
+        table = format_table(self.rows, previous)
+        print(table)
+        print(summary(self.rows))
+        target = self.args.json or self.out / "selfbench" / f"selfbench-{self.stamp}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        context = {"date": self.stamp, "command": " ".join(["python -m runner.selfbench",
+                                                            *sys.argv[1:]]),
+                   "quick": self.args.quick, "backends": self.backends,
+                   "sections": sorted(self.sections), "seconds": round(time.perf_counter() - started, 1),
+                   "host": _host()}
+        target.write_text(json.dumps(to_json(self.rows, context=context, details=self.details),
+                                     indent=1, default=str) + "\n")
+        print(f"json: {target}")
+        return 0
+
+    def keep_runs(self) -> None:
+        """Move this benchmark's run folders out of OUT/results (where `gilmatrix report` looks
+        for the newest run) into OUT/selfbench/runs/."""
+        dest = self.out / "selfbench" / "runs"
+        for entry in self.runs.values():
+            if entry["run_dir"].is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+                moved = dest / entry["run_dir"].name
+                shutil.move(str(entry["run_dir"]), moved)
+                entry["run_dir"] = moved
+                self.details["runs"][entry["name"]]["run_dir"] = str(moved)
+
+
+def _why_not(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "not run: backend not selected, or no docker image up to date"
+    m = entry["measured"]
+    return f"no finished cells (exit {m.returncode}): {m.tail(2)}"
+
+
+def _host() -> dict[str, Any]:
+    from runner.results import host_facts, load_average
+
+    return {**host_facts(), "load_average": load_average()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    unknown = set(args.backends) - {"local", "docker"}
+    if unknown:
+        build_parser().error(f"--backends: unknown {', '.join(sorted(unknown))} (local, docker)")
+    return SelfBench(args).execute()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

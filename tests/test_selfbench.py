@@ -1,0 +1,217 @@
+"""The self-benchmark's table and JSON logic, on real small runs (no timing, nothing measured)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyperf
+import pytest
+
+from runner import selfbench_measure
+from runner.selfbench import build_parser
+from runner.selfbench_figures import (
+    TARGETS,
+    CellFigures,
+    bench_floor,
+    fidelity,
+    fidelity_rows,
+    format_table,
+    load_run,
+    overhead,
+    overhead_rows,
+    row,
+    rows_from_json,
+    stability,
+    stability_rows,
+    summary,
+    to_json,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMOKE = FIXTURES / "real-smoke"
+QUICK = FIXTURES / "real-quick"
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return load_run(SMOKE)
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return load_run(QUICK)
+
+
+def test_cells_are_the_finished_ones_with_their_kind_and_elapsed(smoke):
+    manifest, cells = smoke
+    ok = [c for c in manifest["cells"] if c["status"] == "ok"]
+    assert len(cells) == len(ok) == 84
+    first = cells[0]
+    assert (first.interpreter, first.cell_id, first.kind) == ("3.10", "crunch/sequential/1", "cpu")
+    assert first.elapsed == ok[0]["elapsed"]
+    assert {c.kind for c in cells} == {"cpu", "io", "data"}
+
+
+def test_floor_is_pyperf_duration_and_timed_is_values_times_loops():
+    suite = pyperf.BenchmarkSuite.load(str(SMOKE / "3.12.json"))
+    bench = suite.get_benchmark("crunch/sequential/1")
+    duration, timed = bench_floor(bench)
+    (run,) = bench.get_runs()
+    assert duration == pytest.approx(run.get_metadata()["duration"])
+    loops = run.get_loops()
+    expected = sum(v * loops for v in run.values) + sum(n * v for n, v in run.warmups)
+    assert timed == pytest.approx(expected)
+    assert 0 < timed <= duration  # the timed function runs inside pyperf's duration
+
+
+def test_floor_counts_every_pyperf_process(quick):
+    # the quick fixture has processes=1; build a two-run benchmark to check the sum
+    suite = pyperf.BenchmarkSuite.load(str(QUICK / "3.12.json"))
+    bench = suite.get_benchmarks()[0]
+    run = bench.get_runs()[0]
+    twice = pyperf.Benchmark([run, run])
+    assert bench_floor(twice)[0] == pytest.approx(2 * bench_floor(bench)[0])
+
+
+def test_overhead_splits_the_wall_time(smoke):
+    manifest, cells = smoke
+    figures = overhead(40.0, manifest, cells)
+    floor = sum(c.duration for c in cells)
+    assert figures["floor"] == pytest.approx(floor, abs=1e-3)
+    assert figures["ratio"] == pytest.approx(40.0 / floor, abs=1e-3)
+    assert figures["ratio_timed"] > figures["ratio"]  # timed < floor
+    run_stage = manifest["stages"]["run"]
+    # the three remainders and the floor add up to the wall time
+    total = figures["floor"] + figures["cell_processes"] + figures["harness_loop"] + \
+        figures["outside_harness"]
+    assert total == pytest.approx(40.0, abs=0.01)
+    assert figures["outside_harness"] == pytest.approx(40.0 - run_stage, abs=1e-3)
+    assert figures["interpreters"] == ["3.10", "3.11", "3.12", "3.13"]
+    assert figures["cells"] == 84
+
+
+def test_overhead_row_carries_the_target(smoke):
+    manifest, cells = smoke
+    rows = overhead_rows("smoke local", overhead(40.0, manifest, cells), "reduced set: 3.12")
+    assert rows[0].target == "<= 1.10x" and rows[0].status == "missed"
+    assert "reduced set: 3.12" in rows[0].note and "84 cells" in rows[0].note
+    assert rows[1].status == ""  # wall/timed is information, no target
+
+
+def test_fidelity_pairs_the_same_cells_of_one_interpreter(smoke, quick):
+    _, smoke_cells = smoke
+    _, quick_cells = quick
+    figures = fidelity(smoke_cells, quick_cells, "3.12")
+    common = {c.cell_id for c in smoke_cells if c.interpreter == "3.12"} & \
+        {c.cell_id for c in quick_cells if c.interpreter == "3.12"}
+    assert figures["cells"] == len(common) > 0
+    assert figures["cpu_cells"] == sum(1 for c in common if c.startswith("crunch/"))
+    same = fidelity(smoke_cells, smoke_cells, "3.12")
+    assert same["median_ratio"] == 1.0 and same["cpu_median_ratio"] == 1.0
+    rows = fidelity_rows("smoke 3.12", same)
+    assert [r.status for r in rows] == ["met", "met"]
+
+
+def test_fidelity_without_pairs_is_not_measured(smoke):
+    _, cells = smoke
+    figures = fidelity(cells, cells, "3.14t")
+    assert figures["cells"] == 0 and figures["median_ratio"] is None
+    rows = fidelity_rows("x", figures)
+    assert {r.status for r in rows} == {"not measured"}
+    assert "no paired cells" in rows[0].note
+
+
+def test_stability_by_kind():
+    def cell(cid, kind, median):
+        return CellFigures("3.12", cid, kind, median, 1.0, 1.0, 1.0)
+
+    first = [cell("a", "cpu", 1.0), cell("b", "cpu", 2.0), cell("c", "cpu", 1.0),
+             cell("d", "io", 1.0), cell("gone", "io", 1.0)]
+    second = [cell("a", "cpu", 1.01), cell("b", "cpu", 1.9), cell("c", "cpu", 1.2),
+              cell("d", "io", 1.0), cell("new", "io", 5.0)]
+    by_kind = stability(first, second)
+    assert by_kind["cpu"]["cells"] == 3
+    assert by_kind["cpu"]["median_abs_delta"] == pytest.approx(0.05)
+    assert by_kind["cpu"]["worst_abs_delta"] == pytest.approx(0.2)
+    assert by_kind["cpu"]["worst_cell"] == "3.12 c"
+    assert by_kind["io"] == {"cells": 1, "median_abs_delta": 0.0, "worst_abs_delta": 0.0,
+                             "worst_cell": "3.12 d"}
+    rows = stability_rows("smoke local", by_kind)
+    cpu = next(r for r in rows if "cpu" in r.figure)
+    assert cpu.value == 5.0 and cpu.unit == "%" and cpu.status == "missed"
+    io = next(r for r in rows if " io " in r.figure)
+    assert io.target == "" and io.status == ""  # the target is on CPU-bound cells only
+
+
+def test_stability_of_real_runs_is_symmetric_enough(smoke, quick):
+    _, a = smoke
+    _, b = quick
+    by_kind = stability(a, b)
+    assert set(by_kind) <= {"cpu", "io", "data"}
+    for figures in by_kind.values():
+        assert 0 <= figures["median_abs_delta"] <= figures["worst_abs_delta"]
+
+
+def test_targets():
+    assert TARGETS["overhead"].met(1.10) and not TARGETS["overhead"].met(1.11)
+    assert TARGETS["fidelity"].met(0.97) and TARGETS["fidelity"].met(1.03)
+    assert not TARGETS["fidelity"].met(0.96) and not TARGETS["fidelity"].met(1.04)
+    assert row("images", "x", None, "s", "image_unchanged").status == "not measured"
+    assert row("images", "x", 4.0, "s", "image_unchanged").status == "met"
+    assert row("memory", "x", 40.0, "MB").status == ""
+
+
+def test_table_json_round_trip_and_previous_column(smoke, tmp_path):
+    manifest, cells = smoke
+    rows = [*overhead_rows("smoke local", overhead(40.0, manifest, cells)),
+            row("report", "10,000 cells build", 4.2, "s", "report_seconds_10000"),
+            row("report", "10,000 cells index.html", 5.5, "MB", "report_mb_10000"),
+            row("images", "3.12 unchanged", None, "s", "image_unchanged", "failed: no docker")]
+    table = format_table(rows)
+    lines = table.splitlines()
+    assert lines[0].split() == ["section", "figure", "value", "target", "status", "note"]
+    assert len(lines) == 2 + len(rows)
+    assert "4.20 s" in table and "5.50 MB" in table and "not measured" in table
+    text = summary(rows)
+    assert text.startswith("targets: 1 met, 2 missed")
+    assert "report: 10,000 cells index.html" in text
+
+    data = to_json(rows, context={"date": "x"}, details={"k": 1})
+    path = tmp_path / "selfbench.json"
+    path.write_text(json.dumps(data))
+    previous = rows_from_json(json.loads(path.read_text()))
+    assert previous["report: 10,000 cells build"] == rows[2]
+    with_previous = format_table(rows, previous)
+    assert with_previous.splitlines()[0].split()[-2:] == ["previous", "note"]
+    with pytest.raises(ValueError, match="format"):
+        rows_from_json({"format": 99, "rows": []})
+
+
+def test_report_scale_specs_have_the_sizes_they_name():
+    from reports.bench import SPEC, cell_count
+
+    assert [cell_count(selfbench_measure.scale_spec(SPEC, n)) for n in (100, 1000, 10_000)] == \
+        [100, 1000, 10_000]
+
+
+def test_harness_only_copy_differs_in_one_harness_file(tmp_path):
+    from runner.harness_files import harness_digest
+
+    copy = selfbench_measure.copy_with_harness_change(tmp_path / "repo", "stamp-1")
+    changed = copy / "runner" / "harness" / "workloads.py"
+    original = selfbench_measure.ROOT / "runner" / "harness" / "workloads.py"
+    assert changed.read_text() == original.read_text() + "# selfbench harness-only change stamp-1\n"
+    assert (copy / "images" / "Dockerfile").read_bytes() == \
+        (selfbench_measure.ROOT / "images" / "Dockerfile").read_bytes()
+    assert not (copy / "_build").exists() and not (copy / ".git").exists()
+    assert harness_digest()  # the original is untouched
+    assert original.read_text().count("selfbench harness-only change") == 0
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["--quick", "--backends", "local", "--only", "report",
+                                      "--interpreters", "3.12,3.13"])
+    assert args.quick and args.backends == ["local"] and args.only == ["report"]
+    assert args.interpreters == ["3.12", "3.13"]
+    assert build_parser().parse_args([]).report_sizes == [100, 1000, 10_000]
