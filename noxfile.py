@@ -59,6 +59,14 @@ def bench_report(session: nox.Session) -> None:
     session.run("python", "-m", "reports.bench", *session.posargs)
 
 
+@nox.session
+def selfbench(session: nox.Session) -> None:
+    """Measure gilmatrix itself (overhead, container fidelity, stability, image cache, report
+    scale, memory): one table, also as JSON under _build/selfbench/ (`-- --quick` for minutes)."""
+    install(session)
+    session.run("python", "-m", "runner.selfbench", *session.posargs)
+
+
 @nox.session(name="ci-rehearsal")
 def ci_rehearsal(session: nox.Session) -> None:
     """Replay .github/workflows/matrix.yml here: plan, one bench job per interpreter, report,
