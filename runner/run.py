@@ -187,7 +187,7 @@ class MatrixRun:
         progress.line(f"== {interp.id}: {env.facts.get('version')} — {len(cells)} cells")
         entry["load_before"] = load_average()
         t0 = time.monotonic()
-        returncode, stderr_tail = self._follow(interp.id, command, len(cells), progress)
+        returncode, stderr_tail = self._follow(interp.id, command, job_name, len(cells), progress)
         entry["elapsed"] = round(time.monotonic() - t0, 3)
         self.stages["run"] = self.stages.get("run", 0.0) + entry["elapsed"]
         entry["load_after"] = load_average()
@@ -201,7 +201,7 @@ class MatrixRun:
             entry.update(status="failed", reason=f"harness exited with {returncode}: {stderr_tail}")
             progress.line(f"== {interp.id}: harness failed ({returncode}): {stderr_tail}")
 
-    def _follow(self, interp_id: str, command: list[str], n_cells: int,
+    def _follow(self, interp_id: str, command: list[str], job_name: str, n_cells: int,
                 progress: Progress) -> tuple[int, str]:
         """Run the harness, echoing its progress events; returns (exit code, stderr tail)."""
         log_path = self.run_dir.path / "cells" / f"{interp_id}.harness.log"
@@ -211,7 +211,13 @@ class MatrixRun:
         with open(log_path, "w") as stderr:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                     stdin=subprocess.DEVNULL)
-            watchdog = threading.Timer(ceiling, proc.kill)
+            stuck = threading.Event()
+
+            def kill_stuck() -> None:
+                stuck.set()
+                proc.kill()
+
+            watchdog = threading.Timer(ceiling, kill_stuck)
             watchdog.start()
             try:
                 assert proc.stdout is not None
@@ -229,9 +235,14 @@ class MatrixRun:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    self.backend.cleanup(self.run_dir.path, job_name)
                 raise
             finally:
                 watchdog.cancel()
+        if stuck.is_set():
+            self.backend.cleanup(self.run_dir.path, job_name)
+            with open(log_path, "a") as stderr:
+                stderr.write(f"gilmatrix: no progress within {ceiling:.0f} s; the harness was killed\n")
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         return returncode, " | ".join(tail)[-500:]
 

@@ -73,6 +73,9 @@ class Backend(abc.ABC):
         ``run_dir/cells/``. Paths inside the command are as the harness process sees them.
         """
 
+    def cleanup(self, run_dir: Path, job_name: str) -> None:
+        """Called after a harness run was killed (watchdog, interrupt): remove what it left."""
+
     def describe(self) -> dict[str, Any]:
         """Backend facts for the manifest."""
         return {"name": self.name}

@@ -141,6 +141,10 @@ class DockerBackend(Backend):
                                user=container_user(run_dir), cpuset=self.options.cpuset,
                                memory=self.memory)
 
+    def cleanup(self, run_dir: Path, job_name: str) -> None:
+        # Killing the `docker run` client does not stop its container.
+        self.remove_container(run_dir, job_name)
+
     def remove_container(self, run_dir: Path, job_name: str) -> None:
         """Remove a job's container (call it after killing a timed-out `docker run` client)."""
         dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False)
