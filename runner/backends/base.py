@@ -75,6 +75,7 @@ class Backend(abc.ABC):
 
     def cleanup(self, run_dir: Path, job_name: str) -> None:
         """Called after a harness run was killed (watchdog, interrupt): remove what it left."""
+        return None  # the local backend leaves nothing: the harness' process groups die with it
 
     def describe(self) -> dict[str, Any]:
         """Backend facts for the manifest."""
