@@ -92,7 +92,7 @@ class Matrix:
         name = name or self.default_profile
         if name not in self.profiles:
             raise UserError(
-                f"{self.path}: no profile {name!r}{_suggest(name, self.profiles)}; "
+                f"{self.path}: no profile {name!r}{suggest(name, self.profiles)}; "
                 f"profiles: {', '.join(self.profiles)}"
             )
         return self.profiles[name]
@@ -156,7 +156,7 @@ def format_key(path: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _suggest(word: Any, candidates: Any) -> str:
+def suggest(word: Any, candidates: Any) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -221,7 +221,7 @@ def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
     if error.validator == "additionalProperties":
         unknown = [k for k in error.instance if k not in parent]
         if unknown:
-            extra = _suggest(unknown[0], parent)
+            extra = suggest(unknown[0], parent)
             known = ", ".join(parent)
             raise errors.fail(key + (unknown[0],), f"unknown key{extra}; allowed keys: {known}")
     if error.validator == "required":
@@ -231,7 +231,7 @@ def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
         raise errors.fail(
             key,
             f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
-            f"{_suggest(error.instance, error.validator_value)}",
+            f"{suggest(error.instance, error.validator_value)}",
         )
     if "propertyNames" in error.schema_path:
         raise errors.fail(key + (error.instance,), f"{error.instance!r} is not a valid name "
@@ -276,7 +276,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         impl_name = entry.get("workload", name)
         if impl_name not in WORKLOADS:
             key = ("workloads", name, "workload") if "workload" in entry else ("workloads", name)
-            raise errors.fail(key, f"unknown workload {impl_name!r}{_suggest(impl_name, WORKLOADS)}; "
+            raise errors.fail(key, f"unknown workload {impl_name!r}{suggest(impl_name, WORKLOADS)}; "
                               f"the harness has: {', '.join(WORKLOADS)}")
         impl = WORKLOADS[impl_name]
         params = _check_params(impl_name, entry.get("params") or {}, ("workloads", name, "params"), errors)
@@ -293,7 +293,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             key = ("profiles", name, "params", wl_id)
             if wl_id not in workload_ids:
                 raise errors.fail(key, f"no workload {wl_id!r} in this matrix"
-                                  f"{_suggest(wl_id, workload_ids)}")
+                                  f"{suggest(wl_id, workload_ids)}")
             overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, key, errors)
         settings = entry.get("pyperf") or {}
         profiles[name] = Profile(
@@ -310,7 +310,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:
         raise errors.fail(("default_profile",) if "default_profile" in data else ("profiles",),
-                          f"no profile {default_profile!r}{_suggest(default_profile, profiles)}")
+                          f"no profile {default_profile!r}{suggest(default_profile, profiles)}")
     return Matrix(
         path=path, sha256=digest, interpreters=tuple(interpreters), workloads=tuple(workloads),
         executors=tuple(data["executors"]), workers=workers, profiles=profiles,
@@ -325,7 +325,7 @@ def _subset(entry: Mapping[str, Any], key: str, profile: str, known: list[str],
     for index, value in enumerate(entry[key]):
         if value not in known:
             raise errors.fail(("profiles", profile, key, index),
-                              f"{value!r} is not in the matrix' {key}{_suggest(value, known)}; "
+                              f"{value!r} is not in the matrix' {key}{suggest(value, known)}; "
                               f"it has: {', '.join(known)}")
     return tuple(entry[key])
 
@@ -336,13 +336,13 @@ def _check_params(impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...]
     for param, value in given.items():
         if param not in spec:
             raise errors.fail(key + (param,), f"workload {impl_name!r} has no parameter {param!r}"
-                              f"{_suggest(param, spec)}; it has: {', '.join(spec)}")
+                              f"{suggest(param, spec)}; it has: {', '.join(spec)}")
         limits = spec[param]
         if limits.choices:
             if value not in limits.choices:
                 raise errors.fail(key + (param,), f"{value!r} is not one of "
                                   f"{', '.join(map(repr, limits.choices))}"
-                                  f"{_suggest(value, limits.choices)}")
+                                  f"{suggest(value, limits.choices)}")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise errors.fail(key + (param,), f"expected a number, got {value!r}")

@@ -14,7 +14,7 @@ from typing import Any
 from runner.errors import UserError
 from runner.harness.executors import EXECUTORS, unavailable_reason
 from runner.harness.workloads import WORKLOADS
-from runner.matrix import Interpreter, Matrix, Profile, Workload, _suggest
+from runner.matrix import Interpreter, Matrix, Profile, Workload, suggest
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def check_filters(matrix: Matrix, only: Sequence[str]) -> None:
     for value in only:
         if value not in known:
             raise UserError(f"--only {value!r}: no interpreter or workload of that id in "
-                            f"{matrix.path}{_suggest(value, known)}; known: {', '.join(known)}")
+                            f"{matrix.path}{suggest(value, known)}; known: {', '.join(known)}")
 
 
 def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[str] = ()) -> Plan:

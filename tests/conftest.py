@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 RUNNING_ID = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -39,12 +37,6 @@ def gilmatrix(*args: str, cwd: Path | None = None, timeout: float = 600,
     """The real CLI in a subprocess, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-@pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory) -> Path | None:
-    """Nothing to cache: venvs are made per test work dir; kept for symmetry with docker tests."""
-    return None
 
 
 def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)) -> list[str]:
