@@ -105,6 +105,13 @@ def _color(executors: Sequence[str]) -> alt.Color:
                      legend=alt.Legend(orient="top"))
 
 
+def _per_interpreter(layer: alt.LayerChart, interps: Sequence[str], execs: Sequence[str],
+                     workload: str) -> alt.FacetChart:
+    """A workload's layered chart with the page's filters, one panel per interpreter."""
+    return _filters(layer, interps, execs, workload).facet(
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+
+
 def _filters(chart: alt.Chart, interpreters: Sequence[str], executors: Sequence[str],
              workload: str | None, by_executor: bool = True) -> alt.Chart:
     chart = chart.add_params(alt.param(name="show_interpreters", value=list(interpreters)),
@@ -139,8 +146,7 @@ def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str])
         tooltip=_tooltip())
     bars = base.mark_errorbar().encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
     layer = alt.layer(bars, line).properties(width=160, height=130)
-    return _filters(layer, interps, execs, workload).facet(
-        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+    return _per_interpreter(layer, interps, execs, workload)
 
 
 def speedup_vs_workers(workload: str, interps: Sequence[str],
@@ -151,8 +157,7 @@ def speedup_vs_workers(workload: str, interps: Sequence[str],
         y=alt.Y("speedup:Q", title="speedup over sequential"), color=_color(execs),
         tooltip=_tooltip())
     layer = alt.layer(ideal, line).properties(width=160, height=130)
-    return _filters(layer, interps, execs, workload).facet(
-        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+    return _per_interpreter(layer, interps, execs, workload)
 
 
 def parallelism_vs_workers(workload: str, interps: Sequence[str],
@@ -170,8 +175,7 @@ def parallelism_vs_workers(workload: str, interps: Sequence[str],
                                  alt.value([1, 0])),
         tooltip=_tooltip())
     layer = alt.layer(one, line).properties(width=160, height=130)
-    return _filters(layer, interps, execs, workload).facet(
-        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+    return _per_interpreter(layer, interps, execs, workload)
 
 
 def memory_vs_workers(workload: str, interps: Sequence[str],
