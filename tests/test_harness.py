@@ -176,6 +176,50 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
     assert statuses == ["done-before", "done-before"]
 
 
+def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
+    """The driver spawns the pyperf workers itself: the benchmark it writes has the runs and
+    metadata that pyperf's own manager (``python -m runner.harness.bench``) produces."""
+    cell = _cell("crunch", "threads", 2, tasks=2, size=2000)
+    job = json.loads(_job(tmp_path, [cell]).read_text())
+    job["pyperf"] = {"processes": 2, "values": 2, "warmups": 1, "min_time": 0.002}  # calibrate
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job",
+                           str(tmp_path / "job.json"), "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ours = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__threads__2.json"))
+    by_pyperf = tmp_path / "pyperf.json"
+    subprocess.run([sys.executable, "-m", "runner.harness.bench", "--cell", json.dumps(cell),
+                    "-p", "2", "-n", "2", "-w", "1", "--min-time", "0.002", "--quiet",
+                    "-o", str(by_pyperf)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    theirs = pyperf.Benchmark.load(str(by_pyperf))
+
+    def shape(bench: pyperf.Benchmark) -> list[tuple]:
+        # (a calibration's warm-up count depends on the timings: not compared)
+        return [("calibration" if "calibrate_loops" in run.get_metadata()
+                 else len(run.warmups or ()), len(run.values),
+                 sorted(k for k in run.get_metadata() if k.startswith("gilmatrix_")))
+                for run in bench.get_runs()]
+
+    assert shape(ours) == shape(theirs)
+    assert len(ours.get_runs()) == 3  # one loop calibration, then the two processes' values
+    calibrated = ours.get_runs()[0].get_metadata()["calibrate_loops"]
+    assert {run.get_metadata()["loops"] for run in ours.get_runs()[1:]} == {calibrated}
+    assert ours.get_nvalue() == 4
+    log = (tmp_path / "cells/host/crunch__threads__2.log").read_text()
+    assert "pyperf worker 1 of 3 (loop calibration)" in log
+
+
+def test_a_worker_does_not_import_asyncio_unless_its_cell_needs_it() -> None:
+    """Every cell starts several worker processes: what they import at start-up is overhead."""
+    code = ("import sys, runner.harness.bench\n"
+            "assert 'asyncio' not in sys.modules, 'asyncio imported at start-up'\n"
+            "from runner.harness.executors import Dispatcher\n"
+            "Dispatcher('asyncio', 1).run(abs, [-1])\n"
+            "assert 'asyncio' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
 def test_driver_refuses_an_unknown_job_format(tmp_path: Path) -> None:
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"format": 99, "cells": []}))

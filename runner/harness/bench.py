@@ -1,6 +1,7 @@
 """One cell as one pyperf benchmark: ``python -m runner.harness.bench --cell JSON [pyperf options]``.
 
-pyperf spawns fresh worker processes that re-run this module with ``--worker``; each worker
+The harness driver (``drive``, acting as pyperf's manager) or, when this module is run by
+hand, pyperf's own manager spawns fresh worker processes that re-run it with ``--worker``; each worker
 builds the cell's pool once, warms it up, then times ``loops`` calls of the workload. The
 answer of the last timed call is checked outside the timed region: a wrong answer fails the
 cell (non-zero exit) instead of producing a number.
@@ -233,8 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     runner, has_hooks = make_runner()
     runner.argparser.add_argument("--cell", required=True, help="the cell, as JSON")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if has_hooks and "--worker" not in argv:
-        argv += ["--hook", HOOK_NAME]  # pyperf passes --hook on to its workers
+    if has_hooks and "--hook" not in argv:
+        argv += ["--hook", HOOK_NAME]  # pyperf's manager passes --hook on to its workers
     args = runner.parse_args(argv)
     cell = json.loads(args.cell)
     timer = CellTimer(cell)

@@ -9,6 +9,16 @@ For every cell this writes, below ``RUN_DIR/cells/<interpreter>/``:
 Each file is written to a temporary name and renamed, so an interrupted run leaves only whole
 files. A cell whose ``.json`` already exists is not run again (``--resume``). Progress goes to
 stdout as one JSON object per line, for the host to display.
+
+The driver is the cell's pyperf *manager*: it spawns the pyperf worker processes itself
+(``python -m runner.harness.bench --worker ...``, the command lines pyperf's own ``Manager``
+builds: one loop-calibration worker unless the profile fixes ``loops``, then ``processes``
+workers) and merges their runs into one benchmark, as pyperf's manager does. Running pyperf's
+manager in a process of its own per cell would cost one more interpreter start-up and import of
+pyperf and the harness per cell (~0.1 s: a third of a smoke cell) for nothing the driver, a
+long-lived process of the same interpreter, cannot do. Every worker runs in a session of its own
+(a timeout or an interrupt kills it with its pool's processes) under the cell's memory limit,
+with the environment pyperf gives its workers.
 """
 
 from __future__ import annotations
@@ -23,12 +33,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runner.harness.bench import MODULE as BENCH_MODULE
 from runner.harness.faults import ENV as FAULTS_ENV
 from runner.harness.faults import fault_for, parse_faults
 
 TAIL_CHARS = 4000
 FORMAT_VERSION = 1
+BENCH_MODULE = "runner.harness.bench"  # the pyperf worker program (bench.MODULE)
+
+# What pyperf's create_environ() hands its workers (plus --inherit-environ names): a worker's
+# environment is the same whether pyperf's manager or this driver spawns it.
+WORKER_ENVIRON = ("PATH", "HOME", "TEMP", "COMSPEC", "SystemRoot", "SystemDrive", "PYTHONPATH",
+                  "PYTHON_CPU_COUNT", "PYTHON_GIL", "PYPERF_PERF_RECORD_DATA_DIR",
+                  "PYPERF_PERF_RECORD_EXTRA_OPTS")
 
 
 def cell_slug(cell_id: str) -> str:
@@ -49,17 +65,31 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def pyperf_args(settings: Mapping[str, Any]) -> list[str]:
-    args = [
-        "--processes", str(settings.get("processes", 1)),
-        "--values", str(settings.get("values", 3)),
-        "--warmups", str(settings.get("warmups", 1)),
-        "--min-time", str(settings.get("min_time", 0.1)),
-        "--inherit-environ", "PYTHONPATH",
-    ]
-    if settings.get("loops"):
-        args += ["--loops", str(settings["loops"])]
-    return args
+def worker_command(cell: Mapping[str, Any], settings: Mapping[str, Any], output: str,
+                   loops: int | None) -> list[str]:
+    """One pyperf worker of ``cell``: a loop calibration when ``loops`` is None, else values."""
+    command = [sys.executable, "-m", BENCH_MODULE, "--worker", "--worker-task=0",
+               "--values", str(settings.get("values", 3)),
+               "--min-time", str(settings.get("min_time", 0.1))]
+    command += ["--calibrate-loops"] if loops is None else ["--loops", str(loops)]
+    command += ["--warmups", str(settings.get("warmups", 1)), "--output", output,
+                "--cell", json.dumps(cell)]
+    return command
+
+
+def worker_environ() -> dict[str, str]:
+    return {name: os.environ[name] for name in WORKER_ENVIRON if name in os.environ}
+
+
+class WorkerFailed(Exception):
+    def __init__(self, returncode: int, what: str) -> None:
+        super().__init__(what)
+        self.returncode = returncode
+        self.what = what
+
+
+class CellTimeout(Exception):
+    pass
 
 
 def stability_warnings(result_path: str) -> list[str]:
@@ -82,11 +112,12 @@ def stability_warnings(result_path: str) -> list[str]:
     return warnings
 
 
-def failure_reason(output: str, returncode: int) -> str:
-    """The most telling line of a failed cell's output.
+def failure_reason(output: str, returncode: int, what: str = "") -> str:
+    """The most telling line of a failed cell's output (``what``: which process failed).
 
     The exception that ended the pyperf worker comes first; pyperf's own "worker failed with
-    exit code N" wrapper only when the worker died without one (killed by a signal).
+    exit code N" wrapper (its manager's, when a cell is run by ``bench`` directly) only when the
+    worker died without one (killed by a signal).
     """
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     exceptions = [line for line in lines if _is_exception_line(line)]
@@ -97,9 +128,11 @@ def failure_reason(output: str, returncode: int) -> str:
         if match and -int(match.group(1)) in _SIGNALS:
             chosen += f" ({_SIGNALS[-int(match.group(1))]})"
         return chosen[:500]
+    prefix = f"{what} " if what else ""
     if returncode < 0:
-        return f"killed by signal {-returncode} ({_SIGNALS.get(-returncode, '?')})"
-    return f"exit code {returncode}" + (f": {lines[-1][:300]}" if lines else "")
+        return (f"{prefix}killed by signal {-returncode} ({_SIGNALS.get(-returncode, '?')}): "
+                f"exit code {returncode}")
+    return f"{prefix}exit code {returncode}" + (f": {lines[-1][:300]}" if lines else "")
 
 
 _SIGNALS = {int(s): s.name for s in signal.Signals}
@@ -128,10 +161,11 @@ class CellRunner:
         self._kill_current()
 
     def _kill_current(self) -> None:
-        if self.current is not None and self.current.poll() is None:
+        """Kill the running worker's session: the worker, or what it left (pool processes)."""
+        if self.current is not None:
             try:
                 os.killpg(self.current.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
 
     def _limit_memory(self) -> None:
@@ -165,43 +199,31 @@ class CellRunner:
 
     def run_cell(self, cell: Mapping[str, Any], base: str) -> dict[str, Any]:
         tmp_result = f"{base}.json.tmp-{os.getpid()}"
-        if os.path.exists(tmp_result):
-            os.unlink(tmp_result)
         fault = fault_for(self.faults, self.job["interpreter"], cell["id"])
         cell = {**cell, "fault": fault} if fault else cell
-        command = [sys.executable, "-m", BENCH_MODULE, "--cell", json.dumps(cell),
-                   "--output", tmp_result, "--quiet", *pyperf_args(self.job["pyperf"])]
         timeout = float(self.job.get("timeout") or 600)
         start = time.monotonic()
+        status: dict[str, Any] = {"format": FORMAT_VERSION, "id": cell["id"], "elapsed": None,
+                                  "returncode": 0, "reason": None, "output_tail": None}
         with open(base + ".log", "wb") as log:
-            # A session of its own: on timeout or interrupt, the pyperf workers and the pool's
-            # processes die with the cell instead of running on as orphans.
-            self.current = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=self._limit_memory)
             try:
-                returncode = self.current.wait(timeout=timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                self._kill_current()
-                returncode = self.current.wait()
-                timed_out = True
-            finally:
-                self._kill_current()  # leftovers of the group (orphaned pool processes)
-                self.current = None
-        elapsed = round(time.monotonic() - start, 3)
+                bench = self.run_workers(cell, log, tmp_result, deadline=start + timeout)
+                bench.dump(tmp_result, replace=True)
+                status["status"] = "ok"
+            except CellTimeout:
+                status.update(status="timeout",
+                              reason=f"no result after the cell timeout of {timeout:g} s")
+            except WorkerFailed as exc:
+                status.update(status="failed", returncode=exc.returncode)
+                failed_with = (exc.returncode, exc.what)
+        status["elapsed"] = round(time.monotonic() - start, 3)
         with open(base + ".log", encoding="utf-8", errors="replace") as log_text:
             output = log_text.read()
-        status: dict[str, Any] = {"format": FORMAT_VERSION, "id": cell["id"], "elapsed": elapsed,
-                                  "returncode": returncode, "reason": None, "output_tail": None}
-        if timed_out:
-            status.update(status="timeout", reason=f"no result after the cell timeout of {timeout:g} s")
-        elif self.stopping:
+        if self.stopping:
             status.update(status="interrupted", reason="the run was interrupted")
-        elif returncode != 0 or not os.path.exists(tmp_result):
-            status.update(status="failed", reason=failure_reason(output, returncode))
-        else:
-            status["status"] = "ok"
+        elif status["status"] == "failed":
+            status["reason"] = failure_reason(output, *failed_with)
+        elif status["status"] == "ok":
             status["warnings"] = stability_warnings(tmp_result)
         if status["status"] != "ok":
             status["output_tail"] = output[-TAIL_CHARS:]
@@ -213,6 +235,57 @@ class CellRunner:
         if status["status"] == "ok":
             os.replace(tmp_result, base + ".json")  # the result last: its presence means done
         return status
+
+    def run_workers(self, cell: Mapping[str, Any], log: Any, tmp_result: str,
+                    deadline: float) -> Any:
+        """pyperf's manager for one cell: calibrate the loops unless fixed, then ``processes``
+        workers; their runs merged into one ``pyperf.Benchmark`` (calibration run included)."""
+        settings = self.job["pyperf"]
+        processes = int(settings.get("processes", 1))
+        loops = int(settings["loops"]) if settings.get("loops") else None
+        bench = None
+        plan = ([None] if loops is None else []) + ["values"] * processes
+        for number, task in enumerate(plan, 1):
+            what = f"pyperf worker {number} of {len(plan)}" + (" (loop calibration)"
+                                                               if task is None else "")
+            worker = self.run_worker(worker_command(cell, settings, f"{tmp_result}.w", loops),
+                                     log, f"{tmp_result}.w", deadline, what)
+            if task is None:
+                loops = int(worker.get_runs()[0].get_metadata()["calibrate_loops"])
+            if bench is None:
+                bench = worker
+            else:
+                bench.add_runs(worker)
+        return bench
+
+    def run_worker(self, command: list[str], log: Any, output: str, deadline: float,
+                   what: str) -> Any:
+        import pyperf
+
+        if os.path.exists(output):
+            os.unlink(output)
+        log.write(f"--- {what}\n".encode())
+        log.flush()
+        # A session of its own: on timeout or interrupt, the worker and its pool's processes die
+        # together instead of running on as orphans.
+        self.current = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=worker_environ(),
+                                        start_new_session=True, preexec_fn=self._limit_memory)
+        try:
+            returncode = self.current.wait(timeout=max(deadline - time.monotonic(), 0.001))
+        except subprocess.TimeoutExpired:
+            raise CellTimeout from None
+        finally:
+            self._kill_current()  # the worker on timeout, else leftovers of its session
+            if self.current is not None:
+                self.current.wait()
+            self.current = None
+        if returncode != 0 or self.stopping or not os.path.exists(output):
+            raise WorkerFailed(returncode, what)
+        suite = pyperf.BenchmarkSuite.load(output)
+        os.unlink(output)
+        (bench,) = suite.get_benchmarks()
+        return bench
 
 
 def run_job(job_path: str, out_dir: str) -> int:

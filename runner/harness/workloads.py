@@ -7,7 +7,6 @@ import them by name.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 import time
@@ -82,6 +81,8 @@ def fetch_task(request: tuple[str, float]) -> str:
 
 
 async def fetch_task_async(request: tuple[str, float]) -> str:
+    import asyncio  # not at module level: see executors (loaded by then: a dictionary lookup)
+
     name, wait_seconds = request
     await asyncio.sleep(wait_seconds)
     return name
@@ -212,6 +213,8 @@ def mixed_task(task: tuple[int, float]) -> int:
 
 async def mixed_task_async(task: tuple[int, float]) -> int:
     size, wait_seconds = task
+    import asyncio  # see fetch_task_async
+
     result = crunch_task(size)
     await asyncio.sleep(wait_seconds)
     return result
