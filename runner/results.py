@@ -77,6 +77,8 @@ class CellOutcome:
     elapsed: float | None
     output_tail: str | None
     warnings: tuple[str, ...] = ()  # pyperf's stability checks, for cells that ran
+    # seconds each pyperf worker process lived (spawn to exit), in the order they ran
+    worker_seconds: tuple[float, ...] = ()
 
 
 class RunDir:
@@ -134,7 +136,8 @@ class RunDir:
             status = json.loads(status_file.read_text())
             if status["status"] != "ok" or base.with_name(base.name + ".json").exists():
                 return CellOutcome(status["status"], status.get("reason"), status.get("elapsed"),
-                                   status.get("output_tail"), tuple(status.get("warnings", ())))
+                                   status.get("output_tail"), tuple(status.get("warnings", ())),
+                                   tuple(status.get("worker_seconds", ())))
         return CellOutcome("missing", "did not run to the end (interrupted or crashed run)", None, None)
 
     def merge_suite(self, interpreter: str, cells: Iterable[Cell]) -> Path | None:

@@ -7,7 +7,10 @@ The floor of a run is what pyperf itself spent benchmarking: the sum, over every
 pyperf run (worker process) of the cell, of pyperf's ``duration`` run metadata — the worker's
 calibration, warm-ups, timed values and metadata collection, without the start-up of its
 processes. The time inside the timed function alone (values and warm-ups × loops) is reported
-next to it as ``timed``.
+next to it as ``timed``, and the time pyperf's worker processes lived (spawn to exit, measured by
+the harness driver: the floor plus each worker's interpreter start-up, imports and exit) as
+``pyperf_processes``: pyperf runs every run in a fresh process by design, so no tool built on it
+can go below that; ``wall / pyperf_processes`` is the share that is gilmatrix's own.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class CellFigures:
     duration: float  # seconds: sum of pyperf's ``duration`` over the cell's runs (the floor)
     timed: float  # seconds: sum of (values + warm-ups) × loops × inner loops over its runs
     elapsed: float | None  # seconds: the harness' wall time for the cell (manifest)
+    worker_seconds: tuple[float, ...] = ()  # each pyperf worker's life, spawn to exit (manifest)
 
 
 def bench_floor(bench: pyperf.Benchmark) -> tuple[float, float]:
@@ -53,7 +57,7 @@ def bench_floor(bench: pyperf.Benchmark) -> tuple[float, float]:
 def cell_figures(manifest: Mapping[str, Any],
                  suites: Mapping[str, pyperf.BenchmarkSuite]) -> list[CellFigures]:
     """The finished cells of a run (plan order), from its manifest and its pyperf suites."""
-    elapsed = {(c["interpreter"], c["id"]): c.get("elapsed") for c in manifest["cells"]}
+    by_key = {(c["interpreter"], c["id"]): c for c in manifest["cells"]}
     cells = []
     for cell in manifest["cells"]:
         suite = suites.get(cell["interpreter"])
@@ -68,7 +72,8 @@ def cell_figures(manifest: Mapping[str, Any],
             interpreter=cell["interpreter"], cell_id=cell["id"],
             kind=str(bench.get_metadata().get("gilmatrix_workload_kind", "unknown")),
             median=bench.median(), duration=duration, timed=timed,
-            elapsed=elapsed[(cell["interpreter"], cell["id"])],
+            elapsed=by_key[(cell["interpreter"], cell["id"])].get("elapsed"),
+            worker_seconds=tuple(by_key[(cell["interpreter"], cell["id"])].get("worker_seconds", ())),
         ))
     return cells
 
@@ -94,6 +99,10 @@ def overhead(wall: float, manifest: Mapping[str, Any], cells: Sequence[CellFigur
     cells_elapsed = sum(c.elapsed or 0.0 for c in cells)
     stages = dict(manifest.get("stages", {}))
     in_harness = float(stages.get("run", 0.0))
+    workers = sum(len(c.worker_seconds) for c in cells)
+    # Only when every cell has its workers' times (runs before the driver recorded them do not).
+    processes = sum(sum(c.worker_seconds) for c in cells) \
+        if cells and all(c.worker_seconds for c in cells) else None
     return {
         "wall": round(wall, 3),
         "floor": round(floor, 3),
@@ -107,6 +116,13 @@ def overhead(wall: float, manifest: Mapping[str, Any], cells: Sequence[CellFigur
         "harness_loop": round(in_harness - cells_elapsed, 3),  # containers, harness start, merges
         "outside_harness": round(wall - in_harness, 3),  # CLI start-up, plan, prepare, report-free
         "per_cell_process_overhead": round((cells_elapsed - floor) / len(cells), 3) if cells else None,
+        # pyperf's process model: each worker's life, and what it cost beyond its runs' duration
+        "pyperf_processes": round(processes, 3) if processes else None,
+        "ratio_processes": round(wall / processes, 3) if processes else None,
+        "workers": workers,
+        "per_worker_start_exit": round((processes - floor) / workers, 3)
+        if processes and workers else None,
+        "driver": round(cells_elapsed - processes, 3) if processes else None,
         "stages": stages,
     }
 
@@ -231,10 +247,18 @@ def overhead_rows(label: str, figures: Mapping[str, Any], note: str = "") -> lis
               + (f" ({per:.2f} s/cell)" if per is not None else "")
               + f", harness loop {figures['harness_loop']:.1f} s, "
               f"outside harness {figures['outside_harness']:.1f} s")
-    return [row("overhead", f"{label} wall/floor", ratio, "x", "overhead",
+    rows = [row("overhead", f"{label} wall/floor", ratio, "x", "overhead",
                 "; ".join(x for x in (detail, note) if x)),
             row("overhead", f"{label} wall/timed", figures.get("ratio_timed"), "x",
                 note="floor = only values+warm-ups x loops")]
+    if figures.get("ratio_processes") is not None:
+        rows.append(row(
+            "overhead", f"{label} wall/pyperf processes", figures["ratio_processes"], "x",
+            note=(f"floor + pyperf's process model: {figures['workers']} worker processes lived "
+                  f"{figures['pyperf_processes']:.1f} s, {figures['per_worker_start_exit']:.3f} s "
+                  f"each beyond their runs (interpreter start, imports, exit); the driver's own "
+                  f"work per cell {figures['driver']:.1f} s in all")))
+    return rows
 
 
 def fidelity_rows(label: str, figures: Mapping[str, Any]) -> list[Row]:

@@ -208,6 +208,11 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     assert ours.get_nvalue() == 4
     log = (tmp_path / "cells/host/crunch__threads__2.log").read_text()
     assert "pyperf worker 1 of 3 (loop calibration)" in log
+    status = json.loads((tmp_path / "cells/host/crunch__threads__2.status.json").read_text())
+    assert len(status["worker_seconds"]) == 3  # each worker's life, spawn to exit
+    durations = [run.get_metadata()["duration"] for run in ours.get_runs()]
+    assert all(life > run for life, run in zip(status["worker_seconds"], durations))
+    assert sum(status["worker_seconds"]) <= status["elapsed"]
 
 
 def test_a_worker_does_not_import_asyncio_unless_its_cell_needs_it() -> None:

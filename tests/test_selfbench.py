@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -89,6 +91,24 @@ def test_overhead_splits_the_wall_time(smoke):
     assert figures["outside_harness"] == pytest.approx(40.0 - run_stage, abs=1e-3)
     assert figures["interpreters"] == ["3.10", "3.11", "3.12", "3.13"]
     assert figures["cells"] == 84
+
+
+def test_overhead_against_pyperfs_process_model(smoke):
+    manifest, cells = smoke
+    assert overhead(40.0, manifest, cells)["ratio_processes"] is None  # not recorded back then
+    # each cell's one worker lived its run's duration plus 0.1 s of start-up and exit
+    timed = [dataclasses.replace(c, worker_seconds=(c.duration + 0.1,)) for c in cells]
+    figures = overhead(40.0, manifest, timed)
+    processes = sum(c.duration for c in cells) + 0.1 * len(cells)
+    assert figures["pyperf_processes"] == pytest.approx(processes, abs=1e-3)
+    assert figures["ratio_processes"] == pytest.approx(40.0 / processes, abs=1e-3)
+    assert figures["workers"] == len(cells)
+    assert figures["per_worker_start_exit"] == pytest.approx(0.1, abs=1e-3)
+    assert figures["driver"] == pytest.approx(
+        sum(c.elapsed for c in cells) - processes, abs=1e-3)
+    rows = overhead_rows("smoke local", figures)
+    assert rows[-1].figure == "smoke local wall/pyperf processes"
+    assert "84 worker processes" in rows[-1].note
 
 
 def test_overhead_row_carries_the_target(smoke):

@@ -151,6 +151,7 @@ class CellRunner:
         self.cells_dir = os.path.join(out_dir, "cells", job["interpreter"])
         os.makedirs(self.cells_dir, exist_ok=True)
         self.current: subprocess.Popen[bytes] | None = None
+        self.worker_seconds: list[float] = []  # the running cell's finished workers
         self.stopping = False
         self.faults = parse_faults(os.environ.get(FAULTS_ENV))
         memory_mb = job.get("memory_mb")
@@ -205,6 +206,7 @@ class CellRunner:
         start = time.monotonic()
         status: dict[str, Any] = {"format": FORMAT_VERSION, "id": cell["id"], "elapsed": None,
                                   "returncode": 0, "reason": None, "output_tail": None}
+        self.worker_seconds = []
         with open(base + ".log", "wb") as log:
             try:
                 bench = self.run_workers(cell, log, tmp_result, deadline=start + timeout)
@@ -217,6 +219,9 @@ class CellRunner:
                 status.update(status="failed", returncode=exc.returncode)
                 failed_with = (exc.returncode, exc.what)
         status["elapsed"] = round(time.monotonic() - start, 3)
+        # Each pyperf worker's life, spawn to exit: what pyperf's process model costs (the rest
+        # of ``elapsed`` is the driver's own work for the cell).
+        status["worker_seconds"] = [round(seconds, 4) for seconds in self.worker_seconds]
         with open(base + ".log", encoding="utf-8", errors="replace") as log_text:
             output = log_text.read()
         if self.stopping:
@@ -266,6 +271,7 @@ class CellRunner:
             os.unlink(output)
         log.write(f"--- {what}\n".encode())
         log.flush()
+        started = time.monotonic()
         # A session of its own: on timeout or interrupt, the worker and its pool's processes die
         # together instead of running on as orphans.
         self.current = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -280,6 +286,7 @@ class CellRunner:
             if self.current is not None:
                 self.current.wait()
             self.current = None
+            self.worker_seconds.append(time.monotonic() - started)
         if returncode != 0 or self.stopping or not os.path.exists(output):
             raise WorkerFailed(returncode, what)
         suite = pyperf.BenchmarkSuite.load(output)
