@@ -100,6 +100,11 @@ class CellTimer:
         self.cell = cell
         self.dispatcher: Dispatcher | None = None
 
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            self.dispatcher = None
+
     def _new_dispatcher(self) -> Dispatcher:
         return Dispatcher(self.cell["executor"], int(self.cell["workers"]),
                           async_fn=self.workload.async_task)
@@ -239,7 +244,13 @@ def main(argv: list[str] | None = None) -> None:
     args = runner.parse_args(argv)
     cell = json.loads(args.cell)
     timer = CellTimer(cell)
-    runner.bench_time_func(cell["id"], timer, metadata=cell_metadata(cell, timer.params))
+    try:
+        runner.bench_time_func(cell["id"], timer, metadata=cell_metadata(cell, timer.params))
+    finally:
+        # Shut the pool down here, results written: left to interpreter exit, a process pool's
+        # exit hook races its manager thread (seen on 3.10 to 3.13.0) ("Exception ignored
+        # ... OSError: [Errno 9] Bad file descriptor" in cell logs of processes cells).
+        timer.close()
 
 
 if __name__ == "__main__":
