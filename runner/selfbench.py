@@ -15,9 +15,11 @@ way. Sections:
   every cell), smoke profile on every interpreter the backend has, and — unless ``--quick`` —
   the default profile on a reduced interpreter set (3.12: the whole set takes hours on 2 cores);
 - fidelity: the 3.12 cells run on the host (local backend, pyenv's 3.12.1) and in the 3.12
-  prefix image (a copy of that same install): container / host per cell, median, CPU-bound apart;
-- stability: two back-to-back local runs of the same profile, |Δ| of each cell's median, by
-  workload kind;
+  prefix image (a copy of that same install), twice each in the order host, container, host,
+  container: container / host per cell (geometric mean of the two pairs), median, CPU-bound
+  apart, next to the noise of each side run twice;
+- stability: two local runs of the same profile (with a docker run between them when both
+  backends are measured), |Δ| of each cell's median, by workload kind;
 - images: ``gilmatrix images --only 3.12`` with nothing changed, then from a copy of the
   repository whose harness differs by one comment (only the last layers rebuild);
 - report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
@@ -156,6 +158,17 @@ class SelfBench:
     def default_interpreters(self) -> list[str]:
         return list(self.args.interpreters or DEFAULT_PROFILE_INTERPRETERS)
 
+    def profile_runs(self, profile: str, interps: Sequence[str] | None) -> None:
+        """Make a profile's runs in the order host, container, host, container: overhead counts
+        the second (warm) local run and the first docker one, stability compares the two local
+        runs, fidelity pairs each local run with the docker run after it, so that a drift of the
+        machine during the benchmark weighs on both sides."""
+        order = [("local", 1), ("docker", 1), ("local", 2)]
+        if "fidelity" in self.sections:
+            order.append(("docker", 2))
+        for backend, number in order:
+            self.run(profile, backend, number, interps)
+
     # -- sections ------------------------------------------------------------------------------
 
     def overhead(self) -> None:
@@ -164,12 +177,10 @@ class SelfBench:
         plans = [("smoke", None)] if self.args.quick else [
             ("smoke", None), ("default", self.default_interpreters())]
         for profile, interps in plans:
+            self.profile_runs(profile, interps)
             for backend in self.backends:
-                if backend == "local":
-                    self.run(profile, backend, 1, interps)  # warm-up (also stability's first)
-                    entry = self.run(profile, backend, 2, interps)
-                else:
-                    entry = self.run(profile, backend, 1, interps)
+                # local: the first run was the warm-up (venvs, harness staging)
+                entry = self.run(profile, backend, 2 if backend == "local" else 1, interps)
                 label = f"{profile} {backend}"
                 if not entry or not entry["cells"]:
                     self.rows.append(row("overhead", f"{label} wall/floor", None, "x", "overhead",
@@ -187,8 +198,9 @@ class SelfBench:
     def fidelity(self) -> None:
         profile = "smoke" if self.args.quick else "default"
         interps = None if self.args.quick else self.default_interpreters()
-        host = self.run(profile, "local", interpreters=interps)
-        box = self.run(profile, "docker", interpreters=interps)
+        self.profile_runs(profile, interps)
+        host, box = self.run(profile, "local", 1, interps), self.run(profile, "docker", 1, interps)
+        host2, box2 = self.run(profile, "local", 2, interps), self.run(profile, "docker", 2, interps)
         label = f"{profile} {FIDELITY_INTERPRETER}"
         if not host or not box or not host["cells"] or not box["cells"]:
             missing = "both backends are needed" if len(self.backends) < 2 else \
@@ -196,7 +208,9 @@ class SelfBench:
             self.rows.append(row("fidelity", f"{label} container/host", None, "x", "fidelity",
                                  missing))
             return
-        figures = fidelity(host["cells"], box["cells"], FIDELITY_INTERPRETER)
+        again = host2 and box2 and host2["cells"] and box2["cells"]
+        figures = fidelity(host["cells"], box["cells"], FIDELITY_INTERPRETER,
+                           host2["cells"] if again else None, box2["cells"] if again else None)
         self.details[f"fidelity {label}"] = figures
         self.rows += fidelity_rows(label, figures)
 
@@ -205,6 +219,7 @@ class SelfBench:
             ("smoke", None), ("default", self.default_interpreters())]
         backend = "local" if "local" in self.backends else "docker"
         for profile, interps in plans:
+            self.profile_runs(profile, interps)
             first = self.run(profile, backend, 1, interps)
             second = self.run(profile, backend, 2, interps)
             label = f"{profile} {backend}"

@@ -132,6 +132,31 @@ def test_fidelity_pairs_the_same_cells_of_one_interpreter(smoke, quick):
     assert [r.status for r in rows] == ["met", "met"]
 
 
+def test_fidelity_from_two_pairs_with_the_noise_of_each_side(smoke):
+    _, cells = smoke
+
+    def scaled(factor_by_kind: dict[str, float]) -> list[CellFigures]:
+        return [dataclasses.replace(c, median=c.median * factor_by_kind.get(c.kind, 1.0))
+                for c in cells]
+
+    host2 = scaled({"cpu": 1.02})  # the host, again: CPU-bound cells 2% slower
+    box1 = scaled({"cpu": 1.10})
+    box2 = scaled({"cpu": 1.10 * 0.98})
+    figures = fidelity(cells, box1, "3.12", host2, box2)
+    # per cell: sqrt(1.10 * (1.078 / 1.02))
+    assert figures["cpu_median_ratio"] == pytest.approx((1.10 * 1.078 / 1.02) ** 0.5)
+    assert figures["median_ratio"] == pytest.approx(1.0)  # most smoke cells are not CPU-bound
+    assert figures["host_repeat_cpu_median_abs_delta"] == pytest.approx(0.02)
+    assert figures["container_repeat_cpu_median_abs_delta"] == pytest.approx(0.02)
+    rows = fidelity_rows("smoke 3.12", figures)
+    assert [r.figure for r in rows] == [
+        "smoke 3.12 container/host, all cells", "smoke 3.12 container/host, CPU-bound",
+        "smoke 3.12 host/host repeat, CPU-bound median |Δ|",
+        "smoke 3.12 container/container repeat, CPU-bound median |Δ|"]
+    assert rows[1].status == "missed" and "pair 1 1.100, pair 2 1.057" in rows[1].note
+    assert rows[2].value == pytest.approx(2.0)
+
+
 def test_fidelity_without_pairs_is_not_measured(smoke):
     _, cells = smoke
     figures = fidelity(cells, cells, "3.14t")
