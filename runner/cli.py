@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default: the newest under OUT/results)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+    chart_images_arg(p)
 
     from runner import images_cli
 
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_args(p)
     run_args(p)
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+    chart_images_arg(p)
     return parser
 
 
@@ -221,7 +223,14 @@ def newest_run(out: Path) -> Path:
     return runs[-1].parent
 
 
-def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None) -> int:
+def chart_images_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-chart-images", dest="chart_images", action="store_false",
+                   help="skip the SVG/PNG copy of every chart (the page draws its charts itself; "
+                        "rendering the copies is most of the report's time on big runs)")
+
+
+def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None,
+               chart_images: bool = True) -> int:
     from runner.results import RunDir
 
     run = RunDir.open(run_dir or newest_run(out))
@@ -229,7 +238,7 @@ def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None) -> int:
         RunDir.open(baseline)
     from reports import build_report
 
-    index = build_report(run.path, out / "report", baseline=baseline)
+    index = build_report(run.path, out / "report", baseline=baseline, chart_images=chart_images)
     log(f"report: {index}")
     print(index)
     return 0
@@ -262,11 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "handler", None) is not None:
             return args.handler(args)
         if args.command == "report":
-            return cmd_report(args.run_dir, args.out, args.baseline)
+            return cmd_report(args.run_dir, args.out, args.baseline, args.chart_images)
         if args.command == "matrix":
             code, run_dir = cmd_run(args)
             if code in (0, 1) and run_dir is not None:
-                report_code = cmd_report(run_dir, args.out, args.baseline)
+                report_code = cmd_report(run_dir, args.out, args.baseline, args.chart_images)
                 return code or report_code
             return code
         raise AssertionError(args.command)

@@ -50,6 +50,17 @@ def test_cpuset_and_memory_are_passed_through(tmp_path):
     assert value_of(cmd, "--memory") == "2g" and value_of(cmd, "--memory-swap") == "2g"
 
 
+def test_faults_and_gil_settings_reach_the_container(tmp_path):
+    environ = {"GILMATRIX_FAULTS": "crunch/threads/2=raise", "PYTHON_GIL": "1", "HOME": "/root",
+               "PYTHONPATH": "/x"}
+    env = docker.forwarded_env(environ)
+    assert env == {"GILMATRIX_FAULTS": "crunch/threads/2=raise", "PYTHON_GIL": "1"}
+    cmd = command(tmp_path, env=env)
+    pairs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--env"]
+    assert pairs == ["HOME=/tmp", "GILMATRIX_FAULTS=crunch/threads/2=raise", "PYTHON_GIL=1"]
+    assert cmd.index("--env") < cmd.index("gilmatrix/cpython:3.14t-fast-abc")  # docker's options
+
+
 def test_container_names_are_valid_and_stable(tmp_path):
     name = docker.container_name(tmp_path / "2026-01-01 12:00 smoke", "3.14t/job.json")
     assert name == docker.container_name(tmp_path / "2026-01-01 12:00 smoke", "3.14t/job.json")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import pyperf
 import pytest
 
 from runner import images, images_docker
@@ -170,3 +172,30 @@ def test_job_container_is_locked_down(builder, image_314t, tmp_path):
     assert seen["uid"] != 0 and seen["root_fs"] == "read-only"
     assert seen["cpus"] == [0] and seen["nics"] == ["lo"]
     (run_dir / "written.json").unlink()  # the host user can delete what the container wrote
+
+
+def test_a_docker_run_keeps_going_past_an_injected_fault(builder, image_314t, tmp_path):
+    """`gilmatrix run --backend docker` end to end, in the 3.14t image built above: the fault
+    named on the host reaches the container, fails its one cell, and every other cell runs."""
+    from tests.conftest import gilmatrix, small_matrix
+
+    matrix = small_matrix(tmp_path, ["3.14t"], executors="[sequential, threads]")
+    matrix.write_text(matrix.read_text().replace('  - id: "3.14t"',
+                                                 '  - id: "3.14t"\n    source: "3.14.7"'))
+    env = {**os.environ, "GILMATRIX_FAULTS": "crunch/threads/2=raise"}
+    run_id = f"test-fault-{os.getpid()}-{time.time_ns()}"
+    proc = gilmatrix("run", "--matrix", str(matrix), "--backend", "docker", "--out", str(WORK),
+                     "--run-id", run_id, "--sources", str(builder.sources),
+                     "--build-profile", "fast", env=env)
+    assert proc.returncode == 1, proc.stderr  # finished, one cell failed
+    run_dir = WORK / "results" / run_id
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    by_id = {c["id"]: c for c in manifest["cells"]}
+    assert by_id["crunch/threads/2"]["status"] == "failed"
+    assert "InjectedFault" in by_id["crunch/threads/2"]["reason"]
+    others = [c for c in manifest["cells"] if c["id"] != "crunch/threads/2"]
+    assert len(others) == 8 and all(c["status"] == "ok" for c in others), others
+    assert all(len(c["worker_seconds"]) == 1 for c in others)  # processes: 1, loops fixed
+    suite = pyperf.BenchmarkSuite.load(str(run_dir / "3.14t.json"))
+    assert {b.get_metadata()["gilmatrix_gil_enabled"] for b in suite.get_benchmarks()} == {"false"}
+    shutil.rmtree(run_dir)

@@ -186,6 +186,18 @@ def test_report_writes_all_outputs(report: Path) -> None:
     assert len(data) == 5 * 3 * 7 - 1
 
 
+def test_cli_report_without_chart_images(tmp_path: Path) -> None:
+    from tests.conftest import gilmatrix
+
+    proc = gilmatrix("report", str(REAL), "--out", str(tmp_path), "--no-chart-images")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "report"
+    assert (out / "index.html").is_file() and (out / "data.csv").is_file()
+    assert not (out / "charts").exists()
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "charts/heatmap.svg" not in html and '"$schema"' in html  # the page's own charts
+
+
 def test_page_is_self_contained(report: Path) -> None:
     html = report.read_text(encoding="utf-8")
     assert html.count("window.vegaEmbed=") == 1  # one inline bundle

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,24 @@ def container_user(run_dir: Path) -> str:
     return IMAGE_USER
 
 
+# Read by the harness or by the interpreters: passed into the container when set on the host, as
+# the local backend's driver inherits them (fault injection; PYTHON_GIL=1 re-enables the GIL of a
+# free-threaded build, and the run's gilmatrix_gil_enabled metadata then says so).
+FORWARDED_ENV = ("GILMATRIX_FAULTS", "PYTHON_GIL", "PYTHON_CPU_COUNT")
+
+
+def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {name: environ[name] for name in FORWARDED_ENV if name in environ}
+
+
 def harness_command(client_path: str, image: str, python: str, run_dir: Path, job_name: str, *,
                     user: str, cpuset: str | None = None, memory: str = DEFAULT_MEMORY,
-                    pids_limit: int = DEFAULT_PIDS) -> list[str]:
+                    pids_limit: int = DEFAULT_PIDS,
+                    env: Mapping[str, str] | None = None) -> list[str]:
     """The `docker run` argument list that runs one job of the harness in ``image``."""
     run_dir = Path(run_dir).resolve()
+    extra_env = [arg for name, value in sorted((env or {}).items())
+                 for arg in ("--env", f"{name}={value}")]
     return [
         client_path, "run", "--rm",
         "--name", container_name(run_dir, job_name),
@@ -72,7 +86,7 @@ def harness_command(client_path: str, image: str, python: str, run_dir: Path, jo
         *(["--cpuset-cpus", cpuset] if cpuset else []),
         "--init",  # reaps orphans and forwards signals to the harness
         "--mount", f"type=bind,source={run_dir},target={RESULTS}",
-        "--workdir", "/tmp", "--env", "HOME=/tmp",
+        "--workdir", "/tmp", "--env", "HOME=/tmp", *extra_env,
         "--label", "io.gilmatrix.job=" + job_name,
         image,
         python, "-m", "runner.harness", "run",
@@ -139,7 +153,7 @@ class DockerBackend(Backend):
         run_dir = Path(run_dir)
         return harness_command(self._client().path, env.image, env.python, run_dir, job_name,
                                user=container_user(run_dir), cpuset=self.options.cpuset,
-                               memory=self.memory)
+                               memory=self.memory, env=forwarded_env(os.environ))
 
     def cleanup(self, run_dir: Path, job_name: str) -> None:
         # Killing the `docker run` client does not stop its container.
