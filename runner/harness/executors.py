@@ -8,23 +8,22 @@ execution model. The fixed cost of creating a pool is what the ``startup`` workl
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures as cf
 
-# asyncio is imported where it is used: it is a sixth of a worker's start-up imports (~15 ms), and
-# every cell starts several worker processes, most of which never touch it.
+# asyncio, concurrent.futures and multiprocessing are imported where they are used, not here:
+# every cell starts one or more pyperf worker processes, and each of them imports this module
+# before its first run (asyncio alone ~15 ms; NamedTuple rather than dataclasses for the same
+# reason: dataclasses pulls in inspect). `nox -s selfbench` prints a worker's start-up, by step.
 
 
-@dataclass(frozen=True)
-class Executor:
+class Executor(NamedTuple):
     name: str
     model: str  # sequential | threads | processes | interpreters | asyncio
     description: str
@@ -71,6 +70,8 @@ def unavailable_reason(executor: str, version: tuple[int, int],
 
 def default_start_method() -> str:
     """The start method ProcessPoolExecutor uses here (3.14 moved Linux to forkserver)."""
+    import multiprocessing
+
     return multiprocessing.get_context().get_start_method()
 
 
@@ -84,9 +85,13 @@ class Dispatcher:
         self.start_method: str | None = None
         self._pool: cf.Executor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        if self.model != "sequential":
+            import concurrent.futures as cf
         if self.model == "threads":
             self._pool = cf.ThreadPoolExecutor(max_workers=workers)
         elif self.model == "processes":
+            import multiprocessing
+
             context = multiprocessing.get_context(spec.start_method)
             self.start_method = context.get_start_method()
             self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)

@@ -7,20 +7,19 @@ import them by name.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 
 class WrongAnswer(AssertionError):
     """A workload computed a result that is not the expected one."""
 
 
-@dataclass(frozen=True)
-class Param:
+# NamedTuple, not dataclasses: see executors (a worker's start-up imports).
+class Param(NamedTuple):
     default: Any
     minimum: float = 0
     maximum: float = 0
@@ -28,8 +27,7 @@ class Param:
     choices: tuple[str, ...] = ()  # a string parameter: one of these
 
 
-@dataclass(frozen=True)
-class Workload:
+class Workload(NamedTuple):
     name: str
     kind: str  # cpu | io | data | native | mixed | contention | startup: what bounds it
     description: str
@@ -44,7 +42,7 @@ class Workload:
     # The pool's creation and shutdown are what is measured (inside the timed region).
     pool_in_timing: bool = False
     # Executor kinds this workload cannot run on, with the reason.
-    unsupported: Mapping[str, str] = field(default_factory=dict)
+    unsupported: Mapping[str, str] = MappingProxyType({})
 
 
 # -- crunch: pure-Python CPU loop (holds the GIL the whole time) -------------------------------
@@ -133,6 +131,8 @@ def _buffer(size_kb: int) -> bytes:
 
 
 def hash_native_task(task: tuple[int, int, int]) -> str:
+    import hashlib  # imported by the warm-up already: a dictionary lookup (see executors)
+
     index, size_kb, rounds = task
     digest = hashlib.sha256(index.to_bytes(4, "little"))
     buffer = _buffer(size_kb)
@@ -146,6 +146,8 @@ def _hash_tasks(params: Mapping[str, Any]) -> list[tuple[int, int, int]]:
 
 
 def _hash_check(params: Mapping[str, Any], tasks: list[Any], results: list[Any]) -> None:
+    import hashlib
+
     buffer = bytes(range(256)) * (int(params["size_kb"]) * 4)
     expected = []
     for index, _, rounds in tasks:
