@@ -194,6 +194,27 @@ class SelfBench:
                 if backend == "docker":
                     notes.append(self.docker_note(entry))
                 self.rows += overhead_rows(label, figures, "; ".join(notes))
+        self.start_up()
+
+    def start_up(self) -> None:
+        """What each pyperf worker pays before its first run, per local interpreter: the part of
+        the overhead that is pyperf's process model rather than gilmatrix."""
+        entry = self.runs.get("smoke-local-2")
+        if not entry or not entry["manifest"]:
+            return
+        for interp, info in sorted(entry["manifest"].get("interpreters", {}).items()):
+            python = (info.get("environment") or {}).get("python")
+            if info.get("status") != "ran" or not python:
+                continue
+            costs = sm.start_up_costs(python)
+            self.details[f"worker start-up {interp}"] = costs
+            ms = {k: 1000 * v for k, v in costs.items()}
+            self.rows.append(row(
+                "overhead", f"worker start-up {interp}", round(ms["harness"], 1), "ms",
+                note=(f"interpreter {ms['interpreter']:.0f} ms, import pyperf "
+                      f"+{ms['pyperf'] - ms['interpreter']:.0f} ms, harness modules "
+                      f"+{ms['harness'] - ms['pyperf']:.0f} ms (median of 7); paid by every "
+                      f"pyperf worker: `processes` per cell, +1 when loops are calibrated")))
 
     def fidelity(self) -> None:
         profile = "smoke" if self.args.quick else "default"

@@ -117,6 +117,32 @@ def gilmatrix_images(interpreter: str, *, out: Path, sources: Path | None, cwd: 
     return measured, (entries[0] if entries else None)
 
 
+# What a pyperf worker does before its first run, step by step: each step's command includes the
+# previous ones, so the differences are each step's own cost.
+START_UP_STEPS = (("interpreter", "pass"), ("pyperf", "import pyperf"),
+                  ("harness", "import runner.harness.bench"))
+
+
+def start_up_costs(python: str, repeat: int = 7,
+                   pythonpath: str | None = None) -> dict[str, float]:
+    """Median seconds of ``python -c STEP`` for each of START_UP_STEPS, with the environment a
+    pyperf worker gets (PATH and HOME; gilmatrix's venvs reach the harness through a .pth)."""
+    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    costs = {}
+    for name, code in START_UP_STEPS:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            # no timeout: Popen.wait(timeout) polls, in sleeps that would quantise these times
+            subprocess.run([python, "-c", code], env=env, cwd=tempfile.gettempdir(), check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - start)
+        costs[name] = sorted(times)[len(times) // 2]
+    return costs
+
+
 def copy_with_harness_change(dest: Path, stamp: str) -> Path:
     """A copy of the repository whose only difference is a comment added to a harness file.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pyperf
@@ -259,3 +260,10 @@ def test_parser_defaults():
     assert args.quick and args.backends == ["local"] and args.only == ["report"]
     assert args.interpreters == ["3.12", "3.13"]
     assert build_parser().parse_args([]).report_sizes == [100, 1000, 10_000]
+
+
+def test_start_up_costs_are_measured_step_by_step():
+    costs = selfbench_measure.start_up_costs(sys.executable, repeat=1,
+                                             pythonpath=str(selfbench_measure.ROOT))
+    assert list(costs) == ["interpreter", "pyperf", "harness"]
+    assert all(0 < seconds < 30 for seconds in costs.values())
