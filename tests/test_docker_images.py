@@ -199,3 +199,15 @@ def test_a_docker_run_keeps_going_past_an_injected_fault(builder, image_314t, tm
     suite = pyperf.BenchmarkSuite.load(str(run_dir / "3.14t.json"))
     assert {b.get_metadata()["gilmatrix_gil_enabled"] for b in suite.get_benchmarks()} == {"false"}
     shutil.rmtree(run_dir)
+
+
+def test_image_facts_are_read_once_per_image_then_cached(builder, image_314t, tmp_path):
+    backend = DockerBackend(BackendOptions(work_dir=tmp_path, sources=builder.sources))
+    interp = _matrix_interp("3.14t")
+    first = backend.prepare(interp)
+    assert first.facts["py_gil_disabled"] == 1 and first.facts["gil_enabled"] is False
+    cache = backend.facts_cache(first.image_id)
+    assert json.loads(cache.read_text()) == first.facts
+    # The second prepare reads the file, not a container: a value planted there comes back.
+    cache.write_text(json.dumps({**first.facts, "planted": True}))
+    assert backend.prepare(interp).facts["planted"] is True

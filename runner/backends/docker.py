@@ -8,9 +8,11 @@ with ``--cpuset-cpus``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from runner import images_docker as dk
 from runner.backends.base import Backend, BackendOptions, Environment
 from runner.errors import EnvironmentUnavailable
+from runner.harness.drive import write_atomic
 from runner.images import ImageBuilder, ImageError
 from runner.matrix import Interpreter
 
@@ -119,7 +122,7 @@ class DockerBackend(Backend):
         except ImageError as exc:
             raise EnvironmentUnavailable(f"no image: {exc}") from None
         assert result.tag and result.python and result.image_id
-        facts = self.image_facts(result.tag, result.python)
+        facts = self.cached_facts(result.image_id, result.tag, result.python)
         return Environment(
             interpreter_id=interpreter.id, backend=self.name, python=result.python, facts=facts,
             image=result.tag, image_id=result.image_id,
@@ -127,6 +130,25 @@ class DockerBackend(Backend):
                    "image_size_bytes": result.size_bytes,
                    "build_log": str(result.log_path) if result.log_path else None},
         )
+
+    def facts_cache(self, image_id: str) -> Path:
+        """Where an image's facts are kept: an image id names its content, so they never change
+        for that id on this machine (the key adds the host name and CPU count, which are facts)."""
+        key = hashlib.sha256(f"{image_id}|{socket.gethostname()}|{os.cpu_count()}".encode())
+        return Path(self.options.work_dir) / "images" / "facts" / f"{key.hexdigest()[:24]}.json"
+
+    def cached_facts(self, image_id: str, image: str, python: str) -> dict[str, Any]:
+        """The image's facts from the cache, else from a container (~0.3 s each, per interpreter
+        and run: most of a warm docker run's time outside its cells)."""
+        cache = self.facts_cache(image_id)
+        try:
+            return json.loads(cache.read_text())
+        except (OSError, ValueError):
+            pass
+        facts = self.image_facts(image, python)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(str(cache), json.dumps(facts, indent=1, sort_keys=True) + "\n")
+        return facts
 
     def image_facts(self, image: str, python: str) -> dict[str, Any]:
         """`python -m runner.harness facts` in a throw-away container of ``image``."""
