@@ -57,7 +57,6 @@ def bench_floor(bench: pyperf.Benchmark) -> tuple[float, float]:
 def cell_figures(manifest: Mapping[str, Any],
                  suites: Mapping[str, pyperf.BenchmarkSuite]) -> list[CellFigures]:
     """The finished cells of a run (plan order), from its manifest and its pyperf suites."""
-    by_key = {(c["interpreter"], c["id"]): c for c in manifest["cells"]}
     cells = []
     for cell in manifest["cells"]:
         suite = suites.get(cell["interpreter"])
@@ -72,8 +71,7 @@ def cell_figures(manifest: Mapping[str, Any],
             interpreter=cell["interpreter"], cell_id=cell["id"],
             kind=str(bench.get_metadata().get("gilmatrix_workload_kind", "unknown")),
             median=bench.median(), duration=duration, timed=timed,
-            elapsed=by_key[(cell["interpreter"], cell["id"])].get("elapsed"),
-            worker_seconds=tuple(by_key[(cell["interpreter"], cell["id"])].get("worker_seconds", ())),
+            elapsed=cell.get("elapsed"), worker_seconds=tuple(cell.get("worker_seconds", ())),
         ))
     return cells
 

@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,8 +127,10 @@ START_UP_STEPS = (("interpreter", "pass"), ("pyperf", "import pyperf"),
 def start_up_costs(python: str, repeat: int = 7,
                    pythonpath: str | None = None) -> dict[str, float]:
     """Median seconds of ``python -c STEP`` for each of START_UP_STEPS, with the environment a
-    pyperf worker gets (PATH and HOME; gilmatrix's venvs reach the harness through a .pth)."""
-    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    pyperf worker gets (gilmatrix's venvs reach the harness through a .pth)."""
+    from runner.harness.drive import worker_environ
+
+    env = worker_environ()
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     costs = {}
@@ -139,7 +142,7 @@ def start_up_costs(python: str, repeat: int = 7,
             subprocess.run([python, "-c", code], env=env, cwd=tempfile.gettempdir(), check=True,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - start)
-        costs[name] = sorted(times)[len(times) // 2]
+        costs[name] = statistics.median(times)
     return costs
 
 

@@ -41,12 +41,6 @@ TAIL_CHARS = 4000
 FORMAT_VERSION = 1
 BENCH_MODULE = "runner.harness.bench"  # the pyperf worker program (bench.MODULE)
 
-# What pyperf's create_environ() hands its workers (plus --inherit-environ names): a worker's
-# environment is the same whether pyperf's manager or this driver spawns it.
-WORKER_ENVIRON = ("PATH", "HOME", "TEMP", "COMSPEC", "SystemRoot", "SystemDrive", "PYTHONPATH",
-                  "PYTHON_CPU_COUNT", "PYTHON_GIL", "PYPERF_PERF_RECORD_DATA_DIR",
-                  "PYPERF_PERF_RECORD_EXTRA_OPTS")
-
 
 def cell_slug(cell_id: str) -> str:
     return cell_id.replace("/", "__")
@@ -79,7 +73,11 @@ def worker_command(cell: Mapping[str, Any], settings: Mapping[str, Any], output:
 
 
 def worker_environ() -> dict[str, str]:
-    return {name: os.environ[name] for name in WORKER_ENVIRON if name in os.environ}
+    """What pyperf's manager hands its workers (pyperf's own create_environ, no --copy-env): a
+    worker's environment is the same whether pyperf's manager or this driver spawns it."""
+    from pyperf._utils import create_environ  # pyperf is pinned: its worker protocol is used too
+
+    return dict(create_environ(None, False, False))
 
 
 def _kill_session(leader: int) -> None:
@@ -101,10 +99,14 @@ class CellTimeout(Exception):
 
 
 def stability_warnings(result_path: str) -> list[str]:
-    """pyperf's own stability checks on a finished cell (as ``pyperf show`` prints them)."""
+    """pyperf's own stability checks on a finished cell's result file."""
     import pyperf
 
-    bench = pyperf.BenchmarkSuite.load(result_path).get_benchmarks()[0]
+    return bench_warnings(pyperf.BenchmarkSuite.load(result_path).get_benchmarks()[0])
+
+
+def bench_warnings(bench: Any) -> list[str]:
+    """pyperf's own stability checks on a benchmark (as ``pyperf show`` prints them)."""
     values = bench.get_values()
     mean = bench.mean()
     warnings = []
@@ -234,7 +236,7 @@ class CellRunner:
         elif status["status"] == "failed":
             status["reason"] = failure_reason(output, *failed_with)
         elif status["status"] == "ok":
-            status["warnings"] = stability_warnings(tmp_result)
+            status["warnings"] = bench_warnings(bench)
         if status["status"] != "ok":
             status["output_tail"] = output[-TAIL_CHARS:]
             if os.path.exists(tmp_result):

@@ -214,9 +214,9 @@ def mixed_task(task: tuple[int, float]) -> int:
 
 
 async def mixed_task_async(task: tuple[int, float]) -> int:
-    size, wait_seconds = task
     import asyncio  # see fetch_task_async
 
+    size, wait_seconds = task
     result = crunch_task(size)
     await asyncio.sleep(wait_seconds)
     return result
