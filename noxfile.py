@@ -56,7 +56,7 @@ def plan(session: nox.Session) -> None:
 def bench_report(session: nox.Session) -> None:
     """Benchmark the report builder on a synthetic 10,000-cell run: prints build time and size."""
     install(session)
-    session.run("python", "-m", "reports.bench", *session.posargs)
+    session.run("python", "-m", "gilmatrix.reports.bench", *session.posargs)
 
 
 @nox.session
@@ -64,7 +64,7 @@ def selfbench(session: nox.Session) -> None:
     """Measure gilmatrix itself (overhead, container fidelity, stability, image cache, report
     scale, memory): one table, also as JSON under _build/selfbench/ (`-- --quick` for minutes)."""
     install(session)
-    session.run("python", "-m", "runner.selfbench", *session.posargs)
+    session.run("python", "-m", "gilmatrix.selfbench", *session.posargs)
 
 
 @nox.session(name="ci-rehearsal")
@@ -72,7 +72,7 @@ def ci_rehearsal(session: nox.Session) -> None:
     """Replay .github/workflows/matrix.yml here: plan, one bench job per interpreter, report,
     Pages — the workflow's own steps, local backend, smoke profile (options after --)."""
     install(session)
-    session.run("python", "-m", "runner.github_rehearsal", *(session.posargs or ["--profile", "smoke"]))
+    session.run("python", "-m", "gilmatrix.github_rehearsal", *(session.posargs or ["--profile", "smoke"]))
 
 
 @nox.session

@@ -8,7 +8,7 @@ Public API (what the CLI calls)::
 
 from __future__ import annotations
 
-from reports.render import build_report
-from reports.results import load_frame, load_run
+from gilmatrix.reports.render import build_report
+from gilmatrix.reports.results import load_frame, load_run
 
 __all__ = ["build_report", "load_frame", "load_run"]

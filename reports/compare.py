@@ -8,8 +8,8 @@ from itertools import pairwise
 
 import pandas as pd
 
-from reports.results import executor_rank, interpreter_key
-from reports.stats import welch_from_stats
+from gilmatrix.reports.results import executor_rank, interpreter_key
+from gilmatrix.reports.stats import welch_from_stats
 
 # Single-thread overhead of the free-threaded build as published in the CPython docs (average
 # over pyperformance); drawn as reference marks, not used in any verdict.

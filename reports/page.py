@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports.charts import ChartSet, ChartSpec, workload_slug
-from reports.compare import free_threading, order_cells, with_speedup
-from reports.results import CellProblem, Interpreter, RunResults, executor_rank, interpreter_key
-from reports.verdicts import Card
+from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
+from gilmatrix.reports.compare import free_threading, order_cells, with_speedup
+from gilmatrix.reports.results import CellProblem, Interpreter, RunResults, executor_rank, interpreter_key
+from gilmatrix.reports.verdicts import Card
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
 
@@ -136,7 +136,7 @@ def interpreter_rows(interpreters: Sequence[Interpreter]) -> tuple[Mapping[str, 
             "sys_version": i.sys_version, "config_args": i.config_args,
             "py_gil_disabled": "" if i.py_gil_disabled is None else ("yes" if i.py_gil_disabled
                                                                      else "no"),
-            "gil_enabled": i.gil_enabled, "where": where, "backend": i.backend,
+            "gil_enabled": i.gil_enabled, "where": where, "backend": i.backend, "build": i.build,
             "load": _load(i.load_before, i.load_after),
             "elapsed": "" if i.elapsed is None else f"{float(i.elapsed):.1f} s",
         })
@@ -154,7 +154,7 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
     manifest, out = results.manifest, []
     if (manifest.get("tool") or {}).get("synthetic"):
         out.append("SYNTHETIC DATA: these numbers come from a toy model written by "
-                   "reports.synthetic, not from a measurement.")
+                   "gilmatrix.reports.synthetic, not from a measurement.")
     state = manifest.get("state")
     if state and state != "complete":
         out.append(f"The run is {state}: some cells have no result (listed below).")
@@ -167,6 +167,12 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
                        "threads did not run in parallel.")
         if cores and interp.load_before and interp.load_before[0] > 0.5 * float(cores):
             busy.append(f"{interp.id} ({interp.load_before[0]:.2f})")
+    copied = [i.id for i in results.interpreters if i.build.startswith("copied prefix")]
+    built = [i.id for i in results.interpreters if i.build.startswith("built from")]
+    if copied and built:
+        out.append(f"{', '.join(copied)}: copied install prefixes with their own build flags "
+                   f"(CONFIG_ARGS below), the others built from source by gilmatrix: comparisons "
+                   "between the two groups mix build flags with version.")
     if busy:
         out.append(f"The machine was busy before these interpreters ran (1-minute load on "
                    f"{cores} cores): {', '.join(busy)}; their timings may be inflated.")

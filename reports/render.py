@@ -21,13 +21,13 @@ import jinja2
 import pandas as pd
 import vl_convert
 
-from reports.charts import ChartSet, build_charts
-from reports.compare import baseline_changes, order_cells, version_changes, with_speedup
-from reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
-from reports.results import RunResults, load_run
-from reports.stats import cell_table
-from reports.summary import render_summary
-from reports.verdicts import decide, format_interval, format_ms
+from gilmatrix.reports.charts import ChartSet, build_charts
+from gilmatrix.reports.compare import baseline_changes, order_cells, version_changes, with_speedup
+from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
+from gilmatrix.reports.results import RunResults, load_run
+from gilmatrix.reports.stats import cell_table
+from gilmatrix.reports.summary import render_summary
+from gilmatrix.reports.verdicts import decide, format_interval, format_ms
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pyperf
 
-from runner.errors import UserError
+from gilmatrix.errors import UserError
 
 MANIFEST_FORMAT = 1
 # per cell (constant over a cell's values), then per run, then per value
@@ -51,6 +51,7 @@ class Interpreter:
     image: str = ""
     image_id: str = ""
     backend: str = ""
+    build: str = ""  # how the interpreter came to be: built from source, copied prefix, host
     load_before: tuple[float, ...] | None = None
     load_after: tuple[float, ...] | None = None
     elapsed: float | None = None
@@ -109,6 +110,17 @@ def _floats(value: Any) -> tuple[float, ...] | None:
     return tuple(float(v) for v in value) if isinstance(value, list | tuple) else None
 
 
+def _build_label(env: Mapping[str, Any]) -> str:
+    """One phrase on where the interpreter came from (the docker backend records its image's)."""
+    kind = env.get("kind")
+    if kind == "source":
+        return (f"built from {env.get('source_file') or 'source'} "
+                f"({env.get('build_profile') or '?'} profile)")
+    if kind == "prefix":
+        return f"copied prefix {env.get('prefix') or '?'} (its own build flags)"
+    return "host interpreter" if env.get("backend") == "local" else ""
+
+
 def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, Any]) -> Interpreter:
     env = entry.get("environment") or {}
     facts = env.get("facts") or {}
@@ -132,6 +144,7 @@ def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, An
         image=str(env.get("image") or ""),
         image_id=str(env.get("image_id") or ""),
         backend=str(env.get("backend") or ""),
+        build=_build_label(env),
         load_before=_floats(entry.get("load_before")),
         load_after=_floats(entry.get("load_after")),
         elapsed=entry.get("elapsed"),

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.results import executor_rank
-from reports.stats import Comparison, welch_from_stats
+from gilmatrix.reports.results import executor_rank
+from gilmatrix.reports.stats import Comparison, welch_from_stats
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
 

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import runner
-from runner.errors import UserError
+import gilmatrix
+from gilmatrix.errors import UserError
 
 DEFAULT_OUT = Path("_build")
 
@@ -42,12 +42,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gilmatrix", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"gilmatrix {runner.__version__}")
+    parser.add_argument("--version", action="version", version=f"gilmatrix {gilmatrix.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def matrix_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--matrix", type=Path, default=Path("matrix.yaml"),
-                       help="matrix file (default: %(default)s)")
+        p.add_argument("matrix_file", nargs="?", type=Path, metavar="MATRIX",
+                       help="matrix file (same as --matrix)")
+        p.add_argument("--matrix", type=Path, default=None,
+                       help="matrix file (default: matrix.yaml)")
+        override_arg(p)
 
     def plan_args(p: argparse.ArgumentParser) -> None:
         matrix_args(p)
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
     chart_images_arg(p)
 
-    from runner import images_cli
+    from gilmatrix import images_cli
 
     images_cli.register(commands)
 
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interpreters that should be there: absent ones are recorded as missing")
     p.add_argument("--matrix", type=Path,
                    help="matrix file: plans the cells of missing interpreters (as missing)")
+    override_arg(p)
     p.add_argument("--profile", help="profile, when no input says it (default: the inputs')")
 
     p = commands.add_parser("matrix", help="run, then report: the whole pipeline")
@@ -103,8 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OVERRIDE_ENV = "GILMATRIX_OVERRIDE"
+
+
+def override_arg(p: argparse.ArgumentParser) -> None:
+    env = [Path(v) for v in os.environ.get(OVERRIDE_ENV, "").split(os.pathsep) if v]
+    p.add_argument("--override", action="append", type=Path, default=env, metavar="FILE",
+                   help="apply this override file to the matrix' interpreters, e.g. install "
+                        "prefixes of this machine (repeatable; default: $GILMATRIX_OVERRIDE, "
+                        f"'{os.pathsep}'-separated)")
+
+
+def matrix_path(args: argparse.Namespace) -> Path:
+    """The matrix file from ``MATRIX`` or ``--matrix`` (not both), default ./matrix.yaml."""
+    positional, option = getattr(args, "matrix_file", None), args.matrix
+    if positional is not None and option is not None and positional != option:
+        raise UserError(f"two matrix files given: {positional} and --matrix {option}")
+    return positional or option or Path("matrix.yaml")
+
+
+def load_args_matrix(args: argparse.Namespace):  # -> Matrix
+    from gilmatrix.matrix import load_matrix
+
+    return load_matrix(matrix_path(args), args.override)
+
+
 def run_args(p: argparse.ArgumentParser) -> None:
-    from runner.backends import BACKEND_NAMES
+    from gilmatrix.backends import BACKEND_NAMES
 
     p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
                    help="where interpreters run (default: docker when an engine answers, else local)")
@@ -119,9 +148,17 @@ def run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=Path, default=os.environ.get("GILMATRIX_SOURCES"),
                    help="docker backend: offline mirror of CPython source tarballs "
                         "(default: $GILMATRIX_SOURCES)")
+    download_base_arg(p)
     p.add_argument("--build-profile", choices=("fast", "release"), default="fast",
                    help="docker backend: CPython build flags (release = PGO + LTO)")
     p.add_argument("--cpuset", help="docker backend: --cpuset-cpus for the containers")
+
+
+def download_base_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--download-base", metavar="URL",
+                   help="docker backend: where CPython tarballs are downloaded from, laid out like "
+                        "https://www.python.org/ftp/python (a corporate mirror; default: "
+                        "$GILMATRIX_DOWNLOAD_BASE, else python.org); checksums are always checked")
 
 
 def log(message: str) -> None:
@@ -129,22 +166,20 @@ def log(message: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from runner.matrix import load_matrix
-
-    matrix = load_matrix(args.matrix)
-    print(f"{args.matrix}: ok — {len(matrix.interpreters)} interpreters, {len(matrix.workloads)} "
+    matrix = load_args_matrix(args)
+    print(f"{matrix.path}: ok — {len(matrix.interpreters)} interpreters, {len(matrix.workloads)} "
           f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
-          f"profiles {', '.join(matrix.profiles)}")
+          f"profiles {', '.join(matrix.profiles)}"
+          + "".join(f"; override {o}" for o in matrix.overrides))
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from runner.matrix import load_matrix
-    from runner.plan import plan_cells
+    from gilmatrix.plan import plan_cells
 
-    plan = plan_cells(load_matrix(args.matrix), args.profile, args.only)
+    plan = plan_cells(load_args_matrix(args), args.profile, args.only)
     if args.github:
-        from runner.github import emit, parse_runner_labels
+        from gilmatrix.github import emit, parse_runner_labels
 
         job_matrix = emit(plan, parse_runner_labels(args.runner_labels), args.only)
         print(json.dumps(job_matrix, indent=1))
@@ -165,14 +200,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
-    from runner.backends import BackendOptions, get_backend
-    from runner.matrix import load_matrix
-    from runner.plan import plan_cells
-    from runner.results import RunDir
-    from runner.run import resume_run, start_run
+    from gilmatrix.backends import BackendOptions, get_backend
+    from gilmatrix.images_sources import images_dir
+    from gilmatrix.plan import plan_cells
+    from gilmatrix.results import RunDir
+    from gilmatrix.run import resume_run, start_run
 
     check_faults()
-    matrix = load_matrix(args.matrix)
+    matrix = load_args_matrix(args)
     profile, only = args.profile, args.only
     resume_dir = None
     if args.resume:
@@ -183,10 +218,11 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
     options = BackendOptions(
         work_dir=args.out, explicit_pythons=dict(args.python), wheelhouse=args.wheelhouse,
         sources=Path(args.sources) if args.sources else None, cpuset=args.cpuset,
-        build_profile=args.build_profile, log=log,
+        build_profile=args.build_profile, log=log, download_base=args.download_base,
+        images_dir=images_dir(matrix.path),
     )
     backend = get_backend(args.backend, options)
-    log(f"gilmatrix {runner.__version__}: {backend.name} backend, profile {plan.profile.name}, "
+    log(f"gilmatrix {gilmatrix.__version__}: {backend.name} backend, profile {plan.profile.name}, "
         f"{sum(c.status == 'planned' for c in plan.cells)} cells on "
         f"{len(plan.interpreters)} interpreters")
     if resume_dir is not None:
@@ -206,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
 
 
 def check_faults() -> None:
-    from runner.harness.faults import ENV, parse_faults
+    from gilmatrix.harness.faults import ENV, parse_faults
 
     try:
         parse_faults(os.environ.get(ENV))
@@ -231,12 +267,12 @@ def chart_images_arg(p: argparse.ArgumentParser) -> None:
 
 def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None,
                chart_images: bool = True) -> int:
-    from runner.results import RunDir
+    from gilmatrix.results import RunDir
 
     run = RunDir.open(run_dir or newest_run(out))
     if baseline is not None:
         RunDir.open(baseline)
-    from reports import build_report
+    from gilmatrix.reports import build_report
 
     index = build_report(run.path, out / "report", baseline=baseline, chart_images=chart_images)
     log(f"report: {index}")
@@ -245,12 +281,12 @@ def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None,
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from runner.matrix import load_matrix
-    from runner.merge import merge_runs
+    from gilmatrix.matrix import load_matrix
+    from gilmatrix.merge import merge_runs
 
     expect = [i.strip() for value in args.expect for i in value.replace(" ", ",").split(",")
               if i.strip()]
-    matrix = load_matrix(args.matrix) if args.matrix else None
+    matrix = load_matrix(args.matrix, args.override) if args.matrix else None
     run = merge_runs(args.inputs, args.out, run_id=args.run_id, expect=expect, matrix=matrix,
                      profile=args.profile, log=log)
     print(run.path)

@@ -10,7 +10,7 @@ interpreter list. An entry says where the job runs:
   self-hosted runner the ``self-hosted`` label; anything else is a shared GitHub-hosted VM,
   whose neighbours make timings noisy).
 
-``python -m runner.github runner-facts RUN_DIR`` (run by the bench job) writes
+``python -m gilmatrix.github runner-facts RUN_DIR`` (run by the bench job) writes
 ``RUN_DIR/github-runner.json`` from the runner's environment; ``gilmatrix merge`` keeps it
 with that machine's host facts.
 """
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UserError
-from runner.plan import Plan
+from gilmatrix.errors import UserError
+from gilmatrix.plan import Plan
 
 DEFAULT_RUNS_ON = ("ubuntu-latest",)
 SELF_HOSTED_LABEL = "self-hosted"
@@ -187,7 +187,7 @@ def runner_facts(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "runner-facts":
-        print("usage: python -m runner.github runner-facts RUN_DIR", file=sys.stderr)
+        print("usage: python -m gilmatrix.github runner-facts RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(args[1])
     if not run_dir.is_dir():

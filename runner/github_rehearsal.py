@@ -13,7 +13,7 @@ from the same expressions. What GitHub provides is emulated, so the commands are
   uses (contexts, ==, !=, &&, ||, !, always(), toJSON, fromJSON, hashFiles); an expression or
   action it does not know stops the rehearsal, so the workflow cannot drift from it silently.
 
-``python -m runner.github_rehearsal --profile smoke`` (what ``nox -s ci-rehearsal`` runs) uses
+``python -m gilmatrix.github_rehearsal --profile smoke`` (what ``nox -s ci-rehearsal`` runs) uses
 the local backend (``--backend auto``: docker when an engine answers).
 """
 
@@ -413,7 +413,7 @@ def _hash_files(workspace: Path, patterns: tuple[str, ...]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runner.github_rehearsal",
+    parser = argparse.ArgumentParser(prog="python -m gilmatrix.github_rehearsal",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflow", type=Path, default=WORKFLOW)
     parser.add_argument("--source", type=Path, default=ROOT, help="work tree to check out")

@@ -6,13 +6,14 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import runner
+import gilmatrix
 
-PACKAGE_ROOT = Path(runner.__file__).resolve().parent
+PACKAGE_ROOT = Path(gilmatrix.__file__).resolve().parent  # runner/ in a checkout
+PACKAGE = "gilmatrix"  # the import name: the harness runs as ``python -m gilmatrix.harness``
 
 
 def harness_files() -> list[Path]:
-    """``runner/__init__.py`` and ``runner/harness/*.py``: all an interpreter needs of gilmatrix."""
+    """``gilmatrix/__init__.py`` and ``gilmatrix/harness/*.py``: all an interpreter needs of gilmatrix."""
     return [PACKAGE_ROOT / "__init__.py", *sorted((PACKAGE_ROOT / "harness").glob("*.py"))]
 
 
@@ -25,16 +26,16 @@ def harness_digest() -> str:
 
 
 def stage_harness(dest_root: Path) -> Path:
-    """Copy the harness into ``dest_root/<digest>/runner/...``; return the folder to put on sys.path.
+    """Copy the harness into ``dest_root/<digest>/gilmatrix/...``; return the folder to put on sys.path.
 
     Content-addressed, so an edited harness never runs from a stale copy.
     """
     target = dest_root / harness_digest()[:16]
-    if not (target / "runner" / "harness" / "__main__.py").exists():
+    if not (target / PACKAGE / "harness" / "__main__.py").exists():
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         for path in harness_files():
-            dest = tmp / "runner" / path.relative_to(PACKAGE_ROOT)
+            dest = tmp / PACKAGE / path.relative_to(PACKAGE_ROOT)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
         shutil.rmtree(target, ignore_errors=True)

@@ -9,13 +9,11 @@ reuses every layer before it: a harness change rebuilds only the last layer.
 
 Public API (the CLI and the docker backend use these):
 - :func:`build_images` — ensure images for several interpreters, one :class:`ImageResult` each;
-- :func:`ensure_image` — the same for one interpreter (raises :class:`ImageError`);
-- :func:`register_cli` — adds the ``gilmatrix images`` subcommand.
+- :meth:`ImageBuilder.ensure` — the same for one interpreter (raises :class:`ImageError`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -26,12 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import images_docker as dk
-from runner.harness_files import PACKAGE_ROOT
-from runner.harness_files import harness_files as shipped_harness_files
-from runner.images_sources import IMAGES_DIR, Lock, SourceError, fetch_source, load_lock, mirror_dir
-from runner.images_wheels import WheelError, collect_wheels
-from runner.matrix import Interpreter
+from gilmatrix import images_docker as dk
+from gilmatrix.harness_files import PACKAGE, PACKAGE_ROOT
+from gilmatrix.harness_files import harness_files as shipped_harness_files
+from gilmatrix.images_sources import (
+    IMAGE_FILES,
+    LOCK_NAME,
+    Lock,
+    SourceError,
+    download_base,
+    fetch_source,
+    images_dir,
+    load_lock,
+    mirror_dir,
+)
+from gilmatrix.images_wheels import WheelError, collect_wheels
+from gilmatrix.matrix import Interpreter
 
 IMAGE_REPO = "gilmatrix/cpython"
 FORMAT = 1  # bump when the meaning of the inputs changes without the files changing
@@ -43,7 +51,6 @@ BUILD_PROFILES = ("fast", "release")
 BASE_CONFIGURE_FLAGS = ("--enable-shared", "--without-system-libmpdec",
                         "--with-ensurepip=install", "--enable-option-checking=fatal")
 PROFILE_FLAGS = {"fast": (), "release": ("--enable-optimizations", "--with-lto")}
-IMAGE_FILES = ("Dockerfile", "build-python.sh", "check-python.py")
 
 
 class ImageError(Exception):
@@ -182,8 +189,8 @@ def _excluded_from_prefix(root: Path, path: Path) -> bool:
 
 
 def harness_files() -> dict[str, Path]:
-    """The harness files as they go into the image: ``{"runner/harness/x.py": host path}``."""
-    return {f"runner/{path.relative_to(PACKAGE_ROOT).as_posix()}": path
+    """The harness files as they go into the image: ``{"gilmatrix/harness/x.py": host path}``."""
+    return {f"{PACKAGE}/{path.relative_to(PACKAGE_ROOT).as_posix()}": path
             for path in shipped_harness_files()}
 
 
@@ -217,7 +224,9 @@ class ImageBuilder:
 
     work_dir: Path
     build_profile: str = "fast"
-    sources: Path | None = None
+    sources: Path | None = None  # mirror folder of tarballs (else $GILMATRIX_SOURCES)
+    download_base: str | None = None  # python.org or a mirror of its ftp/python/ (else env, lock)
+    images_dir: Path | None = None  # Dockerfile, scripts, lock (default: images_dir())
     wheelhouse: Path | None = None
     base: str = dk.DEFAULT_BASE
     bootstrap_base: bool | None = None  # None: bootstrap with a message when missing & no pull
@@ -228,12 +237,13 @@ class ImageBuilder:
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).resolve()  # logs and contexts are shown by full path
+        self.images_dir = Path(self.images_dir or images_dir())
 
     def _setup(self) -> tuple[dk.Client, Lock, str]:
         if self.client is None:
             self.client = dk.find_client()
         if self.lock is None:
-            self.lock = load_lock()
+            self.lock = load_lock(self.images_dir / LOCK_NAME)
         if self._base_id is None:
             self._base_id = dk.ensure_base(self.client, self.base, bootstrap=self.bootstrap_base,
                                            log=self.log, work_dir=self.work_dir / "tmp")
@@ -256,7 +266,8 @@ class ImageBuilder:
         if spec.kind == "source":
             release = lock.release(spec.python_version)
             source = fetch_source(release, mirror=mirror_dir(self.sources),
-                                  cache_dir=self.work_dir / "sources", log=self.log)
+                                  cache_dir=self.work_dir / "sources", log=self.log,
+                                  base=download_base(self.download_base, lock))
             spec = _with_source(spec, source.path, source.sha256, source.origin)
         else:
             assert spec.host_prefix is not None
@@ -265,7 +276,8 @@ class ImageBuilder:
                                 wheelhouse=self.wheelhouse, cache=self.work_dir / "wheelhouse",
                                 log=self.log)
         harness = harness_files()
-        image_files = {name: IMAGES_DIR / name for name in IMAGE_FILES}
+        assert self.images_dir is not None
+        image_files = {name: self.images_dir / name for name in IMAGE_FILES}
         digest = inputs_hash(spec, base_id=base_id, prefix_fp=prefix_fp,
                              image_files={n: _file_sha(p) for n, p in image_files.items()},
                              harness={n: _file_sha(p) for n, p in harness.items()},
@@ -365,13 +377,3 @@ def build_images(interpreters: Iterable[Interpreter], builder: ImageBuilder) -> 
             builder.log(f"[{interp.id}] FAILED: {exc}")
             results.append(ImageResult(interp.id, "failed", error=str(exc), log_path=exc.log_path))
     return results
-
-
-# -- command line (runner/images_cli.py) ---------------------------------------------------------
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `gilmatrix images`; its handler is ``args.handler(args) -> exit code``."""
-    from runner.images_cli import register
-
-    return register(subparsers)

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from runner import images_docker as dk
-from runner.images import BUILD_PROFILES, IMAGE_REPO, ImageBuilder, ImageResult, build_images
+from gilmatrix import images_docker as dk
+from gilmatrix.images import BUILD_PROFILES, IMAGE_REPO, ImageBuilder, ImageResult, build_images
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "images", help="build one Docker image per interpreter (only what changed)",
         description="Build (or find up to date) one Docker image per matrix interpreter: CPython "
                     "from a checksummed source tarball, or an install prefix copied in.")
+    from gilmatrix.cli import download_base_arg, override_arg
+
     parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), help="matrix file")
+    override_arg(parser)
     parser.add_argument("--only", action="append", metavar="ID", default=[],
                         help="only this interpreter (repeatable), e.g. --only 3.14t")
     parser.add_argument("--sources", type=Path, default=None, metavar="DIR",
@@ -28,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "else download from python.org)")
     parser.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
                         help="pre-downloaded harness wheels/sdists (default: download into OUT)")
+    download_base_arg(parser)
     parser.add_argument("--build-profile", choices=BUILD_PROFILES, default="fast",
                         help="fast: no PGO (minutes); release: --enable-optimizations --with-lto")
     parser.add_argument("--bootstrap-base", action="store_true",
@@ -43,21 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def images_command(args: argparse.Namespace) -> int:
-    from runner.matrix import load_matrix
+    from gilmatrix.images_sources import images_dir
+    from gilmatrix.matrix import load_matrix
 
-    matrix = load_matrix(args.matrix)
+    matrix = load_matrix(args.matrix, args.override)
     wanted = list(matrix.interpreters)
     if args.only:
         known = {i.id for i in wanted}
         unknown = [i for i in args.only if i not in known]
         if unknown:
-            from runner.errors import UserError
+            from gilmatrix.errors import UserError
 
             raise UserError(f"--only {unknown[0]}: not an interpreter of {args.matrix} "
                             f"({', '.join(sorted(known))})")
         wanted = [i for i in wanted if i.id in args.only]
     builder = ImageBuilder(work_dir=args.out, build_profile=args.build_profile,
                            sources=args.sources, wheelhouse=args.wheelhouse,
+                           download_base=args.download_base, images_dir=images_dir(matrix.path),
                            bootstrap_base=True if args.bootstrap_base else None, log=_stderr)
     started = time.monotonic()
     results = build_images(wanted, builder)

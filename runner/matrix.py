@@ -13,18 +13,18 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jsonschema
 import yaml
 
-from runner.errors import UserError
-from runner.harness.workloads import WORKLOADS
+from gilmatrix.errors import UserError
+from gilmatrix.harness.workloads import WORKLOADS
 
 SCHEMA_NAME = "matrix.schema.json"
 _ID = re.compile(r"^3\.(\d{1,2})(t?)$")
@@ -87,6 +87,7 @@ class Matrix:
     profiles: Mapping[str, Profile]
     default_profile: str = "default"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    overrides: tuple[Path, ...] = ()  # override files applied on top of ``path``, in order
 
     def profile(self, name: str | None) -> Profile:
         name = name or self.default_profile
@@ -113,7 +114,7 @@ def parse_interpreter_id(value: str) -> tuple[tuple[int, int], bool]:
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("runner").joinpath(SCHEMA_NAME).read_text())
+    return json.loads(resources.files("gilmatrix").joinpath(SCHEMA_NAME).read_text())
 
 
 # -- locating keys in the YAML text ---------------------------------------------------------
@@ -172,19 +173,30 @@ class _Errors:
 # -- loading ------------------------------------------------------------------------------
 
 
-def load_matrix(path: str | Path) -> Matrix:
-    """Read and validate ``path``; raise :class:`UserError` naming file, line and key."""
+def load_matrix(path: str | Path, overrides: Sequence[str | Path] = ()) -> Matrix:
+    """Read and validate ``path`` with its ``overrides`` applied; raise :class:`UserError` naming
+    file, line and key.
+
+    An override file replaces fields of the matrix' interpreters, matched by id (see
+    :func:`apply_override`): how one machine swaps a source build for an install prefix of its
+    own without editing the shared matrix.
+    """
     path = Path(path)
+    text = _read(path, "matrix file")
+    layers = [(Path(o), _read(Path(o), "override file")) for o in overrides]
+    return parse_matrix(text, path, layers)
+
+
+def _read(path: Path, what: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: matrix file not found") from None
+        raise UserError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the matrix file: {exc}") from None
-    return parse_matrix(text, path)
+        raise UserError(f"{path}: cannot read the {what}: {exc}") from None
 
 
-def parse_matrix(text: str, path: Path = Path("matrix.yaml")) -> Matrix:
+def _compose(text: str, path: Path) -> tuple[Any, _Locator, _Errors]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -196,14 +208,87 @@ def parse_matrix(text: str, path: Path = Path("matrix.yaml")) -> Matrix:
     locator = _Locator(node)
     errors = _Errors(path, locator)
     if data is None:
-        raise UserError(f"{path}:1: (top level): the matrix file is empty")
+        raise UserError(f"{path}:1: (top level): the file is empty")
     if not isinstance(data, dict):
-        raise errors.fail((), f"the matrix must be a mapping of keys, not a {type(data).__name__}")
+        raise errors.fail((), f"expected a mapping of keys, not a {type(data).__name__}")
     if locator.duplicates:
         key, line = locator.duplicates[0]
         raise UserError(f"{path}:{line}: {format_key(key)}: key given twice")
+    return data, locator, errors
+
+
+def parse_matrix(text: str, path: Path = Path("matrix.yaml"),
+                 overrides: Sequence[tuple[Path, str]] = ()) -> Matrix:
+    data, _, errors = _compose(text, path)
     _check_schema(data, errors)
-    return _build(data, path, errors, hashlib.sha256(text.encode()).hexdigest())
+    _check_interpreters(data["interpreters"], errors, _lock_releases(path))
+    digest = hashlib.sha256(text.encode())
+    for override_path, override_text in overrides:
+        data = apply_override(data, override_path, override_text, _lock_releases(path))
+        digest.update(b"\0override\0" + override_text.encode())
+    matrix = _build(data, path, errors, digest.hexdigest())
+    return replace(matrix, overrides=tuple(p for p, _ in overrides))
+
+
+OVERRIDE_KEYS = ("format", "interpreters")
+
+
+def apply_override(data: Mapping[str, Any], path: Path, text: str,
+                   releases: frozenset[str] | None) -> dict[str, Any]:
+    """``data`` with the override file's interpreter fields applied, by id.
+
+    An override has ``format: 1`` and ``interpreters:``, a list of entries like the matrix'
+    (``id`` plus any of ``source``, ``prefix``, ``python``, ``runs_on``). Each names an
+    interpreter of the matrix; its fields replace the matrix' — ``source`` and ``prefix``
+    replace each other, as an interpreter has one of the two.
+    """
+    override, _, errors = _compose(text, path)
+    for key in override:
+        if key not in OVERRIDE_KEYS:
+            raise errors.fail((key,), f"unknown key{suggest(key, OVERRIDE_KEYS)}; an override "
+                              f"file has: {', '.join(OVERRIDE_KEYS)}")
+    if override.get("format", 1) != 1:
+        raise errors.fail(("format",), f"{override['format']!r} is not a known format (1)")
+    entries = override.get("interpreters")
+    if not isinstance(entries, list) or not entries:
+        raise errors.fail(("interpreters",), "expected a non-empty list of interpreter entries")
+    item_schema = {**schema()["$defs"]["interpreter"], "$defs": schema()["$defs"]}
+    validator = jsonschema.Draft202012Validator(item_schema)
+    merged = [dict(entry) for entry in data["interpreters"]]
+    by_id = {entry["id"]: entry for entry in merged}
+    for index, entry in enumerate(entries):
+        error = next(iter(sorted(validator.iter_errors(entry), key=lambda e: list(e.path))), None)
+        if error is not None:
+            _raise_schema_error(error, errors, ("interpreters", index))
+        if entry["id"] not in by_id:
+            raise errors.fail(("interpreters", index, "id"),
+                              f"no interpreter {entry['id']!r} in the matrix"
+                              f"{suggest(entry['id'], by_id)}; an override changes interpreters "
+                              f"the matrix lists: {', '.join(by_id)}")
+        target = by_id[entry["id"]]
+        if "source" in entry or "prefix" in entry:
+            target.pop("source", None)
+            target.pop("prefix", None)
+        target.update(entry)
+    _check_interpreters(entries, errors, releases)
+    return {**data, "interpreters": merged}
+
+
+@cache
+def _lock_releases_at(lock: Path) -> frozenset[str] | None:
+    from gilmatrix.images_sources import SourceError, load_lock
+
+    try:
+        return frozenset(load_lock(lock).releases)
+    except SourceError:
+        return None  # no readable lock: `gilmatrix images` says so, with the reason
+
+
+def _lock_releases(matrix_path: Path) -> frozenset[str] | None:
+    """The releases of the source lock the docker backend would use with this matrix."""
+    from gilmatrix.images_sources import LOCK_NAME, images_dir
+
+    return _lock_releases_at(images_dir(matrix_path) / LOCK_NAME)
 
 
 def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
@@ -213,10 +298,14 @@ def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
 
 def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
     error = next(_schema_errors(data), None)
-    if error is None:
-        return
+    if error is not None:
+        _raise_schema_error(error, errors)
+
+
+def _raise_schema_error(error: jsonschema.ValidationError, errors: _Errors,
+                        at: tuple[Any, ...] = ()) -> NoReturn:
     error = jsonschema.exceptions.best_match([error, *error.context]) if error.context else error
-    key = tuple(error.absolute_path)
+    key = at + tuple(error.absolute_path)
     parent = error.schema.get("properties", {})
     if error.validator == "additionalProperties":
         unknown = [k for k in error.instance if k not in parent]
@@ -243,16 +332,12 @@ def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
     raise errors.fail(key, error.message)
 
 
-def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) -> Matrix:
-    interpreters: list[Interpreter] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(data["interpreters"]):
+def _check_interpreters(entries: Sequence[Mapping[str, Any]], errors: _Errors,
+                        releases: frozenset[str] | None) -> None:
+    """What the schema cannot say about interpreter entries (of the matrix or an override)."""
+    for index, entry in enumerate(entries):
         key = ("interpreters", index, "id")
         interp_id = entry["id"]
-        if interp_id in seen:
-            raise errors.fail(key, f"interpreter {interp_id!r} is listed twice "
-                              f"(first as interpreters[{seen[interp_id]}])")
-        seen[interp_id] = index
         version, free_threaded = parse_interpreter_id(interp_id)
         if version < (3, 10):
             raise errors.fail(key, f"{interp_id!r}: gilmatrix supports CPython 3.10 and newer")
@@ -265,9 +350,33 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         if source is not None and "prefix" in entry:
             raise errors.fail(("interpreters", index, "prefix"),
                               "give either source (build it) or prefix (copy it in), not both")
+        if source is not None and releases is not None and source not in releases:
+            minor = f"{version[0]}.{version[1]}."
+            known = sorted((r for r in releases if r.startswith(minor)), key=_release_key)
+            raise errors.fail(("interpreters", index, "source"),
+                              f"release {source!r} is not in the source lock (images/sources.toml"
+                              f"{suggest(source, known)}); it has {', '.join(known) or 'none'} "
+                              f"of {minor[:-1]}: add the release with python.org's sha256, or pick one")
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) -> Matrix:
+    interpreters: list[Interpreter] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(data["interpreters"]):
+        interp_id = entry["id"]
+        if interp_id in seen:
+            raise errors.fail(("interpreters", index, "id"), f"interpreter {interp_id!r} is "
+                              f"listed twice (first as interpreters[{seen[interp_id]}])")
+        seen[interp_id] = index
+        version, free_threaded = parse_interpreter_id(interp_id)
         interpreters.append(Interpreter(
             id=interp_id, version=version, free_threaded=free_threaded, python=entry.get("python"),
-            source=source, prefix=entry.get("prefix"), runs_on=tuple(entry.get("runs_on", ())),
+            source=entry.get("source"), prefix=entry.get("prefix"),
+            runs_on=tuple(entry.get("runs_on", ())),
         ))
 
     workloads: list[Workload] = []

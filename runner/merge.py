@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import runner
-from runner.errors import UserError
-from runner.github import RUNNER_FACTS
-from runner.matrix import Matrix
-from runner.plan import plan_cells
-from runner.results import MANIFEST, RunDir, now
+import gilmatrix
+from gilmatrix.errors import UserError
+from gilmatrix.github import RUNNER_FACTS
+from gilmatrix.matrix import Matrix
+from gilmatrix.plan import plan_cells
+from gilmatrix.results import MANIFEST, RunDir, now
 
 MISSING_REASON = ("no results from any machine: no input holds this interpreter (its job "
                   "failed before uploading, was cancelled, or its artifact is absent)")
@@ -263,8 +263,8 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
                            and states <= {"complete"}) else "partial"
     first = sources[0].manifest if sources else {}
     manifest = {
-        "format": runner.FORMAT_VERSION,
-        "tool": {"name": "gilmatrix", "version": runner.__version__},
+        "format": gilmatrix.FORMAT_VERSION,
+        "tool": {"name": "gilmatrix", "version": gilmatrix.__version__},
         "run_id": run_id,
         "started": min((s.manifest.get("started") or "" for s in sources), default=None) or None,
         "finished": _latest(s.manifest.get("finished") for s in sources),

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.errors import UserError
-from runner.harness.executors import EXECUTORS, unavailable_reason
-from runner.harness.workloads import WORKLOADS
-from runner.matrix import Interpreter, Matrix, Profile, Workload, suggest
+from gilmatrix.errors import UserError
+from gilmatrix.harness.executors import EXECUTORS, unavailable_reason
+from gilmatrix.harness.workloads import WORKLOADS
+from gilmatrix.matrix import Interpreter, Matrix, Profile, Workload, suggest
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,10 +26,10 @@ from typing import Any
 
 import pyperf
 
-import runner
-from runner.errors import UserError
-from runner.harness.drive import cell_slug, write_atomic
-from runner.plan import Cell
+import gilmatrix
+from gilmatrix.errors import UserError
+from gilmatrix.harness.drive import cell_slug, write_atomic
+from gilmatrix.plan import Cell
 
 MANIFEST = "manifest.json"
 
@@ -108,9 +108,9 @@ class RunDir:
             data = json.loads(manifest.read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"{manifest}: unreadable manifest: {exc}") from None
-        if data.get("format") != runner.FORMAT_VERSION:
+        if data.get("format") != gilmatrix.FORMAT_VERSION:
             raise UserError(f"{manifest}: format {data.get('format')!r}, this gilmatrix reads "
-                            f"format {runner.FORMAT_VERSION}; use the gilmatrix version that wrote it")
+                            f"format {gilmatrix.FORMAT_VERSION}; use the gilmatrix version that wrote it")
         return cls(path)
 
     def manifest(self) -> dict[str, Any]:

@@ -18,12 +18,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-import runner
-from runner.backends.base import Backend
-from runner.errors import EnvironmentUnavailable, UserError
-from runner.matrix import Matrix
-from runner.plan import Cell, Plan
-from runner.results import RunDir, host_facts, load_average, new_run_id, now
+import gilmatrix
+from gilmatrix.backends.base import Backend
+from gilmatrix.errors import EnvironmentUnavailable, UserError
+from gilmatrix.matrix import Matrix
+from gilmatrix.plan import Cell, Plan
+from gilmatrix.results import RunDir, host_facts, load_average, new_run_id, now
 
 
 class Interrupted(Exception):
@@ -74,7 +74,7 @@ class Progress:
 
 def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict[str, Any]:
     return {
-        "format": runner.FORMAT_VERSION,
+        "format": gilmatrix.FORMAT_VERSION,
         "run_id": run_id,
         "interpreter": interp_id,
         "pyperf": {k: v for k, v in asdict(plan.profile.pyperf).items() if v is not None},
@@ -108,13 +108,14 @@ class MatrixRun:
             cells.append({"interpreter": cell.interpreter, "id": cell.id, "workload": cell.workload,
                           "executor": cell.executor, "workers": cell.workers, **asdict(outcome)})
         return {
-            "format": runner.FORMAT_VERSION,
-            "tool": {"name": "gilmatrix", "version": runner.__version__},
+            "format": gilmatrix.FORMAT_VERSION,
+            "tool": {"name": "gilmatrix", "version": gilmatrix.__version__},
             "run_id": self.run_id,
             "started": self.started,
             "finished": None if self.state == "running" else now(),
             "state": self.state,
             "matrix": {"path": str(self.matrix.path), "sha256": self.matrix.sha256,
+                       "overrides": [str(o) for o in self.matrix.overrides],
                        "profile": self.plan.profile.name, "only": self.only,
                        "settings": {**asdict(self.plan.profile.pyperf),
                                     "timeout": self.plan.profile.timeout,
@@ -262,8 +263,11 @@ def resume_run(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir,
                log: Callable[[str], None] = print) -> int:
     manifest = run_dir.manifest()
     if manifest["matrix"]["sha256"] != matrix.sha256:
+        given = manifest["matrix"].get("overrides") or []
         raise UserError(f"{run_dir.path}: {matrix.path} changed since this run started; resume "
-                        "needs the same matrix file (or start a new run)")
+                        "needs the same matrix file"
+                        + (f" and overrides ({', '.join(given)})" if given else "")
+                        + " (or start a new run)")
     run = MatrixRun(matrix, plan, backend, run_dir, manifest["run_id"],
                     manifest["matrix"].get("only", []), log)
     run.started = manifest["started"]

@@ -1,7 +1,7 @@
 """Measure gilmatrix itself: pipeline overhead, container fidelity, stability, image cache,
 report scale and memory, each figure next to its target (reported, never asserted).
 
-    python -m runner.selfbench [--quick] [--json OUT] [--backends local,docker] [--only SECTION]
+    python -m gilmatrix.selfbench [--quick] [--json OUT] [--backends local,docker] [--only SECTION]
                                [--interpreters 3.12,...] [--workloads crunch,...]
                                [--sources DIR] [--compare PREVIOUS.json]
 
@@ -40,8 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner import selfbench_measure as sm
-from runner.selfbench_figures import (
+from gilmatrix import selfbench_measure as sm
+from gilmatrix.selfbench_figures import (
     Row,
     fidelity,
     fidelity_rows,
@@ -72,7 +72,7 @@ def _csv(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m runner.selfbench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m gilmatrix.selfbench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smoke profile only (no default-profile runs): a few minutes")
@@ -301,7 +301,7 @@ class SelfBench:
             self.rows.append(row("report", f"{figures['cells']:,} cells build",
                                  figures["build_seconds"], "s",
                                  "report_seconds_10000" if big else None,
-                                 "page only, as reports.bench (chart SVG/PNG files not counted)"))
+                                 "page only, as gilmatrix.reports.bench (chart SVG/PNG files not counted)"))
             self.rows.append(row("report", f"{figures['cells']:,} cells index.html",
                                  round(figures["html_bytes"] / 1e6, 2), "MB",
                                  "report_mb_10000" if big else None))
@@ -343,7 +343,7 @@ class SelfBench:
         print(summary(self.rows))
         target = self.args.json or self.out / "selfbench" / f"selfbench-{self.stamp}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        context = {"date": self.stamp, "command": " ".join(["python -m runner.selfbench",
+        context = {"date": self.stamp, "command": " ".join(["python -m gilmatrix.selfbench",
                                                             *sys.argv[1:]]),
                    "quick": self.args.quick, "backends": self.backends,
                    "sections": sorted(self.sections), "seconds": round(time.perf_counter() - started, 1),
@@ -374,7 +374,7 @@ def _why_not(entry: dict[str, Any] | None) -> str:
 
 
 def _host() -> dict[str, Any]:
-    from runner.results import host_facts, load_average
+    from gilmatrix.results import host_facts, load_average
 
     return {**host_facts(), "load_average": load_average()}
 

@@ -1,12 +1,12 @@
-"""The measuring side of ``python -m runner.selfbench``: gilmatrix commands in child processes,
+"""The measuring side of ``python -m gilmatrix.selfbench``: gilmatrix commands in child processes,
 timed from the outside, each reporting its own peak RSS.
 
-Every command runs as ``python -m runner.selfbench_measure cli ARGS...``: the real CLI
-(``runner.cli.main``) in a process that, on its way out, writes ``getrusage`` of itself (the
+Every command runs as ``python -m gilmatrix.selfbench_measure cli ARGS...``: the real CLI
+(``gilmatrix.cli.main``) in a process that, on its way out, writes ``getrusage`` of itself (the
 host process' peak RSS) and of its waited-for descendants (harness, pyperf workers, docker
 client: the largest of them) to a file. The report scale is measured the same way by
-``... report N WORK``: a synthetic N-cell run (reports.synthetic), then its report, timed as
-reports.bench times it (the page only: no chart image files; the JavaScript bundle is built
+``... report N WORK``: a synthetic N-cell run (gilmatrix.reports.synthetic), then its report, timed as
+gilmatrix.reports.bench times it (the page only: no chart image files; the JavaScript bundle is built
 before the clock starts).
 """
 
@@ -48,12 +48,12 @@ class Measured:
 
 def run_measured(args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600,
                  log: Any = None) -> Measured:
-    """``python -m runner.selfbench_measure ARGS`` in ``cwd``, timed, with its peak RSS."""
+    """``python -m gilmatrix.selfbench_measure ARGS`` in ``cwd``, timed, with its peak RSS."""
     with tempfile.NamedTemporaryFile(prefix="selfbench-rusage-", suffix=".json", delete=False) as f:
         rusage_path = f.name
-    command = (sys.executable, "-m", "runner.selfbench_measure", *args)
+    command = (sys.executable, "-m", "gilmatrix.selfbench_measure", *args)
     env = {**os.environ, RUSAGE_ENV: rusage_path}
-    env.pop("PYTHONPATH", None)  # the copy under test must import its own runner package
+    env.pop("PYTHONPATH", None)  # the copy under test must import its own package
     if log:
         log(f"$ {' '.join(args)}")
     started = time.perf_counter()
@@ -121,14 +121,14 @@ def gilmatrix_images(interpreter: str, *, out: Path, sources: Path | None, cwd: 
 # What a pyperf worker does before its first run, step by step: each step's command includes the
 # previous ones, so the differences are each step's own cost.
 START_UP_STEPS = (("interpreter", "pass"), ("pyperf", "import pyperf"),
-                  ("harness", "import runner.harness.bench"))
+                  ("harness", "import gilmatrix.harness.bench"))
 
 
 def start_up_costs(python: str, repeat: int = 7,
                    pythonpath: str | None = None) -> dict[str, float]:
     """Median seconds of ``python -c STEP`` for each of START_UP_STEPS, with the environment a
     pyperf worker gets (gilmatrix's venvs reach the harness through a .pth)."""
-    from runner.harness.drive import worker_environ
+    from gilmatrix.harness.drive import worker_environ
 
     env = worker_environ()
     if pythonpath:
@@ -161,6 +161,9 @@ def copy_with_harness_change(dest: Path, stamp: str) -> Path:
     target = dest / "runner" / "harness" / "workloads.py"
     with open(target, "a", encoding="utf-8") as handle:
         handle.write(f"# selfbench harness-only change {stamp}\n")
+    # `python -m gilmatrix...` run in the copy imports the copy's runner/ (the current folder
+    # comes first on sys.path), not the editable install's.
+    (dest / "gilmatrix").symlink_to("runner", target_is_directory=True)
     return dest
 
 
@@ -172,9 +175,9 @@ def current_images(interpreters: Sequence[str], *, out: Path,
     a docker run must not start compiling CPython in the middle of a timing (images out of date
     are left out of the runs, and the table says so).
     """
-    from runner import images_docker as dk
-    from runner.images import ImageBuilder, build_images
-    from runner.matrix import load_matrix
+    from gilmatrix import images_docker as dk
+    from gilmatrix.images import ImageBuilder, build_images
+    from gilmatrix.matrix import load_matrix
 
     def refuse(*args: Any, **kwargs: Any) -> float:
         raise dk.DockerError("image out of date (would be built)")
@@ -191,7 +194,7 @@ def current_images(interpreters: Sequence[str], *, out: Path,
 
 
 def matrix_interpreters() -> list[str]:
-    from runner.matrix import load_matrix
+    from gilmatrix.matrix import load_matrix
 
     return [i.id for i in load_matrix(ROOT / "matrix.yaml").interpreters]
 
@@ -217,9 +220,9 @@ def restore_tags(original_tag: str, new_tag: str | None) -> list[str]:
 
 def report_scale(cells: int, work: Path) -> dict[str, Any]:
     """Build a report from a synthetic run of about ``cells`` cells (in this process)."""
-    from reports.bench import SPEC, cell_count
-    from reports.render import build_report, javascript_bundle
-    from reports.synthetic import write_run
+    from gilmatrix.reports.bench import SPEC, cell_count
+    from gilmatrix.reports.render import build_report, javascript_bundle
+    from gilmatrix.reports.synthetic import write_run
 
     spec = scale_spec(SPEC, cells)
     started = time.perf_counter()
@@ -227,7 +230,7 @@ def report_scale(cells: int, work: Path) -> dict[str, Any]:
     write_seconds = time.perf_counter() - started
     javascript_bundle()
     started = time.perf_counter()
-    # as reports.bench times it: the page alone; the SVG/PNG chart files that `gilmatrix report`
+    # as gilmatrix.reports.bench times it: the page alone; the SVG/PNG chart files that `gilmatrix report`
     # also renders (vl-convert, ~0.13 s per chart) are not part of the 10 s goal
     index = build_report(run_dir, work / "report", chart_images=False)
     seconds = time.perf_counter() - started
@@ -236,7 +239,7 @@ def report_scale(cells: int, work: Path) -> dict[str, Any]:
 
 
 def scale_spec(spec: Any, cells: int) -> Any:
-    """reports.bench's 10,000-cell spec, or a smaller one of the same shape: 100 cells are 5
+    """gilmatrix.reports.bench's 10,000-cell spec, or a smaller one of the same shape: 100 cells are 5
     interpreters x 5 workloads x 4 executors at 1 worker, 1,000 are 10 x 25 x 4."""
     if cells >= 10_000:
         return spec
@@ -252,13 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["cli"]:
-            from runner.cli import main as cli_main
+            from gilmatrix.cli import main as cli_main
 
             return cli_main(argv[1:])
         if argv[:1] == ["report"] and len(argv) == 3:
             print(json.dumps(report_scale(int(argv[1]), Path(argv[2]))))
             return 0
-        print("usage: python -m runner.selfbench_measure cli ARGS... | report CELLS WORK",
+        print("usage: python -m gilmatrix.selfbench_measure cli ARGS... | report CELLS WORK",
               file=sys.stderr)
         return 2
     finally:

@@ -35,17 +35,17 @@ def small_matrix(tmp_path: Path, interpreters: list[str] | None = None, *,
 def gilmatrix(*args: str, cwd: Path | None = None, timeout: float = 600,
               **kwargs) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=cwd or ROOT,
+    return subprocess.run([sys.executable, "-m", "gilmatrix.cli", *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)) -> list[str]:
     """Ids of the default-build CPythons among 3.<minors> this machine has, the running one
     first (it is always there)."""
-    from runner.backends.base import BackendOptions
-    from runner.backends.local import LocalBackend
-    from runner.errors import EnvironmentUnavailable
-    from runner.matrix import Interpreter
+    from gilmatrix.backends.base import BackendOptions
+    from gilmatrix.backends.local import LocalBackend
+    from gilmatrix.errors import EnvironmentUnavailable
+    from gilmatrix.matrix import Interpreter
 
     found = [RUNNING_ID]
     backend = LocalBackend(BackendOptions(work_dir=work_dir))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.backends import docker
-from runner.backends.base import BackendOptions, Environment
+from gilmatrix.backends import docker
+from gilmatrix.backends.base import BackendOptions, Environment
 
 
 def command(tmp_path: Path, **kw) -> list[str]:
@@ -39,7 +39,7 @@ def test_job_container_is_locked_down(tmp_path):
 def test_command_runs_the_harness_on_the_mounted_job(tmp_path):
     cmd = command(tmp_path)
     image_at = cmd.index("gilmatrix/cpython:3.14t-fast-abc")
-    assert cmd[image_at + 1:] == ["/usr/local/bin/python3", "-m", "runner.harness", "run",
+    assert cmd[image_at + 1:] == ["/usr/local/bin/python3", "-m", "gilmatrix.harness", "run",
                                   "--job", "/results/jobs/3.14t.json", "--out", "/results"]
     assert all(isinstance(a, str) for a in cmd)  # an argument list, never a shell string
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from runner import images, images_docker
-from runner.backends.base import BackendOptions
-from runner.backends.docker import DockerBackend, harness_command
-from runner.images import ImageBuilder, ImageError
-from runner.images_sources import load_lock
-from runner.matrix import Interpreter, load_matrix
+from gilmatrix import images, images_docker
+from gilmatrix.backends.base import BackendOptions
+from gilmatrix.backends.docker import DockerBackend, harness_command
+from gilmatrix.images import ImageBuilder, ImageError
+from gilmatrix.images_sources import load_lock
+from gilmatrix.matrix import Interpreter, load_matrix
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -59,8 +59,11 @@ def builder() -> ImageBuilder:
     return b
 
 
+OFFLINE = ROOT / "examples" / "offline-mirror.yaml"  # the mirror's releases, pyenv's prefixes
+
+
 def _matrix_interp(interp_id: str) -> Interpreter:
-    return load_matrix(ROOT / "matrix.yaml").interpreter(interp_id)
+    return load_matrix(ROOT / "matrix.yaml", [OFFLINE]).interpreter(interp_id)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def test_free_threaded_image_is_the_locked_release_with_the_gil_disabled(builder
     assert facts["pyperf"] == load_lock().harness_requirements["pyperf"]
     labels = _labels(builder, image_314t.tag)
     assert labels["io.gilmatrix.build-profile"] == "fast"
-    assert labels["io.gilmatrix.source-sha256"] == load_lock().release("3.14.7").mirror_sha256
+    assert labels["io.gilmatrix.source-sha256"] == load_lock().release("3.14.7").sha256
     assert labels["io.gilmatrix.inputs-hash"].startswith(image_314t.tag.rsplit("-", 1)[1])
     assert image_314t.size_bytes < 400e6  # trimmed: no test suite, static lib or debug info
 
@@ -101,14 +104,14 @@ def test_harness_change_rebuilds_only_the_last_layer(builder, image_314t, monkey
     probe.write_text(f"MARK = {time.time_ns()}\n")
     shipped = images.harness_files()
     monkeypatch.setattr(images, "harness_files",
-                        lambda: {**shipped, "runner/harness/_probe_for_test.py": probe})
+                        lambda: {**shipped, "gilmatrix/harness/_probe_for_test.py": probe})
     result = builder.ensure(_matrix_interp("3.14t"))
     assert result.status == "built" and result.tag != image_314t.tag
     assert result.seconds < 120, "the compile step should have come from the layer cache"
     log = result.log_path.read_text()
     assert "make -j" not in log  # the compile did not run again
     out = subprocess.run([builder.client.path, "run", "--rm", "--network", "none", result.tag,
-                          result.python, "-c", "import runner.harness._probe_for_test as p; "
+                          result.python, "-c", "import gilmatrix.harness._probe_for_test as p; "
                           "print(p.MARK)"], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == probe.read_text().split("= ")[1].strip()
     # Leave things as they were: the probe image gone, the moving alias on the real image again.

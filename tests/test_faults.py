@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.harness.faults import parse_faults
+from gilmatrix.harness.faults import parse_faults
 from tests.conftest import RUNNING_ID, gilmatrix, small_matrix
 
 pytestmark = pytest.mark.integration

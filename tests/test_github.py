@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import UserError
-from runner.github import (
+from gilmatrix.errors import UserError
+from gilmatrix.github import (
     DEFAULT_RUNS_ON,
     github_outputs,
     job_matrix,
@@ -16,9 +16,9 @@ from runner.github import (
     parse_runner_labels,
     runner_facts,
 )
-from runner.github_rehearsal import Expression, RehearsalError, _read_outputs
-from runner.matrix import load_matrix, parse_matrix
-from runner.plan import plan_cells
+from gilmatrix.github_rehearsal import Expression, RehearsalError, _read_outputs
+from gilmatrix.matrix import load_matrix, parse_matrix
+from gilmatrix.plan import plan_cells
 from tests.conftest import ROOT, gilmatrix
 
 MATRIX = ROOT / "matrix.yaml"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from runner.harness import facts, workloads
-from runner.harness.drive import cell_slug, failure_reason, stability_warnings
-from runner.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
-from runner.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
+from gilmatrix.harness import facts, workloads
+from gilmatrix.harness.drive import cell_slug, failure_reason, stability_warnings
+from gilmatrix.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
+from gilmatrix.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
 from tests.conftest import ROOT
 
 SMALL = {"fetch": {"wait_ms": 1}, "mixed": {"wait_ms": 1, "size": 100},
@@ -93,7 +93,7 @@ def test_facts_describe_the_running_interpreter() -> None:
     assert data["py_gil_disabled"] in (0, 1)
     expected = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     assert data["gil_enabled"] == expected
-    out = subprocess.run([sys.executable, "-m", "runner.harness", "facts"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "facts"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["executable"] == sys.executable
 
@@ -115,8 +115,8 @@ def test_stability_warnings_follow_pyperf_checks(tmp_path: Path) -> None:
 
 def test_failure_reason_picks_the_exception_line() -> None:
     output = ("Traceback (most recent call last):\n  File x\n"
-              "runner.harness.workloads.WrongAnswer: crunch: got 1\n")
-    assert failure_reason(output, 1) == "runner.harness.workloads.WrongAnswer: crunch: got 1"
+              "gilmatrix.harness.workloads.WrongAnswer: crunch: got 1\n")
+    assert failure_reason(output, 1) == "gilmatrix.harness.workloads.WrongAnswer: crunch: got 1"
     assert "signal 6" in failure_reason("", -6)
 
 
@@ -138,7 +138,7 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
     cells = [_cell("crunch", "sequential", 1, tasks=2, size=2000),
              _cell("fetch", "threads", 2, tasks=2, wait_ms=1)]
     job = _job(tmp_path, cells)
-    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -168,7 +168,7 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
         assert 0 <= meta["gilmatrix_parallelism"] < 0.5, meta  # sleeping threads burn no CPU
         assert meta["gilmatrix_class"] == "waiting"
         assert meta["gilmatrix_cpu_time"] >= 0
-    again = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+    again = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
     statuses = [json.loads(line)["status"] for line in again.stdout.splitlines()
@@ -178,18 +178,18 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
 
 def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     """The driver spawns the pyperf workers itself: the benchmark it writes has the runs and
-    metadata that pyperf's own manager (``python -m runner.harness.bench``) produces."""
+    metadata that pyperf's own manager (``python -m gilmatrix.harness.bench``) produces."""
     cell = _cell("crunch", "threads", 2, tasks=2, size=2000)
     job = json.loads(_job(tmp_path, [cell]).read_text())
     job["pyperf"] = {"processes": 2, "values": 2, "warmups": 1, "min_time": 0.002}  # calibrate
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job",
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job",
                            str(tmp_path / "job.json"), "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     ours = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__threads__2.json"))
     by_pyperf = tmp_path / "pyperf.json"
-    subprocess.run([sys.executable, "-m", "runner.harness.bench", "--cell", json.dumps(cell),
+    subprocess.run([sys.executable, "-m", "gilmatrix.harness.bench", "--cell", json.dumps(cell),
                     "-p", "2", "-n", "2", "-w", "1", "--min-time", "0.002", "--quiet",
                     "-o", str(by_pyperf)], cwd=ROOT, check=True, capture_output=True, timeout=300)
     theirs = pyperf.Benchmark.load(str(by_pyperf))
@@ -218,13 +218,13 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
 def test_a_worker_imports_only_what_its_cell_needs() -> None:
     """Every cell starts several worker processes: what they import at start-up is overhead."""
     lazy = ["asyncio", "concurrent.futures", "multiprocessing", "hashlib", "dataclasses"]
-    code = ("import sys, runner.harness.bench\n"
+    code = ("import sys, gilmatrix.harness.bench\n"
             f"early = [m for m in {lazy!r} if m in sys.modules]\n"
             "assert not early, f'imported at start-up: {early}'\n"
-            "from runner.harness.executors import Dispatcher\n"
+            "from gilmatrix.harness.executors import Dispatcher\n"
             "Dispatcher('asyncio', 1).run(abs, [-1])\n"
             "assert 'asyncio' in sys.modules and 'concurrent.futures' in sys.modules\n"
-            "from runner.harness.workloads import WORKLOADS\n"
+            "from gilmatrix.harness.workloads import WORKLOADS\n"
             "WORKLOADS['hash_native'].run_task((0, 1, 1))\n"
             "assert 'hashlib' in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
@@ -236,7 +236,7 @@ def test_a_worker_shuts_its_pool_down_before_exiting(tmp_path: Path) -> None:
     cell = _cell("sum_squares", "processes", 2, tasks=2, batch=1000)
     code = f"""
 import os
-from runner.harness import bench
+from gilmatrix.harness import bench
 closed = []
 original = bench.CellTimer.close
 def close(self):
@@ -255,7 +255,7 @@ assert closed == [True], closed
 def test_driver_refuses_an_unknown_job_format(tmp_path: Path) -> None:
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"format": 99, "cells": []}))
-    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "format 99" in proc.stderr
@@ -265,7 +265,7 @@ def test_driver_records_a_timeout_and_goes_on(tmp_path: Path) -> None:
     cells = [_cell("fetch", "sequential", 1, tasks=1, wait_ms=20_000),
              _cell("crunch", "sequential", 1, tasks=1, size=100)]
     job = _job(tmp_path, cells, timeout=3)
-    proc = subprocess.run([sys.executable, "-m", "runner.harness", "run", "--job", str(job),
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     events = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -1,138 +1,25 @@
-"""Unit tests of image planning, hashing, the source lock and the wheelhouse: no Docker engine."""
+"""Unit tests of image planning, hashing and the wheelhouse: no Docker engine (the lock and
+source downloads: test_sources.py)."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from runner import images, images_cli, images_docker, images_sources, images_wheels
-from runner.images import ImageError, ImageSpec, inputs_hash, plan_image
-from runner.images_sources import ChecksumMismatch, SourceError, fetch_source, parse_lock
-from runner.matrix import Interpreter, load_matrix
+from gilmatrix import images, images_cli, images_docker, images_sources, images_wheels
+from gilmatrix.images import ImageError, ImageSpec, inputs_hash, plan_image
+from gilmatrix.matrix import Interpreter
 
 REPO = Path(__file__).resolve().parent.parent
 LOCK = images_sources.load_lock(REPO / "images" / "sources.toml")
 
-GOOD_LOCK = """
-format = 1
-[releases."3.14.7"]
-file = "Python-3.14.7.tar.xz"
-url = "https://www.python.org/ftp/python/3.14.7/Python-3.14.7.tar.xz"
-mirror_sha256 = "{sha}"
-url_sha256 = ""
-[harness_requirements]
-pyperf = "2.10.0"
-"""
-
-
 def interp(id_: str, **kw) -> Interpreter:
     version = (3, int(id_.rstrip("t").split(".")[1]))
     return Interpreter(id=id_, version=version, free_threaded=id_.endswith("t"), **kw)
-
-
-# -- the lock --------------------------------------------------------------------------------
-
-
-def test_lock_covers_every_source_of_the_matrix():
-    matrix = load_matrix(REPO / "matrix.yaml")
-    for entry in matrix.interpreters:
-        if entry.source:
-            release = LOCK.release(entry.source)
-            assert release.file.startswith(f"Python-{entry.source}.")
-            assert re.fullmatch(r"[0-9a-f]{64}", release.mirror_sha256)
-            assert release.url.startswith("https://www.python.org/ftp/python/")
-
-
-def test_lock_pins_the_harness_requirements():
-    assert set(LOCK.harness_requirements) >= {"pyperf", "psutil"}
-    assert all(re.fullmatch(r"\d+(\.\d+)+", v) for v in LOCK.harness_requirements.values())
-
-
-def test_lock_mirror_checksums_match_the_shared_mirror_when_present():
-    mirror = REPO.parent / "shared" / "cpython-sources"
-    sums = mirror / "SHA256SUMS"
-    if not sums.is_file():
-        pytest.skip(f"no mirror at {mirror}")
-    listed = dict(reversed(line.split()) for line in sums.read_text().splitlines() if line.strip())
-    for release in LOCK.releases.values():
-        if release.file in listed:
-            assert listed[release.file] == release.mirror_sha256, release.file
-
-
-@pytest.mark.parametrize("mutation, message", [
-    (lambda t: t.replace('mirror_sha256 = "', 'mirror_sha256 = "x'), "64 lower-case hex"),
-    (lambda t: t.replace("Python-3.14.7.tar.xz\"\nurl", "Python-3.14.6.tar.xz\"\nurl"), "url"),
-    (lambda t: t.replace('url_sha256 = ""', 'url_sha256 = ""\nmd5 = "x"'), "unknown key"),
-    (lambda t: t.replace("format = 1", "format = 2"), "format = 1"),
-    (lambda t: t + "[oops", "not valid TOML"),
-])
-def test_bad_lock_is_an_error_naming_the_problem(mutation, message):
-    text = mutation(GOOD_LOCK.format(sha="a" * 64))
-    with pytest.raises(SourceError, match=message):
-        parse_lock(text, Path("sources.toml"))
-
-
-def test_unknown_release_is_an_error():
-    with pytest.raises(SourceError, match=r"no release '3\.99\.0'"):
-        LOCK.release("3.99.0")
-
-
-# -- fetching and verifying sources ------------------------------------------------------------
-
-
-def _mirror_with(tmp_path: Path, content: bytes) -> tuple[Path, images_sources.Release]:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    (mirror / "Python-3.14.7.tar.xz").write_bytes(content)
-    lock = parse_lock(GOOD_LOCK.format(sha=hashlib.sha256(b"the real tarball").hexdigest()))
-    return mirror, lock.release("3.14.7")
-
-
-def test_mirror_file_with_the_locked_checksum_is_used(tmp_path):
-    mirror, release = _mirror_with(tmp_path, b"the real tarball")
-    got = fetch_source(release, mirror=mirror, cache_dir=tmp_path / "cache", log=lambda s: None)
-    assert got.path == mirror / release.file
-    assert got.sha256 == release.mirror_sha256
-    assert got.origin == f"mirror {mirror}"
-
-
-def test_checksum_mismatch_is_an_error_and_never_falls_back(tmp_path):
-    mirror, release = _mirror_with(tmp_path, b"a tampered tarball")
-    with pytest.raises(ChecksumMismatch, match="does not match"):
-        fetch_source(release, mirror=mirror, cache_dir=tmp_path / "cache", log=lambda s: None)
-    assert not (tmp_path / "cache").exists()  # no download was attempted
-
-
-def test_download_without_a_locked_checksum_is_refused_before_downloading(tmp_path):
-    _, release = _mirror_with(tmp_path, b"")
-    with pytest.raises(SourceError, match="no url_sha256"):
-        fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", log=lambda s: None)
-
-
-def test_cached_download_is_verified_against_url_sha256(tmp_path):
-    _, release = _mirror_with(tmp_path, b"")
-    release = replace(release, url_sha256=hashlib.sha256(b"python.org bytes").hexdigest())
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / release.file).write_bytes(b"python.org bytes")
-    got = fetch_source(release, mirror=None, cache_dir=cache, log=lambda s: None)
-    assert got.sha256 == release.url_sha256 and got.origin.startswith("download ")
-    (cache / release.file).write_bytes(b"something else")
-    with pytest.raises(ChecksumMismatch):
-        fetch_source(release, mirror=None, cache_dir=cache, log=lambda s: None)
-
-
-def test_sources_env_variable_names_the_mirror(monkeypatch, tmp_path):
-    monkeypatch.setenv("GILMATRIX_SOURCES", str(tmp_path))
-    assert images_sources.mirror_dir(None) == tmp_path
-    assert images_sources.mirror_dir(Path("/x")) == Path("/x")  # --sources wins
-    monkeypatch.delenv("GILMATRIX_SOURCES")
-    assert images_sources.mirror_dir(None) is None
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -207,7 +94,7 @@ def test_prefix_fingerprint_ignores_host_pth_hooks_and_sees_changes(tmp_path):
 
 def _hash(spec: ImageSpec, **over) -> str:
     kw = dict(base_id="sha256:base", image_files={"Dockerfile": "d1"},
-              harness={"runner/harness/facts.py": "h1"}, wheels={"pyperf.whl": "w1"})
+              harness={"gilmatrix/harness/facts.py": "h1"}, wheels={"pyperf.whl": "w1"})
     kw.update(over)
     return inputs_hash(spec, **kw)
 
@@ -220,7 +107,7 @@ def test_inputs_hash_is_deterministic_and_covers_every_input():
     variants = [
         _hash(spec, base_id="sha256:other"),
         _hash(spec, image_files={"Dockerfile": "d2"}),
-        _hash(spec, harness={"runner/harness/facts.py": "h2"}),
+        _hash(spec, harness={"gilmatrix/harness/facts.py": "h2"}),
         _hash(spec, wheels={"pyperf.whl": "w2"}),
         _hash(replace(spec, source_sha256="b" * 64)),
         _hash(plan_image(interp("3.14t", source="3.14.7"), LOCK, "release")),
@@ -253,10 +140,10 @@ def test_superseded_tags_are_same_interpreter_and_profile_only():
     assert images_cli.superseded_tags(tags, current) == ["gilmatrix/cpython:3.14t-fast-fedcba9876543210"]
 
 
-def test_harness_files_are_the_runner_package_and_harness_only():
+def test_harness_files_are_the_package_init_and_harness_only():
     files = images.harness_files()
-    assert "runner/__init__.py" in files and "runner/harness/__init__.py" in files
-    assert all(n == "runner/__init__.py" or n.startswith("runner/harness/") for n in files)
+    assert "gilmatrix/__init__.py" in files and "gilmatrix/harness/__init__.py" in files
+    assert all(n == "gilmatrix/__init__.py" or n.startswith("gilmatrix/harness/") for n in files)
     assert not any("__pycache__" in n for n in files)
 
 
@@ -324,21 +211,19 @@ def test_build_step_lines_are_recognised():
 def test_cli_registers_the_images_subcommand():
     parser = argparse.ArgumentParser(prog="gilmatrix")
     sub = parser.add_subparsers(dest="command")
-    images.register_cli(sub)
+    images_cli.register(sub)
     args = parser.parse_args(["images", "--only", "3.14t", "--only", "3.12", "--sources", "/m",
                               "--build-profile", "release", "--bootstrap-base", "--out", "o"])
     assert args.only == ["3.14t", "3.12"] and args.sources == Path("/m")
     assert args.build_profile == "release" and args.bootstrap_base and args.out == Path("o")
-    from runner import images_cli
-
     assert args.handler is images_cli.images_command
 
 
 def test_cli_rejects_an_unknown_interpreter(tmp_path):
-    from runner.errors import UserError
+    from gilmatrix.errors import UserError
 
     parser = argparse.ArgumentParser(prog="gilmatrix")
-    images.register_cli(parser.add_subparsers())
+    images_cli.register(parser.add_subparsers())
     args = parser.parse_args(["images", "--matrix", str(REPO / "matrix.yaml"), "--only", "3.99",
                               "--out", str(tmp_path)])
     with pytest.raises(UserError, match=r"--only 3\.99"):

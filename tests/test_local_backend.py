@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.backends.base import BackendOptions
-from runner.backends.local import LocalBackend, managed_candidates
-from runner.errors import EnvironmentUnavailable
-from runner.matrix import Interpreter, parse_interpreter_id
+from gilmatrix.backends.base import BackendOptions
+from gilmatrix.backends.local import LocalBackend, managed_candidates
+from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.matrix import Interpreter, parse_interpreter_id
 from tests.conftest import RUNNING_ID
 
 
@@ -34,11 +34,11 @@ def test_explicit_python_gets_a_venv_with_pyperf_and_the_harness(work_dir: Path)
     assert Path(env.python).is_relative_to(work_dir / "venvs")
     # the venv's python imports pyperf and the harness without any PYTHONPATH
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([env.python, "-c", "import pyperf, runner.harness.bench; print('ok')"],
+    out = subprocess.run([env.python, "-c", "import pyperf, gilmatrix.harness.bench; print('ok')"],
                          capture_output=True, text=True, env=clean, cwd="/")
     assert out.stdout.strip() == "ok", out.stderr
     command = backend.harness_command(env, work_dir / "run", "x.json")
-    assert command[:4] == [env.python, "-m", "runner.harness", "run"]
+    assert command[:4] == [env.python, "-m", "gilmatrix.harness", "run"]
     # a second prepare reuses the venv
     assert backend.prepare(interp(RUNNING_ID)).python == env.python
 
@@ -95,7 +95,7 @@ def test_pyenv_layout_is_discovered_newest_release_first(tmp_path: Path, monkeyp
 def test_local_venvs_use_the_images_pyperf() -> None:
     import tomllib
 
-    from runner.backends.local import PYPERF_REQUIREMENT
+    from gilmatrix.backends.local import PYPERF_REQUIREMENT
     from tests.conftest import ROOT
 
     lock = tomllib.loads((ROOT / "images" / "sources.toml").read_text())
@@ -119,7 +119,7 @@ def test_cpu_metadata_with_pyperf_without_hooks(work_dir: Path) -> None:
     cell = {"id": "crunch/threads/2", "interpreter": RUNNING_ID, "workload": "crunch",
             "implementation": "crunch", "executor": "threads", "workers": 2,
             "params": {"tasks": 4, "size": 20000}}
-    subprocess.run([env.python, "-m", "runner.harness.bench", "--cell", json.dumps(cell),
+    subprocess.run([env.python, "-m", "gilmatrix.harness.bench", "--cell", json.dumps(cell),
                     "-p", "1", "-n", "2", "-w", "0", "-l", "2", "-q", "-o", str(out)],
                    check=True, cwd=ROOT, capture_output=True)
     import pyperf

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from runner.cli import main
-from runner.matrix import load_matrix, schema
+from gilmatrix.cli import main
+from gilmatrix.matrix import load_matrix, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((Path(__file__).parent / "bad_matrices").glob("*.yaml"))
@@ -85,3 +85,68 @@ def test_yaml_is_read_safely(tmp_path: Path, capsys) -> None:
     bad.write_text("format: !!python/object/apply:os.system ['echo pwned']\n")
     assert main(["validate", "--matrix", str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+# -- override files and the source lock ----------------------------------------------------------
+
+OFFLINE = ROOT / "examples" / "offline-mirror.yaml"
+
+
+def test_offline_override_swaps_sources_for_the_mirror_and_pyenv_prefixes() -> None:
+    plain = load_matrix(ROOT / "matrix.yaml")
+    matrix = load_matrix(ROOT / "matrix.yaml", [OFFLINE])
+    assert [i.id for i in matrix.interpreters] == [i.id for i in plain.interpreters]
+    by_id = {i.id: i for i in matrix.interpreters}
+    assert by_id["3.10"].prefix == "~/.pyenv/versions/3.10.13" and by_id["3.10"].source is None
+    assert by_id["3.12"].prefix == "~/.pyenv/versions/3.12.1" and by_id["3.12"].source is None
+    assert {i.source for i in matrix.interpreters if i.source} == {
+        "3.11.2", "3.13.15", "3.14.7", "3.15.0rc2"}
+    assert matrix.overrides == (OFFLINE,)
+    assert matrix.sha256 != plain.sha256  # a run records (and resume checks) the override too
+    assert matrix.profiles == plain.profiles and matrix.workloads == plain.workloads
+
+
+@pytest.mark.parametrize("body, key, message", [
+    ('interpreters:\n  - id: "3.99"\n    source: "3.99.0"\n', "interpreters[0].id",
+     "no interpreter '3.99' in the matrix"),
+    ('interpreters:\n  - id: "3.13"\n    source: "3.12.1"\n', "interpreters[0].source",
+     "is not a 3.13 release"),
+    ('interpreters:\n  - id: "3.13"\n    prefx: /opt\n', "interpreters[0].prefx", "unknown key"),
+    ('interpreters:\n  - id: "3.13"\n    source: "3.13.99"\n', "interpreters[0].source",
+     "not in the source lock"),
+    ('workloads: {}\n', "workloads", "an override file has: format, interpreters"),
+    ("format: 1\n", "interpreters", "non-empty list"),
+])
+def test_bad_override_names_its_own_file_line_and_key(tmp_path: Path, capsys, body, key,
+                                                      message) -> None:
+    override = tmp_path / "o.yaml"
+    override.write_text("# an override\n" + body)
+    assert main(["validate", str(ROOT / "matrix.yaml"), "--override", str(override)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"{re.escape(str(override))}:\d+: {re.escape(key)}: ", err), err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_source_release_the_lock_lacks_is_refused_at_validation(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "m.yaml"
+    text = (ROOT / "matrix.yaml").read_text()
+    bad.write_text(text.replace('source: "3.14.8"', 'source: "3.14.99"', 1))
+    line = next(n for n, row in enumerate(bad.read_text().splitlines(), 1) if "3.14.99" in row)
+    assert main(["validate", "--matrix", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:{line}: interpreters[5].source: release '3.14.99' is not in the source lock" in err
+    assert "3.14.7, 3.14.8 of 3.14" in err
+
+
+def test_matrix_file_as_a_positional_argument(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("GILMATRIX_OVERRIDE", raising=False)
+    assert main(["validate", str(ROOT / "matrix.yaml")]) == 0
+    assert f"{ROOT / 'matrix.yaml'}: ok" in capsys.readouterr().out
+    assert main(["validate", str(ROOT / "matrix.yaml"), "--matrix", "other.yaml"]) == 2
+    assert "two matrix files" in capsys.readouterr().err
+
+
+def test_override_from_the_environment(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("GILMATRIX_OVERRIDE", str(OFFLINE))
+    assert main(["validate", str(ROOT / "matrix.yaml")]) == 0
+    assert f"override {OFFLINE}" in capsys.readouterr().out

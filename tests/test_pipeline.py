@@ -67,7 +67,7 @@ def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
     cells that had finished are not run again."""
     out = tmp_path / "out"
     matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]")
-    command = [sys.executable, "-m", "runner.cli", "run", "--matrix", str(matrix), "--backend",
+    command = [sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix), "--backend",
                "local", "--out", str(out), "--run-id", "r", "--python",
                f"{RUNNING_ID}={sys.executable}"]
     proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)

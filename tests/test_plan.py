@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
-from runner.errors import UserError
-from runner.matrix import load_matrix, parse_matrix
-from runner.plan import plan_cells
+from gilmatrix.cli import main
+from gilmatrix.errors import UserError
+from gilmatrix.matrix import load_matrix, parse_matrix
+from gilmatrix.plan import plan_cells
 from tests.conftest import ROOT, small_matrix
 
 

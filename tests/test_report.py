@@ -1,5 +1,5 @@
 """The report: loader, statistics, verdicts, outputs, escaping - on SYNTHETIC pyperf files made by
-reports.synthetic (known answers) and on one real smoke run kept in tests/fixtures/real-smoke."""
+gilmatrix.reports.synthetic (known answers) and on one real smoke run kept in tests/fixtures/real-smoke."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports import build_report, load_frame
-from reports.charts import build_charts
-from reports.compare import baseline_changes, free_threading, version_changes
-from reports.results import load_run
-from reports.stats import cell_table, t_quantile, welch, welch_from_stats
-from reports.synthetic import SyntheticRun, write_run
-from reports.verdicts import decide
-from runner.errors import UserError
+from gilmatrix.errors import UserError
+from gilmatrix.reports import build_report, load_frame
+from gilmatrix.reports.charts import build_charts
+from gilmatrix.reports.compare import baseline_changes, free_threading, version_changes
+from gilmatrix.reports.results import load_run
+from gilmatrix.reports.stats import cell_table, t_quantile, welch, welch_from_stats
+from gilmatrix.reports.synthetic import SyntheticRun, write_run
+from gilmatrix.reports.verdicts import decide
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"
 QUICK = Path(__file__).parent / "fixtures" / "real-quick"  # every workload and executor
@@ -267,7 +267,7 @@ def test_baseline_report(run_dir: Path, tmp_path: Path) -> None:
 def test_fast_suite_reader_agrees_with_pyperf(path: Path) -> None:
     import pyperf
 
-    from reports.results import _from_pyperf, read_suite
+    from gilmatrix.reports.results import _from_pyperf, read_suite
 
     fast = read_suite(path)
     slow = [_from_pyperf(b) for b in pyperf.BenchmarkSuite.load(str(path))]
@@ -275,3 +275,26 @@ def test_fast_suite_reader_agrees_with_pyperf(path: Path) -> None:
     for f, s in zip(fast, slow, strict=True):
         keys = {k for k in s.metadata if k.startswith("gilmatrix_")}
         assert keys and {k: f.metadata[k] for k in keys} == {k: s.metadata[k] for k in keys}
+
+
+def test_interpreters_say_how_they_were_built_and_mixed_builds_are_warned(tmp_path: Path) -> None:
+    """A run whose 3.10 is a copied install prefix and 3.11 a source build (the docker backend
+    records which in each environment): the table says so, and the report warns that
+    comparing the two groups mixes build flags with version."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(REAL, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    envs = {i: manifest["interpreters"][i]["environment"] for i in ("3.10", "3.11")}
+    envs["3.10"].update(backend="docker", kind="prefix", prefix="/root/.pyenv/versions/3.10.13")
+    envs["3.11"].update(backend="docker", kind="source", source_file="Python-3.11.2.tgz",
+                        build_profile="fast")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    html = build_report(run, tmp_path / "report", chart_images=False).read_text()
+    assert "copied prefix /root/.pyenv/versions/3.10.13 (its own build flags)" in html
+    assert "built from Python-3.11.2.tgz (fast profile)" in html
+    assert "host interpreter" in html  # 3.12 and 3.13 stayed local
+    assert "3.10: copied install prefixes with their own build flags" in html
+    plain = build_report(REAL, tmp_path / "plain", chart_images=False).read_text()
+    assert "copied install prefixes" not in plain

@@ -15,13 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports import build_report, load_frame
-from reports.charts import EXECUTOR_COLORS, build_charts, executor_colors
-from reports.compare import with_speedup
-from reports.results import EXECUTOR_ORDER, load_run, read_suite
-from reports.stats import cell_table
-from reports.synthetic import SyntheticRun, write_run
-from reports.verdicts import decide
+from gilmatrix.reports import build_report, load_frame
+from gilmatrix.reports.charts import EXECUTOR_COLORS, build_charts, executor_colors
+from gilmatrix.reports.compare import with_speedup
+from gilmatrix.reports.results import EXECUTOR_ORDER, load_run, read_suite
+from gilmatrix.reports.stats import cell_table
+from gilmatrix.reports.synthetic import SyntheticRun, write_run
+from gilmatrix.reports.verdicts import decide
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QUICK = FIXTURES / "real-quick"

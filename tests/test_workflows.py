@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.matrix import load_matrix
+from gilmatrix.matrix import load_matrix
 from tests.conftest import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -128,5 +128,5 @@ def test_ci_workflow_runs_lint_and_tests() -> None:
 
 def test_ci_rehearsal_session_exists() -> None:
     text = (ROOT / "noxfile.py").read_text()
-    assert 'name="ci-rehearsal"' in text and "runner.github_rehearsal" in text
+    assert 'name="ci-rehearsal"' in text and "gilmatrix.github_rehearsal" in text
     assert os.path.isfile(ROOT / "runner" / "github_rehearsal.py")

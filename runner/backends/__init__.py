@@ -6,7 +6,7 @@ Modelled on asv's environment plugins: the run loop only knows the :class:`Backe
 
 from __future__ import annotations
 
-from runner.backends.base import Backend, BackendOptions, Environment
+from gilmatrix.backends.base import Backend, BackendOptions, Environment
 
 __all__ = ["BACKEND_NAMES", "Backend", "BackendOptions", "Environment", "get_backend"]
 
@@ -16,17 +16,17 @@ BACKEND_NAMES = ("auto", "local", "docker")
 def get_backend(name: str, options: BackendOptions) -> Backend:
     """Return the backend called ``name``; ``auto`` picks docker when an engine answers."""
     if name == "auto":
-        from runner.backends import docker
+        from gilmatrix.backends import docker
 
         name = "docker" if docker.engine_answers() else "local"
     if name == "local":
-        from runner.backends.local import LocalBackend
+        from gilmatrix.backends.local import LocalBackend
 
         return LocalBackend(options)
     if name == "docker":
-        from runner.backends.docker import DockerBackend
+        from gilmatrix.backends.docker import DockerBackend
 
         return DockerBackend(options)
-    from runner.errors import UserError
+    from gilmatrix.errors import UserError
 
     raise UserError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from runner.matrix import Interpreter
+from gilmatrix.matrix import Interpreter
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,8 @@ class BackendOptions:
     explicit_pythons: Mapping[str, str] = field(default_factory=dict)  # --python ID=PATH
     wheelhouse: Path | None = None  # offline wheels for pyperf & co.
     sources: Path | None = None  # offline mirror of CPython source tarballs
+    download_base: str | None = None  # docker: python.org, or a mirror of its ftp/python/
+    images_dir: Path | None = None  # docker: Dockerfile, scripts and source lock
     cpuset: str | None = None  # docker: --cpuset-cpus
     build_profile: str = "fast"  # docker: fast | release
     log: Callable[[str], None] = print
@@ -31,7 +33,7 @@ class Environment:
     interpreter_id: str
     backend: str
     python: str  # the executable, as the harness command sees it (host path or path in the image)
-    facts: Mapping[str, Any]  # the JSON printed by `python -m runner.harness facts`
+    facts: Mapping[str, Any]  # the JSON printed by `python -m gilmatrix.harness facts`
     image: str | None = None  # docker: image tag
     image_id: str | None = None  # docker: image id (sha256:...)
     extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific facts for the manifest
@@ -67,7 +69,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
-        """Argument list that runs ``python -m runner.harness run`` for one job.
+        """Argument list that runs ``python -m gilmatrix.harness run`` for one job.
 
         The job file is ``run_dir/jobs/<job_name>``; the harness writes per-cell files below
         ``run_dir/cells/``. Paths inside the command are as the harness process sees them.

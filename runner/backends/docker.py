@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner import images_docker as dk
-from runner.backends.base import Backend, BackendOptions, Environment
-from runner.errors import EnvironmentUnavailable
-from runner.harness.drive import write_atomic
-from runner.images import ImageBuilder, ImageError
-from runner.matrix import Interpreter
+from gilmatrix import images_docker as dk
+from gilmatrix.backends.base import Backend, BackendOptions, Environment
+from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.harness.drive import write_atomic
+from gilmatrix.images import ImageBuilder, ImageError
+from gilmatrix.matrix import Interpreter
 
 __all__ = ["DockerBackend", "container_name", "engine_answers", "harness_command"]
 
@@ -92,7 +92,7 @@ def harness_command(client_path: str, image: str, python: str, run_dir: Path, jo
         "--workdir", "/tmp", "--env", "HOME=/tmp", *extra_env,
         "--label", "io.gilmatrix.job=" + job_name,
         image,
-        python, "-m", "runner.harness", "run",
+        python, "-m", "gilmatrix.harness", "run",
         "--job", f"{RESULTS}/jobs/{job_name}", "--out", RESULTS,
     ]
 
@@ -106,6 +106,7 @@ class DockerBackend(Backend):
         self.builder = ImageBuilder(
             work_dir=Path(options.work_dir), build_profile=options.build_profile,
             sources=options.sources, wheelhouse=options.wheelhouse, log=options.log,
+            download_base=options.download_base, images_dir=options.images_dir,
         )
 
     def _client(self) -> dk.Client:
@@ -151,12 +152,12 @@ class DockerBackend(Backend):
         return facts
 
     def image_facts(self, image: str, python: str) -> dict[str, Any]:
-        """`python -m runner.harness facts` in a throw-away container of ``image``."""
+        """`python -m gilmatrix.harness facts` in a throw-away container of ``image``."""
         client = self._client()
         base = ["run", "--rm", "--network", "none", "--read-only", "--tmpfs", TMPFS,
                 "--user", IMAGE_USER, image, python]
-        attempts = (["-m", "runner.harness", "facts"],
-                    ["-c", "from runner.harness.facts import main; raise SystemExit(main())"])
+        attempts = (["-m", "gilmatrix.harness", "facts"],
+                    ["-c", "from gilmatrix.harness.facts import main; raise SystemExit(main())"])
         errors = []
         for attempt in attempts:
             result = dk.docker(client, *base, *attempt, check=False, timeout=120)

@@ -18,10 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.backends.base import Backend, Environment
-from runner.errors import EnvironmentUnavailable
-from runner.harness_files import stage_harness
-from runner.matrix import Interpreter
+from gilmatrix.backends.base import Backend, Environment
+from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.harness_files import stage_harness
+from gilmatrix.matrix import Interpreter
 
 _RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?(t?)$")
 # The same pyperf as in the images (images/sources.toml [harness_requirements]; a test checks):
@@ -79,7 +79,7 @@ def path_candidates(interp: Interpreter) -> list[Path]:
 def read_facts(python: str, harness_path: Path) -> dict:
     """Run the harness' facts command with ``python`` (isolated from the user's site and env)."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from runner.harness.facts import main; sys.exit(main())")
+            "from gilmatrix.harness.facts import main; sys.exit(main())")
     proc = subprocess.run([python, "-I", "-c", code, str(harness_path)], capture_output=True,
                           text=True, timeout=60)
     if proc.returncode != 0:
@@ -171,7 +171,7 @@ class LocalBackend(Backend):
             raise EnvironmentUnavailable(f"{interp.id}: {what}: {' | '.join(tail)}")
 
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
-        return [env.python, "-m", "runner.harness", "run",
+        return [env.python, "-m", "gilmatrix.harness", "run",
                 "--job", str(run_dir / "jobs" / job_name), "--out", str(run_dir)]
 
     def describe(self) -> dict:

@@ -5,7 +5,7 @@ Standard library and pyperf only. Modules:
 - ``executors``: how tasks are dispatched (sequential, threads, processes, ...);
 - ``facts``: what the interpreter says about its own build;
 - ``bench``: one cell as one pyperf benchmark (the pyperf worker program);
-- ``drive`` (``python -m runner.harness``): runs a job's cells one by one, acting as each cell's
+- ``drive`` (``python -m gilmatrix.harness``): runs a job's cells one by one, acting as each cell's
   pyperf manager (its worker processes in sessions of their own, under the cell's timeout and
   memory limit), and writes each result atomically as it finishes.
 """

@@ -1,4 +1,4 @@
-"""``python -m runner.harness {run,facts}``: the harness' entry point inside each interpreter."""
+"""``python -m gilmatrix.harness {run,facts}``: the harness' entry point inside each interpreter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runner.harness")
+    parser = argparse.ArgumentParser(prog="python -m gilmatrix.harness")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a job's cells")
     run.add_argument("--job", required=True, help="job file (JSON) written by the host")
@@ -15,10 +15,10 @@ def main(argv=None) -> int:
     commands.add_parser("facts", help="print this interpreter's build facts as JSON")
     args = parser.parse_args(argv)
     if args.command == "facts":
-        from runner.harness.facts import main as facts_main
+        from gilmatrix.harness.facts import main as facts_main
 
         return facts_main()
-    from runner.harness.drive import run_job
+    from gilmatrix.harness.drive import run_job
 
     return run_job(args.job, args.out)
 

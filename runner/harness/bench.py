@@ -1,4 +1,4 @@
-"""One cell as one pyperf benchmark: ``python -m runner.harness.bench --cell JSON [pyperf options]``.
+"""One cell as one pyperf benchmark: ``python -m gilmatrix.harness.bench --cell JSON [pyperf options]``.
 
 The harness driver (``drive``, acting as pyperf's manager) or, when this module is run by
 hand, pyperf's own manager spawns fresh worker processes that re-run it with ``--worker``; each worker
@@ -26,18 +26,18 @@ from typing import Any, ClassVar
 
 import pyperf
 
-from runner.harness.executors import (
+from gilmatrix.harness.executors import (
     EXECUTORS,
     Dispatcher,
     default_start_method,
     peak_rss_bytes,
     process_cpu_seconds,
 )
-from runner.harness.facts import gil_enabled, interpreter_facts
-from runner.harness.faults import inject
-from runner.harness.workloads import WORKLOADS, resolve_params
+from gilmatrix.harness.facts import gil_enabled, interpreter_facts
+from gilmatrix.harness.faults import inject
+from gilmatrix.harness.workloads import WORKLOADS, resolve_params
 
-MODULE = "runner.harness.bench"
+MODULE = "gilmatrix.harness.bench"
 HOOK_NAME = "gilmatrix"
 
 

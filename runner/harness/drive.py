@@ -1,6 +1,6 @@
 """Run one job's cells, each in its own process group with a timeout, results written atomically.
 
-``python -m runner.harness run --job JOB --out RUN_DIR``
+``python -m gilmatrix.harness run --job JOB --out RUN_DIR``
 
 For every cell this writes, below ``RUN_DIR/cells/<interpreter>/``:
 - ``<slug>.json``: the pyperf suite of the cell (only when it succeeded);
@@ -11,7 +11,7 @@ files. A cell whose ``.json`` already exists is not run again (``--resume``). Pr
 stdout as one JSON object per line, for the host to display.
 
 The driver is the cell's pyperf *manager*: it spawns the pyperf worker processes itself
-(``python -m runner.harness.bench --worker ...``, the command lines pyperf's own ``Manager``
+(``python -m gilmatrix.harness.bench --worker ...``, the command lines pyperf's own ``Manager``
 builds: one loop-calibration worker unless the profile fixes ``loops``, then ``processes``
 workers) and merges their runs into one benchmark, as pyperf's manager does. Running pyperf's
 manager in a process of its own per cell would cost one more interpreter start-up and import of
@@ -34,12 +34,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runner.harness.faults import ENV as FAULTS_ENV
-from runner.harness.faults import fault_for, parse_faults
+from gilmatrix.harness.faults import ENV as FAULTS_ENV
+from gilmatrix.harness.faults import fault_for, parse_faults
 
 TAIL_CHARS = 4000
 FORMAT_VERSION = 1
-BENCH_MODULE = "runner.harness.bench"  # the pyperf worker program (bench.MODULE)
+BENCH_MODULE = "gilmatrix.harness.bench"  # the pyperf worker program (bench.MODULE)
 
 
 def cell_slug(cell_id: str) -> str:
