@@ -14,7 +14,10 @@ from the same expressions. What GitHub provides is emulated, so the commands are
   action it does not know stops the rehearsal, so the workflow cannot drift from it silently.
 
 ``python -m gilmatrix.github_rehearsal --profile smoke`` (what ``nox -s ci-rehearsal`` runs) uses
-the local backend (``--backend auto``: docker when an engine answers).
+the local backend (``--backend auto``: docker when an engine answers). ``--backend docker``
+replays the bench job as GitHub runs it: a non-editable ``pip install .``, the image step
+(``gilmatrix images``), the cells in containers, the image saved for the cache; without
+python.org, add ``--override examples/offline-mirror.yaml --sources DIR``.
 """
 
 from __future__ import annotations
@@ -422,11 +425,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="the workflow's `only` input (comma-separated)")
     parser.add_argument("--runner-labels", default="")
     parser.add_argument("--backend", default="local", choices=("local", "auto", "docker"))
+    parser.add_argument("--override", default="", metavar="FILE",
+                        help="an override file for every job's gilmatrix ($GILMATRIX_OVERRIDE; "
+                             "a relative path is found in each job's checkout), e.g. "
+                             "examples/offline-mirror.yaml where python.org is out of reach")
+    parser.add_argument("--sources", type=Path, metavar="DIR",
+                        help="an offline folder of CPython tarballs for the image step "
+                             "($GILMATRIX_SOURCES)")
     args = parser.parse_args(argv)
+    env = {"GILMATRIX_BACKEND": args.backend}
+    if args.override:
+        env["GILMATRIX_OVERRIDE"] = args.override
+    if args.sources:
+        env["GILMATRIX_SOURCES"] = str(args.sources.resolve())
     rehearsal = Rehearsal(args.workflow, args.source.resolve(), args.out,
                           inputs={"profile": args.profile, "only": args.only,
                                   "runner_labels": args.runner_labels, "deploy": True},
-                          env={"GILMATRIX_BACKEND": args.backend})
+                          env=env)
     started = time.monotonic()
     try:
         code = rehearsal.run()

@@ -288,6 +288,7 @@ class ImageBuilder:
             "python_version": spec.python_version,
             "configure_flags": " ".join(spec.configure_flags),
             "base_image": self.base, "base_image_id": base_id, "inputs_hash": digest,
+            "source_lock": str(lock.path),
             **({"source_file": spec.source_file, "source_sha256": spec.source_sha256,
                 "source_origin": spec.source_origin} if spec.kind == "source" else
                {"prefix": spec.prefix, "prefix_fingerprint": prefix_fp}),
