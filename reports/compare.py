@@ -9,7 +9,7 @@ from itertools import pairwise
 import pandas as pd
 
 from gilmatrix.reports.results import executor_rank, interpreter_key
-from gilmatrix.reports.stats import welch_from_stats
+from gilmatrix.reports.stats import compare_cells, welch_from_stats
 
 # Single-thread overhead of the free-threaded build as published in the CPython docs (average
 # over pyperformance); drawn as reference marks, not used in any verdict.
@@ -17,7 +17,8 @@ PUBLISHED_FT_OVERHEAD = {
     "3.13": (0.40, 0.40, "about 40% (3.13 free-threading HOWTO)"),
     "3.14": (0.05, 0.10, "about 5-10% (3.14 free-threading HOWTO)"),
 }
-CHANGE_COLUMNS = ["ratio", "ratio_low", "ratio_high", "p_value", "significant", "direction"]
+CHANGE_COLUMNS = ["ratio", "ratio_low", "ratio_high", "p_value", "significant", "direction",
+                  "floor", "below_floor"]
 
 
 def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
@@ -52,12 +53,16 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return cells.loc[keys.sort_values(["w", "i", "e", "k"]).index]
 
 
-def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    """Welch's test of every cell in new against the same cell in old (joined on `on`)."""
+STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
+
+
+def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float) -> pd.DataFrame:
+    """Welch's test of every cell in new against the same cell in old (joined on `on`), on
+    their process means; a difference within ``floor`` is no change."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
-    rows = [welch_from_stats(r.mean, r.stdev, r.n, r.mean_old, r.stdev_old, r.n_old)
-            for r in pairs[["mean", "stdev", "n", "mean_old", "stdev_old", "n_old"]]
-            .itertuples(index=False)]
+    rows = [welch_from_stats(r.mean, r.proc_sd, int(r.processes), r.mean_old, r.proc_sd_old,
+                             int(r.processes_old), floor)
+            for r in pairs[[*STATS, *(f"{c}_old" for c in STATS)]].itertuples(index=False)]
     for column in CHANGE_COLUMNS:
         pairs[column] = [getattr(c, column) for c in rows]
     # "faster" / "slower" of new relative to old: an improvement or a regression
@@ -66,7 +71,7 @@ def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str]) -> pd.DataFram
     return pairs
 
 
-def version_changes(cells: pd.DataFrame) -> pd.DataFrame:
+def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """Each cell on one interpreter against the same cell on the previous version of the same
     build kind (3.13 -> 3.14, 3.13t -> 3.14t), so a build change is never read as a version one."""
     interps = sorted(cells["interpreter"].unique(), key=interpreter_key)
@@ -75,25 +80,26 @@ def version_changes(cells: pd.DataFrame) -> pd.DataFrame:
         line = [i for i in interps if i.endswith("t") == build]
         steps.extend(pairwise(line))
     frames = []
-    keep = ["workload", "executor", "workers", "cell", "mean", "stdev", "n"]
+    keep = ["workload", "executor", "workers", "cell", *STATS]
     for old, new in steps:
         pairs = _compare(cells.loc[cells["interpreter"] == new, keep],
                          cells.loc[cells["interpreter"] == old, keep],
-                         ["workload", "executor", "workers", "cell"])
+                         ["workload", "executor", "workers", "cell"], floor)
         frames.append(pairs.assign(interpreter=new, previous=old))
     if not frames:
         return pd.DataFrame(columns=["interpreter", "previous", "cell", *CHANGE_COLUMNS, "change"])
     return pd.concat(frames, ignore_index=True)
 
 
-def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame,
+                     floor: float = 0.0) -> pd.DataFrame:
     """Every cell of this run against the same interpreter and cell in the baseline run."""
-    keep = ["interpreter", "workload", "executor", "workers", "cell", "mean", "stdev", "n"]
+    keep = ["interpreter", "workload", "executor", "workers", "cell", *STATS]
     return _compare(cells[keep], baseline[keep],
-                    ["interpreter", "workload", "executor", "workers", "cell"])
+                    ["interpreter", "workload", "executor", "workers", "cell"], floor)
 
 
-def free_threading(cells: pd.DataFrame) -> pd.DataFrame:
+def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """Per version with both builds and per workload: the free-threaded build's single-thread
     overhead (sequential cell, ft / default - 1, with Welch's interval) and threads' speedup
     at the largest worker count on each build."""
@@ -115,8 +121,7 @@ def free_threading(cells: pd.DataFrame) -> pd.DataFrame:
             seq_ft, seq_def = seq.get((ft, workload)), seq.get((default, workload))
             if seq_ft is None or seq_def is None:
                 continue
-            cmp = welch_from_stats(seq_ft.mean, seq_ft.stdev, int(seq_ft.n),
-                                   seq_def.mean, seq_def.stdev, int(seq_def.n))
+            cmp = compare_cells(seq_ft, seq_def, floor)
             thr_ft, thr_def = threads.get((ft, workload)), threads.get((default, workload))
             ref = PUBLISHED_FT_OVERHEAD.get(default)
             rows.append({

@@ -16,7 +16,14 @@ import pandas as pd
 
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
 from gilmatrix.reports.compare import free_threading, order_cells, with_speedup
-from gilmatrix.reports.results import CellProblem, Interpreter, RunResults, executor_rank, interpreter_key
+from gilmatrix.reports.results import (
+    CellProblem,
+    Interpreter,
+    RunResults,
+    executor_rank,
+    interpreter_key,
+    noise_floor,
+)
 from gilmatrix.reports.verdicts import Card
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
@@ -57,10 +64,12 @@ class Page:
     unstable_total: int
     downloads: tuple[tuple[str, str], ...]
     libraries: Mapping[str, str] = field(default_factory=dict)
+    measurement: Mapping[str, Any] = field(default_factory=dict)
 
 
 TABLE_HEADER = ("interpreter", "executor", "workers", "mean (ms)", "median (ms)", "stdev (ms)",
-                "n", "95% interval of the mean (ms)", "speedup", "efficiency",
+                "processes × values", "95% interval of the mean (ms)", "precision",
+                "speedup", "efficiency",
                 "parallel efficiency", "CPU (ms)", "parallelism", "class", "peak RSS (MB)",
                 "warnings")
 NONE = "—"  # a figure this run did not record (results from before the harness measured it)
@@ -74,13 +83,27 @@ def _ms(seconds: float, missing: str = "") -> str:
 Rows = tuple[tuple[str, ...], ...]
 
 
-def table_rows(cells: pd.DataFrame) -> Rows:
+def precision_text(precision: float, sampled: Mapping[str, Any] | None) -> str:
+    """"±1.3%", and whether the cell met the profile's target or ran out of budget."""
+    if pd.isna(precision):
+        return "one process: no interval"
+    text = f"±{precision:.1%}"
+    target = (sampled or {}).get("target")
+    if target and (sampled or {}).get("stopped") == "budget":
+        text += f" (target ±{float(target):.1%} missed)"
+    return text
+
+
+def table_rows(cells: pd.DataFrame,
+               sampled: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> Rows:
     speed = with_speedup(cells)
     rows = []
     for r in speed.itertuples(index=False):
-        interval = "" if r.n < 2 else f"{_ms(r.ci_low)}-{_ms(r.ci_high)}"
+        interval = "" if r.processes < 2 else f"{_ms(r.ci_low)}-{_ms(r.ci_high)}"
+        per = f"{int(r.processes)} × {r.n / r.processes:.3g}"
         rows.append((r.interpreter, r.executor, str(r.workers), _ms(r.mean), _ms(r.median),
-                     _ms(r.stdev), str(r.n), interval,
+                     _ms(r.stdev), per, interval,
+                     precision_text(r.precision, (sampled or {}).get((r.interpreter, r.cell))),
                      "" if pd.isna(r.speedup) else f"{r.speedup:.2f}x",
                      "" if pd.isna(r.efficiency) else f"{r.efficiency:.0%}",
                      "" if pd.isna(r.parallel_efficiency) else f"{r.parallel_efficiency:.0%}",
@@ -233,8 +256,8 @@ def unstable_cells(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
     return [(r.interpreter, r.cell, "; ".join(r.warnings)) for r in flagged.itertuples()]
 
 
-def ft_rows(cells: pd.DataFrame) -> tuple[tuple[str, ...], ...]:
-    ft = free_threading(cells)
+def ft_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], ...]:
+    ft = free_threading(cells, floor)
     rows = []
     for r in ft.itertuples(index=False):
         sig = "" if r.significant else " (not significant)"
@@ -275,10 +298,12 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
         if problem.status == "skipped" and problem.interpreter in interps:
             workload = problem.cell.rsplit("/", 2)[0]
             skipped_by_workload.setdefault(workload, []).append(problem)
+    sampled = {(str(c.get("interpreter")), str(c.get("id"))): c
+               for c in manifest.get("cells") or [] if isinstance(c, Mapping)}
     sections, overview = [], []
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
         part = cells[cells["workload"] == workload]
-        rows = table_rows(part)
+        rows = table_rows(part, sampled)
         first = part.iloc[0]
         params = str(first["params"])
         sections.append(WorkloadSection(
@@ -305,18 +330,57 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
                             (manifest.get("stages") or {}).items() if v is not None),
     }
     host = tuple((str(k), str(v)) for k, v in (manifest.get("host") or {}).items())
-    return Page(
+    return Page(measurement=measurement(manifest, cells, sampled),
         title=f"gilmatrix report: {results.run_id}", run=run, host=host,
         interpreters=interpreter_rows(results.interpreters), interpreter_ids=interps,
         executors=charts.executors, overview=tuple(overview), workloads=tuple(sections),
         version_charts=tuple(c for c in charts.charts if c.section == "versions"),
-        ft_rows=ft_rows(cells), change_rows=tuple(changes), change_total=change_total,
+        ft_rows=ft_rows(cells, noise_floor(manifest)), change_rows=tuple(changes), change_total=change_total,
         baseline=baseline, problems=results.problems,
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
         warnings=environment_warnings(results), unstable=tuple(unstable[:MAX_LISTED]),
         unstable_total=len(unstable), downloads=tuple(downloads), libraries=dict(libraries),
     )
+
+
+def measurement(manifest: Mapping[str, Any], cells: pd.DataFrame,
+                sampled: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:
+    """How the run measured: the sampling policy, the rounds, the noise sentinels and the
+    windows they found disturbed, the noise floor, and the cells that missed the target."""
+    schedule = manifest.get("schedule") or {}
+    if not isinstance(schedule, Mapping) or not schedule:
+        return {}
+    policy = schedule.get("sampling") or {}
+    if policy.get("mode") == "adaptive":
+        how = (f"adaptive: worker processes, one per round, until the 95% interval of a cell's "
+               f"mean is within ±{float(policy['target']):.1%} (from at least "
+               f"{policy.get('min_processes')} processes), or {policy.get('max_processes')} "
+               "processes" + (f" or {policy['max_seconds']:g} s of worker time"
+                              if policy.get("max_seconds") else "") + ", whichever comes first")
+    else:
+        how = f"fixed: {policy.get('processes', '?')} worker processes per cell"
+    noise_figures = schedule.get("noise") or {}
+    windows = [w for w in schedule.get("windows") or [] if isinstance(w, Mapping)]
+    disturbed = [w for w in windows if w.get("disturbed")]
+    missed = sorted((interp, cell, c.get("precision"), c.get("target"), c.get("processes"))
+                    for (interp, cell), c in sampled.items()
+                    if c.get("stopped") == "budget" and c.get("status") == "ok")
+    precisions = cells["precision"].dropna() if "precision" in cells else pd.Series(dtype=float)
+    return {
+        "sampling": how, "seed": schedule.get("seed"),
+        "rounds": len(schedule.get("rounds") or []),
+        "windows": len(windows), "window_seconds": schedule.get("window_seconds"),
+        "floor": noise_figures.get("floor"), "sentinel_ms": noise_figures.get("sentinel_median_ms"),
+        "spread": noise_figures.get("sentinel_spread"), "rule": noise_figures.get("rule", ""),
+        "disturbed": [(w.get("index"), w.get("round"), w.get("started"), w.get("why"),
+                       w.get("workers"), w.get("action")) for w in disturbed[:MAX_LISTED]],
+        "disturbed_total": len(disturbed),
+        "missed": [(i, c, "—" if p is None else f"±{float(p):.1%}",
+                    "—" if t is None else f"±{float(t):.1%}", n) for i, c, p, t, n in missed],
+        "precision_median": None if precisions.empty else float(precisions.median()),
+        "precision_max": None if precisions.empty else float(precisions.max()),
+    }
 
 
 def chart_payload(charts: ChartSet) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import vl_convert
 from gilmatrix.reports.charts import ChartSet, build_charts
 from gilmatrix.reports.compare import baseline_changes, order_cells, version_changes, with_speedup
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
-from gilmatrix.reports.results import RunResults, load_run
+from gilmatrix.reports.results import RunResults, baseline_floor, load_run, noise_floor
 from gilmatrix.reports.stats import cell_table
 from gilmatrix.reports.summary import render_summary
 from gilmatrix.reports.verdicts import decide, format_interval, format_ms
@@ -59,8 +59,8 @@ def environment() -> jinja2.Environment:
 
 CSV_ORDER = ("interpreter", "workload", "kind", "executor", "model", "start_method",
              "async_mode", "pool_in_timing", "workers", "cell", "tasks", "params",
-             "free_threaded", "gil", "n", "mean_s", "median_s", "stdev_s", "min_s", "max_s",
-             "ci_low_s", "ci_high_s", "speedup", "efficiency", "parallel_efficiency",
+             "free_threaded", "gil", "n", "processes", "mean_s", "median_s", "stdev_s",
+             "proc_sd_s", "min_s", "max_s", "ci_low_s", "ci_high_s", "precision", "speedup", "efficiency", "parallel_efficiency",
              "cpu_time_s", "parallelism", "class", "peak_rss_bytes", "warnings")
 
 
@@ -70,8 +70,8 @@ def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
     out = order_cells(with_speedup(cells)).drop(columns=["seq_mean"])
     out["warnings"] = out["warnings"].map("; ".join)
     out = out.rename(columns={c: f"{c}_s" for c in
-                              ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high",
-                               "cpu_time")})
+                              ("mean", "median", "stdev", "proc_sd", "min", "max", "ci_low",
+                               "ci_high", "cpu_time")})
     out = out.rename(columns={"cpu_class": "class", "peak_rss": "peak_rss_bytes"})
     out["peak_rss_bytes"] = out["peak_rss_bytes"].round().astype("Int64")
     return out[[c for c in CSV_ORDER if c in out.columns]
@@ -103,13 +103,16 @@ def build_report(run_dir: Path, out_dir: Path, *, baseline: Path | None = None,
     results = load_run(run_dir)
     cells = cell_table(results.frame)
     if cells.empty:
-        cells = cells.astype({"workers": "int64", "n": "int64", "tasks": "int64"})
-    cards = decide(cells, _descriptions(results.manifest)) if len(cells) else []
-    versions = version_changes(cells) if len(cells) else None
+        cells = cells.astype({"workers": "int64", "n": "int64", "tasks": "int64",
+                              "processes": "int64"})
+    floor = noise_floor(results.manifest)
+    cards = decide(cells, _descriptions(results.manifest), floor) if len(cells) else []
+    versions = version_changes(cells, floor) if len(cells) else None
     base_run = load_run(Path(baseline)) if baseline is not None else None
     base_changes = None
     if base_run is not None and len(cells):
-        base_changes = baseline_changes(cells, cell_table(base_run.frame))
+        base_changes = baseline_changes(cells, cell_table(base_run.frame),
+                                        baseline_floor(results.manifest, base_run.manifest))
     charts = build_charts(cells, versions, base_changes) if len(cells) else ChartSet(())
     base_info = None
     if base_run is not None:

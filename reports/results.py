@@ -314,6 +314,33 @@ def load_frame(run_dir: Path) -> pd.DataFrame:
     return load_run(Path(run_dir)).frame
 
 
+def noise(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The noise figures the run measured on itself (runner/schedule.py); {} for older runs."""
+    value = (manifest.get("schedule") or {}).get("noise")
+    return value if isinstance(value, Mapping) else {}
+
+
+def noise_floor(manifest: Mapping[str, Any]) -> float:
+    """The relative difference below which this run calls nothing a change (0: not measured)."""
+    try:
+        return float(noise(manifest).get("floor") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def baseline_floor(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> float:
+    """The floor of a comparison between two runs: either run's own, or how much the machine
+    itself differed between them (their sentinels' medians), whichever is larger."""
+    floors = [noise_floor(manifest), noise_floor(baseline)]
+    try:
+        shift = float(noise(manifest)["sentinel_median_ms"]) / float(
+            noise(baseline)["sentinel_median_ms"]) - 1.0
+        floors.append(abs(shift))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        pass
+    return max(floors)
+
+
 def executor_rank(name: str) -> int:
     return EXECUTOR_ORDER.index(name) if name in EXECUTOR_ORDER else len(EXECUTOR_ORDER)
 

@@ -1,10 +1,15 @@
 """Statistics of the report: per-cell summaries and Welch's t-test between two cells.
 
-Why Welch: cells differ in variance (a process pool is noisier than a sequential loop), and
-pyperf's own ``compare_to`` also decides significance with a t-test on the values, so a verdict
-here agrees with what a reader gets from pyperf. The Student-t quantile is computed here (the
-regularized incomplete beta function by continued fraction) to keep SciPy out of the
-dependencies; tests check it against published table values.
+The unit of replication is the pyperf **worker process**, not the value: the values of one
+process share its memory layout, hash seed and minute of machine noise, so they are not
+independent, and a test that counted them as independent called noise a change (13 of 20
+cells of an unchanged re-run). Each cell's interval and every test therefore use the means of
+its worker processes: ``processes`` observations, their standard deviation ``proc_sd``.
+
+Why Welch: cells differ in variance (a process pool is noisier than a sequential loop). A
+difference is called a change only when Welch's test on the process means says it is
+significant *and* it is larger than the noise floor the run measured on itself (its sentinels,
+runner/schedule.py); otherwise "no change", with the interval. Distributions come from SciPy.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
@@ -25,71 +31,14 @@ CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, eps = 1e-300, 3e-14
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < eps:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    ln_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(ln_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(ln_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
-    if math.isinf(t):
-        return 0.0
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
 @lru_cache(maxsize=4096)
 def _t_quantile_cached(p: float, df: float) -> float:
-    tail = 2.0 * (1.0 - p)  # two-sided tail probability of the wanted quantile
-    low, high = 0.0, 1.0
-    while t_two_sided_p(high, df) > tail:
-        high *= 2.0
-    for _ in range(80):
-        mid = (low + high) / 2.0
-        if t_two_sided_p(mid, df) > tail:
-            low = mid
-        else:
-            high = mid
-    return high
+    return float(stats.t.ppf(p, df))
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile (p > 0.5) of Student's t. df is rounded down to 0.1 - a slightly wider,
-    never narrower interval - so that thousands of cells share a few cached values."""
+    """The p-quantile of Student's t. df is rounded down to 0.1 - a slightly wider, never
+    narrower interval - so that thousands of cells share a few cached values."""
     return _t_quantile_cached(p, max(math.floor(df * 10.0) / 10.0, 0.1))
 
 
@@ -105,7 +54,9 @@ class Comparison:
     ratio_low: float
     ratio_high: float
     p_value: float
-    significant: bool
+    significant: bool  # p < ALPHA and |ratio - 1| > floor
+    floor: float = 0.0  # the noise floor the difference had to exceed
+    below_floor: bool = False  # significant by the test alone, but within the noise floor
 
     @property
     def direction(self) -> str:
@@ -116,58 +67,83 @@ class Comparison:
 
 
 def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
-                     mean_b: float, sd_b: float, n_b: int) -> Comparison:
-    """Welch's test from summaries. With fewer than 2 values on a side nothing is significant:
-    one value says nothing about noise, so the report says 'tie' rather than guess."""
+                     mean_b: float, sd_b: float, n_b: int, floor: float = 0.0) -> Comparison:
+    """Welch's test from summaries (of process means). With fewer than 2 observations on a
+    side nothing is significant: one process says nothing about noise, so the report says
+    'tie' rather than guess. A significant difference within ``floor`` (relative) is no change."""
     ratio = mean_a / mean_b if mean_b else math.nan
     if n_a < 2 or n_b < 2 or not mean_b:
-        return Comparison(mean_a, mean_b, n_a, n_b, ratio, -math.inf, math.inf, 1.0, False)
+        return Comparison(mean_a, mean_b, n_a, n_b, ratio, -math.inf, math.inf, 1.0, False, floor)
     va, vb = sd_a * sd_a / n_a, sd_b * sd_b / n_b
     se = math.sqrt(va + vb)
     diff = mean_a - mean_b
     if se == 0.0:  # identical values on both sides: exact, if unlikely
         significant = diff != 0.0
+        beyond = abs(ratio - 1.0) > floor
         return Comparison(mean_a, mean_b, n_a, n_b, ratio, ratio, ratio,
-                          0.0 if significant else 1.0, significant)
+                          0.0 if significant else 1.0, significant and beyond, floor,
+                          significant and not beyond)
     # Welch-Satterthwaite degrees of freedom
     df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
-    p_value = t_two_sided_p(diff / se, df)
+    p_value = float(2.0 * stats.t.sf(abs(diff / se), df))
     half = t_quantile(1.0 - ALPHA / 2.0, df) * se
     # Interval of the ratio, treating mean_b as exact: close enough when b's own interval is
     # narrow, and the test itself (on the difference) does not depend on this approximation.
     low, high = (diff - half) / mean_b + 1.0, (diff + half) / mean_b + 1.0
-    return Comparison(mean_a, mean_b, n_a, n_b, ratio, low, high, p_value, p_value < ALPHA)
+    tested = p_value < ALPHA
+    beyond = abs(ratio - 1.0) > floor
+    return Comparison(mean_a, mean_b, n_a, n_b, ratio, low, high, p_value, tested and beyond,
+                      floor, tested and not beyond)
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> Comparison:
-    """Welch's t-test on two samples of values."""
+def welch(a: Sequence[float], b: Sequence[float], floor: float = 0.0) -> Comparison:
+    """Welch's t-test on two samples (of process means)."""
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     sd_a = float(xa.std(ddof=1)) if len(xa) > 1 else 0.0
     sd_b = float(xb.std(ddof=1)) if len(xb) > 1 else 0.0
-    return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb))
+    return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb),
+                            floor)
+
+
+def compare_cells(a: object, b: object, floor: float = 0.0) -> Comparison:
+    """Welch's test of two rows of a cell table, on their process means."""
+    return welch_from_stats(a.mean, a.proc_sd, int(a.processes),  # type: ignore[attr-defined]
+                            b.mean, b.proc_sd, int(b.processes), floor)  # type: ignore[attr-defined]
 
 
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: n, mean, median, stdev, min, max, the 95% interval of the mean, and
-    pyperf's stability warnings, so that an unstable cell is flagged where it is shown."""
+    """One row per cell: n values, their mean, median, stdev, min, max; ``processes`` (worker
+    processes with values) and the standard deviation of their means, ``proc_sd``; the 95%
+    interval of the mean from the process means and its half-width relative to the mean,
+    ``precision``; pyperf's stability warnings, so that an unstable cell is flagged where it
+    is shown."""
+    extra = ["processes", "proc_sd", "precision"]
     if frame.empty:
         return pd.DataFrame(columns=[*CELL_KEYS, "n", "mean", "median", "stdev", "min", "max",
-                                     "ci_low", "ci_high", "warnings", *RUN_SUMMARY])
+                                     "ci_low", "ci_high", *extra, "warnings", *RUN_SUMMARY])
     frame = frame.assign(raw=frame["value"] * frame["loops"])
     grouped = frame.groupby(CELL_KEYS, sort=False, observed=True)
     table = grouped["value"].agg(["count", "mean", "median", "std", "min", "max"])
     table["raw_min"] = grouped["raw"].min()
     table = table.rename(columns={"count": "n", "std": "stdev"}).reset_index()
-    # groups are numbered in the order agg lists them (sort=False both times)
-    summary = run_summary(frame.assign(group=grouped.ngroup().to_numpy()), len(table))
+    group = grouped.ngroup().to_numpy()  # groups are numbered in agg's order (sort=False)
+    # one mean per worker process (pyperf run); the cell's mean is the mean of these
+    runs = frame.assign(group=group).groupby(["group", "run"], sort=True)["value"].mean()
+    per_cell = runs.groupby(level="group").agg(["count", "mean", "std"])
+    table["processes"] = per_cell["count"].to_numpy()
+    table["mean"] = per_cell["mean"].to_numpy()
+    table["proc_sd"] = per_cell["std"].fillna(0.0).to_numpy()
+    summary = run_summary(frame.assign(group=group), len(table))
     for column in RUN_SUMMARY:
         table[column] = summary[column].to_numpy()
     table["stdev"] = table["stdev"].fillna(0.0)
-    quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1) for n in table["n"].unique() if n > 1}
-    t_crit = table["n"].map(lambda n: quantiles.get(n, math.inf))
-    half = t_crit * table["stdev"] / np.sqrt(table["n"])
+    quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1)
+                 for n in table["processes"].unique() if n > 1}
+    t_crit = table["processes"].map(lambda n: quantiles.get(n, math.inf))
+    half = t_crit * table["proc_sd"] / np.sqrt(table["processes"])
     table["ci_low"] = table["mean"] - half
     table["ci_high"] = table["mean"] + half
+    table["precision"] = (half / table["mean"]).where(table["processes"] > 1)
     table["warnings"] = [
         stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min)
         for row in table.itertuples(index=False)

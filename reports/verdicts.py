@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.reports.results import executor_rank
-from gilmatrix.reports.stats import Comparison, welch_from_stats
+from gilmatrix.reports.stats import Comparison, compare_cells
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
 
@@ -104,20 +104,20 @@ def format_ratio(value: float) -> str:
 
 def format_interval(cmp: Comparison) -> str:
     if cmp.n_a < 2 or cmp.n_b < 2:
-        return "too few values for an interval"
+        return "one worker process: no interval"
     return f"95% interval {cmp.ratio_low:.2f}-{cmp.ratio_high:.2f}x"
 
 
 def format_speedup_interval(cmp: Comparison) -> str:
     """The interval of a time ratio, turned into one of speedup (1 / ratio)."""
     if cmp.n_a < 2 or cmp.n_b < 2:
-        return "too few values for an interval"
+        return "one worker process: no interval"
     high = f"{1 / cmp.ratio_low:.2f}" if cmp.ratio_low > 0 else "inf"
     return f"95% interval {1 / cmp.ratio_high:.2f}-{high}x"
 
 
-def _compare(a: Any, b: Any) -> Comparison:
-    return welch_from_stats(a.mean, a.stdev, a.n, b.mean, b.stdev, b.n)
+def _compare(a: Any, b: Any, floor: float) -> Comparison:
+    return compare_cells(a, b, floor)
 
 
 def _detail(row: Any) -> str:
@@ -132,13 +132,13 @@ def _optional(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _score(rows: list[Any], sequential: Any | None) -> tuple[ExecutorScore, Any]:
+def _score(rows: list[Any], sequential: Any | None, floor: float) -> tuple[ExecutorScore, Any]:
     best = min(rows, key=lambda r: r.mean)
     speedup = efficiency = cmp = None
     if sequential is not None:
         speedup = float(sequential.mean / best.mean)
         efficiency = speedup / int(best.workers)
-        cmp = _compare(best, sequential)
+        cmp = _compare(best, sequential, floor)
     score = ExecutorScore(str(best.executor), int(best.workers), float(best.mean),
                           speedup, efficiency, cmp,
                           # "unknown": the harness' figure, if any, is not to be read
@@ -149,17 +149,19 @@ def _score(rows: list[Any], sequential: Any | None) -> tuple[ExecutorScore, Any]
     return score, best
 
 
-def decide(cells: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> list[Card]:
-    """One card per (workload, interpreter) that has at least one measured cell."""
+def decide(cells: pd.DataFrame, descriptions: Mapping[str, str] | None = None,
+           floor: float = 0.0) -> list[Card]:
+    """One card per (workload, interpreter) that has at least one measured cell; a difference
+    within the run's noise ``floor`` is a tie."""
     groups: dict[tuple[str, str], list[Any]] = {}
     # plain tuples, not pandas groups: 250 cards cost milliseconds instead of seconds
     for row in cells.itertuples(index=False):
         groups.setdefault((row.workload, row.interpreter), []).append(row)
-    return [decide_one(rows, (descriptions or {}).get(str(workload)))
+    return [decide_one(rows, (descriptions or {}).get(str(workload)), floor)
             for (workload, _interp), rows in groups.items()]
 
 
-def decide_one(rows: list[Any], description: str | None = None) -> Card:
+def decide_one(rows: list[Any], description: str | None = None, floor: float = 0.0) -> Card:
     """The card of one workload on one interpreter, from its cell_table rows."""
     first = rows[0]
     fixed_cost = first.kind == "startup" or getattr(first, "pool_in_timing", "") == "yes"
@@ -168,33 +170,34 @@ def decide_one(rows: list[Any], description: str | None = None) -> Card:
     by_executor: dict[str, list[Any]] = {}
     for row in rows:
         by_executor.setdefault(row.executor, []).append(row)
-    scored = [_score(by_executor[name], sequential)
+    scored = [_score(by_executor[name], sequential, floor)
               for name in sorted(by_executor, key=executor_rank)]
     scores = tuple(score for score, _ in scored)
     # startup: sequential creates no pool, so it would win by doing nothing; pools compete
     contenders = [pair for pair in scored if pair[0].executor != "sequential"] \
         if fixed_cost and len(by_executor) > 1 else scored
     winner, winner_row = min(contenders, key=lambda pair: pair[0].mean)
-    others = sorted(((score, _compare(best, winner_row)) for score, best in contenders
+    others = sorted(((score, _compare(best, winner_row, floor)) for score, best in contenders
                      if score is not winner), key=lambda pair: pair[0].mean)
     tied = tuple(pair for pair in others if not pair[1].significant)
     threads = by_executor.get("threads")
     tvs = None
     if threads and sequential is not None and not fixed_cost:
         widest = max(threads, key=lambda r: r.workers)
-        tvs = (int(widest.workers), _compare(widest, sequential))
+        tvs = (int(widest.workers), _compare(widest, sequential, floor))
     card = Card(
         workload=str(first.workload), interpreter=str(first.interpreter),
         kind=str(first.kind), tasks=int(first.tasks), gil=str(first.gil),
         free_threaded=bool(first.free_threaded), winner=winner, tied=tied,
         runner_up=others[0] if others else None, threads_vs_sequential=tvs, scores=scores,
         sentences=(), fixed_cost=fixed_cost,
-        fixed_costs=fixed_costs(by_executor, winner.executor) if fixed_cost else (),
+        fixed_costs=fixed_costs(by_executor, winner.executor, floor) if fixed_cost else (),
     )
     return _with_sentences(card, description)
 
 
-def fixed_costs(by_executor: Mapping[str, list[Any]], cheapest: str) -> tuple[FixedCost, ...]:
+def fixed_costs(by_executor: Mapping[str, list[Any]], cheapest: str,
+                floor: float = 0.0) -> tuple[FixedCost, ...]:
     """Each pool executor against threads (else the cheapest) at every common worker count."""
     reference = "threads" if "threads" in by_executor else cheapest
     ref_rows = {int(r.workers): r for r in by_executor.get(reference, [])}
@@ -206,7 +209,7 @@ def fixed_costs(by_executor: Mapping[str, list[Any]], cheapest: str) -> tuple[Fi
             ref = ref_rows.get(int(row.workers))
             if ref is None:
                 continue
-            cmp = _compare(row, ref)
+            cmp = _compare(row, ref, floor)
             base = float(ref.mean)
             out.append(FixedCost(name, reference, int(row.workers), float(row.mean),
                                  float(row.mean - ref.mean), (cmp.ratio_low - 1.0) * base,
@@ -353,7 +356,7 @@ def _takeaway(card: Card) -> str:
 def format_cost(fc: FixedCost, at: str) -> str:
     """'5.41 ms more than threads to start at 1 worker (95% interval ...)'."""
     size = format_ms(abs(fc.extra))
-    interval = ("too few values for an interval"
+    interval = ("one worker process: no interval"
                 if not math.isfinite(fc.extra_low) or not math.isfinite(fc.extra_high) else
                 f"95% interval {fc.extra_low * 1e3:+.3g} to {fc.extra_high * 1e3:+.3g} ms")
     if not fc.significant:

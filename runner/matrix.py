@@ -64,6 +64,16 @@ class PyperfSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PrecisionPolicy:
+    """Adaptive sampling (runner/schedule.py): processes until the interval is this tight."""
+
+    target: float  # relative half-width of the 95% interval of the cell's mean
+    min_processes: int = 4
+    max_processes: int = 16
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     name: str
     description: str
@@ -74,6 +84,7 @@ class Profile:
     workloads: tuple[str, ...] | None  # None: all of the matrix' workloads
     executors: tuple[str, ...] | None  # None: all of the matrix' executors
     params: Mapping[str, Mapping[str, Any]]  # workload id -> overrides
+    precision: PrecisionPolicy | None = None  # None: pyperf.processes per cell, fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +416,17 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
                                   f"{suggest(wl_id, workload_ids)}")
             overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, key, errors)
         settings = entry.get("pyperf") or {}
+        precision = None
+        if "precision" in entry:
+            precision = PrecisionPolicy(**entry["precision"])
+            if precision.min_processes > precision.max_processes:
+                raise errors.fail(("profiles", name, "precision", "max_processes"),
+                                  f"max_processes {precision.max_processes} is below "
+                                  f"min_processes {precision.min_processes}")
+            if "processes" in settings:
+                raise errors.fail(("profiles", name, "pyperf", "processes"),
+                                  "give pyperf.processes (a fixed count) or precision "
+                                  "(processes until the interval is tight enough), not both")
         profiles[name] = Profile(
             name=name,
             description=entry.get("description", ""),
@@ -415,6 +437,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             workloads=_subset(entry, "workloads", name, list(workload_ids), errors),
             executors=_subset(entry, "executors", name, list(data["executors"]), errors),
             params=overrides,
+            precision=precision,
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:

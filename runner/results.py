@@ -28,7 +28,7 @@ import pyperf
 
 import gilmatrix
 from gilmatrix.errors import UserError
-from gilmatrix.harness.drive import cell_slug, write_atomic
+from gilmatrix.harness.drive import CellStore, cell_slug, write_atomic
 from gilmatrix.plan import Cell
 
 MANIFEST = "manifest.json"
@@ -79,6 +79,12 @@ class CellOutcome:
     warnings: tuple[str, ...] = ()  # pyperf's stability checks, for cells that ran
     # seconds each pyperf worker process lived (spawn to exit), in the order they ran
     worker_seconds: tuple[float, ...] = ()
+    processes: int | None = None  # worker processes whose values were kept
+    precision: float | None = None  # relative half-width of the 95% interval reached
+    target: float | None = None  # what the profile asked for (None: fixed processes)
+    stopped: str | None = None  # fixed | precision | budget
+    rounds: int | None = None  # rounds the cell took part in
+    discarded: int = 0  # worker processes set aside (taken on a disturbed machine)
 
 
 class RunDir:
@@ -127,6 +133,9 @@ class RunDir:
     def cell_base(self, cell: Cell) -> Path:
         return self.path / "cells" / cell.interpreter / cell_slug(cell.id)
 
+    def cell_store(self, cell: Cell) -> CellStore:
+        return CellStore(str(self.path / "cells" / cell.interpreter), cell.id)
+
     def outcome(self, cell: Cell) -> CellOutcome:
         if cell.status == "skipped":
             return CellOutcome("skipped", cell.reason, None, None)
@@ -137,7 +146,10 @@ class RunDir:
             if status["status"] != "ok" or base.with_name(base.name + ".json").exists():
                 return CellOutcome(status["status"], status.get("reason"), status.get("elapsed"),
                                    status.get("output_tail"), tuple(status.get("warnings", ())),
-                                   tuple(status.get("worker_seconds", ())))
+                                   tuple(status.get("worker_seconds", ())),
+                                   status.get("processes"), status.get("precision"),
+                                   status.get("target"), status.get("stopped"),
+                                   status.get("rounds"), int(status.get("discarded") or 0))
         return CellOutcome("missing", "did not run to the end (interrupted or crashed run)", None, None)
 
     def merge_suite(self, interpreter: str, cells: Iterable[Cell]) -> Path | None:

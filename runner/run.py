@@ -1,13 +1,20 @@
-"""The run loop: for each interpreter, prepare its environment, hand the harness its job, follow
-its progress, merge its cells into a pyperf suite and keep the manifest current.
+"""The run loop: prepare every interpreter, start one harness driver per interpreter (a process,
+or a container, that lives for the whole run), then measure in interleaved rounds
+(runner/schedule.py): each round gives every pending cell of every interpreter one pyperf
+worker process, in a shuffled order, until each cell's interval is tight enough or its budget
+is spent.
 
-The manifest is rewritten after every interpreter and on interrupt, so a run stopped at any
-point leaves a folder that ``gilmatrix report`` and ``gilmatrix run --resume`` understand.
+Every worker's runs are on disk as soon as it exits and the manifest is rewritten after every
+round and on interrupt, so a run stopped at any point leaves a folder that ``gilmatrix report``
+and ``gilmatrix run --resume`` understand; a resumed run picks each cell up where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +26,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import gilmatrix
-from gilmatrix.backends.base import Backend
+from gilmatrix.backends.base import Backend, Environment
 from gilmatrix.errors import EnvironmentUnavailable, UserError
+from gilmatrix.harness.drive import write_atomic
 from gilmatrix.matrix import Matrix
 from gilmatrix.plan import Cell, Plan
 from gilmatrix.results import RunDir, host_facts, load_average, new_run_id, now
+from gilmatrix.schedule import (
+    WINDOW_SECONDS,
+    CellState,
+    NoiseMonitor,
+    Sampling,
+    Window,
+    round_order,
+)
 
 
 class Interrupted(Exception):
@@ -48,6 +64,7 @@ class Progress:
         self.start = time.monotonic()
         self.measured = 0.0  # seconds spent in cells that ran (cached ones take none)
         self.ran = 0
+        self.remaining: float | None = None  # the scheduler's estimate of the time left
 
     def line(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -59,10 +76,9 @@ class Progress:
             self.measured += event["elapsed"]
             self.ran += 1
         elapsed = time.monotonic() - self.start
-        left = ""
-        if self.ran:
-            left = f", ~{fmt_duration(self.measured / self.ran * (self.total - self.done))} left"
+        left = "" if self.remaining is None else f", ~{fmt_duration(self.remaining)} left"
         took = f" {event['elapsed']:.1f}s" if event.get("elapsed") is not None else ""
+        took += f", {event['note']}" if event.get("note") else ""
         reason = f" — {event['reason']}" if event.get("reason") else ""
         self.line(f"[{self.done:>{len(str(self.total))}}/{self.total} {fmt_duration(elapsed)}{left}] "
                   f"{interp} {event['id']}: {event['status']}{took}{reason}")
@@ -70,6 +86,12 @@ class Progress:
     def skip(self, interp: str, count: int, reason: str) -> None:
         self.done += count
         self.line(f"[{self.done}/{self.total}] {interp}: {count} cells skipped — {reason}")
+
+    def status(self, text: str, remaining_seconds: float | None) -> None:
+        """A line between cell completions (rounds are long): where the run is, time left."""
+        left = "" if remaining_seconds is None else f", ~{fmt_duration(remaining_seconds)} left"
+        self.line(f"[{self.done:>{len(str(self.total))}}/{self.total} "
+                  f"{fmt_duration(time.monotonic() - self.start)}{left}] {text}")
 
 
 def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict[str, Any]:
@@ -95,6 +117,15 @@ class MatrixRun:
         self.started = now()
         self.state = "running"
         self.warnings: list[str] = []
+        self.sampling = Sampling.of(plan.profile)
+        self.seed = random.SystemRandom().randrange(2**32)
+        self.rounds: list[dict[str, Any]] = []
+        self.windows: list[dict[str, Any]] = []
+        self.states: dict[tuple[str, str], CellState] = {}
+        self.cells: dict[tuple[str, str], Cell] = {}
+        self.drivers: dict[str, Driver] = {}
+        self.monitor: NoiseMonitor | None = None
+        self.noise: dict[str, Any] | None = None  # a resumed run's earlier noise figures
 
     # -- manifest ------------------------------------------------------------------------
 
@@ -120,6 +151,10 @@ class MatrixRun:
                        "settings": {**asdict(self.plan.profile.pyperf),
                                     "timeout": self.plan.profile.timeout,
                                     "memory_mb": self.plan.profile.memory_mb}},
+            "schedule": {"sampling": self.sampling.to_json(), "seed": self.seed,
+                         "window_seconds": WINDOW_SECONDS, "rounds": self.rounds,
+                         "windows": self.windows,
+                         "noise": self.monitor.summary() if self.monitor else self.noise},
             "backend": self.backend.describe(),
             "host": host_facts(),
             "warnings": self.warnings,
@@ -148,26 +183,34 @@ class MatrixRun:
             for interp in self.plan.interpreters:
                 cells = self.plan.cells_for(interp.id)
                 if not cells:
-                    self.interpreters[interp.id] = {"status": "skipped", "reason": "no runnable cells"}
+                    self.interpreters[interp.id] = {"status": "skipped",
+                                                    "reason": "no runnable cells"}
                     continue
-                self.run_interpreter(interp, cells, progress)
-                self.save()
+                self.start_interpreter(interp, cells, progress)
+            self.save()
+            self.measure(progress)
+            for interp_id, driver in list(self.drivers.items()):
+                self.stop_driver(interp_id, driver)
             statuses = {cell["status"] for cell in self.manifest()["cells"]}
             self.state = "complete" if statuses <= {"ok", "skipped"} else "partial"
             return 0
         except Interrupted as exc:
             self.state = "interrupted"
-            self.log(f"\ninterrupted ({exc}): finished cells are kept; continue with "
-                     f"`gilmatrix run --resume {self.run_dir.path}`")
+            self.log(f"\ninterrupted ({exc}): finished cells and finished worker processes are "
+                     f"kept; continue with `gilmatrix run --resume {self.run_dir.path}`")
             return 130
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            for interp_id, driver in list(self.drivers.items()):
+                self.stop_driver(interp_id, driver, interrupted=True)
             for interp_id in self.interpreters:
                 self.run_dir.merge_suite(interp_id, self.plan.cells_for(interp_id))
             self.save()
 
-    def run_interpreter(self, interp: Any, cells: list[Cell], progress: Progress) -> None:
+    def start_interpreter(self, interp: Any, cells: list[Cell], progress: Progress) -> None:
+        """Prepare the interpreter's environment, load what its cells have on disk, start its
+        driver (unless every cell is done already)."""
         entry: dict[str, Any] = {"status": "running", "reason": None, "results": None,
                                  "environment": None, "load_before": None, "load_after": None,
                                  "elapsed": None}
@@ -183,69 +226,291 @@ class MatrixRun:
         finally:
             self.stages["prepare"] = self.stages.get("prepare", 0.0) + time.monotonic() - t0
         entry["environment"] = env.describe()
-        job_name = self.run_dir.write_job(interp.id, make_job(self.plan, interp.id, cells, self.run_id))
-        command = self.backend.harness_command(env, self.run_dir.path, job_name)
-        progress.line(f"== {interp.id}: {env.facts.get('version')} — {len(cells)} cells")
+        pending = 0
+        for cell in cells:
+            state = self.load_state(cell)
+            self.states[state.key] = state
+            self.cells[state.key] = cell
+            if state.status == "pending":
+                pending += 1
+            else:
+                progress.cell(interp.id, {"id": cell.id, "status": "done-before",
+                                          "elapsed": None})
+        progress.line(f"== {interp.id}: {env.facts.get('version')} — {len(cells)} cells"
+                      + (f", {len(cells) - pending} done before" if pending < len(cells) else ""))
         entry["load_before"] = load_average()
-        t0 = time.monotonic()
-        returncode, stderr_tail = self._follow(interp.id, command, job_name, len(cells), progress)
-        entry["elapsed"] = round(time.monotonic() - t0, 3)
-        self.stages["run"] = self.stages.get("run", 0.0) + entry["elapsed"]
-        entry["load_after"] = load_average()
-        t0 = time.monotonic()
-        suite = self.run_dir.merge_suite(interp.id, cells)
-        self.stages["merge"] = self.stages.get("merge", 0.0) + time.monotonic() - t0
-        entry["results"] = suite.name if suite else None
-        if returncode == 0:
-            entry["status"] = "ran"
+        if pending:
+            self.drivers[interp.id] = self.start_driver(interp.id, env, cells)
         else:
-            entry.update(status="failed", reason=f"harness exited with {returncode}: {stderr_tail}")
-            progress.line(f"== {interp.id}: harness failed ({returncode}): {stderr_tail}")
+            entry["status"] = "ran"
 
-    def _follow(self, interp_id: str, command: list[str], job_name: str, n_cells: int,
-                progress: Progress) -> tuple[int, str]:
-        """Run the harness, echoing its progress events; returns (exit code, stderr tail)."""
-        log_path = self.run_dir.path / "cells" / f"{interp_id}.harness.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        # A ceiling for the whole job, so that a stuck container cannot hang the run forever.
-        ceiling = n_cells * (self.plan.profile.timeout + 30) + 120
-        with open(log_path, "w") as stderr:
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    stdin=subprocess.DEVNULL)
-            stuck = threading.Event()
+    def load_state(self, cell: Cell) -> CellState:
+        """What a cell has on disk: done, or the worker processes kept so far (a resumed run);
+        a cell that failed before starts again from nothing."""
+        import pyperf
 
-            def kill_stuck() -> None:
-                stuck.set()
-                proc.kill()
-
-            watchdog = threading.Timer(ceiling, kill_stuck)
-            watchdog.start()
+        store = self.run_dir.cell_store(cell)
+        state = CellState(cell.interpreter, cell.id)
+        if Path(store.result).exists():
+            state.status = "done"
+            return state
+        if Path(store.status).exists():  # failed or timed out last time: start again
+            Path(store.status).unlink()
+            shutil.rmtree(store.runs, ignore_errors=True)
+        for path in store.workers():
             try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    if event.get("event") == "cell":
-                        progress.cell(interp_id, event)
-                returncode = proc.wait()
-            except Interrupted:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    self.backend.cleanup(self.run_dir.path, job_name)
-                raise
-            finally:
-                watchdog.cancel()
-        if stuck.is_set():
-            self.backend.cleanup(self.run_dir.path, job_name)
-            with open(log_path, "a") as stderr:
-                stderr.write(f"gilmatrix: no progress within {ceiling:.0f} s; the harness was killed\n")
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-        return returncode, " | ".join(tail)[-500:]
+                (bench,) = pyperf.BenchmarkSuite.load(path).get_benchmarks()
+            except (OSError, ValueError, KeyError):
+                continue  # a damaged worker file is measured again
+            values = [v for run in bench.get_runs() for v in run.values]
+            if values:
+                state.add(int(Path(path).name[1:5]), values, ())
+        runs = Path(store.runs)
+        state.discarded = len(list(runs.glob("*.discarded"))) if runs.is_dir() else 0
+        return state
+
+    def start_driver(self, interp_id: str, env: Environment, cells: list[Cell]) -> Driver:
+        job = make_job(self.plan, interp_id, cells, self.run_id)
+        job_name = self.run_dir.write_job(interp_id, job)
+        command = self.backend.harness_command(env, self.run_dir.path, job_name)
+        log_path = self.run_dir.path / "cells" / f"{interp_id}.harness.log"
+        return Driver(interp_id, command, log_path, job_name)
+
+    def stop_driver(self, interp_id: str, driver: Driver, interrupted: bool = False) -> None:
+        if self.drivers.pop(interp_id, None) is None:
+            return
+        clean = driver.close(interrupted=interrupted)
+        if not clean:
+            self.backend.cleanup(self.run_dir.path, driver.job_name)
+        entry = self.interpreters[interp_id]
+        entry["load_after"] = load_average()
+        if entry["status"] == "running":
+            entry["status"] = "ran"
+
+    # -- the rounds ----------------------------------------------------------------------
+
+    def measure(self, progress: Progress) -> None:
+        sampling = self.sampling
+        monitor = NoiseMonitor()
+        self.monitor = monitor
+        started = time.monotonic()
+        number = len(self.rounds)
+        windows = len(self.windows)
+        while True:
+            pending = [s for s in self.states.values() if s.status == "pending"]
+            if not pending:
+                break
+            number += 1
+            order = round_order(pending, self.seed, number)
+            round_start = time.monotonic()
+            load = monitor.last.load1
+            progress.status(f"round {number}: {len(order)} cells pending; sentinel "
+                            f"{monitor.last.loop_seconds * 1e3:.2f} ms, load "
+                            + ("?" if load is None else f"{load:.2f}"),
+                            self.estimate(pending, 0))
+            window = Window(windows, number, monitor.last)
+            for index, state in enumerate(order, 1):
+                self.one_worker(state, window, progress)
+                if time.monotonic() - window.before.at >= WINDOW_SECONDS:
+                    self.close_window(window, monitor, progress)
+                    windows += 1
+                    window = Window(windows, number, monitor.last)
+                    progress.remaining = self.estimate(order[index:], 0) + self.estimate(
+                        [s for s in order if s.status == "pending"], 1)
+                    progress.status(f"round {number}: {index}/{len(order)} worker processes",
+                                    progress.remaining)
+            self.close_window(window, monitor, progress)
+            windows += 1
+            self.rounds.append({"round": number, "cells": len(order),
+                                "seconds": round(time.monotonic() - round_start, 3)})
+            for state in order:
+                if state.status == "pending":
+                    state.rounds += 1
+                    why = sampling.stop(state.means, sum(state.seconds))
+                    if why:
+                        state.stopped = why
+                        self.finish(state, progress)
+            progress.remaining = self.estimate(
+                [s for s in self.states.values() if s.status == "pending"], 0)
+            self.save()
+        self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
+
+    def estimate(self, cells: list[CellState], after: int) -> float:
+        """Seconds the given cells still need (``after``: processes they get before that)."""
+        lives = [s for state in self.states.values() for s in state.seconds]
+        if not lives:
+            return 0.0
+        per = sum(lives) / len(lives)
+        return per * sum(max(self.sampling.expected_more(len(c.means) + after), 0) for c in cells)
+
+    def one_worker(self, state: CellState, window: Window, progress: Progress) -> None:
+        driver = self.drivers.get(state.interpreter)
+        if driver is None:
+            self.fail(state, "failed", self.interpreters[state.interpreter].get("reason")
+                      or "the interpreter's harness stopped", progress)
+            return
+        try:
+            reply = driver.request({"op": "worker", "cell": state.cell_id},
+                                   timeout=self.plan.profile.timeout * 2 + 60)
+        except DriverDied as exc:
+            self.driver_died(state.interpreter, str(exc))
+            self.fail(state, "failed", str(exc), progress)
+            return
+        if reply.get("status") == "ok":
+            state.add(int(reply["worker"]), reply["values"], reply.get("seconds", ()))
+            window.workers.append((state, int(reply["worker"])))
+        elif reply.get("status") == "interrupted":
+            raise Interrupted("the harness was interrupted")
+        else:  # the driver wrote the cell's status file: failed or timeout, with the reason
+            state.seconds.extend(reply.get("seconds", ()))
+            state.status = "failed"
+            progress.cell(state.interpreter, {"id": state.cell_id, "status": reply["status"],
+                                              "elapsed": reply.get("elapsed"),
+                                              "reason": reply.get("reason")})
+
+    def close_window(self, window: Window, monitor: NoiseMonitor, progress: Progress) -> None:
+        record = monitor.judge(window)
+        self.windows.append(record)
+        if not record["disturbed"]:
+            return
+        if record["action"] == "redone":
+            for state, worker in window.workers:
+                if state.status == "pending" and worker in state.workers:
+                    driver = self.drivers.get(state.interpreter)
+                    if driver is not None:
+                        try:
+                            driver.request({"op": "discard", "cell": state.cell_id,
+                                            "worker": worker}, timeout=60)
+                        except DriverDied as exc:
+                            self.driver_died(state.interpreter, str(exc))
+                            continue
+                    state.drop(worker)
+        if record["workers"]:
+            what = ("set aside, their cells measured again later" if record["action"] == "redone"
+                    else "kept and flagged (too many disturbed windows to redo)")
+            progress.line(f"   machine disturbed ({record['why']}) during window "
+                          f"{record['index']}: its {record['workers']} worker processes {what}")
+
+    def finish(self, state: CellState, progress: Progress) -> None:
+        driver = self.drivers.get(state.interpreter)
+        summary = state.summary(self.sampling)
+        if driver is None:
+            self.fail(state, "failed", "the interpreter's harness stopped", progress)
+            return
+        try:
+            reply = driver.request({"op": "finish", "cell": state.cell_id, "status": summary},
+                                   timeout=120)
+        except DriverDied as exc:
+            self.driver_died(state.interpreter, str(exc))
+            self.fail(state, "failed", str(exc), progress)
+            return
+        state.status = "done" if reply.get("status") == "ok" else "failed"
+        precision = summary["precision"]
+        note = (f"±{precision:.1%}" if precision is not None else "no interval") + \
+            f" from {summary['processes']} processes"
+        if state.stopped != "fixed":
+            note += f" ({'target met' if state.stopped == 'precision' else 'budget spent'})"
+        progress.cell(state.interpreter, {"id": state.cell_id, "status": reply.get("status"),
+                                          "elapsed": summary["elapsed"], "note": note,
+                                          "reason": reply.get("reason")})
+
+    def fail(self, state: CellState, status: str, reason: str, progress: Progress) -> None:
+        """A cell the host fails itself (its driver is gone): a status file says why."""
+        state.status = "failed"
+        store = self.run_dir.cell_store(self.cells[state.key])
+        Path(store.status).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(store.status, json.dumps({
+            "format": 1, "id": state.cell_id, "status": status, "reason": reason,
+            "elapsed": round(sum(state.seconds), 3), "returncode": None, "output_tail": None,
+            "worker_seconds": state.seconds}, indent=1) + "\n")
+        progress.cell(state.interpreter, {"id": state.cell_id, "status": status,
+                                          "elapsed": None, "reason": reason})
+
+    def driver_died(self, interp_id: str, reason: str) -> None:
+        driver = self.drivers.pop(interp_id, None)
+        if driver is not None:
+            driver.close(interrupted=True)
+            self.backend.cleanup(self.run_dir.path, driver.job_name)
+        entry = self.interpreters[interp_id]
+        entry.update(status="failed", reason=f"the harness stopped: {reason}",
+                     load_after=load_average())
+        self.log(f"== {interp_id}: the harness stopped: {reason}")
+
+
+class DriverDied(Exception):
+    """The harness driver exited, or did not answer in time; the message says what it said."""
+
+
+class Driver:
+    """One interpreter's harness driver (``python -m gilmatrix.harness serve``, in a container
+    with the docker backend), spoken to in JSON lines: a command on stdin, its answer on
+    stdout. Its stderr goes to ``cells/<interpreter>.harness.log``."""
+
+    def __init__(self, interp_id: str, command: list[str], log_path: Path, job_name: str) -> None:
+        self.interp_id, self.job_name, self.log_path = interp_id, job_name, log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.stderr = open(log_path, "a")  # noqa: SIM115 - open for the driver's whole life
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, bufsize=1)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def tail(self) -> str:
+        self.stderr.flush()
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        return " | ".join(lines)[-500:]
+
+    def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(payload) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            raise DriverDied(f"the harness exited ({self.proc.poll()}): {self.tail()}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                self.proc.kill()
+                raise DriverDied(f"no answer within {timeout:.0f} s; the harness was "
+                                 "killed") from None
+            if line is None:
+                code = self.proc.wait()
+                raise DriverDied(f"the harness exited with {code}: {self.tail()}")
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                self.stderr.write(line)  # stray output: kept in the log, not an answer
+                continue
+            if isinstance(reply, dict):
+                return reply
+
+    def close(self, interrupted: bool = False) -> bool:
+        """Stop the driver; True when it exited by itself."""
+        clean = True
+        try:
+            if self.proc.poll() is None:
+                assert self.proc.stdin is not None
+                if interrupted:
+                    self.proc.send_signal(signal.SIGTERM)
+                else:
+                    self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                    self.proc.stdin.flush()
+                self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+            clean = False
+        self.stderr.close()
+        return clean
 
 
 def start_run(matrix: Matrix, plan: Plan, backend: Backend, out: Path, *,
@@ -271,4 +536,10 @@ def resume_run(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir,
     run = MatrixRun(matrix, plan, backend, run_dir, manifest["run_id"],
                     manifest["matrix"].get("only", []), log)
     run.started = manifest["started"]
+    schedule = manifest.get("schedule") or {}
+    if "seed" in schedule:
+        run.seed = int(schedule["seed"])
+    run.rounds = list(schedule.get("rounds") or [])
+    run.windows = list(schedule.get("windows") or [])
+    run.noise = schedule.get("noise")
     return run.execute()

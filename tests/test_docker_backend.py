@@ -24,7 +24,7 @@ def value_of(cmd: list[str], flag: str) -> str:
 
 def test_job_container_is_locked_down(tmp_path):
     cmd = command(tmp_path)
-    assert cmd[:3] == ["/usr/bin/docker", "run", "--rm"]
+    assert cmd[:4] == ["/usr/bin/docker", "run", "--rm", "--interactive"]  # commands on stdin
     assert value_of(cmd, "--network") == "none"
     assert "--read-only" in cmd and value_of(cmd, "--tmpfs").startswith("/tmp:")
     assert value_of(cmd, "--user") == "10001:10001"
@@ -36,10 +36,10 @@ def test_job_container_is_locked_down(tmp_path):
     assert mounts == [f"type=bind,source={(tmp_path / 'run').resolve()},target=/results"]
 
 
-def test_command_runs_the_harness_on_the_mounted_job(tmp_path):
+def test_command_serves_the_harness_on_the_mounted_job(tmp_path):
     cmd = command(tmp_path)
     image_at = cmd.index("gilmatrix/cpython:3.14t-fast-abc")
-    assert cmd[image_at + 1:] == ["/usr/local/bin/python3", "-m", "gilmatrix.harness", "run",
+    assert cmd[image_at + 1:] == ["/usr/local/bin/python3", "-m", "gilmatrix.harness", "serve",
                                   "--job", "/results/jobs/3.14t.json", "--out", "/results"]
     assert all(isinstance(a, str) for a in cmd)  # an argument list, never a shell string
 

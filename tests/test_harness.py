@@ -12,7 +12,7 @@ import pyperf
 import pytest
 
 from gilmatrix.harness import facts, workloads
-from gilmatrix.harness.drive import cell_slug, failure_reason, stability_warnings
+from gilmatrix.harness.drive import bench_warnings, cell_slug, failure_reason
 from gilmatrix.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
 from gilmatrix.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
 from tests.conftest import ROOT
@@ -98,18 +98,16 @@ def test_facts_describe_the_running_interpreter() -> None:
     assert json.loads(out)["executable"] == sys.executable
 
 
-def test_stability_warnings_follow_pyperf_checks(tmp_path: Path) -> None:
-    def suite(values: list[float]) -> str:
+def test_stability_warnings_follow_pyperf_checks() -> None:
+    def bench(values: list[float]) -> pyperf.Benchmark:
         run = pyperf.Run(values, metadata={"name": "x", "unit": "second", "loops": 1},
                          collect_metadata=False)
-        path = str(tmp_path / f"{len(list(tmp_path.iterdir()))}.json")
-        pyperf.BenchmarkSuite([pyperf.Benchmark([run])]).dump(path)
-        return path
+        return pyperf.Benchmark([run])
 
-    assert stability_warnings(suite([1.0, 1.01, 0.99])) == []
-    noisy = stability_warnings(suite([1.0, 1.5, 0.5, 1.2]))
+    assert bench_warnings(bench([1.0, 1.01, 0.99])) == []
+    noisy = bench_warnings(bench([1.0, 1.5, 0.5, 1.2]))
     assert any("standard deviation" in w for w in noisy)
-    outlier = stability_warnings(suite([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0]))
+    outlier = bench_warnings(bench([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0]))
     assert any("maximum" in w and "greater" in w for w in outlier)
 
 
@@ -207,12 +205,54 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     assert {run.get_metadata()["loops"] for run in ours.get_runs()[1:]} == {calibrated}
     assert ours.get_nvalue() == 4
     log = (tmp_path / "cells/host/crunch__threads__2.log").read_text()
-    assert "pyperf worker 1 of 3 (loop calibration)" in log
+    assert log.index("--- loop calibration") < log.index("--- pyperf worker 1") \
+        < log.index("--- pyperf worker 2")
     status = json.loads((tmp_path / "cells/host/crunch__threads__2.status.json").read_text())
     assert len(status["worker_seconds"]) == 3  # each worker's life, spawn to exit
     durations = [run.get_metadata()["duration"] for run in ours.get_runs()]
     assert all(life > run for life, run in zip(status["worker_seconds"], durations, strict=True))
     assert sum(status["worker_seconds"]) <= status["elapsed"]
+
+
+def test_serve_answers_worker_discard_and_finish_commands(tmp_path: Path) -> None:
+    """The host's protocol: one worker process per command, its runs kept on disk at once;
+    a discarded worker is left out of the merged result; finish writes result and status."""
+    cell = _cell("crunch", "sequential", 1, tasks=2, size=2000)
+    job = _job(tmp_path, [cell])
+    commands = [{"op": "worker", "cell": cell["id"]}] * 3 + [
+        {"op": "discard", "cell": cell["id"], "worker": 2},
+        {"op": "finish", "cell": cell["id"], "status": {"processes": 2, "stopped": "precision"}},
+        {"op": "quit"}]
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job),
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, input="".join(json.dumps(c) + "\n" for c in commands))
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["status"] for r in replies] == ["ok"] * 5
+    assert [r["worker"] for r in replies[:3]] == [1, 2, 3]
+    assert all(len(r["values"]) == 2 and r["loops"] == 1 and len(r["seconds"]) == 1
+               for r in replies[:3])
+    base = tmp_path / "cells" / "host" / "crunch__sequential__1"
+    bench = pyperf.Benchmark.load(str(base) + ".json")
+    kept = [v for r in (replies[0], replies[2]) for v in r["values"]]
+    assert bench.get_values() == tuple(kept)  # worker 2 was set aside
+    status = json.loads(Path(str(base) + ".status.json").read_text())
+    assert status["status"] == "ok" and status["processes"] == 2
+    assert status["stopped"] == "precision"
+    assert not Path(str(base) + ".runs").exists()  # merged, then tidied away
+
+
+def test_serve_keeps_each_worker_on_disk_as_it_finishes(tmp_path: Path) -> None:
+    """A crash after a worker loses nothing of it: its runs are a file before the answer."""
+    cell = _cell("crunch", "sequential", 1, tasks=2, size=2000)
+    job = _job(tmp_path, [cell])
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job),
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, input=json.dumps({"op": "worker", "cell": cell["id"]}))
+    assert proc.returncode == 0, proc.stderr  # end of input: the driver exits
+    runs = tmp_path / "cells" / "host" / "crunch__sequential__1.runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["w0001.json"]
+    assert not (tmp_path / "cells" / "host" / "crunch__sequential__1.json").exists()
 
 
 def test_a_worker_imports_only_what_its_cell_needs() -> None:

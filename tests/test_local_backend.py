@@ -38,7 +38,7 @@ def test_explicit_python_gets_a_venv_with_pyperf_and_the_harness(work_dir: Path)
                          capture_output=True, text=True, env=clean, cwd="/")
     assert out.stdout.strip() == "ok", out.stderr
     command = backend.harness_command(env, work_dir / "run", "x.json")
-    assert command[:4] == [env.python, "-m", "gilmatrix.harness", "run"]
+    assert command[:4] == [env.python, "-m", "gilmatrix.harness", "serve"]
     # a second prepare reuses the venv
     assert backend.prepare(interp(RUNNING_ID)).python == env.python
 

@@ -69,7 +69,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
-        """Argument list that runs ``python -m gilmatrix.harness run`` for one job.
+        """Argument list that runs ``python -m gilmatrix.harness serve`` for one job: the
+        interpreter's driver, which takes its commands on stdin for the whole run.
 
         The job file is ``run_dir/jobs/<job_name>``; the harness writes per-cell files below
         ``run_dir/cells/``. Paths inside the command are as the harness process sees them.

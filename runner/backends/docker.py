@@ -74,12 +74,13 @@ def harness_command(client_path: str, image: str, python: str, run_dir: Path, jo
                     user: str, cpuset: str | None = None, memory: str = DEFAULT_MEMORY,
                     pids_limit: int = DEFAULT_PIDS,
                     env: Mapping[str, str] | None = None) -> list[str]:
-    """The `docker run` argument list that runs one job of the harness in ``image``."""
+    """The `docker run` argument list of one interpreter's harness driver in ``image``: a
+    long-lived container for the whole run, its commands on stdin (``--interactive``)."""
     run_dir = Path(run_dir).resolve()
     extra_env = [arg for name, value in sorted((env or {}).items())
                  for arg in ("--env", f"{name}={value}")]
     return [
-        client_path, "run", "--rm",
+        client_path, "run", "--rm", "--interactive",
         "--name", container_name(run_dir, job_name),
         "--network", "none",
         "--read-only", "--tmpfs", TMPFS, "--shm-size", SHM_SIZE,
@@ -92,7 +93,7 @@ def harness_command(client_path: str, image: str, python: str, run_dir: Path, jo
         "--workdir", "/tmp", "--env", "HOME=/tmp", *extra_env,
         "--label", "io.gilmatrix.job=" + job_name,
         image,
-        python, "-m", "gilmatrix.harness", "run",
+        python, "-m", "gilmatrix.harness", "serve",
         "--job", f"{RESULTS}/jobs/{job_name}", "--out", RESULTS,
     ]
 

@@ -171,7 +171,7 @@ class LocalBackend(Backend):
             raise EnvironmentUnavailable(f"{interp.id}: {what}: {' | '.join(tail)}")
 
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
-        return [env.python, "-m", "gilmatrix.harness", "run",
+        return [env.python, "-m", "gilmatrix.harness", "serve",
                 "--job", str(run_dir / "jobs" / job_name), "--out", str(run_dir)]
 
     def describe(self) -> dict:

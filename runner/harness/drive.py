@@ -1,24 +1,35 @@
-"""Run one job's cells, each in its own process group with a timeout, results written atomically.
+"""The harness driver: runs a job's cells one pyperf worker process at a time.
 
-``python -m gilmatrix.harness run --job JOB --out RUN_DIR``
+``python -m gilmatrix.harness serve --job JOB --out RUN_DIR`` (what the host runs) reads one
+command per line on stdin and answers each with one JSON line on stdout, so that the host can
+interleave the worker processes of every cell of every interpreter (rounds, in a shuffled
+order) and stop each cell when its interval is tight enough:
 
-For every cell this writes, below ``RUN_DIR/cells/<interpreter>/``:
+- ``{"op": "worker", "cell": ID}``: one pyperf worker process of the cell (after a loop
+  calibration worker, the first time, unless the profile fixes ``loops``); its runs are kept
+  in ``<slug>.runs/wNNNN.json`` at once, so a crash loses at most the worker that was running.
+  Answer: its values, loops and life time, or the failure (the cell is then over).
+- ``{"op": "discard", "cell": ID, "worker": N}``: set worker N aside (taken while the machine
+  was disturbed); it is renamed, not deleted, until the cell is finished.
+- ``{"op": "finish", "cell": ID, "status": {...}}``: merge the cell's workers into
+  ``<slug>.json`` and write ``<slug>.status.json`` with the host's figures in it.
+- ``{"op": "quit"}`` (or end of input): exit.
+
+``python -m gilmatrix.harness run --job JOB --out RUN_DIR`` runs every cell start to finish
+with the profile's fixed number of processes, cell after cell (by hand, or for a quick check).
+
+For every cell this leaves, below ``RUN_DIR/cells/<interpreter>/``:
 - ``<slug>.json``: the pyperf suite of the cell (only when it succeeded);
 - ``<slug>.status.json``: ``{"status": "ok" | "failed" | "timeout", "reason", "elapsed", ...}``;
-- ``<slug>.log``: everything the cell printed.
+- ``<slug>.log``: everything the cell's workers printed.
 Each file is written to a temporary name and renamed, so an interrupted run leaves only whole
-files. A cell whose ``.json`` already exists is not run again (``--resume``). Progress goes to
-stdout as one JSON object per line, for the host to display.
+files.
 
 The driver is the cell's pyperf *manager*: it spawns the pyperf worker processes itself
 (``python -m gilmatrix.harness.bench --worker ...``, the command lines pyperf's own ``Manager``
-builds: one loop-calibration worker unless the profile fixes ``loops``, then ``processes``
-workers) and merges their runs into one benchmark, as pyperf's manager does. Running pyperf's
-manager in a process of its own per cell would cost one more interpreter start-up and import of
-pyperf and the harness per cell (~0.1 s: a third of a smoke cell) for nothing the driver, a
-long-lived process of the same interpreter, cannot do. Every worker runs in a session of its own
-(a timeout or an interrupt kills it with its pool's processes) under the cell's memory limit,
-with the environment pyperf gives its workers.
+builds) and merges their runs into one benchmark, as pyperf's manager does. Every worker runs in
+a session of its own (a timeout or an interrupt kills it with its pool's processes) under the
+cell's memory limit, with the environment pyperf gives its workers.
 """
 
 from __future__ import annotations
@@ -26,13 +37,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 from gilmatrix.harness.faults import ENV as FAULTS_ENV
 from gilmatrix.harness.faults import fault_for, parse_faults
@@ -60,7 +72,7 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def worker_command(cell: Mapping[str, Any], settings: Mapping[str, Any], output: str,
+def worker_command(cell: Mapping[str, Any], settings: Mapping[str, Any], *, output: str,
                    loops: int | None) -> list[str]:
     """One pyperf worker of ``cell``: a loop calibration when ``loops`` is None, else values."""
     command = [sys.executable, "-m", BENCH_MODULE, "--worker", "--worker-task=0",
@@ -96,13 +108,6 @@ class WorkerFailed(Exception):
 
 class CellTimeout(Exception):
     pass
-
-
-def stability_warnings(result_path: str) -> list[str]:
-    """pyperf's own stability checks on a finished cell's result file."""
-    import pyperf
-
-    return bench_warnings(pyperf.BenchmarkSuite.load(result_path).get_benchmarks()[0])
 
 
 def bench_warnings(bench: Any) -> list[str]:
@@ -153,15 +158,51 @@ def _is_exception_line(line: str) -> bool:
     return " " not in head and head.endswith(("Error", "Exception", "Fault", "WrongAnswer"))
 
 
+class CellStore:
+    """A cell's files: ``<slug>.json`` (done), ``.status.json``, ``.log`` and, while it is being
+    measured, ``<slug>.runs/`` with its loop calibration and one file per worker process."""
+
+    def __init__(self, cells_dir: str, cell_id: str) -> None:
+        self.base = os.path.join(cells_dir, cell_slug(cell_id))
+        self.result, self.status = self.base + ".json", self.base + ".status.json"
+        self.log, self.runs = self.base + ".log", self.base + ".runs"
+        self.calibration = os.path.join(self.runs, "calibration.json")
+
+    def workers(self) -> list[str]:
+        """The kept worker files, in the order they ran."""
+        if not os.path.isdir(self.runs):
+            return []
+        return sorted(os.path.join(self.runs, n) for n in os.listdir(self.runs)
+                      if re.fullmatch(r"w\d{4}\.json", n))
+
+    def next_worker(self) -> str:
+        names = os.listdir(self.runs) if os.path.isdir(self.runs) else []
+        numbers = [int(n[1:5]) for n in names if re.fullmatch(r"w\d{4}\.(json|discarded)", n)]
+        return os.path.join(self.runs, f"w{max(numbers, default=0) + 1:04d}.json")
+
+
+def _dump(bench: Any, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    bench.dump(tmp, replace=True)
+    os.replace(tmp, path)
+
+
+def _load(path: str) -> Any:
+    import pyperf
+
+    (bench,) = pyperf.BenchmarkSuite.load(path).get_benchmarks()
+    return bench
+
+
 class CellRunner:
-    """Runs cells one at a time; stops the running cell's whole process group on a signal."""
+    """Runs worker processes of a job's cells; stops the running one's session on a signal."""
 
     def __init__(self, job: Mapping[str, Any], out_dir: str) -> None:
         self.job = job
+        self.cells = {cell["id"]: cell for cell in job["cells"]}
         self.cells_dir = os.path.join(out_dir, "cells", job["interpreter"])
         os.makedirs(self.cells_dir, exist_ok=True)
         self.current: subprocess.Popen[bytes] | None = None
-        self.worker_seconds: list[float] = []  # the running cell's finished workers
         self.stopping = False
         self.faults = parse_faults(os.environ.get(FAULTS_ENV))
         memory_mb = job.get("memory_mb")
@@ -183,97 +224,160 @@ class CellRunner:
 
             resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
 
+    # -- the commands --------------------------------------------------------------------
+
+    def worker(self, cell_id: str) -> dict[str, Any]:
+        """One more pyperf worker process of the cell (a loop calibration first, if needed)."""
+        cell = self.cells[cell_id]
+        store = CellStore(self.cells_dir, cell_id)
+        os.makedirs(store.runs, exist_ok=True)
+        fault = fault_for(self.faults, self.job["interpreter"], cell_id)
+        cell = {**cell, "fault": fault} if fault else cell
+        settings = self.job["pyperf"]
+        timeout = float(self.job.get("timeout") or 600)
+        started = time.monotonic()
+        lives: list[float] = []
+        reply: dict[str, Any] = {"event": "worker", "cell": cell_id}
+        with open(store.log, "ab") as log:
+            try:
+                loops = int(settings["loops"]) if settings.get("loops") else None
+                if loops is None and os.path.exists(store.calibration):
+                    loops = self._calibrated_loops(_load(store.calibration))
+                if loops is None:
+                    bench = self.run_worker(worker_command(cell, settings, loops=None,
+                                                           output=store.calibration + ".w"),
+                                            log, store.calibration + ".w",
+                                            started + timeout, "loop calibration", lives)
+                    _dump(bench, store.calibration)
+                    loops = self._calibrated_loops(bench)
+                path = store.next_worker()
+                number = int(os.path.basename(path)[1:5])
+                bench = self.run_worker(worker_command(cell, settings, loops=loops,
+                                                       output=path + ".w"),
+                                        log, path + ".w", started + timeout,
+                                        f"pyperf worker {number}", lives)
+                _dump(bench, path)
+                values = [v for run in bench.get_runs() for v in run.values]
+                reply.update(status="ok", worker=number, loops=loops, values=values,
+                             warnings=bench_warnings(bench) if len(values) > 1 else [])
+            except CellTimeout:
+                reply.update(status="timeout",
+                             reason=f"a worker process took longer than the timeout of "
+                                    f"{timeout:g} s")
+            except WorkerFailed as exc:
+                reply.update(status="failed", returncode=exc.returncode, what=exc.what)
+        reply["seconds"] = [round(s, 4) for s in lives]
+        reply["elapsed"] = round(time.monotonic() - started, 3)
+        if self.stopping:
+            reply.update(status="interrupted", reason="the run was interrupted")
+        elif reply["status"] != "ok":
+            self._write_failure(store, reply)
+        return reply
+
+    @staticmethod
+    def _calibrated_loops(bench: Any) -> int:
+        return int(bench.get_runs()[0].get_metadata()["calibrate_loops"])
+
+    def _write_failure(self, store: CellStore, reply: dict[str, Any]) -> None:
+        with open(store.log, encoding="utf-8", errors="replace") as log_text:
+            output = log_text.read()
+        if reply["status"] == "failed":
+            reply["reason"] = failure_reason(output, reply["returncode"], reply["what"])
+        status = {"format": FORMAT_VERSION, "id": reply["cell"], "status": reply["status"],
+                  "reason": reply["reason"], "elapsed": reply["elapsed"],
+                  "returncode": reply.get("returncode", 0), "output_tail": output[-TAIL_CHARS:],
+                  "worker_seconds": reply["seconds"]}
+        write_atomic(store.status, json.dumps(status, indent=1) + "\n")
+
+    def discard(self, cell_id: str, number: int) -> dict[str, Any]:
+        store = CellStore(self.cells_dir, cell_id)
+        path = os.path.join(store.runs, f"w{number:04d}.json")
+        if os.path.exists(path):
+            os.replace(path, path[:-len(".json")] + ".discarded")
+            return {"event": "discarded", "cell": cell_id, "worker": number, "status": "ok"}
+        return {"event": "discarded", "cell": cell_id, "worker": number, "status": "missing"}
+
+    def finish(self, cell_id: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Merge the cell's kept workers (calibration run first) into its result file."""
+        store = CellStore(self.cells_dir, cell_id)
+        paths = ([store.calibration] if os.path.exists(store.calibration) else []) + store.workers()
+        if not store.workers():
+            return {"event": "finished", "cell": cell_id, "status": "failed",
+                    "reason": "no worker process of this cell was kept"}
+        bench = _load(paths[0])
+        for path in paths[1:]:
+            bench.add_runs(_load(path))
+        status = {"format": FORMAT_VERSION, "id": cell_id, "status": "ok", "reason": None,
+                  "returncode": 0, "output_tail": None, "warnings": bench_warnings(bench),
+                  **dict(extra or {})}
+        _dump(bench, store.result + ".part")
+        write_atomic(store.status, json.dumps(status, indent=1) + "\n")
+        os.replace(store.result + ".part", store.result)  # the result last: it means done
+        shutil.rmtree(store.runs, ignore_errors=True)
+        return {"event": "finished", "cell": cell_id, "status": "ok",
+                "warnings": status["warnings"]}
+
+    def serve(self, commands: IO[str], replies: IO[str]) -> int:
+        """Answer the host's commands, one JSON line each, until ``quit`` or end of input."""
+        for line in commands:
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            op = request.get("op")
+            if op == "quit":
+                break
+            if op == "worker":
+                reply = self.worker(request["cell"])
+            elif op == "discard":
+                reply = self.discard(request["cell"], int(request["worker"]))
+            elif op == "finish":
+                reply = self.finish(request["cell"], request.get("status"))
+            else:
+                reply = {"event": "error", "status": "failed", "reason": f"unknown op {op!r}"}
+            replies.write(json.dumps(reply) + "\n")
+            replies.flush()
+            if self.stopping:
+                return 130
+        return 130 if self.stopping else 0
+
     def run_all(self) -> int:
+        """Every cell start to finish, the profile's fixed number of processes each."""
         cells: list[dict[str, Any]] = list(self.job["cells"])
+        processes = int(self.job["pyperf"].get("processes", 1))
         emit("start", interpreter=self.job["interpreter"], total=len(cells))
         failed = 0
         for index, cell in enumerate(cells, 1):
             if self.stopping:
                 break
-            base = os.path.join(self.cells_dir, cell_slug(cell["id"]))
-            if os.path.exists(base + ".json"):
+            store = CellStore(self.cells_dir, cell["id"])
+            if os.path.exists(store.result):
                 emit("cell", index=index, total=len(cells), id=cell["id"], status="done-before",
                      elapsed=None)
                 continue
-            emit("cell-start", index=index, total=len(cells), id=cell["id"])
-            status = self.run_cell(cell, base)
+            shutil.rmtree(store.runs, ignore_errors=True)
+            if os.path.exists(store.log):
+                os.unlink(store.log)
+            started, lives = time.monotonic(), []
+            reply: dict[str, Any] = {"status": "ok"}
+            for _ in range(processes):
+                reply = self.worker(cell["id"])
+                lives += reply["seconds"]
+                if reply["status"] != "ok":
+                    break
             if self.stopping:
                 break
-            failed += status["status"] != "ok"
-            emit("cell", index=index, total=len(cells), id=cell["id"], status=status["status"],
-                 elapsed=status["elapsed"], reason=status["reason"])
+            elapsed = round(time.monotonic() - started, 3)
+            if reply["status"] == "ok":
+                reply = self.finish(cell["id"], {"elapsed": elapsed, "worker_seconds": lives,
+                                                 "processes": processes, "stopped": "fixed"})
+            failed += reply["status"] != "ok"
+            emit("cell", index=index, total=len(cells), id=cell["id"], status=reply["status"],
+                 elapsed=elapsed, reason=reply.get("reason"))
         emit("end", interpreter=self.job["interpreter"], interrupted=self.stopping, failed=failed)
         return 130 if self.stopping else 0
 
-    def run_cell(self, cell: Mapping[str, Any], base: str) -> dict[str, Any]:
-        tmp_result = f"{base}.json.tmp-{os.getpid()}"
-        fault = fault_for(self.faults, self.job["interpreter"], cell["id"])
-        cell = {**cell, "fault": fault} if fault else cell
-        timeout = float(self.job.get("timeout") or 600)
-        start = time.monotonic()
-        status: dict[str, Any] = {"format": FORMAT_VERSION, "id": cell["id"], "elapsed": None,
-                                  "returncode": 0, "reason": None, "output_tail": None}
-        self.worker_seconds = []
-        with open(base + ".log", "wb") as log:
-            try:
-                bench = self.run_workers(cell, log, tmp_result, deadline=start + timeout)
-                bench.dump(tmp_result, replace=True)
-                status["status"] = "ok"
-            except CellTimeout:
-                status.update(status="timeout",
-                              reason=f"no result after the cell timeout of {timeout:g} s")
-            except WorkerFailed as exc:
-                status.update(status="failed", returncode=exc.returncode)
-                failed_with = (exc.returncode, exc.what)
-        status["elapsed"] = round(time.monotonic() - start, 3)
-        # Each pyperf worker's life, spawn to exit: what pyperf's process model costs (the rest
-        # of ``elapsed`` is the driver's own work for the cell).
-        status["worker_seconds"] = [round(seconds, 4) for seconds in self.worker_seconds]
-        with open(base + ".log", encoding="utf-8", errors="replace") as log_text:
-            output = log_text.read()
-        if self.stopping:
-            status.update(status="interrupted", reason="the run was interrupted")
-        elif status["status"] == "failed":
-            status["reason"] = failure_reason(output, *failed_with)
-        elif status["status"] == "ok":
-            status["warnings"] = bench_warnings(bench)
-        if status["status"] != "ok":
-            status["output_tail"] = output[-TAIL_CHARS:]
-            if os.path.exists(tmp_result):
-                os.unlink(tmp_result)
-        if self.stopping:
-            return status
-        write_atomic(base + ".status.json", json.dumps(status, indent=1) + "\n")
-        if status["status"] == "ok":
-            os.replace(tmp_result, base + ".json")  # the result last: its presence means done
-        return status
-
-    def run_workers(self, cell: Mapping[str, Any], log: Any, tmp_result: str,
-                    deadline: float) -> Any:
-        """pyperf's manager for one cell: calibrate the loops unless fixed, then ``processes``
-        workers; their runs merged into one ``pyperf.Benchmark`` (calibration run included)."""
-        settings = self.job["pyperf"]
-        processes = int(settings.get("processes", 1))
-        loops = int(settings["loops"]) if settings.get("loops") else None
-        bench = None
-        plan = ([None] if loops is None else []) + ["values"] * processes
-        for number, task in enumerate(plan, 1):
-            what = f"pyperf worker {number} of {len(plan)}" + (" (loop calibration)"
-                                                               if task is None else "")
-            worker = self.run_worker(worker_command(cell, settings, f"{tmp_result}.w", loops),
-                                     log, f"{tmp_result}.w", deadline, what)
-            if task is None:
-                loops = int(worker.get_runs()[0].get_metadata()["calibrate_loops"])
-            if bench is None:
-                bench = worker
-            else:
-                bench.add_runs(worker)
-        return bench
-
     def run_worker(self, command: list[str], log: Any, output: str, deadline: float,
-                   what: str) -> Any:
-        import pyperf
-
+                   what: str, lives: list[float]) -> Any:
         if os.path.exists(output):
             os.unlink(output)
         log.write(f"--- {what}\n".encode())
@@ -302,24 +406,32 @@ class CellRunner:
             timer.cancel()
             self._kill_current()  # leftovers of its session (orphaned pool processes)
             self.current = None
-            self.worker_seconds.append(time.monotonic() - started)
+            lives.append(time.monotonic() - started)
         if expired.is_set():
             raise CellTimeout
         if returncode != 0 or self.stopping or not os.path.exists(output):
             raise WorkerFailed(returncode, what)
-        suite = pyperf.BenchmarkSuite.load(output)
+        bench = _load(output)
         os.unlink(output)
-        (bench,) = suite.get_benchmarks()
         return bench
 
 
-def run_job(job_path: str, out_dir: str) -> int:
+def load_job(job_path: str) -> dict[str, Any] | None:
     with open(job_path, encoding="utf-8") as handle:
         job = json.load(handle)
     if job.get("format") != FORMAT_VERSION:
         sys.stderr.write(f"{job_path}: job format {job.get('format')!r} is not {FORMAT_VERSION}\n")
+        return None
+    return job
+
+
+def run_job(job_path: str, out_dir: str, serve: bool = False) -> int:
+    job = load_job(job_path)
+    if job is None:
         return 2
     runner = CellRunner(job, out_dir)
     signal.signal(signal.SIGINT, runner.handle_signal)
     signal.signal(signal.SIGTERM, runner.handle_signal)
+    if serve:
+        return runner.serve(sys.stdin, sys.stdout)
     return runner.run_all()

@@ -1,0 +1,284 @@
+"""How a run spends its time: interleaved rounds, adaptive sampling and noise sentinels.
+
+A run is a sequence of **rounds**. Each round gives every pending cell of every interpreter one
+pyperf worker process, in an order shuffled afresh each round (seeded, and the seed recorded),
+so a busy minute or a slow drift of the machine lands on every cell a little instead of on a few
+cells entirely, and cross-version comparisons are interleaved as well as within-version ones.
+
+After each round a cell stops when
+
+- its 95% interval is tight enough: ``precision.target`` (e.g. 0.02: ±2% of the mean), from at
+  least ``min_processes`` worker processes — the unit of replication is the process, whose mean
+  is one observation (values inside one process share its memory layout, its hash seed and its
+  minute of noise, so they are not independent);
+- or its budget is spent: ``max_processes`` processes or ``max_seconds`` of worker time;
+- or, without a ``precision`` policy, after the profile's fixed ``pyperf.processes``.
+
+**Noise sentinels**: rounds are cut into windows of about ``WINDOW_SECONDS``. Before and after
+each window the host times a fixed pure-Python loop (best of three) and reads the load average
+and the CPU time stolen by the hypervisor (``/proc/stat``). A window whose sentinel is more than
+``DISTURBED_RATIO`` slower than the run's median, or in which more than ``STEAL_LIMIT`` of the
+CPU time was stolen, was taken on a disturbed machine: its worker processes are set aside and
+their cells measured again in a later round — unless so many windows are disturbed that redoing
+them would never end, then they are kept and flagged. The sentinels' spread over the run is the
+run's **noise floor**: the report calls no difference a change unless it is larger.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gilmatrix.matrix import Profile
+
+WINDOW_SECONDS = 10.0
+DISTURBED_RATIO = 1.20  # the sentinel 20% slower than the run's median: something else ran
+STEAL_LIMIT = 0.05  # 5% of the CPU time stolen by the hypervisor
+REDO_SHARE = 0.34  # redo disturbed windows while they are at most a third of all windows
+MIN_FLOOR = 0.005  # a noise floor is never below 0.5%
+SENTINEL_LOOPS = 100_000  # about 4 ms on a 2020s x86-64 core
+CONFIDENCE = 0.95
+
+
+def interval(means: Sequence[float]) -> tuple[float, float] | None:
+    """The mean of process means and the half-width of its 95% t-interval (None below 2)."""
+    if len(means) < 2:
+        return None
+    from scipy import stats
+
+    mean = statistics.fmean(means)
+    sd = statistics.stdev(means)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2.0, len(means) - 1)) * sd / math.sqrt(len(means))
+    return mean, half
+
+
+def relative_precision(means: Sequence[float]) -> float | None:
+    """Half-width of the 95% interval as a fraction of the mean (0.02: ±2%)."""
+    found = interval(means)
+    if found is None or found[0] <= 0:
+        return None
+    return found[1] / found[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """When a cell has been measured enough."""
+
+    processes: int  # fixed mode: this many processes; adaptive mode: unused
+    target: float | None = None  # adaptive: relative half-width of the 95% interval
+    min_processes: int = 3
+    max_processes: int = 20
+    max_seconds: float | None = None
+
+    @classmethod
+    def of(cls, profile: Profile) -> Sampling:
+        policy = profile.precision
+        if policy is None:
+            return cls(processes=profile.pyperf.processes)
+        return cls(processes=policy.min_processes, target=policy.target,
+                   min_processes=policy.min_processes, max_processes=policy.max_processes,
+                   max_seconds=policy.max_seconds)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.target is not None
+
+    def stop(self, means: Sequence[float], seconds: float) -> str | None:
+        """Why the cell is done ("fixed", "precision", "budget"), or None: it needs more."""
+        n = len(means)
+        if not self.adaptive:
+            return "fixed" if n >= self.processes else None
+        assert self.target is not None
+        if n >= self.min_processes:
+            precision = relative_precision(means)
+            if precision is not None and precision <= self.target:
+                return "precision"
+        if n >= self.max_processes or (self.max_seconds is not None and seconds >= self.max_seconds):
+            return "budget"
+        return None
+
+    def expected_more(self, n: int) -> int:
+        """A guess of how many more processes a pending cell takes (for the time estimate)."""
+        return max(self.min_processes - n, 1) if self.adaptive else max(self.processes - n, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        if not self.adaptive:
+            return {"mode": "fixed", "processes": self.processes}
+        return {"mode": "adaptive", "target": self.target, "confidence": CONFIDENCE,
+                "min_processes": self.min_processes, "max_processes": self.max_processes,
+                "max_seconds": self.max_seconds}
+
+
+@dataclass
+class CellState:
+    """What the host knows of a cell while it is measured: one mean per kept worker process."""
+
+    interpreter: str
+    cell_id: str
+    means: list[float] = field(default_factory=list)
+    workers: list[int] = field(default_factory=list)  # the driver's worker numbers, same order
+    seconds: list[float] = field(default_factory=list)  # every worker process' life (all kept)
+    discarded: int = 0
+    rounds: int = 0
+    stopped: str | None = None  # fixed | precision | budget, once done
+    status: str = "pending"  # pending | done | failed
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.interpreter, self.cell_id)
+
+    def add(self, worker: int, values: Sequence[float], seconds: Sequence[float]) -> None:
+        self.means.append(statistics.fmean(values))
+        self.workers.append(worker)
+        self.seconds.extend(seconds)
+
+    def drop(self, worker: int) -> None:
+        index = self.workers.index(worker)
+        del self.workers[index], self.means[index]
+        self.discarded += 1
+
+    def summary(self, sampling: Sampling) -> dict[str, Any]:
+        """The figures the host hands the driver for the cell's status file."""
+        precision = relative_precision(self.means)
+        return {"processes": len(self.means), "rounds": self.rounds, "stopped": self.stopped,
+                "precision": None if precision is None else round(precision, 5),
+                "target": sampling.target, "discarded": self.discarded,
+                "worker_seconds": [round(s, 4) for s in self.seconds],
+                "elapsed": round(sum(self.seconds), 3)}
+
+
+def round_order(pending: Sequence[CellState], seed: int, number: int) -> list[CellState]:
+    """The round's order: a shuffle seeded by the run's seed and the round number."""
+    order = sorted(pending, key=lambda c: c.key)
+    random.Random(f"{seed}-{number}").shuffle(order)
+    return order
+
+
+# -- sentinels ----------------------------------------------------------------------------------
+
+
+def _sentinel_loop(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(steal, total) jiffies of all CPUs, from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    numbers = [float(x) for x in fields[1:9]]
+    return (numbers[7] if len(numbers) > 7 else 0.0), sum(numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    at: float  # time.monotonic()
+    loop_seconds: float  # best of three of the fixed loop
+    load1: float | None
+    cpu: tuple[float, float] | None  # (steal, total) jiffies
+
+
+def read_sentinel() -> Reading:
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        _sentinel_loop(SENTINEL_LOOPS)
+        best = min(best, time.perf_counter() - start)
+    try:
+        load1: float | None = os.getloadavg()[0]
+    except OSError:
+        load1 = None
+    return Reading(time.monotonic(), best, load1, _cpu_times())
+
+
+@dataclass
+class Window:
+    """The workers run between two sentinel readings."""
+
+    index: int
+    round: int
+    before: Reading
+    started: float = field(default_factory=time.time)
+    workers: list[tuple[CellState, int]] = field(default_factory=list)
+
+
+class NoiseMonitor:
+    """Keeps the sentinel readings, judges windows, and gives the run's noise figures."""
+
+    def __init__(self) -> None:
+        first = [read_sentinel() for _ in range(3)]
+        self.loops: list[float] = [r.loop_seconds for r in first]  # of undisturbed windows
+        self.last = first[-1]
+        self.windows: list[dict[str, Any]] = []
+        self.redone = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.loops)
+
+    def judge(self, window: Window) -> dict[str, Any]:
+        """Close ``window``: a new reading, and whether the machine was disturbed during it."""
+        after = read_sentinel()
+        before = window.before
+        slow = max(before.loop_seconds, after.loop_seconds) / self.median
+        steal = None
+        if before.cpu and after.cpu and after.cpu[1] > before.cpu[1]:
+            steal = (after.cpu[0] - before.cpu[0]) / (after.cpu[1] - before.cpu[1])
+        reasons = []
+        if slow > DISTURBED_RATIO:
+            reasons.append(f"sentinel {slow - 1:+.0%}")
+        if steal is not None and steal > STEAL_LIMIT:
+            reasons.append(f"CPU steal {steal:.0%}")
+        action = None
+        if reasons and window.workers:
+            redo_ok = self.redone + 1 <= REDO_SHARE * (len(self.windows) + 1)
+            action = "redone" if redo_ok else "flagged"
+            self.redone += redo_ok
+        if not reasons:
+            self.loops.append(after.loop_seconds)
+        record = {
+            "index": window.index, "round": window.round,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(window.started)),
+            "seconds": round(after.at - before.at, 3),
+            "sentinel_before_ms": round(before.loop_seconds * 1e3, 3),
+            "sentinel_after_ms": round(after.loop_seconds * 1e3, 3),
+            "load1": None if after.load1 is None else round(after.load1, 2),
+            "steal": None if steal is None else round(steal, 4),
+            "workers": len(window.workers), "disturbed": bool(reasons),
+            "why": ", ".join(reasons) or None, "action": action,
+        }
+        self.windows.append(record)
+        self.last = after
+        return record
+
+    def summary(self) -> dict[str, Any]:
+        """The run's noise: the sentinel's median and spread, and the floor derived from it."""
+        median = self.median
+        deviations = sorted(abs(x / median - 1.0) for x in self.loops)
+        spread = deviations[min(len(deviations) - 1, int(0.95 * len(deviations)))] if deviations \
+            else 0.0
+        disturbed = [w for w in self.windows if w["disturbed"]]
+        return {
+            "sentinel_median_ms": round(median * 1e3, 4),
+            "sentinel_spread": round(spread, 4),
+            "floor": round(max(MIN_FLOOR, spread), 4),
+            "windows": len(self.windows), "disturbed_windows": len(disturbed),
+            "redone_windows": sum(w["action"] == "redone" for w in disturbed),
+            "flagged_windows": sum(w["action"] == "flagged" for w in disturbed),
+            "rule": (f"disturbed: sentinel > {DISTURBED_RATIO:.2f}x the run's median or CPU "
+                     f"steal > {STEAL_LIMIT:.0%}; floor: 95th percentile of the sentinel's "
+                     f"deviation from its median in undisturbed windows, at least {MIN_FLOOR:.1%}"),
+        }
