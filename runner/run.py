@@ -204,8 +204,14 @@ class MatrixRun:
                 signal.signal(sig, handler)
             for interp_id, driver in list(self.drivers.items()):
                 self.stop_driver(interp_id, driver, interrupted=True)
-            for interp_id in self.interpreters:
-                self.run_dir.merge_suite(interp_id, self.plan.cells_for(interp_id))
+            t0 = time.monotonic()
+            for interp_id, entry in self.interpreters.items():
+                suite = self.run_dir.merge_suite(interp_id, self.plan.cells_for(interp_id))
+                if "environment" in entry:  # prepared: its results file, if any cell finished
+                    entry["results"] = suite.name if suite else None
+                    entry["elapsed"] = round(sum(sum(s.seconds) for k, s in self.states.items()
+                                                 if k[0] == interp_id), 3)
+            self.stages["merge"] = time.monotonic() - t0
             self.save()
 
     def start_interpreter(self, interp: Any, cells: list[Cell], progress: Progress) -> None:
@@ -253,10 +259,12 @@ class MatrixRun:
         state = CellState(cell.interpreter, cell.id)
         if Path(store.result).exists():
             state.status = "done"
+            shutil.rmtree(store.runs, ignore_errors=True)  # merged before the stop: tidy up
             return state
-        if Path(store.status).exists():  # failed or timed out last time: start again
-            Path(store.status).unlink()
-            shutil.rmtree(store.runs, ignore_errors=True)
+        if Path(store.status).exists():
+            if json.loads(Path(store.status).read_text()).get("status") != "ok":
+                shutil.rmtree(store.runs, ignore_errors=True)  # failed last time: start again
+            Path(store.status).unlink()  # "ok" without a result: stopped while merging
         for path in store.workers():
             try:
                 (bench,) = pyperf.BenchmarkSuite.load(path).get_benchmarks()

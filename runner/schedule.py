@@ -244,7 +244,8 @@ class NoiseMonitor:
             reasons.append(f"CPU steal {steal:.0%}")
         action = None
         if reasons and window.workers:
-            redo_ok = self.redone + 1 <= REDO_SHARE * (len(self.windows) + 1)
+            # at most a third of the windows so far are redone (the first one always may be)
+            redo_ok = self.redone < max(1.0, REDO_SHARE * (len(self.windows) + 1))
             action = "redone" if redo_ok else "flagged"
             self.redone += redo_ok
         if not reasons:

@@ -1,0 +1,218 @@
+"""The schedule: round order, when a cell has been measured enough, the noise sentinels' verdict
+on a window, the noise floor — and, for real, a run whose worker processes are interleaved
+across cells and interpreters, round by round, and a resumed run that keeps the processes a
+killed one had finished."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pyperf
+import pytest
+from scipy import stats
+
+from gilmatrix import schedule
+from gilmatrix.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
+from tests.conftest import RUNNING_ID, ROOT, host_interpreters, small_matrix
+
+
+def states(n: int) -> list[CellState]:
+    return [CellState("3.13", f"crunch/threads/{i}") for i in range(n)]
+
+
+def test_round_order_is_a_seeded_shuffle_that_changes_every_round() -> None:
+    cells = states(30)
+    first = [c.cell_id for c in round_order(cells, 7, 1)]
+    assert sorted(first) == sorted(c.cell_id for c in cells)
+    assert first == [c.cell_id for c in round_order(list(reversed(cells)), 7, 1)]  # seeded
+    assert first != [c.cell_id for c in round_order(cells, 7, 2)]
+    assert first != [c.cell_id for c in round_order(cells, 8, 1)]
+
+
+def test_relative_precision_is_the_t_interval_of_the_process_means() -> None:
+    means = [1.0, 1.02, 0.98, 1.01]
+    sd = stats.tstd(means)
+    expected = stats.t.ppf(0.975, 3) * sd / math.sqrt(4) / (sum(means) / 4)
+    assert schedule.relative_precision(means) == pytest.approx(expected)
+    assert schedule.relative_precision([1.0]) is None
+
+
+def test_fixed_sampling_stops_after_its_processes() -> None:
+    fixed = Sampling(processes=3)
+    assert fixed.stop([1.0, 1.0], 1.0) is None
+    assert fixed.stop([1.0, 1.0, 1.0], 1.0) == "fixed"
+
+
+def test_adaptive_sampling_stops_precise_cells_early_and_noisy_ones_at_the_budget() -> None:
+    policy = Sampling(processes=3, target=0.02, min_processes=3, max_processes=6, max_seconds=10)
+    assert policy.stop([1.0, 1.001], 0.1) is None  # below min_processes, however tight
+    assert policy.stop([1.0, 1.001, 0.999], 0.1) == "precision"
+    noisy = [1.0, 1.3, 0.8, 1.2]
+    assert policy.stop(noisy, 0.1) is None
+    assert policy.stop([*noisy, 0.9, 1.1], 0.1) == "budget"  # max_processes
+    assert policy.stop(noisy, 10.0) == "budget"  # max_seconds of worker time
+
+
+def reading(ms: float, steal: float = 0.0, total: float = 0.0) -> Reading:
+    return Reading(time.monotonic(), ms / 1e3, 1.0, (steal, total))
+
+
+@pytest.fixture
+def monitor(monkeypatch) -> NoiseMonitor:
+    monkeypatch.setattr(schedule, "read_sentinel", lambda: reading(4.0))
+    return NoiseMonitor()
+
+
+def window(monitor: NoiseMonitor, before: Reading, workers: int = 3) -> Window:
+    w = Window(len(monitor.windows), 1, before)
+    w.workers = [(CellState("3.13", f"c{i}"), 1) for i in range(workers)]
+    return w
+
+
+def test_a_window_with_a_slow_sentinel_is_redone(monitor, monkeypatch) -> None:
+    monkeypatch.setattr(schedule, "read_sentinel", lambda: reading(4.02, 0, 100))
+    assert not monitor.judge(window(monitor, reading(4.0, 0, 0)))["disturbed"]
+    monkeypatch.setattr(schedule, "read_sentinel", lambda: reading(6.0, 0, 200))
+    record = monitor.judge(window(monitor, reading(4.0, 0, 100)))
+    assert record["disturbed"] and record["action"] == "redone"
+    assert record["why"].startswith("sentinel +50%")
+
+
+def test_a_window_with_cpu_steal_is_disturbed(monitor, monkeypatch) -> None:
+    monkeypatch.setattr(schedule, "read_sentinel", lambda: reading(4.0, 20, 200))
+    record = monitor.judge(window(monitor, reading(4.0, 0, 100)))
+    assert record["disturbed"] and record["steal"] == 0.2 and "CPU steal 20%" in record["why"]
+
+
+def test_redoing_stops_when_most_windows_are_disturbed(monitor, monkeypatch) -> None:
+    """A machine disturbed all the time: redo a share of the windows, then keep and flag."""
+    monkeypatch.setattr(schedule, "read_sentinel", lambda: reading(9.0))
+    actions = [monitor.judge(window(monitor, reading(9.0)))["action"] for _ in range(9)]
+    assert actions[0] == "redone" and actions[1] == "flagged"
+    assert actions.count("redone") == 4 and actions.count("flagged") == 5  # ~a third
+    summary = monitor.summary()
+    assert summary["disturbed_windows"] == 9 and summary["redone_windows"] == 4
+
+
+def test_the_floor_is_the_sentinels_spread_and_never_below_the_minimum(monitor, monkeypatch) -> None:
+    assert monitor.summary()["floor"] == schedule.MIN_FLOOR  # three identical readings
+    for ms in (4.0, 4.2, 3.9, 4.1, 4.0):
+        monkeypatch.setattr(schedule, "read_sentinel", lambda ms=ms: reading(ms))
+        monitor.judge(window(monitor, reading(4.0)))
+    assert monitor.summary()["floor"] == pytest.approx(0.05, abs=1e-3)  # 4.2 ms vs median 4.0
+
+
+# -- real runs -----------------------------------------------------------------------------------
+
+
+def run_dates(run_dir: Path, interp: str) -> list[tuple[datetime, str, str]]:
+    """(date, interpreter, cell) of every values worker of every cell: pyperf dates each run."""
+    out = []
+    suite = pyperf.BenchmarkSuite.load(str(run_dir / f"{interp}.json"))
+    for bench in suite.get_benchmarks():
+        for run in bench.get_runs():
+            if run.values:
+                out.append((datetime.fromisoformat(run.get_metadata()["date"]), interp,
+                            bench.get_name()))
+    return out
+
+
+@pytest.mark.integration
+def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ids = host_interpreters(out, (12, 13))
+    if len(ids) < 2:
+        pytest.skip("needs two host interpreters (pyenv 3.12 and 3.13)")
+    matrix = small_matrix(tmp_path, ids, executors="[sequential, threads]", workers="[1, 2]")
+    matrix.write_text(matrix.read_text().replace("processes: 1", "processes: 3"))
+    proc = subprocess.run([sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix),
+                           "--backend", "local", "--out", str(out), "--run-id", "r"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = out / "results" / "r"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    schedule_ = manifest["schedule"]
+    assert schedule_["sampling"] == {"mode": "fixed", "processes": 3}
+    assert [r["round"] for r in schedule_["rounds"]] == [1, 2, 3]
+    assert all(c["processes"] == 3 and c["rounds"] == 3 and c["stopped"] == "fixed"
+               for c in manifest["cells"])
+    assert schedule_["noise"]["floor"] >= schedule.MIN_FLOOR and schedule_["windows"]
+    timeline = sorted(d for interp in ids for d in run_dates(run_dir, interp))
+    cells = {(i, c) for _, i, c in timeline}
+    assert len(timeline) == 3 * len(cells) == 3 * 9 * len(ids)
+    # round by round: every cell's k-th process ran before any cell's (k+1)-th
+    nth: dict[tuple[str, str], int] = {}
+    rounds = []
+    for _, interp, cell in timeline:
+        nth[(interp, cell)] = nth.get((interp, cell), 0) + 1
+        rounds.append(nth[(interp, cell)])
+    assert rounds == sorted(rounds)
+    # within a round, the interpreters alternate rather than run one after the other
+    first_round = [interp for (_, interp, _), k in zip(timeline, rounds, strict=True) if k == 1]
+    switches = sum(a != b for a, b in zip(first_round, first_round[1:], strict=False))
+    assert switches > len(ids), first_round
+    orders = [[c for (_, _, c), k in zip(timeline, rounds, strict=True) if k == n]
+              for n in (1, 2)]
+    assert orders[0] != orders[1]  # shuffled afresh each round
+    # and the report says how it was measured
+    report = subprocess.run([sys.executable, "-m", "gilmatrix.cli", "report", str(run_dir),
+                             "--out", str(out), "--no-chart-images"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    html = (out / "report" / "index.html").read_text()
+    assert "How it was measured" in html and "3 interleaved rounds" in html
+    assert "fixed: 3 worker processes per cell" in html
+
+
+@pytest.mark.integration
+def test_adaptive_run_killed_then_resumed_keeps_every_finished_process(tmp_path: Path) -> None:
+    """SIGKILL of the host mid-run (no chance to clean up), then --resume: the cells pick up
+    the worker processes already on disk, and each stops by its precision target or budget."""
+    out = tmp_path / "out"
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]",
+                          workers="[1, 2]")
+    text = matrix.read_text().replace(
+        "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
+        "    pyperf: {values: 2, warmups: 0, loops: 1}\n"
+        "    precision: {target: 0.5, min_processes: 3, max_processes: 4}")
+    matrix.write_text(text)
+    args = [sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix), "--backend",
+            "local", "--out", str(out), "--run-id", "k", "--python", f"{RUNNING_ID}={sys.executable}"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    cells_dir = out / "results" / "k" / "cells" / RUNNING_ID
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill it once some cells have 2 processes on disk
+        done = list(cells_dir.glob("*.runs/w0002.json")) if cells_dir.exists() else []
+        if len(done) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    kept = {p.parent.name: len(list(p.parent.glob("w*.json")))
+            for p in cells_dir.glob("*.runs/w0001.json")}
+    assert sum(kept.values()) >= 3, kept
+    resumed = subprocess.run([*args[:-4], "--resume", str(out / "results" / "k"), "--python",
+                              f"{RUNNING_ID}={sys.executable}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((out / "results" / "k" / "manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    for cell in manifest["cells"]:
+        assert cell["status"] == "ok" and cell["stopped"] in ("precision", "budget")
+        assert 3 <= cell["processes"] <= 4
+        if cell["stopped"] == "precision":
+            assert cell["precision"] <= 0.5
+        slug = cell["id"].replace("/", "__")
+        bench = pyperf.Benchmark.load(str(cells_dir / f"{slug}.json"))
+        assert len([r for r in bench.get_runs() if r.values]) == cell["processes"]
+        assert cell["processes"] >= kept.get(f"{slug}.runs", 0)  # nothing on disk was lost
+    assert not list(cells_dir.glob("*.runs"))
