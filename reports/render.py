@@ -60,7 +60,8 @@ def environment() -> jinja2.Environment:
 CSV_ORDER = ("interpreter", "workload", "kind", "executor", "model", "start_method",
              "async_mode", "pool_in_timing", "workers", "cell", "tasks", "params",
              "free_threaded", "gil", "n", "processes", "mean_s", "median_s", "stdev_s",
-             "proc_sd_s", "min_s", "max_s", "ci_low_s", "ci_high_s", "precision", "speedup", "efficiency", "parallel_efficiency",
+             "proc_sd_s", "min_s", "max_s", "ci_low_s", "ci_high_s", "precision", "speedup",
+             "efficiency", "parallel_efficiency",
              "cpu_time_s", "parallelism", "class", "peak_rss_bytes", "warnings")
 
 

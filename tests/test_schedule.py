@@ -21,7 +21,7 @@ from scipy import stats
 
 from gilmatrix import schedule
 from gilmatrix.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
-from tests.conftest import RUNNING_ID, ROOT, host_interpreters, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, host_interpreters, small_matrix
 
 
 def states(n: int) -> list[CellState]:
