@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pyperf
@@ -157,7 +158,7 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     assert rounds == sorted(rounds)
     # within a round, the interpreters alternate rather than run one after the other
     first_round = [interp for (_, interp, _), k in zip(timeline, rounds, strict=True) if k == 1]
-    switches = sum(a != b for a, b in zip(first_round, first_round[1:], strict=False))
+    switches = sum(a != b for a, b in pairwise(first_round))
     assert switches > len(ids), first_round
     orders = [[c for (_, _, c), k in zip(timeline, rounds, strict=True) if k == n]
               for n in (1, 2)]
