@@ -323,8 +323,8 @@ class MatrixRun:
                     self.close_window(window, monitor, progress)
                     windows += 1
                     window = Window(windows, number, monitor.last)
-                    progress.remaining = self.estimate(order[index:], 0) + self.estimate(
-                        [s for s in order if s.status == "pending"], 1)
+                    progress.remaining = (self.estimate(order[index:], 0) or 0.0) + (
+                        self.estimate([s for s in order if s.status == "pending"], 1) or 0.0)
                     progress.status(f"round {number}: {index}/{len(order)} worker processes",
                                     progress.remaining)
             self.close_window(window, monitor, progress)
@@ -343,11 +343,12 @@ class MatrixRun:
             self.save()
         self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
 
-    def estimate(self, cells: list[CellState], after: int) -> float:
-        """Seconds the given cells still need (``after``: processes they get before that)."""
+    def estimate(self, cells: list[CellState], after: int) -> float | None:
+        """Seconds the given cells still need (``after``: processes they get before that);
+        None before any worker has run."""
         lives = [s for state in self.states.values() for s in state.seconds]
         if not lives:
-            return 0.0
+            return None
         per = sum(lives) / len(lives)
         return per * sum(max(self.sampling.expected_more(len(c.means) + after), 0) for c in cells)
 
