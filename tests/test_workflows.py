@@ -4,6 +4,7 @@ report always runs, Pages has its permissions, no ${{ }} inside shell scripts)."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -130,3 +131,33 @@ def test_ci_rehearsal_session_exists() -> None:
     text = (ROOT / "noxfile.py").read_text()
     assert 'name="ci-rehearsal"' in text and "gilmatrix.github_rehearsal" in text
     assert os.path.isfile(ROOT / "runner" / "github_rehearsal.py")
+
+
+@pytest.mark.integration
+@pytest.mark.docker
+def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path) -> None:
+    """plan -> bench (a non-editable `pip install .`, the image step, the cells in containers,
+    the image saved for the cache) -> report -> pages, from the workflow file's own steps."""
+    from gilmatrix import images_docker
+
+    if not images_docker.engine_answers():
+        if os.environ.get("GILMATRIX_REQUIRE_DOCKER") == "1":
+            pytest.fail("GILMATRIX_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
+        pytest.skip("no Docker engine answers")
+    mirror = Path(os.environ.get("GILMATRIX_SOURCES") or ROOT.parent / "shared" / "cpython-sources")
+    if not (mirror / "Python-3.14.7.tar.xz").is_file():
+        pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")
+    out = tmp_path / "rehearsal"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.github_rehearsal", "--backend", "docker", "--override",
+         "examples/offline-mirror.yaml", "--sources", str(mirror), "--only", "3.14t,crunch",
+         "--profile", "smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "plan success, bench success, report success, pages success" in proc.stdout
+    bench = out / "jobs" / "bench-3.14t"
+    assert (bench / "_build" / "image-cache" / "image.tar").stat().st_size > 50e6
+    manifest = json.loads((out / "artifacts" / "results-3.14t" / "manifest.json").read_text())
+    assert manifest["backend"]["name"] == "docker"
+    assert {c["status"] for c in manifest["cells"]} == {"ok"}
+    assert (out / "artifacts" / "report" / "index.html").is_file()
