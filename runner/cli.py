@@ -110,9 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 OVERRIDE_ENV = "GILMATRIX_OVERRIDE"
 
 
+def env_overrides() -> list[Path]:
+    """Override files named by $GILMATRIX_OVERRIDE (os.pathsep-separated)."""
+    return [Path(v) for v in os.environ.get(OVERRIDE_ENV, "").split(os.pathsep) if v]
+
+
 def override_arg(p: argparse.ArgumentParser) -> None:
-    env = [Path(v) for v in os.environ.get(OVERRIDE_ENV, "").split(os.pathsep) if v]
-    p.add_argument("--override", action="append", type=Path, default=env, metavar="FILE",
+    p.add_argument("--override", action="append", type=Path, default=env_overrides(),
+                   metavar="FILE",
                    help="apply this override file to the matrix' interpreters, e.g. install "
                         "prefixes of this machine (repeatable; default: $GILMATRIX_OVERRIDE, "
                         f"'{os.pathsep}'-separated)")

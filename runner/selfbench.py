@@ -22,6 +22,9 @@ way. Sections:
   backends are measured), |Δ| of each cell's median, by workload kind;
 - images: ``gilmatrix images --only 3.12`` with nothing changed, then from a copy of the
   repository whose harness differs by one comment (only the last layers rebuild);
+- verdicts (runner/selfbench_verdicts.py): A/A false-positive rate, power against a known 5%
+  change, run-to-run |Δ| of CPU-bound cells, precision per second against plain pyperf, and
+  with ``--full-matrix`` the wall time of the default profile on every interpreter (docker);
 - report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
 - memory: peak RSS of the gilmatrix process itself during a run and during reports.
 """
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -57,7 +61,8 @@ from gilmatrix.selfbench_figures import (
     to_json,
 )
 
-SECTIONS = ("images", "overhead", "fidelity", "stability", "report", "memory")
+SECTIONS = ("images", "overhead", "fidelity", "stability", "verdicts", "report", "memory")
+VERDICT_INTERPRETER = "3.13"  # the A/A test of the issue: 3.13, crunch and sum_squares
 FIDELITY_INTERPRETER = "3.12"  # matrix.yaml: prefix ~/.pyenv/versions/3.12.1, the local build
 DEFAULT_PROFILE_INTERPRETERS = ("3.12",)
 REPORT_SIZES = (100, 1_000, 10_000)
@@ -94,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-sizes", type=lambda v: [int(x) for x in _csv(v)],
                    default=list(REPORT_SIZES), help="synthetic report sizes (default: 100,1000,10000)")
     p.add_argument("--compare", type=Path, help="a previous selfbench JSON: show its values too")
+    p.add_argument("--full-matrix", action="store_true",
+                   help="verdicts: also time the default profile on every interpreter with the "
+                        "docker backend (about half an hour on 2 cores)")
     return p
 
 
@@ -283,6 +291,114 @@ class SelfBench:
                 if rebuilt else f"not rebuilt: {new.get('status') if new else changed.tail()}")
         self.rows.append(row("images", f"{interp} harness-only change",
                              round(changed.wall, 2) if rebuilt else None, "s", "image_harness", note))
+
+    def verdicts(self) -> None:
+        from gilmatrix import selfbench_verdicts as sv
+        from gilmatrix.matrix import load_matrix
+
+        interp = (self.args.interpreters or [VERDICT_INTERPRETER])[0]
+        work = self.out / "selfbench" / f"verdicts-{self.stamp}"
+        work.mkdir(parents=True, exist_ok=True)
+        plain = sv.matrix_with(sm.ROOT / "matrix.yaml", work / "matrix.yaml")
+        scaled = sv.matrix_with(sm.ROOT / "matrix.yaml", work / "matrix-crunch-5pc.yaml",
+                                scale=sv.POWER_FACTOR)
+        runs = {}
+        for name, matrix in (("aa-a", plain), ("aa-b", plain), ("power-c", scaled)):
+            measured, run_dir = sv.run_cli(self.out, f"selfbench-{self.stamp}-{name}", matrix,
+                                           "default", interp, sv.WORKLOADS, log)
+            log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load "
+                f"{os.getloadavg()[0]:.2f})")
+            self.runs[name] = {"name": name, "measured": measured, "run_dir": run_dir,
+                               "manifest": None, "cells": []}
+            runs[name] = run_dir if measured.returncode == 0 else None
+        if runs["aa-a"] and runs["aa-b"]:
+            kinds = {w.id: w.kind for w in load_matrix(plain).workloads}
+            aa = sv.aa_figures(runs["aa-a"], runs["aa-b"], kinds)
+            self.details["aa"] = aa
+            self.rows.append(row("verdicts", f"A/A false positives ({interp}, {aa['compared']} cells)",
+                                 round(100 * aa["rate"], 1), "%", "aa_rate",
+                                 f"{aa['flagged']} of {aa['compared']} called changes "
+                                 f"({', '.join(aa['flagged_cells']) or 'none'}); "
+                                 f"{aa['below_floor']} significant by the test but within the "
+                                 f"floor {aa['floor']:.1%}"))
+            self.rows.append(row("verdicts", "run-to-run CPU-bound median |Δ|",
+                                 None if aa["cpu_median_abs_delta"] is None
+                                 else round(100 * aa["cpu_median_abs_delta"], 2), "%",
+                                 "stability_cpu", f"{aa['cpu_cells']} crunch cells, A vs B"))
+        if runs["aa-b"] and runs["power-c"]:
+            power = sv.power_figures(runs["power-c"], runs["aa-b"])
+            self.details["power"] = power
+            self.rows.append(row("verdicts", f"power: crunch +{sv.POWER_FACTOR - 1:.0%} work detected",
+                                 round(100 * power["power"], 1), "%", "power",
+                                 f"{power['detected']} of {power['affected']} crunch cells "
+                                 f"called regressions (missed: {', '.join(power['missed']) or 'none'}); "
+                                 f"{power['unaffected_flagged']} of {power['unaffected']} unchanged "
+                                 f"cells flagged; floor {power['floor']:.1%}"))
+        self.pyperf_comparison(sv, interp, work)
+        if self.args.full_matrix:
+            self.full_matrix()
+
+    def pyperf_comparison(self, sv: Any, interp: str, work: Path) -> None:
+        """The same few cells by plain pyperf (its defaults) and by gilmatrix, which is given
+        pyperf's median precision as its target: time ratio and both precisions."""
+        ids = ("crunch/sequential/1", "crunch/threads/2", "sum_squares/sequential/1",
+               "sum_squares/threads/2")
+        base = sm.ROOT / "matrix.yaml"
+        cells = sv.planned_cells(base, "default", interp, ids)
+        python = sv.local_python(self.out, interp)
+        log(f"  plain pyperf (defaults: 20 processes x 3 values, 1 warm-up, min time 0.1 s), "
+            f"{len(cells)} cells (load {os.getloadavg()[0]:.2f})")
+        ref = sv.pyperf_reference(python, cells, work / "pyperf", log)
+        profile = {"pyperf": {"values": 3, "warmups": 1, "min_time": 0.1},
+                   "precision": {"target": round(ref["precision_median"], 4),
+                                 "min_processes": 4, "max_processes": 20},
+                   "timeout": 600, "workloads": list(sv.WORKLOADS),
+                   "executors": ["sequential", "threads"], "workers": [2]}
+        matrix = sv.matrix_with(base, work / "matrix-vs-pyperf.yaml", profile=profile)
+        measured, run_dir = sv.run_cli(self.out, f"selfbench-{self.stamp}-vs-pyperf", matrix,
+                                       "selfbench", interp, sv.WORKLOADS, log)
+        self.runs["vs-pyperf"] = {"name": "vs-pyperf", "measured": measured, "run_dir": run_dir,
+                                  "manifest": None, "cells": []}
+        if measured.returncode != 0:
+            self.rows.append(row("verdicts", "time to pyperf's precision / pyperf's time", None,
+                                 "x", "pyperf_time", _why_not(self.runs["vs-pyperf"])))
+            return
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        ours = {c["id"]: c for c in manifest["cells"] if c["status"] == "ok"}
+        reached = [c["precision"] for c in ours.values() if c.get("precision") is not None]
+        self.details["vs_pyperf"] = {"pyperf": ref, "gilmatrix_seconds": round(measured.wall, 2),
+                                     "gilmatrix_cells": ours}
+        self.rows.append(row(
+            "verdicts", "time to pyperf's precision / pyperf's time",
+            round(measured.wall / ref["seconds"], 3), "x", "pyperf_time",
+            f"pyperf {ref['seconds']:.1f} s, median ±{ref['precision_median']:.2%}; gilmatrix "
+            f"{measured.wall:.1f} s (whole CLI run), median ±"
+            f"{statistics.median(reached):.2%} with target ±{ref['precision_median']:.2%}; "
+            f"processes {', '.join(str(c['processes']) for c in ours.values())}"))
+
+    def full_matrix(self) -> None:
+        measured, run_dir = sm.gilmatrix_run(
+            out=self.out, run_id=f"selfbench-{self.stamp}-full-default-docker", profile="default",
+            backend="docker", sources=self.args.sources, log=log)
+        name = "full-default-docker"
+        self.runs[name] = {"name": name, "measured": measured, "run_dir": run_dir,
+                           "manifest": None, "cells": []}
+        note = f"exit {measured.returncode}"
+        if (run_dir / "manifest.json").is_file():
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+            counts: dict[str, int] = {}
+            for cell in manifest["cells"]:
+                counts[cell["status"]] = counts.get(cell["status"], 0) + 1
+            stopped: dict[str, int] = {}
+            for cell in manifest["cells"]:
+                if cell.get("stopped"):
+                    stopped[cell["stopped"]] = stopped.get(cell["stopped"], 0) + 1
+            note += (f"; {len(manifest['interpreters'])} interpreters, "
+                     + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                     + "; stopped by " + ", ".join(f"{s} {n}" for s, n in sorted(stopped.items()))
+                     + f"; noise {manifest['schedule']['noise']}")
+        self.rows.append(row("verdicts", "default matrix, every interpreter, docker",
+                             round(measured.wall / 60, 1), "min", "matrix_minutes", note))
 
     def report(self) -> None:
         for cells in self.args.report_sizes:

@@ -206,7 +206,8 @@ def _median(values: Iterable[float]) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """``value <= bound`` (op "max") or ``|value - 1| <= bound`` (op "near1", for ratios)."""
+    """``value <= bound`` (op "max"), ``value >= bound`` (op "min") or ``|value - 1| <= bound``
+    (op "near1", for ratios)."""
 
     op: str
     bound: float
@@ -216,6 +217,8 @@ class Target:
         slack = 1e-9  # 0.97 is within ±3% although abs(0.97 - 1.0) is 0.030000000000000027
         if self.op == "max":
             return value <= self.bound + slack
+        if self.op == "min":
+            return value >= self.bound - slack
         if self.op == "near1":
             return abs(value - 1.0) <= self.bound + slack
         raise ValueError(self.op)
@@ -229,6 +232,10 @@ TARGETS = {
     "image_harness": Target("max", 30.0, "<= 30 s"),
     "report_seconds_10000": Target("max", 10.0, "<= 10 s"),
     "report_mb_10000": Target("max", 5.0, "<= 5 MB"),
+    "aa_rate": Target("max", 5.0, "<= 5%"),
+    "power": Target("min", 90.0, ">= 90%"),
+    "pyperf_time": Target("max", 0.5, "<= 0.50x"),
+    "matrix_minutes": Target("max", 30.0, "<= 30 min"),
 }
 
 

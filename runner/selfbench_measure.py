@@ -176,13 +176,14 @@ def current_images(interpreters: Sequence[str], *, out: Path,
     are left out of the runs, and the table says so).
     """
     from gilmatrix import images_docker as dk
+    from gilmatrix.cli import env_overrides
     from gilmatrix.images import ImageBuilder, build_images
     from gilmatrix.matrix import load_matrix
 
     def refuse(*args: Any, **kwargs: Any) -> float:
         raise dk.DockerError("image out of date (would be built)")
 
-    wanted = [i for i in load_matrix(ROOT / "matrix.yaml").interpreters if i.id in interpreters]
+    wanted = [i for i in load_matrix(ROOT / "matrix.yaml", env_overrides()).interpreters if i.id in interpreters]
     builder = ImageBuilder(work_dir=out, sources=sources, log=lambda message: None)
     saved, dk.build = dk.build, refuse
     try:
@@ -194,9 +195,10 @@ def current_images(interpreters: Sequence[str], *, out: Path,
 
 
 def matrix_interpreters() -> list[str]:
+    from gilmatrix.cli import env_overrides
     from gilmatrix.matrix import load_matrix
 
-    return [i.id for i in load_matrix(ROOT / "matrix.yaml").interpreters]
+    return [i.id for i in load_matrix(ROOT / "matrix.yaml", env_overrides()).interpreters]
 
 
 def docker(*args: str) -> subprocess.CompletedProcess[str]:
