@@ -39,6 +39,8 @@ from gilmatrix.schedule import (
     Sampling,
     Window,
     round_order,
+    start_sentinels,
+    stop_sentinels,
 )
 
 
@@ -299,8 +301,15 @@ class MatrixRun:
 
     def measure(self, progress: Progress) -> None:
         sampling = self.sampling
-        monitor = NoiseMonitor()
-        self.monitor = monitor
+        start_sentinels()
+        try:
+            monitor = NoiseMonitor()
+            self.monitor = monitor
+            self.rounds_loop(monitor, sampling, progress)
+        finally:
+            stop_sentinels()
+
+    def rounds_loop(self, monitor: NoiseMonitor, sampling: Sampling, progress: Progress) -> None:
         started = time.monotonic()
         number = len(self.rounds)
         windows = len(self.windows)

@@ -349,9 +349,15 @@ class SelfBench:
         log(f"  plain pyperf (defaults: 20 processes x 3 values, 1 warm-up, min time 0.1 s), "
             f"{len(cells)} cells (load {os.getloadavg()[0]:.2f})")
         ref = sv.pyperf_reference(python, cells, work / "pyperf", log)
-        profile = {"pyperf": {"values": 3, "warmups": 1, "min_time": 0.1},
+        # gilmatrix as it is configured by default (the default profile's processes: cheaper
+        # than pyperf's), asked for pyperf's precision, with room for twice its processes
+        from gilmatrix.matrix import load_matrix
+
+        default = load_matrix(base).profile("default").pyperf
+        profile = {"pyperf": {"values": default.values, "warmups": default.warmups,
+                              "min_time": default.min_time},
                    "precision": {"target": round(ref["precision_median"], 4),
-                                 "min_processes": 4, "max_processes": 20},
+                                 "min_processes": 4, "max_processes": 40},
                    "timeout": 600, "workloads": list(sv.WORKLOADS),
                    "executors": ["sequential", "threads"], "workers": [2]}
         matrix = sv.matrix_with(base, work / "matrix-vs-pyperf.yaml", profile=profile)

@@ -183,7 +183,8 @@ def current_images(interpreters: Sequence[str], *, out: Path,
     def refuse(*args: Any, **kwargs: Any) -> float:
         raise dk.DockerError("image out of date (would be built)")
 
-    wanted = [i for i in load_matrix(ROOT / "matrix.yaml", env_overrides()).interpreters if i.id in interpreters]
+    matrix = load_matrix(ROOT / "matrix.yaml", env_overrides())
+    wanted = [i for i in matrix.interpreters if i.id in interpreters]
     builder = ImageBuilder(work_dir=out, sources=sources, log=lambda message: None)
     saved, dk.build = dk.build, refuse
     try:

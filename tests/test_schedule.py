@@ -217,3 +217,19 @@ def test_adaptive_run_killed_then_resumed_keeps_every_finished_process(tmp_path:
         assert len([r for r in bench.get_runs() if r.values]) == cell["processes"]
         assert cell["processes"] >= kept.get(f"{slug}.runs", 0)  # nothing on disk was lost
     assert not list(cells_dir.glob("*.runs"))
+
+
+def test_core_sentinels_time_every_usable_core_at_once() -> None:
+    cores = schedule.CoreSentinels()
+    try:
+        times = cores.time()
+        assert len(times) == len(os.sched_getaffinity(0))
+        assert all(0 < t < 5 for t in times)
+        schedule._CORES.append(cores)
+        reading_ = schedule.read_sentinel()
+        assert reading_.loop_seconds > 0 and reading_.cpu is not None
+    finally:
+        schedule._CORES.clear()
+        helpers = list(cores.helpers)
+        cores.close()
+    assert not any(process.is_alive() for process, _ in helpers)
