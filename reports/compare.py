@@ -56,12 +56,13 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
 STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
 
 
-def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float) -> pd.DataFrame:
+def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float,
+             drift: float = 0.0) -> pd.DataFrame:
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
     their process means; a difference within ``floor`` is no change."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
     rows = [welch_from_stats(r.mean, r.proc_sd, int(r.processes), r.mean_old, r.proc_sd_old,
-                             int(r.processes_old), floor)
+                             int(r.processes_old), floor, drift)
             for r in pairs[[*STATS, *(f"{c}_old" for c in STATS)]].itertuples(index=False)]
     for column in CHANGE_COLUMNS:
         pairs[column] = [getattr(c, column) for c in rows]
@@ -91,12 +92,13 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame,
-                     floor: float = 0.0) -> pd.DataFrame:
-    """Every cell of this run against the same interpreter and cell in the baseline run."""
+def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame, floor: float = 0.0,
+                     drift: float = 0.0) -> pd.DataFrame:
+    """Every cell of this run against the same interpreter and cell in the baseline run; the
+    runs' ``drift`` (relative variance, results.baseline_drift) widens each test."""
     keep = ["interpreter", "workload", "executor", "workers", "cell", *STATS]
     return _compare(cells[keep], baseline[keep],
-                    ["interpreter", "workload", "executor", "workers", "cell"], floor)
+                    ["interpreter", "workload", "executor", "workers", "cell"], floor, drift)
 
 
 def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:

@@ -24,7 +24,13 @@ import vl_convert
 from gilmatrix.reports.charts import ChartSet, build_charts
 from gilmatrix.reports.compare import baseline_changes, order_cells, version_changes, with_speedup
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
-from gilmatrix.reports.results import RunResults, baseline_floor, load_run, noise_floor
+from gilmatrix.reports.results import (
+    RunResults,
+    baseline_drift,
+    baseline_floor,
+    load_run,
+    noise_floor,
+)
 from gilmatrix.reports.stats import cell_table
 from gilmatrix.reports.summary import render_summary
 from gilmatrix.reports.verdicts import decide, format_interval, format_ms
@@ -113,7 +119,8 @@ def build_report(run_dir: Path, out_dir: Path, *, baseline: Path | None = None,
     base_changes = None
     if base_run is not None and len(cells):
         base_changes = baseline_changes(cells, cell_table(base_run.frame),
-                                        baseline_floor(results.manifest, base_run.manifest))
+                                        baseline_floor(results.manifest, base_run.manifest),
+                                        baseline_drift(results.manifest, base_run.manifest))
     charts = build_charts(cells, versions, base_changes) if len(cells) else ChartSet(())
     base_info = None
     if base_run is not None:

@@ -341,6 +341,18 @@ def baseline_floor(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> 
     return max(floors)
 
 
+def baseline_drift(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> float:
+    """The extra relative variance of a difference between the two runs' means: the mean of
+    the runs' own drift estimates (squared; 0 where a run has none)."""
+    values = []
+    for m in (manifest, baseline):
+        try:
+            values.append(float(noise(m).get("drift") or 0.0) ** 2)
+        except (TypeError, ValueError):
+            values.append(0.0)
+    return sum(values) / len(values)
+
+
 def executor_rank(name: str) -> int:
     return EXECUTOR_ORDER.index(name) if name in EXECUTOR_ORDER else len(EXECUTOR_ORDER)
 

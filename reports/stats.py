@@ -67,15 +67,20 @@ class Comparison:
 
 
 def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
-                     mean_b: float, sd_b: float, n_b: int, floor: float = 0.0) -> Comparison:
+                     mean_b: float, sd_b: float, n_b: int, floor: float = 0.0,
+                     drift: float = 0.0) -> Comparison:
     """Welch's test from summaries (of process means). With fewer than 2 observations on a
     side nothing is significant: one process says nothing about noise, so the report says
-    'tie' rather than guess. A significant difference within ``floor`` (relative) is no change."""
+    'tie' rather than guess. A significant difference within ``floor`` (relative) is no change.
+
+    ``drift`` (relative variance) is what two means measured at different times differ by
+    beyond their processes' scatter (runner/schedule.drift): comparing two runs, it is added to
+    the variance of the difference, as a hierarchical model's run-level component would be."""
     ratio = mean_a / mean_b if mean_b else math.nan
     if n_a < 2 or n_b < 2 or not mean_b:
         return Comparison(mean_a, mean_b, n_a, n_b, ratio, -math.inf, math.inf, 1.0, False, floor)
     va, vb = sd_a * sd_a / n_a, sd_b * sd_b / n_b
-    se = math.sqrt(va + vb)
+    se = math.sqrt(va + vb + drift * mean_b * mean_b)
     diff = mean_a - mean_b
     if se == 0.0:  # identical values on both sides: exact, if unlikely
         significant = diff != 0.0

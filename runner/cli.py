@@ -176,6 +176,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
           f"profiles {', '.join(matrix.profiles)}"
           + "".join(f"; override {o}" for o in matrix.overrides))
+    for interp in matrix.interpreters:
+        if interp.prefix:
+            python = Path(os.path.expanduser(os.path.expandvars(interp.prefix))) / "bin" / "python3"
+            if not python.exists():
+                print(f"warning: {interp.id}: prefix {interp.prefix} has no bin/python3 on this "
+                      "machine: the docker backend cannot build its image here (the local "
+                      "backend looks for the interpreter elsewhere)", file=sys.stderr)
     return 0
 
 

@@ -156,7 +156,8 @@ class MatrixRun:
             "schedule": {"sampling": self.sampling.to_json(), "seed": self.seed,
                          "window_seconds": WINDOW_SECONDS, "rounds": self.rounds,
                          "windows": self.windows,
-                         "noise": self.monitor.summary() if self.monitor else self.noise},
+                         "noise": self.monitor.summary(list(self.states.values()))
+                         if self.monitor else self.noise},
             "backend": self.backend.describe(),
             "host": host_facts(),
             "warnings": self.warnings,

@@ -42,7 +42,7 @@ WINDOW_SECONDS = 10.0
 DISTURBED_RATIO = 1.20  # the sentinel 20% slower than the run's median: something else ran
 STEAL_LIMIT = 0.05  # 5% of the CPU time stolen by the hypervisor
 REDO_SHARE = 0.34  # redo disturbed windows while they are at most a third of all windows
-MIN_FLOOR = 0.005  # a noise floor is never below 0.5%
+MIN_FLOOR = 0.01  # a noise floor is never below 1%
 SENTINEL_LOOPS = 100_000  # about 4 ms on a 2020s x86-64 core
 CONFIDENCE = 0.95
 
@@ -286,6 +286,7 @@ class NoiseMonitor:
     """Keeps the sentinel readings, judges windows, and gives the run's noise figures."""
 
     def __init__(self) -> None:
+        read_sentinel()  # warm-up: freshly started helpers run their first loop slower
         first = [read_sentinel() for _ in range(3)]
         self.loops: list[float] = [r.loop_seconds for r in first]  # of undisturbed windows
         self.last = first[-1]
@@ -332,21 +333,58 @@ class NoiseMonitor:
         self.last = after
         return record
 
-    def summary(self) -> dict[str, Any]:
-        """The run's noise: the sentinel's median and spread, and the floor derived from it."""
+    def summary(self, states: Sequence[CellState] = ()) -> dict[str, Any]:
+        """The run's noise: the sentinel's median and spread, the floor derived from it, and
+        how much the cells' means drifted within the run (see :func:`drift`)."""
         median = self.median
-        deviations = sorted(abs(x / median - 1.0) for x in self.loops)
-        spread = deviations[min(len(deviations) - 1, int(0.95 * len(deviations)))] if deviations \
-            else 0.0
+        # a robust 95% band of the sentinel's own noise: 2 x 1.4826 x the median absolute
+        # deviation (one odd reading among a dozen windows does not set the floor)
+        mad = statistics.median(abs(x / median - 1.0) for x in self.loops)
+        spread = 2.0 * 1.4826 * mad
         disturbed = [w for w in self.windows if w["disturbed"]]
+        found = drift(states)
         return {
             "sentinel_median_ms": round(median * 1e3, 4),
             "sentinel_spread": round(spread, 4),
             "floor": round(max(MIN_FLOOR, spread), 4),
+            "drift": None if found is None else round(found[0], 5), "drift_cells": 0 if found
+            is None else found[1],
             "windows": len(self.windows), "disturbed_windows": len(disturbed),
             "redone_windows": sum(w["action"] == "redone" for w in disturbed),
             "flagged_windows": sum(w["action"] == "flagged" for w in disturbed),
             "rule": (f"disturbed: sentinel > {DISTURBED_RATIO:.2f}x the run's median or CPU "
-                     f"steal > {STEAL_LIMIT:.0%}; floor: 95th percentile of the sentinel's "
-                     f"deviation from its median in undisturbed windows, at least {MIN_FLOOR:.1%}"),
+                     f"steal > {STEAL_LIMIT:.0%}; floor: 2 x 1.4826 x the sentinel's median "
+                     f"absolute deviation in undisturbed windows (a robust 95% band), at least "
+                     f"{MIN_FLOOR:.1%}; drift: how far a cell's mean moves between the first "
+                     "and the second half of its processes beyond their own noise (the "
+                     "variance a comparison with another run adds)"),
         }
+
+
+def drift(states: Sequence[CellState]) -> tuple[float, int] | None:
+    """How much a cell's mean wanders over the run beyond what its processes' scatter says:
+    an A/A test inside the run. For each cell with at least 4 kept processes (in the order they
+    ran), d = mean(second half) / mean(first half) - 1; process noise alone gives d a variance
+    of s² (1/h1 + 1/h2) / mean², s² the processes' variance within the halves (pooled); the
+    median of the excess over that, across cells, is the relative variance that two means
+    measured at different times differ by beyond their intervals. Returns (its square root,
+    the cells it came from), None without such cells."""
+    excess = []
+    for state in states:
+        means = state.means
+        if len(means) < 4:
+            continue
+        half = len(means) // 2
+        first, second = statistics.fmean(means[:half]), statistics.fmean(means[half:])
+        if first <= 0:
+            continue
+        d = second / first - 1.0
+        rest = len(means) - half
+        # the processes' scatter within each half (pooled): a shift between halves is not noise
+        within = (statistics.variance(means[:half]) * (half - 1)
+                  + statistics.variance(means[half:]) * (rest - 1)) / (len(means) - 2)
+        noise = within * (1 / half + 1 / rest) / first ** 2
+        excess.append(d * d - noise)
+    if not excess:
+        return None
+    return math.sqrt(max(0.0, statistics.median(excess))), len(excess)

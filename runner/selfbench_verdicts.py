@@ -63,12 +63,13 @@ def cell_means(run_dir: Path) -> dict[tuple[str, str], float]:
 def changes(new: Path, old: Path) -> list[dict[str, Any]]:
     """Every cell of run ``new`` against run ``old``, as the report decides it."""
     from gilmatrix.reports.compare import baseline_changes
-    from gilmatrix.reports.results import baseline_floor, load_run
+    from gilmatrix.reports.results import baseline_drift, baseline_floor, load_run
     from gilmatrix.reports.stats import cell_table
 
     a, b = load_run(new), load_run(old)
     table = baseline_changes(cell_table(a.frame), cell_table(b.frame),
-                             baseline_floor(a.manifest, b.manifest))
+                             baseline_floor(a.manifest, b.manifest),
+                             baseline_drift(a.manifest, b.manifest))
     return [{"cell": r.cell, "interpreter": r.interpreter, "ratio": float(r.ratio),
              "significant": bool(r.significant), "below_floor": bool(r.below_floor),
              "p_value": float(r.p_value), "floor": float(r.floor)}

@@ -150,3 +150,13 @@ def test_override_from_the_environment(capsys, monkeypatch) -> None:
     monkeypatch.setenv("GILMATRIX_OVERRIDE", str(OFFLINE))
     assert main(["validate", str(ROOT / "matrix.yaml")]) == 0
     assert f"override {OFFLINE}" in capsys.readouterr().out
+
+
+def test_a_prefix_missing_on_this_machine_is_a_warning_naming_the_backend(tmp_path: Path,
+                                                                          capsys) -> None:
+    override = tmp_path / "o.yaml"
+    override.write_text('interpreters:\n  - id: "3.13"\n    prefix: /nonexistent/cpython\n')
+    assert main(["validate", str(ROOT / "matrix.yaml"), "--override", str(override)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 3.13: prefix /nonexistent/cpython has no bin/python3" in err
+    assert "docker backend" in err

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -103,12 +104,31 @@ def test_redoing_stops_when_most_windows_are_disturbed(monitor, monkeypatch) -> 
     assert summary["disturbed_windows"] == 9 and summary["redone_windows"] == 4
 
 
-def test_the_floor_is_the_sentinels_spread_and_never_below_the_minimum(monitor, monkeypatch) -> None:
-    assert monitor.summary()["floor"] == schedule.MIN_FLOOR  # three identical readings
-    for ms in (4.0, 4.2, 3.9, 4.1, 4.0):
+def test_the_floor_is_a_robust_band_of_the_sentinel_and_never_below_the_minimum(
+        monitor, monkeypatch) -> None:
+    assert monitor.summary()["floor"] == schedule.MIN_FLOOR  # identical readings
+    readings = (4.4, 3.6, 4.4, 3.6, 4.4, 3.6, 4.4, 3.6, 4.4, 30.0)  # one odd reading, judged
+    for ms in readings:
         monkeypatch.setattr(schedule, "read_sentinel", lambda ms=ms: reading(ms))
         monitor.judge(window(monitor, reading(4.0)))
-    assert monitor.summary()["floor"] == pytest.approx(0.05, abs=1e-3)  # 4.2 ms vs median 4.0
+    kept = [4.0] * 3 + [ms for ms in readings if ms < 4.0 * schedule.DISTURBED_RATIO]
+    median = statistics.median(kept)
+    mad = statistics.median(abs(x / median - 1) for x in kept)
+    summary = monitor.summary()
+    assert summary["floor"] == pytest.approx(2 * 1.4826 * mad, abs=1e-4)
+    assert 0.1 < summary["floor"] < 0.3  # the 30 ms reading was disturbed: not in the band
+
+
+def test_drift_is_the_wander_between_halves_beyond_process_noise() -> None:
+    steady, stepped = [], []
+    for i in range(9):
+        steady.append(CellState("3.13", f"s{i}", means=[1.0, 1.01, 0.99, 1.0, 1.01, 0.99]))
+        stepped.append(CellState("3.13", f"t{i}", means=[1.0, 1.0, 1.0, 1.05, 1.05, 1.05]))
+    still, n = schedule.drift(steady)
+    assert n == 9 and still == 0.0  # the halves differ by no more than the processes scatter
+    moved, _ = schedule.drift(stepped)
+    assert moved == pytest.approx(0.05, rel=0.05)
+    assert schedule.drift([CellState("3.13", "x", means=[1.0, 1.1, 0.9])]) is None
 
 
 # -- real runs -----------------------------------------------------------------------------------
