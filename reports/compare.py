@@ -61,9 +61,13 @@ def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float,
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
     their process means; a difference within ``floor`` is no change."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
+    # each cell's own drift in either run (stats.split_half_drift), at least the runs' own
+    own = ((pairs["drift"] + pairs["drift_old"]) / 2.0 if "drift_old" in pairs
+           else pd.Series(0.0, index=pairs.index))
     rows = [welch_from_stats(r.mean, r.proc_sd, int(r.processes), r.mean_old, r.proc_sd_old,
-                             int(r.processes_old), floor, drift)
-            for r in pairs[[*STATS, *(f"{c}_old" for c in STATS)]].itertuples(index=False)]
+                             int(r.processes_old), floor, max(drift, float(cell_drift)))
+            for r, cell_drift in zip(pairs[[*STATS, *(f"{c}_old" for c in STATS)]]
+                                     .itertuples(index=False), own.fillna(0.0), strict=True)]
     for column in CHANGE_COLUMNS:
         pairs[column] = [getattr(c, column) for c in rows]
     # "faster" / "slower" of new relative to old: an improvement or a regression
@@ -97,6 +101,7 @@ def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame, floor: float =
     """Every cell of this run against the same interpreter and cell in the baseline run; the
     runs' ``drift`` (relative variance, results.baseline_drift) widens each test."""
     keep = ["interpreter", "workload", "executor", "workers", "cell", *STATS]
+    keep += ["drift"] if "drift" in cells and "drift" in baseline else []
     return _compare(cells[keep], baseline[keep],
                     ["interpreter", "workload", "executor", "workers", "cell"], floor, drift)
 

@@ -122,7 +122,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     interval of the mean from the process means and its half-width relative to the mean,
     ``precision``; pyperf's stability warnings, so that an unstable cell is flagged where it
     is shown."""
-    extra = ["processes", "proc_sd", "precision"]
+    extra = ["processes", "proc_sd", "precision", "drift"]
     if frame.empty:
         return pd.DataFrame(columns=[*CELL_KEYS, "n", "mean", "median", "stdev", "min", "max",
                                      "ci_low", "ci_high", *extra, "warnings", *RUN_SUMMARY])
@@ -149,6 +149,8 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["ci_low"] = table["mean"] - half
     table["ci_high"] = table["mean"] + half
     table["precision"] = (half / table["mean"]).where(table["processes"] > 1)
+    drift = runs.groupby(level="group").agg(lambda s: split_half_drift(s.to_numpy()))
+    table["drift"] = drift.to_numpy()
     table["warnings"] = [
         stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min)
         for row in table.itertuples(index=False)
@@ -163,6 +165,24 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
                             table.loc[impossible, "parallelism"], strict=True)]
         table.loc[impossible, "cpu_class"] = "unknown"
     return table.drop(columns=["raw_min"])
+
+
+def split_half_drift(means: Sequence[float]) -> float:
+    """A cell's own A/A test: how far the mean of the second half of its processes (in the
+    order they ran) is from the first half's, beyond what their scatter explains, as a relative
+    variance (0 when within it, or with fewer than 4 processes). A comparison with another run
+    adds it to the variance of the difference (runner/schedule.drift is the run's median)."""
+    n = len(means)
+    if n < 4:
+        return 0.0
+    half = n // 2
+    first, second = np.asarray(means[:half], float), np.asarray(means[half:], float)
+    m1 = float(first.mean())
+    if m1 <= 0:
+        return 0.0
+    d = float(second.mean()) / m1 - 1.0
+    within = (first.var(ddof=1) * (half - 1) + second.var(ddof=1) * (n - half - 1)) / (n - 2)
+    return max(0.0, d * d - within * (1 / half + 1 / (n - half)) / (m1 * m1))
 
 
 def run_summary(frame: pd.DataFrame, groups: int) -> pd.DataFrame:
