@@ -63,3 +63,23 @@ def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def docker_and_mirror(release_file: str = "Python-3.14.7.tar.xz") -> Path:
+    """The offline CPython mirror for a test that needs a Docker engine and one: skips when
+    either is missing, unless GILMATRIX_REQUIRE_DOCKER=1 (CI), where no engine is a failure."""
+    import os
+
+    import pytest
+
+    from gilmatrix import images_docker
+
+    if not images_docker.engine_answers():
+        if os.environ.get("GILMATRIX_REQUIRE_DOCKER") == "1":
+            pytest.fail("GILMATRIX_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
+        pytest.skip("no Docker engine answers")
+    for candidate in (os.environ.get("GILMATRIX_SOURCES"), ROOT.parent / "shared" / "cpython-sources",
+                      "/work/shared/cpython-sources"):
+        if candidate and (Path(candidate) / release_file).is_file():
+            return Path(candidate)
+    pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gilmatrix import images_docker
+from tests.conftest import docker_and_mirror
 
 pytestmark = pytest.mark.integration
 
@@ -90,13 +90,7 @@ def test_installed_gilmatrix_works_outside_the_checkout(installed: Path, tmp_pat
 @pytest.mark.docker
 def test_installed_gilmatrix_builds_an_image_from_its_packaged_files(installed: Path,
                                                                      tmp_path: Path) -> None:
-    if not images_docker.engine_answers():
-        if os.environ.get("GILMATRIX_REQUIRE_DOCKER") == "1":
-            pytest.fail("GILMATRIX_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
-        pytest.skip("no Docker engine answers")
-    mirror = Path(os.environ.get("GILMATRIX_SOURCES") or ROOT.parent / "shared" / "cpython-sources")
-    if not (mirror / "Python-3.14.7.tar.xz").is_file():
-        pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")
+    mirror = docker_and_mirror()
     shutil.copy(ROOT / "matrix.yaml", tmp_path / "matrix.yaml")
     proc = gilmatrix(installed, "images", "--override", str(OFFLINE), "--only", "3.14t",
                      "--sources", str(mirror), "--out", str(IMAGES_WORK), "--json", cwd=tmp_path)

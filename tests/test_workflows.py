@@ -138,15 +138,9 @@ def test_ci_rehearsal_session_exists() -> None:
 def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path) -> None:
     """plan -> bench (a non-editable `pip install .`, the image step, the cells in containers,
     the image saved for the cache) -> report -> pages, from the workflow file's own steps."""
-    from gilmatrix import images_docker
+    from tests.conftest import docker_and_mirror
 
-    if not images_docker.engine_answers():
-        if os.environ.get("GILMATRIX_REQUIRE_DOCKER") == "1":
-            pytest.fail("GILMATRIX_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
-        pytest.skip("no Docker engine answers")
-    mirror = Path(os.environ.get("GILMATRIX_SOURCES") or ROOT.parent / "shared" / "cpython-sources")
-    if not (mirror / "Python-3.14.7.tar.xz").is_file():
-        pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")
+    mirror = docker_and_mirror()
     out = tmp_path / "rehearsal"
     proc = subprocess.run(
         [sys.executable, "-m", "gilmatrix.github_rehearsal", "--backend", "docker", "--override",
