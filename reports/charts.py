@@ -64,6 +64,13 @@ def _round(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     return out
 
 
+def _interval_bars(base: alt.Chart) -> alt.Chart:
+    """The 95% interval of each cell's mean; cells without one (a single worker process) draw
+    no bar rather than a zero-width one that would look precise."""
+    return base.transform_filter("isValid(datum.lo_ms) && isValid(datum.hi_ms)").mark_errorbar(
+    ).encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
+
+
 def round_significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
     """Vectorised float(f"{v:.4g}"): scale by an exact power of ten, round, scale back. Dividing
     by 10**k (exact) gives the double nearest the decimal, so JSON prints it short."""
@@ -135,7 +142,8 @@ def _tooltip() -> list[alt.Tooltip]:
             alt.Tooltip("class:N"), alt.Tooltip("rss_mb:Q", title="peak RSS (MB)", format=".1f")]
 
 
-def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str],
+                    intervals: bool = True) -> alt.FacetChart:
     base = alt.Chart(alt.NamedData(name="cells")).encode(
         x=alt.X("workers:O", title="workers", axis=alt.Axis(labelAngle=0)), color=_color(execs))
     line = base.mark_line(point=True).encode(
@@ -144,8 +152,8 @@ def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str])
         strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]),
                                  alt.value([1, 0])),
         tooltip=_tooltip())
-    bars = base.mark_errorbar().encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
-    layer = alt.layer(bars, line).properties(width=160, height=130)
+    layers = [_interval_bars(base), line] if intervals else [line]
+    layer = alt.layer(*layers).properties(width=160, height=130)
     return _per_interpreter(layer, interps, execs, workload)
 
 
@@ -192,7 +200,7 @@ def memory_vs_workers(workload: str, interps: Sequence[str],
 
 
 def across_versions(workload: str, interps: Sequence[str], execs: Sequence[str],
-                    workers: Sequence[int]) -> alt.LayerChart:
+                    workers: Sequence[int], intervals: bool = True) -> alt.LayerChart:
     """The same cell on every interpreter; the worker count is picked with a drop-down."""
     pick = alt.param(name="workers_pick", value=max(workers),
                      bind=alt.binding_select(options=list(workers), name="workers "))
@@ -202,8 +210,8 @@ def across_versions(workload: str, interps: Sequence[str], execs: Sequence[str],
         xOffset=alt.XOffset("executor:N", sort=list(execs)))
     points = base.mark_point(filled=True, size=50).encode(
         y=alt.Y("mean_ms:Q", title=TIME_TITLE), tooltip=_tooltip())
-    bars = base.mark_errorbar().encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
-    chart = alt.layer(bars, points).properties(width=max(300, 60 * len(interps)), height=220)
+    layers = [_interval_bars(base), points] if intervals else [points]
+    chart = alt.layer(*layers).properties(width=max(300, 60 * len(interps)), height=220)
     chart = _filters(chart, interps, execs, workload).add_params(pick)
     return chart.transform_filter("datum.workers == workers_pick")
 
@@ -316,11 +324,14 @@ def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
     # Building an Altair chart costs ~20 ms (deep copies, validation); with 25 workloads x 3
     # charts that dominated the report's build. So each per-workload chart is built once for a
     # placeholder workload and the placeholder is replaced in its JSON.
+    # a run of single-process cells has no intervals: no error bars (Vega warns on empty ones)
+    intervals = bool((cells["processes"] > 1).any()) if "processes" in cells else True
     templates = {
-        "time": json.dumps(_spec(time_vs_workers(PLACEHOLDER, interps, execs), validate)),
+        "time": json.dumps(_spec(time_vs_workers(PLACEHOLDER, interps, execs, intervals),
+                                 validate)),
         "speedup": json.dumps(_spec(speedup_vs_workers(PLACEHOLDER, interps, execs), validate)),
-        "versions": json.dumps(_spec(across_versions(PLACEHOLDER, interps, execs, [1]),
-                                     validate)),
+        "versions": json.dumps(_spec(across_versions(PLACEHOLDER, interps, execs, [1],
+                                                     intervals), validate)),
         "parallelism": json.dumps(_spec(parallelism_vs_workers(PLACEHOLDER, interps, execs),
                                         validate)),
         "memory": json.dumps(_spec(memory_vs_workers(PLACEHOLDER, interps, execs), validate)),
