@@ -59,13 +59,12 @@ def fmt_duration(seconds: float) -> str:
 
 
 class Progress:
-    """One line per finished cell: where we are, how long it took, roughly how long is left."""
+    """One line per finished cell and per round (and window): where we are, how long it took,
+    roughly how long is left (the scheduler's estimate)."""
 
     def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
         self.total, self.done, self.stream = total, 0, stream
         self.start = time.monotonic()
-        self.measured = 0.0  # seconds spent in cells that ran (cached ones take none)
-        self.ran = 0
         self.remaining: float | None = None  # the scheduler's estimate of the time left
 
     def line(self, text: str) -> None:
@@ -74,9 +73,6 @@ class Progress:
 
     def cell(self, interp: str, event: dict[str, Any]) -> None:
         self.done += 1
-        if event.get("elapsed") is not None:
-            self.measured += event["elapsed"]
-            self.ran += 1
         elapsed = time.monotonic() - self.start
         left = "" if self.remaining is None else f", ~{fmt_duration(self.remaining)} left"
         took = f" {event['elapsed']:.1f}s" if event.get("elapsed") is not None else ""
