@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
@@ -90,7 +90,8 @@ def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
                           significant and not beyond)
     # Welch-Satterthwaite degrees of freedom
     df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
-    p_value = float(2.0 * stats.t.sf(abs(diff / se), df))
+    # Student's t tail as a plain ufunc: stats.t.sf costs ~0.1 ms a call (10,000 cells: 1 s)
+    p_value = float(2.0 * special.stdtr(df, -abs(diff / se)))
     half = t_quantile(1.0 - ALPHA / 2.0, df) * se
     # Interval of the ratio, treating mean_b as exact: close enough when b's own interval is
     # narrow, and the test itself (on the difference) does not depend on this approximation.
