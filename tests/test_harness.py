@@ -176,7 +176,8 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
 
 def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     """The driver spawns the pyperf workers itself: the benchmark it writes has the runs and
-    metadata that pyperf's own manager (``python -m gilmatrix.harness.bench``) produces."""
+    metadata that pyperf's own manager (``python -m gilmatrix.harness.bench``) produces, less
+    pyperf's separate calibration worker (the first value worker calibrates)."""
     cell = _cell("crunch", "threads", 2, tasks=2, size=2000)
     job = json.loads(_job(tmp_path, [cell]).read_text())
     job["pyperf"] = {"processes": 2, "values": 2, "warmups": 1, "min_time": 0.002}  # calibrate
@@ -192,26 +193,49 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
                     "-o", str(by_pyperf)], cwd=ROOT, check=True, capture_output=True, timeout=300)
     theirs = pyperf.Benchmark.load(str(by_pyperf))
 
-    def shape(bench: pyperf.Benchmark) -> list[tuple]:
-        # (a calibration's warm-up count depends on the timings: not compared)
-        return [("calibration" if "calibrate_loops" in run.get_metadata()
-                 else len(run.warmups or ()), len(run.values),
-                 sorted(k for k in run.get_metadata() if k.startswith("gilmatrix_")))
-                for run in bench.get_runs()]
+    def keys(run: pyperf.Run) -> list[str]:
+        return sorted(k for k in run.get_metadata() if k.startswith("gilmatrix_"))
 
-    assert shape(ours) == shape(theirs)
-    assert len(ours.get_runs()) == 3  # one loop calibration, then the two processes' values
-    calibrated = ours.get_runs()[0].get_metadata()["calibrate_loops"]
-    assert {run.get_metadata()["loops"] for run in ours.get_runs()[1:]} == {calibrated}
+    # pyperf: a calibration worker (warm-ups only), then one worker per process; ours: the
+    # first worker calibrates and keeps its last calls at the final loop count as values.
+    mine, reference = ours.get_runs(), theirs.get_runs()
+    assert [len(r.values) for r in reference] == [0, 2, 2]
+    assert [len(r.values) for r in mine] == [2, 2]
+    assert [keys(r) for r in mine] == [keys(r) for r in reference[1:]]
+    calibrated = mine[0].get_metadata()["calibrate_loops"]
+    assert {run.get_metadata()["loops"] for run in mine} == {calibrated}
+    warmups = mine[0].warmups
+    assert warmups[-1][0] == calibrated  # the profile's warm-up, at the final loop count
+    assert [count for count, _ in warmups] == sorted(count for count, _ in warmups)
     assert ours.get_nvalue() == 4
     log = (tmp_path / "cells/host/crunch__threads__2.log").read_text()
-    assert log.index("--- loop calibration") < log.index("--- pyperf worker 1") \
+    assert "--- loop calibration" not in log
+    assert log.index("--- pyperf worker 1 (calibrates the loops)") \
         < log.index("--- pyperf worker 2")
     status = json.loads((tmp_path / "cells/host/crunch__threads__2.status.json").read_text())
-    assert len(status["worker_seconds"]) == 3  # each worker's life, spawn to exit
+    assert len(status["worker_seconds"]) == 2  # each worker's life, spawn to exit
     durations = [run.get_metadata()["duration"] for run in ours.get_runs()]
     assert all(life > run for life, run in zip(status["worker_seconds"], durations, strict=True))
     assert sum(status["worker_seconds"]) <= status["elapsed"]
+
+
+def test_a_calibration_keeps_its_last_calls_as_values_only_when_pyperf_shaped() -> None:
+    from gilmatrix.harness.drive import values_from_calibration
+
+    def calibration(calls: list[tuple[int, float]]) -> pyperf.Benchmark:
+        return pyperf.Benchmark([pyperf.Run([], warmups=calls, collect_metadata=False, metadata={
+            "name": "c", "calibrate_loops": calls[-1][0]})])
+
+    kept = values_from_calibration(calibration([(1, 0.01), (2, 0.011), (2, 0.012), (2, 0.013)]),
+                                   values=2, warmups=1)
+    assert kept is not None
+    (run,) = kept.get_runs()
+    assert run.values == (0.012, 0.013)
+    assert run.warmups == ((1, 0.01), (2, 0.011))
+    assert run.get_metadata()["loops"] == 2
+    # fewer calls at the final loop count than warm-ups + values: no value worker's shape
+    assert values_from_calibration(calibration([(1, 0.01), (2, 0.011), (2, 0.012)]),
+                                   values=2, warmups=1) is None
 
 
 def test_serve_answers_worker_discard_and_finish_commands(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ command per line on stdin and answers each with one JSON line on stdout, so that
 interleave the worker processes of every cell of every interpreter (rounds, in a shuffled
 order) and stop each cell when its interval is tight enough:
 
-- ``{"op": "worker", "cell": ID}``: one pyperf worker process of the cell (after a loop
-  calibration worker, the first time, unless the profile fixes ``loops``); its runs are kept
-  in ``<slug>.runs/wNNNN.json`` at once, so a crash loses at most the worker that was running.
+- ``{"op": "worker", "cell": ID}``: one pyperf worker process of the cell (the first one
+  calibrates the loops as well, unless the profile fixes ``loops``: see
+  ``values_from_calibration``); its runs are kept in ``<slug>.runs/wNNNN.json`` at once, so a
+  crash loses at most the worker that was running.
   Answer: its values, loops and life time, or the failure (the cell is then over).
 - ``{"op": "discard", "cell": ID, "worker": N}``: set worker N aside (taken while the machine
   was disturbed); it is renamed, not deleted, until the cell is finished.
@@ -168,17 +169,49 @@ class CellStore:
         self.log, self.runs = self.base + ".log", self.base + ".runs"
         self.calibration = os.path.join(self.runs, "calibration.json")
 
-    def workers(self) -> list[str]:
-        """The kept worker files, in the order they ran."""
+    def workers(self, discarded: bool = False) -> list[str]:
+        """The kept worker files (and the set-aside ones too), in the order they ran."""
         if not os.path.isdir(self.runs):
             return []
+        pattern = r"w\d{4}\.(json|discarded)" if discarded else r"w\d{4}\.json"
         return sorted(os.path.join(self.runs, n) for n in os.listdir(self.runs)
-                      if re.fullmatch(r"w\d{4}\.json", n))
+                      if re.fullmatch(pattern, n))
 
     def next_worker(self) -> str:
         names = os.listdir(self.runs) if os.path.isdir(self.runs) else []
         numbers = [int(n[1:5]) for n in names if re.fullmatch(r"w\d{4}\.(json|discarded)", n)]
         return os.path.join(self.runs, f"w{max(numbers, default=0) + 1:04d}.json")
+
+
+def _calibrated_loops(bench: Any) -> int:
+    return int(bench.get_runs()[0].get_metadata()["calibrate_loops"])
+
+
+def values_from_calibration(bench: Any, values: int, warmups: int) -> Any | None:
+    """A pyperf loop-calibration run turned into a run of ``values`` values, or None.
+
+    pyperf calibrates in a worker of its own, whose calls are all warm-ups: it doubles
+    ``loops`` until one call lasts ``min_time``, then makes ``warmups + values`` more calls at
+    that count, and its manager starts the value workers only then. Those last calls are what a
+    value worker does — the same process life, each after at least ``warmups`` warm-up calls at
+    the final loop count (and the shorter calibration calls before them) — so the last
+    ``values`` of them are kept as values and the rest as warm-ups: every cell spares one
+    worker process (about a third of a default run's time: one process of its 4 to 12).
+    """
+    import pyperf
+
+    (run,) = bench.get_runs()
+    metadata = run.get_metadata()
+    loops = int(metadata.get("calibrate_loops", 0))
+    calls = list(run.warmups or ())
+    final = calls[-(warmups + values):]
+    if (loops < 1 or run.values or len(calls) < warmups + values
+            or any(count != loops for count, _ in final) or any(v <= 0 for _, v in final)):
+        return None
+    metadata["loops"] = loops
+    kept = pyperf.Run([value for _, value in calls[-values:]], warmups=calls[:-values],
+                      metadata=metadata, collect_metadata=False)
+    return pyperf.Benchmark([kept])
 
 
 def _dump(bench: Any, path: str) -> None:
@@ -203,6 +236,7 @@ class CellRunner:
         self.cells_dir = os.path.join(out_dir, "cells", job["interpreter"])
         os.makedirs(self.cells_dir, exist_ok=True)
         self.current: subprocess.Popen[bytes] | None = None
+        self.loops: dict[str, int] = {}  # cell id -> its calibrated loops
         self.stopping = False
         self.faults = parse_faults(os.environ.get(FAULTS_ENV))
         memory_mb = job.get("memory_mb")
@@ -240,22 +274,26 @@ class CellRunner:
         reply: dict[str, Any] = {"event": "worker", "cell": cell_id}
         with open(store.log, "ab") as log:
             try:
-                loops = int(settings["loops"]) if settings.get("loops") else None
-                if loops is None and os.path.exists(store.calibration):
-                    loops = self._calibrated_loops(_load(store.calibration))
-                if loops is None:
-                    bench = self.run_worker(worker_command(cell, settings, loops=None,
-                                                           output=store.calibration + ".w"),
-                                            log, store.calibration + ".w",
-                                            started + timeout, "loop calibration", lives)
-                    _dump(bench, store.calibration)
-                    loops = self._calibrated_loops(bench)
+                loops = self._loops(cell_id, store)
                 path = store.next_worker()
                 number = int(os.path.basename(path)[1:5])
-                bench = self.run_worker(worker_command(cell, settings, loops=loops,
-                                                       output=path + ".w"),
-                                        log, path + ".w", started + timeout,
-                                        f"pyperf worker {number}", lives)
+                bench = None
+                if loops is None:
+                    calibration = self.run_worker(
+                        worker_command(cell, settings, loops=None, output=path + ".w"), log,
+                        path + ".w", started + timeout,
+                        f"pyperf worker {number} (calibrates the loops)", lives)
+                    loops = _calibrated_loops(calibration)
+                    bench = values_from_calibration(calibration, int(settings.get("values", 3)),
+                                                    int(settings.get("warmups", 1)))
+                    if bench is None:  # not the shape pyperf's calibration has: keep it apart
+                        _dump(calibration, store.calibration)
+                    self.loops[cell_id] = loops
+                if bench is None:
+                    bench = self.run_worker(worker_command(cell, settings, loops=loops,
+                                                           output=path + ".w"),
+                                            log, path + ".w", started + timeout,
+                                            f"pyperf worker {number}", lives)
                 _dump(bench, path)
                 values = [v for run in bench.get_runs() for v in run.values]
                 reply.update(status="ok", worker=number, loops=loops, values=values,
@@ -274,9 +312,20 @@ class CellRunner:
             self._write_failure(store, reply)
         return reply
 
-    @staticmethod
-    def _calibrated_loops(bench: Any) -> int:
-        return int(bench.get_runs()[0].get_metadata()["calibrate_loops"])
+    def _loops(self, cell_id: str, store: CellStore) -> int | None:
+        """The cell's loops: the profile's, else those its first worker calibrated (kept in
+        its file, or, in a run an older gilmatrix began, in ``calibration.json``)."""
+        settings = self.job["pyperf"]
+        if settings.get("loops"):
+            return int(settings["loops"])
+        if cell_id not in self.loops:
+            if os.path.exists(store.calibration):
+                self.loops[cell_id] = _calibrated_loops(_load(store.calibration))
+            else:
+                for path in store.workers(discarded=True):
+                    self.loops[cell_id] = int(_load(path).get_runs()[0].get_metadata()["loops"])
+                    break
+        return self.loops.get(cell_id)
 
     def _write_failure(self, store: CellStore, reply: dict[str, Any]) -> None:
         with open(store.log, encoding="utf-8", errors="replace") as log_text:
