@@ -25,6 +25,7 @@ from gilmatrix.reports.results import (
     noise_floor,
 )
 from gilmatrix.reports.verdicts import Card
+from gilmatrix.schedule import OUT_OF_BUDGET
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
 
@@ -89,7 +90,7 @@ def precision_text(precision: float, sampled: Mapping[str, Any] | None) -> str:
         return "one process: no interval"
     text = f"±{precision:.1%}"
     target = (sampled or {}).get("target")
-    if target and (sampled or {}).get("stopped") == "budget":
+    if target and (sampled or {}).get("stopped") in OUT_OF_BUDGET:
         text += f" (target ±{float(target):.1%} missed)"
     return text
 
@@ -358,7 +359,10 @@ def measurement(manifest: Mapping[str, Any], cells: pd.DataFrame,
                f"mean is within ±{float(policy['target']):.1%} (from at least "
                f"{policy.get('min_processes')} processes), or {policy.get('max_processes')} "
                "processes" + (f" or {policy['max_seconds']:g} s of worker time"
-                              if policy.get("max_seconds") else "") + ", whichever comes first")
+                              if policy.get("max_seconds") else "") + ", whichever comes first"
+               + (f"; once the run had measured for {float(policy['run_minutes']):g} minutes, "
+                  "every cell with its minimum of processes stopped"
+                  if policy.get("run_minutes") else ""))
     else:
         how = f"fixed: {policy.get('processes', '?')} worker processes per cell"
     noise_figures = schedule.get("noise") or {}
@@ -366,7 +370,7 @@ def measurement(manifest: Mapping[str, Any], cells: pd.DataFrame,
     disturbed = [w for w in windows if w.get("disturbed")]
     missed = sorted((interp, cell, c.get("precision"), c.get("target"), c.get("processes"))
                     for (interp, cell), c in sampled.items()
-                    if c.get("stopped") == "budget" and c.get("status") == "ok")
+                    if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == "ok")
     precisions = cells["precision"].dropna() if "precision" in cells else pd.Series(dtype=float)
     return {
         "sampling": how, "seed": schedule.get("seed"),

@@ -71,6 +71,8 @@ class PrecisionPolicy:
     min_processes: int = 4
     max_processes: int = 16
     max_seconds: float | None = None
+    # The whole run's measuring time: once spent, every cell with min_processes stops.
+    run_minutes: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

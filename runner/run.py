@@ -337,10 +337,11 @@ class MatrixRun:
             windows += 1
             self.rounds.append({"round": number, "cells": len(order),
                                 "seconds": round(time.monotonic() - round_start, 3)})
+            spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
             for state in order:
                 if state.status == "pending":
                     state.rounds += 1
-                    why = sampling.stop(state.means, sum(state.seconds))
+                    why = sampling.stop(state.means, sum(state.seconds), spent)
                     if why:
                         state.stopped = why
                         self.finish(state, progress)
@@ -424,7 +425,8 @@ class MatrixRun:
         note = (f"±{precision:.1%}" if precision is not None else "no interval") + \
             f" from {summary['processes']} processes"
         if state.stopped != "fixed":
-            note += f" ({'target met' if state.stopped == 'precision' else 'budget spent'})"
+            note += " (" + {"precision": "target met", "run-budget": "the run's budget spent"}.get(
+                state.stopped or "", "budget spent") + ")"
         progress.cell(state.interpreter, {"id": state.cell_id, "status": reply.get("status"),
                                           "elapsed": summary["elapsed"], "note": note,
                                           "reason": reply.get("reason")})

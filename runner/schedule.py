@@ -12,6 +12,9 @@ After each round a cell stops when
   is one observation (values inside one process share its memory layout, its hash seed and its
   minute of noise, so they are not independent);
 - or its budget is spent: ``max_processes`` processes or ``max_seconds`` of worker time;
+- or the run's budget is spent (``run_minutes`` of rounds in all) and it has ``min_processes``:
+  a big matrix then ends in a time known beforehand, each cell with the precision it reached
+  (the report lists the cells that missed the target);
 - or, without a ``precision`` policy, after the profile's fixed ``pyperf.processes``.
 
 **Noise sentinels**: rounds are cut into windows of about ``WINDOW_SECONDS``. Before and after
@@ -45,6 +48,8 @@ REDO_SHARE = 0.34  # redo disturbed windows while they are at most a third of al
 MIN_FLOOR = 0.01  # a noise floor is never below 1%
 SENTINEL_LOOPS = 100_000  # about 4 ms on a 2020s x86-64 core
 CONFIDENCE = 0.95
+# A cell's ``stopped`` when it ran out of budget before reaching the target: its own, the run's.
+OUT_OF_BUDGET = frozenset({"budget", "run-budget"})
 
 
 def interval(means: Sequence[float]) -> tuple[float, float] | None:
@@ -76,6 +81,7 @@ class Sampling:
     min_processes: int = 3
     max_processes: int = 20
     max_seconds: float | None = None
+    run_seconds: float | None = None  # the run's measuring time, all rounds
 
     @classmethod
     def of(cls, profile: Profile) -> Sampling:
@@ -84,14 +90,16 @@ class Sampling:
             return cls(processes=profile.pyperf.processes)
         return cls(processes=policy.min_processes, target=policy.target,
                    min_processes=policy.min_processes, max_processes=policy.max_processes,
-                   max_seconds=policy.max_seconds)
+                   max_seconds=policy.max_seconds,
+                   run_seconds=None if policy.run_minutes is None else policy.run_minutes * 60)
 
     @property
     def adaptive(self) -> bool:
         return self.target is not None
 
-    def stop(self, means: Sequence[float], seconds: float) -> str | None:
-        """Why the cell is done ("fixed", "precision", "budget"), or None: it needs more."""
+    def stop(self, means: Sequence[float], seconds: float, run_seconds: float = 0.0) -> str | None:
+        """Why the cell is done ("fixed", "precision", "budget", "run-budget"), or None: it
+        needs more (``seconds``: its worker time; ``run_seconds``: the run's rounds so far)."""
         n = len(means)
         if not self.adaptive:
             return "fixed" if n >= self.processes else None
@@ -102,6 +110,9 @@ class Sampling:
                 return "precision"
         if n >= self.max_processes or (self.max_seconds is not None and seconds >= self.max_seconds):
             return "budget"
+        if n >= self.min_processes and self.run_seconds is not None \
+                and run_seconds >= self.run_seconds:
+            return "run-budget"
         return None
 
     def expected_more(self, n: int) -> int:
@@ -113,7 +124,8 @@ class Sampling:
             return {"mode": "fixed", "processes": self.processes}
         return {"mode": "adaptive", "target": self.target, "confidence": CONFIDENCE,
                 "min_processes": self.min_processes, "max_processes": self.max_processes,
-                "max_seconds": self.max_seconds}
+                "max_seconds": self.max_seconds,
+                "run_minutes": None if self.run_seconds is None else self.run_seconds / 60}
 
 
 @dataclass

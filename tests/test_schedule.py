@@ -63,6 +63,17 @@ def test_adaptive_sampling_stops_precise_cells_early_and_noisy_ones_at_the_budge
     assert policy.stop(noisy, 10.0) == "budget"  # max_seconds of worker time
 
 
+def test_the_runs_budget_stops_cells_that_have_their_minimum_of_processes() -> None:
+    policy = Sampling(processes=3, target=0.02, min_processes=3, max_processes=20,
+                      run_seconds=60.0)
+    noisy = [1.0, 1.3, 0.8]
+    assert policy.stop(noisy, 1.0, run_seconds=59.0) is None
+    assert policy.stop(noisy, 1.0, run_seconds=60.0) == "run-budget"
+    assert policy.stop(noisy[:2], 1.0, run_seconds=600.0) is None  # the minimum comes first
+    assert policy.stop([1.0, 1.001, 0.999], 1.0, run_seconds=600.0) == "precision"
+    assert Sampling(processes=3, target=0.02).stop(noisy, 1.0, run_seconds=1e9) is None
+
+
 def reading(ms: float, steal: float = 0.0, total: float = 0.0) -> Reading:
     return Reading(time.monotonic(), ms / 1e3, 1.0, (steal, total))
 
@@ -191,6 +202,40 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     html = (out / "report" / "index.html").read_text()
     assert "How it was measured" in html and "3 interleaved rounds" in html
     assert "fixed: 3 worker processes per cell" in html
+
+
+@pytest.mark.integration
+def test_a_spent_run_budget_ends_the_run_and_the_report_lists_the_cells_that_missed(
+        tmp_path: Path) -> None:
+    """``run_minutes``: once the rounds have taken that long, every cell with its minimum of
+    processes stops, its target missed; the manifest and the report say so."""
+    out = tmp_path / "out"
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]",
+                          workers="[1, 2]")
+    matrix.write_text(matrix.read_text().replace(
+        "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
+        "    pyperf: {values: 2, warmups: 0, loops: 1}\n"
+        "    precision: {target: 0.00001, min_processes: 2, max_processes: 50, "
+        "run_minutes: 0.0001}"))
+    args = [sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix), "--backend",
+            "local", "--out", str(out), "--run-id", "b", "--python", f"{RUNNING_ID}={sys.executable}"]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "results" / "b" / "manifest.json").read_text())
+    assert manifest["schedule"]["sampling"]["run_minutes"] == 0.0001
+    assert len(manifest["schedule"]["rounds"]) == 2
+    cells = manifest["cells"]
+    assert cells and {(c["status"], c["stopped"], c["processes"]) for c in cells} == {
+        ("ok", "run-budget", 2)}
+    assert "the run's budget spent" in done.stderr
+    report = subprocess.run([sys.executable, "-m", "gilmatrix.cli", "report",
+                             str(out / "results" / "b"), "--out", str(out),
+                             "--no-chart-images"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    html = (out / "report" / "index.html").read_text()
+    assert "once the run had measured for 0.0001 minutes" in html
+    assert html.count("(target ±0.0% missed)") == len(cells)
 
 
 @pytest.mark.integration
