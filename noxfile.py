@@ -56,7 +56,7 @@ def plan(session: nox.Session) -> None:
 def bench_report(session: nox.Session) -> None:
     """Benchmark the report builder on a synthetic 10,000-cell run: prints build time and size."""
     install(session)
-    session.run("python", "-m", "gilmatrix.reports.bench", *session.posargs)
+    session.run("python", "-m", "devtools.report_bench", *session.posargs)
 
 
 @nox.session
@@ -64,7 +64,7 @@ def selfbench(session: nox.Session) -> None:
     """Measure gilmatrix itself (overhead, container fidelity, stability, image cache, report
     scale, memory): one table, also as JSON under _build/selfbench/ (`-- --quick` for minutes)."""
     install(session)
-    session.run("python", "-m", "gilmatrix.selfbench", *session.posargs)
+    session.run("python", "-m", "devtools.selfbench", *session.posargs)
 
 
 @nox.session(name="ci-rehearsal")
@@ -72,7 +72,7 @@ def ci_rehearsal(session: nox.Session) -> None:
     """Replay .github/workflows/matrix.yml here: plan, one bench job per interpreter, report,
     Pages — the workflow's own steps, local backend, smoke profile (options after --)."""
     install(session)
-    session.run("python", "-m", "gilmatrix.github_rehearsal", *(session.posargs or ["--profile", "smoke"]))
+    session.run("python", "-m", "devtools.rehearsal", *(session.posargs or ["--profile", "smoke"]))
 
 
 @nox.session
@@ -91,6 +91,27 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on everything."""
-    session.install("ruff")
+    """ruff (lint and format) on everything, mypy on the package and the developer tools."""
+    session.install("ruff", "mypy", "types-PyYAML", "types-jsonschema")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    typecheck_tree()
+    session.run("mypy")
+
+
+def typecheck_tree() -> None:
+    """``_build/typecheck/gilmatrix``: the import package as it is installed (runner/ with
+    reports/ inside), made of symlinks, for mypy, which cannot map setuptools' package-dir."""
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    tree = root / "_build" / "typecheck" / "gilmatrix"
+    tree.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name: p for p in (root / "runner").iterdir() if p.name != "__pycache__"}
+    wanted["reports"] = root / "reports"
+    for link in tree.iterdir():
+        if link.name not in wanted or link.resolve() != wanted[link.name].resolve():
+            link.unlink()
+    for name, target in wanted.items():
+        if not (tree / name).exists():
+            (tree / name).symlink_to(target)

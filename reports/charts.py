@@ -17,8 +17,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from gilmatrix.harness.contract import executor_rank
+from gilmatrix.matrix.model import interpreter_key
 from gilmatrix.reports.compare import free_threading, heatmap_table, with_speedup
-from gilmatrix.reports.results import executor_rank, interpreter_key
 
 FACET_COLUMNS = 5
 TIME_TITLE = "mean time per call (ms)"

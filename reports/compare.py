@@ -8,7 +8,8 @@ from itertools import pairwise
 
 import pandas as pd
 
-from gilmatrix.reports.results import executor_rank, interpreter_key
+from gilmatrix.harness.contract import executor_rank
+from gilmatrix.matrix.model import interpreter_key
 from gilmatrix.reports.stats import compare_cells, welch_from_stats
 
 # Single-thread overhead of the free-threaded build as published in the CPython docs (average

@@ -14,18 +14,18 @@ from typing import Any
 
 import pandas as pd
 
+from gilmatrix.harness.contract import CellId, Status, executor_rank
+from gilmatrix.matrix.model import interpreter_key
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
 from gilmatrix.reports.compare import free_threading, order_cells, with_speedup
 from gilmatrix.reports.results import (
     CellProblem,
     Interpreter,
     RunResults,
-    executor_rank,
-    interpreter_key,
     noise_floor,
 )
 from gilmatrix.reports.verdicts import Card
-from gilmatrix.schedule import OUT_OF_BUDGET
+from gilmatrix.run.schedule import OUT_OF_BUDGET
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
 
@@ -142,7 +142,8 @@ def section_notes(part: pd.DataFrame, skipped: Sequence[CellProblem],
             notes.append(f"{executor}: {label} {text}.")
     reasons: dict[tuple[str, str], set[str]] = {}
     for problem in skipped:
-        executor = problem.cell.rsplit("/", 2)[1] if problem.cell.count("/") >= 2 else "*"
+        named = CellId.maybe(problem.cell)
+        executor = named.executor if named else "*"
         reasons.setdefault((executor, problem.reason), set()).add(problem.interpreter)
     for (executor, reason), where in sorted(reasons.items(),
                                             key=lambda item: executor_rank(item[0][0])):
@@ -178,7 +179,7 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
     manifest, out = results.manifest, []
     if (manifest.get("tool") or {}).get("synthetic"):
         out.append("SYNTHETIC DATA: these numbers come from a toy model written by "
-                   "gilmatrix.reports.synthetic, not from a measurement.")
+                   "devtools.synthetic, not from a measurement.")
     state = manifest.get("state")
     if state and state != "complete":
         out.append(f"The run is {state}: some cells have no result (listed below).")
@@ -228,15 +229,15 @@ class SkippedGroup:
 def group_skipped(problems: Sequence[CellProblem]) -> tuple[SkippedGroup, ...]:
     groups: dict[str, list[CellProblem]] = {}
     for p in problems:
-        if p.status == "skipped":
+        if p.status == Status.SKIPPED:
             groups.setdefault(p.reason, []).append(p)
     out = []
     for reason, ps in groups.items():
         interps = tuple(sorted({p.interpreter for p in ps}, key=interpreter_key))
         cells = tuple(p.cell if len(interps) == 1 else f"{p.interpreter} {p.cell}" for p in ps)
-        parts = [p.cell.rsplit("/", 2) for p in ps if p.cell.count("/") >= 2]
-        executors = tuple(sorted({part[1] for part in parts}, key=executor_rank))
-        workloads = tuple(dict.fromkeys(part[0] for part in parts))
+        named = [n for n in (CellId.maybe(p.cell) for p in ps) if n is not None]
+        executors = tuple(sorted({n.executor for n in named}, key=executor_rank))
+        workloads = tuple(dict.fromkeys(n.workload for n in named))
         out.append(SkippedGroup(reason, interps, cells, executors, workloads))
     return tuple(out)
 
@@ -244,7 +245,7 @@ def group_skipped(problems: Sequence[CellProblem]) -> tuple[SkippedGroup, ...]:
 def group_problems(problems: Sequence[CellProblem]) -> tuple[ProblemGroup, ...]:
     groups: dict[tuple[str, str, str], list[CellProblem]] = {}
     for p in problems:
-        if p.status == "skipped":
+        if p.status == Status.SKIPPED:
             continue
         groups.setdefault((p.interpreter, p.status, p.reason), []).append(p)
     return tuple(ProblemGroup(i, s, r, tuple(p.cell for p in ps),
@@ -296,8 +297,8 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
     skipped_by_workload: dict[str, list[CellProblem]] = {}
     for problem in results.problems:
         # an interpreter that did not run at all is explained once, in the skipped list
-        if problem.status == "skipped" and problem.interpreter in interps:
-            workload = problem.cell.rsplit("/", 2)[0]
+        if problem.status == Status.SKIPPED and problem.interpreter in interps:
+            workload = (CellId.maybe(problem.cell) or CellId(problem.cell, "", 0)).workload
             skipped_by_workload.setdefault(workload, []).append(problem)
     sampled = {(str(c.get("interpreter")), str(c.get("id"))): c
                for c in manifest.get("cells") or [] if isinstance(c, Mapping)}
@@ -370,7 +371,7 @@ def measurement(manifest: Mapping[str, Any], cells: pd.DataFrame,
     disturbed = [w for w in windows if w.get("disturbed")]
     missed = sorted((interp, cell, c.get("precision"), c.get("target"), c.get("processes"))
                     for (interp, cell), c in sampled.items()
-                    if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == "ok")
+                    if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == Status.OK)
     precisions = cells["precision"].dropna() if "precision" in cells else pd.Series(dtype=float)
     return {
         "sampling": how, "seed": schedule.get("seed"),

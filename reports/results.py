@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 import pyperf
 
-from gilmatrix.errors import UserError
+from gilmatrix.harness import contract
+from gilmatrix.harness.contract import CellId, Status, meta, model_of
+from gilmatrix.run.manifest import read_manifest
 
-MANIFEST_FORMAT = 1
 # per cell (constant over a cell's values), then per run, then per value
 CELL_COLUMNS = (
     "interpreter", "workload", "kind", "executor", "workers", "cell", "tasks", "params",
@@ -26,12 +27,8 @@ CELL_COLUMNS = (
 )
 RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss")
 FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
-# executors in the order readers expect to meet them; unknown ones sort after
-EXECUTOR_ORDER = ("sequential", "threads", "processes", "processes-fork", "processes-forkserver",
-                  "processes-spawn", "interpreters", "asyncio")
 # what the harness writes into each pyperf run (bench.py's hook), next to pyperf's mem_max_rss
-RUN_KEYS = ("gilmatrix_cpu_time", "gilmatrix_parallelism", "gilmatrix_class", "mem_max_rss",
-            "gilmatrix_children_max_rss")
+RUN_KEYS = (*contract.RUN_KEYS, "mem_max_rss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,27 +82,6 @@ class RunResults:
         return str(self.manifest.get("run_id") or self.run_dir.name)
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        raise UserError(
-            f"{run_dir}: no manifest.json - not a gilmatrix results directory. "
-            "Point the report at OUT/results/<run-id>/ as written by `gilmatrix run`."
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"{path}: cannot read the manifest ({exc}); re-run `gilmatrix run`.") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise UserError(
-            f"{path}: manifest format {found!r}, this gilmatrix reads format {MANIFEST_FORMAT}. "
-            "Build the report with the gilmatrix version that wrote the results, or re-run."
-        )
-    return manifest
-
-
 def _floats(value: Any) -> tuple[float, ...] | None:
     return tuple(float(v) for v in value) if isinstance(value, list | tuple) else None
 
@@ -126,7 +102,7 @@ def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, An
     facts = env.get("facts") or {}
     # The manifest's facts come from the interpreter itself; the pyperf metadata is the fallback
     # for runs whose manifest lacks them (older runner, hand-made directories).
-    gil = facts.get("gil_enabled", bench_md.get("gilmatrix_gil_enabled"))
+    gil = facts.get("gil_enabled", bench_md.get("gilmatrix_gil_enabled"))  # "n/a" or a bool
     gil_text = "n/a" if gil is None else (str(gil).lower() if not isinstance(gil, str) else gil)
     disabled = facts.get("py_gil_disabled", bench_md.get("gilmatrix_py_gil_disabled"))
     version = facts.get("version") or str(bench_md.get("python_version", "")).split(" ")[0]
@@ -136,8 +112,8 @@ def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, An
         reason=entry.get("reason"),
         results=entry.get("results"),
         version=str(version or ""),
-        sys_version=str(facts.get("sys_version") or bench_md.get("gilmatrix_sys_version", "")),
-        config_args=str(facts.get("config_args") or bench_md.get("gilmatrix_config_args", "")),
+        sys_version=str(facts.get("sys_version") or meta(bench_md, "gilmatrix_sys_version")),
+        config_args=str(facts.get("config_args") or meta(bench_md, "gilmatrix_config_args")),
         py_gil_disabled=None if disabled is None else bool(int(disabled)),
         gil_enabled=gil_text,
         executable=str(facts.get("executable") or env.get("python") or ""),
@@ -204,11 +180,6 @@ def _from_pyperf(bench: pyperf.Benchmark) -> SuiteBenchmark:
     return SuiteBenchmark(bench.get_name(), dict(bench.get_metadata()), runs)
 
 
-def model_of(executor: str) -> str:
-    """The execution model of an executor name, for results written before gilmatrix_model."""
-    return "processes" if executor.startswith("processes") else executor
-
-
 def _number(value: Any) -> float:
     try:
         return float(value)
@@ -224,12 +195,11 @@ def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ..
     process' peak plus, for process pools, the sum of its children's peaks; a process-pool
     run without the children's figure (older results, pools created inside the timed region)
     gets NaN rather than a figure that leaves most of the memory out."""
-    cpu = _number(facts.get("gilmatrix_cpu_time")) / max(loops, 1)
+    cpu = meta(facts, "gilmatrix_cpu_time") / max(loops, 1)
     rss = _number(facts.get("mem_max_rss"))
     if model == "processes":
-        rss += _number(facts.get("gilmatrix_children_max_rss"))
-    return (cpu, _number(facts.get("gilmatrix_parallelism")),
-            str(facts.get("gilmatrix_class") or ""), rss)
+        rss += meta(facts, "gilmatrix_children_max_rss", fallback=math.nan)
+    return (cpu, meta(facts, "gilmatrix_parallelism"), meta(facts, "gilmatrix_class"), rss)
 
 
 def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str, list[Any]],
@@ -240,22 +210,19 @@ def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str
         md = bench.metadata
         first = first or dict(md)
         cell = bench.name
-        parts = cell.rsplit("/", 2)
-        workload, executor, workers = parts if len(parts) == 3 else (cell, "?", 1)
-        workload = str(md.get("gilmatrix_workload", workload))
-        executor = str(md.get("gilmatrix_executor", executor))
-        workers = int(md.get("gilmatrix_workers", workers))
-        params_text = str(md.get("gilmatrix_params", "{}") or "{}")
+        named = CellId.maybe(cell) or CellId(cell, "?", 1)
+        workload = meta(md, "gilmatrix_workload", named.workload)
+        executor = meta(md, "gilmatrix_executor", named.executor)
+        workers = meta(md, "gilmatrix_workers", named.workers)
+        params_text = meta(md, "gilmatrix_params")
         params = json.loads(params_text)
-        tasks = int(md.get("gilmatrix_tasks", params.get("tasks", 1)))
-        model = str(md.get("gilmatrix_model") or model_of(executor))
+        tasks = meta(md, "gilmatrix_tasks", params.get("tasks", 1))
+        model = meta(md, "gilmatrix_model", model_of(executor))
         seen.add((interp, cell))
-        fixed = (interp, workload, str(md.get("gilmatrix_workload_kind", "")), executor, workers,
-                 cell, tasks, params_text, bool(int(md.get("gilmatrix_py_gil_disabled", 0))),
-                 str(md.get("gilmatrix_gil_enabled", "n/a")), model,
-                 str(md.get("gilmatrix_start_method", "")),
-                 str(md.get("gilmatrix_async_mode", "")),
-                 str(md.get("gilmatrix_pool_in_timing", "")))
+        fixed = (interp, workload, meta(md, "gilmatrix_workload_kind"), executor, workers,
+                 cell, tasks, params_text, bool(meta(md, "gilmatrix_py_gil_disabled")),
+                 meta(md, "gilmatrix_gil_enabled"), model, meta(md, "gilmatrix_start_method"),
+                 meta(md, "gilmatrix_async_mode"), meta(md, "gilmatrix_pool_in_timing"))
         for run_index, (values, loops, facts) in enumerate(bench.runs):
             if not values:  # calibration-only runs hold no timing
                 continue
@@ -283,7 +250,7 @@ def load_run(run_dir: Path) -> RunResults:
             try:
                 suite = read_suite(path)
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                problems.append(CellProblem(ident, "*", "missing",
+                problems.append(CellProblem(ident, "*", Status.MISSING,
                                             f"results file {results} unreadable: {exc}"))
             else:
                 bench_md = _suite_rows(ident, suite, columns, seen)
@@ -292,11 +259,11 @@ def load_run(run_dir: Path) -> RunResults:
         interpreters.append(_interpreter(ident, entry, bench_md))
     for cell in manifest.get("cells") or []:
         key = (str(cell.get("interpreter")), str(cell.get("id")))
-        status = str(cell.get("status", "missing"))
+        status = str(cell.get("status", Status.MISSING))
         if key in seen:
             continue
-        if status == "ok":  # the runner says it ran, but no suite holds it
-            status, reason = "missing", "marked ok in the manifest but absent from the results file"
+        if status == Status.OK:  # the runner says it ran, but no suite holds it
+            status, reason = Status.MISSING, "marked ok in the manifest but absent from the results file"
         else:
             reason = cell.get("reason") or "no reason recorded"
         problems.append(CellProblem(key[0], key[1], status, str(reason), cell.get("output_tail")))
@@ -315,7 +282,7 @@ def load_frame(run_dir: Path) -> pd.DataFrame:
 
 
 def noise(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The noise figures the run measured on itself (runner/schedule.py); {} for older runs."""
+    """The noise figures the run measured on itself (runner/run/schedule.py); {} for older runs."""
     value = (manifest.get("schedule") or {}).get("noise")
     return value if isinstance(value, Mapping) else {}
 
@@ -351,17 +318,3 @@ def baseline_drift(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> 
         except (TypeError, ValueError):
             values.append(0.0)
     return sum(values) / len(values)
-
-
-def executor_rank(name: str) -> int:
-    return EXECUTOR_ORDER.index(name) if name in EXECUTOR_ORDER else len(EXECUTOR_ORDER)
-
-
-def interpreter_key(ident: str) -> tuple[int, ...]:
-    """Sort 3.9 < 3.10 < 3.13 < 3.13t; unparsable ids last, by name."""
-    base = ident.rstrip("t")
-    try:
-        parts = tuple(int(p) for p in base.split("."))
-    except ValueError:
-        return (10**6,)
-    return (*parts, int(ident.endswith("t")))

@@ -9,7 +9,7 @@ its worker processes: ``processes`` observations, their standard deviation ``pro
 Why Welch: cells differ in variance (a process pool is noisier than a sequential loop). A
 difference is called a change only when Welch's test on the process means says it is
 significant *and* it is larger than the noise floor the run measured on itself (its sentinels,
-runner/schedule.py); otherwise "no change", with the interval. Distributions come from SciPy.
+runner/run/schedule.py); otherwise "no change", with the interval. Distributions come from SciPy.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from scipy import special, stats
+
+from gilmatrix.harness.contract import stability_warnings
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
@@ -153,7 +155,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     drift = runs.groupby(level="group").agg(lambda s: split_half_drift(s.to_numpy()))
     table["drift"] = drift.to_numpy()
     table["warnings"] = [
-        stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min)
+        tuple(stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min))
         for row in table.itertuples(index=False)
     ]
     # One thread cannot keep more than one core busy: a "parallel" class there comes from a
@@ -204,17 +206,3 @@ def run_summary(frame: pd.DataFrame, groups: int) -> pd.DataFrame:
     out["cpu_class"] = mode.drop_duplicates("group").set_index("group")["cpu_class"]
     out["cpu_class"] = out["cpu_class"].fillna("")
     return out
-
-
-def stability_warnings(n: int, mean: float, stdev: float, low: float, high: float,
-                       raw_min: float) -> tuple[str, ...]:
-    """pyperf's own checks (``pyperf check``), so the page warns where pyperf would."""
-    out = []
-    if n >= 2 and mean and stdev / mean >= 0.10:
-        out.append(f"stdev is {stdev / mean:.0%} of the mean")
-    for label, value in (("minimum", low), ("maximum", high)):
-        if mean and abs(value - mean) / mean >= 0.5:
-            out.append(f"{label} is {abs(value - mean) / mean:.0%} away from the mean")
-    if raw_min < 1e-3:
-        out.append(f"shortest raw value is only {raw_min * 1e3:.3f} ms")
-    return tuple(out)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from gilmatrix.reports.results import executor_rank
+from gilmatrix.harness.contract import executor_rank
 from gilmatrix.reports.stats import Comparison, compare_cells
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
@@ -396,12 +396,12 @@ def _startup_sentences(card: Card, what: str) -> list[Sentence]:
 
 
 def _with_sentences(card: Card, description: str | None) -> Card:
+    # a matrix' own description is the user's text, not a template (it may hold braces)
     what = description or WHAT.get(card.kind, "{tasks} tasks of the '" + card.workload +
-                                    "' workload, run through each executor.")
+                                   "' workload, run through each executor.").format(tasks=card.tasks)
     if card.fixed_cost:
-        return replace(card, sentences=tuple(_startup_sentences(
-            card, what.format(tasks=card.tasks))))
-    sentences = [Sentence("What this tests", what.format(tasks=card.tasks)),
+        return replace(card, sentences=tuple(_startup_sentences(card, what)))
+    sentences = [Sentence("What this tests", what),
                  Sentence("Why " + ("no winner" if card.tied else f"{card.winner.executor} won"),
                           _why(card))]
     surprise = _surprise(card)

@@ -6,7 +6,3 @@ The folder runner/ is installed as the ``gilmatrix`` package, reports/ as ``gilm
 """
 
 __version__ = "0.1.0"
-
-# Version of the files gilmatrix writes (job files, manifest.json, per-cell status records).
-# Bump on any incompatible change; readers refuse other versions with a clear message.
-FORMAT_VERSION = 1

@@ -82,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
     chart_images_arg(p)
 
-    from gilmatrix import images_cli
-
-    images_cli.register(commands)
+    images_args(commands)
 
     p = commands.add_parser("merge", help="merge runs of several machines into one run folder")
     p.add_argument("inputs", nargs="*", type=Path, metavar="RUN_DIR",
@@ -132,7 +130,7 @@ def matrix_path(args: argparse.Namespace) -> Path:
 
 
 def load_args_matrix(args: argparse.Namespace):  # -> Matrix
-    from gilmatrix.matrix import load_matrix
+    from gilmatrix.matrix.model import load_matrix
 
     return load_matrix(matrix_path(args), args.override)
 
@@ -166,6 +164,41 @@ def download_base_arg(p: argparse.ArgumentParser) -> None:
                         "$GILMATRIX_DOWNLOAD_BASE, else python.org); checksums are always checked")
 
 
+def images_args(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `gilmatrix images`; its handler is ``args.handler(args) -> exit code``."""
+    from gilmatrix.images import docker as dk
+    from gilmatrix.images.build import BUILD_PROFILES
+    from gilmatrix.images.cli import images_command
+
+    parser = subparsers.add_parser(
+        "images", help="build one Docker image per interpreter (only what changed)",
+        description="Build (or find up to date) one Docker image per matrix interpreter: CPython "
+                    "from a checksummed source tarball, or an install prefix copied in.")
+    parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), help="matrix file")
+    override_arg(parser)
+    parser.add_argument("--only", action="append", metavar="ID", default=[],
+                        help="only this interpreter (repeatable), e.g. --only 3.14t")
+    parser.add_argument("--sources", type=Path, default=None, metavar="DIR",
+                        help=f"mirror folder of CPython tarballs (default: ${'GILMATRIX_SOURCES'}; "
+                             "else download from python.org)")
+    parser.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
+                        help="pre-downloaded harness wheels/sdists (default: download into OUT)")
+    download_base_arg(parser)
+    parser.add_argument("--build-profile", choices=BUILD_PROFILES, default="fast",
+                        help="fast: no PGO (minutes); release: --enable-optimizations --with-lto")
+    parser.add_argument("--bootstrap-base", action="store_true",
+                        help=f"make the base image ({dk.DEFAULT_BASE}) with debootstrap when it "
+                             "is missing, without trying a pull")
+    parser.add_argument("--out", type=Path, default=Path("_build"),
+                        help="work folder for build contexts, caches and logs (default: _build)")
+    parser.add_argument("--prune", action="store_true",
+                        help="remove superseded tags of the same interpreter and profile")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(handler=images_command)
+    return parser
+
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -187,7 +220,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from gilmatrix.plan import plan_cells
+    from gilmatrix.matrix.plan import plan_cells
 
     plan = plan_cells(load_args_matrix(args), args.profile, args.only)
     if args.github:
@@ -213,10 +246,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
     from gilmatrix.backends import BackendOptions, get_backend
-    from gilmatrix.images_sources import images_dir
-    from gilmatrix.plan import plan_cells
-    from gilmatrix.results import RunDir
-    from gilmatrix.run import resume_run, start_run
+    from gilmatrix.images.sources import images_dir
+    from gilmatrix.matrix.plan import plan_cells
+    from gilmatrix.run.execute import resume_run, start_run
+    from gilmatrix.run.store import RunDir
 
     check_faults()
     matrix = load_args_matrix(args)
@@ -279,7 +312,7 @@ def chart_images_arg(p: argparse.ArgumentParser) -> None:
 
 def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None,
                chart_images: bool = True) -> int:
-    from gilmatrix.results import RunDir
+    from gilmatrix.run.store import RunDir
 
     run = RunDir.open(run_dir or newest_run(out))
     if baseline is not None:
@@ -293,7 +326,7 @@ def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None,
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from gilmatrix.matrix import load_matrix
+    from gilmatrix.matrix.model import load_matrix
     from gilmatrix.merge import merge_runs
 
     expect = [i.strip() for value in args.expect for i in value.replace(" ", ",").split(",")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gilmatrix.errors import UserError
-from gilmatrix.plan import Plan
+from gilmatrix.matrix.plan import Plan
 
 DEFAULT_RUNS_ON = ("ubuntu-latest",)
 SELF_HOSTED_LABEL = "self-hosted"

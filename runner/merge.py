@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gilmatrix
 from gilmatrix.errors import UserError
 from gilmatrix.github import RUNNER_FACTS
-from gilmatrix.matrix import Matrix
-from gilmatrix.plan import plan_cells
-from gilmatrix.results import MANIFEST, RunDir, now
+from gilmatrix.harness.contract import Status
+from gilmatrix.matrix.model import Matrix, interpreter_key
+from gilmatrix.matrix.plan import plan_cells
+from gilmatrix.run.manifest import MANIFEST, new_manifest
+from gilmatrix.run.store import RunDir, now
 
 MISSING_REASON = ("no results from any machine: no input holds this interpreter (its job "
                   "failed before uploading, was cancelled, or its artifact is absent)")
@@ -64,14 +65,6 @@ class Pick:
     source: Source
     entry: dict[str, Any]
     notes: list[str] = field(default_factory=list)
-
-
-def interpreter_key(ident: str) -> tuple[Any, ...]:
-    """3.9 < 3.10 < 3.13 < 3.13t; anything else after, by name."""
-    try:
-        return (0, *(int(p) for p in ident.rstrip("t").split(".")), ident.endswith("t"))
-    except ValueError:
-        return (1, ident)
 
 
 def expand_inputs(paths: Iterable[Path]) -> list[Path]:
@@ -146,7 +139,7 @@ def pick_interpreters(sources: Sequence[Source]) -> dict[str, Pick]:
         for copy in copies:
             if not any(_same_copy(copy, kept) for kept in distinct):
                 distinct.append(copy)
-        ran = [c for c in distinct if c.entry.get("status") != "skipped"]
+        ran = [c for c in distinct if c.entry.get("status") != Status.SKIPPED]
         if len(distinct) == 1:
             picks[ident] = distinct[0]
         elif len(ran) == 1:
@@ -228,14 +221,14 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
     for ident in order:
         pick = picks.get(ident)
         if pick is None:
-            interpreters[ident] = {"status": "missing", "reason": MISSING_REASON, "results": None,
+            interpreters[ident] = {"status": Status.MISSING, "reason": MISSING_REASON, "results": None,
                                    "environment": None, "host": None, "machine": None}
             cells.extend(_missing_cells(matrix, profile, ident, workload_filters))
             continue
         _copy_interpreter(pick, target.path)
         interpreters[ident] = {**pick.entry, "host": machines[pick.source.machine],
                                "machine": pick.source.machine}
-        if pick.entry.get("status") != "skipped":
+        if pick.entry.get("status") != Status.SKIPPED:
             by_machine[pick.source.machine].append(ident)
         cells.extend(c for c in pick.source.manifest.get("cells", []) if c["interpreter"] == ident)
         notes.extend(pick.notes)
@@ -259,35 +252,30 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
 
     statuses = {c["status"] for c in cells}
     states = {s.manifest.get("state") for s in sources}
-    state = "complete" if (statuses <= {"ok", "skipped"} and not missing
+    state = "complete" if (statuses <= {Status.OK, Status.SKIPPED} and not missing
                            and states <= {"complete"}) else "partial"
     first = sources[0].manifest if sources else {}
-    manifest = {
-        "format": gilmatrix.FORMAT_VERSION,
-        "tool": {"name": "gilmatrix", "version": gilmatrix.__version__},
-        "run_id": run_id,
-        "started": min((s.manifest.get("started") or "" for s in sources), default=None) or None,
-        "finished": _latest(s.manifest.get("finished") for s in sources),
-        "state": state,
-        "matrix": _matrix_entry(first, matrix, profile, workload_filters),
-        "backend": _backend(sources),
-        "host": _host_display(machines, used),
-        "hosts": {m: {**facts, "interpreters": by_machine[m]} for m, facts in machines.items()},
-        "warnings": warnings,
-        "stages": _stages(sources),
-        "interpreters": interpreters,
-        "cells": cells,
-        "merge": {
+    workloads: dict[str, Any] = {}
+    for source in sources:
+        workloads.update(source.manifest.get("workloads") or {})
+    manifest = new_manifest(
+        run_id=run_id,
+        started=min((s.manifest.get("started") or "" for s in sources), default=None) or None,
+        finished=_latest(s.manifest.get("finished") for s in sources), state=state,
+        matrix=_matrix_entry(first, matrix, profile, workload_filters), workloads=workloads,
+        backend=_backend(sources), host=_host_display(machines, used),
+        hosts={m: {**facts, "interpreters": by_machine[m]} for m, facts in machines.items()},
+        warnings=warnings, stages=_stages(sources), interpreters=interpreters, cells=cells,
+        merge={
             "merged": now(),
             "sources": [{"path": str(s.path), "run_id": s.manifest.get("run_id"),
                          "machine": s.machine,
                          "interpreters": list(s.manifest.get("interpreters") or {})}
                         for s in sources],
             "expected": list(dict.fromkeys(expect)),
-            "missing": missing,
+            Status.MISSING: missing,
             "notes": notes,
-        },
-    }
+        })
     target.write_manifest(manifest)
     log(f"merged {len(sources)} runs from {len(used)} machines into {target.path}: "
         f"{len(picks)} interpreters" + (f", missing: {', '.join(missing)}" if missing else ""))
@@ -332,8 +320,8 @@ def _missing_cells(matrix: Matrix | None, profile: str, ident: str,
     plan = plan_cells(matrix, profile or None, [ident, *workload_filters])
     out = []
     for cell in plan.cells:
-        status, reason = ("skipped", cell.reason) if cell.status == "skipped" else \
-            ("missing", MISSING_REASON)
+        status, reason = (Status.SKIPPED, cell.reason) if cell.status == Status.SKIPPED else \
+            (Status.MISSING, MISSING_REASON)
         out.append({"interpreter": ident, "id": cell.id, "workload": cell.workload,
                     "executor": cell.executor, "workers": cell.workers, "status": status,
                     "reason": reason, "elapsed": None, "output_tail": None})

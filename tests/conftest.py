@@ -45,7 +45,7 @@ def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)
     from gilmatrix.backends.base import BackendOptions
     from gilmatrix.backends.local import LocalBackend
     from gilmatrix.errors import EnvironmentUnavailable
-    from gilmatrix.matrix import Interpreter
+    from gilmatrix.matrix.model import Interpreter
 
     found = [RUNNING_ID]
     backend = LocalBackend(BackendOptions(work_dir=work_dir))
@@ -72,7 +72,7 @@ def docker_and_mirror(release_file: str = "Python-3.14.7.tar.xz") -> Path:
 
     import pytest
 
-    from gilmatrix import images_docker
+    from gilmatrix.images import docker as images_docker
 
     if not images_docker.engine_answers():
         if os.environ.get("GILMATRIX_REQUIRE_DOCKER") == "1":

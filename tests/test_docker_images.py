@@ -21,12 +21,13 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from gilmatrix import images, images_docker
 from gilmatrix.backends.base import BackendOptions
 from gilmatrix.backends.docker import DockerBackend, harness_command
-from gilmatrix.images import ImageBuilder, ImageError
-from gilmatrix.images_sources import load_lock
-from gilmatrix.matrix import Interpreter, load_matrix
+from gilmatrix.images import build as images
+from gilmatrix.images import docker as images_docker
+from gilmatrix.images.build import ImageBuilder, ImageError
+from gilmatrix.images.sources import load_lock
+from gilmatrix.matrix.model import Interpreter, load_matrix
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

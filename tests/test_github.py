@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.rehearsal import Expression, RehearsalError, _read_outputs
 from gilmatrix.errors import UserError
 from gilmatrix.github import (
     DEFAULT_RUNS_ON,
@@ -16,9 +17,8 @@ from gilmatrix.github import (
     parse_runner_labels,
     runner_facts,
 )
-from gilmatrix.github_rehearsal import Expression, RehearsalError, _read_outputs
-from gilmatrix.matrix import load_matrix, parse_matrix
-from gilmatrix.plan import plan_cells
+from gilmatrix.matrix.model import load_matrix, parse_matrix
+from gilmatrix.matrix.plan import plan_cells
 from tests.conftest import ROOT, gilmatrix
 
 MATRIX = ROOT / "matrix.yaml"

@@ -3,16 +3,19 @@ source downloads: test_sources.py)."""
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from gilmatrix import images, images_cli, images_docker, images_sources, images_wheels
-from gilmatrix.images import ImageError, ImageSpec, inputs_hash, plan_image
-from gilmatrix.matrix import Interpreter
+from gilmatrix.images import build as images
+from gilmatrix.images import cli as images_cli
+from gilmatrix.images import docker as images_docker
+from gilmatrix.images import sources as images_sources
+from gilmatrix.images import wheels as images_wheels
+from gilmatrix.images.build import ImageError, ImageSpec, inputs_hash, plan_image
+from gilmatrix.matrix.model import Interpreter
 
 REPO = Path(__file__).resolve().parent.parent
 LOCK = images_sources.load_lock(REPO / "images" / "sources.toml")
@@ -209,10 +212,9 @@ def test_build_step_lines_are_recognised():
 
 
 def test_cli_registers_the_images_subcommand():
-    parser = argparse.ArgumentParser(prog="gilmatrix")
-    sub = parser.add_subparsers(dest="command")
-    images_cli.register(sub)
-    args = parser.parse_args(["images", "--only", "3.14t", "--only", "3.12", "--sources", "/m",
+    from gilmatrix.cli import build_parser
+
+    args = build_parser().parse_args(["images", "--only", "3.14t", "--only", "3.12", "--sources", "/m",
                               "--build-profile", "release", "--bootstrap-base", "--out", "o"])
     assert args.only == ["3.14t", "3.12"] and args.sources == Path("/m")
     assert args.build_profile == "release" and args.bootstrap_base and args.out == Path("o")
@@ -220,11 +222,10 @@ def test_cli_registers_the_images_subcommand():
 
 
 def test_cli_rejects_an_unknown_interpreter(tmp_path):
+    from gilmatrix.cli import build_parser
     from gilmatrix.errors import UserError
 
-    parser = argparse.ArgumentParser(prog="gilmatrix")
-    images_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["images", "--matrix", str(REPO / "matrix.yaml"), "--only", "3.99",
+    args = build_parser().parse_args(["images", "--matrix", str(REPO / "matrix.yaml"), "--only", "3.99",
                               "--out", str(tmp_path)])
     with pytest.raises(UserError, match=r"--only 3\.99"):
         args.handler(args)

@@ -12,7 +12,7 @@ import pytest
 from gilmatrix.backends.base import BackendOptions
 from gilmatrix.backends.local import LocalBackend, managed_candidates
 from gilmatrix.errors import EnvironmentUnavailable
-from gilmatrix.matrix import Interpreter, parse_interpreter_id
+from gilmatrix.matrix.model import Interpreter, parse_interpreter_id
 from tests.conftest import RUNNING_ID
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from gilmatrix.cli import main
-from gilmatrix.matrix import load_matrix, schema
+from gilmatrix.matrix.model import load_matrix, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((Path(__file__).parent / "bad_matrices").glob("*.yaml"))
@@ -42,10 +42,10 @@ def test_shipped_matrix_is_valid() -> None:
 
 def test_shipped_matrix_references_the_schema_and_passes_it() -> None:
     text = (ROOT / "matrix.yaml").read_text()
-    assert "$schema=runner/matrix.schema.json" in text.splitlines()[0]
+    assert "$schema=runner/matrix/schema.json" in text.splitlines()[0]
     jsonschema.Draft202012Validator.check_schema(schema())
     jsonschema.validate(yaml.safe_load(text), schema())
-    on_disk = json.loads((ROOT / "runner" / "matrix.schema.json").read_text())
+    on_disk = json.loads((ROOT / "runner" / "matrix" / "schema.json").read_text())
     assert on_disk == schema()
 
 

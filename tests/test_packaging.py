@@ -55,8 +55,13 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+def user_environ() -> dict[str, str]:
+    """A user's environment: nothing pointing at this checkout."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GILMATRIX_OVERRIDE")}
+
+
 def gilmatrix(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GILMATRIX_OVERRIDE")}
+    env = user_environ()
     return subprocess.run([str(venv / "bin" / "gilmatrix"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1800)
 
@@ -67,16 +72,19 @@ def test_the_wheel_holds_one_import_package_with_the_image_files(wheel: Path) ->
     assert top == {"gilmatrix", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     for shipped in ("gilmatrix/_images/Dockerfile", "gilmatrix/_images/build-python.sh",
                     "gilmatrix/_images/check-python.py", "gilmatrix/_images/sources.toml",
-                    "gilmatrix/matrix.schema.json", "gilmatrix/reports/templates/report.html.j2",
-                    "gilmatrix/harness/bench.py", "gilmatrix/cli.py"):
+                    "gilmatrix/matrix/schema.json", "gilmatrix/reports/templates/report.html.j2",
+                    "gilmatrix/harness/bench.py", "gilmatrix/cli.py", "gilmatrix/run/execute.py"):
         assert shipped in names, shipped
+    # developer tools stay in the checkout
+    assert not [n for n in names if "selfbench" in n or "synthetic" in n or "rehearsal" in n]
 
 
 def test_installed_gilmatrix_works_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
     where = subprocess.run([str(installed / "bin" / "python"), "-c",
-                            "import gilmatrix, gilmatrix.images_sources as s; "
+                            "import gilmatrix, gilmatrix.images.sources as s; "
                             "print(gilmatrix.__file__); print(s.packaged_images_dir())"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path)
+                           capture_output=True, text=True, check=True, cwd=tmp_path,
+                           env=user_environ())
     module, images_dir = where.stdout.split()
     assert str(installed) in module and not module.startswith(str(ROOT))
     assert images_dir == str(Path(module).parent / "_images")

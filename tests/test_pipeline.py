@@ -107,6 +107,27 @@ def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
         c["id"] for c in manifest["cells"])
 
 
+def test_a_workloads_description_in_the_matrix_reaches_the_report(tmp_path: Path) -> None:
+    """matrix.yaml's ``description:`` of a workload is what the report's verdict card says the
+    workload tests (it is the user's text: braces in it are kept as they are)."""
+    out = tmp_path / "out"
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]")
+    words = "Our own words for crunch: a {dict} of squares."
+    matrix.write_text(matrix.read_text().replace(
+        "  crunch: {params: {tasks: 4, size: 5000}}",
+        f'  crunch: {{description: "{words}", params: {{tasks: 4, size: 5000}}}}'))
+    run = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
+                    "--run-id", "d", "--only", "crunch", "--python", f"{RUNNING_ID}={sys.executable}")
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((out / "results" / "d" / "manifest.json").read_text())
+    assert manifest["workloads"]["crunch"]["description"] == words
+    report = gilmatrix("report", str(out / "results" / "d"), "--out", str(out),
+                       "--no-chart-images")
+    assert report.returncode == 0, report.stderr
+    html = (out / "report" / "index.html").read_text()
+    assert "Our own words for crunch: a {dict} of squares." in html
+
+
 def test_resume_refuses_a_changed_matrix(tmp_path: Path) -> None:
     out = tmp_path / "out"
     matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential]")

@@ -7,8 +7,8 @@ import pytest
 
 from gilmatrix.cli import main
 from gilmatrix.errors import UserError
-from gilmatrix.matrix import load_matrix, parse_matrix
-from gilmatrix.plan import plan_cells
+from gilmatrix.matrix.model import load_matrix, parse_matrix
+from gilmatrix.matrix.plan import plan_cells
 from tests.conftest import ROOT, small_matrix
 
 

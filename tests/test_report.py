@@ -1,5 +1,5 @@
 """The report: loader, statistics, verdicts, outputs, escaping - on SYNTHETIC pyperf files made by
-gilmatrix.reports.synthetic (known answers) and on one real smoke run kept in tests/fixtures/real-smoke."""
+devtools.synthetic (known answers) and on one real smoke run kept in tests/fixtures/real-smoke."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from devtools.synthetic import SyntheticRun, write_run
 from gilmatrix.errors import UserError
 from gilmatrix.reports import build_report, load_frame
 from gilmatrix.reports.charts import build_charts
 from gilmatrix.reports.compare import baseline_changes, free_threading, version_changes
 from gilmatrix.reports.results import load_run
 from gilmatrix.reports.stats import cell_table, t_quantile, welch, welch_from_stats
-from gilmatrix.reports.synthetic import SyntheticRun, write_run
 from gilmatrix.reports.verdicts import decide
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.synthetic import SyntheticRun, write_run
 from gilmatrix.reports import build_report
-from gilmatrix.reports.synthetic import SyntheticRun, write_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from devtools.synthetic import SyntheticRun, write_run
+from gilmatrix.harness.contract import EXECUTOR_ORDER
 from gilmatrix.reports import build_report, load_frame
 from gilmatrix.reports.charts import EXECUTOR_COLORS, build_charts, executor_colors
 from gilmatrix.reports.compare import with_speedup
-from gilmatrix.reports.results import EXECUTOR_ORDER, load_run, read_suite
+from gilmatrix.reports.results import load_run, read_suite
 from gilmatrix.reports.stats import cell_table
-from gilmatrix.reports.synthetic import SyntheticRun, write_run
 from gilmatrix.reports.verdicts import decide
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -21,8 +21,8 @@ import pyperf
 import pytest
 from scipy import stats
 
-from gilmatrix import schedule
-from gilmatrix.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
+from gilmatrix.run import schedule
+from gilmatrix.run.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
 from tests.conftest import ROOT, RUNNING_ID, host_interpreters, small_matrix
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from gilmatrix import selfbench_measure
-from gilmatrix.selfbench import build_parser
-from gilmatrix.selfbench_figures import (
+from devtools.selfbench import measure as selfbench_measure
+from devtools.selfbench.bench import build_parser
+from devtools.selfbench.figures import (
     TARGETS,
     CellFigures,
     bench_floor,
@@ -234,14 +234,14 @@ def test_table_json_round_trip_and_previous_column(smoke, tmp_path):
 
 
 def test_report_scale_specs_have_the_sizes_they_name():
-    from gilmatrix.reports.bench import SPEC, cell_count
+    from devtools.report_bench import SPEC, cell_count
 
     assert [cell_count(selfbench_measure.scale_spec(SPEC, n)) for n in (100, 1000, 10_000)] == \
         [100, 1000, 10_000]
 
 
 def test_harness_only_copy_differs_in_one_harness_file(tmp_path):
-    from gilmatrix.harness_files import harness_digest
+    from gilmatrix.backends.staging import harness_digest
 
     copy = selfbench_measure.copy_with_harness_change(tmp_path / "repo", "stamp-1")
     changed = copy / "runner" / "harness" / "workloads.py"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from gilmatrix import images_sources
-from gilmatrix.images_sources import ChecksumMismatch, SourceError, fetch_source, parse_lock
-from gilmatrix.matrix import load_matrix
+from gilmatrix.images import sources as images_sources
+from gilmatrix.images.sources import ChecksumMismatch, SourceError, fetch_source, parse_lock
+from gilmatrix.matrix.model import load_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 LOCK = images_sources.load_lock(REPO / "images" / "sources.toml")
@@ -268,8 +268,9 @@ def test_transfer_cut_off_half_way_is_refused_and_no_partial_file_is_left(python
 def test_images_cli_downloads_from_the_download_base(python_org, tmp_path, monkeypatch):
     """`gilmatrix images --download-base URL` fetches the tarball there before it needs Docker:
     a mirror of python.org's layout serves a corporate network, too."""
-    from gilmatrix import images, images_docker
     from gilmatrix.cli import main
+    from gilmatrix.images import build as images
+    from gilmatrix.images import docker as images_docker
 
     release = LOCK.release("3.14.7")
     mirror = REPO.parent / "shared" / "cpython-sources" / release.file

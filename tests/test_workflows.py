@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gilmatrix.matrix import load_matrix
+from gilmatrix.matrix.model import load_matrix
 from tests.conftest import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -129,8 +129,8 @@ def test_ci_workflow_runs_lint_and_tests() -> None:
 
 def test_ci_rehearsal_session_exists() -> None:
     text = (ROOT / "noxfile.py").read_text()
-    assert 'name="ci-rehearsal"' in text and "gilmatrix.github_rehearsal" in text
-    assert os.path.isfile(ROOT / "runner" / "github_rehearsal.py")
+    assert 'name="ci-rehearsal"' in text and "devtools.rehearsal" in text
+    assert os.path.isfile(ROOT / "devtools" / "rehearsal.py")
 
 
 @pytest.mark.integration
@@ -143,7 +143,7 @@ def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path
     mirror = docker_and_mirror()
     out = tmp_path / "rehearsal"
     proc = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.github_rehearsal", "--backend", "docker", "--override",
+        [sys.executable, "-m", "devtools.rehearsal", "--backend", "docker", "--override",
          "examples/offline-mirror.yaml", "--sources", str(mirror), "--only", "3.14t,crunch",
          "--profile", "smoke", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=1800)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gilmatrix.matrix import Interpreter
+from gilmatrix.matrix.model import Interpreter
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The docker backend: one image per interpreter (runner/images.py), one container per job.
+"""The docker backend: one image per interpreter (runner/images/build.py), one container per job.
 
 The container is locked down so that a benchmark can only compute and write its results:
 no network, read-only root file system with a tmpfs /tmp, the run folder as the only writable
@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gilmatrix import images_docker as dk
 from gilmatrix.backends.base import Backend, BackendOptions, Environment
 from gilmatrix.errors import EnvironmentUnavailable
 from gilmatrix.harness.drive import write_atomic
-from gilmatrix.images import ImageBuilder, ImageError
-from gilmatrix.matrix import Interpreter
+from gilmatrix.images import docker as dk
+from gilmatrix.images.build import ImageBuilder, ImageError
+from gilmatrix.matrix.model import Interpreter
 
 __all__ = ["DockerBackend", "container_name", "engine_answers", "harness_command"]
 

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from gilmatrix.backends.base import Backend, Environment
+from gilmatrix.backends.staging import stage_harness
 from gilmatrix.errors import EnvironmentUnavailable
-from gilmatrix.harness_files import stage_harness
-from gilmatrix.matrix import Interpreter
+from gilmatrix.matrix.model import Interpreter
 
 _RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?(t?)$")
 # The same pyperf as in the images (images/sources.toml [harness_requirements]; a test checks):

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import pyperf
 
+from gilmatrix.harness.contract import classify
 from gilmatrix.harness.executors import (
     EXECUTORS,
     Dispatcher,
@@ -39,21 +40,6 @@ from gilmatrix.harness.workloads import WORKLOADS, resolve_params
 
 MODULE = "gilmatrix.harness.bench"
 HOOK_NAME = "gilmatrix"
-
-
-# Below this wall time per call, CPU clocks are too coarse for a CPU/wall ratio to mean much.
-MIN_CLASSIFIABLE_SECONDS = 0.001
-
-
-def classify(kind: str, parallelism: float | None, wall: float | None = None) -> str:
-    """What a cell's CPU/wall ratio says its time went to."""
-    if parallelism is None or (wall is not None and wall < MIN_CLASSIFIABLE_SECONDS):
-        return "unknown"
-    if parallelism < 0.5:
-        return "waiting"
-    if parallelism < 1.3:
-        return "serialized"  # one core busy at a time: the GIL, or a single worker
-    return "parallel native" if kind == "native" else "parallel bytecode"
 
 
 def cell_metadata(cell: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,16 +47,13 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
+from gilmatrix.harness.contract import JOB_FORMAT, Status, cell_slug, stability_warnings
 from gilmatrix.harness.faults import ENV as FAULTS_ENV
 from gilmatrix.harness.faults import fault_for, parse_faults
 
 TAIL_CHARS = 4000
-FORMAT_VERSION = 1
+
 BENCH_MODULE = "gilmatrix.harness.bench"  # the pyperf worker program (bench.MODULE)
-
-
-def cell_slug(cell_id: str) -> str:
-    return cell_id.replace("/", "__")
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -114,18 +111,8 @@ class CellTimeout(Exception):
 def bench_warnings(bench: Any) -> list[str]:
     """pyperf's own stability checks on a benchmark (as ``pyperf show`` prints them)."""
     values = bench.get_values()
-    mean = bench.mean()
-    warnings = []
-    if len(values) >= 2 and mean > 0:
-        percent = bench.stdev() * 100.0 / mean
-        if percent >= 10.0:
-            warnings.append(f"the standard deviation is {percent:.0f}% of the mean")
-    for name, value in (("minimum", min(values)), ("maximum", max(values))):
-        percent = (value - mean) * 100.0 / mean if mean > 0 else 0.0
-        if abs(percent) >= 50:
-            side = "greater" if percent > 0 else "smaller"
-            warnings.append(f"the {name} is {abs(percent):.0f}% {side} than the mean")
-    return warnings
+    return stability_warnings(len(values), bench.mean(), bench.stdev() if len(values) >= 2 else 0.0,
+                              min(values), max(values))
 
 
 def failure_reason(output: str, returncode: int, what: str = "") -> str:
@@ -296,19 +283,19 @@ class CellRunner:
                                             f"pyperf worker {number}", lives)
                 _dump(bench, path)
                 values = [v for run in bench.get_runs() for v in run.values]
-                reply.update(status="ok", worker=number, loops=loops, values=values,
+                reply.update(status=Status.OK, worker=number, loops=loops, values=values,
                              warnings=bench_warnings(bench) if len(values) > 1 else [])
             except CellTimeout:
-                reply.update(status="timeout",
+                reply.update(status=Status.TIMEOUT,
                              reason=f"a worker process took longer than the timeout of "
                                     f"{timeout:g} s")
             except WorkerFailed as exc:
-                reply.update(status="failed", returncode=exc.returncode, what=exc.what)
+                reply.update(status=Status.FAILED, returncode=exc.returncode, what=exc.what)
         reply["seconds"] = [round(s, 4) for s in lives]
         reply["elapsed"] = round(time.monotonic() - started, 3)
         if self.stopping:
-            reply.update(status="interrupted", reason="the run was interrupted")
-        elif reply["status"] != "ok":
+            reply.update(status=Status.INTERRUPTED, reason="the run was interrupted")
+        elif reply["status"] != Status.OK:
             self._write_failure(store, reply)
         return reply
 
@@ -330,9 +317,9 @@ class CellRunner:
     def _write_failure(self, store: CellStore, reply: dict[str, Any]) -> None:
         with open(store.log, encoding="utf-8", errors="replace") as log_text:
             output = log_text.read()
-        if reply["status"] == "failed":
+        if reply["status"] == Status.FAILED:
             reply["reason"] = failure_reason(output, reply["returncode"], reply["what"])
-        status = {"format": FORMAT_VERSION, "id": reply["cell"], "status": reply["status"],
+        status = {"format": JOB_FORMAT, "id": reply["cell"], "status": reply["status"],
                   "reason": reply["reason"], "elapsed": reply["elapsed"],
                   "returncode": reply.get("returncode", 0), "output_tail": output[-TAIL_CHARS:],
                   "worker_seconds": reply["seconds"]}
@@ -343,27 +330,27 @@ class CellRunner:
         path = os.path.join(store.runs, f"w{number:04d}.json")
         if os.path.exists(path):
             os.replace(path, path[:-len(".json")] + ".discarded")
-            return {"event": "discarded", "cell": cell_id, "worker": number, "status": "ok"}
-        return {"event": "discarded", "cell": cell_id, "worker": number, "status": "missing"}
+            return {"event": "discarded", "cell": cell_id, "worker": number, "status": Status.OK}
+        return {"event": "discarded", "cell": cell_id, "worker": number, "status": Status.MISSING}
 
     def finish(self, cell_id: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Merge the cell's kept workers (calibration run first) into its result file."""
         store = CellStore(self.cells_dir, cell_id)
         paths = ([store.calibration] if os.path.exists(store.calibration) else []) + store.workers()
         if not store.workers():
-            return {"event": "finished", "cell": cell_id, "status": "failed",
+            return {"event": "finished", "cell": cell_id, "status": Status.FAILED,
                     "reason": "no worker process of this cell was kept"}
         bench = _load(paths[0])
         for path in paths[1:]:
             bench.add_runs(_load(path))
-        status = {"format": FORMAT_VERSION, "id": cell_id, "status": "ok", "reason": None,
+        status = {"format": JOB_FORMAT, "id": cell_id, "status": Status.OK, "reason": None,
                   "returncode": 0, "output_tail": None, "warnings": bench_warnings(bench),
                   **dict(extra or {})}
         _dump(bench, store.result + ".part")
         write_atomic(store.status, json.dumps(status, indent=1) + "\n")
         os.replace(store.result + ".part", store.result)  # the result last: it means done
         shutil.rmtree(store.runs, ignore_errors=True)
-        return {"event": "finished", "cell": cell_id, "status": "ok",
+        return {"event": "finished", "cell": cell_id, "status": Status.OK,
                 "warnings": status["warnings"]}
 
     def serve(self, commands: IO[str], replies: IO[str]) -> int:
@@ -382,7 +369,7 @@ class CellRunner:
             elif op == "finish":
                 reply = self.finish(request["cell"], request.get("status"))
             else:
-                reply = {"event": "error", "status": "failed", "reason": f"unknown op {op!r}"}
+                reply = {"event": "error", "status": Status.FAILED, "reason": f"unknown op {op!r}"}
             replies.write(json.dumps(reply) + "\n")
             replies.flush()
             if self.stopping:
@@ -407,19 +394,19 @@ class CellRunner:
             if os.path.exists(store.log):
                 os.unlink(store.log)
             started, lives = time.monotonic(), []
-            reply: dict[str, Any] = {"status": "ok"}
+            reply: dict[str, Any] = {"status": Status.OK}
             for _ in range(processes):
                 reply = self.worker(cell["id"])
                 lives += reply["seconds"]
-                if reply["status"] != "ok":
+                if reply["status"] != Status.OK:
                     break
             if self.stopping:
                 break
             elapsed = round(time.monotonic() - started, 3)
-            if reply["status"] == "ok":
+            if reply["status"] == Status.OK:
                 reply = self.finish(cell["id"], {"elapsed": elapsed, "worker_seconds": lives,
                                                  "processes": processes, "stopped": "fixed"})
-            failed += reply["status"] != "ok"
+            failed += reply["status"] != Status.OK
             emit("cell", index=index, total=len(cells), id=cell["id"], status=reply["status"],
                  elapsed=elapsed, reason=reply.get("reason"))
         emit("end", interpreter=self.job["interpreter"], interrupted=self.stopping, failed=failed)
@@ -468,8 +455,8 @@ class CellRunner:
 def load_job(job_path: str) -> dict[str, Any] | None:
     with open(job_path, encoding="utf-8") as handle:
         job = json.load(handle)
-    if job.get("format") != FORMAT_VERSION:
-        sys.stderr.write(f"{job_path}: job format {job.get('format')!r} is not {FORMAT_VERSION}\n")
+    if job.get("format") != JOB_FORMAT:
+        sys.stderr.write(f"{job_path}: job format {job.get('format')!r} is not {JOB_FORMAT}\n")
         return None
     return job
 

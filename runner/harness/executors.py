@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
+
+from gilmatrix.harness.contract import EXECUTORS
 
 if TYPE_CHECKING:
     import asyncio
@@ -21,36 +23,6 @@ if TYPE_CHECKING:
 # every cell starts one or more pyperf worker processes, and each of them imports this module
 # before its first run (asyncio alone ~15 ms; NamedTuple rather than dataclasses for the same
 # reason: dataclasses pulls in inspect). `nox -s selfbench` prints a worker's start-up, by step.
-
-
-class Executor(NamedTuple):
-    name: str
-    model: str  # sequential | threads | processes | interpreters | asyncio
-    description: str
-    uses_workers: bool  # False: one cell only, at 1 worker
-    min_version: tuple[int, int] = (3, 10)
-    start_method: str | None = None  # processes: None = the interpreter's default
-
-
-EXECUTORS: dict[str, Executor] = {
-    e.name: e
-    for e in (
-        Executor("sequential", "sequential", "a plain loop in the calling thread", False),
-        Executor("threads", "threads", "concurrent.futures.ThreadPoolExecutor", True),
-        Executor("processes", "processes",
-                 "ProcessPoolExecutor, the interpreter's default start method", True),
-        Executor("processes-fork", "processes", "ProcessPoolExecutor, fork", True,
-                 start_method="fork"),
-        Executor("processes-forkserver", "processes", "ProcessPoolExecutor, forkserver", True,
-                 start_method="forkserver"),
-        Executor("processes-spawn", "processes", "ProcessPoolExecutor, spawn", True,
-                 start_method="spawn"),
-        Executor("interpreters", "interpreters",
-                 "concurrent.futures.InterpreterPoolExecutor (PEP 734)", True, min_version=(3, 14)),
-        Executor("asyncio", "asyncio",
-                 "asyncio: native awaitables, else asyncio.to_thread; TaskGroup on 3.11+", True),
-    )
-}
 
 
 def unavailable_reason(executor: str, version: tuple[int, int],
@@ -104,12 +76,6 @@ class Dispatcher:
             # to_thread() runs on the loop's default executor: size it to the worker count.
             self._pool = cf.ThreadPoolExecutor(max_workers=workers)
             self._loop.set_default_executor(self._pool)
-
-    @property
-    def async_mode(self) -> str | None:
-        if self.model != "asyncio":
-            return None
-        return "native" if self.async_fn is not None else "to_thread"
 
     def warm_up(self, fn: Callable[[Any], Any], tasks: list[Any]) -> None:
         """Make every worker exist before timing: run at least ``workers`` tasks."""

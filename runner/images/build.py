@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gilmatrix import images_docker as dk
-from gilmatrix.harness_files import PACKAGE, PACKAGE_ROOT
-from gilmatrix.harness_files import harness_files as shipped_harness_files
-from gilmatrix.images_sources import (
+from gilmatrix.backends.staging import PACKAGE, PACKAGE_ROOT
+from gilmatrix.backends.staging import harness_files as shipped_harness_files
+from gilmatrix.images import docker as dk
+from gilmatrix.images.sources import (
     IMAGE_FILES,
     LOCK_NAME,
     Lock,
@@ -38,8 +38,8 @@ from gilmatrix.images_sources import (
     load_lock,
     mirror_dir,
 )
-from gilmatrix.images_wheels import WheelError, collect_wheels
-from gilmatrix.matrix import Interpreter
+from gilmatrix.images.wheels import WheelError, collect_wheels
+from gilmatrix.matrix.model import Interpreter
 
 IMAGE_REPO = "gilmatrix/cpython"
 FORMAT = 1  # bump when the meaning of the inputs changes without the files changing

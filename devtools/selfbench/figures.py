@@ -1,4 +1,4 @@
-"""The figures of ``python -m gilmatrix.selfbench``, computed from run folders: pure functions.
+"""The figures of ``python -m devtools.selfbench``, computed from run folders: pure functions.
 
 Everything here takes data (manifests, pyperf suites, timings) and returns data (figures, table
 rows, JSON), so that tests run it on real small runs without measuring anything.

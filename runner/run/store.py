@@ -26,12 +26,11 @@ from typing import Any
 
 import pyperf
 
-import gilmatrix
 from gilmatrix.errors import UserError
-from gilmatrix.harness.drive import CellStore, cell_slug, write_atomic
-from gilmatrix.plan import Cell
-
-MANIFEST = "manifest.json"
+from gilmatrix.harness.contract import Status, cell_slug
+from gilmatrix.harness.drive import CellStore, write_atomic
+from gilmatrix.matrix.plan import Cell
+from gilmatrix.run.manifest import read_manifest, write_manifest
 
 
 def now() -> str:
@@ -107,23 +106,14 @@ class RunDir:
     @classmethod
     def open(cls, path: Path) -> RunDir:
         """An existing run (for resume and report); refuses folders it cannot read."""
-        manifest = path / MANIFEST
-        if not manifest.is_file():
-            raise UserError(f"{path} is not a gilmatrix run folder: it has no {MANIFEST}")
-        try:
-            data = json.loads(manifest.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{manifest}: unreadable manifest: {exc}") from None
-        if data.get("format") != gilmatrix.FORMAT_VERSION:
-            raise UserError(f"{manifest}: format {data.get('format')!r}, this gilmatrix reads "
-                            f"format {gilmatrix.FORMAT_VERSION}; use the gilmatrix version that wrote it")
+        read_manifest(path)
         return cls(path)
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / MANIFEST).read_text())
+        return read_manifest(self.path)
 
     def write_manifest(self, data: dict[str, Any]) -> None:
-        write_atomic(str(self.path / MANIFEST), json.dumps(data, indent=2, sort_keys=False) + "\n")
+        write_manifest(self.path, data)
 
     def write_job(self, interpreter: str, job: dict[str, Any]) -> str:
         name = f"{interpreter}.json"
@@ -137,20 +127,20 @@ class RunDir:
         return CellStore(str(self.path / "cells" / cell.interpreter), cell.id)
 
     def outcome(self, cell: Cell) -> CellOutcome:
-        if cell.status == "skipped":
-            return CellOutcome("skipped", cell.reason, None, None)
+        if cell.status == Status.SKIPPED:
+            return CellOutcome(Status.SKIPPED, cell.reason, None, None)
         base = self.cell_base(cell)
         status_file = base.with_name(base.name + ".status.json")
         if status_file.exists():
             status = json.loads(status_file.read_text())
-            if status["status"] != "ok" or base.with_name(base.name + ".json").exists():
+            if status["status"] != Status.OK or base.with_name(base.name + ".json").exists():
                 return CellOutcome(status["status"], status.get("reason"), status.get("elapsed"),
                                    status.get("output_tail"), tuple(status.get("warnings", ())),
                                    tuple(status.get("worker_seconds", ())),
                                    status.get("processes"), status.get("precision"),
                                    status.get("target"), status.get("stopped"),
                                    status.get("rounds"), int(status.get("discarded") or 0))
-        return CellOutcome("missing", "did not run to the end (interrupted or crashed run)", None, None)
+        return CellOutcome(Status.MISSING, "did not run to the end (interrupted or crashed run)", None, None)
 
     def merge_suite(self, interpreter: str, cells: Iterable[Cell]) -> Path | None:
         """Merge the finished cells of ``interpreter`` into ``<interpreter>.json`` (plan order)."""

@@ -1,6 +1,6 @@
 """The run loop: prepare every interpreter, start one harness driver per interpreter (a process,
 or a container, that lives for the whole run), then measure in interleaved rounds
-(runner/schedule.py): each round gives every pending cell of every interpreter one pyperf
+(runner/run/schedule.py): each round gives every pending cell of every interpreter one pyperf
 worker process, in a shuffled order, until each cell's interval is tight enough or its budget
 is spent.
 
@@ -25,14 +25,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-import gilmatrix
 from gilmatrix.backends.base import Backend, Environment
 from gilmatrix.errors import EnvironmentUnavailable, UserError
+from gilmatrix.harness.contract import JOB_FORMAT, Status
 from gilmatrix.harness.drive import write_atomic
-from gilmatrix.matrix import Matrix
-from gilmatrix.plan import Cell, Plan
-from gilmatrix.results import RunDir, host_facts, load_average, new_run_id, now
-from gilmatrix.schedule import (
+from gilmatrix.matrix.model import Matrix
+from gilmatrix.matrix.plan import Cell, Plan
+from gilmatrix.run.manifest import new_manifest, workload_entries
+from gilmatrix.run.schedule import (
     WINDOW_SECONDS,
     CellState,
     NoiseMonitor,
@@ -42,6 +42,7 @@ from gilmatrix.schedule import (
     start_sentinels,
     stop_sentinels,
 )
+from gilmatrix.run.store import RunDir, host_facts, load_average, new_run_id, now
 
 
 class Interrupted(Exception):
@@ -94,7 +95,7 @@ class Progress:
 
 def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict[str, Any]:
     return {
-        "format": gilmatrix.FORMAT_VERSION,
+        "format": JOB_FORMAT,
         "run_id": run_id,
         "interpreter": interp_id,
         "pyperf": {k: v for k, v in asdict(plan.profile.pyperf).items() if v is not None},
@@ -132,35 +133,29 @@ class MatrixRun:
         for cell in self.plan.cells:
             outcome = self.run_dir.outcome(cell)
             interp = self.interpreters.get(cell.interpreter, {})
-            if outcome.status == "missing" and interp.get("status") == "skipped":
-                outcome = type(outcome)("skipped", interp["reason"], None, None)
+            if outcome.status == Status.MISSING and interp.get("status") == Status.SKIPPED:
+                outcome = type(outcome)(Status.SKIPPED, interp["reason"], None, None)
             cells.append({"interpreter": cell.interpreter, "id": cell.id, "workload": cell.workload,
                           "executor": cell.executor, "workers": cell.workers, **asdict(outcome)})
-        return {
-            "format": gilmatrix.FORMAT_VERSION,
-            "tool": {"name": "gilmatrix", "version": gilmatrix.__version__},
-            "run_id": self.run_id,
-            "started": self.started,
-            "finished": None if self.state == "running" else now(),
-            "state": self.state,
-            "matrix": {"path": str(self.matrix.path), "sha256": self.matrix.sha256,
+        planned = {cell.workload for cell in self.plan.cells}
+        return new_manifest(
+            run_id=self.run_id, started=self.started,
+            finished=None if self.state == "running" else now(), state=self.state,
+            workloads=workload_entries(w for w in self.matrix.workloads if w.id in planned),
+            matrix={"path": str(self.matrix.path), "sha256": self.matrix.sha256,
                        "overrides": [str(o) for o in self.matrix.overrides],
                        "profile": self.plan.profile.name, "only": self.only,
                        "settings": {**asdict(self.plan.profile.pyperf),
                                     "timeout": self.plan.profile.timeout,
                                     "memory_mb": self.plan.profile.memory_mb}},
-            "schedule": {"sampling": self.sampling.to_json(), "seed": self.seed,
-                         "window_seconds": WINDOW_SECONDS, "rounds": self.rounds,
-                         "windows": self.windows,
-                         "noise": self.monitor.summary(list(self.states.values()))
-                         if self.monitor else self.noise},
-            "backend": self.backend.describe(),
-            "host": host_facts(),
-            "warnings": self.warnings,
-            "stages": {k: round(v, 3) for k, v in self.stages.items()},
-            "interpreters": self.interpreters,
-            "cells": cells,
-        }
+            schedule={"sampling": self.sampling.to_json(), "seed": self.seed,
+                      "window_seconds": WINDOW_SECONDS, "rounds": self.rounds,
+                      "windows": self.windows,
+                      "noise": self.monitor.summary(list(self.states.values()))
+                      if self.monitor else self.noise},
+            backend=self.backend.describe(), host=host_facts(), warnings=self.warnings,
+            stages={k: round(v, 3) for k, v in self.stages.items()},
+            interpreters=self.interpreters, cells=cells)
 
     def save(self) -> None:
         self.run_dir.write_manifest(self.manifest())
@@ -182,7 +177,7 @@ class MatrixRun:
             for interp in self.plan.interpreters:
                 cells = self.plan.cells_for(interp.id)
                 if not cells:
-                    self.interpreters[interp.id] = {"status": "skipped",
+                    self.interpreters[interp.id] = {"status": Status.SKIPPED,
                                                     "reason": "no runnable cells"}
                     continue
                 self.start_interpreter(interp, cells, progress)
@@ -191,7 +186,7 @@ class MatrixRun:
             for interp_id, driver in list(self.drivers.items()):
                 self.stop_driver(interp_id, driver)
             statuses = {cell["status"] for cell in self.manifest()["cells"]}
-            self.state = "complete" if statuses <= {"ok", "skipped"} else "partial"
+            self.state = "complete" if statuses <= {Status.OK, Status.SKIPPED} else "partial"
             return 0
         except Interrupted as exc:
             self.state = "interrupted"
@@ -225,7 +220,7 @@ class MatrixRun:
         try:
             env = self.backend.prepare(interp)
         except EnvironmentUnavailable as exc:
-            entry.update(status="skipped", reason=str(exc))
+            entry.update(status=Status.SKIPPED, reason=str(exc))
             progress.skip(interp.id, len(cells), str(exc))
             return
         finally:
@@ -236,7 +231,7 @@ class MatrixRun:
             state = self.load_state(cell)
             self.states[state.key] = state
             self.cells[state.key] = cell
-            if state.status == "pending":
+            if state.status == Status.PENDING:
                 pending += 1
             else:
                 progress.cell(interp.id, {"id": cell.id, "status": "done-before",
@@ -261,7 +256,7 @@ class MatrixRun:
             shutil.rmtree(store.runs, ignore_errors=True)  # merged before the stop: tidy up
             return state
         if Path(store.status).exists():
-            if json.loads(Path(store.status).read_text()).get("status") != "ok":
+            if json.loads(Path(store.status).read_text()).get("status") != Status.OK:
                 shutil.rmtree(store.runs, ignore_errors=True)  # failed last time: start again
             Path(store.status).unlink()  # "ok" without a result: stopped while merging
         for path in store.workers():
@@ -311,7 +306,7 @@ class MatrixRun:
         number = len(self.rounds)
         windows = len(self.windows)
         while True:
-            pending = [s for s in self.states.values() if s.status == "pending"]
+            pending = [s for s in self.states.values() if s.status == Status.PENDING]
             if not pending:
                 break
             number += 1
@@ -330,7 +325,7 @@ class MatrixRun:
                     windows += 1
                     window = Window(windows, number, monitor.last)
                     progress.remaining = (self.estimate(order[index:], 0) or 0.0) + (
-                        self.estimate([s for s in order if s.status == "pending"], 1) or 0.0)
+                        self.estimate([s for s in order if s.status == Status.PENDING], 1) or 0.0)
                     progress.status(f"round {number}: {index}/{len(order)} worker processes",
                                     progress.remaining)
             self.close_window(window, monitor, progress)
@@ -339,14 +334,14 @@ class MatrixRun:
                                 "seconds": round(time.monotonic() - round_start, 3)})
             spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
             for state in order:
-                if state.status == "pending":
+                if state.status == Status.PENDING:
                     state.rounds += 1
                     why = sampling.stop(state.means, sum(state.seconds), spent)
                     if why:
                         state.stopped = why
                         self.finish(state, progress)
             progress.remaining = self.estimate(
-                [s for s in self.states.values() if s.status == "pending"], 0)
+                [s for s in self.states.values() if s.status == Status.PENDING], 0)
             self.save()
         self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
 
@@ -362,7 +357,7 @@ class MatrixRun:
     def one_worker(self, state: CellState, window: Window, progress: Progress) -> None:
         driver = self.drivers.get(state.interpreter)
         if driver is None:
-            self.fail(state, "failed", self.interpreters[state.interpreter].get("reason")
+            self.fail(state, Status.FAILED, self.interpreters[state.interpreter].get("reason")
                       or "the interpreter's harness stopped", progress)
             return
         try:
@@ -370,16 +365,16 @@ class MatrixRun:
                                    timeout=self.plan.profile.timeout * 2 + 60)
         except DriverDied as exc:
             self.driver_died(state.interpreter, str(exc))
-            self.fail(state, "failed", str(exc), progress)
+            self.fail(state, Status.FAILED, str(exc), progress)
             return
-        if reply.get("status") == "ok":
+        if reply.get("status") == Status.OK:
             state.add(int(reply["worker"]), reply["values"], reply.get("seconds", ()))
             window.workers.append((state, int(reply["worker"])))
-        elif reply.get("status") == "interrupted":
+        elif reply.get("status") == Status.INTERRUPTED:
             raise Interrupted("the harness was interrupted")
         else:  # the driver wrote the cell's status file: failed or timeout, with the reason
             state.seconds.extend(reply.get("seconds", ()))
-            state.status = "failed"
+            state.status = Status.FAILED
             progress.cell(state.interpreter, {"id": state.cell_id, "status": reply["status"],
                                               "elapsed": reply.get("elapsed"),
                                               "reason": reply.get("reason")})
@@ -391,7 +386,7 @@ class MatrixRun:
             return
         if record["action"] == "redone":
             for state, worker in window.workers:
-                if state.status == "pending" and worker in state.workers:
+                if state.status == Status.PENDING and worker in state.workers:
                     driver = self.drivers.get(state.interpreter)
                     if driver is not None:
                         try:
@@ -411,16 +406,16 @@ class MatrixRun:
         driver = self.drivers.get(state.interpreter)
         summary = state.summary(self.sampling)
         if driver is None:
-            self.fail(state, "failed", "the interpreter's harness stopped", progress)
+            self.fail(state, Status.FAILED, "the interpreter's harness stopped", progress)
             return
         try:
             reply = driver.request({"op": "finish", "cell": state.cell_id, "status": summary},
                                    timeout=120)
         except DriverDied as exc:
             self.driver_died(state.interpreter, str(exc))
-            self.fail(state, "failed", str(exc), progress)
+            self.fail(state, Status.FAILED, str(exc), progress)
             return
-        state.status = "done" if reply.get("status") == "ok" else "failed"
+        state.status = "done" if reply.get("status") == Status.OK else Status.FAILED
         precision = summary["precision"]
         note = (f"±{precision:.1%}" if precision is not None else "no interval") + \
             f" from {summary['processes']} processes"
@@ -433,7 +428,7 @@ class MatrixRun:
 
     def fail(self, state: CellState, status: str, reason: str, progress: Progress) -> None:
         """A cell the host fails itself (its driver is gone): a status file says why."""
-        state.status = "failed"
+        state.status = Status.FAILED
         store = self.run_dir.cell_store(self.cells[state.key])
         Path(store.status).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(store.status, json.dumps({
@@ -449,7 +444,7 @@ class MatrixRun:
             driver.close(interrupted=True)
             self.backend.cleanup(self.run_dir.path, driver.job_name)
         entry = self.interpreters[interp_id]
-        entry.update(status="failed", reason=f"the harness stopped: {reason}",
+        entry.update(status=Status.FAILED, reason=f"the harness stopped: {reason}",
                      load_after=load_average())
         self.log(f"== {interp_id}: the harness stopped: {reason}")
 

@@ -20,6 +20,10 @@ from typing import Any
 
 import pyperf
 
+from gilmatrix.harness.contract import CellId, classify, model_of
+from gilmatrix.harness.workloads import WORKLOADS
+from gilmatrix.run.manifest import new_manifest, write_manifest
+
 KINDS = {"crunch": "cpu", "fetch": "io", "sum_squares": "data"}
 PARAMS = {
     "crunch": {"tasks": 8, "size": 20000},
@@ -104,15 +108,6 @@ def model_parallelism(interpreter: str, kind: str, executor: str, workers: int,
     return parallel * 0.9
 
 
-def classify(kind: str, parallelism: float) -> str:
-    """The harness' classification (runner/harness/bench.py), for the toy numbers."""
-    if parallelism < 0.5:
-        return "waiting"
-    if parallelism < 1.3:
-        return "serialized"
-    return "parallel native" if kind == "native" else "parallel bytecode"
-
-
 def cell_ids(workload: str, executors: Iterable[str],
              workers: Iterable[int]) -> list[tuple[str, int]]:
     """(executor, workers) pairs: sequential only at one worker, as the planner does."""
@@ -141,7 +136,7 @@ def facts_for(interpreter: str) -> dict[str, Any]:
 def _benchmark(interp: str, workload: str, kind: str, executor: str, workers: int,
                spec: SyntheticRun, rng: random.Random) -> pyperf.Benchmark:
     facts = facts_for(interp)
-    cell = f"{workload}/{executor}/{workers}"
+    cell = str(CellId(workload, executor, workers))
     params = PARAMS.get(workload, {"tasks": 8})
     mean = model_seconds(interp, kind, executor, workers, int(params["tasks"]))
     mean *= spec.slow_cells.get((interp, cell), 1.0)
@@ -173,10 +168,7 @@ def _benchmark(interp: str, workload: str, kind: str, executor: str, workers: in
     }
     if executor == "processes":
         metadata["gilmatrix_start_method"] = "forkserver"
-    if executor.startswith("processes"):
-        metadata["gilmatrix_model"] = "processes"
-    else:
-        metadata["gilmatrix_model"] = executor
+    metadata["gilmatrix_model"] = model_of(executor)
     if executor == "asyncio":
         metadata["gilmatrix_async_mode"] = "native" if kind == "io" else "to_thread"
     parallelism = model_parallelism(interp, kind, executor, workers, int(params["tasks"]))
@@ -213,7 +205,7 @@ def write_run(run_dir: Path, spec: SyntheticRun = SyntheticRun()) -> Path:
         benchmarks = []
         for workload in spec.workloads:
             for executor, workers in cell_ids(workload, spec.executors, spec.workers):
-                cell = f"{workload}/{executor}/{workers}"
+                cell = str(CellId(workload, executor, workers))
                 entry = {"interpreter": interp, "id": cell, "workload": workload,
                          "executor": executor, "workers": workers, "status": "ok",
                          "reason": None, "elapsed": 1.0, "output_tail": None}
@@ -241,23 +233,20 @@ def write_run(run_dir: Path, spec: SyntheticRun = SyntheticRun()) -> Path:
             "load_after": [1.9, 1.1, 0.6] if ran else None,
             "elapsed": 12.5 if ran else None,
         }
-    manifest = {
-        "format": 1,
-        "tool": {"name": "gilmatrix", "version": "0.1.0", "synthetic": True},
-        "run_id": spec.run_id,
-        "started": "2026-11-25T18:15:00+00:00",
-        "finished": "2026-11-25T18:17:30+00:00",
-        "state": "complete" if not spec.cell_failures and not spec.not_run else "partial",
-        "matrix": {"path": "matrix.yaml", "sha256": "f" * 64, "profile": "synthetic",
-                   "settings": {"processes": spec.runs, "values": spec.values, "warmups": 1,
-                                "timeout": 60}},
-        "backend": {"name": "docker"},
-        "host": {"hostname": "synthetic-host", "platform": "Linux-6.1.0-synthetic-x86_64",
-                 "machine": "x86_64", "cpu_model": "Synthetic CPU @ 3.0GHz",
-                 "cpu_count": CORES, "kernel": "6.1.0-synthetic", "python": "3.11.7"},
-        "stages": {"plan": 0.01, "prepare": 3.2, "run": 140.0, "merge": 0.2},
-        "interpreters": interpreters,
-        "cells": cells,
-    }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    manifest = new_manifest(
+        run_id=spec.run_id, tool={"synthetic": True},
+        started="2026-11-25T18:15:00+00:00", finished="2026-11-25T18:17:30+00:00",
+        state="complete" if not spec.cell_failures and not spec.not_run else "partial",
+        matrix={"path": "matrix.yaml", "sha256": "f" * 64, "profile": "synthetic",
+                "settings": {"processes": spec.runs, "values": spec.values, "warmups": 1,
+                             "timeout": 60}},
+        workloads={w: {"description": WORKLOADS[w].description, "kind": WORKLOADS[w].kind,
+                       "implementation": w} for w in spec.workloads if w in WORKLOADS},
+        backend={"name": "docker"},
+        host={"hostname": "synthetic-host", "platform": "Linux-6.1.0-synthetic-x86_64",
+              "machine": "x86_64", "cpu_model": "Synthetic CPU @ 3.0GHz",
+              "cpu_count": CORES, "kernel": "6.1.0-synthetic", "python": "3.11.7"},
+        stages={"plan": 0.01, "prepare": 3.2, "run": 140.0, "merge": 0.2},
+        interpreters=interpreters, cells=cells)
+    write_manifest(run_dir, manifest)
     return run_dir

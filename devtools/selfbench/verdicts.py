@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from gilmatrix import selfbench_measure as sm
+from devtools.selfbench import measure as sm
 
 WORKLOADS = ("crunch", "sum_squares")
 AFFECTED = "crunch"
@@ -113,7 +113,7 @@ def pyperf_reference(python: str, cells: Sequence[Mapping[str, Any]], work: Path
     """Each cell by pyperf's own manager with its default settings (processes, values,
     warm-ups, min time), in ``python`` (a gilmatrix venv: pyperf and the harness importable):
     the wall time and the precision it reached (from the process means)."""
-    from gilmatrix.schedule import relative_precision
+    from gilmatrix.run.schedule import relative_precision
 
     work.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"cells": {}}
@@ -143,8 +143,8 @@ def pyperf_reference(python: str, cells: Sequence[Mapping[str, Any]], work: Path
 
 def planned_cells(matrix: Path, profile: str, interpreter: str,
                   ids: Sequence[str]) -> list[dict[str, Any]]:
-    from gilmatrix.matrix import load_matrix
-    from gilmatrix.plan import plan_cells
+    from gilmatrix.matrix.model import load_matrix
+    from gilmatrix.matrix.plan import plan_cells
 
     plan = plan_cells(load_matrix(matrix), profile, [interpreter, *WORKLOADS])
     by_id = {c.id: c for c in plan.cells_for(interpreter)}
@@ -162,7 +162,7 @@ def local_python(out: Path, interpreter: str) -> str:
     """The local backend's venv python of ``interpreter`` (pyperf and the harness in it)."""
     from gilmatrix.backends.base import BackendOptions
     from gilmatrix.backends.local import LocalBackend
-    from gilmatrix.matrix import Interpreter, parse_interpreter_id
+    from gilmatrix.matrix.model import Interpreter, parse_interpreter_id
 
     version, free_threaded = parse_interpreter_id(interpreter)
     env = LocalBackend(BackendOptions(work_dir=out, log=lambda s: None)).prepare(

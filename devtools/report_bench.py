@@ -1,7 +1,7 @@
 """Benchmark of the report itself: build a report from a SYNTHETIC 10,000-cell result set and
 print its build time and the size of index.html (goal: at most 10 s and 5 MB).
 
-    python -m gilmatrix.reports.bench [--out DIR] [--images]
+    python -m devtools.report_bench [--out DIR] [--images]
 
 10 interpreters x 25 workloads x 40 cells (sequential, then threads, processes and
 interpreters at 13 worker counts) = 10,000 cells, 10 values each.
@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.synthetic import SyntheticRun, write_run
 from gilmatrix.reports.render import build_report, javascript_bundle
-from gilmatrix.reports.synthetic import SyntheticRun, write_run
 
 GOAL_SECONDS = 10.0
 GOAL_BYTES = 5_000_000
@@ -36,7 +36,7 @@ def cell_count(spec: SyntheticRun) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gilmatrix.reports.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m devtools.report_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="keep the run and report here")
     parser.add_argument("--images", action="store_true",

@@ -1,12 +1,12 @@
-"""The measuring side of ``python -m gilmatrix.selfbench``: gilmatrix commands in child processes,
+"""The measuring side of ``python -m devtools.selfbench``: gilmatrix commands in child processes,
 timed from the outside, each reporting its own peak RSS.
 
-Every command runs as ``python -m gilmatrix.selfbench_measure cli ARGS...``: the real CLI
+Every command runs as ``python -m devtools.selfbench.measure cli ARGS...``: the real CLI
 (``gilmatrix.cli.main``) in a process that, on its way out, writes ``getrusage`` of itself (the
 host process' peak RSS) and of its waited-for descendants (harness, pyperf workers, docker
 client: the largest of them) to a file. The report scale is measured the same way by
-``... report N WORK``: a synthetic N-cell run (gilmatrix.reports.synthetic), then its report, timed as
-gilmatrix.reports.bench times it (the page only: no chart image files; the JavaScript bundle is built
+``... report N WORK``: a synthetic N-cell run (devtools.synthetic), then its report, timed as
+devtools.report_bench times it (the page only: no chart image files; the JavaScript bundle is built
 before the clock starts).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 RUSAGE_ENV = "GILMATRIX_SELFBENCH_RUSAGE"
-ROOT = Path(__file__).resolve().parent.parent  # the repository (or the copy of it) running
+ROOT = Path(__file__).resolve().parents[2]  # the repository (or the copy of it) running
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +48,10 @@ class Measured:
 
 def run_measured(args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600,
                  log: Any = None) -> Measured:
-    """``python -m gilmatrix.selfbench_measure ARGS`` in ``cwd``, timed, with its peak RSS."""
+    """``python -m devtools.selfbench.measure ARGS`` in ``cwd``, timed, with its peak RSS."""
     with tempfile.NamedTemporaryFile(prefix="selfbench-rusage-", suffix=".json", delete=False) as f:
         rusage_path = f.name
-    command = (sys.executable, "-m", "gilmatrix.selfbench_measure", *args)
+    command = (sys.executable, "-m", "devtools.selfbench.measure", *args)
     env = {**os.environ, RUSAGE_ENV: rusage_path}
     env.pop("PYTHONPATH", None)  # the copy under test must import its own package
     if log:
@@ -175,10 +175,10 @@ def current_images(interpreters: Sequence[str], *, out: Path,
     a docker run must not start compiling CPython in the middle of a timing (images out of date
     are left out of the runs, and the table says so).
     """
-    from gilmatrix import images_docker as dk
     from gilmatrix.cli import env_overrides
-    from gilmatrix.images import ImageBuilder, build_images
-    from gilmatrix.matrix import load_matrix
+    from gilmatrix.images import docker as dk
+    from gilmatrix.images.build import ImageBuilder, build_images
+    from gilmatrix.matrix.model import load_matrix
 
     def refuse(*args: Any, **kwargs: Any) -> float:
         raise dk.DockerError("image out of date (would be built)")
@@ -197,7 +197,7 @@ def current_images(interpreters: Sequence[str], *, out: Path,
 
 def matrix_interpreters() -> list[str]:
     from gilmatrix.cli import env_overrides
-    from gilmatrix.matrix import load_matrix
+    from gilmatrix.matrix.model import load_matrix
 
     return [i.id for i in load_matrix(ROOT / "matrix.yaml", env_overrides()).interpreters]
 
@@ -223,9 +223,9 @@ def restore_tags(original_tag: str, new_tag: str | None) -> list[str]:
 
 def report_scale(cells: int, work: Path) -> dict[str, Any]:
     """Build a report from a synthetic run of about ``cells`` cells (in this process)."""
-    from gilmatrix.reports.bench import SPEC, cell_count
+    from devtools.report_bench import SPEC, cell_count
+    from devtools.synthetic import write_run
     from gilmatrix.reports.render import build_report, javascript_bundle
-    from gilmatrix.reports.synthetic import write_run
 
     spec = scale_spec(SPEC, cells)
     started = time.perf_counter()
@@ -233,7 +233,7 @@ def report_scale(cells: int, work: Path) -> dict[str, Any]:
     write_seconds = time.perf_counter() - started
     javascript_bundle()
     started = time.perf_counter()
-    # as gilmatrix.reports.bench times it: the page alone; the SVG/PNG chart files that `gilmatrix report`
+    # as devtools.report_bench times it: the page alone; the SVG/PNG chart files that `gilmatrix report`
     # also renders (vl-convert, ~0.13 s per chart) are not part of the 10 s goal
     index = build_report(run_dir, work / "report", chart_images=False)
     seconds = time.perf_counter() - started
@@ -242,7 +242,7 @@ def report_scale(cells: int, work: Path) -> dict[str, Any]:
 
 
 def scale_spec(spec: Any, cells: int) -> Any:
-    """gilmatrix.reports.bench's 10,000-cell spec, or a smaller one of the same shape: 100 cells are 5
+    """devtools.report_bench's 10,000-cell spec, or a smaller one of the same shape: 100 cells are 5
     interpreters x 5 workloads x 4 executors at 1 worker, 1,000 are 10 x 25 x 4."""
     if cells >= 10_000:
         return spec
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["report"] and len(argv) == 3:
             print(json.dumps(report_scale(int(argv[1]), Path(argv[2]))))
             return 0
-        print("usage: python -m gilmatrix.selfbench_measure cli ARGS... | report CELLS WORK",
+        print("usage: python -m devtools.selfbench.measure cli ARGS... | report CELLS WORK",
               file=sys.stderr)
         return 2
     finally:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gilmatrix.matrix import Profile
+from gilmatrix.matrix.model import Profile
 
 WINDOW_SECONDS = 10.0
 DISTURBED_RATIO = 1.20  # the sentinel 20% slower than the run's median: something else ran

@@ -1,7 +1,7 @@
 """Measure gilmatrix itself: pipeline overhead, container fidelity, stability, image cache,
 report scale and memory, each figure next to its target (reported, never asserted).
 
-    python -m gilmatrix.selfbench [--quick] [--json OUT] [--backends local,docker] [--only SECTION]
+    python -m devtools.selfbench [--quick] [--json OUT] [--backends local,docker] [--only SECTION]
                                [--interpreters 3.12,...] [--workloads crunch,...]
                                [--sources DIR] [--compare PREVIOUS.json]
 
@@ -22,7 +22,7 @@ way. Sections:
   backends are measured), |Δ| of each cell's median, by workload kind;
 - images: ``gilmatrix images --only 3.12`` with nothing changed, then from a copy of the
   repository whose harness differs by one comment (only the last layers rebuild);
-- verdicts (runner/selfbench_verdicts.py): A/A false-positive rate, power against a known 5%
+- verdicts (devtools/selfbench/verdicts.py): A/A false-positive rate, power against a known 5%
   change, run-to-run |Δ| of CPU-bound cells, precision per second against plain pyperf, and
   with ``--full-matrix`` the wall time of the default profile on every interpreter (docker);
 - report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
@@ -44,8 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gilmatrix import selfbench_measure as sm
-from gilmatrix.selfbench_figures import (
+from devtools.selfbench import measure as sm
+from devtools.selfbench.figures import (
     Row,
     fidelity,
     fidelity_rows,
@@ -77,7 +77,7 @@ def _csv(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gilmatrix.selfbench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m devtools.selfbench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smoke profile only (no default-profile runs): a few minutes")
@@ -293,8 +293,8 @@ class SelfBench:
                              round(changed.wall, 2) if rebuilt else None, "s", "image_harness", note))
 
     def verdicts(self) -> None:
-        from gilmatrix import selfbench_verdicts as sv
-        from gilmatrix.matrix import load_matrix
+        from devtools.selfbench import verdicts as sv
+        from gilmatrix.matrix.model import load_matrix
 
         interp = (self.args.interpreters or [VERDICT_INTERPRETER])[0]
         work = self.out / "selfbench" / f"verdicts-{self.stamp}"
@@ -351,7 +351,7 @@ class SelfBench:
         ref = sv.pyperf_reference(python, cells, work / "pyperf", log)
         # gilmatrix as it is configured by default (the default profile's processes: cheaper
         # than pyperf's), asked for pyperf's precision, with room for twice its processes
-        from gilmatrix.matrix import load_matrix
+        from gilmatrix.matrix.model import load_matrix
 
         default = load_matrix(base).profile("default").pyperf
         profile = {"pyperf": {"values": default.values, "warmups": default.warmups,
@@ -423,7 +423,7 @@ class SelfBench:
             self.rows.append(row("report", f"{figures['cells']:,} cells build",
                                  figures["build_seconds"], "s",
                                  "report_seconds_10000" if big else None,
-                                 "page only, as gilmatrix.reports.bench (chart SVG/PNG files not counted)"))
+                                 "page only, as devtools.report_bench (chart SVG/PNG files not counted)"))
             self.rows.append(row("report", f"{figures['cells']:,} cells index.html",
                                  round(figures["html_bytes"] / 1e6, 2), "MB",
                                  "report_mb_10000" if big else None))
@@ -465,7 +465,7 @@ class SelfBench:
         print(summary(self.rows))
         target = self.args.json or self.out / "selfbench" / f"selfbench-{self.stamp}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        context = {"date": self.stamp, "command": " ".join(["python -m gilmatrix.selfbench",
+        context = {"date": self.stamp, "command": " ".join(["python -m devtools.selfbench",
                                                             *sys.argv[1:]]),
                    "quick": self.args.quick, "backends": self.backends,
                    "sections": sorted(self.sections), "seconds": round(time.perf_counter() - started, 1),
@@ -496,7 +496,7 @@ def _why_not(entry: dict[str, Any] | None) -> str:
 
 
 def _host() -> dict[str, Any]:
-    from gilmatrix.results import host_facts, load_average
+    from gilmatrix.run.store import host_facts, load_average
 
     return {**host_facts(), "load_average": load_average()}
 

@@ -18,15 +18,14 @@ import hashlib
 import http.client
 import os
 import re
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
-from gilmatrix.harness_files import PACKAGE_ROOT
+from gilmatrix.backends.staging import PACKAGE_ROOT
 
 SOURCES_ENV = "GILMATRIX_SOURCES"
 DOWNLOAD_BASE_ENV = "GILMATRIX_DOWNLOAD_BASE"

@@ -1,4 +1,5 @@
-"""`gilmatrix images`: build (or find up to date) one Docker image per matrix interpreter."""
+"""`gilmatrix images`: build (or find up to date) one Docker image per matrix interpreter (its
+arguments are defined with the other commands', in gilmatrix.cli)."""
 
 from __future__ import annotations
 
@@ -7,48 +8,15 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-from gilmatrix import images_docker as dk
-from gilmatrix.images import BUILD_PROFILES, IMAGE_REPO, ImageBuilder, ImageResult, build_images
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `gilmatrix images`; its handler is ``args.handler(args) -> exit code``."""
-    parser = subparsers.add_parser(
-        "images", help="build one Docker image per interpreter (only what changed)",
-        description="Build (or find up to date) one Docker image per matrix interpreter: CPython "
-                    "from a checksummed source tarball, or an install prefix copied in.")
-    from gilmatrix.cli import download_base_arg, override_arg
-
-    parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), help="matrix file")
-    override_arg(parser)
-    parser.add_argument("--only", action="append", metavar="ID", default=[],
-                        help="only this interpreter (repeatable), e.g. --only 3.14t")
-    parser.add_argument("--sources", type=Path, default=None, metavar="DIR",
-                        help=f"mirror folder of CPython tarballs (default: ${'GILMATRIX_SOURCES'}; "
-                             "else download from python.org)")
-    parser.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
-                        help="pre-downloaded harness wheels/sdists (default: download into OUT)")
-    download_base_arg(parser)
-    parser.add_argument("--build-profile", choices=BUILD_PROFILES, default="fast",
-                        help="fast: no PGO (minutes); release: --enable-optimizations --with-lto")
-    parser.add_argument("--bootstrap-base", action="store_true",
-                        help=f"make the base image ({dk.DEFAULT_BASE}) with debootstrap when it "
-                             "is missing, without trying a pull")
-    parser.add_argument("--out", type=Path, default=Path("_build"),
-                        help="work folder for build contexts, caches and logs (default: _build)")
-    parser.add_argument("--prune", action="store_true",
-                        help="remove superseded tags of the same interpreter and profile")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.set_defaults(handler=images_command)
-    return parser
+from gilmatrix.images import docker as dk
+from gilmatrix.images.build import IMAGE_REPO, ImageBuilder, ImageResult, build_images
 
 
 def images_command(args: argparse.Namespace) -> int:
-    from gilmatrix.images_sources import images_dir
-    from gilmatrix.matrix import load_matrix
+    from gilmatrix.images.sources import images_dir
+    from gilmatrix.matrix.model import load_matrix
 
     matrix = load_matrix(args.matrix, args.override)
     wanted = list(matrix.interpreters)

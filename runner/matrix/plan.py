@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gilmatrix.errors import UserError
+from gilmatrix.harness.contract import CellId
 from gilmatrix.harness.executors import EXECUTORS, unavailable_reason
 from gilmatrix.harness.workloads import WORKLOADS
-from gilmatrix.matrix import Interpreter, Matrix, Profile, Workload, suggest
+from gilmatrix.matrix.model import Interpreter, Matrix, Profile, Workload, suggest
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{self.workload}/{self.executor}/{self.workers}"
+        return str(CellId(self.workload, self.executor, self.workers))
 
     @property
     def key(self) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from the same expressions. What GitHub provides is emulated, so the commands are
   uses (contexts, ==, !=, &&, ||, !, always(), toJSON, fromJSON, hashFiles); an expression or
   action it does not know stops the rehearsal, so the workflow cannot drift from it silently.
 
-``python -m gilmatrix.github_rehearsal --profile smoke`` (what ``nox -s ci-rehearsal`` runs) uses
+``python -m devtools.rehearsal --profile smoke`` (what ``nox -s ci-rehearsal`` runs) uses
 the local backend (``--backend auto``: docker when an engine answers). ``--backend docker``
 replays the bench job as GitHub runs it: a non-editable ``pip install .``, the image step
 (``gilmatrix images``), the cells in containers, the image saved for the cache; without
@@ -370,7 +370,7 @@ class Rehearsal:
             self.log(f"    would deploy {page.parent} to GitHub Pages")
             return {"page_url": page.as_uri()}
         else:
-            raise RehearsalError(f"action {action} is not rehearsed: teach runner/github_rehearsal.py")
+            raise RehearsalError(f"action {action} is not rehearsed: teach devtools/rehearsal.py")
         return {}
 
     def _setup_python(self) -> None:
@@ -416,7 +416,7 @@ def _hash_files(workspace: Path, patterns: tuple[str, ...]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gilmatrix.github_rehearsal",
+    parser = argparse.ArgumentParser(prog="python -m devtools.rehearsal",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflow", type=Path, default=WORKFLOW)
     parser.add_argument("--source", type=Path, default=ROOT, help="work tree to check out")

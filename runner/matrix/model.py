@@ -2,7 +2,7 @@
 
 A bad file stops here, before anything runs, with one message that names the file, the line
 and the key (``matrix.yaml:12: interpreters[3].id: ...``), plus a suggestion for near-misses.
-Validation has two layers: the JSON Schema shipped as ``runner/matrix.schema.json`` (which
+Validation has two layers: the JSON Schema shipped as ``runner/matrix/schema.json`` (which
 editors use too) for shape and types, then checks the schema cannot express (unique ids,
 known workloads and their parameters, free-threaded builds only from 3.13, ...).
 """
@@ -26,7 +26,7 @@ import yaml
 from gilmatrix.errors import UserError
 from gilmatrix.harness.workloads import WORKLOADS
 
-SCHEMA_NAME = "matrix.schema.json"
+SCHEMA_NAME = "schema.json"
 _ID = re.compile(r"^3\.(\d{1,2})(t?)$")
 
 
@@ -65,7 +65,7 @@ class PyperfSettings:
 
 @dataclass(frozen=True, slots=True)
 class PrecisionPolicy:
-    """Adaptive sampling (runner/schedule.py): processes until the interval is this tight."""
+    """Adaptive sampling (runner/run/schedule.py): processes until the interval is this tight."""
 
     target: float  # relative half-width of the 95% interval of the cell's mean
     min_processes: int = 4
@@ -118,6 +118,15 @@ class Matrix:
         raise KeyError(interpreter_id)
 
 
+def interpreter_key(ident: str) -> tuple[Any, ...]:
+    """The order of interpreters everywhere: 3.9 < 3.10 < 3.13 < 3.13t; any other id (a
+    ``--python`` name, "host") after them, by name."""
+    try:
+        return (0, *(int(p) for p in ident.rstrip("t").split(".")), ident.endswith("t"))
+    except ValueError:
+        return (1, ident)
+
+
 def parse_interpreter_id(value: str) -> tuple[tuple[int, int], bool]:
     match = _ID.match(value)
     if not match:
@@ -127,7 +136,7 @@ def parse_interpreter_id(value: str) -> tuple[tuple[int, int], bool]:
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("gilmatrix").joinpath(SCHEMA_NAME).read_text())
+    return json.loads(resources.files("gilmatrix.matrix").joinpath(SCHEMA_NAME).read_text())
 
 
 # -- locating keys in the YAML text ---------------------------------------------------------
@@ -289,7 +298,7 @@ def apply_override(data: Mapping[str, Any], path: Path, text: str,
 
 @cache
 def _lock_releases_at(lock: Path) -> frozenset[str] | None:
-    from gilmatrix.images_sources import SourceError, load_lock
+    from gilmatrix.images.sources import SourceError, load_lock
 
     try:
         return frozenset(load_lock(lock).releases)
@@ -299,7 +308,7 @@ def _lock_releases_at(lock: Path) -> frozenset[str] | None:
 
 def _lock_releases(matrix_path: Path) -> frozenset[str] | None:
     """The releases of the source lock the docker backend would use with this matrix."""
-    from gilmatrix.images_sources import LOCK_NAME, images_dir
+    from gilmatrix.images.sources import LOCK_NAME, images_dir
 
     return _lock_releases_at(images_dir(matrix_path) / LOCK_NAME)
 

@@ -1,0 +1,210 @@
+"""What the host and the harness agree on, across the container boundary: one definition each.
+
+The harness runs inside every interpreter of the matrix (CPython 3.10+, the standard library and
+pyperf only) and the host reads what it writes, so the shapes both sides share live here, in a
+module of the harness the host imports: the cell id, the job and status formats and statuses,
+the execution models, the CPU classes, pyperf's stability checks and the registry of the
+metadata keys gilmatrix adds to pyperf's (with the default a result written before a key
+existed reads as).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+# The version of the files the harness reads and writes: a job (``jobs/<interp>.json``) and a
+# cell's ``<slug>.status.json``.
+JOB_FORMAT = 1
+
+
+class CellId(NamedTuple):
+    """A cell of an interpreter: ``workload/executor/workers``, e.g. ``crunch/threads/4``."""
+
+    workload: str
+    executor: str
+    workers: int
+
+    def __str__(self) -> str:
+        return f"{self.workload}/{self.executor}/{self.workers}"
+
+    @property
+    def slug(self) -> str:
+        """The cell's file name stem (``crunch__threads__4``)."""
+        return cell_slug(str(self))
+
+    @classmethod
+    def parse(cls, text: str) -> CellId:
+        """``"crunch/threads/4"`` -> CellId; ValueError when it is not of that shape (workload
+        ids may not hold a slash; the last two parts are an executor and a worker count)."""
+        parts = str(text).rsplit("/", 2)
+        if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].isdigit():
+            raise ValueError(f"{text!r} is not a cell id (workload/executor/workers)")
+        return cls(parts[0], parts[1], int(parts[2]))
+
+    @classmethod
+    def maybe(cls, text: str) -> CellId | None:
+        """Like parse, None instead of the error (a problem may name ``*`` or a workload)."""
+        try:
+            return cls.parse(text)
+        except ValueError:
+            return None
+
+
+def cell_slug(cell_id: str) -> str:
+    return str(cell_id).replace("/", "__")
+
+
+class Status:
+    """A cell's status, in its status file and in the manifest."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"  # the run was stopped while the cell was measured
+    SKIPPED = "skipped"  # planned but not runnable (the reason says why)
+    MISSING = "missing"  # planned, never reported (merge: its machine did not deliver)
+    PENDING = "pending"  # not finished yet (a run in progress, or interrupted)
+
+
+# -- execution models -----------------------------------------------------------------------------
+
+
+class Executor(NamedTuple):
+    name: str
+    model: str  # sequential | threads | processes | interpreters | asyncio
+    description: str
+    uses_workers: bool  # False: one cell only, at 1 worker
+    min_version: tuple[int, int] = (3, 10)
+    start_method: str | None = None  # processes: None = the interpreter's default
+
+
+EXECUTORS: dict[str, Executor] = {
+    e.name: e
+    for e in (
+        Executor("sequential", "sequential", "a plain loop in the calling thread", False),
+        Executor("threads", "threads", "concurrent.futures.ThreadPoolExecutor", True),
+        Executor("processes", "processes",
+                 "ProcessPoolExecutor, the interpreter's default start method", True),
+        Executor("processes-fork", "processes", "ProcessPoolExecutor, fork", True,
+                 start_method="fork"),
+        Executor("processes-forkserver", "processes", "ProcessPoolExecutor, forkserver", True,
+                 start_method="forkserver"),
+        Executor("processes-spawn", "processes", "ProcessPoolExecutor, spawn", True,
+                 start_method="spawn"),
+        Executor("interpreters", "interpreters",
+                 "concurrent.futures.InterpreterPoolExecutor (PEP 734)", True, min_version=(3, 14)),
+        Executor("asyncio", "asyncio",
+                 "asyncio: native awaitables, else asyncio.to_thread; TaskGroup on 3.11+", True),
+    )
+}
+EXECUTOR_ORDER = tuple(EXECUTORS)  # the order of tables and charts
+
+
+def executor_rank(name: str) -> int:
+    return EXECUTOR_ORDER.index(name) if name in EXECUTORS else len(EXECUTOR_ORDER)
+
+
+def model_of(executor: str) -> str:
+    """An executor's execution model (for results written before ``gilmatrix_model``)."""
+    if executor in EXECUTORS:
+        return EXECUTORS[executor].model
+    return "processes" if executor.startswith("processes") else executor
+
+
+# -- what a cell's CPU time says ------------------------------------------------------------------
+
+# Below this wall time per call, CPU clocks are too coarse for a CPU/wall ratio to mean much.
+MIN_CLASSIFIABLE_SECONDS = 0.001
+WAITING_BELOW = 0.5  # CPU / wall: mostly waiting
+SERIALIZED_BELOW = 1.3  # one core busy at a time: the GIL, or a single worker
+CPU_CLASSES = ("waiting", "serialized", "parallel bytecode", "parallel native", "unknown")
+
+
+def classify(kind: str, parallelism: float | None, wall: float | None = None) -> str:
+    """What a cell's CPU/wall ratio says its time went to."""
+    if parallelism is None or (wall is not None and wall < MIN_CLASSIFIABLE_SECONDS):
+        return "unknown"
+    if parallelism < WAITING_BELOW:
+        return "waiting"
+    if parallelism < SERIALIZED_BELOW:
+        return "serialized"
+    return "parallel native" if kind == "native" else "parallel bytecode"
+
+
+# -- pyperf's stability checks (``pyperf check``) ------------------------------------------------
+
+STDEV_WARNING = 0.10  # the standard deviation 10% of the mean or more
+EXTREME_WARNING = 0.50  # the minimum or maximum 50% away from the mean or more
+SHORT_RAW_SECONDS = 1e-3  # a raw value (all loops of one call) under 1 ms
+
+
+def stability_warnings(n: int, mean: float, stdev: float, low: float, high: float,
+                       raw_min: float | None = None) -> list[str]:
+    """pyperf's checks of a benchmark's values, so that gilmatrix warns where pyperf would."""
+    out = []
+    if n >= 2 and mean > 0 and stdev / mean >= STDEV_WARNING:
+        out.append(f"the standard deviation is {stdev / mean:.0%} of the mean")
+    for label, value in (("minimum", low), ("maximum", high)):
+        if mean > 0 and abs(value - mean) / mean >= EXTREME_WARNING:
+            side = "greater" if value > mean else "smaller"
+            out.append(f"the {label} is {abs(value - mean) / mean:.0%} {side} than the mean")
+    if raw_min is not None and raw_min < SHORT_RAW_SECONDS:
+        out.append(f"the shortest raw value is only {raw_min * 1e3:.3f} ms")
+    return out
+
+
+# -- gilmatrix's pyperf metadata ------------------------------------------------------------------
+
+
+class Key(NamedTuple):
+    name: str
+    type: type
+    default: Any  # what a result written before the key existed reads as
+    where: str  # "benchmark": the cell's, written once; "run": each worker process'
+    doc: str
+
+
+METADATA: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("gilmatrix_interpreter", str, "", "benchmark", "the matrix' interpreter id"),
+        Key("gilmatrix_workload", str, "", "benchmark", "the matrix' workload id"),
+        Key("gilmatrix_implementation", str, "", "benchmark", "the harness workload it runs"),
+        Key("gilmatrix_workload_kind", str, "", "benchmark", "cpu, io, native, ...: what bounds it"),
+        Key("gilmatrix_executor", str, "", "benchmark", "the executor (EXECUTORS)"),
+        Key("gilmatrix_model", str, "", "benchmark", "its execution model"),
+        Key("gilmatrix_workers", int, 1, "benchmark", "the worker count"),
+        Key("gilmatrix_params", str, "{}", "benchmark", "the workload's parameters, JSON"),
+        Key("gilmatrix_tasks", int, 1, "benchmark", "tasks per timed call"),
+        Key("gilmatrix_pool_in_timing", str, "", "benchmark",
+            "yes: the pool's creation and shutdown are timed"),
+        Key("gilmatrix_py_gil_disabled", int, 0, "benchmark", "Py_GIL_DISABLED of the build"),
+        Key("gilmatrix_gil_enabled", str, "n/a", "benchmark",
+            "sys._is_gil_enabled() at run time: true, false, n/a"),
+        Key("gilmatrix_sys_version", str, "", "benchmark", "sys.version"),
+        Key("gilmatrix_config_args", str, "", "benchmark", "sysconfig's CONFIG_ARGS"),
+        Key("gilmatrix_start_method", str, "", "benchmark", "processes: the start method"),
+        Key("gilmatrix_async_mode", str, "", "benchmark", "asyncio: native or to_thread"),
+        Key("gilmatrix_cpu_time", float, float("nan"), "run",
+            "median CPU seconds of one timed call (all its loops; the pool's processes too)"),
+        Key("gilmatrix_parallelism", float, float("nan"), "run", "median CPU / wall of a call"),
+        Key("gilmatrix_class", str, "", "run", "classify() of the parallelism"),
+        Key("gilmatrix_children_max_rss", int, 0, "run", "processes: the pool's peak RSS, bytes"),
+    )
+}
+RUN_KEYS = tuple(k.name for k in METADATA.values() if k.where == "run")
+
+
+def meta(metadata: Mapping[str, Any], name: str, fallback: Any = None) -> Any:
+    """A gilmatrix key of pyperf metadata, as its registered type; ``fallback`` (else the
+    registry's default) when it is absent, empty or not of that type."""
+    key = METADATA[name]
+    value = metadata.get(name)
+    default = key.default if fallback is None else fallback
+    if value is None or value == "":
+        return default
+    try:
+        return key.type(value)
+    except (TypeError, ValueError):
+        return default
