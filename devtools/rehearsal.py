@@ -42,8 +42,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
-_IGNORED = shutil.ignore_patterns(".git", "_build", ".nox", "__pycache__", "*.egg-info",
-                                  ".pytest_cache", ".ruff_cache", "build")
+_IGNORED = shutil.ignore_patterns(
+    ".git", "_build", ".nox", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", "build"
+)
 
 
 class RehearsalError(Exception):
@@ -52,8 +53,10 @@ class RehearsalError(Exception):
 
 # -- expressions ----------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||[!()\[\],.])"
-                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||[!()\[\],.])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))"
+)
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -72,8 +75,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 class Expression:
     """A recursive-descent evaluator for the part of GitHub's expression language in use."""
 
-    def __init__(self, text: str, context: Mapping[str, Any],
-                 functions: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(
+        self, text: str, context: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]
+    ) -> None:
         self.text, self.tokens, self.pos = text, _tokens(text), 0
         self.context, self.functions = context, functions
 
@@ -194,8 +198,15 @@ _TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 
 
 class Rehearsal:
-    def __init__(self, workflow: Path, source: Path, out: Path, inputs: Mapping[str, Any],
-                 env: Mapping[str, str], log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        workflow: Path,
+        source: Path,
+        out: Path,
+        inputs: Mapping[str, Any],
+        env: Mapping[str, str],
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.spec = yaml.safe_load(workflow.read_text())
         self.source, self.out, self.log = source, out.resolve(), log
         self.inputs, self.extra_env = dict(inputs), dict(env)
@@ -211,8 +222,7 @@ class Rehearsal:
         whole = _TEMPLATE.fullmatch(text.strip())
         if whole:
             return Expression(whole.group(1), ctx, self._functions(ctx)).value()
-        return _TEMPLATE.sub(lambda m: _text(Expression(m.group(1), ctx,
-                                                        self._functions(ctx)).value()), text)
+        return _TEMPLATE.sub(lambda m: _text(Expression(m.group(1), ctx, self._functions(ctx)).value()), text)
 
     def condition(self, text: Any, ctx: Mapping[str, Any]) -> bool:
         if text is None:
@@ -229,9 +239,12 @@ class Rehearsal:
     def _functions(self, ctx: Mapping[str, Any]) -> dict[str, Callable[..., Any]]:
         workspace = ctx.get("_workspace")
         return {
-            "always": lambda: True, "success": lambda: bool(ctx["_success"]),
-            "failure": lambda: not ctx["_success"], "cancelled": lambda: False,
-            "toJSON": lambda v: json.dumps(v, indent=2), "fromJSON": lambda v: json.loads(v),
+            "always": lambda: True,
+            "success": lambda: bool(ctx["_success"]),
+            "failure": lambda: not ctx["_success"],
+            "cancelled": lambda: False,
+            "toJSON": lambda v: json.dumps(v, indent=2),
+            "fromJSON": lambda v: json.loads(v),
             "hashFiles": lambda *patterns: _hash_files(Path(workspace or "."), patterns),
         }
 
@@ -243,10 +256,10 @@ class Rehearsal:
         for job_id, job in self.spec["jobs"].items():
             needs = job.get("needs") or []
             needs = [needs] if isinstance(needs, str) else needs
-            ctx = self._context({"needs": {n: self.needs.get(n, {"result": "skipped", "outputs": {}})
-                                           for n in needs}},
-                                success=all(self.needs.get(n, {}).get("result") == "success"
-                                            for n in needs))
+            ctx = self._context(
+                {"needs": {n: self.needs.get(n, {"result": "skipped", "outputs": {}}) for n in needs}},
+                success=all(self.needs.get(n, {}).get("result") == "success" for n in needs),
+            )
             if not self.condition(job.get("if"), ctx):
                 self.log(f"\n=== job {job_id}: skipped (if: {job.get('if')})")
                 self.needs[job_id] = {"result": "skipped", "outputs": {}}
@@ -267,13 +280,24 @@ class Rehearsal:
         return code
 
     def _context(self, extra: Mapping[str, Any], success: bool = True) -> dict[str, Any]:
-        return {"github": {"run_id": self.run_id, "event_name": "workflow_dispatch",
-                           "ref": "refs/heads/main", "repository": "local/rehearsal"},
-                "inputs": self.inputs, "runner": {"os": "Linux", "arch": "X64"},
-                "env": {}, "matrix": {}, "steps": {}, "needs": {}, "_success": success, **extra}
+        return {
+            "github": {
+                "run_id": self.run_id,
+                "event_name": "workflow_dispatch",
+                "ref": "refs/heads/main",
+                "repository": "local/rehearsal",
+            },
+            "inputs": self.inputs,
+            "runner": {"os": "Linux", "arch": "X64"},
+            "env": {},
+            "matrix": {},
+            "steps": {},
+            "needs": {},
+            "_success": success,
+            **extra,
+        }
 
-    def run_job(self, job_id: str, job: Mapping[str, Any],
-                ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def run_job(self, job_id: str, job: Mapping[str, Any], ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         name = self.evaluate(job.get("name", job_id), ctx)
         workspace = self.out / "jobs" / re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name))
         shutil.rmtree(workspace, ignore_errors=True)
@@ -292,12 +316,20 @@ class Rehearsal:
             if not self.condition(step.get("if"), ctx):
                 self.log(f"--- {label}: skipped")
                 continue
-            step_env = {**env, **{k: _text(self.evaluate(v, {**ctx, "env": env}))
-                                  for k, v in (step.get("env") or {}).items()}}
+            step_env = {
+                **env,
+                **{
+                    k: _text(self.evaluate(v, {**ctx, "env": env}))
+                    for k, v in (step.get("env") or {}).items()
+                },
+            }
             self.log(f"--- {label}")
             try:
-                outputs = (self.run_script(step["run"], step_env, workspace, summary)
-                           if "run" in step else self.use(step, ctx, workspace))
+                outputs = (
+                    self.run_script(step["run"], step_env, workspace, summary)
+                    if "run" in step
+                    else self.use(step, ctx, workspace)
+                )
                 outcome = "success"
             except RehearsalError as exc:
                 self.log(f"    failed: {exc}")
@@ -312,28 +344,36 @@ class Rehearsal:
         self.log(f"=== job {name}: {result}" + (f" (summary: {summary})" if summary.exists() else ""))
         return result, outputs
 
-    def run_script(self, script: str, env: Mapping[str, str], workspace: Path,
-                   summary: Path) -> dict[str, str]:
+    def run_script(
+        self, script: str, env: Mapping[str, str], workspace: Path, summary: Path
+    ) -> dict[str, str]:
         if "${{" in script:
             raise RehearsalError("a run: script with ${{ }} in it: pass values through env:")
         output = workspace.parent / f"{workspace.name}.output"
         output.write_text("")
-        full_env = {**os.environ, **env, "GITHUB_OUTPUT": str(output),
-                    "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_RUN_ID": self.run_id,
-                    "GITHUB_WORKSPACE": str(workspace), "CI": "true",
-                    "RUNNER_NAME": f"{socket.gethostname()}-rehearsal", "RUNNER_OS": "Linux",
-                    "RUNNER_ENVIRONMENT": "local-rehearsal"}
+        full_env = {
+            **os.environ,
+            **env,
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "GITHUB_RUN_ID": self.run_id,
+            "GITHUB_WORKSPACE": str(workspace),
+            "CI": "true",
+            "RUNNER_NAME": f"{socket.gethostname()}-rehearsal",
+            "RUNNER_OS": "Linux",
+            "RUNNER_ENVIRONMENT": "local-rehearsal",
+        }
         if self.python_bin is not None:
             full_env["PATH"] = f"{self.python_bin}{os.pathsep}{full_env.get('PATH', '')}"
             full_env["VIRTUAL_ENV"] = str(self.python_bin.parent)
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                              cwd=workspace, env=full_env)
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=workspace, env=full_env
+        )
         if proc.returncode != 0:
             raise RehearsalError(f"exit code {proc.returncode}")
         return _read_outputs(output.read_text())
 
-    def use(self, step: Mapping[str, Any], ctx: Mapping[str, Any],
-            workspace: Path) -> dict[str, str]:
+    def use(self, step: Mapping[str, Any], ctx: Mapping[str, Any], workspace: Path) -> dict[str, str]:
         action = str(step["uses"]).split("@")[0]
         args = {k: _text(self.evaluate(v, ctx)) for k, v in (step.get("with") or {}).items()}
         artifacts = self.out / "artifacts"
@@ -380,9 +420,16 @@ class Rehearsal:
         venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)
         # This environment's packages stay visible (a .pth line), so `pip install .` in the jobs
         # installs gilmatrix alone, from the workspace, without the network.
-        purelib = subprocess.run([str(env_dir / "bin" / "python"), "-c",
-                                  "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        purelib = subprocess.run(
+            [
+                str(env_dir / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         import sysconfig
 
         parent = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
@@ -404,9 +451,14 @@ def _read_outputs(text: str) -> dict[str, str]:
 
 
 def _hash_files(workspace: Path, patterns: tuple[str, ...]) -> str:
-    files = sorted({p for pattern in patterns for p in glob.glob(str(workspace / pattern),
-                                                                recursive=True)
-                    if os.path.isfile(p)})
+    files = sorted(
+        {
+            p
+            for pattern in patterns
+            for p in glob.glob(str(workspace / pattern), recursive=True)
+            if os.path.isfile(p)
+        }
+    )
     if not files:
         return ""
     digest = hashlib.sha256()
@@ -416,8 +468,9 @@ def _hash_files(workspace: Path, patterns: tuple[str, ...]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.rehearsal",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.rehearsal", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--workflow", type=Path, default=WORKFLOW)
     parser.add_argument("--source", type=Path, default=ROOT, help="work tree to check out")
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "ci-rehearsal")
@@ -425,23 +478,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="the workflow's `only` input (comma-separated)")
     parser.add_argument("--runner-labels", default="")
     parser.add_argument("--backend", default="local", choices=("local", "auto", "docker"))
-    parser.add_argument("--override", default="", metavar="FILE",
-                        help="an override file for every job's gilmatrix ($GILMATRIX_OVERRIDE; "
-                             "a relative path is found in each job's checkout), e.g. "
-                             "examples/offline-mirror.yaml where python.org is out of reach")
-    parser.add_argument("--sources", type=Path, metavar="DIR",
-                        help="an offline folder of CPython tarballs for the image step "
-                             "($GILMATRIX_SOURCES)")
+    parser.add_argument(
+        "--override",
+        default="",
+        metavar="FILE",
+        help="an override file for every job's gilmatrix ($GILMATRIX_OVERRIDE; "
+        "a relative path is found in each job's checkout), e.g. "
+        "examples/offline-mirror.yaml where python.org is out of reach",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        metavar="DIR",
+        help="an offline folder of CPython tarballs for the image step ($GILMATRIX_SOURCES)",
+    )
     args = parser.parse_args(argv)
     env = {"GILMATRIX_BACKEND": args.backend}
     if args.override:
         env["GILMATRIX_OVERRIDE"] = args.override
     if args.sources:
         env["GILMATRIX_SOURCES"] = str(args.sources.resolve())
-    rehearsal = Rehearsal(args.workflow, args.source.resolve(), args.out,
-                          inputs={"profile": args.profile, "only": args.only,
-                                  "runner_labels": args.runner_labels, "deploy": True},
-                          env=env)
+    rehearsal = Rehearsal(
+        args.workflow,
+        args.source.resolve(),
+        args.out,
+        inputs={
+            "profile": args.profile,
+            "only": args.only,
+            "runner_labels": args.runner_labels,
+            "deploy": True,
+        },
+        env=env,
+    )
     started = time.monotonic()
     try:
         code = rehearsal.run()
@@ -449,8 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rehearsal stopped: {exc}", file=sys.stderr)
         return 2
     results = ", ".join(f"{job} {info['result']}" for job, info in rehearsal.needs.items())
-    print(f"\nrehearsal of {args.workflow.name}: {results} in {time.monotonic() - started:.0f} s; "
-          f"report: {args.out / 'artifacts' / 'report' / 'index.html'}")
+    print(
+        f"\nrehearsal of {args.workflow.name}: {results} in {time.monotonic() - started:.0f} s; "
+        f"report: {args.out / 'artifacts' / 'report' / 'index.html'}"
+    )
     return code
 
 

@@ -24,9 +24,14 @@ INTERPRETERS = ("3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.14t", "3.15"
 WORKLOADS = tuple(f"load{i:02d}" for i in range(25))
 KINDS = {w: ("cpu", "io", "data")[i % 3] for i, w in enumerate(WORKLOADS)}
 SPEC = SyntheticRun(
-    interpreters=INTERPRETERS, workloads=WORKLOADS, workload_kinds=KINDS,
+    interpreters=INTERPRETERS,
+    workloads=WORKLOADS,
+    workload_kinds=KINDS,
     executors=("sequential", "threads", "processes", "interpreters"),
-    workers=tuple(range(1, 14)), runs=2, values=5, run_id="bench-10000-cells",
+    workers=tuple(range(1, 14)),
+    runs=2,
+    values=5,
+    run_id="bench-10000-cells",
 )
 
 
@@ -36,17 +41,20 @@ def cell_count(spec: SyntheticRun) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.report_bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.report_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", type=Path, help="keep the run and report here")
-    parser.add_argument("--images", action="store_true",
-                        help="also render every chart to SVG/PNG (not part of the goal)")
+    parser.add_argument(
+        "--images", action="store_true", help="also render every chart to SVG/PNG (not part of the goal)"
+    )
     args = parser.parse_args(argv)
     workdir = args.out or Path(tempfile.mkdtemp(prefix="gilmatrix-bench-"))
     started = time.perf_counter()
     run_dir = write_run(workdir / "run", SPEC)
-    print(f"synthetic run: {cell_count(SPEC)} cells in {time.perf_counter() - started:.1f} s "
-          f"({run_dir})")
+    print(f"synthetic run: {cell_count(SPEC)} cells in {time.perf_counter() - started:.1f} s ({run_dir})")
     javascript_bundle()  # built once per process; timed apart so the build time is the report's
     started = time.perf_counter()
     index = build_report(run_dir, workdir / "report", chart_images=args.images)

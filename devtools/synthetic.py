@@ -52,9 +52,7 @@ class SyntheticRun:
     # interpreter id -> (status, reason) for interpreters that did not run
     not_run: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # (interpreter, cell id) -> (status, reason, output tail) for cells without a result
-    cell_failures: Mapping[tuple[str, str], tuple[str, str, str | None]] = field(
-        default_factory=dict
-    )
+    cell_failures: Mapping[tuple[str, str], tuple[str, str, str | None]] = field(default_factory=dict)
     # (interpreter, cell id) -> multiplier of the noise, to force overlapping intervals
     noisy_cells: Mapping[tuple[str, str], float] = field(default_factory=dict)
     # (interpreter, cell id) -> multiplier of the modelled time (a regression, an outlier...)
@@ -66,8 +64,7 @@ def free_threaded(interpreter: str) -> bool:
     return interpreter.endswith("t")
 
 
-def model_seconds(interpreter: str, kind: str, executor: str, workers: int,
-                  tasks: int = 8) -> float:
+def model_seconds(interpreter: str, kind: str, executor: str, workers: int, tasks: int = 8) -> float:
     """Toy cost model: the shape of the seed's claims, with made-up constants."""
     ft = free_threaded(interpreter)
     minor = int(interpreter.rstrip("t").split(".")[1])
@@ -95,8 +92,7 @@ def model_seconds(interpreter: str, kind: str, executor: str, workers: int,
     return sequential / parallel + dispatch + shipping
 
 
-def model_parallelism(interpreter: str, kind: str, executor: str, workers: int,
-                      tasks: int = 8) -> float:
+def model_parallelism(interpreter: str, kind: str, executor: str, workers: int, tasks: int = 8) -> float:
     """Toy CPU/wall of a cell: cores kept busy, in the same made-up world as model_seconds."""
     if kind == "io":
         return 0.05
@@ -108,8 +104,7 @@ def model_parallelism(interpreter: str, kind: str, executor: str, workers: int,
     return parallel * 0.9
 
 
-def cell_ids(workload: str, executors: Iterable[str],
-             workers: Iterable[int]) -> list[tuple[str, int]]:
+def cell_ids(workload: str, executors: Iterable[str], workers: Iterable[int]) -> list[tuple[str, int]]:
     """(executor, workers) pairs: sequential only at one worker, as the planner does."""
     pairs = []
     for executor in executors:
@@ -133,8 +128,9 @@ def facts_for(interpreter: str) -> dict[str, Any]:
     }
 
 
-def _benchmark(interp: str, workload: str, kind: str, executor: str, workers: int,
-               spec: SyntheticRun, rng: random.Random) -> pyperf.Benchmark:
+def _benchmark(
+    interp: str, workload: str, kind: str, executor: str, workers: int, spec: SyntheticRun, rng: random.Random
+) -> pyperf.Benchmark:
     facts = facts_for(interp)
     cell = str(CellId(workload, executor, workers))
     params = PARAMS.get(workload, {"tasks": 8})
@@ -179,17 +175,22 @@ def _benchmark(interp: str, workload: str, kind: str, executor: str, workers: in
         run_md = dict(metadata)
         if spec.cpu_metadata:
             busy = parallelism * math.exp(rng.gauss(0.0, sigma))
-            run_md.update({
-                "gilmatrix_cpu_time": busy * sum(values) / len(values),
-                "gilmatrix_parallelism": round(busy, 4),
-                "gilmatrix_class": classify(kind, busy),
-                "mem_max_rss": int(30e6 * (1 + 0.01 * rng.random())
-                                   + (8e6 * workers if executor == "interpreters" else 0)),
-            })
+            run_md.update(
+                {
+                    "gilmatrix_cpu_time": busy * sum(values) / len(values),
+                    "gilmatrix_parallelism": round(busy, 4),
+                    "gilmatrix_class": classify(kind, busy),
+                    "mem_max_rss": int(
+                        30e6 * (1 + 0.01 * rng.random())
+                        + (8e6 * workers if executor == "interpreters" else 0)
+                    ),
+                }
+            )
             if executor.startswith("processes"):
                 run_md["gilmatrix_children_max_rss"] = int(22e6 * workers)
-        runs.append(pyperf.Run(values, warmups=[(1, values[0] * 1.1)],
-                               metadata=run_md, collect_metadata=False))
+        runs.append(
+            pyperf.Run(values, warmups=[(1, values[0] * 1.1)], metadata=run_md, collect_metadata=False)
+        )
     return pyperf.Benchmark(runs)
 
 
@@ -206,17 +207,26 @@ def write_run(run_dir: Path, spec: SyntheticRun = SyntheticRun()) -> Path:
         for workload in spec.workloads:
             for executor, workers in cell_ids(workload, spec.executors, spec.workers):
                 cell = str(CellId(workload, executor, workers))
-                entry = {"interpreter": interp, "id": cell, "workload": workload,
-                         "executor": executor, "workers": workers, "status": "ok",
-                         "reason": None, "elapsed": 1.0, "output_tail": None}
+                entry = {
+                    "interpreter": interp,
+                    "id": cell,
+                    "workload": workload,
+                    "executor": executor,
+                    "workers": workers,
+                    "status": "ok",
+                    "reason": None,
+                    "elapsed": 1.0,
+                    "output_tail": None,
+                }
                 if status != "ran":
                     entry.update(status="skipped", reason=reason, elapsed=None)
                 elif (interp, cell) in spec.cell_failures:
                     cstatus, creason, tail = spec.cell_failures[(interp, cell)]
                     entry.update(status=cstatus, reason=creason, output_tail=tail)
                 else:
-                    benchmarks.append(_benchmark(interp, workload, kinds.get(workload, "cpu"),
-                                                 executor, workers, spec, rng))
+                    benchmarks.append(
+                        _benchmark(interp, workload, kinds.get(workload, "cpu"), executor, workers, spec, rng)
+                    )
                 cells.append(entry)
         results = None
         if benchmarks:
@@ -224,29 +234,52 @@ def write_run(run_dir: Path, spec: SyntheticRun = SyntheticRun()) -> Path:
             pyperf.BenchmarkSuite(benchmarks).dump(str(run_dir / results), replace=True)
         ran = status == "ran"
         interpreters[interp] = {
-            "status": status, "reason": reason, "results": results,
-            "environment": {"backend": "docker", "python": f"/opt/python/{interp}/bin/python3",
-                            "image": f"gilmatrix/cpython:{interp}-synthetic",
-                            "image_id": "sha256:" + "0" * 64, "facts": facts_for(interp)}
-            if ran else None,
+            "status": status,
+            "reason": reason,
+            "results": results,
+            "environment": {
+                "backend": "docker",
+                "python": f"/opt/python/{interp}/bin/python3",
+                "image": f"gilmatrix/cpython:{interp}-synthetic",
+                "image_id": "sha256:" + "0" * 64,
+                "facts": facts_for(interp),
+            }
+            if ran
+            else None,
             "load_before": [0.2, 0.3, 0.3] if ran else None,
             "load_after": [1.9, 1.1, 0.6] if ran else None,
             "elapsed": 12.5 if ran else None,
         }
     manifest = new_manifest(
-        run_id=spec.run_id, tool={"synthetic": True},
-        started="2026-11-25T18:15:00+00:00", finished="2026-11-25T18:17:30+00:00",
+        run_id=spec.run_id,
+        tool={"synthetic": True},
+        started="2026-11-25T18:15:00+00:00",
+        finished="2026-11-25T18:17:30+00:00",
         state="complete" if not spec.cell_failures and not spec.not_run else "partial",
-        matrix={"path": "matrix.yaml", "sha256": "f" * 64, "profile": "synthetic",
-                "settings": {"processes": spec.runs, "values": spec.values, "warmups": 1,
-                             "timeout": 60}},
-        workloads={w: {"description": WORKLOADS[w].description, "kind": WORKLOADS[w].kind,
-                       "implementation": w} for w in spec.workloads if w in WORKLOADS},
+        matrix={
+            "path": "matrix.yaml",
+            "sha256": "f" * 64,
+            "profile": "synthetic",
+            "settings": {"processes": spec.runs, "values": spec.values, "warmups": 1, "timeout": 60},
+        },
+        workloads={
+            w: {"description": WORKLOADS[w].description, "kind": WORKLOADS[w].kind, "implementation": w}
+            for w in spec.workloads
+            if w in WORKLOADS
+        },
         backend={"name": "docker"},
-        host={"hostname": "synthetic-host", "platform": "Linux-6.1.0-synthetic-x86_64",
-              "machine": "x86_64", "cpu_model": "Synthetic CPU @ 3.0GHz",
-              "cpu_count": CORES, "kernel": "6.1.0-synthetic", "python": "3.11.7"},
+        host={
+            "hostname": "synthetic-host",
+            "platform": "Linux-6.1.0-synthetic-x86_64",
+            "machine": "x86_64",
+            "cpu_model": "Synthetic CPU @ 3.0GHz",
+            "cpu_count": CORES,
+            "kernel": "6.1.0-synthetic",
+            "python": "3.11.7",
+        },
         stages={"plan": 0.01, "prepare": 3.2, "run": 140.0, "merge": 0.2},
-        interpreters=interpreters, cells=cells)
+        interpreters=interpreters,
+        cells=cells,
+    )
     write_manifest(run_dir, manifest)
     return run_dir

@@ -35,17 +35,36 @@ def main(argv):
         problems.append("version is %s, expected %s" % (found["version"], expected))
     if free_threaded:
         if found["py_gil_disabled"] != 1:
-            problems.append("Py_GIL_DISABLED is %r, expected 1 (--disable-gil build)"
-                            % (found["py_gil_disabled"],))
+            problems.append(
+                "Py_GIL_DISABLED is %r, expected 1 (--disable-gil build)" % (found["py_gil_disabled"],)
+            )
         if found["gil_enabled_at_start"] is not False:
-            problems.append("sys._is_gil_enabled() is %r at start, expected False"
-                            % (found["gil_enabled_at_start"],))
+            problems.append(
+                "sys._is_gil_enabled() is %r at start, expected False" % (found["gil_enabled_at_start"],)
+            )
     elif found["py_gil_disabled"]:
-        problems.append("Py_GIL_DISABLED is %r in a build that should have the GIL"
-                        % (found["py_gil_disabled"],))
-    modules = ["concurrent.futures", "multiprocessing", "asyncio", "json", "ctypes", "decimal",
-               "_decimal", "hashlib", "ssl", "sqlite3", "lzma", "bz2", "zlib", "readline", "uuid",
-               "pyperf", "psutil"]
+        problems.append(
+            "Py_GIL_DISABLED is %r in a build that should have the GIL" % (found["py_gil_disabled"],)
+        )
+    modules = [
+        "concurrent.futures",
+        "multiprocessing",
+        "asyncio",
+        "json",
+        "ctypes",
+        "decimal",
+        "_decimal",
+        "hashlib",
+        "ssl",
+        "sqlite3",
+        "lzma",
+        "bz2",
+        "zlib",
+        "readline",
+        "uuid",
+        "pyperf",
+        "psutil",
+    ]
     for name in modules:
         try:
             importlib.import_module(name)
@@ -55,8 +74,9 @@ def main(argv):
     found["psutil"] = getattr(sys.modules.get("psutil"), "__version__", None)
     found["gil_enabled_after_imports"] = gil_enabled()
     if free_threaded and found["gil_enabled_after_imports"] is not False:
-        problems.append("the GIL was re-enabled by an import (an extension module without "
-                        "free-threading support)")
+        problems.append(
+            "the GIL was re-enabled by an import (an extension module without free-threading support)"
+        )
     print("gilmatrix check: " + json.dumps(found, sort_keys=True))
     for problem in problems:
         print("gilmatrix check FAILED: " + problem)

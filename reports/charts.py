@@ -26,9 +26,14 @@ TIME_TITLE = "mean time per call (ms)"
 # One colour per executor name, the same in every report whichever executors a run has;
 # the process-pool variants share processes' green family.
 EXECUTOR_COLORS = {
-    "sequential": "#4c78a8", "threads": "#f58518", "processes": "#54a24b",
-    "processes-fork": "#88c77f", "processes-forkserver": "#2f6b2a",
-    "processes-spawn": "#b5bd3a", "interpreters": "#b279a2", "asyncio": "#e45756",
+    "sequential": "#4c78a8",
+    "threads": "#f58518",
+    "processes": "#54a24b",
+    "processes-fork": "#88c77f",
+    "processes-forkserver": "#2f6b2a",
+    "processes-spawn": "#b5bd3a",
+    "interpreters": "#b279a2",
+    "asyncio": "#e45756",
 }
 PALETTE = ["#72b7b2", "#9d755d", "#ff9da6", "#bab0ac", "#eeca3b"]  # other executor names
 
@@ -68,8 +73,11 @@ def _round(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
 def _interval_bars(base: alt.Chart) -> alt.Chart:
     """The 95% interval of each cell's mean; cells without one (a single worker process) draw
     no bar rather than a zero-width one that would look precise."""
-    return base.transform_filter("isValid(datum.lo_ms) && isValid(datum.hi_ms)").mark_errorbar(
-    ).encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
+    return (
+        base.transform_filter("isValid(datum.lo_ms) && isValid(datum.hi_ms)")
+        .mark_errorbar()
+        .encode(y=alt.Y("lo_ms:Q", title=TIME_TITLE), y2="hi_ms:Q")
+    )
 
 
 def round_significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
@@ -91,39 +99,64 @@ def cells_dataset(cells: pd.DataFrame) -> pd.DataFrame:
     worker count of its workload (sequential ignores workers; it is planned at 1 only)."""
     speed = with_speedup(cells)
     classes = speed["cpu_class"]
-    data = pd.DataFrame({
-        "interpreter": speed["interpreter"], "workload": speed["workload"],
-        "executor": speed["executor"], "workers": speed["workers"],
-        "mean_ms": speed["mean"] * 1e3, "lo_ms": speed["ci_low"] * 1e3,
-        "hi_ms": speed["ci_high"] * 1e3, "median_ms": speed["median"] * 1e3,
-        "stdev_ms": speed["stdev"] * 1e3, "n": speed["n"], "speedup": speed["speedup"],
-        "parallelism": speed["parallelism"], "class": classes.where(classes != ""),
-        "rss_mb": speed["peak_rss"] / 1e6,
-    })
+    data = pd.DataFrame(
+        {
+            "interpreter": speed["interpreter"],
+            "workload": speed["workload"],
+            "executor": speed["executor"],
+            "workers": speed["workers"],
+            "mean_ms": speed["mean"] * 1e3,
+            "lo_ms": speed["ci_low"] * 1e3,
+            "hi_ms": speed["ci_high"] * 1e3,
+            "median_ms": speed["median"] * 1e3,
+            "stdev_ms": speed["stdev"] * 1e3,
+            "n": speed["n"],
+            "speedup": speed["speedup"],
+            "parallelism": speed["parallelism"],
+            "class": classes.where(classes != ""),
+            "rss_mb": speed["peak_rss"] / 1e6,
+        }
+    )
     counts = data.groupby("workload")["workers"].unique()
     seq = data[data["executor"] == "sequential"]
-    refs = [seq[seq["workload"] == workload].assign(workers=int(count))
-            for workload, values in counts.items() for count in values if count != 1]
+    refs = [
+        seq[seq["workload"] == workload].assign(workers=int(count))
+        for workload, values in counts.items()
+        for count in values
+        if count != 1
+    ]
     return _round(pd.concat([data, *refs], ignore_index=True)) if refs else _round(data)
 
 
 def _color(executors: Sequence[str]) -> alt.Color:
-    return alt.Color("executor:N", title="executor",
-                     scale=alt.Scale(domain=list(executors), range=executor_colors(executors)),
-                     legend=alt.Legend(orient="top"))
+    return alt.Color(
+        "executor:N",
+        title="executor",
+        scale=alt.Scale(domain=list(executors), range=executor_colors(executors)),
+        legend=alt.Legend(orient="top"),
+    )
 
 
-def _per_interpreter(layer: alt.LayerChart, interps: Sequence[str], execs: Sequence[str],
-                     workload: str) -> alt.FacetChart:
+def _per_interpreter(
+    layer: alt.LayerChart, interps: Sequence[str], execs: Sequence[str], workload: str
+) -> alt.FacetChart:
     """A workload's layered chart with the page's filters, one panel per interpreter."""
     return _filters(layer, interps, execs, workload).facet(
-        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS
+    )
 
 
-def _filters(chart: alt.Chart, interpreters: Sequence[str], executors: Sequence[str],
-             workload: str | None, by_executor: bool = True) -> alt.Chart:
-    chart = chart.add_params(alt.param(name="show_interpreters", value=list(interpreters)),
-                             alt.param(name="show_executors", value=list(executors)))
+def _filters(
+    chart: alt.Chart,
+    interpreters: Sequence[str],
+    executors: Sequence[str],
+    workload: str | None,
+    by_executor: bool = True,
+) -> alt.Chart:
+    chart = chart.add_params(
+        alt.param(name="show_interpreters", value=list(interpreters)),
+        alt.param(name="show_executors", value=list(executors)),
+    )
     test = "indexof(show_interpreters, datum.interpreter) >= 0"
     if by_executor:
         test += " && indexof(show_executors, datum.executor) >= 0"
@@ -134,83 +167,105 @@ def _filters(chart: alt.Chart, interpreters: Sequence[str], executors: Sequence[
 
 
 def _tooltip() -> list[alt.Tooltip]:
-    return [alt.Tooltip("interpreter:N"), alt.Tooltip("executor:N"), alt.Tooltip("workers:Q"),
-            alt.Tooltip("mean_ms:Q", title="mean (ms)", format=".4g"),
-            alt.Tooltip("median_ms:Q", title="median (ms)", format=".4g"),
-            alt.Tooltip("stdev_ms:Q", title="stdev (ms)", format=".3g"),
-            alt.Tooltip("n:Q"), alt.Tooltip("speedup:Q", format=".2f"),
-            alt.Tooltip("parallelism:Q", title="cores busy (CPU/wall)", format=".2f"),
-            alt.Tooltip("class:N"), alt.Tooltip("rss_mb:Q", title="peak RSS (MB)", format=".1f")]
+    return [
+        alt.Tooltip("interpreter:N"),
+        alt.Tooltip("executor:N"),
+        alt.Tooltip("workers:Q"),
+        alt.Tooltip("mean_ms:Q", title="mean (ms)", format=".4g"),
+        alt.Tooltip("median_ms:Q", title="median (ms)", format=".4g"),
+        alt.Tooltip("stdev_ms:Q", title="stdev (ms)", format=".3g"),
+        alt.Tooltip("n:Q"),
+        alt.Tooltip("speedup:Q", format=".2f"),
+        alt.Tooltip("parallelism:Q", title="cores busy (CPU/wall)", format=".2f"),
+        alt.Tooltip("class:N"),
+        alt.Tooltip("rss_mb:Q", title="peak RSS (MB)", format=".1f"),
+    ]
 
 
-def time_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str],
-                    intervals: bool = True) -> alt.FacetChart:
+def time_vs_workers(
+    workload: str, interps: Sequence[str], execs: Sequence[str], intervals: bool = True
+) -> alt.FacetChart:
     base = alt.Chart(alt.NamedData(name="cells")).encode(
-        x=alt.X("workers:O", title="workers", axis=alt.Axis(labelAngle=0)), color=_color(execs))
+        x=alt.X("workers:O", title="workers", axis=alt.Axis(labelAngle=0)), color=_color(execs)
+    )
     line = base.mark_line(point=True).encode(
         y=alt.Y("mean_ms:Q", title=TIME_TITLE, scale=alt.Scale(zero=True)),
         # sequential ignores workers: one dashed flat line through its rows
-        strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]),
-                                 alt.value([1, 0])),
-        tooltip=_tooltip())
+        strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]), alt.value([1, 0])),
+        tooltip=_tooltip(),
+    )
     layers = [_interval_bars(base), line] if intervals else [line]
     layer = alt.layer(*layers).properties(width=160, height=130)
     return _per_interpreter(layer, interps, execs, workload)
 
 
-def speedup_vs_workers(workload: str, interps: Sequence[str],
-                       execs: Sequence[str]) -> alt.FacetChart:
+def speedup_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
     base = alt.Chart(alt.NamedData(name="cells")).encode(x=alt.X("workers:Q", title="workers"))
     ideal = base.mark_line(color="#bbb", strokeDash=[2, 2]).encode(y="workers:Q")
     line = base.mark_line(point=True).encode(
-        y=alt.Y("speedup:Q", title="speedup over sequential"), color=_color(execs),
-        tooltip=_tooltip())
+        y=alt.Y("speedup:Q", title="speedup over sequential"), color=_color(execs), tooltip=_tooltip()
+    )
     layer = alt.layer(ideal, line).properties(width=160, height=130)
     return _per_interpreter(layer, interps, execs, workload)
 
 
-def parallelism_vs_workers(workload: str, interps: Sequence[str],
-                           execs: Sequence[str]) -> alt.FacetChart:
+def parallelism_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
     """Effective parallelism (CPU / wall) per executor; the rule at 1 is one busy core."""
     base = alt.Chart(alt.NamedData(name="cells"))
     one = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(y=alt.datum(1))
     # "unknown": the harness could not measure it, or the call was too short to trust it
-    line = base.transform_filter(
-        "isValid(datum.parallelism) && datum['class'] != 'unknown'").mark_line(
-        point=True).encode(
-        x=alt.X("workers:Q", title="workers", scale=alt.Scale(zero=False)),
-        y=alt.Y("parallelism:Q", title="cores busy (CPU / wall)"), color=_color(execs),
-        strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]),
-                                 alt.value([1, 0])),
-        tooltip=_tooltip())
+    line = (
+        base.transform_filter("isValid(datum.parallelism) && datum['class'] != 'unknown'")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("workers:Q", title="workers", scale=alt.Scale(zero=False)),
+            y=alt.Y("parallelism:Q", title="cores busy (CPU / wall)"),
+            color=_color(execs),
+            strokeDash=alt.condition("datum.executor == 'sequential'", alt.value([4, 3]), alt.value([1, 0])),
+            tooltip=_tooltip(),
+        )
+    )
     layer = alt.layer(one, line).properties(width=160, height=130)
     return _per_interpreter(layer, interps, execs, workload)
 
 
-def memory_vs_workers(workload: str, interps: Sequence[str],
-                      execs: Sequence[str]) -> alt.FacetChart:
+def memory_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
     """Peak RSS of the benchmark process plus its pool's processes."""
     base = alt.Chart(alt.NamedData(name="cells")).transform_filter(
-        "isValid(datum.rss_mb) && datum.executor != 'sequential'")
+        "isValid(datum.rss_mb) && datum.executor != 'sequential'"
+    )
     line = base.mark_line(point=True).encode(
         x=alt.X("workers:Q", title="workers"),
         y=alt.Y("rss_mb:Q", title="peak RSS (MB)", scale=alt.Scale(zero=True)),
-        color=_color(execs), tooltip=_tooltip())
+        color=_color(execs),
+        tooltip=_tooltip(),
+    )
     return _filters(line.properties(width=160, height=130), interps, execs, workload).facet(
-        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS)
+        facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS
+    )
 
 
-def across_versions(workload: str, interps: Sequence[str], execs: Sequence[str],
-                    workers: Sequence[int], intervals: bool = True) -> alt.LayerChart:
+def across_versions(
+    workload: str,
+    interps: Sequence[str],
+    execs: Sequence[str],
+    workers: Sequence[int],
+    intervals: bool = True,
+) -> alt.LayerChart:
     """The same cell on every interpreter; the worker count is picked with a drop-down."""
-    pick = alt.param(name="workers_pick", value=max(workers),
-                     bind=alt.binding_select(options=list(workers), name="workers "))
+    pick = alt.param(
+        name="workers_pick",
+        value=max(workers),
+        bind=alt.binding_select(options=list(workers), name="workers "),
+    )
     base = alt.Chart(alt.NamedData(name="cells")).encode(
-        x=alt.X("interpreter:N", sort=list(interps), title=None,
-                axis=alt.Axis(labelAngle=0)), color=_color(execs),
-        xOffset=alt.XOffset("executor:N", sort=list(execs)))
+        x=alt.X("interpreter:N", sort=list(interps), title=None, axis=alt.Axis(labelAngle=0)),
+        color=_color(execs),
+        xOffset=alt.XOffset("executor:N", sort=list(execs)),
+    )
     points = base.mark_point(filled=True, size=50).encode(
-        y=alt.Y("mean_ms:Q", title=TIME_TITLE), tooltip=_tooltip())
+        y=alt.Y("mean_ms:Q", title=TIME_TITLE), tooltip=_tooltip()
+    )
     layers = [_interval_bars(base), points] if intervals else [points]
     chart = alt.layer(*layers).properties(width=max(300, 60 * len(interps)), height=220)
     chart = _filters(chart, interps, execs, workload).add_params(pick)
@@ -220,37 +275,52 @@ def across_versions(workload: str, interps: Sequence[str], execs: Sequence[str],
 def speedup_heatmap(interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
     base = alt.Chart(alt.NamedData(name="heat")).encode(
         x=alt.X("interpreter:N", sort=list(interps), title=None, axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("executor:N", sort=list(execs), title=None))
+        y=alt.Y("executor:N", sort=list(execs), title=None),
+    )
     rect = base.mark_rect().encode(
-        color=alt.Color("speedup:Q", title="speedup",
-                        scale=alt.Scale(type="log", scheme="redblue", domainMid=1)),
-        tooltip=[alt.Tooltip("interpreter:N"), alt.Tooltip("executor:N"),
-                 alt.Tooltip("workers:Q"), alt.Tooltip("speedup:Q", format=".2f")])
+        color=alt.Color(
+            "speedup:Q", title="speedup", scale=alt.Scale(type="log", scheme="redblue", domainMid=1)
+        ),
+        tooltip=[
+            alt.Tooltip("interpreter:N"),
+            alt.Tooltip("executor:N"),
+            alt.Tooltip("workers:Q"),
+            alt.Tooltip("speedup:Q", format=".2f"),
+        ],
+    )
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("speedup:Q", format=".1f"),
-        color=alt.condition("datum.speedup > 2.5 || datum.speedup < 0.5", alt.value("white"),
-                            alt.value("black")))
-    layer = alt.layer(rect, text).properties(width=max(200, 40 * len(interps)),
-                                             height=22 * len(execs))
-    return _filters(layer, interps, execs, None).facet(
-        facet=alt.Facet("workload:N", title=None), columns=2)
+        color=alt.condition(
+            "datum.speedup > 2.5 || datum.speedup < 0.5", alt.value("white"), alt.value("black")
+        ),
+    )
+    layer = alt.layer(rect, text).properties(width=max(200, 40 * len(interps)), height=22 * len(execs))
+    return _filters(layer, interps, execs, None).facet(facet=alt.Facet("workload:N", title=None), columns=2)
 
 
 def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> alt.FacetChart:
     base = alt.Chart(alt.NamedData(name="ft")).encode(y=alt.Y("workload:N", title=None))
     title = "single-thread overhead (free-threaded / default - 1)"
     published = base.mark_rect(color="#ddd").encode(
-        x=alt.X("published_low:Q", title=title), x2="published_high:Q")
-    published_tick = base.mark_tick(color="#888", thickness=2).encode(
-        x=alt.X("published_low:Q", title=title))
+        x=alt.X("published_low:Q", title=title), x2="published_high:Q"
+    )
+    published_tick = base.mark_tick(color="#888", thickness=2).encode(x=alt.X("published_low:Q", title=title))
     bars = base.mark_bar(height=12).encode(
         x=alt.X("overhead:Q", title=title, axis=alt.Axis(format="%")),
-        color=alt.Color("significant:N", title="significant",
-                        scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#aab"])),
-        tooltip=[alt.Tooltip("free_threaded:N"), alt.Tooltip("workload:N"),
-                 alt.Tooltip("overhead:Q", format=".1%"),
-                 alt.Tooltip("overhead_low:Q", format=".1%"),
-                 alt.Tooltip("overhead_high:Q", format=".1%"), alt.Tooltip("published:N")])
+        color=alt.Color(
+            "significant:N",
+            title="significant",
+            scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#aab"]),
+        ),
+        tooltip=[
+            alt.Tooltip("free_threaded:N"),
+            alt.Tooltip("workload:N"),
+            alt.Tooltip("overhead:Q", format=".1%"),
+            alt.Tooltip("overhead_low:Q", format=".1%"),
+            alt.Tooltip("overhead_high:Q", format=".1%"),
+            alt.Tooltip("published:N"),
+        ],
+    )
     err = base.mark_errorbar().encode(x=alt.X("overhead_low:Q", title=title), x2="overhead_high:Q")
     layer = alt.layer(published, published_tick, bars, err).properties(width=260, height=90)
     return layer.facet(facet=alt.Facet("version:N", title=None), columns=3)
@@ -258,45 +328,64 @@ def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> alt.FacetChart:
 
 def ft_scaling() -> alt.FacetChart:
     base = alt.Chart(alt.NamedData(name="ft")).transform_fold(
-        ["threads_speedup_default", "threads_speedup_ft"], as_=["build", "speedup"])
+        ["threads_speedup_default", "threads_speedup_ft"], as_=["build", "speedup"]
+    )
     bars = base.mark_bar().encode(
-        y=alt.Y("workload:N", title=None), yOffset="build:N",
+        y=alt.Y("workload:N", title=None),
+        yOffset="build:N",
         x=alt.X("speedup:Q", title="threads' speedup over sequential at most workers"),
-        color=alt.Color("build:N", title="build", scale=alt.Scale(
-            domain=["threads_speedup_default", "threads_speedup_ft"],
-            range=["#9d755d", "#54a24b"]), legend=alt.Legend(labelExpr=(
-                "datum.label == 'threads_speedup_ft' ? 'free-threaded' : 'default (GIL)'"))),
-        tooltip=[alt.Tooltip("version:N"), alt.Tooltip("workload:N"),
-                 alt.Tooltip("speedup:Q", format=".2f")])
-    return bars.properties(width=260, height=90).facet(
-        facet=alt.Facet("version:N", title=None), columns=3)
+        color=alt.Color(
+            "build:N",
+            title="build",
+            scale=alt.Scale(
+                domain=["threads_speedup_default", "threads_speedup_ft"], range=["#9d755d", "#54a24b"]
+            ),
+            legend=alt.Legend(
+                labelExpr=("datum.label == 'threads_speedup_ft' ? 'free-threaded' : 'default (GIL)'")
+            ),
+        ),
+        tooltip=[alt.Tooltip("version:N"), alt.Tooltip("workload:N"), alt.Tooltip("speedup:Q", format=".2f")],
+    )
+    return bars.properties(width=260, height=90).facet(facet=alt.Facet("version:N", title=None), columns=3)
 
 
-def change_chart(name: str, y_field: str, y_title: str, interps: Sequence[str],
-                 execs: Sequence[str]) -> alt.FacetChart:
+def change_chart(
+    name: str, y_field: str, y_title: str, interps: Sequence[str], execs: Sequence[str]
+) -> alt.FacetChart:
     """Ratio new/old per cell with its interval; filled when the change is significant."""
     base = alt.Chart(alt.NamedData(name=name)).transform_calculate(
         cell="datum.workload + '/' + datum.executor + '/' + datum.workers",
         change="datum.significant ? (datum.ratio < 1 ? 'improvement' : 'regression')"
-               " : 'no significant change'")
-    x_title = f"time ratio, this / {'baseline' if name == 'baseline' else 'previous'}" \
-              " (below 1 = faster)"
+        " : 'no significant change'",
+    )
+    x_title = f"time ratio, this / {'baseline' if name == 'baseline' else 'previous'} (below 1 = faster)"
     rule = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(x=alt.datum(1))
-    fill = alt.Fill("executor:N", scale=alt.Scale(domain=list(execs),
-                                                  range=executor_colors(execs)),
-                    legend=alt.Legend(orient="top"))  # merges with the color legend
+    fill = alt.Fill(
+        "executor:N",
+        scale=alt.Scale(domain=list(execs), range=executor_colors(execs)),
+        legend=alt.Legend(orient="top"),
+    )  # merges with the color legend
     points = base.mark_point(size=40).encode(
         y=alt.Y(f"{y_field}:N", sort=list(interps), title=y_title),
-        x=alt.X("ratio:Q", title=x_title, scale=alt.Scale(type="log", nice=False, padding=12),
-                axis=alt.Axis(format=".2~f", tickCount=6)),
-        color=_color(execs), fill=alt.condition("datum.significant", fill,
-                                                alt.value("transparent")),
-        tooltip=["cell:N", y_field + ":N", alt.Tooltip("ratio:Q", format=".3f"),
-                 alt.Tooltip("ratio_low:Q", format=".3f"),
-                 alt.Tooltip("ratio_high:Q", format=".3f"), "change:N"])
+        x=alt.X(
+            "ratio:Q",
+            title=x_title,
+            scale=alt.Scale(type="log", nice=False, padding=12),
+            axis=alt.Axis(format=".2~f", tickCount=6),
+        ),
+        color=_color(execs),
+        fill=alt.condition("datum.significant", fill, alt.value("transparent")),
+        tooltip=[
+            "cell:N",
+            y_field + ":N",
+            alt.Tooltip("ratio:Q", format=".3f"),
+            alt.Tooltip("ratio_low:Q", format=".3f"),
+            alt.Tooltip("ratio_high:Q", format=".3f"),
+            "change:N",
+        ],
+    )
     layer = alt.layer(rule, points).properties(width=300, height=alt.Step(16))
-    return _filters(layer, interps, execs, None).facet(
-        facet=alt.Facet("workload:N", title=None), columns=2)
+    return _filters(layer, interps, execs, None).facet(facet=alt.Facet("workload:N", title=None), columns=2)
 
 
 PLACEHOLDER = "@@gilmatrix-workload@@"
@@ -315,8 +404,12 @@ def _spec(chart: alt.TopLevelMixin, validate: bool) -> dict[str, Any]:
     return spec
 
 
-def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
-                 baseline: pd.DataFrame | None = None, validate: bool = False) -> ChartSet:
+def build_charts(
+    cells: pd.DataFrame,
+    versions: pd.DataFrame | None = None,
+    baseline: pd.DataFrame | None = None,
+    validate: bool = False,
+) -> ChartSet:
     """All charts of the page, in page order, with the datasets they name."""
     interps = tuple(sorted(cells["interpreter"].unique(), key=interpreter_key))
     execs = tuple(sorted(cells["executor"].unique(), key=executor_rank))
@@ -328,17 +421,13 @@ def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
     # a run of single-process cells has no intervals: no error bars (Vega warns on empty ones)
     intervals = bool((cells["processes"] > 1).any()) if "processes" in cells else True
     templates = {
-        "time": json.dumps(_spec(time_vs_workers(PLACEHOLDER, interps, execs, intervals),
-                                 validate)),
+        "time": json.dumps(_spec(time_vs_workers(PLACEHOLDER, interps, execs, intervals), validate)),
         "speedup": json.dumps(_spec(speedup_vs_workers(PLACEHOLDER, interps, execs), validate)),
-        "versions": json.dumps(_spec(across_versions(PLACEHOLDER, interps, execs, [1],
-                                                     intervals), validate)),
-        "parallelism": json.dumps(_spec(parallelism_vs_workers(PLACEHOLDER, interps, execs),
-                                        validate)),
+        "versions": json.dumps(_spec(across_versions(PLACEHOLDER, interps, execs, [1], intervals), validate)),
+        "parallelism": json.dumps(_spec(parallelism_vs_workers(PLACEHOLDER, interps, execs), validate)),
         "memory": json.dumps(_spec(memory_vs_workers(PLACEHOLDER, interps, execs), validate)),
     }
-    fixed_cost = set(cells.loc[(cells["pool_in_timing"] == "yes") | (cells["kind"] == "startup"),
-                               "workload"])
+    fixed_cost = set(cells.loc[(cells["pool_in_timing"] == "yes") | (cells["kind"] == "startup"), "workload"])
     measured = cells.groupby("workload", sort=False)[["parallelism", "peak_rss"]].count()
     pooled = cells[cells["executor"] != "sequential"].groupby("workload")["peak_rss"].count()
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
@@ -351,61 +440,140 @@ def build_charts(cells: pd.DataFrame, versions: pd.DataFrame | None = None,
                 param["value"] = max(workers)
                 param["bind"]["options"] = workers
         charts += [
-            ChartSpec(f"time-{slug}", f"{workload}: time vs workers", "workload",
-                      _for_workload(templates["time"], workload), ("cells",),
-                      workload, "Mean per call with its 95% interval; sequential (dashed) runs "
-                      "at one worker and is drawn across for reference."),
+            ChartSpec(
+                f"time-{slug}",
+                f"{workload}: time vs workers",
+                "workload",
+                _for_workload(templates["time"], workload),
+                ("cells",),
+                workload,
+                "Mean per call with its 95% interval; sequential (dashed) runs "
+                "at one worker and is drawn across for reference.",
+            ),
         ]
         if workload not in fixed_cost:  # a pool's start-up has no speedup over no pool
-            charts.append(ChartSpec(
-                f"speedup-{slug}", f"{workload}: speedup vs workers", "workload",
-                _for_workload(templates["speedup"], workload), ("cells",), workload,
-                "Speedup over sequential; the dotted line is ideal scaling."))
+            charts.append(
+                ChartSpec(
+                    f"speedup-{slug}",
+                    f"{workload}: speedup vs workers",
+                    "workload",
+                    _for_workload(templates["speedup"], workload),
+                    ("cells",),
+                    workload,
+                    "Speedup over sequential; the dotted line is ideal scaling.",
+                )
+            )
         if measured.loc[workload, "parallelism"]:
-            charts.append(ChartSpec(
-                f"parallelism-{slug}", f"{workload}: effective parallelism vs workers",
-                "workload", _for_workload(templates["parallelism"], workload), ("cells",),
-                workload, "CPU time / wall time, median over runs: about 1 when one core "
-                "works at a time (the GIL), N when N do, well below 1 while waiting; the dotted "
-                "line is one core. A busy machine lowers it."))
+            charts.append(
+                ChartSpec(
+                    f"parallelism-{slug}",
+                    f"{workload}: effective parallelism vs workers",
+                    "workload",
+                    _for_workload(templates["parallelism"], workload),
+                    ("cells",),
+                    workload,
+                    "CPU time / wall time, median over runs: about 1 when one core "
+                    "works at a time (the GIL), N when N do, well below 1 while waiting; the dotted "
+                    "line is one core. A busy machine lowers it.",
+                )
+            )
         if pooled.get(workload, 0):
-            charts.append(ChartSpec(
-                f"memory-{slug}", f"{workload}: peak memory vs workers", "workload",
-                _for_workload(templates["memory"], workload), ("cells",), workload,
-                "Peak RSS of the benchmark process plus, for process pools, its workers' "
-                "peaks; missing where the run did not record the workers' memory."))
-        charts.append(ChartSpec(
-            f"versions-{slug}", f"{workload}: the same cell across interpreters", "workload",
-            versions_spec, ("cells",), workload, "Pick the worker count below the chart."))
+            charts.append(
+                ChartSpec(
+                    f"memory-{slug}",
+                    f"{workload}: peak memory vs workers",
+                    "workload",
+                    _for_workload(templates["memory"], workload),
+                    ("cells",),
+                    workload,
+                    "Peak RSS of the benchmark process plus, for process pools, its workers' "
+                    "peaks; missing where the run did not record the workers' memory.",
+                )
+            )
+        charts.append(
+            ChartSpec(
+                f"versions-{slug}",
+                f"{workload}: the same cell across interpreters",
+                "workload",
+                versions_spec,
+                ("cells",),
+                workload,
+                "Pick the worker count below the chart.",
+            )
+        )
     heat = heatmap_table(cells)
     if len(heat):
-        datasets["heat"] = _round(heat[["workload", "interpreter", "executor", "workers",
-                                        "speedup"]])
-        charts.append(ChartSpec("heatmap", "Speedup at the largest worker count", "versions",
-                                _spec(speedup_heatmap(interps, execs), validate), ("heat",),
-                                note="Speedup over sequential of each executor at its largest "
-                                     "worker count; above 1 (blue) is faster."))
+        datasets["heat"] = _round(heat[["workload", "interpreter", "executor", "workers", "speedup"]])
+        charts.append(
+            ChartSpec(
+                "heatmap",
+                "Speedup at the largest worker count",
+                "versions",
+                _spec(speedup_heatmap(interps, execs), validate),
+                ("heat",),
+                note="Speedup over sequential of each executor at its largest "
+                "worker count; above 1 (blue) is faster.",
+            )
+        )
     ft = free_threading(cells)
     if len(ft):
         datasets["ft"] = _round(ft)
-        charts.append(ChartSpec("ft-overhead", "Free-threaded build: single-thread overhead",
-                                "versions", _spec(ft_overhead(execs, interps), validate), ("ft",),
-                                note="Sequential cell, free-threaded vs default build of the "
-                                     "same version; grey: the published pyperformance overhead."))
-        charts.append(ChartSpec("ft-scaling", "Free-threaded build: threads' scaling",
-                                "versions", _spec(ft_scaling(), validate), ("ft",)))
+        charts.append(
+            ChartSpec(
+                "ft-overhead",
+                "Free-threaded build: single-thread overhead",
+                "versions",
+                _spec(ft_overhead(execs, interps), validate),
+                ("ft",),
+                note="Sequential cell, free-threaded vs default build of the "
+                "same version; grey: the published pyperformance overhead.",
+            )
+        )
+        charts.append(
+            ChartSpec(
+                "ft-scaling",
+                "Free-threaded build: threads' scaling",
+                "versions",
+                _spec(ft_scaling(), validate),
+                ("ft",),
+            )
+        )
     for name, frame, y_field, title, section in (
-            ("changes", versions, "interpreter", "Version over version", "versions"),
-            ("baseline", baseline, "interpreter", "Against the baseline run", "baseline")):
+        ("changes", versions, "interpreter", "Version over version", "versions"),
+        ("baseline", baseline, "interpreter", "Against the baseline run", "baseline"),
+    ):
         if frame is None or frame.empty:
             continue
         # no "cell" or "change" columns: the chart derives them, 8,000 rows would repeat them
-        datasets[name] = _round(frame[[c for c in (
-            "interpreter", "previous", "workload", "executor", "workers", "ratio",
-            "ratio_low", "ratio_high", "significant") if c in frame.columns]])
-        charts.append(ChartSpec(name, title, section, _spec(change_chart(
-            name, y_field, "interpreter", interps, execs), validate), (name,),
-            note="Each cell's time ratio; filled points are significant (Welch, 95%)."))
+        datasets[name] = _round(
+            frame[
+                [
+                    c
+                    for c in (
+                        "interpreter",
+                        "previous",
+                        "workload",
+                        "executor",
+                        "workers",
+                        "ratio",
+                        "ratio_low",
+                        "ratio_high",
+                        "significant",
+                    )
+                    if c in frame.columns
+                ]
+            ]
+        )
+        charts.append(
+            ChartSpec(
+                name,
+                title,
+                section,
+                _spec(change_chart(name, y_field, "interpreter", interps, execs), validate),
+                (name,),
+                note="Each cell's time ratio; filled points are significant (Welch, 95%).",
+            )
+        )
     return ChartSet(tuple(charts), datasets, interps, execs)
 
 

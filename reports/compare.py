@@ -18,8 +18,16 @@ PUBLISHED_FT_OVERHEAD = {
     "3.13": (0.40, 0.40, "about 40% (3.13 free-threading HOWTO)"),
     "3.14": (0.05, 0.10, "about 5-10% (3.14 free-threading HOWTO)"),
 }
-CHANGE_COLUMNS = ["ratio", "ratio_low", "ratio_high", "p_value", "significant", "direction",
-                  "floor", "below_floor"]
+CHANGE_COLUMNS = [
+    "ratio",
+    "ratio_low",
+    "ratio_high",
+    "p_value",
+    "significant",
+    "direction",
+    "floor",
+    "below_floor",
+]
 
 
 def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
@@ -30,10 +38,18 @@ def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
     work is spread over the workers), whatever the executor's fixed cost; efficiency also
     counts what the executor costs over a plain loop. Sequential gets no parallel
     efficiency: it does not use workers."""
-    seq = (cells[cells["executor"] == "sequential"]
-           .groupby(["interpreter", "workload"])["mean"].min().rename("seq_mean"))
-    one = (cells[(cells["workers"] == 1) & (cells["executor"] != "sequential")]
-           .groupby(["interpreter", "workload", "executor"])["mean"].min().rename("one_mean"))
+    seq = (
+        cells[cells["executor"] == "sequential"]
+        .groupby(["interpreter", "workload"])["mean"]
+        .min()
+        .rename("seq_mean")
+    )
+    one = (
+        cells[(cells["workers"] == 1) & (cells["executor"] != "sequential")]
+        .groupby(["interpreter", "workload", "executor"])["mean"]
+        .min()
+        .rename("one_mean")
+    )
     out = cells.join(seq, on=["interpreter", "workload"])
     out = out.join(one, on=["interpreter", "workload", "executor"])
     out["speedup"] = out["seq_mean"] / out["mean"]
@@ -44,10 +60,13 @@ def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
 
 def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Workload as given, then interpreter by version, executor by usual order, then workers."""
-    keys = pd.DataFrame({
-        "i": cells["interpreter"].map(interpreter_key),
-        "e": cells["executor"].map(executor_rank),
-    }, index=cells.index)
+    keys = pd.DataFrame(
+        {
+            "i": cells["interpreter"].map(interpreter_key),
+            "e": cells["executor"].map(executor_rank),
+        },
+        index=cells.index,
+    )
     workload_order = {w: n for n, w in enumerate(dict.fromkeys(cells["workload"]))}
     keys["w"] = cells["workload"].map(workload_order)
     keys["k"] = cells["workers"]
@@ -57,23 +76,41 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
 STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
 
 
-def _compare(new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float,
-             drift: float = 0.0) -> pd.DataFrame:
+def _compare(
+    new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float, drift: float = 0.0
+) -> pd.DataFrame:
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
     their process means; a difference within ``floor`` is no change."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
     # each cell's own drift in either run (stats.split_half_drift), at least the runs' own
-    own = ((pairs["drift"] + pairs["drift_old"]) / 2.0 if "drift_old" in pairs
-           else pd.Series(0.0, index=pairs.index))
-    rows = [welch_from_stats(r.mean, r.proc_sd, int(r.processes), r.mean_old, r.proc_sd_old,
-                             int(r.processes_old), floor, max(drift, float(cell_drift)))
-            for r, cell_drift in zip(pairs[[*STATS, *(f"{c}_old" for c in STATS)]]
-                                     .itertuples(index=False), own.fillna(0.0), strict=True)]
+    own = (
+        (pairs["drift"] + pairs["drift_old"]) / 2.0
+        if "drift_old" in pairs
+        else pd.Series(0.0, index=pairs.index)
+    )
+    rows = [
+        welch_from_stats(
+            r.mean,
+            r.proc_sd,
+            int(r.processes),
+            r.mean_old,
+            r.proc_sd_old,
+            int(r.processes_old),
+            floor,
+            max(drift, float(cell_drift)),
+        )
+        for r, cell_drift in zip(
+            pairs[[*STATS, *(f"{c}_old" for c in STATS)]].itertuples(index=False),
+            own.fillna(0.0),
+            strict=True,
+        )
+    ]
     for column in CHANGE_COLUMNS:
         pairs[column] = [getattr(c, column) for c in rows]
     # "faster" / "slower" of new relative to old: an improvement or a regression
     pairs["change"] = pairs["direction"].map(
-        {"faster": "improvement", "slower": "regression", "tie": "no significant change"})
+        {"faster": "improvement", "slower": "regression", "tie": "no significant change"}
+    )
     return pairs
 
 
@@ -88,23 +125,28 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     frames = []
     keep = ["workload", "executor", "workers", "cell", *STATS]
     for old, new in steps:
-        pairs = _compare(cells.loc[cells["interpreter"] == new, keep],
-                         cells.loc[cells["interpreter"] == old, keep],
-                         ["workload", "executor", "workers", "cell"], floor)
+        pairs = _compare(
+            cells.loc[cells["interpreter"] == new, keep],
+            cells.loc[cells["interpreter"] == old, keep],
+            ["workload", "executor", "workers", "cell"],
+            floor,
+        )
         frames.append(pairs.assign(interpreter=new, previous=old))
     if not frames:
         return pd.DataFrame(columns=["interpreter", "previous", "cell", *CHANGE_COLUMNS, "change"])
     return pd.concat(frames, ignore_index=True)
 
 
-def baseline_changes(cells: pd.DataFrame, baseline: pd.DataFrame, floor: float = 0.0,
-                     drift: float = 0.0) -> pd.DataFrame:
+def baseline_changes(
+    cells: pd.DataFrame, baseline: pd.DataFrame, floor: float = 0.0, drift: float = 0.0
+) -> pd.DataFrame:
     """Every cell of this run against the same interpreter and cell in the baseline run; the
     runs' ``drift`` (relative variance, results.baseline_drift) widens each test."""
     keep = ["interpreter", "workload", "executor", "workers", "cell", *STATS]
     keep += ["drift"] if "drift" in cells and "drift" in baseline else []
-    return _compare(cells[keep], baseline[keep],
-                    ["interpreter", "workload", "executor", "workers", "cell"], floor, drift)
+    return _compare(
+        cells[keep], baseline[keep], ["interpreter", "workload", "executor", "workers", "cell"], floor, drift
+    )
 
 
 def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
@@ -112,8 +154,10 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     overhead (sequential cell, ft / default - 1, with Welch's interval) and threads' speedup
     at the largest worker count on each build."""
     speed = with_speedup(cells)
-    seq = {(r.interpreter, r.workload): r for r in
-           speed[speed["executor"] == "sequential"].itertuples(index=False)}
+    seq = {
+        (r.interpreter, r.workload): r
+        for r in speed[speed["executor"] == "sequential"].itertuples(index=False)
+    }
     threads = {}
     for r in speed[speed["executor"] == "threads"].itertuples(index=False):
         key = (r.interpreter, r.workload)
@@ -132,18 +176,24 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
             cmp = compare_cells(seq_ft, seq_def, floor)
             thr_ft, thr_def = threads.get((ft, workload)), threads.get((default, workload))
             ref = PUBLISHED_FT_OVERHEAD.get(default)
-            rows.append({
-                "version": default, "default": default, "free_threaded": ft,
-                "workload": workload,
-                "overhead": cmp.ratio - 1.0, "overhead_low": cmp.ratio_low - 1.0,
-                "overhead_high": cmp.ratio_high - 1.0, "significant": cmp.significant,
-                "threads_workers": None if thr_ft is None else int(thr_ft.workers),
-                "threads_speedup_default": None if thr_def is None else float(thr_def.speedup),
-                "threads_speedup_ft": None if thr_ft is None else float(thr_ft.speedup),
-                "published_low": ref[0] if ref else None,
-                "published_high": ref[1] if ref else None,
-                "published": ref[2] if ref else "",
-            })
+            rows.append(
+                {
+                    "version": default,
+                    "default": default,
+                    "free_threaded": ft,
+                    "workload": workload,
+                    "overhead": cmp.ratio - 1.0,
+                    "overhead_low": cmp.ratio_low - 1.0,
+                    "overhead_high": cmp.ratio_high - 1.0,
+                    "significant": cmp.significant,
+                    "threads_workers": None if thr_ft is None else int(thr_ft.workers),
+                    "threads_speedup_default": None if thr_def is None else float(thr_def.speedup),
+                    "threads_speedup_ft": None if thr_ft is None else float(thr_ft.speedup),
+                    "published_low": ref[0] if ref else None,
+                    "published_high": ref[1] if ref else None,
+                    "published": ref[2] if ref else "",
+                }
+            )
     return pd.DataFrame(rows)
 
 

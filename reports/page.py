@@ -68,11 +68,25 @@ class Page:
     measurement: Mapping[str, Any] = field(default_factory=dict)
 
 
-TABLE_HEADER = ("interpreter", "executor", "workers", "mean (ms)", "median (ms)", "stdev (ms)",
-                "processes × values", "95% interval of the mean (ms)", "precision",
-                "speedup", "efficiency",
-                "parallel efficiency", "CPU (ms)", "parallelism", "class", "peak RSS (MB)",
-                "warnings")
+TABLE_HEADER = (
+    "interpreter",
+    "executor",
+    "workers",
+    "mean (ms)",
+    "median (ms)",
+    "stdev (ms)",
+    "processes × values",
+    "95% interval of the mean (ms)",
+    "precision",
+    "speedup",
+    "efficiency",
+    "parallel efficiency",
+    "CPU (ms)",
+    "parallelism",
+    "class",
+    "peak RSS (MB)",
+    "warnings",
+)
 NONE = "—"  # a figure this run did not record (results from before the harness measured it)
 
 
@@ -85,7 +99,7 @@ Rows = tuple[tuple[str, ...], ...]
 
 
 def precision_text(precision: float, sampled: Mapping[str, Any] | None) -> str:
-    """"±1.3%", and whether the cell met the profile's target or ran out of budget."""
+    """ "±1.3%", and whether the cell met the profile's target or ran out of budget."""
     if pd.isna(precision):
         return "one process: no interval"
     text = f"±{precision:.1%}"
@@ -95,24 +109,35 @@ def precision_text(precision: float, sampled: Mapping[str, Any] | None) -> str:
     return text
 
 
-def table_rows(cells: pd.DataFrame,
-               sampled: Mapping[tuple[str, str], Mapping[str, Any]] | None = None) -> Rows:
+def table_rows(
+    cells: pd.DataFrame, sampled: Mapping[tuple[str, str], Mapping[str, Any]] | None = None
+) -> Rows:
     speed = with_speedup(cells)
     rows = []
     for r in speed.itertuples(index=False):
         interval = "" if r.processes < 2 else f"{_ms(r.ci_low)}-{_ms(r.ci_high)}"
         per = f"{int(r.processes)} × {r.n / r.processes:.3g}"
-        rows.append((r.interpreter, r.executor, str(r.workers), _ms(r.mean), _ms(r.median),
-                     _ms(r.stdev), per, interval,
-                     precision_text(r.precision, (sampled or {}).get((r.interpreter, r.cell))),
-                     "" if pd.isna(r.speedup) else f"{r.speedup:.2f}x",
-                     "" if pd.isna(r.efficiency) else f"{r.efficiency:.0%}",
-                     "" if pd.isna(r.parallel_efficiency) else f"{r.parallel_efficiency:.0%}",
-                     _ms(r.cpu_time, NONE),
-                     NONE if pd.isna(r.parallelism) else f"{r.parallelism:.2f}",
-                     r.cpu_class or NONE,
-                     NONE if pd.isna(r.peak_rss) else f"{r.peak_rss / 1e6:.1f}",
-                     "; ".join(r.warnings)))
+        rows.append(
+            (
+                r.interpreter,
+                r.executor,
+                str(r.workers),
+                _ms(r.mean),
+                _ms(r.median),
+                _ms(r.stdev),
+                per,
+                interval,
+                precision_text(r.precision, (sampled or {}).get((r.interpreter, r.cell))),
+                "" if pd.isna(r.speedup) else f"{r.speedup:.2f}x",
+                "" if pd.isna(r.efficiency) else f"{r.efficiency:.0%}",
+                "" if pd.isna(r.parallel_efficiency) else f"{r.parallel_efficiency:.0%}",
+                _ms(r.cpu_time, NONE),
+                NONE if pd.isna(r.parallelism) else f"{r.parallelism:.2f}",
+                r.cpu_class or NONE,
+                NONE if pd.isna(r.peak_rss) else f"{r.peak_rss / 1e6:.1f}",
+                "; ".join(r.warnings),
+            )
+        )
     return tuple(rows)
 
 
@@ -122,31 +147,32 @@ def _interp_list(interps: set[str], everyone: Sequence[str]) -> str:
     return " (" + ", ".join(sorted(interps, key=interpreter_key)) + ")"
 
 
-def section_notes(part: pd.DataFrame, skipped: Sequence[CellProblem],
-                  interps: Sequence[str]) -> tuple[str, ...]:
+def section_notes(
+    part: pd.DataFrame, skipped: Sequence[CellProblem], interps: Sequence[str]
+) -> tuple[str, ...]:
     """How the cells of one workload ran (start method, asyncio mode, pool in the timing),
     and which of its cells the plan skipped and why - said where the reader misses them."""
     notes = []
     if (part["pool_in_timing"] == "yes").any():
-        notes.append("Each timed call creates the pool and shuts it down: times are fixed "
-                     "costs, not throughput.")
+        notes.append(
+            "Each timed call creates the pool and shuts it down: times are fixed costs, not throughput."
+        )
     ran = part["interpreter"].unique()
     for column, label in (("start_method", "start method"), ("async_mode", "mode")):
         used = part[part[column] != ""]
         for executor in sorted(used["executor"].unique(), key=executor_rank):
             rows = used[used["executor"] == executor]
-            kinds = {value: set(rows.loc[rows[column] == value, "interpreter"])
-                     for value in rows[column].unique()}
-            text = ", ".join(f"{value}{_interp_list(where, ran)}"
-                             for value, where in kinds.items())
+            kinds = {
+                value: set(rows.loc[rows[column] == value, "interpreter"]) for value in rows[column].unique()
+            }
+            text = ", ".join(f"{value}{_interp_list(where, ran)}" for value, where in kinds.items())
             notes.append(f"{executor}: {label} {text}.")
     reasons: dict[tuple[str, str], set[str]] = {}
     for problem in skipped:
         named = CellId.maybe(problem.cell)
         executor = named.executor if named else "*"
         reasons.setdefault((executor, problem.reason), set()).add(problem.interpreter)
-    for (executor, reason), where in sorted(reasons.items(),
-                                            key=lambda item: executor_rank(item[0][0])):
+    for (executor, reason), where in sorted(reasons.items(), key=lambda item: executor_rank(item[0][0])):
         notes.append(f"Not run: {executor}{_interp_list(where, interps)} - {reason}.")
     return tuple(notes)
 
@@ -156,21 +182,32 @@ def interpreter_rows(interpreters: Sequence[Interpreter]) -> tuple[Mapping[str, 
     for i in sorted(interpreters, key=lambda i: interpreter_key(i.id)):
         digest = f" ({i.image_id[:19]})" if i.image_id else ""
         where = i.image + digest if i.image else i.executable
-        rows.append({
-            "id": i.id, "status": i.status, "reason": i.reason or "", "version": i.version,
-            "sys_version": i.sys_version, "config_args": i.config_args,
-            "py_gil_disabled": "" if i.py_gil_disabled is None else ("yes" if i.py_gil_disabled
-                                                                     else "no"),
-            "gil_enabled": i.gil_enabled, "where": where, "backend": i.backend, "build": i.build,
-            "load": _load(i.load_before, i.load_after),
-            "elapsed": "" if i.elapsed is None else f"{float(i.elapsed):.1f} s",
-        })
+        rows.append(
+            {
+                "id": i.id,
+                "status": i.status,
+                "reason": i.reason or "",
+                "version": i.version,
+                "sys_version": i.sys_version,
+                "config_args": i.config_args,
+                "py_gil_disabled": ""
+                if i.py_gil_disabled is None
+                else ("yes" if i.py_gil_disabled else "no"),
+                "gil_enabled": i.gil_enabled,
+                "where": where,
+                "backend": i.backend,
+                "build": i.build,
+                "load": _load(i.load_before, i.load_after),
+                "elapsed": "" if i.elapsed is None else f"{float(i.elapsed):.1f} s",
+            }
+        )
     return tuple(rows)
 
 
 def _load(before: Sequence[float] | None, after: Sequence[float] | None) -> str:
     def fmt(v: Sequence[float] | None) -> str:
         return "?" if not v else " / ".join(f"{x:.2f}" for x in v)
+
     return "" if before is None and after is None else f"{fmt(before)} -> {fmt(after)}"
 
 
@@ -178,8 +215,10 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
     """What makes the numbers less trustworthy, said where the reader sees the numbers."""
     manifest, out = results.manifest, []
     if (manifest.get("tool") or {}).get("synthetic"):
-        out.append("SYNTHETIC DATA: these numbers come from a toy model written by "
-                   "devtools.synthetic, not from a measurement.")
+        out.append(
+            "SYNTHETIC DATA: these numbers come from a toy model written by "
+            "devtools.synthetic, not from a measurement."
+        )
     state = manifest.get("state")
     if state and state != "complete":
         out.append(f"The run is {state}: some cells have no result (listed below).")
@@ -188,19 +227,25 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
     busy = []
     for interp in results.interpreters:
         if interp.py_gil_disabled and interp.gil_enabled == "true":
-            out.append(f"{interp.id}: a free-threaded build that ran with the GIL enabled; its "
-                       "threads did not run in parallel.")
+            out.append(
+                f"{interp.id}: a free-threaded build that ran with the GIL enabled; its "
+                "threads did not run in parallel."
+            )
         if cores and interp.load_before and interp.load_before[0] > 0.5 * float(cores):
             busy.append(f"{interp.id} ({interp.load_before[0]:.2f})")
     copied = [i.id for i in results.interpreters if i.build.startswith("copied prefix")]
     built = [i.id for i in results.interpreters if i.build.startswith("built from")]
     if copied and built:
-        out.append(f"{', '.join(copied)}: copied install prefixes with their own build flags "
-                   f"(CONFIG_ARGS below), the others built from source by gilmatrix: comparisons "
-                   "between the two groups mix build flags with version.")
+        out.append(
+            f"{', '.join(copied)}: copied install prefixes with their own build flags "
+            f"(CONFIG_ARGS below), the others built from source by gilmatrix: comparisons "
+            "between the two groups mix build flags with version."
+        )
     if busy:
-        out.append(f"The machine was busy before these interpreters ran (1-minute load on "
-                   f"{cores} cores): {', '.join(busy)}; their timings may be inflated.")
+        out.append(
+            f"The machine was busy before these interpreters ran (1-minute load on "
+            f"{cores} cores): {', '.join(busy)}; their timings may be inflated."
+        )
     return tuple(out)
 
 
@@ -248,9 +293,12 @@ def group_problems(problems: Sequence[CellProblem]) -> tuple[ProblemGroup, ...]:
         if p.status == Status.SKIPPED:
             continue
         groups.setdefault((p.interpreter, p.status, p.reason), []).append(p)
-    return tuple(ProblemGroup(i, s, r, tuple(p.cell for p in ps),
-                              next((p.output_tail for p in ps if p.output_tail), None))
-                 for (i, s, r), ps in groups.items())
+    return tuple(
+        ProblemGroup(
+            i, s, r, tuple(p.cell for p in ps), next((p.output_tail for p in ps if p.output_tail), None)
+        )
+        for (i, s, r), ps in groups.items()
+    )
 
 
 def unstable_cells(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -263,33 +311,55 @@ def ft_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], .
     rows = []
     for r in ft.itertuples(index=False):
         sig = "" if r.significant else " (not significant)"
-        speed = ("" if pd.isna(r.threads_speedup_default) or pd.isna(r.threads_speedup_ft)
-                 else f"{r.threads_speedup_default:.2f}x -> {r.threads_speedup_ft:.2f}x"
-                 f" @ {int(r.threads_workers)}")
-        rows.append((f"{r.default} vs {r.free_threaded}", r.workload,
-                     f"{r.overhead:+.1%}{sig}",
-                     f"{r.overhead_low:+.1%} .. {r.overhead_high:+.1%}", speed, r.published))
+        speed = (
+            ""
+            if pd.isna(r.threads_speedup_default) or pd.isna(r.threads_speedup_ft)
+            else f"{r.threads_speedup_default:.2f}x -> {r.threads_speedup_ft:.2f}x @ {int(r.threads_workers)}"
+        )
+        rows.append(
+            (
+                f"{r.default} vs {r.free_threaded}",
+                r.workload,
+                f"{r.overhead:+.1%}{sig}",
+                f"{r.overhead_low:+.1%} .. {r.overhead_high:+.1%}",
+                speed,
+                r.published,
+            )
+        )
     return tuple(rows)
 
 
-def change_rows(changes: pd.DataFrame,
-                previous: str = "previous") -> tuple[list[tuple[str, ...]], int]:
+def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[str, ...]], int]:
     """Significant changes only, largest first."""
     if changes is None or changes.empty:
         return [], 0
     sig = changes[changes["significant"]].copy()
     sig["size"] = (sig["ratio"] - 1.0).abs()
     sig = sig.sort_values("size", ascending=False)
-    rows = [(r.interpreter, str(getattr(r, previous, "")), r.cell, f"{r.ratio:.3f}x",
-             f"{r.ratio_low:.3f} - {r.ratio_high:.3f}", r.change)
-            for r in sig.head(MAX_LISTED).itertuples(index=False)]
+    rows = [
+        (
+            r.interpreter,
+            str(getattr(r, previous, "")),
+            r.cell,
+            f"{r.ratio:.3f}x",
+            f"{r.ratio_low:.3f} - {r.ratio_high:.3f}",
+            r.change,
+        )
+        for r in sig.head(MAX_LISTED).itertuples(index=False)
+    ]
     return rows, len(sig)
 
 
-def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
-               charts: ChartSet, versions: pd.DataFrame, baseline: Mapping[str, Any] | None,
-               downloads: Sequence[tuple[str, str]],
-               libraries: Mapping[str, str]) -> Page:
+def build_page(
+    results: RunResults,
+    cells: pd.DataFrame,
+    cards: Sequence[Card],
+    charts: ChartSet,
+    versions: pd.DataFrame,
+    baseline: Mapping[str, Any] | None,
+    downloads: Sequence[tuple[str, str]],
+    libraries: Mapping[str, str],
+) -> Page:
     manifest = results.manifest
     cells = order_cells(cells)
     interps = charts.interpreters
@@ -300,55 +370,78 @@ def build_page(results: RunResults, cells: pd.DataFrame, cards: Sequence[Card],
         if problem.status == Status.SKIPPED and problem.interpreter in interps:
             workload = (CellId.maybe(problem.cell) or CellId(problem.cell, "", 0)).workload
             skipped_by_workload.setdefault(workload, []).append(problem)
-    sampled = {(str(c.get("interpreter")), str(c.get("id"))): c
-               for c in manifest.get("cells") or [] if isinstance(c, Mapping)}
+    sampled = {
+        (str(c.get("interpreter")), str(c.get("id"))): c
+        for c in manifest.get("cells") or []
+        if isinstance(c, Mapping)
+    }
     sections, overview = [], []
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
         part = cells[cells["workload"] == workload]
         rows = table_rows(part, sampled)
         first = part.iloc[0]
         params = str(first["params"])
-        sections.append(WorkloadSection(
-            name=workload, slug=workload_slug(index, workload), kind=str(first["kind"]),
-            params=params,
-            cards=tuple(by_key[(workload, i)] for i in interps if (workload, i) in by_key),
-            charts=tuple(c for c in charts.charts if c.workload == workload),
-            rows=rows, notes=section_notes(part, skipped_by_workload.get(workload, ()),
-                                           interps)))
+        sections.append(
+            WorkloadSection(
+                name=workload,
+                slug=workload_slug(index, workload),
+                kind=str(first["kind"]),
+                params=params,
+                cards=tuple(by_key[(workload, i)] for i in interps if (workload, i) in by_key),
+                charts=tuple(c for c in charts.charts if c.workload == workload),
+                rows=rows,
+                notes=section_notes(part, skipped_by_workload.get(workload, ()), interps),
+            )
+        )
         overview.append((workload, tuple(by_key.get((workload, i)) for i in interps)))
     changes, change_total = change_rows(versions)
     unstable = unstable_cells(cells)
     matrix = manifest.get("matrix") or {}
     run = {
-        "id": results.run_id, "state": manifest.get("state", "?"),
-        "started": manifest.get("started") or "", "finished": manifest.get("finished") or "",
-        "profile": matrix.get("profile", ""), "matrix_path": matrix.get("path", ""),
+        "id": results.run_id,
+        "state": manifest.get("state", "?"),
+        "started": manifest.get("started") or "",
+        "finished": manifest.get("finished") or "",
+        "profile": matrix.get("profile", ""),
+        "matrix_path": matrix.get("path", ""),
         "matrix_sha256": matrix.get("sha256", ""),
         "settings": ", ".join(f"{k}={v}" for k, v in (matrix.get("settings") or {}).items()),
         "backend": (manifest.get("backend") or {}).get("name", ""),
-        "tool": " ".join(str(v) for k, v in (manifest.get("tool") or {}).items()
-                         if k in ("name", "version")),
-        "stages": ", ".join(f"{k} {float(v):.1f} s" for k, v in
-                            (manifest.get("stages") or {}).items() if v is not None),
+        "tool": " ".join(str(v) for k, v in (manifest.get("tool") or {}).items() if k in ("name", "version")),
+        "stages": ", ".join(
+            f"{k} {float(v):.1f} s" for k, v in (manifest.get("stages") or {}).items() if v is not None
+        ),
     }
     host = tuple((str(k), str(v)) for k, v in (manifest.get("host") or {}).items())
-    return Page(measurement=measurement(manifest, cells, sampled),
-        title=f"gilmatrix report: {results.run_id}", run=run, host=host,
-        interpreters=interpreter_rows(results.interpreters), interpreter_ids=interps,
-        executors=charts.executors, overview=tuple(overview), workloads=tuple(sections),
+    return Page(
+        measurement=measurement(manifest, cells, sampled),
+        title=f"gilmatrix report: {results.run_id}",
+        run=run,
+        host=host,
+        interpreters=interpreter_rows(results.interpreters),
+        interpreter_ids=interps,
+        executors=charts.executors,
+        overview=tuple(overview),
+        workloads=tuple(sections),
         version_charts=tuple(c for c in charts.charts if c.section == "versions"),
-        ft_rows=ft_rows(cells, noise_floor(manifest)), change_rows=tuple(changes),
+        ft_rows=ft_rows(cells, noise_floor(manifest)),
+        change_rows=tuple(changes),
         change_total=change_total,
-        baseline=baseline, problems=results.problems,
+        baseline=baseline,
+        problems=results.problems,
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
-        warnings=environment_warnings(results), unstable=tuple(unstable[:MAX_LISTED]),
-        unstable_total=len(unstable), downloads=tuple(downloads), libraries=dict(libraries),
+        warnings=environment_warnings(results),
+        unstable=tuple(unstable[:MAX_LISTED]),
+        unstable_total=len(unstable),
+        downloads=tuple(downloads),
+        libraries=dict(libraries),
     )
 
 
-def measurement(manifest: Mapping[str, Any], cells: pd.DataFrame,
-                sampled: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, Any]:
+def measurement(
+    manifest: Mapping[str, Any], cells: pd.DataFrame, sampled: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> dict[str, Any]:
     """How the run measured: the sampling policy, the rounds, the noise sentinels and the
     windows they found disturbed, the noise floor, and the cells that missed the target."""
     schedule = manifest.get("schedule") or {}
@@ -356,35 +449,59 @@ def measurement(manifest: Mapping[str, Any], cells: pd.DataFrame,
         return {}
     policy = schedule.get("sampling") or {}
     if policy.get("mode") == "adaptive":
-        how = (f"adaptive: worker processes, one per round, until the 95% interval of a cell's "
-               f"mean is within ±{float(policy['target']):.1%} (from at least "
-               f"{policy.get('min_processes')} processes), or {policy.get('max_processes')} "
-               "processes" + (f" or {policy['max_seconds']:g} s of worker time"
-                              if policy.get("max_seconds") else "") + ", whichever comes first"
-               + (f"; once the run had measured for {float(policy['run_minutes']):g} minutes, "
-                  "every cell with its minimum of processes stopped"
-                  if policy.get("run_minutes") else ""))
+        how = (
+            f"adaptive: worker processes, one per round, until the 95% interval of a cell's "
+            f"mean is within ±{float(policy['target']):.1%} (from at least "
+            f"{policy.get('min_processes')} processes), or {policy.get('max_processes')} "
+            "processes"
+            + (f" or {policy['max_seconds']:g} s of worker time" if policy.get("max_seconds") else "")
+            + ", whichever comes first"
+            + (
+                f"; once the run had measured for {float(policy['run_minutes']):g} minutes, "
+                "every cell with its minimum of processes stopped"
+                if policy.get("run_minutes")
+                else ""
+            )
+        )
     else:
         how = f"fixed: {policy.get('processes', '?')} worker processes per cell"
     noise_figures = schedule.get("noise") or {}
     windows = [w for w in schedule.get("windows") or [] if isinstance(w, Mapping)]
     disturbed = [w for w in windows if w.get("disturbed")]
-    missed = sorted((interp, cell, c.get("precision"), c.get("target"), c.get("processes"))
-                    for (interp, cell), c in sampled.items()
-                    if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == Status.OK)
+    missed = sorted(
+        (interp, cell, c.get("precision"), c.get("target"), c.get("processes"))
+        for (interp, cell), c in sampled.items()
+        if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == Status.OK
+    )
     precisions = cells["precision"].dropna() if "precision" in cells else pd.Series(dtype=float)
     return {
-        "sampling": how, "seed": schedule.get("seed"),
+        "sampling": how,
+        "seed": schedule.get("seed"),
         "rounds": len(schedule.get("rounds") or []),
-        "windows": len(windows), "window_seconds": schedule.get("window_seconds"),
-        "floor": noise_figures.get("floor"), "sentinel_ms": noise_figures.get("sentinel_median_ms"),
-        "spread": noise_figures.get("sentinel_spread"), "rule": noise_figures.get("rule", ""),
-        "drift": noise_figures.get("drift"), "drift_cells": noise_figures.get("drift_cells"),
-        "disturbed": [(w.get("index"), w.get("round"), w.get("started"), w.get("why"),
-                       w.get("workers"), w.get("action")) for w in disturbed[:MAX_LISTED]],
+        "windows": len(windows),
+        "window_seconds": schedule.get("window_seconds"),
+        "floor": noise_figures.get("floor"),
+        "sentinel_ms": noise_figures.get("sentinel_median_ms"),
+        "spread": noise_figures.get("sentinel_spread"),
+        "rule": noise_figures.get("rule", ""),
+        "drift": noise_figures.get("drift"),
+        "drift_cells": noise_figures.get("drift_cells"),
+        "disturbed": [
+            (
+                w.get("index"),
+                w.get("round"),
+                w.get("started"),
+                w.get("why"),
+                w.get("workers"),
+                w.get("action"),
+            )
+            for w in disturbed[:MAX_LISTED]
+        ],
         "disturbed_total": len(disturbed),
-        "missed": [(i, c, "—" if p is None else f"±{float(p):.1%}",
-                    "—" if t is None else f"±{float(t):.1%}", n) for i, c, p, t, n in missed],
+        "missed": [
+            (i, c, "—" if p is None else f"±{float(p):.1%}", "—" if t is None else f"±{float(t):.1%}", n)
+            for i, c, p, t, n in missed
+        ],
         "precision_median": None if precisions.empty else float(precisions.median()),
         "precision_max": None if precisions.empty else float(precisions.max()),
     }
@@ -405,13 +522,18 @@ def chart_payload(charts: ChartSet) -> dict[str, Any]:
                 codes, uniques = pd.factorize(clean[column], use_na_sentinel=True)
                 categories[column] = [None if v is None else str(v) for v in uniques]
                 # An object Series: a plain list of ints and None would become float NaN.
-                clean[column] = pd.Series([None if c < 0 else int(c) for c in codes],
-                                          index=clean.index, dtype=object)
-        datasets[name] = {"columns": list(frame.columns), "categories": categories,
-                          "rows": [list(row) for row in clean.itertuples(index=False)]}
-    return {"datasets": datasets,
-            "charts": [{"id": c.id, "spec": c.spec, "datasets": list(c.datasets)}
-                       for c in charts.charts]}
+                clean[column] = pd.Series(
+                    [None if c < 0 else int(c) for c in codes], index=clean.index, dtype=object
+                )
+        datasets[name] = {
+            "columns": list(frame.columns),
+            "categories": categories,
+            "rows": [list(row) for row in clean.itertuples(index=False)],
+        }
+    return {
+        "datasets": datasets,
+        "charts": [{"id": c.id, "spec": c.spec, "datasets": list(c.datasets)} for c in charts.charts],
+    }
 
 
 def script_json(payload: Mapping[str, Any]) -> str:

@@ -1,11 +1,11 @@
 """build_report: the I/O edge of the reports package. Reads a run, writes the outputs:
 
-    out_dir/index.html   one self-contained page (one inline Vega bundle, every chart's spec)
-    out_dir/data.csv     one row per cell: statistics, speedup, efficiency, warnings
-    out_dir/values.csv   the tidy frame: one row per measured value
-    out_dir/summary.md   the verdicts in Markdown (GitHub job summaries)
-    out_dir/results/     copies of the pyperf suites and the manifest, for download
-    out_dir/charts/      each chart as SVG (and PNG), rendered by vl-convert
+out_dir/index.html   one self-contained page (one inline Vega bundle, every chart's spec)
+out_dir/data.csv     one row per cell: statistics, speedup, efficiency, warnings
+out_dir/values.csv   the tidy frame: one row per measured value
+out_dir/summary.md   the verdicts in Markdown (GitHub job summaries)
+out_dir/results/     copies of the pyperf suites and the manifest, for download
+out_dir/charts/      each chart as SVG (and PNG), rendered by vl-convert
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ def javascript_bundle() -> str:
 
 
 def library_versions() -> dict[str, str]:
-    return {"vega": vl_convert.get_vega_version(),
-            "vegalite": vl_convert.get_vegalite_versions()[-1],
-            "embed": vl_convert.get_vega_embed_version()}
+    return {
+        "vega": vl_convert.get_vega_version(),
+        "vegalite": vl_convert.get_vegalite_versions()[-1],
+        "embed": vl_convert.get_vega_embed_version(),
+    }
 
 
 def environment() -> jinja2.Environment:
@@ -56,19 +58,49 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,  # every label from matrix.yaml or a result file is text, never markup
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["ms"] = format_ms
     env.filters["interval"] = format_interval
     return env
 
 
-CSV_ORDER = ("interpreter", "workload", "kind", "executor", "model", "start_method",
-             "async_mode", "pool_in_timing", "workers", "cell", "tasks", "params",
-             "free_threaded", "gil", "n", "processes", "mean_s", "median_s", "stdev_s",
-             "proc_sd_s", "min_s", "max_s", "ci_low_s", "ci_high_s", "precision", "speedup",
-             "efficiency", "parallel_efficiency",
-             "cpu_time_s", "parallelism", "class", "peak_rss_bytes", "warnings")
+CSV_ORDER = (
+    "interpreter",
+    "workload",
+    "kind",
+    "executor",
+    "model",
+    "start_method",
+    "async_mode",
+    "pool_in_timing",
+    "workers",
+    "cell",
+    "tasks",
+    "params",
+    "free_threaded",
+    "gil",
+    "n",
+    "processes",
+    "mean_s",
+    "median_s",
+    "stdev_s",
+    "proc_sd_s",
+    "min_s",
+    "max_s",
+    "ci_low_s",
+    "ci_high_s",
+    "precision",
+    "speedup",
+    "efficiency",
+    "parallel_efficiency",
+    "cpu_time_s",
+    "parallelism",
+    "class",
+    "peak_rss_bytes",
+    "warnings",
+)
 
 
 def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
@@ -76,31 +108,36 @@ def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
     class, peak RSS of runs made before the harness recorded them) are left empty."""
     out = order_cells(with_speedup(cells)).drop(columns=["seq_mean"])
     out["warnings"] = out["warnings"].map("; ".join)
-    out = out.rename(columns={c: f"{c}_s" for c in
-                              ("mean", "median", "stdev", "proc_sd", "min", "max", "ci_low",
-                               "ci_high", "cpu_time")})
+    out = out.rename(
+        columns={
+            c: f"{c}_s"
+            for c in ("mean", "median", "stdev", "proc_sd", "min", "max", "ci_low", "ci_high", "cpu_time")
+        }
+    )
     out = out.rename(columns={"cpu_class": "class", "peak_rss": "peak_rss_bytes"})
     out["peak_rss_bytes"] = out["peak_rss_bytes"].round().astype("Int64")
-    return out[[c for c in CSV_ORDER if c in out.columns]
-               + [c for c in out.columns if c not in CSV_ORDER]]
+    return out[[c for c in CSV_ORDER if c in out.columns] + [c for c in out.columns if c not in CSV_ORDER]]
 
 
 def baseline_summary(run_id: str, changes: pd.DataFrame, charts: ChartSet) -> dict[str, Any]:
     rows, total = change_rows(changes, previous="")
     counts = changes["change"].value_counts() if len(changes) else pd.Series(dtype=int)
     return {
-        "run_id": run_id, "compared": len(changes),
+        "run_id": run_id,
+        "compared": len(changes),
         "regressions": int(counts.get("regression", 0)),
         "improvements": int(counts.get("improvement", 0)),
         "unchanged": int(counts.get("no significant change", 0)),
-        "rows": rows, "significant": total,
+        "rows": rows,
+        "significant": total,
         "charts": [c for c in charts.charts if c.section == "baseline"],
         "changes": changes,
     }
 
 
-def build_report(run_dir: Path, out_dir: Path, *, baseline: Path | None = None,
-                 chart_images: bool = True) -> Path:
+def build_report(
+    run_dir: Path, out_dir: Path, *, baseline: Path | None = None, chart_images: bool = True
+) -> Path:
     """Write the report of run_dir into out_dir; return the path of index.html.
 
     Works on partial runs: cells without a result are listed with their reason. Raises
@@ -110,32 +147,39 @@ def build_report(run_dir: Path, out_dir: Path, *, baseline: Path | None = None,
     results = load_run(run_dir)
     cells = cell_table(results.frame)
     if cells.empty:
-        cells = cells.astype({"workers": "int64", "n": "int64", "tasks": "int64",
-                              "processes": "int64"})
+        cells = cells.astype({"workers": "int64", "n": "int64", "tasks": "int64", "processes": "int64"})
     floor = noise_floor(results.manifest)
     cards = decide(cells, _descriptions(results.manifest), floor) if len(cells) else []
     versions = version_changes(cells, floor) if len(cells) else None
     base_run = load_run(Path(baseline)) if baseline is not None else None
     base_changes = None
     if base_run is not None and len(cells):
-        base_changes = baseline_changes(cells, cell_table(base_run.frame),
-                                        baseline_floor(results.manifest, base_run.manifest),
-                                        baseline_drift(results.manifest, base_run.manifest))
+        base_changes = baseline_changes(
+            cells,
+            cell_table(base_run.frame),
+            baseline_floor(results.manifest, base_run.manifest),
+            baseline_drift(results.manifest, base_run.manifest),
+        )
     charts = build_charts(cells, versions, base_changes) if len(cells) else ChartSet(())
     base_info = None
     if base_run is not None:
         empty = pd.DataFrame(columns=["change", "significant", "ratio"])
-        base_info = baseline_summary(base_run.run_id, empty if base_changes is None
-                                     else base_changes, charts)
+        base_info = baseline_summary(base_run.run_id, empty if base_changes is None else base_changes, charts)
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = _write_data(results, cells, out_dir)
     if chart_images:
         downloads += _write_chart_images(charts, out_dir)
-    page = build_page(results, cells, cards, charts, versions, base_info, downloads,
-                      library_versions())
-    html = environment().get_template("report.html.j2").render(
-        page=page, header=TABLE_HEADER,
-        payload=script_json(chart_payload(charts)), bundle=javascript_bundle())
+    page = build_page(results, cells, cards, charts, versions, base_info, downloads, library_versions())
+    html = (
+        environment()
+        .get_template("report.html.j2")
+        .render(
+            page=page,
+            header=TABLE_HEADER,
+            payload=script_json(chart_payload(charts)),
+            bundle=javascript_bundle(),
+        )
+    )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")
     (out_dir / "summary.md").write_text(render_summary(page, base_info), encoding="utf-8")
@@ -147,14 +191,19 @@ def _descriptions(manifest: Mapping[str, Any]) -> dict[str, str]:
     workloads = manifest.get("workloads") or {}
     if not isinstance(workloads, Mapping):
         return {}
-    return {str(k): str(v.get("description")) for k, v in workloads.items()
-            if isinstance(v, Mapping) and v.get("description")}
+    return {
+        str(k): str(v.get("description"))
+        for k, v in workloads.items()
+        if isinstance(v, Mapping) and v.get("description")
+    }
 
 
 def _write_data(results: RunResults, cells: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
-    downloads = [("data.csv: one row per cell", "data.csv"),
-                 ("values.csv: one row per measured value", "values.csv"),
-                 ("summary.md", "summary.md")]
+    downloads = [
+        ("data.csv: one row per cell", "data.csv"),
+        ("values.csv: one row per measured value", "values.csv"),
+        ("summary.md", "summary.md"),
+    ]
     if len(cells):
         cells_csv(cells).to_csv(out_dir / "data.csv", index=False)
     else:
@@ -165,16 +214,19 @@ def _write_data(results: RunResults, cells: pd.DataFrame, out_dir: Path) -> list
     # copies, not links: the report folder is uploaded and moved around as one artifact
     for path in (*results.suites, results.run_dir / "manifest.json"):
         shutil.copyfile(path, target / path.name)
-        downloads.append((f"{path.name} (pyperf suite)" if path.name != "manifest.json"
-                          else "manifest.json", f"results/{path.name}"))
+        downloads.append(
+            (
+                f"{path.name} (pyperf suite)" if path.name != "manifest.json" else "manifest.json",
+                f"results/{path.name}",
+            )
+        )
     return downloads
 
 
 def _write_chart_images(charts: ChartSet, out_dir: Path) -> list[tuple[str, str]]:
     target = out_dir / "charts"
     target.mkdir(exist_ok=True)
-    records = {name: json.loads(frame.to_json(orient="records"))
-               for name, frame in charts.datasets.items()}
+    records = {name: json.loads(frame.to_json(orient="records")) for name, frame in charts.datasets.items()}
     downloads = []
     for chart in charts.charts:
         spec = {**chart.spec, "datasets": {n: records[n] for n in chart.datasets}}

@@ -22,8 +22,20 @@ from gilmatrix.run.manifest import read_manifest
 
 # per cell (constant over a cell's values), then per run, then per value
 CELL_COLUMNS = (
-    "interpreter", "workload", "kind", "executor", "workers", "cell", "tasks", "params",
-    "free_threaded", "gil", "model", "start_method", "async_mode", "pool_in_timing",
+    "interpreter",
+    "workload",
+    "kind",
+    "executor",
+    "workers",
+    "cell",
+    "tasks",
+    "params",
+    "free_threaded",
+    "gil",
+    "model",
+    "start_method",
+    "async_mode",
+    "pool_in_timing",
 )
 RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss")
 FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
@@ -90,8 +102,7 @@ def _build_label(env: Mapping[str, Any]) -> str:
     """One phrase on where the interpreter came from (the docker backend records its image's)."""
     kind = env.get("kind")
     if kind == "source":
-        return (f"built from {env.get('source_file') or 'source'} "
-                f"({env.get('build_profile') or '?'} profile)")
+        return f"built from {env.get('source_file') or 'source'} ({env.get('build_profile') or '?'} profile)"
     if kind == "prefix":
         return f"copied prefix {env.get('prefix') or '?'} (its own build flags)"
     return "host interpreter" if env.get("backend") == "local" else ""
@@ -163,8 +174,7 @@ def _read_v1(data: Mapping[str, Any]) -> list[SuiteBenchmark]:
             run_md = run.get("metadata") or {}
             loops = int(run_md.get("loops", md.get("loops", 1)))
             inner = int(run_md.get("inner_loops", md.get("inner_loops", 1)))
-            facts = {k: run_md[k] if k in run_md else md[k] for k in RUN_KEYS
-                     if k in run_md or k in md}
+            facts = {k: run_md[k] if k in run_md else md[k] for k in RUN_KEYS if k in run_md or k in md}
             runs.append((values, loops * inner, facts))
         out.append(SuiteBenchmark(str(md.get("name", "")), md, tuple(runs)))
     return out
@@ -202,8 +212,9 @@ def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ..
     return (cpu, meta(facts, "gilmatrix_parallelism"), meta(facts, "gilmatrix_class"), rss)
 
 
-def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str, list[Any]],
-                seen: set[tuple[str, str]]) -> dict[str, Any]:
+def _suite_rows(
+    interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str, list[Any]], seen: set[tuple[str, str]]
+) -> dict[str, Any]:
     """Append one row per value of every benchmark to columns; return one benchmark's metadata."""
     first: dict[str, Any] = {}
     for bench in benchmarks:
@@ -219,10 +230,22 @@ def _suite_rows(interp: str, benchmarks: list[SuiteBenchmark], columns: dict[str
         tasks = meta(md, "gilmatrix_tasks", params.get("tasks", 1))
         model = meta(md, "gilmatrix_model", model_of(executor))
         seen.add((interp, cell))
-        fixed = (interp, workload, meta(md, "gilmatrix_workload_kind"), executor, workers,
-                 cell, tasks, params_text, bool(meta(md, "gilmatrix_py_gil_disabled")),
-                 meta(md, "gilmatrix_gil_enabled"), model, meta(md, "gilmatrix_start_method"),
-                 meta(md, "gilmatrix_async_mode"), meta(md, "gilmatrix_pool_in_timing"))
+        fixed = (
+            interp,
+            workload,
+            meta(md, "gilmatrix_workload_kind"),
+            executor,
+            workers,
+            cell,
+            tasks,
+            params_text,
+            bool(meta(md, "gilmatrix_py_gil_disabled")),
+            meta(md, "gilmatrix_gil_enabled"),
+            model,
+            meta(md, "gilmatrix_start_method"),
+            meta(md, "gilmatrix_async_mode"),
+            meta(md, "gilmatrix_pool_in_timing"),
+        )
         for run_index, (values, loops, facts) in enumerate(bench.runs):
             if not values:  # calibration-only runs hold no timing
                 continue
@@ -250,8 +273,9 @@ def load_run(run_dir: Path) -> RunResults:
             try:
                 suite = read_suite(path)
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                problems.append(CellProblem(ident, "*", Status.MISSING,
-                                            f"results file {results} unreadable: {exc}"))
+                problems.append(
+                    CellProblem(ident, "*", Status.MISSING, f"results file {results} unreadable: {exc}")
+                )
             else:
                 bench_md = _suite_rows(ident, suite, columns, seen)
                 suites.append(path)
@@ -268,12 +292,20 @@ def load_run(run_dir: Path) -> RunResults:
             reason = cell.get("reason") or "no reason recorded"
         problems.append(CellProblem(key[0], key[1], status, str(reason), cell.get("output_tail")))
     frame = pd.DataFrame(columns)
-    frame = frame.astype({"workers": "int64", "tasks": "int64", "run": "int64",
-                          "loops": "int64", "value": "float64", "free_threaded": "bool",
-                          "cpu_time": "float64", "parallelism": "float64",
-                          "peak_rss": "float64"})
-    return RunResults(run_dir, manifest, tuple(interpreters), tuple(problems), frame,
-                      tuple(suites), metadata)
+    frame = frame.astype(
+        {
+            "workers": "int64",
+            "tasks": "int64",
+            "run": "int64",
+            "loops": "int64",
+            "value": "float64",
+            "free_threaded": "bool",
+            "cpu_time": "float64",
+            "parallelism": "float64",
+            "peak_rss": "float64",
+        }
+    )
+    return RunResults(run_dir, manifest, tuple(interpreters), tuple(problems), frame, tuple(suites), metadata)
 
 
 def load_frame(run_dir: Path) -> pd.DataFrame:
@@ -300,8 +332,9 @@ def baseline_floor(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> 
     itself differed between them (their sentinels' medians), whichever is larger."""
     floors = [noise_floor(manifest), noise_floor(baseline)]
     try:
-        shift = float(noise(manifest)["sentinel_median_ms"]) / float(
-            noise(baseline)["sentinel_median_ms"]) - 1.0
+        shift = (
+            float(noise(manifest)["sentinel_median_ms"]) / float(noise(baseline)["sentinel_median_ms"]) - 1.0
+        )
         floors.append(abs(shift))
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         pass

@@ -26,9 +26,22 @@ from scipy import special, stats
 from gilmatrix.harness.contract import stability_warnings
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
-CELL_KEYS = ["interpreter", "workload", "kind", "executor", "workers", "cell", "tasks",
-             "params", "free_threaded", "gil", "model", "start_method", "async_mode",
-             "pool_in_timing"]
+CELL_KEYS = [
+    "interpreter",
+    "workload",
+    "kind",
+    "executor",
+    "workers",
+    "cell",
+    "tasks",
+    "params",
+    "free_threaded",
+    "gil",
+    "model",
+    "start_method",
+    "async_mode",
+    "pool_in_timing",
+]
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
 
@@ -68,9 +81,16 @@ class Comparison:
         return "faster" if self.ratio < 1.0 else "slower"
 
 
-def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
-                     mean_b: float, sd_b: float, n_b: int, floor: float = 0.0,
-                     drift: float = 0.0) -> Comparison:
+def welch_from_stats(
+    mean_a: float,
+    sd_a: float,
+    n_a: int,
+    mean_b: float,
+    sd_b: float,
+    n_b: int,
+    floor: float = 0.0,
+    drift: float = 0.0,
+) -> Comparison:
     """Welch's test from summaries (of process means). With fewer than 2 observations on a
     side nothing is significant: one process says nothing about noise, so the report says
     'tie' rather than guess. A significant difference within ``floor`` (relative) is no change.
@@ -87,9 +107,19 @@ def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
     if se == 0.0:  # identical values on both sides: exact, if unlikely
         significant = diff != 0.0
         beyond = abs(ratio - 1.0) > floor
-        return Comparison(mean_a, mean_b, n_a, n_b, ratio, ratio, ratio,
-                          0.0 if significant else 1.0, significant and beyond, floor,
-                          significant and not beyond)
+        return Comparison(
+            mean_a,
+            mean_b,
+            n_a,
+            n_b,
+            ratio,
+            ratio,
+            ratio,
+            0.0 if significant else 1.0,
+            significant and beyond,
+            floor,
+            significant and not beyond,
+        )
     # Welch-Satterthwaite degrees of freedom
     df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
     # Student's t tail as a plain ufunc: stats.t.sf costs ~0.1 ms a call (10,000 cells: 1 s)
@@ -100,8 +130,9 @@ def welch_from_stats(mean_a: float, sd_a: float, n_a: int,
     low, high = (diff - half) / mean_b + 1.0, (diff + half) / mean_b + 1.0
     tested = p_value < ALPHA
     beyond = abs(ratio - 1.0) > floor
-    return Comparison(mean_a, mean_b, n_a, n_b, ratio, low, high, p_value, tested and beyond,
-                      floor, tested and not beyond)
+    return Comparison(
+        mean_a, mean_b, n_a, n_b, ratio, low, high, p_value, tested and beyond, floor, tested and not beyond
+    )
 
 
 def welch(a: Sequence[float], b: Sequence[float], floor: float = 0.0) -> Comparison:
@@ -109,14 +140,20 @@ def welch(a: Sequence[float], b: Sequence[float], floor: float = 0.0) -> Compari
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     sd_a = float(xa.std(ddof=1)) if len(xa) > 1 else 0.0
     sd_b = float(xb.std(ddof=1)) if len(xb) > 1 else 0.0
-    return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb),
-                            floor)
+    return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb), floor)
 
 
 def compare_cells(a: object, b: object, floor: float = 0.0) -> Comparison:
     """Welch's test of two rows of a cell table, on their process means."""
-    return welch_from_stats(a.mean, a.proc_sd, int(a.processes),  # type: ignore[attr-defined]
-                            b.mean, b.proc_sd, int(b.processes), floor)  # type: ignore[attr-defined]
+    return welch_from_stats(
+        a.mean,
+        a.proc_sd,
+        int(a.processes),  # type: ignore[attr-defined]
+        b.mean,
+        b.proc_sd,
+        int(b.processes),
+        floor,
+    )  # type: ignore[attr-defined]
 
 
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -127,8 +164,22 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     is shown."""
     extra = ["processes", "proc_sd", "precision", "drift"]
     if frame.empty:
-        return pd.DataFrame(columns=[*CELL_KEYS, "n", "mean", "median", "stdev", "min", "max",
-                                     "ci_low", "ci_high", *extra, "warnings", *RUN_SUMMARY])
+        return pd.DataFrame(
+            columns=[
+                *CELL_KEYS,
+                "n",
+                "mean",
+                "median",
+                "stdev",
+                "min",
+                "max",
+                "ci_low",
+                "ci_high",
+                *extra,
+                "warnings",
+                *RUN_SUMMARY,
+            ]
+        )
     frame = frame.assign(raw=frame["value"] * frame["loops"])
     grouped = frame.groupby(CELL_KEYS, sort=False, observed=True)
     table = grouped["value"].agg(["count", "mean", "median", "std", "min", "max"])
@@ -145,8 +196,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in RUN_SUMMARY:
         table[column] = summary[column].to_numpy()
     table["stdev"] = table["stdev"].fillna(0.0)
-    quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1)
-                 for n in table["processes"].unique() if n > 1}
+    quantiles = {n: t_quantile(1.0 - ALPHA / 2.0, n - 1) for n in table["processes"].unique() if n > 1}
     t_crit = table["processes"].map(lambda n: quantiles.get(n, math.inf))
     half = t_crit * table["proc_sd"] / np.sqrt(table["processes"])
     table["ci_low"] = table["mean"] - half
@@ -160,12 +210,14 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     ]
     # One thread cannot keep more than one core busy: a "parallel" class there comes from a
     # call too short for its CPU time to be measured, so it is not shown as a finding.
-    impossible = ((table["model"] == "sequential") & table["cpu_class"].str.startswith("parallel"))
+    impossible = (table["model"] == "sequential") & table["cpu_class"].str.startswith("parallel")
     if impossible.any():
         table.loc[impossible, "warnings"] = [
             (*w, f"CPU/wall {p:.2f} on one thread: too short to classify")
-            for w, p in zip(table.loc[impossible, "warnings"],
-                            table.loc[impossible, "parallelism"], strict=True)]
+            for w, p in zip(
+                table.loc[impossible, "warnings"], table.loc[impossible, "parallelism"], strict=True
+            )
+        ]
         table.loc[impossible, "cpu_class"] = "unknown"
     return table.drop(columns=["raw_min"])
 

@@ -20,9 +20,11 @@ def md(text: object) -> str:
 
 def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str:
     lines = [f"# gilmatrix: run {md(page.run['id'])}", ""]
-    lines.append(f"{md(page.run['state'])}, profile {md(page.run['profile'])}, "
-                 f"{len(page.interpreter_ids)} interpreters, {len(page.workloads)} workloads, "
-                 f"{len(page.problems)} cells without a result.")
+    lines.append(
+        f"{md(page.run['state'])}, profile {md(page.run['profile'])}, "
+        f"{len(page.interpreter_ids)} interpreters, {len(page.workloads)} workloads, "
+        f"{len(page.problems)} cells without a result."
+    )
     lines.append("")
     for warning in page.warnings:
         lines.append(f"> **Warning:** {md(warning)}")
@@ -31,29 +33,41 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
     for section in page.workloads:
         lines += ["", f"## {md(section.name)} ({md(section.kind)})", ""]
         for card in section.cards:
-            lines.append(f"- **{md(card.interpreter)}**: {md(card.headline)}"
-                         + _threads_note(card) + _cores_note(card))
+            lines.append(
+                f"- **{md(card.interpreter)}**: {md(card.headline)}" + _threads_note(card) + _cores_note(card)
+            )
     if page.ft_rows:
-        lines += ["", "## Free-threaded vs default build", "",
-                  "| builds | workload | single-thread overhead | 95% interval | "
-                  "threads' speedup | published |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Free-threaded vs default build",
+            "",
+            "| builds | workload | single-thread overhead | 95% interval | threads' speedup | published |",
+            "|---|---|---|---|---|---|",
+        ]
         lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in page.ft_rows]
     if baseline:
-        lines += ["", f"## Against baseline {md(baseline['run_id'])}", "",
-                  f"{baseline['compared']} cells compared: {baseline['regressions']} significant "
-                  f"regressions, {baseline['improvements']} significant improvements."]
-        lines += [f"- {md(r[0])} `{r[2]}`: {md(r[3])} ({md(r[5])}, 95% interval {md(r[4])})"
-                  for r in baseline["rows"][:30]]
+        lines += [
+            "",
+            f"## Against baseline {md(baseline['run_id'])}",
+            "",
+            f"{baseline['compared']} cells compared: {baseline['regressions']} significant "
+            f"regressions, {baseline['improvements']} significant improvements.",
+        ]
+        lines += [
+            f"- {md(r[0])} `{r[2]}`: {md(r[3])} ({md(r[5])}, 95% interval {md(r[4])})"
+            for r in baseline["rows"][:30]
+        ]
     if page.problems:
         lines += ["", f"## Cells without a result ({len(page.problems)})", ""]
         for skipped in page.skipped_groups[:50]:
-            lines.append(f"- skipped on {md(', '.join(skipped.interpreters))}, "
-                         f"{len(skipped.cells)} cell{'s' * (len(skipped.cells) != 1)}: "
-                         f"{md(skipped.reason)}")
+            lines.append(
+                f"- skipped on {md(', '.join(skipped.interpreters))}, "
+                f"{len(skipped.cells)} cell{'s' * (len(skipped.cells) != 1)}: "
+                f"{md(skipped.reason)}"
+            )
         for group in page.problem_groups[:50]:
             cells = group.cells[0] if len(group.cells) == 1 else f"{len(group.cells)} cells"
-            lines.append(f"- {md(group.interpreter)} {md(cells)}: {md(group.status)}, "
-                         f"{md(group.reason)}")
+            lines.append(f"- {md(group.interpreter)} {md(cells)}: {md(group.status)}, {md(group.reason)}")
         if len(page.problem_groups) > 50:
             lines.append(f"- and {len(page.problem_groups) - 50} more (see index.html)")
     lines.append("")
@@ -61,9 +75,12 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
 
 
 def _winners(interps: Sequence[str], overview: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
-    lines = ["## Winners", "",
-             "| workload | " + " | ".join(md(i) for i in interps) + " |",
-             "|---|" + "---|" * len(interps)]
+    lines = [
+        "## Winners",
+        "",
+        "| workload | " + " | ".join(md(i) for i in interps) + " |",
+        "|---|" + "---|" * len(interps),
+    ]
     for workload, cards in overview:
         cells = [md(c.headline) if c else "no result" for c in cards]
         lines.append(f"| {md(workload)} | " + " | ".join(cells) + " |")
@@ -75,8 +92,9 @@ def _threads_note(card: Any) -> str:
         return ""
     workers, cmp = card.threads_vs_sequential
     verdict = "tie" if cmp.direction == "tie" else cmp.direction
-    return (f"; threads @ {workers}: {cmp.ratio:.2f}x the sequential time "
-            f"({verdict}, {md(format_interval(cmp))})")
+    return (
+        f"; threads @ {workers}: {cmp.ratio:.2f}x the sequential time ({verdict}, {md(format_interval(cmp))})"
+    )
 
 
 def _cores_note(card: Any) -> str:

@@ -22,8 +22,9 @@ DEFAULT_OUT = Path("_build")
 def _parse_python(value: str) -> tuple[str, str]:
     interp, sep, path = value.partition("=")
     if not sep or not interp or not path:
-        raise argparse.ArgumentTypeError(f"expected ID=PATH (e.g. 3.13t=/opt/py/bin/python3.13t), "
-                                         f"got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected ID=PATH (e.g. 3.13t=/opt/py/bin/python3.13t), got {value!r}"
+        )
     return interp, path
 
 
@@ -46,17 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def matrix_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("matrix_file", nargs="?", type=Path, metavar="MATRIX",
-                       help="matrix file (same as --matrix)")
-        p.add_argument("--matrix", type=Path, default=None,
-                       help="matrix file (default: matrix.yaml)")
+        p.add_argument(
+            "matrix_file", nargs="?", type=Path, metavar="MATRIX", help="matrix file (same as --matrix)"
+        )
+        p.add_argument("--matrix", type=Path, default=None, help="matrix file (default: matrix.yaml)")
         override_arg(p)
 
     def plan_args(p: argparse.ArgumentParser) -> None:
         matrix_args(p)
         p.add_argument("--profile", help="profile of the matrix (default: its default_profile)")
-        p.add_argument("--only", action="append", default=[], metavar="ID",
-                       help="only this interpreter or workload id (repeatable)")
+        p.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="only this interpreter or workload id (repeatable)",
+        )
 
     p = commands.add_parser("validate", help="check a matrix file; exit 2 with file:line:key if bad")
     matrix_args(p)
@@ -64,20 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("plan", help="list the cells a run would measure (and skip, and why)")
     plan_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--github", action="store_true",
-                   help="print the GitHub Actions job matrix (one job per interpreter with "
-                        "runnable cells); also written to $GITHUB_OUTPUT when set")
-    p.add_argument("--runner-labels", metavar="LABELS",
-                   help="--github: runner labels for interpreters without runs_on in the matrix "
-                        '(JSON list or comma-separated; default: ubuntu-latest)')
+    p.add_argument(
+        "--github",
+        action="store_true",
+        help="print the GitHub Actions job matrix (one job per interpreter with "
+        "runnable cells); also written to $GITHUB_OUTPUT when set",
+    )
+    p.add_argument(
+        "--runner-labels",
+        metavar="LABELS",
+        help="--github: runner labels for interpreters without runs_on in the matrix "
+        "(JSON list or comma-separated; default: ubuntu-latest)",
+    )
 
     p = commands.add_parser("run", help="run the planned cells; results as pyperf JSON")
     plan_args(p)
     run_args(p)
 
     p = commands.add_parser("report", help="build the HTML report of a run")
-    p.add_argument("run_dir", nargs="?", type=Path,
-                   help="run folder (default: the newest under OUT/results)")
+    p.add_argument("run_dir", nargs="?", type=Path, help="run folder (default: the newest under OUT/results)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
     chart_images_arg(p)
@@ -85,15 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     images_args(commands)
 
     p = commands.add_parser("merge", help="merge runs of several machines into one run folder")
-    p.add_argument("inputs", nargs="*", type=Path, metavar="RUN_DIR",
-                   help="run folders, or folders holding run folders (downloaded artifacts)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help="output folder: the run goes to OUT/results/RUN_ID (default: %(default)s)")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folders, or folders holding run folders (downloaded artifacts)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="output folder: the run goes to OUT/results/RUN_ID (default: %(default)s)",
+    )
     p.add_argument("--run-id", help="name of the merged run (default: the inputs' common run id)")
-    p.add_argument("--expect", action="append", default=[], metavar="ID[,ID...]",
-                   help="interpreters that should be there: absent ones are recorded as missing")
-    p.add_argument("--matrix", type=Path,
-                   help="matrix file: plans the cells of missing interpreters (as missing)")
+    p.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="ID[,ID...]",
+        help="interpreters that should be there: absent ones are recorded as missing",
+    )
+    p.add_argument(
+        "--matrix", type=Path, help="matrix file: plans the cells of missing interpreters (as missing)"
+    )
     override_arg(p)
     p.add_argument("--profile", help="profile, when no input says it (default: the inputs')")
 
@@ -114,11 +140,16 @@ def env_overrides() -> list[Path]:
 
 
 def override_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--override", action="append", type=Path, default=env_overrides(),
-                   metavar="FILE",
-                   help="apply this override file to the matrix' interpreters, e.g. install "
-                        "prefixes of this machine (repeatable; default: $GILMATRIX_OVERRIDE, "
-                        f"'{os.pathsep}'-separated)")
+    p.add_argument(
+        "--override",
+        action="append",
+        type=Path,
+        default=env_overrides(),
+        metavar="FILE",
+        help="apply this override file to the matrix' interpreters, e.g. install "
+        "prefixes of this machine (repeatable; default: $GILMATRIX_OVERRIDE, "
+        f"'{os.pathsep}'-separated)",
+    )
 
 
 def matrix_path(args: argparse.Namespace) -> Path:
@@ -138,30 +169,55 @@ def load_args_matrix(args: argparse.Namespace):  # -> Matrix
 def run_args(p: argparse.ArgumentParser) -> None:
     from gilmatrix.backends import BACKEND_NAMES
 
-    p.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
-                   help="where interpreters run (default: docker when an engine answers, else local)")
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="auto",
+        help="where interpreters run (default: docker when an engine answers, else local)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--run-id", help="name of the run folder (default: date-time-profile)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run: only cells without a result run")
-    p.add_argument("--python", action="append", type=_parse_python, default=[], metavar="ID=PATH",
-                   help="local backend: use this interpreter for ID (repeatable)")
-    p.add_argument("--wheelhouse", type=_existing_dir,
-                   help="install pyperf from this folder of wheels (offline)")
-    p.add_argument("--sources", type=Path, default=os.environ.get("GILMATRIX_SOURCES"),
-                   help="docker backend: offline mirror of CPython source tarballs "
-                        "(default: $GILMATRIX_SOURCES)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run: only cells without a result run",
+    )
+    p.add_argument(
+        "--python",
+        action="append",
+        type=_parse_python,
+        default=[],
+        metavar="ID=PATH",
+        help="local backend: use this interpreter for ID (repeatable)",
+    )
+    p.add_argument(
+        "--wheelhouse", type=_existing_dir, help="install pyperf from this folder of wheels (offline)"
+    )
+    p.add_argument(
+        "--sources",
+        type=Path,
+        default=os.environ.get("GILMATRIX_SOURCES"),
+        help="docker backend: offline mirror of CPython source tarballs (default: $GILMATRIX_SOURCES)",
+    )
     download_base_arg(p)
-    p.add_argument("--build-profile", choices=("fast", "release"), default="fast",
-                   help="docker backend: CPython build flags (release = PGO + LTO)")
+    p.add_argument(
+        "--build-profile",
+        choices=("fast", "release"),
+        default="fast",
+        help="docker backend: CPython build flags (release = PGO + LTO)",
+    )
     p.add_argument("--cpuset", help="docker backend: --cpuset-cpus for the containers")
 
 
 def download_base_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--download-base", metavar="URL",
-                   help="docker backend: where CPython tarballs are downloaded from, laid out like "
-                        "https://www.python.org/ftp/python (a corporate mirror; default: "
-                        "$GILMATRIX_DOWNLOAD_BASE, else python.org); checksums are always checked")
+    p.add_argument(
+        "--download-base",
+        metavar="URL",
+        help="docker backend: where CPython tarballs are downloaded from, laid out like "
+        "https://www.python.org/ftp/python (a corporate mirror; default: "
+        "$GILMATRIX_DOWNLOAD_BASE, else python.org); checksums are always checked",
+    )
 
 
 def images_args(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -171,32 +227,60 @@ def images_args(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     from gilmatrix.images.cli import images_command
 
     parser = subparsers.add_parser(
-        "images", help="build one Docker image per interpreter (only what changed)",
+        "images",
+        help="build one Docker image per interpreter (only what changed)",
         description="Build (or find up to date) one Docker image per matrix interpreter: CPython "
-                    "from a checksummed source tarball, or an install prefix copied in.")
+        "from a checksummed source tarball, or an install prefix copied in.",
+    )
     parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), help="matrix file")
     override_arg(parser)
-    parser.add_argument("--only", action="append", metavar="ID", default=[],
-                        help="only this interpreter (repeatable), e.g. --only 3.14t")
-    parser.add_argument("--sources", type=Path, default=None, metavar="DIR",
-                        help=f"mirror folder of CPython tarballs (default: ${'GILMATRIX_SOURCES'}; "
-                             "else download from python.org)")
-    parser.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
-                        help="pre-downloaded harness wheels/sdists (default: download into OUT)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="ID",
+        default=[],
+        help="only this interpreter (repeatable), e.g. --only 3.14t",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"mirror folder of CPython tarballs (default: ${'GILMATRIX_SOURCES'}; "
+        "else download from python.org)",
+    )
+    parser.add_argument(
+        "--wheelhouse",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="pre-downloaded harness wheels/sdists (default: download into OUT)",
+    )
     download_base_arg(parser)
-    parser.add_argument("--build-profile", choices=BUILD_PROFILES, default="fast",
-                        help="fast: no PGO (minutes); release: --enable-optimizations --with-lto")
-    parser.add_argument("--bootstrap-base", action="store_true",
-                        help=f"make the base image ({dk.DEFAULT_BASE}) with debootstrap when it "
-                             "is missing, without trying a pull")
-    parser.add_argument("--out", type=Path, default=Path("_build"),
-                        help="work folder for build contexts, caches and logs (default: _build)")
-    parser.add_argument("--prune", action="store_true",
-                        help="remove superseded tags of the same interpreter and profile")
+    parser.add_argument(
+        "--build-profile",
+        choices=BUILD_PROFILES,
+        default="fast",
+        help="fast: no PGO (minutes); release: --enable-optimizations --with-lto",
+    )
+    parser.add_argument(
+        "--bootstrap-base",
+        action="store_true",
+        help=f"make the base image ({dk.DEFAULT_BASE}) with debootstrap when it "
+        "is missing, without trying a pull",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("_build"),
+        help="work folder for build contexts, caches and logs (default: _build)",
+    )
+    parser.add_argument(
+        "--prune", action="store_true", help="remove superseded tags of the same interpreter and profile"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=images_command)
     return parser
-
 
 
 def log(message: str) -> None:
@@ -205,17 +289,21 @@ def log(message: str) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     matrix = load_args_matrix(args)
-    print(f"{matrix.path}: ok — {len(matrix.interpreters)} interpreters, {len(matrix.workloads)} "
-          f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
-          f"profiles {', '.join(matrix.profiles)}"
-          + "".join(f"; override {o}" for o in matrix.overrides))
+    print(
+        f"{matrix.path}: ok — {len(matrix.interpreters)} interpreters, {len(matrix.workloads)} "
+        f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
+        f"profiles {', '.join(matrix.profiles)}" + "".join(f"; override {o}" for o in matrix.overrides)
+    )
     for interp in matrix.interpreters:
         if interp.prefix:
             python = Path(os.path.expanduser(os.path.expandvars(interp.prefix))) / "bin" / "python3"
             if not python.exists():
-                print(f"warning: {interp.id}: prefix {interp.prefix} has no bin/python3 on this "
-                      "machine: the docker backend cannot build its image here (the local "
-                      "backend looks for the interpreter elsewhere)", file=sys.stderr)
+                print(
+                    f"warning: {interp.id}: prefix {interp.prefix} has no bin/python3 on this "
+                    "machine: the docker backend cannot build its image here (the local "
+                    "backend looks for the interpreter elsewhere)",
+                    file=sys.stderr,
+                )
     return 0
 
 
@@ -239,8 +327,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         note = f"  skipped: {cell.reason}" if cell.status == "skipped" else ""
         print(f"{cell.interpreter:<6} {cell.id}{note}")
     counts = plan.to_json()["counts"]
-    print(f"{counts['planned']} cells planned, {counts['skipped']} skipped "
-          f"(profile {plan.profile.name})")
+    print(f"{counts['planned']} cells planned, {counts['skipped']} skipped (profile {plan.profile.name})")
     return 0
 
 
@@ -261,21 +348,27 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
         profile, only = stored["profile"], stored.get("only") or []
     plan = plan_cells(matrix, profile, only)
     options = BackendOptions(
-        work_dir=args.out, explicit_pythons=dict(args.python), wheelhouse=args.wheelhouse,
-        sources=Path(args.sources) if args.sources else None, cpuset=args.cpuset,
-        build_profile=args.build_profile, log=log, download_base=args.download_base,
+        work_dir=args.out,
+        explicit_pythons=dict(args.python),
+        wheelhouse=args.wheelhouse,
+        sources=Path(args.sources) if args.sources else None,
+        cpuset=args.cpuset,
+        build_profile=args.build_profile,
+        log=log,
+        download_base=args.download_base,
         images_dir=images_dir(matrix.path),
     )
     backend = get_backend(args.backend, options)
-    log(f"gilmatrix {gilmatrix.__version__}: {backend.name} backend, profile {plan.profile.name}, "
+    log(
+        f"gilmatrix {gilmatrix.__version__}: {backend.name} backend, profile {plan.profile.name}, "
         f"{sum(c.status == 'planned' for c in plan.cells)} cells on "
-        f"{len(plan.interpreters)} interpreters")
+        f"{len(plan.interpreters)} interpreters"
+    )
     if resume_dir is not None:
         code = resume_run(matrix, plan, backend, resume_dir, log=log)
         run_dir = resume_dir
     else:
-        run_dir, code = start_run(matrix, plan, backend, args.out, only=only,
-                                  run_id=args.run_id, log=log)
+        run_dir, code = start_run(matrix, plan, backend, args.out, only=only, run_id=args.run_id, log=log)
     manifest = run_dir.manifest()
     counts: dict[str, int] = {}
     for cell in manifest["cells"]:
@@ -296,22 +389,23 @@ def check_faults() -> None:
 
 
 def newest_run(out: Path) -> Path:
-    runs = sorted((p for p in (out / "results").glob("*/manifest.json")),
-                  key=lambda p: p.stat().st_mtime)
+    runs = sorted((p for p in (out / "results").glob("*/manifest.json")), key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise UserError(f"no runs under {out / 'results'}: run `gilmatrix run` first, "
-                        "or name a run folder")
+        raise UserError(f"no runs under {out / 'results'}: run `gilmatrix run` first, or name a run folder")
     return runs[-1].parent
 
 
 def chart_images_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-chart-images", dest="chart_images", action="store_false",
-                   help="skip the SVG/PNG copy of every chart (the page draws its charts itself; "
-                        "rendering the copies is most of the report's time on big runs)")
+    p.add_argument(
+        "--no-chart-images",
+        dest="chart_images",
+        action="store_false",
+        help="skip the SVG/PNG copy of every chart (the page draws its charts itself; "
+        "rendering the copies is most of the report's time on big runs)",
+    )
 
 
-def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None,
-               chart_images: bool = True) -> int:
+def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None, chart_images: bool = True) -> int:
     from gilmatrix.run.store import RunDir
 
     run = RunDir.open(run_dir or newest_run(out))
@@ -329,11 +423,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from gilmatrix.matrix.model import load_matrix
     from gilmatrix.merge import merge_runs
 
-    expect = [i.strip() for value in args.expect for i in value.replace(" ", ",").split(",")
-              if i.strip()]
+    expect = [i.strip() for value in args.expect for i in value.replace(" ", ",").split(",") if i.strip()]
     matrix = load_matrix(args.matrix, args.override) if args.matrix else None
-    run = merge_runs(args.inputs, args.out, run_id=args.run_id, expect=expect, matrix=matrix,
-                     profile=args.profile, log=log)
+    run = merge_runs(
+        args.inputs, args.out, run_id=args.run_id, expect=expect, matrix=matrix, profile=args.profile, log=log
+    )
     print(run.path)
     return 0
 

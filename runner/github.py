@@ -61,13 +61,14 @@ def parse_runner_labels(text: str | None) -> tuple[str, ...] | None:
     if text is None or not text.strip():
         return None
     text = text.strip()
-    if text[0] in "[{\"":
+    if text[0] in '[{"':
         try:
             value = json.loads(text)
         except ValueError as exc:
-            raise UserError(f"--runner-labels {text!r}: not valid JSON ({exc}); give a JSON list "
-                            'such as ["self-hosted", "linux", "x64"] or a comma-separated list') \
-                from None
+            raise UserError(
+                f"--runner-labels {text!r}: not valid JSON ({exc}); give a JSON list "
+                'such as ["self-hosted", "linux", "x64"] or a comma-separated list'
+            ) from None
         labels = [value] if isinstance(value, str) else value
         if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
             raise UserError(f"--runner-labels {text!r}: expected a JSON list of strings")
@@ -83,8 +84,7 @@ def is_self_hosted(labels: Sequence[str]) -> bool:
     return SELF_HOSTED_LABEL in labels
 
 
-def job_matrix(plan: Plan, runner_labels: Sequence[str] | None = None,
-               only: Sequence[str] = ()) -> list[Job]:
+def job_matrix(plan: Plan, runner_labels: Sequence[str] | None = None, only: Sequence[str] = ()) -> list[Job]:
     """One job per interpreter of ``plan`` with at least one runnable cell, in plan order.
 
     ``only`` is the plan's filter; its workload ids are handed on to each job's run, so a job
@@ -98,13 +98,18 @@ def job_matrix(plan: Plan, runner_labels: Sequence[str] | None = None,
         if not runnable:
             continue
         labels = tuple(interp.runs_on) or tuple(runner_labels or ()) or DEFAULT_RUNS_ON
-        jobs.append(Job(
-            interpreter=interp.id, profile=plan.profile.name, runs_on=labels,
-            self_hosted=is_self_hosted(labels), cells=len(runnable),
-            skipped=len(plan.cells_for(interp.id, "skipped")),
-            only=" ".join([interp.id, *workload_filters]),
-            artifact=f"{ARTIFACT_PREFIX}{interp.id}",
-        ))
+        jobs.append(
+            Job(
+                interpreter=interp.id,
+                profile=plan.profile.name,
+                runs_on=labels,
+                self_hosted=is_self_hosted(labels),
+                cells=len(runnable),
+                skipped=len(plan.cells_for(interp.id, "skipped")),
+                only=" ".join([interp.id, *workload_filters]),
+                artifact=f"{ARTIFACT_PREFIX}{interp.id}",
+            )
+        )
     return jobs
 
 
@@ -135,20 +140,29 @@ def write_github_output(path: str | Path, outputs: Mapping[str, str]) -> None:
 
 def plan_summary(plan: Plan, jobs: Sequence[Job]) -> str:
     """Markdown for the plan job's summary: which job runs where."""
-    lines = [f"### gilmatrix plan: profile `{plan.profile.name}`, {len(jobs)} jobs", "",
-             "| interpreter | cells | skipped | runs on | runner |", "|---|---|---|---|---|"]
+    lines = [
+        f"### gilmatrix plan: profile `{plan.profile.name}`, {len(jobs)} jobs",
+        "",
+        "| interpreter | cells | skipped | runs on | runner |",
+        "|---|---|---|---|---|",
+    ]
     for job in jobs:
         kind = "self-hosted" if job.self_hosted else "GitHub-hosted (shared, noisy)"
-        lines.append(f"| {job.interpreter} | {job.cells} | {job.skipped} | "
-                     f"`{', '.join(job.runs_on)}` | {kind} |")
+        lines.append(
+            f"| {job.interpreter} | {job.cells} | {job.skipped} | `{', '.join(job.runs_on)}` | {kind} |"
+        )
     idle = [i.id for i in plan.interpreters if i.id not in {j.interpreter for j in jobs}]
     if idle:
         lines += ["", f"No runnable cells (no job): {', '.join(idle)}."]
     return "\n".join(lines) + "\n"
 
 
-def emit(plan: Plan, runner_labels: Sequence[str] | None, only: Sequence[str],
-         environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def emit(
+    plan: Plan,
+    runner_labels: Sequence[str] | None,
+    only: Sequence[str],
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
     """Build the job matrix; write it to $GITHUB_OUTPUT and a table to $GITHUB_STEP_SUMMARY
     when those are set (i.e. inside a GitHub Actions step). Returns the matrix."""
     jobs = job_matrix(plan, runner_labels, only)
@@ -163,9 +177,15 @@ def emit(plan: Plan, runner_labels: Sequence[str] | None, only: Sequence[str],
 # -- the runner a job ran on ------------------------------------------------------------------
 
 _RUNNER_ENV = {
-    "name": "RUNNER_NAME", "environment": "RUNNER_ENVIRONMENT", "os": "RUNNER_OS",
-    "arch": "RUNNER_ARCH", "repository": "GITHUB_REPOSITORY", "run_id": "GITHUB_RUN_ID",
-    "run_attempt": "GITHUB_RUN_ATTEMPT", "job": "GITHUB_JOB", "sha": "GITHUB_SHA",
+    "name": "RUNNER_NAME",
+    "environment": "RUNNER_ENVIRONMENT",
+    "os": "RUNNER_OS",
+    "arch": "RUNNER_ARCH",
+    "repository": "GITHUB_REPOSITORY",
+    "run_id": "GITHUB_RUN_ID",
+    "run_attempt": "GITHUB_RUN_ATTEMPT",
+    "job": "GITHUB_JOB",
+    "sha": "GITHUB_SHA",
 }
 
 
@@ -177,10 +197,8 @@ def runner_facts(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     facts["labels"] = list(labels)
     if facts["environment"] is None and labels:
         facts["environment"] = "self-hosted" if is_self_hosted(labels) else "github-hosted"
-    server, repo, run_id = (environ.get("GITHUB_SERVER_URL"), facts["repository"],
-                            facts["run_id"])
-    facts["run_url"] = f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id \
-        else None
+    server, repo, run_id = (environ.get("GITHUB_SERVER_URL"), facts["repository"], facts["run_id"])
+    facts["run_url"] = f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None
     return facts
 
 

@@ -35,8 +35,10 @@ from gilmatrix.matrix.plan import plan_cells
 from gilmatrix.run.manifest import MANIFEST, new_manifest
 from gilmatrix.run.store import RunDir, now
 
-MISSING_REASON = ("no results from any machine: no input holds this interpreter (its job "
-                  "failed before uploading, was cancelled, or its artifact is absent)")
+MISSING_REASON = (
+    "no results from any machine: no input holds this interpreter (its job "
+    "failed before uploading, was cancelled, or its artifact is absent)"
+)
 _IDENTITY = ("hostname", "machine", "platform", "cpu_model", "cpu_count", "kernel")
 
 
@@ -124,8 +126,7 @@ def _same_copy(a: Pick, b: Pick) -> bool:
     if cells_a != cells_b:
         return False
     results = a.entry.get("results")
-    return not results or filecmp.cmp(a.source.path / results, b.source.path / results,
-                                      shallow=False)
+    return not results or filecmp.cmp(a.source.path / results, b.source.path / results, shallow=False)
 
 
 def pick_interpreters(sources: Sequence[Source]) -> dict[str, Pick]:
@@ -144,15 +145,20 @@ def pick_interpreters(sources: Sequence[Source]) -> dict[str, Pick]:
             picks[ident] = distinct[0]
         elif len(ran) == 1:
             picks[ident] = ran[0]
-            picks[ident].notes = [f"{ident}: skipped in {c.source.path} ({c.entry.get('reason')}); "
-                                  f"taken from {ran[0].source.path}"
-                                  for c in distinct if c is not ran[0]]
+            picks[ident].notes = [
+                f"{ident}: skipped in {c.source.path} ({c.entry.get('reason')}); "
+                f"taken from {ran[0].source.path}"
+                for c in distinct
+                if c is not ran[0]
+            ]
         elif not ran:
             picks[ident] = distinct[0]
         else:
             where = ", ".join(str(c.source.path) for c in ran)
-            raise UserError(f"interpreter {ident} has different results in several inputs "
-                            f"({where}): merge one of them, or re-run it once")
+            raise UserError(
+                f"interpreter {ident} has different results in several inputs "
+                f"({where}): merge one of them, or re-run it once"
+            )
     return picks
 
 
@@ -160,39 +166,53 @@ def _check_compatible(sources: Sequence[Source], matrix: Matrix | None) -> tuple
     """Inputs must come from one matrix file and profile; returns (profile, warnings)."""
     profiles = {s.manifest["matrix"]["profile"] for s in sources}
     if len(profiles) > 1:
-        raise UserError(f"the inputs ran different profiles ({', '.join(sorted(profiles))}): "
-                        "their numbers are not comparable; merge runs of one profile")
+        raise UserError(
+            f"the inputs ran different profiles ({', '.join(sorted(profiles))}): "
+            "their numbers are not comparable; merge runs of one profile"
+        )
     digests = {s.manifest["matrix"]["sha256"] for s in sources}
     if len(digests) > 1:
         listing = "; ".join(f"{s.path}: {s.manifest['matrix']['sha256'][:12]}" for s in sources)
-        raise UserError(f"the inputs ran different matrix files ({listing}): merge runs of one "
-                        "matrix.yaml")
+        raise UserError(f"the inputs ran different matrix files ({listing}): merge runs of one matrix.yaml")
     warnings = []
     if matrix is not None and digests and matrix.sha256 not in digests:
-        warnings.append(f"{matrix.path} is not the matrix file the inputs ran (sha256 differs); "
-                        "the cells of missing interpreters are planned from it")
+        warnings.append(
+            f"{matrix.path} is not the matrix file the inputs ran (sha256 differs); "
+            "the cells of missing interpreters are planned from it"
+        )
     return (profiles.pop() if profiles else ""), warnings
 
 
 def _machine_line(facts: Mapping[str, Any], interpreters: Sequence[str]) -> str:
     runner_info = facts.get("github_runner") or {}
-    parts = [str(facts.get("machine") or "?"), str(facts.get("cpu_model") or "unknown CPU"),
-             f"{facts.get('usable_cpus') or facts.get('cpu_count') or '?'} usable CPUs",
-             f"kernel {facts.get('kernel') or '?'}"]
+    parts = [
+        str(facts.get("machine") or "?"),
+        str(facts.get("cpu_model") or "unknown CPU"),
+        f"{facts.get('usable_cpus') or facts.get('cpu_count') or '?'} usable CPUs",
+        f"kernel {facts.get('kernel') or '?'}",
+    ]
     if runner_info.get("environment"):
         parts.append(f"{runner_info['environment']} runner {runner_info.get('name') or ''}".strip())
     return f"{', '.join(parts)} — ran {', '.join(interpreters) or 'nothing'}"
 
 
-def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
-               expect: Sequence[str] = (), matrix: Matrix | None = None,
-               profile: str | None = None,
-               log: Callable[[str], None] = print) -> RunDir:
+def merge_runs(
+    inputs: Sequence[Path],
+    out: Path,
+    *,
+    run_id: str | None = None,
+    expect: Sequence[str] = (),
+    matrix: Matrix | None = None,
+    profile: str | None = None,
+    log: Callable[[str], None] = print,
+) -> RunDir:
     """Merge the run folders ``inputs`` into ``out/results/<run_id>``; returns the new run."""
     sources = load_sources(expand_inputs(inputs))
     if not sources and matrix is None:
-        raise UserError("no run folder among the inputs: name run folders (or a folder of them), "
-                        "or give --matrix to record every expected interpreter as missing")
+        raise UserError(
+            "no run folder among the inputs: name run folders (or a folder of them), "
+            "or give --matrix to record every expected interpreter as missing"
+        )
     source_profile, warnings = _check_compatible(sources, matrix)
     profile = source_profile or profile or (matrix.default_profile if matrix else "")
     if profile and source_profile and source_profile != profile:
@@ -204,12 +224,12 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
         known = {i.id for i in matrix.interpreters}
         unknown = [i for i in missing if i not in known]
         if unknown:
-            raise UserError(f"--expect {unknown[0]}: not an interpreter of {matrix.path} "
-                            f"({', '.join(sorted(known))})")
+            raise UserError(
+                f"--expect {unknown[0]}: not an interpreter of {matrix.path} ({', '.join(sorted(known))})"
+            )
 
     run_ids = {s.manifest.get("run_id") for s in sources}
-    run_id = run_id or (run_ids.pop() if len(run_ids) == 1 else f"merged-{now()[:19]}".replace(
-        ":", ""))
+    run_id = run_id or (run_ids.pop() if len(run_ids) == 1 else f"merged-{now()[:19]}".replace(":", ""))
     target = RunDir.create(out, run_id)
 
     order = sorted({*picks, *missing}, key=interpreter_key)
@@ -221,13 +241,22 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
     for ident in order:
         pick = picks.get(ident)
         if pick is None:
-            interpreters[ident] = {"status": Status.MISSING, "reason": MISSING_REASON, "results": None,
-                                   "environment": None, "host": None, "machine": None}
+            interpreters[ident] = {
+                "status": Status.MISSING,
+                "reason": MISSING_REASON,
+                "results": None,
+                "environment": None,
+                "host": None,
+                "machine": None,
+            }
             cells.extend(_missing_cells(matrix, profile, ident, workload_filters))
             continue
         _copy_interpreter(pick, target.path)
-        interpreters[ident] = {**pick.entry, "host": machines[pick.source.machine],
-                               "machine": pick.source.machine}
+        interpreters[ident] = {
+            **pick.entry,
+            "host": machines[pick.source.machine],
+            "machine": pick.source.machine,
+        }
         if pick.entry.get("status") != Status.SKIPPED:
             by_machine[pick.source.machine].append(ident)
         cells.extend(c for c in pick.source.manifest.get("cells", []) if c["interpreter"] == ident)
@@ -235,15 +264,23 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
 
     used = {m: ids for m, ids in by_machine.items() if ids}
     if len(used) > 1:
-        warnings.append(f"these interpreters ran on {len(used)} different machines ("
-                        + "; ".join(f"{m}: {', '.join(ids)}" for m, ids in used.items())
-                        + "): differences between interpreters of different machines mix "
-                        "hardware with interpreter")
-    hosted = [ident for m, ids in used.items() for ident in ids
-              if (machines[m].get("github_runner") or {}).get("environment") == "github-hosted"]
+        warnings.append(
+            f"these interpreters ran on {len(used)} different machines ("
+            + "; ".join(f"{m}: {', '.join(ids)}" for m, ids in used.items())
+            + "): differences between interpreters of different machines mix "
+            "hardware with interpreter"
+        )
+    hosted = [
+        ident
+        for m, ids in used.items()
+        for ident in ids
+        if (machines[m].get("github_runner") or {}).get("environment") == "github-hosted"
+    ]
     if hosted:
-        warnings.append(f"{', '.join(hosted)} ran on shared GitHub-hosted runners, whose "
-                        "neighbours make timings noisy: prefer self-hosted runners for figures")
+        warnings.append(
+            f"{', '.join(hosted)} ran on shared GitHub-hosted runners, whose "
+            "neighbours make timings noisy: prefer self-hosted runners for figures"
+        )
     for source in sources:
         for warning in source.manifest.get("warnings") or []:
             text = f"{source.machine}: {warning}" if len(machines) > 1 else str(warning)
@@ -252,8 +289,11 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
 
     statuses = {c["status"] for c in cells}
     states = {s.manifest.get("state") for s in sources}
-    state = "complete" if (statuses <= {Status.OK, Status.SKIPPED} and not missing
-                           and states <= {"complete"}) else "partial"
+    state = (
+        "complete"
+        if (statuses <= {Status.OK, Status.SKIPPED} and not missing and states <= {"complete"})
+        else "partial"
+    )
     first = sources[0].manifest if sources else {}
     workloads: dict[str, Any] = {}
     for source in sources:
@@ -261,24 +301,38 @@ def merge_runs(inputs: Sequence[Path], out: Path, *, run_id: str | None = None,
     manifest = new_manifest(
         run_id=run_id,
         started=min((s.manifest.get("started") or "" for s in sources), default=None) or None,
-        finished=_latest(s.manifest.get("finished") for s in sources), state=state,
-        matrix=_matrix_entry(first, matrix, profile, workload_filters), workloads=workloads,
-        backend=_backend(sources), host=_host_display(machines, used),
+        finished=_latest(s.manifest.get("finished") for s in sources),
+        state=state,
+        matrix=_matrix_entry(first, matrix, profile, workload_filters),
+        workloads=workloads,
+        backend=_backend(sources),
+        host=_host_display(machines, used),
         hosts={m: {**facts, "interpreters": by_machine[m]} for m, facts in machines.items()},
-        warnings=warnings, stages=_stages(sources), interpreters=interpreters, cells=cells,
+        warnings=warnings,
+        stages=_stages(sources),
+        interpreters=interpreters,
+        cells=cells,
         merge={
             "merged": now(),
-            "sources": [{"path": str(s.path), "run_id": s.manifest.get("run_id"),
-                         "machine": s.machine,
-                         "interpreters": list(s.manifest.get("interpreters") or {})}
-                        for s in sources],
+            "sources": [
+                {
+                    "path": str(s.path),
+                    "run_id": s.manifest.get("run_id"),
+                    "machine": s.machine,
+                    "interpreters": list(s.manifest.get("interpreters") or {}),
+                }
+                for s in sources
+            ],
             "expected": list(dict.fromkeys(expect)),
             Status.MISSING: missing,
             "notes": notes,
-        })
+        },
+    )
     target.write_manifest(manifest)
-    log(f"merged {len(sources)} runs from {len(used)} machines into {target.path}: "
-        f"{len(picks)} interpreters" + (f", missing: {', '.join(missing)}" if missing else ""))
+    log(
+        f"merged {len(sources)} runs from {len(used)} machines into {target.path}: "
+        f"{len(picks)} interpreters" + (f", missing: {', '.join(missing)}" if missing else "")
+    )
     for note in notes:
         log(f"note: {note}")
     return target
@@ -313,18 +367,32 @@ def _workload_filters(sources: Sequence[Source], matrix: Matrix | None) -> list[
     return filters
 
 
-def _missing_cells(matrix: Matrix | None, profile: str, ident: str,
-                   workload_filters: Sequence[str]) -> list[dict[str, Any]]:
+def _missing_cells(
+    matrix: Matrix | None, profile: str, ident: str, workload_filters: Sequence[str]
+) -> list[dict[str, Any]]:
     if matrix is None:
         return []
     plan = plan_cells(matrix, profile or None, [ident, *workload_filters])
     out = []
     for cell in plan.cells:
-        status, reason = (Status.SKIPPED, cell.reason) if cell.status == Status.SKIPPED else \
-            (Status.MISSING, MISSING_REASON)
-        out.append({"interpreter": ident, "id": cell.id, "workload": cell.workload,
-                    "executor": cell.executor, "workers": cell.workers, "status": status,
-                    "reason": reason, "elapsed": None, "output_tail": None})
+        status, reason = (
+            (Status.SKIPPED, cell.reason)
+            if cell.status == Status.SKIPPED
+            else (Status.MISSING, MISSING_REASON)
+        )
+        out.append(
+            {
+                "interpreter": ident,
+                "id": cell.id,
+                "workload": cell.workload,
+                "executor": cell.executor,
+                "workers": cell.workers,
+                "status": status,
+                "reason": reason,
+                "elapsed": None,
+                "output_tail": None,
+            }
+        )
     return out
 
 
@@ -335,13 +403,19 @@ def _latest(values: Iterable[str | None]) -> str | None:
     return max(v for v in values if v is not None)
 
 
-def _matrix_entry(first: Mapping[str, Any], matrix: Matrix | None, profile: str,
-                  workload_filters: list[str]) -> dict[str, Any]:
+def _matrix_entry(
+    first: Mapping[str, Any], matrix: Matrix | None, profile: str, workload_filters: list[str]
+) -> dict[str, Any]:
     if first:
         return {**first["matrix"], "only": workload_filters}
     assert matrix is not None
-    return {"path": str(matrix.path), "sha256": matrix.sha256, "profile": profile,
-            "only": workload_filters, "settings": {}}
+    return {
+        "path": str(matrix.path),
+        "sha256": matrix.sha256,
+        "profile": profile,
+        "only": workload_filters,
+        "settings": {},
+    }
 
 
 def _backend(sources: Sequence[Source]) -> dict[str, Any]:
@@ -351,16 +425,18 @@ def _backend(sources: Sequence[Source]) -> dict[str, Any]:
     if all(b == backends[0] for b in backends):
         return backends[0]
     names = list(dict.fromkeys(str(b.get("name", "?")) for b in backends))
-    return {"name": " + ".join(names), "by_machine": {s.machine: s.manifest.get("backend")
-                                                      for s in sources}}
+    return {"name": " + ".join(names), "by_machine": {s.machine: s.manifest.get("backend") for s in sources}}
 
 
-def _host_display(machines: Mapping[str, Mapping[str, Any]],
-                  used: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+def _host_display(
+    machines: Mapping[str, Mapping[str, Any]], used: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
     if len(machines) == 1:
         return dict(next(iter(machines.values())))
-    return {"machines": len(machines),
-            **{name: _machine_line(facts, used.get(name, ())) for name, facts in machines.items()}}
+    return {
+        "machines": len(machines),
+        **{name: _machine_line(facts, used.get(name, ())) for name, facts in machines.items()},
+    }
 
 
 def _stages(sources: Sequence[Source]) -> dict[str, float]:

@@ -9,34 +9,50 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNING_ID = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def small_matrix(tmp_path: Path, interpreters: list[str] | None = None, *,
-                 executors: str = "[sequential, threads, processes]", workers: str = "[1, 2]",
-                 extra_profile: str = "") -> Path:
+def small_matrix(
+    tmp_path: Path,
+    interpreters: list[str] | None = None,
+    *,
+    executors: str = "[sequential, threads, processes]",
+    workers: str = "[1, 2]",
+    extra_profile: str = "",
+) -> Path:
     """A real matrix file sized for tests: the three seed workloads, made small."""
     ids = interpreters or [RUNNING_ID]
-    lines = ["format: 1", "interpreters:"] + [f'  - id: "{i}"' for i in ids] + [
-        "workloads:",
-        "  crunch: {params: {tasks: 4, size: 5000}}",
-        "  fetch: {params: {tasks: 4, wait_ms: 2}}",
-        "  sum_squares: {params: {tasks: 4, batch: 1000}}",
-        f"executors: {executors}",
-        f"workers: {workers}",
-        "profiles:",
-        "  default:",
-        "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
-        "    timeout: 60",
-        extra_profile,
-    ]
+    lines = (
+        ["format: 1", "interpreters:"]
+        + [f'  - id: "{i}"' for i in ids]
+        + [
+            "workloads:",
+            "  crunch: {params: {tasks: 4, size: 5000}}",
+            "  fetch: {params: {tasks: 4, wait_ms: 2}}",
+            "  sum_squares: {params: {tasks: 4, batch: 1000}}",
+            f"executors: {executors}",
+            f"workers: {workers}",
+            "profiles:",
+            "  default:",
+            "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
+            "    timeout: 60",
+            extra_profile,
+        ]
+    )
     path = tmp_path / "matrix.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def gilmatrix(*args: str, cwd: Path | None = None, timeout: float = 600,
-              **kwargs) -> subprocess.CompletedProcess[str]:
+def gilmatrix(
+    *args: str, cwd: Path | None = None, timeout: float = 600, **kwargs
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "gilmatrix.cli", *args], cwd=cwd or ROOT,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "gilmatrix.cli", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)) -> list[str]:
@@ -78,8 +94,11 @@ def docker_and_mirror(release_file: str = "Python-3.14.7.tar.xz") -> Path:
         if os.environ.get("GILMATRIX_REQUIRE_DOCKER") == "1":
             pytest.fail("GILMATRIX_REQUIRE_DOCKER=1 but no Docker engine answers `docker info`")
         pytest.skip("no Docker engine answers")
-    for candidate in (os.environ.get("GILMATRIX_SOURCES"), ROOT.parent / "shared" / "cpython-sources",
-                      "/work/shared/cpython-sources"):
+    for candidate in (
+        os.environ.get("GILMATRIX_SOURCES"),
+        ROOT.parent / "shared" / "cpython-sources",
+        "/work/shared/cpython-sources",
+    ):
         if candidate and (Path(candidate) / release_file).is_file():
             return Path(candidate)
     pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")

@@ -14,8 +14,14 @@ from gilmatrix.backends.base import BackendOptions, Environment
 
 def command(tmp_path: Path, **kw) -> list[str]:
     kw.setdefault("user", "10001:10001")
-    return docker.harness_command("/usr/bin/docker", "gilmatrix/cpython:3.14t-fast-abc",
-                                  "/usr/local/bin/python3", tmp_path / "run", "3.14t.json", **kw)
+    return docker.harness_command(
+        "/usr/bin/docker",
+        "gilmatrix/cpython:3.14t-fast-abc",
+        "/usr/local/bin/python3",
+        tmp_path / "run",
+        "3.14t.json",
+        **kw,
+    )
 
 
 def value_of(cmd: list[str], flag: str) -> str:
@@ -39,8 +45,16 @@ def test_job_container_is_locked_down(tmp_path):
 def test_command_serves_the_harness_on_the_mounted_job(tmp_path):
     cmd = command(tmp_path)
     image_at = cmd.index("gilmatrix/cpython:3.14t-fast-abc")
-    assert cmd[image_at + 1:] == ["/usr/local/bin/python3", "-m", "gilmatrix.harness", "serve",
-                                  "--job", "/results/jobs/3.14t.json", "--out", "/results"]
+    assert cmd[image_at + 1 :] == [
+        "/usr/local/bin/python3",
+        "-m",
+        "gilmatrix.harness",
+        "serve",
+        "--job",
+        "/results/jobs/3.14t.json",
+        "--out",
+        "/results",
+    ]
     assert all(isinstance(a, str) for a in cmd)  # an argument list, never a shell string
 
 
@@ -51,8 +65,12 @@ def test_cpuset_and_memory_are_passed_through(tmp_path):
 
 
 def test_faults_and_gil_settings_reach_the_container(tmp_path):
-    environ = {"GILMATRIX_FAULTS": "crunch/threads/2=raise", "PYTHON_GIL": "1", "HOME": "/root",
-               "PYTHONPATH": "/x"}
+    environ = {
+        "GILMATRIX_FAULTS": "crunch/threads/2=raise",
+        "PYTHON_GIL": "1",
+        "HOME": "/root",
+        "PYTHONPATH": "/x",
+    }
     env = docker.forwarded_env(environ)
     assert env == {"GILMATRIX_FAULTS": "crunch/threads/2=raise", "PYTHON_GIL": "1"}
     cmd = command(tmp_path, env=env)
@@ -82,8 +100,7 @@ def test_container_user_lets_the_host_user_own_or_read_the_results(tmp_path):
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")
 def test_backend_harness_command_uses_the_environment_image(tmp_path):
     backend = docker.DockerBackend(BackendOptions(work_dir=tmp_path, cpuset="1"))
-    env = Environment("3.13", "docker", "/usr/local/bin/python3", {}, image="img:tag",
-                      image_id="sha256:x")
+    env = Environment("3.13", "docker", "/usr/local/bin/python3", {}, image="img:tag", image_id="sha256:x")
     cmd = backend.harness_command(env, tmp_path / "run", "3.13.json")
     assert "img:tag" in cmd and value_of(cmd, "--cpuset-cpus") == "1"
     with pytest.raises(docker.EnvironmentUnavailable):

@@ -37,8 +37,11 @@ PYENV_312 = Path("~/.pyenv/versions/3.12.1").expanduser()
 
 
 def _mirror() -> Path | None:
-    for candidate in (os.environ.get("GILMATRIX_SOURCES"),
-                      ROOT.parent / "shared" / "cpython-sources", "/work/shared/cpython-sources"):
+    for candidate in (
+        os.environ.get("GILMATRIX_SOURCES"),
+        ROOT.parent / "shared" / "cpython-sources",
+        "/work/shared/cpython-sources",
+    ):
         if candidate and (Path(candidate) / "Python-3.14.7.tar.xz").is_file():
             return Path(candidate)
     return None
@@ -54,8 +57,12 @@ def builder() -> ImageBuilder:
     if mirror is None:
         pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")
     lines: list[str] = []
-    b = ImageBuilder(work_dir=WORK, build_profile="fast", sources=mirror,
-                     log=lambda s: (lines.append(s), print(s, flush=True)))
+    b = ImageBuilder(
+        work_dir=WORK,
+        build_profile="fast",
+        sources=mirror,
+        log=lambda s: (lines.append(s), print(s, flush=True)),
+    )
     b.lines = lines  # type: ignore[attr-defined]
     return b
 
@@ -104,21 +111,38 @@ def test_harness_change_rebuilds_only_the_last_layer(builder, image_314t, monkey
     probe = tmp_path / "probe.py"
     probe.write_text(f"MARK = {time.time_ns()}\n")
     shipped = images.harness_files()
-    monkeypatch.setattr(images, "harness_files",
-                        lambda: {**shipped, "gilmatrix/harness/_probe_for_test.py": probe})
+    monkeypatch.setattr(
+        images, "harness_files", lambda: {**shipped, "gilmatrix/harness/_probe_for_test.py": probe}
+    )
     result = builder.ensure(_matrix_interp("3.14t"))
     assert result.status == "built" and result.tag != image_314t.tag
     assert result.seconds < 120, "the compile step should have come from the layer cache"
     log = result.log_path.read_text()
     assert "make -j" not in log  # the compile did not run again
-    out = subprocess.run([builder.client.path, "run", "--rm", "--network", "none", result.tag,
-                          result.python, "-c", "import gilmatrix.harness._probe_for_test as p; "
-                          "print(p.MARK)"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            builder.client.path,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            result.tag,
+            result.python,
+            "-c",
+            "import gilmatrix.harness._probe_for_test as p; print(p.MARK)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == probe.read_text().split("= ")[1].strip()
     # Leave things as they were: the probe image gone, the moving alias on the real image again.
     subprocess.run([builder.client.path, "rmi", result.tag], capture_output=True, timeout=60)
-    subprocess.run([builder.client.path, "tag", image_314t.tag, f"{images.IMAGE_REPO}:3.14t-fast"],
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [builder.client.path, "tag", image_314t.tag, f"{images.IMAGE_REPO}:3.14t-fast"],
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.skipif(not (PYENV_312 / "bin" / "python3").exists(), reason="no pyenv 3.12.1 here")
@@ -153,9 +177,15 @@ def test_failed_build_keeps_its_log_and_says_where(builder, tmp_path):
 def test_job_container_is_locked_down(builder, image_314t, tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "jobs").mkdir(parents=True)
-    command = harness_command(builder.client.path, image_314t.tag, image_314t.python, run_dir,
-                              "job-1", user="10001:10001" if os.getuid() == 0 else
-                              f"{os.getuid()}:{os.getgid()}", cpuset="0")
+    command = harness_command(
+        builder.client.path,
+        image_314t.tag,
+        image_314t.python,
+        run_dir,
+        "job-1",
+        user="10001:10001" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}",
+        cpuset="0",
+    )
     assert command[command.index("--network") + 1] == "none"
     if os.getuid() == 0:
         os.chown(run_dir, 10001, 10001)
@@ -169,8 +199,12 @@ def test_job_container_is_locked_down(builder, image_314t, tmp_path):
         "open('/results/written.json', 'w').write(json.dumps(out))\n"
     )
     image_at = command.index(image_314t.tag)
-    result = subprocess.run([*command[: image_at + 1], image_314t.python, "-c", probe],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*command[: image_at + 1], image_314t.python, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     seen = json.loads((run_dir / "written.json").read_text())
     assert seen["uid"] != 0 and seen["root_fs"] == "read-only"
@@ -184,13 +218,25 @@ def test_a_docker_run_keeps_going_past_an_injected_fault(builder, image_314t, tm
     from tests.conftest import gilmatrix, small_matrix
 
     matrix = small_matrix(tmp_path, ["3.14t"], executors="[sequential, threads]")
-    matrix.write_text(matrix.read_text().replace('  - id: "3.14t"',
-                                                 '  - id: "3.14t"\n    source: "3.14.7"'))
+    matrix.write_text(matrix.read_text().replace('  - id: "3.14t"', '  - id: "3.14t"\n    source: "3.14.7"'))
     env = {**os.environ, "GILMATRIX_FAULTS": "crunch/threads/2=raise"}
     run_id = f"test-fault-{os.getpid()}-{time.time_ns()}"
-    proc = gilmatrix("run", "--matrix", str(matrix), "--backend", "docker", "--out", str(WORK),
-                     "--run-id", run_id, "--sources", str(builder.sources),
-                     "--build-profile", "fast", env=env)
+    proc = gilmatrix(
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "docker",
+        "--out",
+        str(WORK),
+        "--run-id",
+        run_id,
+        "--sources",
+        str(builder.sources),
+        "--build-profile",
+        "fast",
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr  # finished, one cell failed
     run_dir = WORK / "results" / run_id
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -24,14 +24,27 @@ FAULTS = {
 
 
 def test_each_fault_fails_only_its_cell(tmp_path: Path) -> None:
-    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]",
-                          extra_profile="    memory_mb: 1024")
+    matrix = small_matrix(
+        tmp_path, [RUNNING_ID], executors="[sequential, threads]", extra_profile="    memory_mb: 1024"
+    )
     text = matrix.read_text().replace("timeout: 60", "timeout: 8")
     matrix.write_text(text)
     out = tmp_path / "out"
     env = {**os.environ, "GILMATRIX_FAULTS": ",".join(f"{c}={m}" for c, (m, _, _) in FAULTS.items())}
-    proc = gilmatrix("matrix", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
-                     "--run-id", "f", "--python", f"{RUNNING_ID}={sys.executable}", env=env)
+    proc = gilmatrix(
+        "matrix",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "f",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+        env=env,
+    )
     assert proc.returncode == 1, proc.stderr  # finished, with failed cells
     manifest = json.loads((out / "results" / "f" / "manifest.json").read_text())
     assert manifest["state"] == "partial"
@@ -53,6 +66,7 @@ def test_each_fault_fails_only_its_cell(tmp_path: Path) -> None:
 def test_bad_fault_spec_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CELL=MODE"):
         parse_faults("crunch/threads/1=explode")
-    proc = gilmatrix("run", "--backend", "local", "--only", "3.12",
-                     env={**os.environ, "GILMATRIX_FAULTS": "oops"})
+    proc = gilmatrix(
+        "run", "--backend", "local", "--only", "3.12", env={**os.environ, "GILMATRIX_FAULTS": "oops"}
+    )
     assert proc.returncode == 2 and "GILMATRIX_FAULTS" in proc.stderr

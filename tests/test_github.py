@@ -38,8 +38,14 @@ def expected_jobs(matrix, profile: str | None, only: list[str]) -> dict[str, int
 def filters(matrix) -> list[list[str]]:
     interps = [i.id for i in matrix.interpreters]
     workloads = [w.id for w in matrix.workloads]
-    return [[], [interps[0]], [interps[-1], interps[0]], [workloads[0]],
-            [interps[1], workloads[-1]], [i for i in interps if i.endswith("t")]]
+    return [
+        [],
+        [interps[0]],
+        [interps[-1], interps[0]],
+        [workloads[0]],
+        [interps[1], workloads[-1]],
+        [i for i in interps if i.endswith("t")],
+    ]
 
 
 @pytest.mark.parametrize("profile", [None, *load_matrix(MATRIX).profiles])
@@ -49,8 +55,7 @@ def test_job_matrix_matches_matrix_yaml_for_every_profile_and_filter(profile) ->
         plan = plan_cells(matrix, profile, only)
         jobs = job_matrix(plan, None, only)
         expected = expected_jobs(matrix, profile, only)
-        assert [j.interpreter for j in jobs] == [i.id for i in matrix.interpreters
-                                                  if i.id in expected], only
+        assert [j.interpreter for j in jobs] == [i.id for i in matrix.interpreters if i.id in expected], only
         for job in jobs:
             assert job.cells == expected[job.interpreter]
             assert job.profile == matrix.profile(profile).name
@@ -58,16 +63,26 @@ def test_job_matrix_matches_matrix_yaml_for_every_profile_and_filter(profile) ->
             assert job.artifact == f"results-{job.interpreter}"
             # the job's own run plans exactly its cells
             job_plan = plan_cells(matrix, profile, job.only.split())
-            assert [c.key for c in job_plan.cells] == [c.key for c in plan.cells
-                                                      if c.interpreter == job.interpreter]
+            assert [c.key for c in job_plan.cells] == [
+                c.key for c in plan.cells if c.interpreter == job.interpreter
+            ]
 
 
 def test_cli_prints_and_writes_github_output(tmp_path: Path) -> None:
     output, summary = tmp_path / "output", tmp_path / "summary.md"
-    proc = gilmatrix("plan", "--github", "--profile", "smoke", "--only", "3.13t",
-                     "--only", "crunch", "--runner-labels", ",".join(LABELS),
-                     env={"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
-                          "PATH": "/usr/bin:/bin"})
+    proc = gilmatrix(
+        "plan",
+        "--github",
+        "--profile",
+        "smoke",
+        "--only",
+        "3.13t",
+        "--only",
+        "crunch",
+        "--runner-labels",
+        ",".join(LABELS),
+        env={"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
@@ -119,18 +134,23 @@ profiles: {default: {timeout: 10}}
     assert matrix_json([]) == {"include": []}
 
 
-@pytest.mark.parametrize(("text", "labels"), [
-    ('["self-hosted", "linux", "x64"]', ("self-hosted", "linux", "x64")),
-    ("self-hosted, linux ,x64", ("self-hosted", "linux", "x64")),
-    ('"ubuntu-24.04"', ("ubuntu-24.04",)),
-    ("ubuntu-latest", ("ubuntu-latest",)),
-    ("", None), ("   ", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        ('["self-hosted", "linux", "x64"]', ("self-hosted", "linux", "x64")),
+        ("self-hosted, linux ,x64", ("self-hosted", "linux", "x64")),
+        ('"ubuntu-24.04"', ("ubuntu-24.04",)),
+        ("ubuntu-latest", ("ubuntu-latest",)),
+        ("", None),
+        ("   ", None),
+        (None, None),
+    ],
+)
 def test_parse_runner_labels(text, labels) -> None:
     assert parse_runner_labels(text) == labels
 
 
-@pytest.mark.parametrize("text", ['["a", 1]', "[broken", ", ,", "{\"a\": 1}"])
+@pytest.mark.parametrize("text", ['["a", 1]', "[broken", ", ,", '{"a": 1}'])
 def test_bad_runner_labels_are_user_errors(text) -> None:
     with pytest.raises(UserError):
         parse_runner_labels(text)
@@ -143,10 +163,16 @@ def test_bad_runner_labels_exit_2() -> None:
 
 
 def test_runner_facts_from_the_environment() -> None:
-    facts = runner_facts({"RUNNER_NAME": "bench-1", "RUNNER_ENVIRONMENT": "self-hosted",
-                          "GITHUB_SERVER_URL": "https://github.example", "GITHUB_RUN_ID": "7",
-                          "GITHUB_REPOSITORY": "o/r",
-                          "GILMATRIX_RUNS_ON": '[\n  "self-hosted",\n  "x64"\n]'})
+    facts = runner_facts(
+        {
+            "RUNNER_NAME": "bench-1",
+            "RUNNER_ENVIRONMENT": "self-hosted",
+            "GITHUB_SERVER_URL": "https://github.example",
+            "GITHUB_RUN_ID": "7",
+            "GITHUB_REPOSITORY": "o/r",
+            "GILMATRIX_RUNS_ON": '[\n  "self-hosted",\n  "x64"\n]',
+        }
+    )
     assert facts["name"] == "bench-1" and facts["labels"] == ["self-hosted", "x64"]
     assert facts["run_url"] == "https://github.example/o/r/actions/runs/7"
     guessed = runner_facts({"GILMATRIX_RUNS_ON": '["ubuntu-latest"]'})
@@ -155,25 +181,31 @@ def test_runner_facts_from_the_environment() -> None:
 
 # -- the rehearsal's expression evaluator ----------------------------------------------------
 
-CTX = {"matrix": {"self_hosted": False, "runs_on": ["ubuntu-latest"], "interpreter": "3.13t"},
-       "needs": {"plan": {"result": "success", "outputs": {"count": "0", "matrix": '{"a": 1}'}}},
-       "steps": {"image-cache": {"outputs": {"cache-hit": "false"}}},
-       "inputs": {"deploy": True, "profile": ""}, "github": {"event_name": "push"}}
+CTX = {
+    "matrix": {"self_hosted": False, "runs_on": ["ubuntu-latest"], "interpreter": "3.13t"},
+    "needs": {"plan": {"result": "success", "outputs": {"count": "0", "matrix": '{"a": 1}'}}},
+    "steps": {"image-cache": {"outputs": {"cache-hit": "false"}}},
+    "inputs": {"deploy": True, "profile": ""},
+    "github": {"event_name": "push"},
+}
 FUNCS = {"always": lambda: True, "fromJSON": json.loads, "toJSON": json.dumps}
 
 
-@pytest.mark.parametrize(("expr", "value"), [
-    ("matrix.self_hosted == false", True),
-    ("needs.plan.outputs.count != '0'", False),
-    ("steps.image-cache.outputs.cache-hit != 'true'", True),
-    ("always() && needs.plan.result == 'success'", True),
-    ("github.event_name != 'workflow_dispatch' || inputs.deploy", True),
-    ("!(matrix.interpreter == '3.13t')", False),
-    ("fromJSON(needs.plan.outputs.matrix).a", None),  # member access on a call: not used
-    ("inputs.profile || 'default'", "default"),
-    ("toJSON(matrix.runs_on)", '["ubuntu-latest"]'),
-    ("matrix['interpreter']", "3.13t"),
-])
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        ("matrix.self_hosted == false", True),
+        ("needs.plan.outputs.count != '0'", False),
+        ("steps.image-cache.outputs.cache-hit != 'true'", True),
+        ("always() && needs.plan.result == 'success'", True),
+        ("github.event_name != 'workflow_dispatch' || inputs.deploy", True),
+        ("!(matrix.interpreter == '3.13t')", False),
+        ("fromJSON(needs.plan.outputs.matrix).a", None),  # member access on a call: not used
+        ("inputs.profile || 'default'", "default"),
+        ("toJSON(matrix.runs_on)", '["ubuntu-latest"]'),
+        ("matrix['interpreter']", "3.13t"),
+    ],
+)
 def test_rehearsal_expressions(expr, value) -> None:
     if value is None:
         with pytest.raises(RehearsalError):
@@ -189,6 +221,5 @@ def test_rehearsal_refuses_unknown_contexts_and_functions() -> None:
 
 
 def test_rehearsal_reads_github_output_files() -> None:
-    text = "matrix={\"include\":[]}\ncount=0\nnotes<<EOF\nline 1\nline 2\nEOF\n"
-    assert _read_outputs(text) == {"matrix": '{"include":[]}', "count": "0",
-                                   "notes": "line 1\nline 2"}
+    text = 'matrix={"include":[]}\ncount=0\nnotes<<EOF\nline 1\nline 2\nEOF\n'
+    assert _read_outputs(text) == {"matrix": '{"include":[]}', "count": "0", "notes": "line 1\nline 2"}

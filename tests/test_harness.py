@@ -17,8 +17,12 @@ from gilmatrix.harness.executors import EXECUTORS, Dispatcher, unavailable_reaso
 from gilmatrix.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
 from tests.conftest import ROOT
 
-SMALL = {"fetch": {"wait_ms": 1}, "mixed": {"wait_ms": 1, "size": 100},
-         "hash_native": {"size_kb": 8}, "contention": {"increments": 100}}
+SMALL = {
+    "fetch": {"wait_ms": 1},
+    "mixed": {"wait_ms": 1, "size": 100},
+    "hash_native": {"size_kb": 8},
+    "contention": {"increments": 100},
+}
 
 
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
@@ -69,8 +73,9 @@ def test_every_executor_is_runnable_or_has_a_reason() -> None:
 @pytest.mark.parametrize("executor", RUNNABLE)
 @pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("workload_name", ["sum_squares", "fetch", "hash_native"])
-def test_every_executor_returns_the_sequential_results(executor: str, workers: int,
-                                                       workload_name: str) -> None:
+def test_every_executor_returns_the_sequential_results(
+    executor: str, workers: int, workload_name: str
+) -> None:
     workload = WORKLOADS[workload_name]
     params = resolve_params(workload, {"tasks": 5, **SMALL.get(workload_name, {})})
     tasks = workload.make_tasks(params)
@@ -93,15 +98,19 @@ def test_facts_describe_the_running_interpreter() -> None:
     assert data["py_gil_disabled"] in (0, 1)
     expected = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else None
     assert data["gil_enabled"] == expected
-    out = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "facts"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "facts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert json.loads(out)["executable"] == sys.executable
 
 
 def test_stability_warnings_follow_pyperf_checks() -> None:
     def bench(values: list[float]) -> pyperf.Benchmark:
-        run = pyperf.Run(values, metadata={"name": "x", "unit": "second", "loops": 1},
-                         collect_metadata=False)
+        run = pyperf.Run(values, metadata={"name": "x", "unit": "second", "loops": 1}, collect_metadata=False)
         return pyperf.Benchmark([run])
 
     assert bench_warnings(bench([1.0, 1.01, 0.99])) == []
@@ -112,33 +121,54 @@ def test_stability_warnings_follow_pyperf_checks() -> None:
 
 
 def test_failure_reason_picks_the_exception_line() -> None:
-    output = ("Traceback (most recent call last):\n  File x\n"
-              "gilmatrix.harness.workloads.WrongAnswer: crunch: got 1\n")
+    output = (
+        "Traceback (most recent call last):\n  File x\n"
+        "gilmatrix.harness.workloads.WrongAnswer: crunch: got 1\n"
+    )
     assert failure_reason(output, 1) == "gilmatrix.harness.workloads.WrongAnswer: crunch: got 1"
     assert "signal 6" in failure_reason("", -6)
 
 
 def _job(tmp_path: Path, cells: list[dict], timeout: float = 60) -> Path:
-    job = {"format": 1, "run_id": "t", "interpreter": "host", "timeout": timeout,
-           "pyperf": {"processes": 1, "values": 2, "warmups": 0, "loops": 1}, "cells": cells}
+    job = {
+        "format": 1,
+        "run_id": "t",
+        "interpreter": "host",
+        "timeout": timeout,
+        "pyperf": {"processes": 1, "values": 2, "warmups": 0, "loops": 1},
+        "cells": cells,
+    }
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job))
     return path
 
 
 def _cell(workload: str, executor: str, workers: int, **params) -> dict:
-    return {"id": f"{workload}/{executor}/{workers}", "interpreter": "host", "workload": workload,
-            "implementation": workload, "kind": WORKLOADS[workload].kind, "executor": executor,
-            "workers": workers, "params": params}
+    return {
+        "id": f"{workload}/{executor}/{workers}",
+        "interpreter": "host",
+        "workload": workload,
+        "implementation": workload,
+        "kind": WORKLOADS[workload].kind,
+        "executor": executor,
+        "workers": workers,
+        "params": params,
+    }
 
 
 def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> None:
-    cells = [_cell("crunch", "sequential", 1, tasks=2, size=2000),
-             _cell("fetch", "threads", 2, tasks=2, wait_ms=1)]
+    cells = [
+        _cell("crunch", "sequential", 1, tasks=2, size=2000),
+        _cell("fetch", "threads", 2, tasks=2, wait_ms=1),
+    ]
     job = _job(tmp_path, cells)
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["status"] for e in events if e["event"] == "cell"] == ["ok", "ok"]
@@ -166,11 +196,18 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
         assert 0 <= meta["gilmatrix_parallelism"] < 0.5, meta  # sleeping threads burn no CPU
         assert meta["gilmatrix_class"] == "waiting"
         assert meta["gilmatrix_cpu_time"] >= 0
-    again = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
-                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
-    statuses = [json.loads(line)["status"] for line in again.stdout.splitlines()
-                if json.loads(line)["event"] == "cell"]
+    again = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    statuses = [
+        json.loads(line)["status"]
+        for line in again.stdout.splitlines()
+        if json.loads(line)["event"] == "cell"
+    ]
     assert statuses == ["done-before", "done-before"]
 
 
@@ -182,15 +219,49 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     job = json.loads(_job(tmp_path, [cell]).read_text())
     job["pyperf"] = {"processes": 2, "values": 2, "warmups": 1, "min_time": 0.002}  # calibrate
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job",
-                           str(tmp_path / "job.json"), "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilmatrix.harness",
+            "run",
+            "--job",
+            str(tmp_path / "job.json"),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     ours = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__threads__2.json"))
     by_pyperf = tmp_path / "pyperf.json"
-    subprocess.run([sys.executable, "-m", "gilmatrix.harness.bench", "--cell", json.dumps(cell),
-                    "-p", "2", "-n", "2", "-w", "1", "--min-time", "0.002", "--quiet",
-                    "-o", str(by_pyperf)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilmatrix.harness.bench",
+            "--cell",
+            json.dumps(cell),
+            "-p",
+            "2",
+            "-n",
+            "2",
+            "-w",
+            "1",
+            "--min-time",
+            "0.002",
+            "--quiet",
+            "-o",
+            str(by_pyperf),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     theirs = pyperf.Benchmark.load(str(by_pyperf))
 
     def keys(run: pyperf.Run) -> list[str]:
@@ -210,8 +281,7 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     assert ours.get_nvalue() == 4
     log = (tmp_path / "cells/host/crunch__threads__2.log").read_text()
     assert "--- loop calibration" not in log
-    assert log.index("--- pyperf worker 1 (calibrates the loops)") \
-        < log.index("--- pyperf worker 2")
+    assert log.index("--- pyperf worker 1 (calibrates the loops)") < log.index("--- pyperf worker 2")
     status = json.loads((tmp_path / "cells/host/crunch__threads__2.status.json").read_text())
     assert len(status["worker_seconds"]) == 2  # each worker's life, spawn to exit
     durations = [run.get_metadata()["duration"] for run in ours.get_runs()]
@@ -223,19 +293,29 @@ def test_a_calibration_keeps_its_last_calls_as_values_only_when_pyperf_shaped() 
     from gilmatrix.harness.drive import values_from_calibration
 
     def calibration(calls: list[tuple[int, float]]) -> pyperf.Benchmark:
-        return pyperf.Benchmark([pyperf.Run([], warmups=calls, collect_metadata=False, metadata={
-            "name": "c", "calibrate_loops": calls[-1][0]})])
+        return pyperf.Benchmark(
+            [
+                pyperf.Run(
+                    [],
+                    warmups=calls,
+                    collect_metadata=False,
+                    metadata={"name": "c", "calibrate_loops": calls[-1][0]},
+                )
+            ]
+        )
 
-    kept = values_from_calibration(calibration([(1, 0.01), (2, 0.011), (2, 0.012), (2, 0.013)]),
-                                   values=2, warmups=1)
+    kept = values_from_calibration(
+        calibration([(1, 0.01), (2, 0.011), (2, 0.012), (2, 0.013)]), values=2, warmups=1
+    )
     assert kept is not None
     (run,) = kept.get_runs()
     assert run.values == (0.012, 0.013)
     assert run.warmups == ((1, 0.01), (2, 0.011))
     assert run.get_metadata()["loops"] == 2
     # fewer calls at the final loop count than warm-ups + values: no value worker's shape
-    assert values_from_calibration(calibration([(1, 0.01), (2, 0.011), (2, 0.012)]),
-                                   values=2, warmups=1) is None
+    assert (
+        values_from_calibration(calibration([(1, 0.01), (2, 0.011), (2, 0.012)]), values=2, warmups=1) is None
+    )
 
 
 def test_serve_answers_worker_discard_and_finish_commands(tmp_path: Path) -> None:
@@ -246,16 +326,21 @@ def test_serve_answers_worker_discard_and_finish_commands(tmp_path: Path) -> Non
     commands = [{"op": "worker", "cell": cell["id"]}] * 3 + [
         {"op": "discard", "cell": cell["id"], "worker": 2},
         {"op": "finish", "cell": cell["id"], "status": {"processes": 2, "stopped": "precision"}},
-        {"op": "quit"}]
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job),
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, input="".join(json.dumps(c) + "\n" for c in commands))
+        {"op": "quit"},
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input="".join(json.dumps(c) + "\n" for c in commands),
+    )
     assert proc.returncode == 0, proc.stderr
     replies = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["status"] for r in replies] == ["ok"] * 5
     assert [r["worker"] for r in replies[:3]] == [1, 2, 3]
-    assert all(len(r["values"]) == 2 and r["loops"] == 1 and len(r["seconds"]) == 1
-               for r in replies[:3])
+    assert all(len(r["values"]) == 2 and r["loops"] == 1 and len(r["seconds"]) == 1 for r in replies[:3])
     base = tmp_path / "cells" / "host" / "crunch__sequential__1"
     bench = pyperf.Benchmark.load(str(base) + ".json")
     kept = [v for r in (replies[0], replies[2]) for v in r["values"]]
@@ -270,9 +355,14 @@ def test_serve_keeps_each_worker_on_disk_as_it_finishes(tmp_path: Path) -> None:
     """A crash after a worker loses nothing of it: its runs are a file before the answer."""
     cell = _cell("crunch", "sequential", 1, tasks=2, size=2000)
     job = _job(tmp_path, [cell])
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job),
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, input=json.dumps({"op": "worker", "cell": cell["id"]}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=json.dumps({"op": "worker", "cell": cell["id"]}),
+    )
     assert proc.returncode == 0, proc.stderr  # end of input: the driver exits
     runs = tmp_path / "cells" / "host" / "crunch__sequential__1.runs"
     assert sorted(p.name for p in runs.iterdir()) == ["w0001.json"]
@@ -282,15 +372,17 @@ def test_serve_keeps_each_worker_on_disk_as_it_finishes(tmp_path: Path) -> None:
 def test_a_worker_imports_only_what_its_cell_needs() -> None:
     """Every cell starts several worker processes: what they import at start-up is overhead."""
     lazy = ["asyncio", "concurrent.futures", "multiprocessing", "hashlib", "dataclasses"]
-    code = ("import sys, gilmatrix.harness.bench\n"
-            f"early = [m for m in {lazy!r} if m in sys.modules]\n"
-            "assert not early, f'imported at start-up: {early}'\n"
-            "from gilmatrix.harness.executors import Dispatcher\n"
-            "Dispatcher('asyncio', 1).run(abs, [-1])\n"
-            "assert 'asyncio' in sys.modules and 'concurrent.futures' in sys.modules\n"
-            "from gilmatrix.harness.workloads import WORKLOADS\n"
-            "WORKLOADS['hash_native'].run_task((0, 1, 1))\n"
-            "assert 'hashlib' in sys.modules")
+    code = (
+        "import sys, gilmatrix.harness.bench\n"
+        f"early = [m for m in {lazy!r} if m in sys.modules]\n"
+        "assert not early, f'imported at start-up: {early}'\n"
+        "from gilmatrix.harness.executors import Dispatcher\n"
+        "Dispatcher('asyncio', 1).run(abs, [-1])\n"
+        "assert 'asyncio' in sys.modules and 'concurrent.futures' in sys.modules\n"
+        "from gilmatrix.harness.workloads import WORKLOADS\n"
+        "WORKLOADS['hash_native'].run_task((0, 1, 1))\n"
+        "assert 'hashlib' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
@@ -319,19 +411,29 @@ assert closed == [True], closed
 def test_driver_refuses_an_unknown_job_format(tmp_path: Path) -> None:
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"format": 99, "cells": []}))
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "format 99" in proc.stderr
 
 
 def test_driver_records_a_timeout_and_goes_on(tmp_path: Path) -> None:
-    cells = [_cell("fetch", "sequential", 1, tasks=1, wait_ms=20_000),
-             _cell("crunch", "sequential", 1, tasks=1, size=100)]
+    cells = [
+        _cell("fetch", "sequential", 1, tasks=1, wait_ms=20_000),
+        _cell("crunch", "sequential", 1, tasks=1, size=100),
+    ]
     job = _job(tmp_path, cells, timeout=3)
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job),
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job), "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["status"] for e in events if e["event"] == "cell"] == ["timeout", "ok"]
     status = json.loads((tmp_path / "cells/host/fetch__sequential__1.status.json").read_text())

@@ -20,6 +20,7 @@ from gilmatrix.matrix.model import Interpreter
 REPO = Path(__file__).resolve().parent.parent
 LOCK = images_sources.load_lock(REPO / "images" / "sources.toml")
 
+
 def interp(id_: str, **kw) -> Interpreter:
     version = (3, int(id_.rstrip("t").split(".")[1]))
     return Interpreter(id=id_, version=version, free_threaded=id_.endswith("t"), **kw)
@@ -29,8 +30,10 @@ def interp(id_: str, **kw) -> Interpreter:
 
 
 def test_source_build_flags_are_the_same_for_every_version_but_the_gil():
-    specs = {i: plan_image(interp(i, source=s), LOCK, "fast")
-             for i, s in [("3.13", "3.13.15"), ("3.14t", "3.14.7"), ("3.15t", "3.15.0rc2")]}
+    specs = {
+        i: plan_image(interp(i, source=s), LOCK, "fast")
+        for i, s in [("3.13", "3.13.15"), ("3.14t", "3.14.7"), ("3.15t", "3.15.0rc2")]
+    }
     assert "--disable-gil" not in specs["3.13"].configure_flags
     assert "--disable-gil" in specs["3.14t"].configure_flags
     strip = [tuple(f for f in s.configure_flags if f != "--disable-gil") for s in specs.values()]
@@ -45,7 +48,9 @@ def test_release_profile_adds_pgo_and_lto():
     fast = plan_image(interp("3.14", source="3.14.7"), LOCK, "fast")
     release = plan_image(interp("3.14", source="3.14.7"), LOCK, "release")
     assert set(release.configure_flags) - set(fast.configure_flags) == {
-        "--enable-optimizations", "--with-lto"}
+        "--enable-optimizations",
+        "--with-lto",
+    }
     with pytest.raises(ImageError, match="unknown build profile"):
         plan_image(interp("3.14", source="3.14.7"), LOCK, "turbo")
 
@@ -56,7 +61,8 @@ def fake_prefix(root: Path, version: str = "3.12.1") -> Path:
     (root / "bin" / "python3").write_text("#!/bin/sh\n")
     (root / "include" / f"python{minor}").mkdir(parents=True)
     (root / "include" / f"python{minor}" / "patchlevel.h").write_text(
-        f'#define PY_MAJOR_VERSION 3\n#define PY_VERSION "{version}"\n')
+        f'#define PY_MAJOR_VERSION 3\n#define PY_VERSION "{version}"\n'
+    )
     site = root / "lib" / f"python{minor}" / "site-packages"
     site.mkdir(parents=True)
     (site / "pip.py").write_text("")
@@ -96,15 +102,18 @@ def test_prefix_fingerprint_ignores_host_pth_hooks_and_sees_changes(tmp_path):
 
 
 def _hash(spec: ImageSpec, **over) -> str:
-    kw = dict(base_id="sha256:base", image_files={"Dockerfile": "d1"},
-              harness={"gilmatrix/harness/facts.py": "h1"}, wheels={"pyperf.whl": "w1"})
+    kw = dict(
+        base_id="sha256:base",
+        image_files={"Dockerfile": "d1"},
+        harness={"gilmatrix/harness/facts.py": "h1"},
+        wheels={"pyperf.whl": "w1"},
+    )
     kw.update(over)
     return inputs_hash(spec, **kw)
 
 
 def test_inputs_hash_is_deterministic_and_covers_every_input():
-    spec = replace(plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast"),
-                   source_sha256="a" * 64)
+    spec = replace(plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast"), source_sha256="a" * 64)
     first = _hash(spec)
     assert first == _hash(spec)
     variants = [
@@ -122,8 +131,7 @@ def test_inputs_hash_is_deterministic_and_covers_every_input():
 
 def test_source_path_and_origin_do_not_change_the_hash():
     # The same verified tarball from a mirror or from a download makes the same image.
-    spec = replace(plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast"),
-                   source_sha256="a" * 64)
+    spec = replace(plan_image(interp("3.14t", source="3.14.7"), LOCK, "fast"), source_sha256="a" * 64)
     other = replace(spec, source_path=Path("/elsewhere"), source_origin="download x")
     assert _hash(spec) == _hash(other)
 
@@ -137,9 +145,13 @@ def test_tag_names_interpreter_profile_and_hash():
 
 def test_superseded_tags_are_same_interpreter_and_profile_only():
     current = "gilmatrix/cpython:3.14t-fast-0123456789abcdef"
-    tags = [current, "gilmatrix/cpython:3.14t-fast-fedcba9876543210",
-            "gilmatrix/cpython:3.14t-fast", "gilmatrix/cpython:3.14t-release-fedcba9876543210",
-            "gilmatrix/cpython:3.14-fast-fedcba9876543210"]
+    tags = [
+        current,
+        "gilmatrix/cpython:3.14t-fast-fedcba9876543210",
+        "gilmatrix/cpython:3.14t-fast",
+        "gilmatrix/cpython:3.14t-release-fedcba9876543210",
+        "gilmatrix/cpython:3.14-fast-fedcba9876543210",
+    ]
     assert images_cli.superseded_tags(tags, current) == ["gilmatrix/cpython:3.14t-fast-fedcba9876543210"]
 
 
@@ -158,11 +170,15 @@ def test_every_build_arg_is_declared_in_the_dockerfile():
 
 
 def test_dockerfile_keeps_the_harness_last():
-    lines = [ln for ln in (REPO / "images" / "Dockerfile").read_text().splitlines()
-             if re.match(r"^(RUN|COPY) ", ln)]
+    lines = [
+        ln
+        for ln in (REPO / "images" / "Dockerfile").read_text().splitlines()
+        if re.match(r"^(RUN|COPY) ", ln)
+    ]
     harness_at = next(i for i, ln in enumerate(lines) if "harness/" in ln)
-    assert all("apt-get" not in ln and "check-python" not in ln and "pip" not in ln
-               for ln in lines[harness_at:])
+    assert all(
+        "apt-get" not in ln and "check-python" not in ln and "pip" not in ln for ln in lines[harness_at:]
+    )
 
 
 # -- wheelhouse --------------------------------------------------------------------------------
@@ -178,8 +194,7 @@ def test_wheelhouse_needs_exact_versions_and_an_sdist_for_psutil(tmp_path):
     assert missing == ["psutil==7.2.2 (sdist)"]
     (tmp_path / "psutil-7.2.2.tar.gz").write_text("")
     found, missing = images_wheels.find_files(tmp_path, reqs)
-    assert sorted(p.name for p in found) == ["psutil-7.2.2.tar.gz",
-                                             "pyperf-2.10.0-py3-none-any.whl"]
+    assert sorted(p.name for p in found) == ["psutil-7.2.2.tar.gz", "pyperf-2.10.0-py3-none-any.whl"]
     assert missing == []
 
 
@@ -187,15 +202,15 @@ def test_given_wheelhouse_prefers_the_abi_folder_and_reports_what_lacks(tmp_path
     reqs = {"pyperf": "2.10.0"}
     (tmp_path / "cp314t").mkdir()
     (tmp_path / "cp314t" / "pyperf-2.10.0-py3-none-any.whl").write_text("")
-    got = images_wheels.collect_wheels(reqs, "cp314t", "3.14.7", wheelhouse=tmp_path,
-                                       cache=tmp_path / "c")
+    got = images_wheels.collect_wheels(reqs, "cp314t", "3.14.7", wheelhouse=tmp_path, cache=tmp_path / "c")
     assert got == [tmp_path / "cp314t" / "pyperf-2.10.0-py3-none-any.whl"]
     # An incomplete wheelhouse falls back to the per-ABI cache (here: complete, so no download).
     (tmp_path / "c" / "cp313").mkdir(parents=True)
     (tmp_path / "c" / "cp313" / "pyperf-2.10.0-py3-none-any.whl").write_text("")
     notes: list[str] = []
-    got = images_wheels.collect_wheels(reqs, "cp313", "3.13.15", wheelhouse=tmp_path / "cp313",
-                                       cache=tmp_path / "c", log=notes.append)
+    got = images_wheels.collect_wheels(
+        reqs, "cp313", "3.13.15", wheelhouse=tmp_path / "cp313", cache=tmp_path / "c", log=notes.append
+    )
     assert got == [tmp_path / "c" / "cp313" / "pyperf-2.10.0-py3-none-any.whl"]
     assert "lacks pyperf==2.10.0" in notes[0]
 
@@ -214,8 +229,22 @@ def test_build_step_lines_are_recognised():
 def test_cli_registers_the_images_subcommand():
     from gilmatrix.cli import build_parser
 
-    args = build_parser().parse_args(["images", "--only", "3.14t", "--only", "3.12", "--sources", "/m",
-                              "--build-profile", "release", "--bootstrap-base", "--out", "o"])
+    args = build_parser().parse_args(
+        [
+            "images",
+            "--only",
+            "3.14t",
+            "--only",
+            "3.12",
+            "--sources",
+            "/m",
+            "--build-profile",
+            "release",
+            "--bootstrap-base",
+            "--out",
+            "o",
+        ]
+    )
     assert args.only == ["3.14t", "3.12"] and args.sources == Path("/m")
     assert args.build_profile == "release" and args.bootstrap_base and args.out == Path("o")
     assert args.handler is images_cli.images_command
@@ -225,8 +254,9 @@ def test_cli_rejects_an_unknown_interpreter(tmp_path):
     from gilmatrix.cli import build_parser
     from gilmatrix.errors import UserError
 
-    args = build_parser().parse_args(["images", "--matrix", str(REPO / "matrix.yaml"), "--only", "3.99",
-                              "--out", str(tmp_path)])
+    args = build_parser().parse_args(
+        ["images", "--matrix", str(REPO / "matrix.yaml"), "--only", "3.99", "--out", str(tmp_path)]
+    )
     with pytest.raises(UserError, match=r"--only 3\.99"):
         args.handler(args)
 
@@ -238,8 +268,12 @@ def _check(version: str, free_threaded: str):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, str(REPO / "images" / "check-python.py"), version,
-                           free_threaded], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "images" / "check-python.py"), version, free_threaded],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_check_script_fails_on_the_wrong_version():
@@ -269,13 +303,17 @@ def _fake_docker(tmp_path: Path, body: str) -> images_docker.Client:
 
 def test_build_reports_steps_and_heartbeats_and_keeps_the_log(tmp_path, monkeypatch):
     monkeypatch.setattr(images_docker, "_HEARTBEAT_S", 0.3)
-    client = _fake_docker(tmp_path, "echo '#5 [build 3/5] RUN make'\necho '#5 1.0 compiling'\n"
-                                    "echo '#6 [runtime 2/9] RUN apt-get'\necho '#6 DONE 0.1s'\n"
-                                    "echo '#5 [build 3/5] RUN make'\nsleep 2\n"
-                                    "echo '#5 9.0 linked'\n")
+    client = _fake_docker(
+        tmp_path,
+        "echo '#5 [build 3/5] RUN make'\necho '#5 1.0 compiling'\n"
+        "echo '#6 [runtime 2/9] RUN apt-get'\necho '#6 DONE 0.1s'\n"
+        "echo '#5 [build 3/5] RUN make'\nsleep 2\n"
+        "echo '#5 9.0 linked'\n",
+    )
     lines: list[str] = []
-    seconds = images_docker.build(client, ["-t", "x"], tmp_path, tmp_path / "b.log", label="3.14t",
-                                  log=lines.append)
+    seconds = images_docker.build(
+        client, ["-t", "x"], tmp_path, tmp_path / "b.log", label="3.14t", log=lines.append
+    )
     assert seconds >= 2
     steps = [ln for ln in lines if " step " in ln]
     assert steps[0].startswith("[3.14t]") and "build 3/5 RUN make" in steps[0]
@@ -286,10 +324,8 @@ def test_build_reports_steps_and_heartbeats_and_keeps_the_log(tmp_path, monkeypa
 
 
 def test_failed_build_raises_with_the_log_path_and_tail(tmp_path):
-    client = _fake_docker(tmp_path, "echo '#7 [build 3/5] RUN make'\necho 'E: no compiler'\n"
-                                    "exit 1\n")
+    client = _fake_docker(tmp_path, "echo '#7 [build 3/5] RUN make'\necho 'E: no compiler'\nexit 1\n")
     with pytest.raises(images_docker.DockerError) as failure:
-        images_docker.build(client, [], tmp_path, tmp_path / "f.log", label="3.13",
-                            log=lambda s: None)
+        images_docker.build(client, [], tmp_path, tmp_path / "f.log", label="3.13", log=lambda s: None)
     assert failure.value.log_path == tmp_path / "f.log"
     assert str(tmp_path / "f.log") in str(failure.value) and "E: no compiler" in str(failure.value)

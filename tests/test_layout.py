@@ -34,11 +34,11 @@ def imports(path: Path, name: str, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             out.add(base)
-            out.update(f"{base}.{alias.name}" for alias in node.names
-                       if f"{base}.{alias.name}" in known)
+            out.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known)
     return {m for m in out if m.split(".")[0] in ("gilmatrix", "devtools")}
 
 
@@ -69,7 +69,7 @@ def test_the_import_graph_has_no_cycle() -> None:
         state[node] = 1
         for target in sorted(edges.get(node, ())):
             if state.get(target) == 1:
-                cycles.append([*path[path.index(target):], target])
+                cycles.append([*path[path.index(target) :], target])
             elif target not in state:
                 visit(target, [*path, target])
         state[node] = 2
@@ -84,15 +84,21 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_the_harness_imports_nothing_of_the_host() -> None:
     edges = graph()
     harness = {m for m in edges if m.startswith("gilmatrix.harness")}
-    outside = {(m, t) for m in harness for t in edges[m]
-               if not t.startswith("gilmatrix.harness") and t != "gilmatrix"}
+    outside = {
+        (m, t)
+        for m in harness
+        for t in edges[m]
+        if not t.startswith("gilmatrix.harness") and t != "gilmatrix"
+    }
     assert outside == set()
     for name in harness:  # and only the standard library and pyperf beyond itself
         tree = ast.parse(modules()[name].read_text())
-        tops = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-        tops |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom) and not n.level}
+        tops = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        tops |= {
+            (n.module or "").split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and not n.level
+        }
         third = tops - set(sys.stdlib_module_names) - {"gilmatrix", "pyperf", "__future__", ""}
         assert third == set(), (name, third)
 
@@ -108,8 +114,12 @@ def test_every_metadata_key_the_harness_writes_is_registered() -> None:
     written = set()
     for path in (ROOT / "runner" / "harness").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and node.value.startswith("gilmatrix_") and path.name != "contract.py":
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.startswith("gilmatrix_")
+                and path.name != "contract.py"
+            ):
                 written.add(node.value)
     assert written, "no gilmatrix_ keys found in the harness"
     assert written <= set(METADATA), written - set(METADATA)

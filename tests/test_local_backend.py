@@ -27,15 +27,19 @@ def work_dir(tmp_path_factory) -> Path:
 
 
 def test_explicit_python_gets_a_venv_with_pyperf_and_the_harness(work_dir: Path) -> None:
-    backend = LocalBackend(BackendOptions(work_dir=work_dir,
-                                          explicit_pythons={RUNNING_ID: sys.executable}))
+    backend = LocalBackend(BackendOptions(work_dir=work_dir, explicit_pythons={RUNNING_ID: sys.executable}))
     env = backend.prepare(interp(RUNNING_ID))
     assert env.facts["executable"] == sys.executable
     assert Path(env.python).is_relative_to(work_dir / "venvs")
     # the venv's python imports pyperf and the harness without any PYTHONPATH
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([env.python, "-c", "import pyperf, gilmatrix.harness.bench; print('ok')"],
-                         capture_output=True, text=True, env=clean, cwd="/")
+    out = subprocess.run(
+        [env.python, "-c", "import pyperf, gilmatrix.harness.bench; print('ok')"],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd="/",
+    )
     assert out.stdout.strip() == "ok", out.stderr
     command = backend.harness_command(env, work_dir / "run", "x.json")
     assert command[:4] == [env.python, "-m", "gilmatrix.harness", "serve"]
@@ -45,8 +49,7 @@ def test_explicit_python_gets_a_venv_with_pyperf_and_the_harness(work_dir: Path)
 
 def test_wrong_version_is_refused_with_the_reason(work_dir: Path) -> None:
     other = "3.10" if RUNNING_ID != "3.10" else "3.12"
-    backend = LocalBackend(BackendOptions(work_dir=work_dir,
-                                          explicit_pythons={other: sys.executable}))
+    backend = LocalBackend(BackendOptions(work_dir=work_dir, explicit_pythons={other: sys.executable}))
     with pytest.raises(EnvironmentUnavailable, match=f"is Python {sys.version_info[0]}\\."):
         backend.prepare(interp(other))
 
@@ -88,8 +91,7 @@ def test_pyenv_layout_is_discovered_newest_release_first(tmp_path: Path, monkeyp
     assert [p.parent.parent.name for p in found][:3] == [f"{minor}.10", f"{minor}.1", f"{minor}.11rc1"]
     assert all(not p.parent.parent.name.endswith("t") for p in found)
     if sys.version_info >= (3, 13):
-        assert [p.parent.parent.name for p in managed_candidates(interp(f"{RUNNING_ID}t"))] == [
-            f"{minor}.3t"]
+        assert [p.parent.parent.name for p in managed_candidates(interp(f"{RUNNING_ID}t"))] == [f"{minor}.3t"]
 
 
 def test_local_venvs_use_the_images_pyperf() -> None:
@@ -108,20 +110,49 @@ def test_cpu_metadata_with_pyperf_without_hooks(work_dir: Path) -> None:
 
     from tests.conftest import ROOT
 
-    backend = LocalBackend(BackendOptions(work_dir=work_dir,
-                                          explicit_pythons={RUNNING_ID: sys.executable}))
+    backend = LocalBackend(BackendOptions(work_dir=work_dir, explicit_pythons={RUNNING_ID: sys.executable}))
     env = backend.prepare(interp(RUNNING_ID))
-    version = subprocess.run([env.python, "-c", "import pyperf; print(pyperf.__version__)"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [env.python, "-c", "import pyperf; print(pyperf.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert version == "2.10.0"
     out = work_dir / "hookless.json"
     out.unlink(missing_ok=True)
-    cell = {"id": "crunch/threads/2", "interpreter": RUNNING_ID, "workload": "crunch",
-            "implementation": "crunch", "executor": "threads", "workers": 2,
-            "params": {"tasks": 4, "size": 20000}}
-    subprocess.run([env.python, "-m", "gilmatrix.harness.bench", "--cell", json.dumps(cell),
-                    "-p", "1", "-n", "2", "-w", "0", "-l", "2", "-q", "-o", str(out)],
-                   check=True, cwd=ROOT, capture_output=True)
+    cell = {
+        "id": "crunch/threads/2",
+        "interpreter": RUNNING_ID,
+        "workload": "crunch",
+        "implementation": "crunch",
+        "executor": "threads",
+        "workers": 2,
+        "params": {"tasks": 4, "size": 20000},
+    }
+    subprocess.run(
+        [
+            env.python,
+            "-m",
+            "gilmatrix.harness.bench",
+            "--cell",
+            json.dumps(cell),
+            "-p",
+            "1",
+            "-n",
+            "2",
+            "-w",
+            "0",
+            "-l",
+            "2",
+            "-q",
+            "-o",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     import pyperf
 
     (run,) = pyperf.BenchmarkSuite.load(str(out)).get_benchmarks()[0].get_runs()

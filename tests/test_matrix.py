@@ -29,7 +29,14 @@ def test_shipped_matrix_is_valid() -> None:
     assert ids == ["3.10", "3.11", "3.12", "3.13", "3.13t", "3.14", "3.14t", "3.15", "3.15t"]
     assert [w.id for w in matrix.workloads][:3] == ["crunch", "fetch", "sum_squares"]
     assert {w.implementation for w in matrix.workloads} == {
-        "crunch", "fetch", "sum_squares", "hash_native", "contention", "mixed", "startup"}
+        "crunch",
+        "fetch",
+        "sum_squares",
+        "hash_native",
+        "contention",
+        "mixed",
+        "startup",
+    }
     assert matrix.executors == ("sequential", "threads", "processes", "interpreters", "asyncio")
     assert matrix.workers == (1, 2, 4)
     assert set(matrix.profiles) == {"smoke", "quick", "default", "rigorous"}
@@ -99,26 +106,36 @@ def test_offline_override_swaps_sources_for_the_mirror_and_pyenv_prefixes() -> N
     by_id = {i.id: i for i in matrix.interpreters}
     assert by_id["3.10"].prefix == "~/.pyenv/versions/3.10.13" and by_id["3.10"].source is None
     assert by_id["3.12"].prefix == "~/.pyenv/versions/3.12.1" and by_id["3.12"].source is None
-    assert {i.source for i in matrix.interpreters if i.source} == {
-        "3.11.2", "3.13.15", "3.14.7", "3.15.0rc2"}
+    assert {i.source for i in matrix.interpreters if i.source} == {"3.11.2", "3.13.15", "3.14.7", "3.15.0rc2"}
     assert matrix.overrides == (OFFLINE,)
     assert matrix.sha256 != plain.sha256  # a run records (and resume checks) the override too
     assert matrix.profiles == plain.profiles and matrix.workloads == plain.workloads
 
 
-@pytest.mark.parametrize("body, key, message", [
-    ('interpreters:\n  - id: "3.99"\n    source: "3.99.0"\n', "interpreters[0].id",
-     "no interpreter '3.99' in the matrix"),
-    ('interpreters:\n  - id: "3.13"\n    source: "3.12.1"\n', "interpreters[0].source",
-     "is not a 3.13 release"),
-    ('interpreters:\n  - id: "3.13"\n    prefx: /opt\n', "interpreters[0].prefx", "unknown key"),
-    ('interpreters:\n  - id: "3.13"\n    source: "3.13.99"\n', "interpreters[0].source",
-     "not in the source lock"),
-    ('workloads: {}\n', "workloads", "an override file has: format, interpreters"),
-    ("format: 1\n", "interpreters", "non-empty list"),
-])
-def test_bad_override_names_its_own_file_line_and_key(tmp_path: Path, capsys, body, key,
-                                                      message) -> None:
+@pytest.mark.parametrize(
+    "body, key, message",
+    [
+        (
+            'interpreters:\n  - id: "3.99"\n    source: "3.99.0"\n',
+            "interpreters[0].id",
+            "no interpreter '3.99' in the matrix",
+        ),
+        (
+            'interpreters:\n  - id: "3.13"\n    source: "3.12.1"\n',
+            "interpreters[0].source",
+            "is not a 3.13 release",
+        ),
+        ('interpreters:\n  - id: "3.13"\n    prefx: /opt\n', "interpreters[0].prefx", "unknown key"),
+        (
+            'interpreters:\n  - id: "3.13"\n    source: "3.13.99"\n',
+            "interpreters[0].source",
+            "not in the source lock",
+        ),
+        ("workloads: {}\n", "workloads", "an override file has: format, interpreters"),
+        ("format: 1\n", "interpreters", "non-empty list"),
+    ],
+)
+def test_bad_override_names_its_own_file_line_and_key(tmp_path: Path, capsys, body, key, message) -> None:
     override = tmp_path / "o.yaml"
     override.write_text("# an override\n" + body)
     assert main(["validate", str(ROOT / "matrix.yaml"), "--override", str(override)]) == 2
@@ -152,8 +169,7 @@ def test_override_from_the_environment(capsys, monkeypatch) -> None:
     assert f"override {OFFLINE}" in capsys.readouterr().out
 
 
-def test_a_prefix_missing_on_this_machine_is_a_warning_naming_the_backend(tmp_path: Path,
-                                                                          capsys) -> None:
+def test_a_prefix_missing_on_this_machine_is_a_warning_naming_the_backend(tmp_path: Path, capsys) -> None:
     override = tmp_path / "o.yaml"
     override.write_text('interpreters:\n  - id: "3.13"\n    prefix: /nonexistent/cpython\n')
     assert main(["validate", str(ROOT / "matrix.yaml"), "--override", str(override)]) == 0

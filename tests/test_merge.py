@@ -17,8 +17,13 @@ from tests.conftest import RUNNING_ID, gilmatrix, host_interpreters, small_matri
 
 pytestmark = pytest.mark.integration
 
-SECOND_HOST = {"hostname": "bench-b", "cpu_model": "Simulated Xeon 8480+", "cpu_count": 56,
-               "usable_cpus": 56, "kernel": "6.1.0-simulated"}
+SECOND_HOST = {
+    "hostname": "bench-b",
+    "cpu_model": "Simulated Xeon 8480+",
+    "cpu_count": 56,
+    "usable_cpus": 56,
+    "kernel": "6.1.0-simulated",
+}
 
 
 def other_interpreter(work_dir: Path) -> str:
@@ -36,32 +41,65 @@ def runs(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("merge")
     second = other_interpreter(base / "probe")
     missing = "3.13t"
-    matrix = small_matrix(base, [RUNNING_ID, second, missing], executors="[sequential, threads]",
-                          workers="[2]")
+    matrix = small_matrix(
+        base, [RUNNING_ID, second, missing], executors="[sequential, threads]", workers="[2]"
+    )
     dirs = {}
     for interp_id, job in ((RUNNING_ID, "job-a"), (second, "job-b")):
         out = base / job
         extra = ["--python", f"{RUNNING_ID}={sys.executable}"] if interp_id == RUNNING_ID else []
-        proc = gilmatrix("run", "--backend", "local", "--matrix", str(matrix), "--only", interp_id,
-                         "--out", str(out), "--run-id", "42", *extra)
+        proc = gilmatrix(
+            "run",
+            "--backend",
+            "local",
+            "--matrix",
+            str(matrix),
+            "--only",
+            interp_id,
+            "--out",
+            str(out),
+            "--run-id",
+            "42",
+            *extra,
+        )
         assert proc.returncode == 0, proc.stderr
         dirs[interp_id] = out / "results" / "42"
     manifest_path = dirs[second] / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["host"].update(SECOND_HOST)
     manifest_path.write_text(json.dumps(manifest, indent=2))
-    (dirs[second] / "github-runner.json").write_text(json.dumps(
-        {"name": "bare-metal-1", "environment": "self-hosted",
-         "labels": ["self-hosted", "linux", "x64", "bare-metal"]}))
-    return {"base": base, "matrix": matrix, "first": RUNNING_ID, "second": second,
-            "missing": missing, "dirs": dirs}
+    (dirs[second] / "github-runner.json").write_text(
+        json.dumps(
+            {
+                "name": "bare-metal-1",
+                "environment": "self-hosted",
+                "labels": ["self-hosted", "linux", "x64", "bare-metal"],
+            }
+        )
+    )
+    return {
+        "base": base,
+        "matrix": matrix,
+        "first": RUNNING_ID,
+        "second": second,
+        "missing": missing,
+        "dirs": dirs,
+    }
 
 
-def merge(runs: dict, out: Path, *inputs: Path, expect: str | None = None,
-          extra: tuple[str, ...] = ()):
+def merge(runs: dict, out: Path, *inputs: Path, expect: str | None = None, extra: tuple[str, ...] = ()):
     expect = expect or f"{runs['first']},{runs['second']},{runs['missing']}"
-    return gilmatrix("merge", *map(str, inputs), "--out", str(out), "--expect", expect,
-                     "--matrix", str(runs["matrix"]), *extra)
+    return gilmatrix(
+        "merge",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--expect",
+        expect,
+        "--matrix",
+        str(runs["matrix"]),
+        *extra,
+    )
 
 
 def page_text(index: Path) -> str:
@@ -171,8 +209,7 @@ def test_a_skipped_copy_yields_to_the_one_that_ran(runs, tmp_path) -> None:
     skipped = tmp_path / "skipped"
     shutil.copytree(first, skipped)
     manifest = json.loads((skipped / "manifest.json").read_text())
-    manifest["interpreters"][runs["first"]] = {"status": "skipped", "reason": "not found",
-                                               "results": None}
+    manifest["interpreters"][runs["first"]] = {"status": "skipped", "reason": "not found", "results": None}
     (skipped / "manifest.json").write_text(json.dumps(manifest))
     proc = merge(runs, tmp_path / "out", skipped, first, expect=runs["first"])
     assert proc.returncode == 0, proc.stderr

@@ -23,9 +23,21 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "out"
     ids = host_interpreters(out)
     matrix = small_matrix(tmp_path, [*ids, "3.15t"])
-    proc = gilmatrix("matrix", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
-                     "--run-id", "e2e", "--python", f"{RUNNING_ID}={sys.executable}",
-                     "--python", "3.15t=/nonexistent/python3.15t")
+    proc = gilmatrix(
+        "matrix",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "e2e",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+        "--python",
+        "3.15t=/nonexistent/python3.15t",
+    )
     assert proc.returncode == 0, proc.stderr
     index = Path(proc.stdout.strip().splitlines()[-1])
     assert index == out / "report" / "index.html" and index.is_file()
@@ -56,8 +68,9 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     assert len(values) == 15 * len(ids) * 2  # 2 values per cell in this profile
 
     first, last = run_dir / f"{ids[0]}.json", run_dir / f"{ids[-1]}.json"
-    compare = subprocess.run([sys.executable, "-m", "pyperf", "compare_to", str(first), str(last)],
-                             capture_output=True, text=True)
+    compare = subprocess.run(
+        [sys.executable, "-m", "pyperf", "compare_to", str(first), str(last)], capture_output=True, text=True
+    )
     assert compare.returncode == 0, compare.stderr
     assert "crunch/threads/2" in compare.stdout
 
@@ -67,9 +80,22 @@ def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
     cells that had finished are not run again."""
     out = tmp_path / "out"
     matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]")
-    command = [sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix), "--backend",
-               "local", "--out", str(out), "--run-id", "r", "--python",
-               f"{RUNNING_ID}={sys.executable}"]
+    command = [
+        sys.executable,
+        "-m",
+        "gilmatrix.cli",
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "r",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+    ]
     proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     seen = 0
     assert proc.stderr is not None
@@ -88,23 +114,35 @@ def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
     done = {c["id"]: c for c in manifest["cells"] if c["status"] == "ok"}
     assert 3 <= len(done) < len(manifest["cells"]), manifest["cells"]
     cells = run_dir / "cells" / RUNNING_ID
-    before = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")
-              if not p.name.endswith(".status.json")}
+    before = {
+        p.name: p.stat().st_mtime_ns for p in cells.glob("*.json") if not p.name.endswith(".status.json")
+    }
     assert len(before) == len(done)
 
-    resumed = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
-                        "--resume", str(run_dir), "--python", f"{RUNNING_ID}={sys.executable}")
+    resumed = gilmatrix(
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--resume",
+        str(run_dir),
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+    )
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["state"] == "complete"
     assert {c["status"] for c in manifest["cells"]} == {"ok"}
     assert len(manifest["cells"]) == 9  # 3 workloads x (sequential + threads at 1 and 2)
-    after = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")
-             if not p.name.endswith(".status.json")}
+    after = {
+        p.name: p.stat().st_mtime_ns for p in cells.glob("*.json") if not p.name.endswith(".status.json")
+    }
     assert {name: after[name] for name in before} == before  # finished cells were not re-run
     suite = pyperf.BenchmarkSuite.load(str(run_dir / f"{RUNNING_ID}.json"))
-    assert sorted(b.get_name() for b in suite.get_benchmarks()) == sorted(
-        c["id"] for c in manifest["cells"])
+    assert sorted(b.get_name() for b in suite.get_benchmarks()) == sorted(c["id"] for c in manifest["cells"])
 
 
 def test_a_workloads_description_in_the_matrix_reaches_the_report(tmp_path: Path) -> None:
@@ -113,16 +151,31 @@ def test_a_workloads_description_in_the_matrix_reaches_the_report(tmp_path: Path
     out = tmp_path / "out"
     matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]")
     words = "Our own words for crunch: a {dict} of squares."
-    matrix.write_text(matrix.read_text().replace(
-        "  crunch: {params: {tasks: 4, size: 5000}}",
-        f'  crunch: {{description: "{words}", params: {{tasks: 4, size: 5000}}}}'))
-    run = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
-                    "--run-id", "d", "--only", "crunch", "--python", f"{RUNNING_ID}={sys.executable}")
+    matrix.write_text(
+        matrix.read_text().replace(
+            "  crunch: {params: {tasks: 4, size: 5000}}",
+            f'  crunch: {{description: "{words}", params: {{tasks: 4, size: 5000}}}}',
+        )
+    )
+    run = gilmatrix(
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "d",
+        "--only",
+        "crunch",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+    )
     assert run.returncode == 0, run.stderr
     manifest = json.loads((out / "results" / "d" / "manifest.json").read_text())
     assert manifest["workloads"]["crunch"]["description"] == words
-    report = gilmatrix("report", str(out / "results" / "d"), "--out", str(out),
-                       "--no-chart-images")
+    report = gilmatrix("report", str(out / "results" / "d"), "--out", str(out), "--no-chart-images")
     assert report.returncode == 0, report.stderr
     html = (out / "report" / "index.html").read_text()
     assert "Our own words for crunch: a {dict} of squares." in html
@@ -131,12 +184,32 @@ def test_a_workloads_description_in_the_matrix_reaches_the_report(tmp_path: Path
 def test_resume_refuses_a_changed_matrix(tmp_path: Path) -> None:
     out = tmp_path / "out"
     matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential]")
-    first = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
-                      "--run-id", "r", "--python", f"{RUNNING_ID}={sys.executable}")
+    first = gilmatrix(
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "r",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+    )
     assert first.returncode == 0, first.stderr
     matrix.write_text(matrix.read_text().replace("size: 5000", "size: 6000"))
-    again = gilmatrix("run", "--matrix", str(matrix), "--backend", "local", "--out", str(out),
-                      "--resume", str(out / "results" / "r"))
+    again = gilmatrix(
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--resume",
+        str(out / "results" / "r"),
+    )
     assert again.returncode == 2
     assert "changed since this run" in again.stderr
 
@@ -150,8 +223,10 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path: Path) -> None:
     for args, expected in [
         (["run", "--resume", str(old)], "format 99"),
         (["report", str(old)], "format 99"),
-        (["run", "--backend", "local", "--only", "3.12", "--out", str(a_file / "out")],
-         "cannot create the results folder"),
+        (
+            ["run", "--backend", "local", "--only", "3.12", "--out", str(a_file / "out")],
+            "cannot create the results folder",
+        ),
         (["report", "--out", str(tmp_path / "empty")], "no runs under"),
         (["run", "--backend", "kubernetes"], "invalid choice"),
         (["run", "--python", "3.12"], "expected ID=PATH"),

@@ -15,8 +15,13 @@ from tests.conftest import ROOT, small_matrix
 def test_cells_have_stable_ids_and_sequential_runs_once(tmp_path: Path) -> None:
     plan = plan_cells(load_matrix(small_matrix(tmp_path, ["3.12"])))
     ids = [c.id for c in plan.cells if c.workload == "crunch"]
-    assert ids == ["crunch/sequential/1", "crunch/threads/1", "crunch/threads/2",
-                   "crunch/processes/1", "crunch/processes/2"]
+    assert ids == [
+        "crunch/sequential/1",
+        "crunch/threads/1",
+        "crunch/threads/2",
+        "crunch/processes/1",
+        "crunch/processes/2",
+    ]
     assert len(plan.cells) == 15
     assert {c.interpreter for c in plan.cells} == {"3.12"}
 
@@ -49,7 +54,8 @@ def test_workload_that_cannot_cross_processes_is_skipped_with_reason() -> None:
         assert "contention shares its state by reference" in by_id[cell_id].reason
     old = plan_cells(load_matrix(ROOT / "matrix.yaml"), "default", ["3.13", "crunch"])
     assert {c.reason for c in old.cells if c.executor == "interpreters"} == {
-        "concurrent.futures.InterpreterPoolExecutor (PEP 734) needs CPython 3.14 or newer"}
+        "concurrent.futures.InterpreterPoolExecutor (PEP 734) needs CPython 3.14 or newer"
+    }
 
 
 def test_profile_overrides_params_and_workers() -> None:
@@ -74,8 +80,12 @@ def test_only_with_unknown_id_is_a_user_error() -> None:
 
 
 def test_plan_json_cli(capsys) -> None:
-    assert main(["plan", "--matrix", str(ROOT / "matrix.yaml"), "--profile", "smoke",
-                 "--only", "3.12", "--json"]) == 0
+    assert (
+        main(
+            ["plan", "--matrix", str(ROOT / "matrix.yaml"), "--profile", "smoke", "--only", "3.12", "--json"]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["profile"] == "smoke"
     assert data["counts"] == {"planned": 21, "skipped": 0}

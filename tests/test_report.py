@@ -29,8 +29,13 @@ TIE = ("3.12", "fetch/threads/4"), ("3.12", "fetch/processes/4")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = SyntheticRun(
         noisy_cells={key: 8.0 for key in TIE},  # overlapping intervals: must read "tie"
-        cell_failures={("3.14", "crunch/processes/4"): ("timeout", "cell exceeded 60 s",
-                                                        "Traceback: ...\nTimeoutExpired")},
+        cell_failures={
+            ("3.14", "crunch/processes/4"): (
+                "timeout",
+                "cell exceeded 60 s",
+                "Traceback: ...\nTimeoutExpired",
+            )
+        },
         not_run={"3.15t": ("skipped", "no CPython 3.15t found on this host")},
         interpreters=("3.12", "3.13", "3.13t", "3.14", "3.14t", "3.15t"),
     )
@@ -78,15 +83,15 @@ def test_problems_keep_their_reasons(run_dir: Path) -> None:
     problems = load_run(run_dir).problems
     timeout = [p for p in problems if p.status == "timeout"]
     assert [(p.interpreter, p.cell, p.reason) for p in timeout] == [
-        ("3.14", "crunch/processes/4", "cell exceeded 60 s")]
+        ("3.14", "crunch/processes/4", "cell exceeded 60 s")
+    ]
     assert sum(p.interpreter == "3.15t" and p.status == "skipped" for p in problems) == 21
 
 
 # -- statistics --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("df", "expected"), [(1, 12.706), (2, 4.303), (5, 2.571),
-                                              (10, 2.228), (30, 2.042)])
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.706), (2, 4.303), (5, 2.571), (10, 2.228), (30, 2.042)])
 def test_t_quantile_matches_the_table(df: int, expected: float) -> None:
     assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
 
@@ -149,18 +154,18 @@ def test_free_threading_overhead_is_measured(cells: pd.DataFrame) -> None:
 
 
 def test_version_changes_stay_within_a_build(cells: pd.DataFrame) -> None:
-    steps = set(zip(*[version_changes(cells)[c] for c in ("previous", "interpreter")],
-                    strict=True))
+    steps = set(zip(*[version_changes(cells)[c] for c in ("previous", "interpreter")], strict=True))
     assert steps == {("3.12", "3.13"), ("3.13", "3.14"), ("3.13t", "3.14t")}
 
 
 def test_baseline_marks_a_significant_regression(tmp_path: Path, cells: pd.DataFrame) -> None:
-    slower = write_run(tmp_path / "new", SyntheticRun(
-        slow_cells={("3.13", "crunch/threads/2"): 1.3}, interpreters=("3.12", "3.13")))
+    slower = write_run(
+        tmp_path / "new",
+        SyntheticRun(slow_cells={("3.13", "crunch/threads/2"): 1.3}, interpreters=("3.12", "3.13")),
+    )
     changes = baseline_changes(cell_table(load_frame(slower)), cells)
     flagged = changes[changes["change"] == "regression"]
-    assert ("3.13", "crunch/threads/2") in set(zip(flagged["interpreter"], flagged["cell"],
-                                                   strict=True))
+    assert ("3.13", "crunch/threads/2") in set(zip(flagged["interpreter"], flagged["cell"], strict=True))
     assert len(changes) == 2 * 21
 
 
@@ -177,9 +182,16 @@ def test_chart_specs_are_valid_vega_lite(cells: pd.DataFrame) -> None:
 
 def test_report_writes_all_outputs(report: Path) -> None:
     out = report.parent
-    for name in ("index.html", "data.csv", "values.csv", "summary.md",
-                 "results/manifest.json", "results/3.12.json", "charts/heatmap.svg",
-                 "charts/heatmap.png"):
+    for name in (
+        "index.html",
+        "data.csv",
+        "values.csv",
+        "summary.md",
+        "results/manifest.json",
+        "results/3.12.json",
+        "charts/heatmap.svg",
+        "charts/heatmap.png",
+    ):
         assert (out / name).is_file(), name
     data = pd.read_csv(out / "data.csv")
     assert {"mean_s", "median_s", "stdev_s", "n", "speedup", "efficiency"} <= set(data.columns)
@@ -203,8 +215,9 @@ def test_page_is_self_contained(report: Path) -> None:
     assert html.count("window.vegaEmbed=") == 1  # one inline bundle
     assert not re.search(r"<script[^>]+src=", html)
     assert not re.search(r"<link[^>]+href=[\"']https?:", html)
-    payload = json.loads(re.search(
-        r'<script type="application/json" id="gm-payload">(.*?)</script>', html, re.S).group(1))
+    payload = json.loads(
+        re.search(r'<script type="application/json" id="gm-payload">(.*?)</script>', html, re.S).group(1)
+    )
     containers = re.findall(r'<div class="chart" id="chart-([^"]+)"', html)
     assert sorted(containers) == sorted(c["id"] for c in payload["charts"])
     assert len(containers) == 19
@@ -222,9 +235,15 @@ def test_page_lists_problems_and_environment(report: Path) -> None:
 
 def test_labels_are_escaped(tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
-    run = write_run(tmp_path / "run", SyntheticRun(
-        interpreters=("3.13",), workloads=("crunch", evil), workload_kinds={evil: "cpu"},
-        cell_failures={("3.13", f"{evil}/threads/2"): ("failed", f"boom {evil}", evil)}))
+    run = write_run(
+        tmp_path / "run",
+        SyntheticRun(
+            interpreters=("3.13",),
+            workloads=("crunch", evil),
+            workload_kinds={evil: "cpu"},
+            cell_failures={("3.13", f"{evil}/threads/2"): ("failed", f"boom {evil}", evil)},
+        ),
+    )
     index = build_report(run, tmp_path / "out", chart_images=False)
     html = index.read_text(encoding="utf-8")
     assert evil not in html
@@ -234,8 +253,10 @@ def test_labels_are_escaped(tmp_path: Path) -> None:
 
 
 def test_partial_run_without_any_result_still_builds(tmp_path: Path) -> None:
-    run = write_run(tmp_path / "run", SyntheticRun(
-        interpreters=("3.14",), not_run={"3.14": ("failed", "image build failed")}))
+    run = write_run(
+        tmp_path / "run",
+        SyntheticRun(interpreters=("3.14",), not_run={"3.14": ("failed", "image build failed")}),
+    )
     html = build_report(run, tmp_path / "out").read_text(encoding="utf-8")
     assert "image build failed" in html and "No cell of this run has a result" in html
 
@@ -254,16 +275,19 @@ def test_real_smoke_run(tmp_path: Path) -> None:
 
 
 def test_baseline_report(run_dir: Path, tmp_path: Path) -> None:
-    html = build_report(run_dir, tmp_path / "out", baseline=run_dir,
-                        chart_images=False).read_text(encoding="utf-8")
+    html = build_report(run_dir, tmp_path / "out", baseline=run_dir, chart_images=False).read_text(
+        encoding="utf-8"
+    )
     assert "Against the baseline run" in html and "0 significant regressions" in html
     with pytest.raises(UserError):
         build_report(run_dir, tmp_path / "out2", baseline=tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("path", [REAL / "3.10.json", REAL / "3.13.json",
-                                  QUICK / "3.12.json", QUICK / "3.13.json"],
-                         ids=["smoke-3.10", "smoke-3.13", "quick-3.12", "quick-3.13"])
+@pytest.mark.parametrize(
+    "path",
+    [REAL / "3.10.json", REAL / "3.13.json", QUICK / "3.12.json", QUICK / "3.13.json"],
+    ids=["smoke-3.10", "smoke-3.13", "quick-3.12", "quick-3.13"],
+)
 def test_fast_suite_reader_agrees_with_pyperf(path: Path) -> None:
     import pyperf
 
@@ -288,8 +312,9 @@ def test_interpreters_say_how_they_were_built_and_mixed_builds_are_warned(tmp_pa
     manifest = json.loads((run / "manifest.json").read_text())
     envs = {i: manifest["interpreters"][i]["environment"] for i in ("3.10", "3.11")}
     envs["3.10"].update(backend="docker", kind="prefix", prefix="/root/.pyenv/versions/3.10.13")
-    envs["3.11"].update(backend="docker", kind="source", source_file="Python-3.11.2.tgz",
-                        build_profile="fast")
+    envs["3.11"].update(
+        backend="docker", kind="source", source_file="Python-3.11.2.tgz", build_profile="fast"
+    )
     (run / "manifest.json").write_text(json.dumps(manifest))
     html = build_report(run, tmp_path / "report", chart_images=False).read_text()
     assert "copied prefix /root/.pyenv/versions/3.10.13 (its own build flags)" in html

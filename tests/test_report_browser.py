@@ -19,18 +19,25 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_build" / "test-artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
 def page_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = SyntheticRun(
         noisy_cells={("3.12", "fetch/threads/4"): 8.0, ("3.12", "fetch/processes/4"): 8.0},
-        cell_failures={("3.14", "crunch/processes/4"): ("timeout", "cell exceeded 60 s", None)})
+        cell_failures={("3.14", "crunch/processes/4"): ("timeout", "cell exceeded 60 s", None)},
+    )
     run = write_run(tmp_path_factory.mktemp("run"), spec)
-    return build_report(run, tmp_path_factory.mktemp("report"), baseline=run,
-                        chart_images=False)
+    return build_report(run, tmp_path_factory.mktemp("report"), baseline=run, chart_images=False)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +45,8 @@ def browser():
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
     with sync_api.sync_playwright() as driver:
         # Debian's binary, never a browser download; a fresh profile per launch
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -51,8 +59,10 @@ def test_every_chart_renders_offline_without_errors(browser, page_path: Path) ->
     page = context.new_page()
     requests, problems = [], []
     page.on("request", lambda r: requests.append(r.url))
-    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}")
-            if m.type in ("error", "warning") else None)
+    page.on(
+        "console",
+        lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None,
+    )
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.goto(page_path.as_uri())
     page.wait_for_function("document.body.dataset.chartsDone === '1'", timeout=60_000)
@@ -96,8 +106,10 @@ def test_real_smoke_report_renders(browser, tmp_path: Path) -> None:
 
 def test_labels_render_as_text(browser, tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
-    run = write_run(tmp_path / "run", SyntheticRun(
-        interpreters=("3.13",), workloads=(evil,), workload_kinds={evil: "cpu"}))
+    run = write_run(
+        tmp_path / "run",
+        SyntheticRun(interpreters=("3.13",), workloads=(evil,), workload_kinds={evil: "cpu"}),
+    )
     index = build_report(run, tmp_path / "out", chart_images=False)
     page = browser.new_page()
     dialogs = []
@@ -116,8 +128,7 @@ def test_real_quick_report_renders(browser, tmp_path: Path) -> None:
     index = build_report(real, tmp_path / "out", chart_images=False)
     page = browser.new_page(viewport={"width": 1320, "height": 900})
     problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
-            else None)
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto(index.as_uri())
     page.wait_for_function("document.body.dataset.chartsDone === '1'", timeout=60_000)

@@ -27,8 +27,17 @@ from gilmatrix.reports.verdicts import decide
 FIXTURES = Path(__file__).parent / "fixtures"
 QUICK = FIXTURES / "real-quick"
 SMOKE = FIXTURES / "real-smoke"
-NEW_COLUMNS = {"cpu_time_s", "parallelism", "parallel_efficiency", "class", "peak_rss_bytes",
-               "model", "start_method", "async_mode", "pool_in_timing"}
+NEW_COLUMNS = {
+    "cpu_time_s",
+    "parallelism",
+    "parallel_efficiency",
+    "class",
+    "peak_rss_bytes",
+    "model",
+    "start_method",
+    "async_mode",
+    "pool_in_timing",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +47,9 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def quick_data(quick_report: Path) -> pd.DataFrame:
-    return pd.read_csv(quick_report.parent / "data.csv", dtype={"interpreter": str},
-                       keep_default_na=False, na_values=[""]).set_index(["interpreter", "cell"])
+    return pd.read_csv(
+        quick_report.parent / "data.csv", dtype={"interpreter": str}, keep_default_na=False, na_values=[""]
+    ).set_index(["interpreter", "cell"])
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +64,13 @@ def test_quick_data_has_the_new_columns(quick_data: pd.DataFrame) -> None:
     assert set(quick_data.columns) >= NEW_COLUMNS
     assert len(quick_data) == 2 * 74
     measured = quick_data[quick_data["class"].notna()]
-    assert set(measured["class"]) <= {"waiting", "serialized", "parallel native",
-                                      "parallel bytecode", "unknown"}
+    assert set(measured["class"]) <= {
+        "waiting",
+        "serialized",
+        "parallel native",
+        "parallel bytecode",
+        "unknown",
+    }
 
 
 def test_fetch_cells_are_waiting(quick_data: pd.DataFrame) -> None:
@@ -76,8 +91,12 @@ def test_cpu_bound_cells_keep_a_core_busy(quick_data: pd.DataFrame) -> None:
 
 def test_how_each_cell_ran(quick_data: pd.DataFrame) -> None:
     models = quick_data.groupby("executor")["model"].unique().map(list).to_dict()
-    assert models == {"sequential": ["sequential"], "threads": ["threads"],
-                      "processes": ["processes"], "asyncio": ["asyncio"]}
+    assert models == {
+        "sequential": ["sequential"],
+        "threads": ["threads"],
+        "processes": ["processes"],
+        "asyncio": ["asyncio"],
+    }
     procs = quick_data[quick_data["model"] == "processes"]
     assert set(procs["start_method"]) == {"fork"}  # the Linux default before 3.14
     assert quick_data.loc[quick_data["model"] != "processes", "start_method"].isna().all()
@@ -91,12 +110,10 @@ def test_how_each_cell_ran(quick_data: pd.DataFrame) -> None:
 def test_parallel_efficiency_is_against_one_worker(quick_data: pd.DataFrame) -> None:
     one = quick_data[(quick_data["workers"] == 1) & (quick_data["executor"] != "sequential")]
     assert one["parallel_efficiency"].eq(1.0).all()
-    assert quick_data.loc[quick_data["executor"] == "sequential",
-                          "parallel_efficiency"].isna().all()
+    assert quick_data.loc[quick_data["executor"] == "sequential", "parallel_efficiency"].isna().all()
     t1 = quick_data.loc[("3.12", "fetch/threads/1"), "mean_s"]
     t4 = quick_data.loc[("3.12", "fetch/threads/4"), "mean_s"]
-    assert quick_data.loc[("3.12", "fetch/threads/4"), "parallel_efficiency"] == \
-        pytest.approx(t1 / (4 * t4))
+    assert quick_data.loc[("3.12", "fetch/threads/4"), "parallel_efficiency"] == pytest.approx(t1 / (4 * t4))
 
 
 def test_peak_memory_counts_the_pool_processes(quick_data: pd.DataFrame) -> None:
@@ -124,12 +141,20 @@ def test_quick_page_shows_parallelism_and_class(quick_report: Path) -> None:
     html = quick_report.read_text(encoding="utf-8")
     assert "<th>parallelism</th>" in html and "<th>class</th>" in html
     assert "<th>peak RSS (MB)</th>" in html and "<th>parallel efficiency</th>" in html
-    assert "cores, <span class=\"class-waiting\">waiting</span>" in html  # a card's metric
+    assert 'cores, <span class="class-waiting">waiting</span>' in html  # a card's metric
     assert "processes (fork)" in html and "asyncio (native)" in html
     payload = json.loads(html.split('id="gm-payload">', 1)[1].split("</script>", 1)[0])
     ids = {c["id"] for c in payload["charts"]}
-    workloads = ["crunch", "fetch", "sum_squares", "hash_native", "contention_lock",
-                 "contention_dict", "mixed", "startup"]
+    workloads = [
+        "crunch",
+        "fetch",
+        "sum_squares",
+        "hash_native",
+        "contention_lock",
+        "contention_dict",
+        "mixed",
+        "startup",
+    ]
     for index, name in enumerate(workloads):
         slug = f"w{index}-{name.replace('_', '-')}"
         assert f"parallelism-{slug}" in ids and f"memory-{slug}" in ids
@@ -197,8 +222,10 @@ def test_old_results_show_a_dash(tmp_path: Path) -> None:
 
 
 def test_run_figures_are_summarised_per_run(tmp_path: Path) -> None:
-    run = write_run(tmp_path / "run", SyntheticRun(
-        interpreters=("3.13t",), workloads=("crunch",), runs=3, values=4, noise=0.2))
+    run = write_run(
+        tmp_path / "run",
+        SyntheticRun(interpreters=("3.13t",), workloads=("crunch",), runs=3, values=4, noise=0.2),
+    )
     suite = {b.name: b for b in read_suite(run / "3.13t.json")}
     cells = cell_table(load_frame(run)).set_index("cell")
     for name in ("crunch/threads/4", "crunch/processes/2"):
@@ -218,22 +245,26 @@ def test_parallel_efficiency_on_the_toy_model(tmp_path: Path) -> None:
     speed = with_speedup(cell_table(load_frame(run))).set_index("cell")
     # the toy fetch: 8 waits of 10 ms, 4 workers overlap them 4 at a time
     assert speed.loc["fetch/threads/4", "parallel_efficiency"] == pytest.approx(
-        speed.loc["fetch/threads/1", "mean"] / (4 * speed.loc["fetch/threads/4", "mean"]))
+        speed.loc["fetch/threads/1", "mean"] / (4 * speed.loc["fetch/threads/4", "mean"])
+    )
     assert 0.9 < speed.loc["fetch/threads/4", "parallel_efficiency"] <= 1.0
 
 
 def test_executor_colours_are_stable() -> None:
     assert len(EXECUTOR_ORDER) == 8 and set(EXECUTOR_ORDER) == set(EXECUTOR_COLORS)
     assert len(set(EXECUTOR_COLORS.values())) == 8
-    assert executor_colors(["threads", "asyncio"]) == [EXECUTOR_COLORS["threads"],
-                                                       EXECUTOR_COLORS["asyncio"]]
-    assert executor_colors(["sequential", "threads", "mystery"])[:2] == \
-        [EXECUTOR_COLORS["sequential"], EXECUTOR_COLORS["threads"]]
+    assert executor_colors(["threads", "asyncio"]) == [EXECUTOR_COLORS["threads"], EXECUTOR_COLORS["asyncio"]]
+    assert executor_colors(["sequential", "threads", "mystery"])[:2] == [
+        EXECUTOR_COLORS["sequential"],
+        EXECUTOR_COLORS["threads"],
+    ]
 
 
 def test_every_executor_name_charts(tmp_path: Path) -> None:
-    run = write_run(tmp_path / "run", SyntheticRun(
-        interpreters=("3.14",), workloads=("crunch",), executors=EXECUTOR_ORDER))
+    run = write_run(
+        tmp_path / "run",
+        SyntheticRun(interpreters=("3.14",), workloads=("crunch",), executors=EXECUTOR_ORDER),
+    )
     cells = cell_table(load_frame(run))
     charts = build_charts(cells, validate=True)
     assert charts.executors == EXECUTOR_ORDER
@@ -245,9 +276,13 @@ def test_every_executor_name_charts(tmp_path: Path) -> None:
 
 
 def test_problems_are_split(tmp_path: Path) -> None:
-    run = write_run(tmp_path / "run", SyntheticRun(
-        interpreters=("3.13", "3.14"),
-        cell_failures={("3.13", "crunch/processes/2"): ("failed", "boom", None)}))
+    run = write_run(
+        tmp_path / "run",
+        SyntheticRun(
+            interpreters=("3.13", "3.14"),
+            cell_failures={("3.13", "crunch/processes/2"): ("failed", "boom", None)},
+        ),
+    )
     results = load_run(run)
     assert [p.status for p in results.problems] == ["failed"]
     html = build_report(run, tmp_path / "out", chart_images=False).read_text(encoding="utf-8")

@@ -64,8 +64,7 @@ def test_adaptive_sampling_stops_precise_cells_early_and_noisy_ones_at_the_budge
 
 
 def test_the_runs_budget_stops_cells_that_have_their_minimum_of_processes() -> None:
-    policy = Sampling(processes=3, target=0.02, min_processes=3, max_processes=20,
-                      run_seconds=60.0)
+    policy = Sampling(processes=3, target=0.02, min_processes=3, max_processes=20, run_seconds=60.0)
     noisy = [1.0, 1.3, 0.8]
     assert policy.stop(noisy, 1.0, run_seconds=59.0) is None
     assert policy.stop(noisy, 1.0, run_seconds=60.0) == "run-budget"
@@ -115,8 +114,7 @@ def test_redoing_stops_when_most_windows_are_disturbed(monitor, monkeypatch) -> 
     assert summary["disturbed_windows"] == 9 and summary["redone_windows"] == 4
 
 
-def test_the_floor_is_a_robust_band_of_the_sentinel_and_never_below_the_minimum(
-        monitor, monkeypatch) -> None:
+def test_the_floor_is_a_robust_band_of_the_sentinel_and_never_below_the_minimum(monitor, monkeypatch) -> None:
     assert monitor.summary()["floor"] == schedule.MIN_FLOOR  # identical readings
     readings = (4.4, 3.6, 4.4, 3.6, 4.4, 3.6, 4.4, 3.6, 4.4, 30.0)  # one odd reading, judged
     for ms in readings:
@@ -152,8 +150,7 @@ def run_dates(run_dir: Path, interp: str) -> list[tuple[datetime, str, str]]:
     for bench in suite.get_benchmarks():
         for run in bench.get_runs():
             if run.values:
-                out.append((datetime.fromisoformat(run.get_metadata()["date"]), interp,
-                            bench.get_name()))
+                out.append((datetime.fromisoformat(run.get_metadata()["date"]), interp, bench.get_name()))
     return out
 
 
@@ -165,17 +162,35 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
         pytest.skip("needs two host interpreters (pyenv 3.12 and 3.13)")
     matrix = small_matrix(tmp_path, ids, executors="[sequential, threads]", workers="[1, 2]")
     matrix.write_text(matrix.read_text().replace("processes: 1", "processes: 3"))
-    proc = subprocess.run([sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix),
-                           "--backend", "local", "--out", str(out), "--run-id", "r"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilmatrix.cli",
+            "run",
+            "--matrix",
+            str(matrix),
+            "--backend",
+            "local",
+            "--out",
+            str(out),
+            "--run-id",
+            "r",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = out / "results" / "r"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     schedule_ = manifest["schedule"]
     assert schedule_["sampling"] == {"mode": "fixed", "processes": 3}
     assert [r["round"] for r in schedule_["rounds"]] == [1, 2, 3]
-    assert all(c["processes"] == 3 and c["rounds"] == 3 and c["stopped"] == "fixed"
-               for c in manifest["cells"])
+    assert all(
+        c["processes"] == 3 and c["rounds"] == 3 and c["stopped"] == "fixed" for c in manifest["cells"]
+    )
     assert schedule_["noise"]["floor"] >= schedule.MIN_FLOOR and schedule_["windows"]
     timeline = sorted(d for interp in ids for d in run_dates(run_dir, interp))
     cells = {(i, c) for _, i, c in timeline}
@@ -191,13 +206,25 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     first_round = [interp for (_, interp, _), k in zip(timeline, rounds, strict=True) if k == 1]
     switches = sum(a != b for a, b in pairwise(first_round))
     assert switches > len(ids), first_round
-    orders = [[c for (_, _, c), k in zip(timeline, rounds, strict=True) if k == n]
-              for n in (1, 2)]
+    orders = [[c for (_, _, c), k in zip(timeline, rounds, strict=True) if k == n] for n in (1, 2)]
     assert orders[0] != orders[1]  # shuffled afresh each round
     # and the report says how it was measured
-    report = subprocess.run([sys.executable, "-m", "gilmatrix.cli", "report", str(run_dir),
-                             "--out", str(out), "--no-chart-images"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilmatrix.cli",
+            "report",
+            str(run_dir),
+            "--out",
+            str(out),
+            "--no-chart-images",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     html = (out / "report" / "index.html").read_text()
     assert "How it was measured" in html and "3 interleaved rounds" in html
@@ -205,33 +232,59 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
 
 
 @pytest.mark.integration
-def test_a_spent_run_budget_ends_the_run_and_the_report_lists_the_cells_that_missed(
-        tmp_path: Path) -> None:
+def test_a_spent_run_budget_ends_the_run_and_the_report_lists_the_cells_that_missed(tmp_path: Path) -> None:
     """``run_minutes``: once the rounds have taken that long, every cell with its minimum of
     processes stops, its target missed; the manifest and the report say so."""
     out = tmp_path / "out"
-    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]",
-                          workers="[1, 2]")
-    matrix.write_text(matrix.read_text().replace(
-        "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
-        "    pyperf: {values: 2, warmups: 0, loops: 1}\n"
-        "    precision: {target: 0.00001, min_processes: 2, max_processes: 50, "
-        "run_minutes: 0.0001}"))
-    args = [sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix), "--backend",
-            "local", "--out", str(out), "--run-id", "b", "--python", f"{RUNNING_ID}={sys.executable}"]
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]", workers="[1, 2]")
+    matrix.write_text(
+        matrix.read_text().replace(
+            "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
+            "    pyperf: {values: 2, warmups: 0, loops: 1}\n"
+            "    precision: {target: 0.00001, min_processes: 2, max_processes: 50, "
+            "run_minutes: 0.0001}",
+        )
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "gilmatrix.cli",
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "b",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+    ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "results" / "b" / "manifest.json").read_text())
     assert manifest["schedule"]["sampling"]["run_minutes"] == 0.0001
     assert len(manifest["schedule"]["rounds"]) == 2
     cells = manifest["cells"]
-    assert cells and {(c["status"], c["stopped"], c["processes"]) for c in cells} == {
-        ("ok", "run-budget", 2)}
+    assert cells and {(c["status"], c["stopped"], c["processes"]) for c in cells} == {("ok", "run-budget", 2)}
     assert "the run's budget spent" in done.stderr
-    report = subprocess.run([sys.executable, "-m", "gilmatrix.cli", "report",
-                             str(out / "results" / "b"), "--out", str(out),
-                             "--no-chart-images"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilmatrix.cli",
+            "report",
+            str(out / "results" / "b"),
+            "--out",
+            str(out),
+            "--no-chart-images",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     html = (out / "report" / "index.html").read_text()
     assert "once the run had measured for 0.0001 minutes" in html
@@ -243,21 +296,43 @@ def test_adaptive_run_killed_then_resumed_keeps_every_finished_process(tmp_path:
     """SIGKILL of the host mid-run (no chance to clean up), then --resume: the cells pick up
     the worker processes already on disk, and each stops by its precision target or budget."""
     out = tmp_path / "out"
-    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]",
-                          workers="[1, 2]")
+    matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential, threads]", workers="[1, 2]")
     text = matrix.read_text().replace(
         "    pyperf: {processes: 1, values: 2, warmups: 0, loops: 1}",
         "    pyperf: {values: 2, warmups: 0, loops: 1}\n"
-        "    precision: {target: 0.5, min_processes: 3, max_processes: 4}")
+        "    precision: {target: 0.5, min_processes: 3, max_processes: 4}",
+    )
     matrix.write_text(text)
-    args = [sys.executable, "-m", "gilmatrix.cli", "run", "--matrix", str(matrix), "--backend",
-            "local", "--out", str(out), "--run-id", "k", "--python", f"{RUNNING_ID}={sys.executable}"]
-    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "gilmatrix.cli",
+        "run",
+        "--matrix",
+        str(matrix),
+        "--backend",
+        "local",
+        "--out",
+        str(out),
+        "--run-id",
+        "k",
+        "--python",
+        f"{RUNNING_ID}={sys.executable}",
+    ]
+    first = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     cells_dir = out / "results" / "k" / "cells" / RUNNING_ID
+
     def on_disk() -> dict[str, int]:  # kept worker files per cell (a redone one is renamed)
-        return {runs.name: len(list(runs.glob("w[0-9][0-9][0-9][0-9].json")))
-                for runs in cells_dir.glob("*.runs")} if cells_dir.exists() else {}
+        return (
+            {
+                runs.name: len(list(runs.glob("w[0-9][0-9][0-9][0-9].json")))
+                for runs in cells_dir.glob("*.runs")
+            }
+            if cells_dir.exists()
+            else {}
+        )
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and sum(on_disk().values()) < 4:  # some rounds done
@@ -266,9 +341,13 @@ def test_adaptive_run_killed_then_resumed_keeps_every_finished_process(tmp_path:
     first.wait()
     kept = on_disk()
     assert sum(kept.values()) >= 4, kept
-    resumed = subprocess.run([*args[:-4], "--resume", str(out / "results" / "k"), "--python",
-                              f"{RUNNING_ID}={sys.executable}"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*args[:-4], "--resume", str(out / "results" / "k"), "--python", f"{RUNNING_ID}={sys.executable}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((out / "results" / "k" / "manifest.json").read_text())
     assert manifest["state"] == "complete"

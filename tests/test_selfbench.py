@@ -85,8 +85,9 @@ def test_overhead_splits_the_wall_time(smoke):
     assert figures["ratio_timed"] > figures["ratio"]  # timed < floor
     run_stage = manifest["stages"]["run"]
     # the three remainders and the floor add up to the wall time
-    total = figures["floor"] + figures["cell_processes"] + figures["harness_loop"] + \
-        figures["outside_harness"]
+    total = (
+        figures["floor"] + figures["cell_processes"] + figures["harness_loop"] + figures["outside_harness"]
+    )
     assert total == pytest.approx(40.0, abs=0.01)
     assert figures["outside_harness"] == pytest.approx(40.0 - run_stage, abs=1e-3)
     assert figures["interpreters"] == ["3.10", "3.11", "3.12", "3.13"]
@@ -104,8 +105,7 @@ def test_overhead_against_pyperfs_process_model(smoke):
     assert figures["ratio_processes"] == pytest.approx(40.0 / processes, abs=1e-3)
     assert figures["workers"] == len(cells)
     assert figures["per_worker_start_exit"] == pytest.approx(0.1, abs=1e-3)
-    assert figures["driver"] == pytest.approx(
-        sum(c.elapsed for c in cells) - processes, abs=1e-3)
+    assert figures["driver"] == pytest.approx(sum(c.elapsed for c in cells) - processes, abs=1e-3)
     rows = overhead_rows("smoke local", figures)
     assert rows[-1].figure == "smoke local wall/pyperf processes"
     assert "84 worker processes" in rows[-1].note
@@ -123,8 +123,9 @@ def test_fidelity_pairs_the_same_cells_of_one_interpreter(smoke, quick):
     _, smoke_cells = smoke
     _, quick_cells = quick
     figures = fidelity(smoke_cells, quick_cells, "3.12")
-    common = {c.cell_id for c in smoke_cells if c.interpreter == "3.12"} & \
-        {c.cell_id for c in quick_cells if c.interpreter == "3.12"}
+    common = {c.cell_id for c in smoke_cells if c.interpreter == "3.12"} & {
+        c.cell_id for c in quick_cells if c.interpreter == "3.12"
+    }
     assert figures["cells"] == len(common) > 0
     assert figures["cpu_cells"] == sum(1 for c in common if c.startswith("crunch/"))
     same = fidelity(smoke_cells, smoke_cells, "3.12")
@@ -137,8 +138,7 @@ def test_fidelity_from_two_pairs_with_the_noise_of_each_side(smoke):
     _, cells = smoke
 
     def scaled(factor_by_kind: dict[str, float]) -> list[CellFigures]:
-        return [dataclasses.replace(c, median=c.median * factor_by_kind.get(c.kind, 1.0))
-                for c in cells]
+        return [dataclasses.replace(c, median=c.median * factor_by_kind.get(c.kind, 1.0)) for c in cells]
 
     host2 = scaled({"cpu": 1.02})  # the host, again: CPU-bound cells 2% slower
     box1 = scaled({"cpu": 1.10})
@@ -151,9 +151,11 @@ def test_fidelity_from_two_pairs_with_the_noise_of_each_side(smoke):
     assert figures["container_repeat_cpu_median_abs_delta"] == pytest.approx(0.02)
     rows = fidelity_rows("smoke 3.12", figures)
     assert [r.figure for r in rows] == [
-        "smoke 3.12 container/host, all cells", "smoke 3.12 container/host, CPU-bound",
+        "smoke 3.12 container/host, all cells",
+        "smoke 3.12 container/host, CPU-bound",
         "smoke 3.12 host/host repeat, CPU-bound median |Δ|",
-        "smoke 3.12 container/container repeat, CPU-bound median |Δ|"]
+        "smoke 3.12 container/container repeat, CPU-bound median |Δ|",
+    ]
     assert rows[1].status == "missed" and "pair 1 1.100, pair 2 1.057" in rows[1].note
     assert rows[2].value == pytest.approx(2.0)
 
@@ -171,17 +173,31 @@ def test_stability_by_kind():
     def cell(cid, kind, median):
         return CellFigures("3.12", cid, kind, median, 1.0, 1.0, 1.0)
 
-    first = [cell("a", "cpu", 1.0), cell("b", "cpu", 2.0), cell("c", "cpu", 1.0),
-             cell("d", "io", 1.0), cell("gone", "io", 1.0)]
-    second = [cell("a", "cpu", 1.01), cell("b", "cpu", 1.9), cell("c", "cpu", 1.2),
-              cell("d", "io", 1.0), cell("new", "io", 5.0)]
+    first = [
+        cell("a", "cpu", 1.0),
+        cell("b", "cpu", 2.0),
+        cell("c", "cpu", 1.0),
+        cell("d", "io", 1.0),
+        cell("gone", "io", 1.0),
+    ]
+    second = [
+        cell("a", "cpu", 1.01),
+        cell("b", "cpu", 1.9),
+        cell("c", "cpu", 1.2),
+        cell("d", "io", 1.0),
+        cell("new", "io", 5.0),
+    ]
     by_kind = stability(first, second)
     assert by_kind["cpu"]["cells"] == 3
     assert by_kind["cpu"]["median_abs_delta"] == pytest.approx(0.05)
     assert by_kind["cpu"]["worst_abs_delta"] == pytest.approx(0.2)
     assert by_kind["cpu"]["worst_cell"] == "3.12 c"
-    assert by_kind["io"] == {"cells": 1, "median_abs_delta": 0.0, "worst_abs_delta": 0.0,
-                             "worst_cell": "3.12 d"}
+    assert by_kind["io"] == {
+        "cells": 1,
+        "median_abs_delta": 0.0,
+        "worst_abs_delta": 0.0,
+        "worst_cell": "3.12 d",
+    }
     rows = stability_rows("smoke local", by_kind)
     cpu = next(r for r in rows if "cpu" in r.figure)
     assert cpu.value == 5.0 and cpu.unit == "%" and cpu.status == "missed"
@@ -209,10 +225,12 @@ def test_targets():
 
 def test_table_json_round_trip_and_previous_column(smoke, tmp_path):
     manifest, cells = smoke
-    rows = [*overhead_rows("smoke local", overhead(40.0, manifest, cells)),
-            row("report", "10,000 cells build", 4.2, "s", "report_seconds_10000"),
-            row("report", "10,000 cells index.html", 5.5, "MB", "report_mb_10000"),
-            row("images", "3.12 unchanged", None, "s", "image_unchanged", "failed: no docker")]
+    rows = [
+        *overhead_rows("smoke local", overhead(40.0, manifest, cells)),
+        row("report", "10,000 cells build", 4.2, "s", "report_seconds_10000"),
+        row("report", "10,000 cells index.html", 5.5, "MB", "report_mb_10000"),
+        row("images", "3.12 unchanged", None, "s", "image_unchanged", "failed: no docker"),
+    ]
     table = format_table(rows)
     lines = table.splitlines()
     assert lines[0].split() == ["section", "figure", "value", "target", "status", "note"]
@@ -236,8 +254,11 @@ def test_table_json_round_trip_and_previous_column(smoke, tmp_path):
 def test_report_scale_specs_have_the_sizes_they_name():
     from devtools.report_bench import SPEC, cell_count
 
-    assert [cell_count(selfbench_measure.scale_spec(SPEC, n)) for n in (100, 1000, 10_000)] == \
-        [100, 1000, 10_000]
+    assert [cell_count(selfbench_measure.scale_spec(SPEC, n)) for n in (100, 1000, 10_000)] == [
+        100,
+        1000,
+        10_000,
+    ]
 
 
 def test_harness_only_copy_differs_in_one_harness_file(tmp_path):
@@ -247,23 +268,24 @@ def test_harness_only_copy_differs_in_one_harness_file(tmp_path):
     changed = copy / "runner" / "harness" / "workloads.py"
     original = selfbench_measure.ROOT / "runner" / "harness" / "workloads.py"
     assert changed.read_text() == original.read_text() + "# selfbench harness-only change stamp-1\n"
-    assert (copy / "images" / "Dockerfile").read_bytes() == \
-        (selfbench_measure.ROOT / "images" / "Dockerfile").read_bytes()
+    assert (copy / "images" / "Dockerfile").read_bytes() == (
+        selfbench_measure.ROOT / "images" / "Dockerfile"
+    ).read_bytes()
     assert not (copy / "_build").exists() and not (copy / ".git").exists()
     assert harness_digest()  # the original is untouched
     assert original.read_text().count("selfbench harness-only change") == 0
 
 
 def test_parser_defaults():
-    args = build_parser().parse_args(["--quick", "--backends", "local", "--only", "report",
-                                      "--interpreters", "3.12,3.13"])
+    args = build_parser().parse_args(
+        ["--quick", "--backends", "local", "--only", "report", "--interpreters", "3.12,3.13"]
+    )
     assert args.quick and args.backends == ["local"] and args.only == ["report"]
     assert args.interpreters == ["3.12", "3.13"]
     assert build_parser().parse_args([]).report_sizes == [100, 1000, 10_000]
 
 
 def test_start_up_costs_are_measured_step_by_step():
-    costs = selfbench_measure.start_up_costs(sys.executable, repeat=1,
-                                             pythonpath=str(selfbench_measure.ROOT))
+    costs = selfbench_measure.start_up_costs(sys.executable, repeat=1, pythonpath=str(selfbench_measure.ROOT))
     assert list(costs) == ["interpreter", "pyperf", "harness"]
     assert all(0 < seconds < 30 for seconds in costs.values())

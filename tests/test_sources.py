@@ -54,15 +54,18 @@ def test_every_release_of_the_lock_has_python_orgs_checksum_and_its_origin():
         assert re.fullmatch(r"[0-9a-f]{64}", release.sha256), release.version
         assert release.sha256_from, release.version
     pre = LOCK.release("3.15.0rc2")
-    assert pre.url(LOCK.download_base) == \
-        "https://www.python.org/ftp/python/3.15.0/Python-3.15.0rc2.tar.xz"
+    assert pre.url(LOCK.download_base) == "https://www.python.org/ftp/python/3.15.0/Python-3.15.0rc2.tar.xz"
 
 
 def test_lock_agrees_with_the_published_checksum_table_when_present():
     if not SHA256_TABLE.is_file():
         pytest.skip(f"no table at {SHA256_TABLE}")
-    table = {m.group(1): m.group(2) for m in re.finditer(
-        r"^\| [^|]*\| (Python-[\w.]+) \| ([0-9a-f]{64}) \|", SHA256_TABLE.read_text(), re.M)}
+    table = {
+        m.group(1): m.group(2)
+        for m in re.finditer(
+            r"^\| [^|]*\| (Python-[\w.]+) \| ([0-9a-f]{64}) \|", SHA256_TABLE.read_text(), re.M
+        )
+    }
     for release in LOCK.releases.values():
         assert table.get(release.file) == release.sha256, release.file
 
@@ -83,17 +86,19 @@ def test_lock_covers_every_source_of_the_matrix_and_pins_the_harness():
     assert set(LOCK.harness_requirements) >= {"pyperf", "psutil"}
 
 
-@pytest.mark.parametrize("mutation, message", [
-    (lambda t: t.replace('sha256 = "', 'sha256 = "x'), "64 lower-case hex"),
-    (lambda t: t.replace('file = "Python-3.15.0rc2', 'file = "Python-3.14.0'), "python.org's name"),
-    (lambda t: t.replace('sha256_from = "a test"', 'sha256_from = "a test"\nmd5 = "x"'),
-     "unknown key"),
-    (lambda t: t.replace('sha256_from = "a test"', ""), "sha256_from"),
-    (lambda t: t.replace("format = 2", "format = 1"), "format = 2"),
-    (lambda t: t.replace("https://www.python.org", "ftp://x"), "download_base"),
-    (lambda t: t.replace('"3.15.0rc2"]', '"3.15"]'), "release number"),
-    (lambda t: t + "[oops", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (lambda t: t.replace('sha256 = "', 'sha256 = "x'), "64 lower-case hex"),
+        (lambda t: t.replace('file = "Python-3.15.0rc2', 'file = "Python-3.14.0'), "python.org's name"),
+        (lambda t: t.replace('sha256_from = "a test"', 'sha256_from = "a test"\nmd5 = "x"'), "unknown key"),
+        (lambda t: t.replace('sha256_from = "a test"', ""), "sha256_from"),
+        (lambda t: t.replace("format = 2", "format = 1"), "format = 2"),
+        (lambda t: t.replace("https://www.python.org", "ftp://x"), "download_base"),
+        (lambda t: t.replace('"3.15.0rc2"]', '"3.15"]'), "release number"),
+        (lambda t: t + "[oops", "not valid TOML"),
+    ],
+)
 def test_bad_lock_is_an_error_naming_the_problem(mutation, message):
     with pytest.raises(SourceError, match=message):
         parse_lock(mutation(GOOD_LOCK.format(sha="a" * 64)), Path("sources.toml"))
@@ -113,8 +118,13 @@ def test_mirror_file_with_the_locked_checksum_is_used(tmp_path, layout):
     where = tmp_path / "mirror" / ("3.15.0" if layout == "python.org" else "")
     where.mkdir(parents=True)
     (where / release.file).write_bytes(TARBALL)
-    got = fetch_source(release, mirror=tmp_path / "mirror", cache_dir=tmp_path / "cache",
-                       base="http://127.0.0.1:9", log=quiet)
+    got = fetch_source(
+        release,
+        mirror=tmp_path / "mirror",
+        cache_dir=tmp_path / "cache",
+        base="http://127.0.0.1:9",
+        log=quiet,
+    )
     assert got.path == where / release.file and got.sha256 == release.sha256
     assert got.origin == f"mirror {tmp_path / 'mirror'}"
 
@@ -124,8 +134,13 @@ def test_mirror_checksum_mismatch_is_an_error_and_never_falls_back(tmp_path):
     release = release_of()
     (tmp_path / "mirror" / release.file).write_bytes(b"tampered")
     with pytest.raises(ChecksumMismatch, match="does not match"):
-        fetch_source(release, mirror=tmp_path / "mirror", cache_dir=tmp_path / "cache",
-                     base="http://127.0.0.1:9", log=quiet)
+        fetch_source(
+            release,
+            mirror=tmp_path / "mirror",
+            cache_dir=tmp_path / "cache",
+            base="http://127.0.0.1:9",
+            log=quiet,
+        )
     assert not (tmp_path / "cache").exists()  # no download was attempted
 
 
@@ -173,7 +188,7 @@ class FtpPython:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data[:server.cut_after])
+                self.wfile.write(data[: server.cut_after])
                 self.wfile.flush()
                 self.close_connection = True
 
@@ -220,8 +235,7 @@ def test_a_damaged_cached_copy_is_downloaded_again(python_org, tmp_path):
     python_org.publish(release, TARBALL)
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / release.file).write_bytes(b"bit rot")
-    got = fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base,
-                       log=quiet)
+    got = fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base, log=quiet)
     assert got.origin.startswith("download ") and got.path.read_bytes() == TARBALL
 
 
@@ -229,15 +243,13 @@ def test_download_with_the_wrong_checksum_is_refused_and_nothing_cached(python_o
     release = release_of()
     python_org.publish(release, b"not what python.org published")
     with pytest.raises(ChecksumMismatch, match="does not match the lock's"):
-        fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base,
-                     log=quiet)
+        fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base, log=quiet)
     assert leftovers(tmp_path / "cache") == []
 
 
 def test_404_is_an_error_naming_the_url(python_org, tmp_path):
     with pytest.raises(SourceError, match=r"3\.15\.0/Python-3\.15\.0rc2\.tar\.xz failed: HTTP 404"):
-        fetch_source(release_of(), mirror=None, cache_dir=tmp_path / "cache",
-                     base=python_org.base, log=quiet)
+        fetch_source(release_of(), mirror=None, cache_dir=tmp_path / "cache", base=python_org.base, log=quiet)
     assert leftovers(tmp_path / "cache") == []
 
 
@@ -246,8 +258,13 @@ def test_connection_refused_is_an_error_with_the_offline_hint(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(SourceError, match=r"(?s)refused.*--sources DIR.*--download-base"):
-        fetch_source(release_of(), mirror=None, cache_dir=tmp_path / "cache",
-                     base=f"http://127.0.0.1:{port}/ftp/python", log=quiet)
+        fetch_source(
+            release_of(),
+            mirror=None,
+            cache_dir=tmp_path / "cache",
+            base=f"http://127.0.0.1:{port}/ftp/python",
+            log=quiet,
+        )
     assert leftovers(tmp_path / "cache") == []
 
 
@@ -256,12 +273,10 @@ def test_transfer_cut_off_half_way_is_refused_and_no_partial_file_is_left(python
     python_org.publish(release, TARBALL)
     python_org.cut_after = len(TARBALL) // 2
     with pytest.raises(SourceError, match=r"failed: .*(cut off|IncompleteRead|incomplete)"):
-        fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base,
-                     log=quiet)
+        fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base, log=quiet)
     assert leftovers(tmp_path / "cache") == []
     python_org.cut_after = None  # the next try gets the whole file
-    got = fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base,
-                       log=quiet)
+    got = fetch_source(release, mirror=None, cache_dir=tmp_path / "cache", base=python_org.base, log=quiet)
     assert got.path.read_bytes() == TARBALL
 
 
@@ -286,9 +301,21 @@ def test_images_cli_downloads_from_the_download_base(python_org, tmp_path, monke
         raise images_docker.DockerError("stopped by the test after the download")
 
     monkeypatch.setattr(images, "collect_wheels", stop)
-    code = main(["images", "--matrix", str(REPO / "matrix.yaml"), "--override",
-                 str(REPO / "examples" / "offline-mirror.yaml"), "--only", "3.14t",
-                 "--download-base", python_org.base, "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "images",
+            "--matrix",
+            str(REPO / "matrix.yaml"),
+            "--override",
+            str(REPO / "examples" / "offline-mirror.yaml"),
+            "--only",
+            "3.14t",
+            "--download-base",
+            python_org.base,
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 1  # stopped before a build
     assert python_org.requests == [f"/ftp/python/3.14.7/{release.file}"]
     cached = tmp_path / "out" / "sources" / release.file

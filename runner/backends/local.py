@@ -69,8 +69,9 @@ def managed_candidates(interp: Interpreter) -> list[Path]:
 
 def path_candidates(interp: Interpreter) -> list[Path]:
     shims = str(pyenv_root() / "shims")
-    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
-                             if p and not p.startswith(shims))
+    search = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not p.startswith(shims)
+    )
     name = f"python{interp.minor}{'t' if interp.free_threaded else ''}"
     found = shutil.which(name, path=search)
     return [Path(found)] if found else []
@@ -78,13 +79,17 @@ def path_candidates(interp: Interpreter) -> list[Path]:
 
 def read_facts(python: str, harness_path: Path) -> dict:
     """Run the harness' facts command with ``python`` (isolated from the user's site and env)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from gilmatrix.harness.facts import main; sys.exit(main())")
-    proc = subprocess.run([python, "-I", "-c", code, str(harness_path)], capture_output=True,
-                          text=True, timeout=60)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from gilmatrix.harness.facts import main; sys.exit(main())"
+    )
+    proc = subprocess.run(
+        [python, "-I", "-c", code, str(harness_path)], capture_output=True, text=True, timeout=60
+    )
     if proc.returncode != 0:
-        raise EnvironmentUnavailable(f"{python} failed to report its facts: "
-                                     f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+        raise EnvironmentUnavailable(
+            f"{python} failed to report its facts: {(proc.stderr or proc.stdout).strip()[-300:]}"
+        )
     return json.loads(proc.stdout)
 
 
@@ -109,14 +114,18 @@ class LocalBackend(Backend):
     def find(self, interp: Interpreter) -> tuple[str, dict]:
         """The first candidate interpreter whose facts match ``interp``."""
         explicit = self.options.explicit_pythons.get(interp.id) or interp.python
-        candidates = [Path(os.path.expanduser(explicit))] if explicit else (
-            managed_candidates(interp) + path_candidates(interp))
+        candidates = (
+            [Path(os.path.expanduser(explicit))]
+            if explicit
+            else (managed_candidates(interp) + path_candidates(interp))
+        )
         if not candidates:
             where = f"{pyenv_root() / 'versions'}, uv's interpreters or PATH"
             raise EnvironmentUnavailable(
                 f"no CPython {interp.id} found in {where}; install one (e.g. `pyenv install "
                 f"{interp.minor}{'t' if interp.free_threaded else ''}`) or pass --python "
-                f"{interp.id}=/path/to/python")
+                f"{interp.id}=/path/to/python"
+            )
         problems = []
         for candidate in candidates:
             if not os.access(candidate, os.X_OK):
@@ -133,16 +142,28 @@ class LocalBackend(Backend):
         python, facts = self.find(interpreter)
         venv = self._venv(interpreter, python, facts)
         harness = self._harness_path()
-        site = Path(json.loads(subprocess.run(
-            [str(venv / "bin" / "python"), "-c",
-             "import json, sysconfig; print(json.dumps(sysconfig.get_paths()['purelib']))"],
-            capture_output=True, text=True, check=True).stdout))
+        site = Path(
+            json.loads(
+                subprocess.run(
+                    [
+                        str(venv / "bin" / "python"),
+                        "-c",
+                        "import json, sysconfig; print(json.dumps(sysconfig.get_paths()['purelib']))",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+        )
         # A .pth file, not PYTHONPATH: pyperf strips the environment of its workers, and pool
         # processes must import the harness by name too.
         (site / "gilmatrix-harness.pth").write_text(f"{harness}\n")
         return Environment(
-            interpreter_id=interpreter.id, backend=self.name,
-            python=str(venv / "bin" / "python"), facts=facts,
+            interpreter_id=interpreter.id,
+            backend=self.name,
+            python=str(venv / "bin" / "python"),
+            facts=facts,
             extra={"base_python": python, "venv": str(venv)},
         )
 
@@ -155,8 +176,14 @@ class LocalBackend(Backend):
         self.options.log(f"[{interp.id}] creating a virtual environment with pyperf: {venv}")
         shutil.rmtree(venv, ignore_errors=True)
         self._check(interp, [python, "-m", "venv", str(venv)], "could not create a venv")
-        install = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                   "--disable-pip-version-check"]
+        install = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ]
         if self.options.wheelhouse:
             install += ["--no-index", "--find-links", str(self.options.wheelhouse)]
         self._check(interp, [*install, PYPERF_REQUIREMENT], "could not install pyperf")
@@ -171,8 +198,16 @@ class LocalBackend(Backend):
             raise EnvironmentUnavailable(f"{interp.id}: {what}: {' | '.join(tail)}")
 
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
-        return [env.python, "-m", "gilmatrix.harness", "serve",
-                "--job", str(run_dir / "jobs" / job_name), "--out", str(run_dir)]
+        return [
+            env.python,
+            "-m",
+            "gilmatrix.harness",
+            "serve",
+            "--job",
+            str(run_dir / "jobs" / job_name),
+            "--out",
+            str(run_dir),
+        ]
 
     def describe(self) -> dict:
         return {"name": self.name, "host_python": sys.executable}

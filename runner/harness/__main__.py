@@ -9,9 +9,13 @@ import sys
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gilmatrix.harness")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("serve", "run worker processes of a job's cells as the host asks "
-                                 "(one JSON command per line on stdin)"),
-                       ("run", "run a job's cells one after the other, fixed processes each")):
+    for name, text in (
+        (
+            "serve",
+            "run worker processes of a job's cells as the host asks (one JSON command per line on stdin)",
+        ),
+        ("run", "run a job's cells one after the other, fixed processes each"),
+    ):
         run = commands.add_parser(name, help=text)
         run.add_argument("--job", required=True, help="job file (JSON) written by the host")
         run.add_argument("--out", required=True, help="run directory; cells go below OUT/cells/")

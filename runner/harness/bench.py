@@ -92,8 +92,7 @@ class CellTimer:
             self.dispatcher = None
 
     def _new_dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.cell["executor"], int(self.cell["workers"]),
-                          async_fn=self.workload.async_task)
+        return Dispatcher(self.cell["executor"], int(self.cell["workers"]), async_fn=self.workload.async_task)
 
     def _cpu_now(self) -> float | None:
         total = time.process_time()  # every thread of this process
@@ -150,8 +149,9 @@ class CellTimer:
         elapsed = time.perf_counter() - start
         self.workload.check(self.params, tasks, results)
         # The pool's processes are gone by now: their CPU time cannot be read, so no ratio.
-        cpu = None if EXECUTORS[self.cell["executor"]].model == "processes" \
-            else time.process_time() - cpu_start
+        cpu = (
+            None if EXECUTORS[self.cell["executor"]].model == "processes" else time.process_time() - cpu_start
+        )
         self.samples.append((elapsed, cpu, loops))
         return elapsed
 
@@ -218,8 +218,7 @@ class _HookEntry:
 def make_runner() -> tuple[pyperf.Runner, bool]:
     add_args = lambda cmd, args: cmd.extend(("--cell", args.cell))  # noqa: E731
     try:
-        return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args,
-                             hooks=[_HookEntry]), True
+        return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args, hooks=[_HookEntry]), True
     except TypeError:  # pyperf without custom hooks: see _record_without_hooks
         HOOKS[0] = False
         return pyperf.Runner(program_args=("-m", MODULE), add_cmdline_args=add_args), False

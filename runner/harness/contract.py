@@ -84,18 +84,31 @@ EXECUTORS: dict[str, Executor] = {
     for e in (
         Executor("sequential", "sequential", "a plain loop in the calling thread", False),
         Executor("threads", "threads", "concurrent.futures.ThreadPoolExecutor", True),
-        Executor("processes", "processes",
-                 "ProcessPoolExecutor, the interpreter's default start method", True),
-        Executor("processes-fork", "processes", "ProcessPoolExecutor, fork", True,
-                 start_method="fork"),
-        Executor("processes-forkserver", "processes", "ProcessPoolExecutor, forkserver", True,
-                 start_method="forkserver"),
-        Executor("processes-spawn", "processes", "ProcessPoolExecutor, spawn", True,
-                 start_method="spawn"),
-        Executor("interpreters", "interpreters",
-                 "concurrent.futures.InterpreterPoolExecutor (PEP 734)", True, min_version=(3, 14)),
-        Executor("asyncio", "asyncio",
-                 "asyncio: native awaitables, else asyncio.to_thread; TaskGroup on 3.11+", True),
+        Executor(
+            "processes", "processes", "ProcessPoolExecutor, the interpreter's default start method", True
+        ),
+        Executor("processes-fork", "processes", "ProcessPoolExecutor, fork", True, start_method="fork"),
+        Executor(
+            "processes-forkserver",
+            "processes",
+            "ProcessPoolExecutor, forkserver",
+            True,
+            start_method="forkserver",
+        ),
+        Executor("processes-spawn", "processes", "ProcessPoolExecutor, spawn", True, start_method="spawn"),
+        Executor(
+            "interpreters",
+            "interpreters",
+            "concurrent.futures.InterpreterPoolExecutor (PEP 734)",
+            True,
+            min_version=(3, 14),
+        ),
+        Executor(
+            "asyncio",
+            "asyncio",
+            "asyncio: native awaitables, else asyncio.to_thread; TaskGroup on 3.11+",
+            True,
+        ),
     )
 }
 EXECUTOR_ORDER = tuple(EXECUTORS)  # the order of tables and charts
@@ -139,8 +152,9 @@ EXTREME_WARNING = 0.50  # the minimum or maximum 50% away from the mean or more
 SHORT_RAW_SECONDS = 1e-3  # a raw value (all loops of one call) under 1 ms
 
 
-def stability_warnings(n: int, mean: float, stdev: float, low: float, high: float,
-                       raw_min: float | None = None) -> list[str]:
+def stability_warnings(
+    n: int, mean: float, stdev: float, low: float, high: float, raw_min: float | None = None
+) -> list[str]:
     """pyperf's checks of a benchmark's values, so that gilmatrix warns where pyperf would."""
     out = []
     if n >= 2 and mean > 0 and stdev / mean >= STDEV_WARNING:
@@ -177,17 +191,32 @@ METADATA: dict[str, Key] = {
         Key("gilmatrix_workers", int, 1, "benchmark", "the worker count"),
         Key("gilmatrix_params", str, "{}", "benchmark", "the workload's parameters, JSON"),
         Key("gilmatrix_tasks", int, 1, "benchmark", "tasks per timed call"),
-        Key("gilmatrix_pool_in_timing", str, "", "benchmark",
-            "yes: the pool's creation and shutdown are timed"),
+        Key(
+            "gilmatrix_pool_in_timing",
+            str,
+            "",
+            "benchmark",
+            "yes: the pool's creation and shutdown are timed",
+        ),
         Key("gilmatrix_py_gil_disabled", int, 0, "benchmark", "Py_GIL_DISABLED of the build"),
-        Key("gilmatrix_gil_enabled", str, "n/a", "benchmark",
-            "sys._is_gil_enabled() at run time: true, false, n/a"),
+        Key(
+            "gilmatrix_gil_enabled",
+            str,
+            "n/a",
+            "benchmark",
+            "sys._is_gil_enabled() at run time: true, false, n/a",
+        ),
         Key("gilmatrix_sys_version", str, "", "benchmark", "sys.version"),
         Key("gilmatrix_config_args", str, "", "benchmark", "sysconfig's CONFIG_ARGS"),
         Key("gilmatrix_start_method", str, "", "benchmark", "processes: the start method"),
         Key("gilmatrix_async_mode", str, "", "benchmark", "asyncio: native or to_thread"),
-        Key("gilmatrix_cpu_time", float, float("nan"), "run",
-            "median CPU seconds of one timed call (all its loops; the pool's processes too)"),
+        Key(
+            "gilmatrix_cpu_time",
+            float,
+            float("nan"),
+            "run",
+            "median CPU seconds of one timed call (all its loops; the pool's processes too)",
+        ),
         Key("gilmatrix_parallelism", float, float("nan"), "run", "median CPU / wall of a call"),
         Key("gilmatrix_class", str, "", "run", "classify() of the parallelism"),
         Key("gilmatrix_children_max_rss", int, 0, "run", "processes: the pool's peak RSS, bytes"),

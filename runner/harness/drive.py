@@ -70,15 +70,23 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def worker_command(cell: Mapping[str, Any], settings: Mapping[str, Any], *, output: str,
-                   loops: int | None) -> list[str]:
+def worker_command(
+    cell: Mapping[str, Any], settings: Mapping[str, Any], *, output: str, loops: int | None
+) -> list[str]:
     """One pyperf worker of ``cell``: a loop calibration when ``loops`` is None, else values."""
-    command = [sys.executable, "-m", BENCH_MODULE, "--worker", "--worker-task=0",
-               "--values", str(settings.get("values", 3)),
-               "--min-time", str(settings.get("min_time", 0.1))]
+    command = [
+        sys.executable,
+        "-m",
+        BENCH_MODULE,
+        "--worker",
+        "--worker-task=0",
+        "--values",
+        str(settings.get("values", 3)),
+        "--min-time",
+        str(settings.get("min_time", 0.1)),
+    ]
     command += ["--calibrate-loops"] if loops is None else ["--loops", str(loops)]
-    command += ["--warmups", str(settings.get("warmups", 1)), "--output", output,
-                "--cell", json.dumps(cell)]
+    command += ["--warmups", str(settings.get("warmups", 1)), "--output", output, "--cell", json.dumps(cell)]
     return command
 
 
@@ -111,8 +119,9 @@ class CellTimeout(Exception):
 def bench_warnings(bench: Any) -> list[str]:
     """pyperf's own stability checks on a benchmark (as ``pyperf show`` prints them)."""
     values = bench.get_values()
-    return stability_warnings(len(values), bench.mean(), bench.stdev() if len(values) >= 2 else 0.0,
-                              min(values), max(values))
+    return stability_warnings(
+        len(values), bench.mean(), bench.stdev() if len(values) >= 2 else 0.0, min(values), max(values)
+    )
 
 
 def failure_reason(output: str, returncode: int, what: str = "") -> str:
@@ -133,8 +142,10 @@ def failure_reason(output: str, returncode: int, what: str = "") -> str:
         return chosen[:500]
     prefix = f"{what} " if what else ""
     if returncode < 0:
-        return (f"{prefix}killed by signal {-returncode} ({_SIGNALS.get(-returncode, '?')}): "
-                f"exit code {returncode}")
+        return (
+            f"{prefix}killed by signal {-returncode} ({_SIGNALS.get(-returncode, '?')}): "
+            f"exit code {returncode}"
+        )
     return f"{prefix}exit code {returncode}" + (f": {lines[-1][:300]}" if lines else "")
 
 
@@ -161,8 +172,7 @@ class CellStore:
         if not os.path.isdir(self.runs):
             return []
         pattern = r"w\d{4}\.(json|discarded)" if discarded else r"w\d{4}\.json"
-        return sorted(os.path.join(self.runs, n) for n in os.listdir(self.runs)
-                      if re.fullmatch(pattern, n))
+        return sorted(os.path.join(self.runs, n) for n in os.listdir(self.runs) if re.fullmatch(pattern, n))
 
     def next_worker(self) -> str:
         names = os.listdir(self.runs) if os.path.isdir(self.runs) else []
@@ -191,13 +201,22 @@ def values_from_calibration(bench: Any, values: int, warmups: int) -> Any | None
     metadata = run.get_metadata()
     loops = int(metadata.get("calibrate_loops", 0))
     calls = list(run.warmups or ())
-    final = calls[-(warmups + values):]
-    if (loops < 1 or run.values or len(calls) < warmups + values
-            or any(count != loops for count, _ in final) or any(v <= 0 for _, v in final)):
+    final = calls[-(warmups + values) :]
+    if (
+        loops < 1
+        or run.values
+        or len(calls) < warmups + values
+        or any(count != loops for count, _ in final)
+        or any(v <= 0 for _, v in final)
+    ):
         return None
     metadata["loops"] = loops
-    kept = pyperf.Run([value for _, value in calls[-values:]], warmups=calls[:-values],
-                      metadata=metadata, collect_metadata=False)
+    kept = pyperf.Run(
+        [value for _, value in calls[-values:]],
+        warmups=calls[:-values],
+        metadata=metadata,
+        collect_metadata=False,
+    )
     return pyperf.Benchmark([kept])
 
 
@@ -267,28 +286,43 @@ class CellRunner:
                 bench = None
                 if loops is None:
                     calibration = self.run_worker(
-                        worker_command(cell, settings, loops=None, output=path + ".w"), log,
-                        path + ".w", started + timeout,
-                        f"pyperf worker {number} (calibrates the loops)", lives)
+                        worker_command(cell, settings, loops=None, output=path + ".w"),
+                        log,
+                        path + ".w",
+                        started + timeout,
+                        f"pyperf worker {number} (calibrates the loops)",
+                        lives,
+                    )
                     loops = _calibrated_loops(calibration)
-                    bench = values_from_calibration(calibration, int(settings.get("values", 3)),
-                                                    int(settings.get("warmups", 1)))
+                    bench = values_from_calibration(
+                        calibration, int(settings.get("values", 3)), int(settings.get("warmups", 1))
+                    )
                     if bench is None:  # not the shape pyperf's calibration has: keep it apart
                         _dump(calibration, store.calibration)
                     self.loops[cell_id] = loops
                 if bench is None:
-                    bench = self.run_worker(worker_command(cell, settings, loops=loops,
-                                                           output=path + ".w"),
-                                            log, path + ".w", started + timeout,
-                                            f"pyperf worker {number}", lives)
+                    bench = self.run_worker(
+                        worker_command(cell, settings, loops=loops, output=path + ".w"),
+                        log,
+                        path + ".w",
+                        started + timeout,
+                        f"pyperf worker {number}",
+                        lives,
+                    )
                 _dump(bench, path)
                 values = [v for run in bench.get_runs() for v in run.values]
-                reply.update(status=Status.OK, worker=number, loops=loops, values=values,
-                             warnings=bench_warnings(bench) if len(values) > 1 else [])
+                reply.update(
+                    status=Status.OK,
+                    worker=number,
+                    loops=loops,
+                    values=values,
+                    warnings=bench_warnings(bench) if len(values) > 1 else [],
+                )
             except CellTimeout:
-                reply.update(status=Status.TIMEOUT,
-                             reason=f"a worker process took longer than the timeout of "
-                                    f"{timeout:g} s")
+                reply.update(
+                    status=Status.TIMEOUT,
+                    reason=f"a worker process took longer than the timeout of {timeout:g} s",
+                )
             except WorkerFailed as exc:
                 reply.update(status=Status.FAILED, returncode=exc.returncode, what=exc.what)
         reply["seconds"] = [round(s, 4) for s in lives]
@@ -319,17 +353,23 @@ class CellRunner:
             output = log_text.read()
         if reply["status"] == Status.FAILED:
             reply["reason"] = failure_reason(output, reply["returncode"], reply["what"])
-        status = {"format": JOB_FORMAT, "id": reply["cell"], "status": reply["status"],
-                  "reason": reply["reason"], "elapsed": reply["elapsed"],
-                  "returncode": reply.get("returncode", 0), "output_tail": output[-TAIL_CHARS:],
-                  "worker_seconds": reply["seconds"]}
+        status = {
+            "format": JOB_FORMAT,
+            "id": reply["cell"],
+            "status": reply["status"],
+            "reason": reply["reason"],
+            "elapsed": reply["elapsed"],
+            "returncode": reply.get("returncode", 0),
+            "output_tail": output[-TAIL_CHARS:],
+            "worker_seconds": reply["seconds"],
+        }
         write_atomic(store.status, json.dumps(status, indent=1) + "\n")
 
     def discard(self, cell_id: str, number: int) -> dict[str, Any]:
         store = CellStore(self.cells_dir, cell_id)
         path = os.path.join(store.runs, f"w{number:04d}.json")
         if os.path.exists(path):
-            os.replace(path, path[:-len(".json")] + ".discarded")
+            os.replace(path, path[: -len(".json")] + ".discarded")
             return {"event": "discarded", "cell": cell_id, "worker": number, "status": Status.OK}
         return {"event": "discarded", "cell": cell_id, "worker": number, "status": Status.MISSING}
 
@@ -338,20 +378,30 @@ class CellRunner:
         store = CellStore(self.cells_dir, cell_id)
         paths = ([store.calibration] if os.path.exists(store.calibration) else []) + store.workers()
         if not store.workers():
-            return {"event": "finished", "cell": cell_id, "status": Status.FAILED,
-                    "reason": "no worker process of this cell was kept"}
+            return {
+                "event": "finished",
+                "cell": cell_id,
+                "status": Status.FAILED,
+                "reason": "no worker process of this cell was kept",
+            }
         bench = _load(paths[0])
         for path in paths[1:]:
             bench.add_runs(_load(path))
-        status = {"format": JOB_FORMAT, "id": cell_id, "status": Status.OK, "reason": None,
-                  "returncode": 0, "output_tail": None, "warnings": bench_warnings(bench),
-                  **dict(extra or {})}
+        status = {
+            "format": JOB_FORMAT,
+            "id": cell_id,
+            "status": Status.OK,
+            "reason": None,
+            "returncode": 0,
+            "output_tail": None,
+            "warnings": bench_warnings(bench),
+            **dict(extra or {}),
+        }
         _dump(bench, store.result + ".part")
         write_atomic(store.status, json.dumps(status, indent=1) + "\n")
         os.replace(store.result + ".part", store.result)  # the result last: it means done
         shutil.rmtree(store.runs, ignore_errors=True)
-        return {"event": "finished", "cell": cell_id, "status": Status.OK,
-                "warnings": status["warnings"]}
+        return {"event": "finished", "cell": cell_id, "status": Status.OK, "warnings": status["warnings"]}
 
     def serve(self, commands: IO[str], replies: IO[str]) -> int:
         """Answer the host's commands, one JSON line each, until ``quit`` or end of input."""
@@ -387,8 +437,7 @@ class CellRunner:
                 break
             store = CellStore(self.cells_dir, cell["id"])
             if os.path.exists(store.result):
-                emit("cell", index=index, total=len(cells), id=cell["id"], status="done-before",
-                     elapsed=None)
+                emit("cell", index=index, total=len(cells), id=cell["id"], status="done-before", elapsed=None)
                 continue
             shutil.rmtree(store.runs, ignore_errors=True)
             if os.path.exists(store.log):
@@ -404,16 +453,26 @@ class CellRunner:
                 break
             elapsed = round(time.monotonic() - started, 3)
             if reply["status"] == Status.OK:
-                reply = self.finish(cell["id"], {"elapsed": elapsed, "worker_seconds": lives,
-                                                 "processes": processes, "stopped": "fixed"})
+                reply = self.finish(
+                    cell["id"],
+                    {"elapsed": elapsed, "worker_seconds": lives, "processes": processes, "stopped": "fixed"},
+                )
             failed += reply["status"] != Status.OK
-            emit("cell", index=index, total=len(cells), id=cell["id"], status=reply["status"],
-                 elapsed=elapsed, reason=reply.get("reason"))
+            emit(
+                "cell",
+                index=index,
+                total=len(cells),
+                id=cell["id"],
+                status=reply["status"],
+                elapsed=elapsed,
+                reason=reply.get("reason"),
+            )
         emit("end", interpreter=self.job["interpreter"], interrupted=self.stopping, failed=failed)
         return 130 if self.stopping else 0
 
-    def run_worker(self, command: list[str], log: Any, output: str, deadline: float,
-                   what: str, lives: list[float]) -> Any:
+    def run_worker(
+        self, command: list[str], log: Any, output: str, deadline: float, what: str, lives: list[float]
+    ) -> Any:
         if os.path.exists(output):
             os.unlink(output)
         log.write(f"--- {what}\n".encode())
@@ -422,9 +481,14 @@ class CellRunner:
         # A session of its own: on timeout or interrupt, the worker and its pool's processes die
         # together instead of running on as orphans.
         self.current = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=worker_environ(), start_new_session=True,
-            preexec_fn=self._limit_memory if self.memory_limit is not None else None)
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=worker_environ(),
+            start_new_session=True,
+            preexec_fn=self._limit_memory if self.memory_limit is not None else None,
+        )
         # A blocking wait, the timeout enforced by a timer that kills the session: Popen.wait()
         # with a timeout polls, with sleeps growing to 50 ms, and noticed a worker's exit ~25 ms
         # late on average (measured: 6.3 s asleep in 21 smoke cells of ~0.3 s).

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 # reason: dataclasses pulls in inspect). `nox -s selfbench` prints a worker's start-up, by step.
 
 
-def unavailable_reason(executor: str, version: tuple[int, int],
-                       unsupported: Mapping[str, str] | None = None) -> str | None:
+def unavailable_reason(
+    executor: str, version: tuple[int, int], unsupported: Mapping[str, str] | None = None
+) -> str | None:
     """Why ``executor`` cannot run a workload on a CPython of ``version`` (None: it can).
 
     ``unsupported`` is the workload's own map of execution models it cannot run on.
@@ -50,8 +51,9 @@ def default_start_method() -> str:
 class Dispatcher:
     """Runs a task function over tasks with one execution model; reusable across timed calls."""
 
-    def __init__(self, executor: str, workers: int, *,
-                 async_fn: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+    def __init__(
+        self, executor: str, workers: int, *, async_fn: Callable[[Any], Awaitable[Any]] | None = None
+    ) -> None:
         spec = EXECUTORS[executor]
         self.model, self.workers, self.async_fn = spec.model, workers, async_fn
         self.start_method: str | None = None

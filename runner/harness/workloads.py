@@ -110,9 +110,7 @@ def _sum_squares_tasks(params: Mapping[str, Any]) -> list[tuple[int, ...]]:
 
 
 def _sum_squares_check(params: Mapping[str, Any], tasks: list[Any], results: list[Any]) -> None:
-    expected = [
-        _sum_of_squares_below(batch[-1] + 1) - _sum_of_squares_below(batch[0]) for batch in tasks
-    ]
+    expected = [_sum_of_squares_below(batch[-1] + 1) - _sum_of_squares_below(batch[0]) for batch in tasks]
     if list(results) != expected:
         raise WrongAnswer(f"sum_squares: got {list(results)[:3]}..., expected {expected[:3]}...")
 
@@ -185,8 +183,7 @@ def contention_task(task: tuple[SharedCounter, int, int, str]) -> int:
 
 def _contention_tasks(params: Mapping[str, Any]) -> list[tuple[SharedCounter, int, int, str]]:
     shared = SharedCounter()
-    return [(shared, i, int(params["increments"]), str(params["mode"]))
-            for i in range(int(params["tasks"]))]
+    return [(shared, i, int(params["increments"]), str(params["mode"])) for i in range(int(params["tasks"]))]
 
 
 def _contention_check(params: Mapping[str, Any], tasks: list[Any], results: list[Any]) -> None:
@@ -199,8 +196,10 @@ def _contention_check(params: Mapping[str, Any], tasks: list[Any], results: list
         raise WrongAnswer("contention: lost updates in the shared dict")
 
 
-_NOT_SHARED = "contention shares its state by reference, which workers in other processes or " \
-              "interpreters cannot do: each would update a copy"
+_NOT_SHARED = (
+    "contention shares its state by reference, which workers in other processes or "
+    "interpreters cannot do: each would update a copy"
+)
 
 
 # -- mixed: part CPU, part wait ----------------------------------------------------------------
@@ -283,9 +282,11 @@ WORKLOADS: dict[str, Workload] = {
             name="hash_native",
             kind="native",
             description="SHA-256 over a large buffer: C code that releases the GIL.",
-            params={"tasks": _TASKS,
-                    "size_kb": Param(1024, 4, 1_048_576, "KiB hashed per round"),
-                    "rounds": Param(4, 1, 100_000, "rounds per task")},
+            params={
+                "tasks": _TASKS,
+                "size_kb": Param(1024, 4, 1_048_576, "KiB hashed per round"),
+                "rounds": Param(4, 1, 100_000, "rounds per task"),
+            },
             make_tasks=_hash_tasks,
             run_task=hash_native_task,
             check=_hash_check,
@@ -294,9 +295,11 @@ WORKLOADS: dict[str, Workload] = {
             name="contention",
             kind="contention",
             description="Workers updating one shared object: a counter under a lock, or a dict.",
-            params={"tasks": _TASKS,
-                    "increments": Param(20_000, 1, 100_000_000, "updates per task"),
-                    "mode": Param("lock", doc="what is shared", choices=("lock", "dict"))},
+            params={
+                "tasks": _TASKS,
+                "increments": Param(20_000, 1, 100_000_000, "updates per task"),
+                "mode": Param("lock", doc="what is shared", choices=("lock", "dict")),
+            },
             make_tasks=_contention_tasks,
             run_task=contention_task,
             check=_contention_check,
@@ -307,9 +310,11 @@ WORKLOADS: dict[str, Workload] = {
             name="mixed",
             kind="mixed",
             description="Part CPU loop, part blocking wait, per task.",
-            params={"tasks": _TASKS,
-                    "size": Param(20_000, 0, 100_000_000, "loop iterations per task"),
-                    "wait_ms": Param(5.0, 0, 60_000, "milliseconds each task waits")},
+            params={
+                "tasks": _TASKS,
+                "size": Param(20_000, 0, 100_000_000, "loop iterations per task"),
+                "wait_ms": Param(5.0, 0, 60_000, "milliseconds each task waits"),
+            },
             make_tasks=_mixed_tasks,
             run_task=mixed_task,
             check=_mixed_check,

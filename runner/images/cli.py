@@ -26,13 +26,20 @@ def images_command(args: argparse.Namespace) -> int:
         if unknown:
             from gilmatrix.errors import UserError
 
-            raise UserError(f"--only {unknown[0]}: not an interpreter of {args.matrix} "
-                            f"({', '.join(sorted(known))})")
+            raise UserError(
+                f"--only {unknown[0]}: not an interpreter of {args.matrix} ({', '.join(sorted(known))})"
+            )
         wanted = [i for i in wanted if i.id in args.only]
-    builder = ImageBuilder(work_dir=args.out, build_profile=args.build_profile,
-                           sources=args.sources, wheelhouse=args.wheelhouse,
-                           download_base=args.download_base, images_dir=images_dir(matrix.path),
-                           bootstrap_base=True if args.bootstrap_base else None, log=_stderr)
+    builder = ImageBuilder(
+        work_dir=args.out,
+        build_profile=args.build_profile,
+        sources=args.sources,
+        wheelhouse=args.wheelhouse,
+        download_base=args.download_base,
+        images_dir=images_dir(matrix.path),
+        bootstrap_base=True if args.bootstrap_base else None,
+        log=_stderr,
+    )
     started = time.monotonic()
     results = build_images(wanted, builder)
     print(format_summary(results, time.monotonic() - started))
@@ -47,9 +54,14 @@ def images_command(args: argparse.Namespace) -> int:
 def superseded_tags(tags: Iterable[str], current: str) -> list[str]:
     """Tags of ``current``'s interpreter and profile with another inputs hash."""
     stem = current.rsplit("-", 1)[0] + "-"
-    return sorted(t for t in tags if t != current and t.startswith(stem)
-                  and len(t) == len(current) and all(c in "0123456789abcdef"
-                                                     for c in t[len(stem):]))
+    return sorted(
+        t
+        for t in tags
+        if t != current
+        and t.startswith(stem)
+        and len(t) == len(current)
+        and all(c in "0123456789abcdef" for c in t[len(stem) :])
+    )
 
 
 def prune_superseded(client: dk.Client, results: Iterable[ImageResult]) -> list[str]:
@@ -73,17 +85,29 @@ def format_summary(results: list[ImageResult], seconds: float) -> str:
     lines = [f"{'interpreter':<12} {'status':<7} {'seconds':>8} {'size':>7}  image"]
     for r in results:
         size = f"{r.size_bytes / 1e6:.0f}MB" if r.size_bytes else "-"
-        lines.append(f"{r.interpreter_id:<12} {r.status:<7} {r.seconds:>8.1f} {size:>7}  "
-                     f"{r.tag or (r.error or '').splitlines()[0]}")
+        lines.append(
+            f"{r.interpreter_id:<12} {r.status:<7} {r.seconds:>8.1f} {size:>7}  "
+            f"{r.tag or (r.error or '').splitlines()[0]}"
+        )
     built = sum(r.status == "built" for r in results)
     failed = sum(r.status == "failed" for r in results)
-    lines.append(f"{len(results)} images: {built} built, {len(results) - built - failed} up to "
-                 f"date, {failed} failed, in {seconds:.1f} s")
+    lines.append(
+        f"{len(results)} images: {built} built, {len(results) - built - failed} up to "
+        f"date, {failed} failed, in {seconds:.1f} s"
+    )
     return "\n".join(lines)
 
 
 def _result_json(r: ImageResult) -> dict[str, Any]:
-    return {"interpreter": r.interpreter_id, "status": r.status, "tag": r.tag,
-            "image_id": r.image_id, "python": r.python, "seconds": round(r.seconds, 1),
-            "size_bytes": r.size_bytes, "log": str(r.log_path) if r.log_path else None,
-            "error": r.error, **dict(r.details)}
+    return {
+        "interpreter": r.interpreter_id,
+        "status": r.status,
+        "tag": r.tag,
+        "image_id": r.image_id,
+        "python": r.python,
+        "seconds": round(r.seconds, 1),
+        "size_bytes": r.size_bytes,
+        "log": str(r.log_path) if r.log_path else None,
+        "error": r.error,
+        **dict(r.details),
+    }

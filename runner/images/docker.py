@@ -56,14 +56,17 @@ def find_client() -> Client:
         path = shutil.which(candidate)
         if path:
             return Client(path, _client_has_buildkit(path))
-    raise DockerError("no docker client found: install Debian's docker.io "
-                      "(`apt-get install docker.io`) or set GILMATRIX_DOCKER")
+    raise DockerError(
+        "no docker client found: install Debian's docker.io "
+        "(`apt-get install docker.io`) or set GILMATRIX_DOCKER"
+    )
 
 
 def _client_has_buildkit(path: str) -> bool:
     try:
-        version = subprocess.run([path, "version", "--format", "{{.Client.Version}}"],
-                                 capture_output=True, text=True, timeout=20).stdout.strip()
+        version = subprocess.run(
+            [path, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=20
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return False
     major = re.match(r"(\d+)", version)
@@ -77,22 +80,32 @@ def engine_answers(timeout: float = 10.0) -> bool:
     """True when a Docker engine answers `docker info` within ``timeout`` seconds."""
     try:
         client = find_client()
-        result = subprocess.run([client.path, "info", "--format", "{{.ServerVersion}}"],
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [client.path, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except (DockerError, OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0 and bool(result.stdout.strip())
 
 
-def docker(client: Client, *args: str, timeout: float | None = 120, check: bool = True,
-           input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def docker(
+    client: Client, *args: str, timeout: float | None = 120, check: bool = True, input: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run one docker command, capture its output; raise DockerError when ``check`` and it fails."""
     try:
-        result = subprocess.run([client.path, *args], capture_output=True, text=input is None,
-                                timeout=timeout, env=client.env(), input=input)
+        result = subprocess.run(
+            [client.path, *args],
+            capture_output=True,
+            text=input is None,
+            timeout=timeout,
+            env=client.env(),
+            input=input,
+        )
     except subprocess.TimeoutExpired:
-        raise DockerError(f"`docker {' '.join(args[:3])} ...` did not answer "
-                          f"in {timeout:.0f} s") from None
+        raise DockerError(f"`docker {' '.join(args[:3])} ...` did not answer in {timeout:.0f} s") from None
     if check and result.returncode != 0:
         err = result.stderr
         if not isinstance(err, str):
@@ -117,8 +130,13 @@ def image_id(client: Client, ref: str) -> str | None:
 # -- base image ----------------------------------------------------------------------------
 
 
-def bootstrap_base(client: Client, tag: str = DEFAULT_BASE, log: Callable[[str], None] = print,
-                   mirror: str = DEBIAN_MIRROR, work_dir: Path | None = None) -> str:
+def bootstrap_base(
+    client: Client,
+    tag: str = DEFAULT_BASE,
+    log: Callable[[str], None] = print,
+    mirror: str = DEBIAN_MIRROR,
+    work_dir: Path | None = None,
+) -> str:
     """Make ``tag`` (a Debian bookworm minbase) with debootstrap + `docker import`; return its id.
 
     This is what to do where no registry can be reached: the result is close to
@@ -126,39 +144,56 @@ def bootstrap_base(client: Client, tag: str = DEFAULT_BASE, log: Callable[[str],
     """
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
-        raise DockerError(f"base image {tag} is missing and cannot be pulled; making it needs "
-                          "debootstrap: `apt-get install debootstrap`")
+        raise DockerError(
+            f"base image {tag} is missing and cannot be pulled; making it needs "
+            "debootstrap: `apt-get install debootstrap`"
+        )
     if os.geteuid() != 0:
-        raise DockerError(f"base image {tag} is missing; debootstrap needs root: run "
-                          "`gilmatrix images --bootstrap-base` as root once")
+        raise DockerError(
+            f"base image {tag} is missing; debootstrap needs root: run "
+            "`gilmatrix images --bootstrap-base` as root once"
+        )
     started = time.monotonic()
-    log(f"base image {tag}: not present; making it with debootstrap --variant=minbase bookworm "
-        f"from {mirror} (about 30 s)")
+    log(
+        f"base image {tag}: not present; making it with debootstrap --variant=minbase bookworm "
+        f"from {mirror} (about 30 s)"
+    )
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gilmatrix-base-", dir=work_dir) as tmp:
         root = Path(tmp) / "rootfs"
-        result = subprocess.run([debootstrap, "--variant=minbase", "bookworm", str(root), mirror],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [debootstrap, "--variant=minbase", "bookworm", str(root), mirror], capture_output=True, text=True
+        )
         if result.returncode != 0:
-            raise DockerError(f"debootstrap failed (exit {result.returncode}):\n"
-                              f"{(result.stdout + result.stderr)[-3000:]}")
+            raise DockerError(
+                f"debootstrap failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}"
+            )
         _slim(root)
-        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."],
-                               stdout=subprocess.PIPE)
+        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            [client.path, "import",
-             "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "--change", 'CMD ["bash"]',
-             "--message", f"gilmatrix: debootstrap --variant=minbase bookworm {mirror}",
-             "-", tag],
-            stdin=tar.stdout, capture_output=True, text=True, env=client.env())
+            [
+                client.path,
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--change",
+                'CMD ["bash"]',
+                "--message",
+                f"gilmatrix: debootstrap --variant=minbase bookworm {mirror}",
+                "-",
+                tag,
+            ],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            env=client.env(),
+        )
         assert tar.stdout is not None
         tar.stdout.close()
         tar.wait()
         if imported.returncode != 0 or tar.returncode != 0:
-            raise DockerError("docker import of the bootstrapped base failed: "
-                              f"{imported.stderr.strip()}")
+            raise DockerError(f"docker import of the bootstrapped base failed: {imported.stderr.strip()}")
     ident = image_id(client, tag)
     if ident is None:
         raise DockerError(f"docker import reported success but {tag} is not there")
@@ -168,24 +203,30 @@ def bootstrap_base(client: Client, tag: str = DEFAULT_BASE, log: Callable[[str],
 
 # What Debian's slim images leave out (their dpkg path-exclude list), so that later
 # `apt-get install`s in the Dockerfile leave it out too.
-_SLIM_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
-                  "/usr/share/locale/*", "/usr/share/lintian/*", "/usr/share/groff/*")
+_SLIM_EXCLUDES = (
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    "/usr/share/lintian/*",
+    "/usr/share/groff/*",
+)
 
 
 def _slim(root: Path) -> None:
     """Trim a bootstrapped rootfs like debian:*-slim: no docs, man pages, locales, apt caches."""
     cfg = root / "etc" / "dpkg" / "dpkg.cfg.d" / "docker-slim"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text("".join(f"path-exclude {p}\n" for p in _SLIM_EXCLUDES)
-                   + "path-include /usr/share/doc/*/copyright\n")
+    cfg.write_text(
+        "".join(f"path-exclude {p}\n" for p in _SLIM_EXCLUDES) + "path-include /usr/share/doc/*/copyright\n"
+    )
     for pattern in _SLIM_EXCLUDES:
         for path in root.glob(pattern.lstrip("/")):
             if path.is_dir() and not path.is_symlink():
                 if pattern.startswith("/usr/share/doc/"):  # keep the licences
                     for item in path.iterdir():
                         if item.name != "copyright":
-                            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() \
-                                else item.unlink()
+                            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
                     continue
                 shutil.rmtree(path)
             else:
@@ -196,8 +237,14 @@ def _slim(root: Path) -> None:
                 path.unlink()
 
 
-def ensure_base(client: Client, tag: str, *, bootstrap: bool | None, log: Callable[[str], None],
-                work_dir: Path | None = None) -> str:
+def ensure_base(
+    client: Client,
+    tag: str,
+    *,
+    bootstrap: bool | None,
+    log: Callable[[str], None],
+    work_dir: Path | None = None,
+) -> str:
     """The id of base image ``tag``: present, else pulled, else bootstrapped (if allowed).
 
     ``bootstrap=True`` makes it without trying a pull (no registry); None tries a pull first and
@@ -212,8 +259,10 @@ def ensure_base(client: Client, tag: str, *, bootstrap: bool | None, log: Callab
         if pulled.returncode == 0:
             return image_id(client, tag) or ""
         if bootstrap is False:
-            raise DockerError(f"base image {tag} is missing and `docker pull` failed; "
-                              "make it with `gilmatrix images --bootstrap-base`")
+            raise DockerError(
+                f"base image {tag} is missing and `docker pull` failed; "
+                "make it with `gilmatrix images --bootstrap-base`"
+            )
         reason = (pulled.stderr.strip().splitlines() or ["no message"])[-1]
         log(f"base image {tag}: pull failed ({reason}); bootstrapping it instead")
     if tag != DEFAULT_BASE:
@@ -240,16 +289,22 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *, label: str,
-          log: Callable[[str], None]) -> float:
+def build(
+    client: Client,
+    args: Sequence[str],
+    context: Path,
+    log_path: Path,
+    *,
+    label: str,
+    log: Callable[[str], None],
+) -> float:
     """Run `docker build ARGS CONTEXT`, keep its whole output in ``log_path``, report progress.
 
     Progress lines name the image (``label``), the step and the time since the build started;
     a long step gets a line every 30 s. Returns the build's duration; raises DockerError naming
     the log file (and quoting its end) when the build fails.
     """
-    cmd = [client.path, "build", *(["--progress=plain"] if client.buildkit else []), *args,
-           str(context)]
+    cmd = [client.path, "build", *(["--progress=plain"] if client.buildkit else []), *args, str(context)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = last_report = time.monotonic()
     step, step_vertex = "starting", None
@@ -258,8 +313,15 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
     with open(log_path, "w", encoding="utf-8") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=client.env(), text=True, errors="replace", bufsize=1)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=client.env(),
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
         # A reader thread, so that a long silent step (a compile) still gets heartbeat lines.
         lines: queue.Queue[str | None] = queue.Queue()
         reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
@@ -284,8 +346,10 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
                 if match:
                     step_vertex = vertex.group(1) if vertex else None
                     stage = (match.groupdict().get("stage") or "").strip()
-                    step = (f"{stage + ' ' if stage else ''}{match.group('n')}/"
-                            f"{match.group('of')} {match.group('what')}")
+                    step = (
+                        f"{stage + ' ' if stage else ''}{match.group('n')}/"
+                        f"{match.group('of')} {match.group('what')}"
+                    )
                     if len(step) > 110:
                         step = step[:107] + "..."
                     log(f"[{label}] {_fmt(now - started):>6} step {step}")
@@ -300,6 +364,9 @@ def build(client: Client, args: Sequence[str], context: Path, log_path: Path, *,
     elapsed = time.monotonic() - started
     if code != 0:
         quoted = "\n".join("    " + t for t in tail[-15:])
-        raise DockerError(f"image build for {label} failed after {_fmt(elapsed)} (exit {code}); "
-                          f"full log: {log_path}\n  last lines:\n{quoted}", log_path)
+        raise DockerError(
+            f"image build for {label} failed after {_fmt(elapsed)} (exit {code}); "
+            f"full log: {log_path}\n  last lines:\n{quoted}",
+            log_path,
+        )
     return elapsed

@@ -93,8 +93,10 @@ class Lock:
         try:
             return self.releases[version]
         except KeyError:
-            raise SourceError(f"{self.path}: no release {version!r} in the source lock; it has "
-                              f"{', '.join(self.releases) or 'none'}") from None
+            raise SourceError(
+                f"{self.path}: no release {version!r} in the source lock; it has "
+                f"{', '.join(self.releases) or 'none'}"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +130,13 @@ def parse_lock(text: str, path: Path) -> Lock:
         for key in ("file", "sha256", "sha256_from"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise SourceError(f"{where}: `{key}` must be a non-empty string")
-        if "/" in entry["file"] or entry["file"] not in (f"Python-{version}.tar.xz",
-                                                         f"Python-{version}.tgz"):
-            raise SourceError(f"{where}: file {entry['file']!r} is not python.org's name for "
-                              f"{version} (Python-{version}.tar.xz or .tgz)")
+        if "/" in entry["file"] or entry["file"] not in (f"Python-{version}.tar.xz", f"Python-{version}.tgz"):
+            raise SourceError(
+                f"{where}: file {entry['file']!r} is not python.org's name for "
+                f"{version} (Python-{version}.tar.xz or .tgz)"
+            )
         if not _HEX64.match(entry["sha256"]):
-            raise SourceError(f"{where}.sha256: expected 64 lower-case hex digits, "
-                              f"got {entry['sha256']!r}")
+            raise SourceError(f"{where}.sha256: expected 64 lower-case hex digits, got {entry['sha256']!r}")
         releases[version] = Release(version, entry["file"], entry["sha256"], entry["sha256_from"])
     requirements = data.get("harness_requirements") or {}
     if not all(isinstance(v, str) and v for v in requirements.values()):
@@ -177,19 +179,27 @@ def verify(path: Path, release: Release, where: str) -> str:
     """Check ``path``'s sha256 against the lock's; return it. Different: ChecksumMismatch."""
     actual = sha256_file(path)
     if actual != release.sha256:
-        raise ChecksumMismatch(f"{where}: sha256 {actual} does not match the lock's "
-                               f"{release.sha256} for {release.file}: the file is damaged or not "
-                               "python.org's; refusing to build from it")
+        raise ChecksumMismatch(
+            f"{where}: sha256 {actual} does not match the lock's "
+            f"{release.sha256} for {release.file}: the file is damaged or not "
+            "python.org's; refusing to build from it"
+        )
     return actual
 
 
-def fetch_source(release: Release, *, mirror: Path | None, cache_dir: Path, base: str,
-                 log: Callable[[str], None] = print, timeout: float = 60.0) -> VerifiedSource:
+def fetch_source(
+    release: Release,
+    *,
+    mirror: Path | None,
+    cache_dir: Path,
+    base: str,
+    log: Callable[[str], None] = print,
+    timeout: float = 60.0,
+) -> VerifiedSource:
     """A verified local copy of ``release``: from ``mirror``, the cache, or downloaded."""
     if mirror is not None:
         if not mirror.is_dir():
-            raise SourceError(f"source mirror {mirror} is not a folder "
-                              f"(--sources / ${SOURCES_ENV})")
+            raise SourceError(f"source mirror {mirror} is not a folder (--sources / ${SOURCES_ENV})")
         for candidate in (mirror / release.file, mirror / release.folder / release.file):
             if candidate.is_file():
                 sha = verify(candidate, release, str(candidate))
@@ -199,16 +209,17 @@ def fetch_source(release: Release, *, mirror: Path | None, cache_dir: Path, base
     cached = cache_dir / release.file
     if cached.is_file():
         try:
-            return VerifiedSource(release, cached, verify(cached, release, str(cached)),
-                                  f"cache {url}")
+            return VerifiedSource(release, cached, verify(cached, release, str(cached)), f"cache {url}")
         except ChecksumMismatch:
             log(f"source {release.file}: the cached copy does not verify; downloading it again")
             cached.unlink()
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(f"{cached.name}.part-{os.getpid()}")
-    hint = (f"; for an offline build give a folder of tarballs with --sources DIR (${SOURCES_ENV}), "
-            f"or a mirror of python.org's ftp/python/ with --download-base URL "
-            f"(${DOWNLOAD_BASE_ENV})")
+    hint = (
+        f"; for an offline build give a folder of tarballs with --sources DIR (${SOURCES_ENV}), "
+        f"or a mirror of python.org's ftp/python/ with --download-base URL "
+        f"(${DOWNLOAD_BASE_ENV})"
+    )
     try:
         log(f"source {release.file}: downloading {url}")
         _download(url, partial, timeout)

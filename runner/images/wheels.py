@@ -50,8 +50,7 @@ def find_files(folder: Path, requirements: Mapping[str, str]) -> tuple[list[Path
     files = sorted(folder.iterdir()) if folder.is_dir() else []
     for name, version in requirements.items():
         want_sdist = _normal(name) in {_normal(n) for n in BUILT_IN_IMAGE}
-        hits = [p for p in files if _matches(p, name, version)
-                and (p.name.endswith(".whl") != want_sdist)]
+        hits = [p for p in files if _matches(p, name, version) and (p.name.endswith(".whl") != want_sdist)]
         if hits:
             found.append(hits[0])
         else:
@@ -59,33 +58,66 @@ def find_files(folder: Path, requirements: Mapping[str, str]) -> tuple[list[Path
     return found, missing
 
 
-def download(requirements: Mapping[str, str], abi: str, python_version: str, dest: Path,
-             log: Callable[[str], None] = print) -> None:
+def download(
+    requirements: Mapping[str, str],
+    abi: str,
+    python_version: str,
+    dest: Path,
+    log: Callable[[str], None] = print,
+) -> None:
     """`pip download` the requirements for the target ABI (e.g. cp315t) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     major_minor = ".".join(python_version.split(".")[:2])
     wheels = [f"{n}=={v}" for n, v in requirements.items() if n not in BUILT_IN_IMAGE]
     sdists = [f"{n}=={v}" for n, v in requirements.items() if n in BUILT_IN_IMAGE]
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(dest),
-           "--disable-pip-version-check", "--quiet"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--dest",
+        str(dest),
+        "--disable-pip-version-check",
+        "--quiet",
+    ]
     commands = []
     if wheels:
-        commands.append([*pip, "--only-binary=:all:", "--implementation", "cp",
-                         "--python-version", major_minor, "--abi", abi, *wheels])
+        commands.append(
+            [
+                *pip,
+                "--only-binary=:all:",
+                "--implementation",
+                "cp",
+                "--python-version",
+                major_minor,
+                "--abi",
+                abi,
+                *wheels,
+            ]
+        )
     if sdists:
         commands.append([*pip, "--no-binary=:all:", *sdists])
     log(f"wheelhouse {dest}: downloading {', '.join(wheels + sdists)} for {abi}")
     for cmd in commands:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
-            raise WheelError(f"`{' '.join(cmd[2:])}` failed: {result.stderr.strip()[-1500:]}\n"
-                             "give a wheelhouse with these files with --wheelhouse DIR (or a "
-                             f"{abi}/ folder in it)")
+            raise WheelError(
+                f"`{' '.join(cmd[2:])}` failed: {result.stderr.strip()[-1500:]}\n"
+                "give a wheelhouse with these files with --wheelhouse DIR (or a "
+                f"{abi}/ folder in it)"
+            )
 
 
-def collect_wheels(requirements: Mapping[str, str], abi: str, python_version: str, *,
-                   wheelhouse: Path | None, cache: Path,
-                   log: Callable[[str], None] = print) -> list[Path]:
+def collect_wheels(
+    requirements: Mapping[str, str],
+    abi: str,
+    python_version: str,
+    *,
+    wheelhouse: Path | None,
+    cache: Path,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
     """The files to install in an image for ``abi``: from ``wheelhouse`` (its ``<abi>/`` subfolder,
     then the folder itself) when it has them all, else from ``cache/<abi>``, downloading what is
     missing there (the error names --wheelhouse when that is not possible)."""

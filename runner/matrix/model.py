@@ -239,8 +239,9 @@ def _compose(text: str, path: Path) -> tuple[Any, _Locator, _Errors]:
     return data, locator, errors
 
 
-def parse_matrix(text: str, path: Path = Path("matrix.yaml"),
-                 overrides: Sequence[tuple[Path, str]] = ()) -> Matrix:
+def parse_matrix(
+    text: str, path: Path = Path("matrix.yaml"), overrides: Sequence[tuple[Path, str]] = ()
+) -> Matrix:
     data, _, errors = _compose(text, path)
     _check_schema(data, errors)
     _check_interpreters(data["interpreters"], errors, _lock_releases(path))
@@ -255,8 +256,9 @@ def parse_matrix(text: str, path: Path = Path("matrix.yaml"),
 OVERRIDE_KEYS = ("format", "interpreters")
 
 
-def apply_override(data: Mapping[str, Any], path: Path, text: str,
-                   releases: frozenset[str] | None) -> dict[str, Any]:
+def apply_override(
+    data: Mapping[str, Any], path: Path, text: str, releases: frozenset[str] | None
+) -> dict[str, Any]:
     """``data`` with the override file's interpreter fields applied, by id.
 
     An override has ``format: 1`` and ``interpreters:``, a list of entries like the matrix'
@@ -267,8 +269,10 @@ def apply_override(data: Mapping[str, Any], path: Path, text: str,
     override, _, errors = _compose(text, path)
     for key in override:
         if key not in OVERRIDE_KEYS:
-            raise errors.fail((key,), f"unknown key{suggest(key, OVERRIDE_KEYS)}; an override "
-                              f"file has: {', '.join(OVERRIDE_KEYS)}")
+            raise errors.fail(
+                (key,),
+                f"unknown key{suggest(key, OVERRIDE_KEYS)}; an override file has: {', '.join(OVERRIDE_KEYS)}",
+            )
     if override.get("format", 1) != 1:
         raise errors.fail(("format",), f"{override['format']!r} is not a known format (1)")
     entries = override.get("interpreters")
@@ -283,10 +287,12 @@ def apply_override(data: Mapping[str, Any], path: Path, text: str,
         if error is not None:
             _raise_schema_error(error, errors, ("interpreters", index))
         if entry["id"] not in by_id:
-            raise errors.fail(("interpreters", index, "id"),
-                              f"no interpreter {entry['id']!r} in the matrix"
-                              f"{suggest(entry['id'], by_id)}; an override changes interpreters "
-                              f"the matrix lists: {', '.join(by_id)}")
+            raise errors.fail(
+                ("interpreters", index, "id"),
+                f"no interpreter {entry['id']!r} in the matrix"
+                f"{suggest(entry['id'], by_id)}; an override changes interpreters "
+                f"the matrix lists: {', '.join(by_id)}",
+            )
         target = by_id[entry["id"]]
         if "source" in entry or "prefix" in entry:
             target.pop("source", None)
@@ -315,7 +321,7 @@ def _lock_releases(matrix_path: Path) -> frozenset[str] | None:
 
 def _schema_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
     validator = jsonschema.Draft202012Validator(schema())
-    return iter(sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)))))
+    return iter(sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))))
 
 
 def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
@@ -324,8 +330,9 @@ def _check_schema(data: Mapping[str, Any], errors: _Errors) -> None:
         _raise_schema_error(error, errors)
 
 
-def _raise_schema_error(error: jsonschema.ValidationError, errors: _Errors,
-                        at: tuple[Any, ...] = ()) -> NoReturn:
+def _raise_schema_error(
+    error: jsonschema.ValidationError, errors: _Errors, at: tuple[Any, ...] = ()
+) -> NoReturn:
     error = jsonschema.exceptions.best_match([error, *error.context]) if error.context else error
     key = at + tuple(error.absolute_path)
     parent = error.schema.get("properties", {})
@@ -345,8 +352,10 @@ def _raise_schema_error(error: jsonschema.ValidationError, errors: _Errors,
             f"{suggest(error.instance, error.validator_value)}",
         )
     if "propertyNames" in error.schema_path:
-        raise errors.fail(key + (error.instance,), f"{error.instance!r} is not a valid name "
-                          "(letters, digits, '_', '.', '-'; at most 64 characters)")
+        raise errors.fail(
+            key + (error.instance,),
+            f"{error.instance!r} is not a valid name (letters, digits, '_', '.', '-'; at most 64 characters)",
+        )
     if error.validator == "pattern" and key and key[-1] == "id":
         raise errors.fail(key, f"{error.instance!r} is not a CPython version id like 3.13 or 3.13t")
     if error.validator == "pattern":
@@ -354,8 +363,9 @@ def _raise_schema_error(error: jsonschema.ValidationError, errors: _Errors,
     raise errors.fail(key, error.message)
 
 
-def _check_interpreters(entries: Sequence[Mapping[str, Any]], errors: _Errors,
-                        releases: frozenset[str] | None) -> None:
+def _check_interpreters(
+    entries: Sequence[Mapping[str, Any]], errors: _Errors, releases: frozenset[str] | None
+) -> None:
     """What the schema cannot say about interpreter entries (of the matrix or an override)."""
     for index, entry in enumerate(entries):
         key = ("interpreters", index, "id")
@@ -367,18 +377,23 @@ def _check_interpreters(entries: Sequence[Mapping[str, Any]], errors: _Errors,
             raise errors.fail(key, f"{interp_id!r}: free-threaded builds exist from CPython 3.13 on")
         source = entry.get("source")
         if source is not None and not source.startswith(f"{version[0]}.{version[1]}."):
-            raise errors.fail(("interpreters", index, "source"),
-                              f"{source!r} is not a {version[0]}.{version[1]} release")
+            raise errors.fail(
+                ("interpreters", index, "source"), f"{source!r} is not a {version[0]}.{version[1]} release"
+            )
         if source is not None and "prefix" in entry:
-            raise errors.fail(("interpreters", index, "prefix"),
-                              "give either source (build it) or prefix (copy it in), not both")
+            raise errors.fail(
+                ("interpreters", index, "prefix"),
+                "give either source (build it) or prefix (copy it in), not both",
+            )
         if source is not None and releases is not None and source not in releases:
             minor = f"{version[0]}.{version[1]}."
             known = sorted((r for r in releases if r.startswith(minor)), key=_release_key)
-            raise errors.fail(("interpreters", index, "source"),
-                              f"release {source!r} is not in the source lock (images/sources.toml"
-                              f"{suggest(source, known)}); it has {', '.join(known) or 'none'} "
-                              f"of {minor[:-1]}: add the release with python.org's sha256, or pick one")
+            raise errors.fail(
+                ("interpreters", index, "source"),
+                f"release {source!r} is not in the source lock (images/sources.toml"
+                f"{suggest(source, known)}); it has {', '.join(known) or 'none'} "
+                f"of {minor[:-1]}: add the release with python.org's sha256, or pick one",
+            )
 
 
 def _release_key(version: str) -> tuple[int, ...]:
@@ -391,15 +406,23 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
     for index, entry in enumerate(data["interpreters"]):
         interp_id = entry["id"]
         if interp_id in seen:
-            raise errors.fail(("interpreters", index, "id"), f"interpreter {interp_id!r} is "
-                              f"listed twice (first as interpreters[{seen[interp_id]}])")
+            raise errors.fail(
+                ("interpreters", index, "id"),
+                f"interpreter {interp_id!r} is listed twice (first as interpreters[{seen[interp_id]}])",
+            )
         seen[interp_id] = index
         version, free_threaded = parse_interpreter_id(interp_id)
-        interpreters.append(Interpreter(
-            id=interp_id, version=version, free_threaded=free_threaded, python=entry.get("python"),
-            source=entry.get("source"), prefix=entry.get("prefix"),
-            runs_on=tuple(entry.get("runs_on", ())),
-        ))
+        interpreters.append(
+            Interpreter(
+                id=interp_id,
+                version=version,
+                free_threaded=free_threaded,
+                python=entry.get("python"),
+                source=entry.get("source"),
+                prefix=entry.get("prefix"),
+                runs_on=tuple(entry.get("runs_on", ())),
+            )
+        )
 
     workloads: list[Workload] = []
     for name, entry in data["workloads"].items():
@@ -407,12 +430,16 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         impl_name = entry.get("workload", name)
         if impl_name not in WORKLOADS:
             key = ("workloads", name, "workload") if "workload" in entry else ("workloads", name)
-            raise errors.fail(key, f"unknown workload {impl_name!r}{suggest(impl_name, WORKLOADS)}; "
-                              f"the harness has: {', '.join(WORKLOADS)}")
+            raise errors.fail(
+                key,
+                f"unknown workload {impl_name!r}{suggest(impl_name, WORKLOADS)}; "
+                f"the harness has: {', '.join(WORKLOADS)}",
+            )
         impl = WORKLOADS[impl_name]
         params = _check_params(impl_name, entry.get("params") or {}, ("workloads", name, "params"), errors)
-        workloads.append(Workload(name, impl_name, impl.kind,
-                                  entry.get("description") or impl.description, params))
+        workloads.append(
+            Workload(name, impl_name, impl.kind, entry.get("description") or impl.description, params)
+        )
 
     workers = tuple(sorted(data["workers"]))
     workload_ids = {w.id: w for w in workloads}
@@ -423,21 +450,24 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         for wl_id, given in (entry.get("params") or {}).items():
             key = ("profiles", name, "params", wl_id)
             if wl_id not in workload_ids:
-                raise errors.fail(key, f"no workload {wl_id!r} in this matrix"
-                                  f"{suggest(wl_id, workload_ids)}")
+                raise errors.fail(key, f"no workload {wl_id!r} in this matrix{suggest(wl_id, workload_ids)}")
             overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, key, errors)
         settings = entry.get("pyperf") or {}
         precision = None
         if "precision" in entry:
             precision = PrecisionPolicy(**entry["precision"])
             if precision.min_processes > precision.max_processes:
-                raise errors.fail(("profiles", name, "precision", "max_processes"),
-                                  f"max_processes {precision.max_processes} is below "
-                                  f"min_processes {precision.min_processes}")
+                raise errors.fail(
+                    ("profiles", name, "precision", "max_processes"),
+                    f"max_processes {precision.max_processes} is below "
+                    f"min_processes {precision.min_processes}",
+                )
             if "processes" in settings:
-                raise errors.fail(("profiles", name, "pyperf", "processes"),
-                                  "give pyperf.processes (a fixed count) or precision "
-                                  "(processes until the interval is tight enough), not both")
+                raise errors.fail(
+                    ("profiles", name, "pyperf", "processes"),
+                    "give pyperf.processes (a fixed count) or precision "
+                    "(processes until the interval is tight enough), not both",
+                )
         profiles[name] = Profile(
             name=name,
             description=entry.get("description", ""),
@@ -452,46 +482,66 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:
-        raise errors.fail(("default_profile",) if "default_profile" in data else ("profiles",),
-                          f"no profile {default_profile!r}{suggest(default_profile, profiles)}")
+        raise errors.fail(
+            ("default_profile",) if "default_profile" in data else ("profiles",),
+            f"no profile {default_profile!r}{suggest(default_profile, profiles)}",
+        )
     return Matrix(
-        path=path, sha256=digest, interpreters=tuple(interpreters), workloads=tuple(workloads),
-        executors=tuple(data["executors"]), workers=workers, profiles=profiles,
-        default_profile=default_profile, raw=data,
+        path=path,
+        sha256=digest,
+        interpreters=tuple(interpreters),
+        workloads=tuple(workloads),
+        executors=tuple(data["executors"]),
+        workers=workers,
+        profiles=profiles,
+        default_profile=default_profile,
+        raw=data,
     )
 
 
-def _subset(entry: Mapping[str, Any], key: str, profile: str, known: list[str],
-            errors: _Errors) -> tuple[str, ...] | None:
+def _subset(
+    entry: Mapping[str, Any], key: str, profile: str, known: list[str], errors: _Errors
+) -> tuple[str, ...] | None:
     if key not in entry:
         return None
     for index, value in enumerate(entry[key]):
         if value not in known:
-            raise errors.fail(("profiles", profile, key, index),
-                              f"{value!r} is not in the matrix' {key}{suggest(value, known)}; "
-                              f"it has: {', '.join(known)}")
+            raise errors.fail(
+                ("profiles", profile, key, index),
+                f"{value!r} is not in the matrix' {key}{suggest(value, known)}; it has: {', '.join(known)}",
+            )
     return tuple(entry[key])
 
 
-def _check_params(impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...],
-                  errors: _Errors) -> dict[str, Any]:
+def _check_params(
+    impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...], errors: _Errors
+) -> dict[str, Any]:
     spec = WORKLOADS[impl_name].params
     for param, value in given.items():
         if param not in spec:
-            raise errors.fail(key + (param,), f"workload {impl_name!r} has no parameter {param!r}"
-                              f"{suggest(param, spec)}; it has: {', '.join(spec)}")
+            raise errors.fail(
+                key + (param,),
+                f"workload {impl_name!r} has no parameter {param!r}"
+                f"{suggest(param, spec)}; it has: {', '.join(spec)}",
+            )
         limits = spec[param]
         if limits.choices:
             if value not in limits.choices:
-                raise errors.fail(key + (param,), f"{value!r} is not one of "
-                                  f"{', '.join(map(repr, limits.choices))}"
-                                  f"{suggest(value, limits.choices)}")
+                raise errors.fail(
+                    key + (param,),
+                    f"{value!r} is not one of "
+                    f"{', '.join(map(repr, limits.choices))}"
+                    f"{suggest(value, limits.choices)}",
+                )
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise errors.fail(key + (param,), f"expected a number, got {value!r}")
         if isinstance(limits.default, int) and not isinstance(value, int):
             raise errors.fail(key + (param,), f"expected a whole number, got {value!r}")
         if not limits.minimum <= value <= limits.maximum:
-            raise errors.fail(key + (param,), f"{value!r} is out of range: "
-                              f"{limits.doc} must be between {limits.minimum:g} and {limits.maximum:g}")
+            raise errors.fail(
+                key + (param,),
+                f"{value!r} is out of range: "
+                f"{limits.doc} must be between {limits.minimum:g} and {limits.maximum:g}",
+            )
     return dict(given)

@@ -73,8 +73,10 @@ def check_filters(matrix: Matrix, only: Sequence[str]) -> None:
     known = [i.id for i in matrix.interpreters] + [w.id for w in matrix.workloads]
     for value in only:
         if value not in known:
-            raise UserError(f"--only {value!r}: no interpreter or workload of that id in "
-                            f"{matrix.path}{suggest(value, known)}; known: {', '.join(known)}")
+            raise UserError(
+                f"--only {value!r}: no interpreter or workload of that id in "
+                f"{matrix.path}{suggest(value, known)}; known: {', '.join(known)}"
+            )
 
 
 def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[str] = ()) -> Plan:
@@ -89,8 +91,7 @@ def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[s
     worker_counts = profile.workers or matrix.workers
     if profile.workloads is not None:
         workloads = [w for w in workloads if w.id in profile.workloads]
-    executors = [e for e in matrix.executors
-                 if profile.executors is None or e in profile.executors]
+    executors = [e for e in matrix.executors if profile.executors is None or e in profile.executors]
     cells: list[Cell] = []
     for interp in interpreters:
         for workload in workloads:
@@ -100,10 +101,17 @@ def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[s
                 counts = worker_counts if EXECUTORS[executor].uses_workers else (1,)
                 reason = unavailable_reason(executor, interp.version, unsupported)
                 for workers in counts:
-                    cells.append(Cell(
-                        interpreter=interp.id, workload=workload.id,
-                        implementation=workload.implementation, kind=workload.kind,
-                        executor=executor, workers=workers, params=params,
-                        status="skipped" if reason else "planned", reason=reason,
-                    ))
+                    cells.append(
+                        Cell(
+                            interpreter=interp.id,
+                            workload=workload.id,
+                            implementation=workload.implementation,
+                            kind=workload.kind,
+                            executor=executor,
+                            workers=workers,
+                            params=params,
+                            status="skipped" if reason else "planned",
+                            reason=reason,
+                        )
+                    )
     return Plan(profile=profile, interpreters=tuple(interpreters), cells=tuple(cells))

@@ -55,8 +55,11 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 def fmt_duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
         else f"{seconds // 60:02d}:{seconds % 60:02d}"
+    )
 
 
 class Progress:
@@ -79,8 +82,10 @@ class Progress:
         took = f" {event['elapsed']:.1f}s" if event.get("elapsed") is not None else ""
         took += f", {event['note']}" if event.get("note") else ""
         reason = f" — {event['reason']}" if event.get("reason") else ""
-        self.line(f"[{self.done:>{len(str(self.total))}}/{self.total} {fmt_duration(elapsed)}{left}] "
-                  f"{interp} {event['id']}: {event['status']}{took}{reason}")
+        self.line(
+            f"[{self.done:>{len(str(self.total))}}/{self.total} {fmt_duration(elapsed)}{left}] "
+            f"{interp} {event['id']}: {event['status']}{took}{reason}"
+        )
 
     def skip(self, interp: str, count: int, reason: str) -> None:
         self.done += count
@@ -89,8 +94,10 @@ class Progress:
     def status(self, text: str, remaining_seconds: float | None) -> None:
         """A line between cell completions (rounds are long): where the run is, time left."""
         left = "" if remaining_seconds is None else f", ~{fmt_duration(remaining_seconds)} left"
-        self.line(f"[{self.done:>{len(str(self.total))}}/{self.total} "
-                  f"{fmt_duration(time.monotonic() - self.start)}{left}] {text}")
+        self.line(
+            f"[{self.done:>{len(str(self.total))}}/{self.total} "
+            f"{fmt_duration(time.monotonic() - self.start)}{left}] {text}"
+        )
 
 
 def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict[str, Any]:
@@ -101,14 +108,21 @@ def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict
         "pyperf": {k: v for k, v in asdict(plan.profile.pyperf).items() if v is not None},
         "timeout": plan.profile.timeout,
         "memory_mb": plan.profile.memory_mb,
-        "cells": [{k: v for k, v in c.to_json().items() if k not in ("status", "reason")}
-                  for c in cells],
+        "cells": [{k: v for k, v in c.to_json().items() if k not in ("status", "reason")} for c in cells],
     }
 
 
 class MatrixRun:
-    def __init__(self, matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir,
-                 run_id: str, only: list[str], log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        matrix: Matrix,
+        plan: Plan,
+        backend: Backend,
+        run_dir: RunDir,
+        run_id: str,
+        only: list[str],
+        log: Callable[[str], None],
+    ) -> None:
         self.matrix, self.plan, self.backend, self.run_dir = matrix, plan, backend, run_dir
         self.run_id, self.only, self.log = run_id, only, log
         self.interpreters: dict[str, dict[str, Any]] = {}
@@ -135,27 +149,50 @@ class MatrixRun:
             interp = self.interpreters.get(cell.interpreter, {})
             if outcome.status == Status.MISSING and interp.get("status") == Status.SKIPPED:
                 outcome = type(outcome)(Status.SKIPPED, interp["reason"], None, None)
-            cells.append({"interpreter": cell.interpreter, "id": cell.id, "workload": cell.workload,
-                          "executor": cell.executor, "workers": cell.workers, **asdict(outcome)})
+            cells.append(
+                {
+                    "interpreter": cell.interpreter,
+                    "id": cell.id,
+                    "workload": cell.workload,
+                    "executor": cell.executor,
+                    "workers": cell.workers,
+                    **asdict(outcome),
+                }
+            )
         planned = {cell.workload for cell in self.plan.cells}
         return new_manifest(
-            run_id=self.run_id, started=self.started,
-            finished=None if self.state == "running" else now(), state=self.state,
+            run_id=self.run_id,
+            started=self.started,
+            finished=None if self.state == "running" else now(),
+            state=self.state,
             workloads=workload_entries(w for w in self.matrix.workloads if w.id in planned),
-            matrix={"path": str(self.matrix.path), "sha256": self.matrix.sha256,
-                       "overrides": [str(o) for o in self.matrix.overrides],
-                       "profile": self.plan.profile.name, "only": self.only,
-                       "settings": {**asdict(self.plan.profile.pyperf),
-                                    "timeout": self.plan.profile.timeout,
-                                    "memory_mb": self.plan.profile.memory_mb}},
-            schedule={"sampling": self.sampling.to_json(), "seed": self.seed,
-                      "window_seconds": WINDOW_SECONDS, "rounds": self.rounds,
-                      "windows": self.windows,
-                      "noise": self.monitor.summary(list(self.states.values()))
-                      if self.monitor else self.noise},
-            backend=self.backend.describe(), host=host_facts(), warnings=self.warnings,
+            matrix={
+                "path": str(self.matrix.path),
+                "sha256": self.matrix.sha256,
+                "overrides": [str(o) for o in self.matrix.overrides],
+                "profile": self.plan.profile.name,
+                "only": self.only,
+                "settings": {
+                    **asdict(self.plan.profile.pyperf),
+                    "timeout": self.plan.profile.timeout,
+                    "memory_mb": self.plan.profile.memory_mb,
+                },
+            },
+            schedule={
+                "sampling": self.sampling.to_json(),
+                "seed": self.seed,
+                "window_seconds": WINDOW_SECONDS,
+                "rounds": self.rounds,
+                "windows": self.windows,
+                "noise": self.monitor.summary(list(self.states.values())) if self.monitor else self.noise,
+            },
+            backend=self.backend.describe(),
+            host=host_facts(),
+            warnings=self.warnings,
             stages={k: round(v, 3) for k, v in self.stages.items()},
-            interpreters=self.interpreters, cells=cells)
+            interpreters=self.interpreters,
+            cells=cells,
+        )
 
     def save(self) -> None:
         self.run_dir.write_manifest(self.manifest())
@@ -168,8 +205,10 @@ class MatrixRun:
         top = max((c.workers for c in planned), default=1)
         cpus = host_facts()["usable_cpus"] or 1
         if top > cpus:
-            self.warnings.append(f"this machine has {cpus} usable CPUs, fewer than the largest "
-                                 f"worker count ({top}): cells above {cpus} workers cannot scale")
+            self.warnings.append(
+                f"this machine has {cpus} usable CPUs, fewer than the largest "
+                f"worker count ({top}): cells above {cpus} workers cannot scale"
+            )
             self.log(f"warning: {self.warnings[-1]}")
         self.save()
         previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -177,8 +216,7 @@ class MatrixRun:
             for interp in self.plan.interpreters:
                 cells = self.plan.cells_for(interp.id)
                 if not cells:
-                    self.interpreters[interp.id] = {"status": Status.SKIPPED,
-                                                    "reason": "no runnable cells"}
+                    self.interpreters[interp.id] = {"status": Status.SKIPPED, "reason": "no runnable cells"}
                     continue
                 self.start_interpreter(interp, cells, progress)
             self.save()
@@ -190,8 +228,10 @@ class MatrixRun:
             return 0
         except Interrupted as exc:
             self.state = "interrupted"
-            self.log(f"\ninterrupted ({exc}): finished cells and finished worker processes are "
-                     f"kept; continue with `gilmatrix run --resume {self.run_dir.path}`")
+            self.log(
+                f"\ninterrupted ({exc}): finished cells and finished worker processes are "
+                f"kept; continue with `gilmatrix run --resume {self.run_dir.path}`"
+            )
             return 130
         finally:
             for sig, handler in previous.items():
@@ -203,17 +243,24 @@ class MatrixRun:
                 suite = self.run_dir.merge_suite(interp_id, self.plan.cells_for(interp_id))
                 if "environment" in entry:  # prepared: its results file, if any cell finished
                     entry["results"] = suite.name if suite else None
-                    entry["elapsed"] = round(sum(sum(s.seconds) for k, s in self.states.items()
-                                                 if k[0] == interp_id), 3)
+                    entry["elapsed"] = round(
+                        sum(sum(s.seconds) for k, s in self.states.items() if k[0] == interp_id), 3
+                    )
             self.stages["merge"] = time.monotonic() - t0
             self.save()
 
     def start_interpreter(self, interp: Any, cells: list[Cell], progress: Progress) -> None:
         """Prepare the interpreter's environment, load what its cells have on disk, start its
         driver (unless every cell is done already)."""
-        entry: dict[str, Any] = {"status": "running", "reason": None, "results": None,
-                                 "environment": None, "load_before": None, "load_after": None,
-                                 "elapsed": None}
+        entry: dict[str, Any] = {
+            "status": "running",
+            "reason": None,
+            "results": None,
+            "environment": None,
+            "load_before": None,
+            "load_after": None,
+            "elapsed": None,
+        }
         self.interpreters[interp.id] = entry
         progress.line(f"== {interp.id}: preparing ({self.backend.name} backend)")
         t0 = time.monotonic()
@@ -234,10 +281,11 @@ class MatrixRun:
             if state.status == Status.PENDING:
                 pending += 1
             else:
-                progress.cell(interp.id, {"id": cell.id, "status": "done-before",
-                                          "elapsed": None})
-        progress.line(f"== {interp.id}: {env.facts.get('version')} — {len(cells)} cells"
-                      + (f", {len(cells) - pending} done before" if pending < len(cells) else ""))
+                progress.cell(interp.id, {"id": cell.id, "status": "done-before", "elapsed": None})
+        progress.line(
+            f"== {interp.id}: {env.facts.get('version')} — {len(cells)} cells"
+            + (f", {len(cells) - pending} done before" if pending < len(cells) else "")
+        )
         entry["load_before"] = load_average()
         if pending:
             self.drivers[interp.id] = self.start_driver(interp.id, env, cells)
@@ -313,10 +361,11 @@ class MatrixRun:
             order = round_order(pending, self.seed, number)
             round_start = time.monotonic()
             load = monitor.last.load1
-            progress.status(f"round {number}: {len(order)} cells pending; sentinel "
-                            f"{monitor.last.loop_seconds * 1e3:.2f} ms, load "
-                            + ("?" if load is None else f"{load:.2f}"),
-                            self.estimate(pending, 0))
+            progress.status(
+                f"round {number}: {len(order)} cells pending; sentinel "
+                f"{monitor.last.loop_seconds * 1e3:.2f} ms, load " + ("?" if load is None else f"{load:.2f}"),
+                self.estimate(pending, 0),
+            )
             window = Window(windows, number, monitor.last)
             for index, state in enumerate(order, 1):
                 self.one_worker(state, window, progress)
@@ -325,13 +374,16 @@ class MatrixRun:
                     windows += 1
                     window = Window(windows, number, monitor.last)
                     progress.remaining = (self.estimate(order[index:], 0) or 0.0) + (
-                        self.estimate([s for s in order if s.status == Status.PENDING], 1) or 0.0)
-                    progress.status(f"round {number}: {index}/{len(order)} worker processes",
-                                    progress.remaining)
+                        self.estimate([s for s in order if s.status == Status.PENDING], 1) or 0.0
+                    )
+                    progress.status(
+                        f"round {number}: {index}/{len(order)} worker processes", progress.remaining
+                    )
             self.close_window(window, monitor, progress)
             windows += 1
-            self.rounds.append({"round": number, "cells": len(order),
-                                "seconds": round(time.monotonic() - round_start, 3)})
+            self.rounds.append(
+                {"round": number, "cells": len(order), "seconds": round(time.monotonic() - round_start, 3)}
+            )
             spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
             for state in order:
                 if state.status == Status.PENDING:
@@ -341,7 +393,8 @@ class MatrixRun:
                         state.stopped = why
                         self.finish(state, progress)
             progress.remaining = self.estimate(
-                [s for s in self.states.values() if s.status == Status.PENDING], 0)
+                [s for s in self.states.values() if s.status == Status.PENDING], 0
+            )
             self.save()
         self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
 
@@ -357,12 +410,17 @@ class MatrixRun:
     def one_worker(self, state: CellState, window: Window, progress: Progress) -> None:
         driver = self.drivers.get(state.interpreter)
         if driver is None:
-            self.fail(state, Status.FAILED, self.interpreters[state.interpreter].get("reason")
-                      or "the interpreter's harness stopped", progress)
+            self.fail(
+                state,
+                Status.FAILED,
+                self.interpreters[state.interpreter].get("reason") or "the interpreter's harness stopped",
+                progress,
+            )
             return
         try:
-            reply = driver.request({"op": "worker", "cell": state.cell_id},
-                                   timeout=self.plan.profile.timeout * 2 + 60)
+            reply = driver.request(
+                {"op": "worker", "cell": state.cell_id}, timeout=self.plan.profile.timeout * 2 + 60
+            )
         except DriverDied as exc:
             self.driver_died(state.interpreter, str(exc))
             self.fail(state, Status.FAILED, str(exc), progress)
@@ -375,9 +433,15 @@ class MatrixRun:
         else:  # the driver wrote the cell's status file: failed or timeout, with the reason
             state.seconds.extend(reply.get("seconds", ()))
             state.status = Status.FAILED
-            progress.cell(state.interpreter, {"id": state.cell_id, "status": reply["status"],
-                                              "elapsed": reply.get("elapsed"),
-                                              "reason": reply.get("reason")})
+            progress.cell(
+                state.interpreter,
+                {
+                    "id": state.cell_id,
+                    "status": reply["status"],
+                    "elapsed": reply.get("elapsed"),
+                    "reason": reply.get("reason"),
+                },
+            )
 
     def close_window(self, window: Window, monitor: NoiseMonitor, progress: Progress) -> None:
         record = monitor.judge(window)
@@ -390,17 +454,23 @@ class MatrixRun:
                     driver = self.drivers.get(state.interpreter)
                     if driver is not None:
                         try:
-                            driver.request({"op": "discard", "cell": state.cell_id,
-                                            "worker": worker}, timeout=60)
+                            driver.request(
+                                {"op": "discard", "cell": state.cell_id, "worker": worker}, timeout=60
+                            )
                         except DriverDied as exc:
                             self.driver_died(state.interpreter, str(exc))
                             continue
                     state.drop(worker)
         if record["workers"]:
-            what = ("set aside, their cells measured again later" if record["action"] == "redone"
-                    else "kept and flagged (too many disturbed windows to redo)")
-            progress.line(f"   machine disturbed ({record['why']}) during window "
-                          f"{record['index']}: its {record['workers']} worker processes {what}")
+            what = (
+                "set aside, their cells measured again later"
+                if record["action"] == "redone"
+                else "kept and flagged (too many disturbed windows to redo)"
+            )
+            progress.line(
+                f"   machine disturbed ({record['why']}) during window "
+                f"{record['index']}: its {record['workers']} worker processes {what}"
+            )
 
     def finish(self, state: CellState, progress: Progress) -> None:
         driver = self.drivers.get(state.interpreter)
@@ -409,34 +479,60 @@ class MatrixRun:
             self.fail(state, Status.FAILED, "the interpreter's harness stopped", progress)
             return
         try:
-            reply = driver.request({"op": "finish", "cell": state.cell_id, "status": summary},
-                                   timeout=120)
+            reply = driver.request({"op": "finish", "cell": state.cell_id, "status": summary}, timeout=120)
         except DriverDied as exc:
             self.driver_died(state.interpreter, str(exc))
             self.fail(state, Status.FAILED, str(exc), progress)
             return
         state.status = "done" if reply.get("status") == Status.OK else Status.FAILED
         precision = summary["precision"]
-        note = (f"±{precision:.1%}" if precision is not None else "no interval") + \
-            f" from {summary['processes']} processes"
+        note = (
+            f"±{precision:.1%}" if precision is not None else "no interval"
+        ) + f" from {summary['processes']} processes"
         if state.stopped != "fixed":
-            note += " (" + {"precision": "target met", "run-budget": "the run's budget spent"}.get(
-                state.stopped or "", "budget spent") + ")"
-        progress.cell(state.interpreter, {"id": state.cell_id, "status": reply.get("status"),
-                                          "elapsed": summary["elapsed"], "note": note,
-                                          "reason": reply.get("reason")})
+            note += (
+                " ("
+                + {"precision": "target met", "run-budget": "the run's budget spent"}.get(
+                    state.stopped or "", "budget spent"
+                )
+                + ")"
+            )
+        progress.cell(
+            state.interpreter,
+            {
+                "id": state.cell_id,
+                "status": reply.get("status"),
+                "elapsed": summary["elapsed"],
+                "note": note,
+                "reason": reply.get("reason"),
+            },
+        )
 
     def fail(self, state: CellState, status: str, reason: str, progress: Progress) -> None:
         """A cell the host fails itself (its driver is gone): a status file says why."""
         state.status = Status.FAILED
         store = self.run_dir.cell_store(self.cells[state.key])
         Path(store.status).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(store.status, json.dumps({
-            "format": 1, "id": state.cell_id, "status": status, "reason": reason,
-            "elapsed": round(sum(state.seconds), 3), "returncode": None, "output_tail": None,
-            "worker_seconds": state.seconds}, indent=1) + "\n")
-        progress.cell(state.interpreter, {"id": state.cell_id, "status": status,
-                                          "elapsed": None, "reason": reason})
+        write_atomic(
+            store.status,
+            json.dumps(
+                {
+                    "format": 1,
+                    "id": state.cell_id,
+                    "status": status,
+                    "reason": reason,
+                    "elapsed": round(sum(state.seconds), 3),
+                    "returncode": None,
+                    "output_tail": None,
+                    "worker_seconds": state.seconds,
+                },
+                indent=1,
+            )
+            + "\n",
+        )
+        progress.cell(
+            state.interpreter, {"id": state.cell_id, "status": status, "elapsed": None, "reason": reason}
+        )
 
     def driver_died(self, interp_id: str, reason: str) -> None:
         driver = self.drivers.pop(interp_id, None)
@@ -444,8 +540,7 @@ class MatrixRun:
             driver.close(interrupted=True)
             self.backend.cleanup(self.run_dir.path, driver.job_name)
         entry = self.interpreters[interp_id]
-        entry.update(status=Status.FAILED, reason=f"the harness stopped: {reason}",
-                     load_after=load_average())
+        entry.update(status=Status.FAILED, reason=f"the harness stopped: {reason}", load_after=load_average())
         self.log(f"== {interp_id}: the harness stopped: {reason}")
 
 
@@ -462,8 +557,9 @@ class Driver:
         self.interp_id, self.job_name, self.log_path = interp_id, job_name, log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.stderr = open(log_path, "a")  # noqa: SIM115 - open for the driver's whole life
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -491,8 +587,7 @@ class Driver:
                 line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
                 self.proc.kill()
-                raise DriverDied(f"no answer within {timeout:.0f} s; the harness was "
-                                 "killed") from None
+                raise DriverDied(f"no answer within {timeout:.0f} s; the harness was killed") from None
             if line is None:
                 code = self.proc.wait()
                 raise DriverDied(f"the harness exited with {code}: {self.tail()}")
@@ -525,9 +620,16 @@ class Driver:
         return clean
 
 
-def start_run(matrix: Matrix, plan: Plan, backend: Backend, out: Path, *,
-              only: list[str], run_id: str | None = None,
-              log: Callable[[str], None] = print) -> tuple[RunDir, int]:
+def start_run(
+    matrix: Matrix,
+    plan: Plan,
+    backend: Backend,
+    out: Path,
+    *,
+    only: list[str],
+    run_id: str | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[RunDir, int]:
     run_id = run_id or new_run_id(plan.profile.name)
     t0 = time.monotonic()
     run_dir = RunDir.create(out, run_id)
@@ -536,17 +638,21 @@ def start_run(matrix: Matrix, plan: Plan, backend: Backend, out: Path, *,
     return run_dir, run.execute()
 
 
-def resume_run(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir,
-               log: Callable[[str], None] = print) -> int:
+def resume_run(
+    matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None] = print
+) -> int:
     manifest = run_dir.manifest()
     if manifest["matrix"]["sha256"] != matrix.sha256:
         given = manifest["matrix"].get("overrides") or []
-        raise UserError(f"{run_dir.path}: {matrix.path} changed since this run started; resume "
-                        "needs the same matrix file"
-                        + (f" and overrides ({', '.join(given)})" if given else "")
-                        + " (or start a new run)")
-    run = MatrixRun(matrix, plan, backend, run_dir, manifest["run_id"],
-                    manifest["matrix"].get("only", []), log)
+        raise UserError(
+            f"{run_dir.path}: {matrix.path} changed since this run started; resume "
+            "needs the same matrix file"
+            + (f" and overrides ({', '.join(given)})" if given else "")
+            + " (or start a new run)"
+        )
+    run = MatrixRun(
+        matrix, plan, backend, run_dir, manifest["run_id"], manifest["matrix"].get("only", []), log
+    )
     run.started = manifest["started"]
     schedule = manifest.get("schedule") or {}
     if "seed" in schedule:

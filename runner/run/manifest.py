@@ -23,33 +23,56 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 
 
-def new_manifest(*, run_id: str, started: str | None, finished: str | None, state: str,
-                 matrix: Mapping[str, Any], backend: Mapping[str, Any],
-                 host: Mapping[str, Any] | str, interpreters: Mapping[str, Any],
-                 cells: Iterable[Mapping[str, Any]], workloads: Mapping[str, Any] | None = None,
-                 stages: Mapping[str, float] | None = None, warnings: Iterable[str] = (),
-                 tool: Mapping[str, Any] | None = None, **sections: Any) -> dict[str, Any]:
+def new_manifest(
+    *,
+    run_id: str,
+    started: str | None,
+    finished: str | None,
+    state: str,
+    matrix: Mapping[str, Any],
+    backend: Mapping[str, Any],
+    host: Mapping[str, Any] | str,
+    interpreters: Mapping[str, Any],
+    cells: Iterable[Mapping[str, Any]],
+    workloads: Mapping[str, Any] | None = None,
+    stages: Mapping[str, float] | None = None,
+    warnings: Iterable[str] = (),
+    tool: Mapping[str, Any] | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
     """A manifest, its keys in their order; ``sections`` (``schedule``, ``hosts``, ``merge``)
     go after ``host``. ``workloads``: id -> {"description", "kind", "implementation"}."""
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "tool": {"name": "gilmatrix", "version": gilmatrix.__version__, **(tool or {})},
-        "run_id": run_id, "started": started, "finished": finished, "state": state,
+        "run_id": run_id,
+        "started": started,
+        "finished": finished,
+        "state": state,
         "matrix": dict(matrix),
         "workloads": dict(workloads or {}),
     }
     manifest.update(sections)
-    manifest.update({"backend": dict(backend), "host": host, "warnings": list(warnings),
-                     "stages": dict(stages or {}), "interpreters": dict(interpreters),
-                     "cells": list(cells)})
+    manifest.update(
+        {
+            "backend": dict(backend),
+            "host": host,
+            "warnings": list(warnings),
+            "stages": dict(stages or {}),
+            "interpreters": dict(interpreters),
+            "cells": list(cells),
+        }
+    )
     return manifest
 
 
 def workload_entries(workloads: Iterable[Any]) -> dict[str, dict[str, str]]:
     """The manifest's ``workloads`` from the matrix' Workload objects: what the report says of
     each (its description, from matrix.yaml or the harness)."""
-    return {w.id: {"description": w.description, "kind": w.kind,
-                   "implementation": w.implementation} for w in workloads}
+    return {
+        w.id: {"description": w.description, "kind": w.kind, "implementation": w.implementation}
+        for w in workloads
+    }
 
 
 def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
@@ -61,14 +84,18 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     cannot be read, or it has another format."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
-        raise UserError(f"{run_dir}: no {MANIFEST} - not a gilmatrix run folder. Point at "
-                        "OUT/results/<run-id>/ as written by `gilmatrix run`.")
+        raise UserError(
+            f"{run_dir}: no {MANIFEST} - not a gilmatrix run folder. Point at "
+            "OUT/results/<run-id>/ as written by `gilmatrix run`."
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read the manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise UserError(f"{path}: manifest format {found!r}, this gilmatrix reads format "
-                        f"{FORMAT}: use the gilmatrix version that wrote it, or run again")
+        raise UserError(
+            f"{path}: manifest format {found!r}, this gilmatrix reads format "
+            f"{FORMAT}: use the gilmatrix version that wrote it, or run again"
+        )
     return manifest

@@ -88,10 +88,14 @@ class Sampling:
         policy = profile.precision
         if policy is None:
             return cls(processes=profile.pyperf.processes)
-        return cls(processes=policy.min_processes, target=policy.target,
-                   min_processes=policy.min_processes, max_processes=policy.max_processes,
-                   max_seconds=policy.max_seconds,
-                   run_seconds=None if policy.run_minutes is None else policy.run_minutes * 60)
+        return cls(
+            processes=policy.min_processes,
+            target=policy.target,
+            min_processes=policy.min_processes,
+            max_processes=policy.max_processes,
+            max_seconds=policy.max_seconds,
+            run_seconds=None if policy.run_minutes is None else policy.run_minutes * 60,
+        )
 
     @property
     def adaptive(self) -> bool:
@@ -110,8 +114,7 @@ class Sampling:
                 return "precision"
         if n >= self.max_processes or (self.max_seconds is not None and seconds >= self.max_seconds):
             return "budget"
-        if n >= self.min_processes and self.run_seconds is not None \
-                and run_seconds >= self.run_seconds:
+        if n >= self.min_processes and self.run_seconds is not None and run_seconds >= self.run_seconds:
             return "run-budget"
         return None
 
@@ -122,10 +125,15 @@ class Sampling:
     def to_json(self) -> dict[str, Any]:
         if not self.adaptive:
             return {"mode": "fixed", "processes": self.processes}
-        return {"mode": "adaptive", "target": self.target, "confidence": CONFIDENCE,
-                "min_processes": self.min_processes, "max_processes": self.max_processes,
-                "max_seconds": self.max_seconds,
-                "run_minutes": None if self.run_seconds is None else self.run_seconds / 60}
+        return {
+            "mode": "adaptive",
+            "target": self.target,
+            "confidence": CONFIDENCE,
+            "min_processes": self.min_processes,
+            "max_processes": self.max_processes,
+            "max_seconds": self.max_seconds,
+            "run_minutes": None if self.run_seconds is None else self.run_seconds / 60,
+        }
 
 
 @dataclass
@@ -159,11 +167,16 @@ class CellState:
     def summary(self, sampling: Sampling) -> dict[str, Any]:
         """The figures the host hands the driver for the cell's status file."""
         precision = relative_precision(self.means)
-        return {"processes": len(self.means), "rounds": self.rounds, "stopped": self.stopped,
-                "precision": None if precision is None else round(precision, 5),
-                "target": sampling.target, "discarded": self.discarded,
-                "worker_seconds": [round(s, 4) for s in self.seconds],
-                "elapsed": round(sum(self.seconds), 3)}
+        return {
+            "processes": len(self.means),
+            "rounds": self.rounds,
+            "stopped": self.stopped,
+            "precision": None if precision is None else round(precision, 5),
+            "target": sampling.target,
+            "discarded": self.discarded,
+            "worker_seconds": [round(s, 4) for s in self.seconds],
+            "elapsed": round(sum(self.seconds), 3),
+        }
 
 
 def round_order(pending: Sequence[CellState], seed: int, number: int) -> list[CellState]:
@@ -331,15 +344,18 @@ class NoiseMonitor:
         if not reasons:
             self.loops.append(after.loop_seconds)
         record = {
-            "index": window.index, "round": window.round,
+            "index": window.index,
+            "round": window.round,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(window.started)),
             "seconds": round(after.at - before.at, 3),
             "sentinel_before_ms": round(before.loop_seconds * 1e3, 3),
             "sentinel_after_ms": round(after.loop_seconds * 1e3, 3),
             "load1": None if after.load1 is None else round(after.load1, 2),
             "steal": None if steal is None else round(steal, 4),
-            "workers": len(window.workers), "disturbed": bool(reasons),
-            "why": ", ".join(reasons) or None, "action": action,
+            "workers": len(window.workers),
+            "disturbed": bool(reasons),
+            "why": ", ".join(reasons) or None,
+            "action": action,
         }
         self.windows.append(record)
         self.last = after
@@ -359,17 +375,20 @@ class NoiseMonitor:
             "sentinel_median_ms": round(median * 1e3, 4),
             "sentinel_spread": round(spread, 4),
             "floor": round(max(MIN_FLOOR, spread), 4),
-            "drift": None if found is None else round(found[0], 5), "drift_cells": 0 if found
-            is None else found[1],
-            "windows": len(self.windows), "disturbed_windows": len(disturbed),
+            "drift": None if found is None else round(found[0], 5),
+            "drift_cells": 0 if found is None else found[1],
+            "windows": len(self.windows),
+            "disturbed_windows": len(disturbed),
             "redone_windows": sum(w["action"] == "redone" for w in disturbed),
             "flagged_windows": sum(w["action"] == "flagged" for w in disturbed),
-            "rule": (f"disturbed: sentinel > {DISTURBED_RATIO:.2f}x the run's median or CPU "
-                     f"steal > {STEAL_LIMIT:.0%}; floor: 2 x 1.4826 x the sentinel's median "
-                     f"absolute deviation in undisturbed windows (a robust 95% band), at least "
-                     f"{MIN_FLOOR:.1%}; drift: how far a cell's mean moves between the first "
-                     "and the second half of its processes beyond their own noise (the "
-                     "variance a comparison with another run adds)"),
+            "rule": (
+                f"disturbed: sentinel > {DISTURBED_RATIO:.2f}x the run's median or CPU "
+                f"steal > {STEAL_LIMIT:.0%}; floor: 2 x 1.4826 x the sentinel's median "
+                f"absolute deviation in undisturbed windows (a robust 95% band), at least "
+                f"{MIN_FLOOR:.1%}; drift: how far a cell's mean moves between the first "
+                "and the second half of its processes beyond their own noise (the "
+                "variance a comparison with another run adds)"
+            ),
         }
 
 
@@ -393,9 +412,10 @@ def drift(states: Sequence[CellState]) -> tuple[float, int] | None:
         d = second / first - 1.0
         rest = len(means) - half
         # the processes' scatter within each half (pooled): a shift between halves is not noise
-        within = (statistics.variance(means[:half]) * (half - 1)
-                  + statistics.variance(means[half:]) * (rest - 1)) / (len(means) - 2)
-        noise = within * (1 / half + 1 / rest) / first ** 2
+        within = (
+            statistics.variance(means[:half]) * (half - 1) + statistics.variance(means[half:]) * (rest - 1)
+        ) / (len(means) - 2)
+        noise = within * (1 / half + 1 / rest) / first**2
         excess.append(d * d - noise)
     if not excess:
         return None

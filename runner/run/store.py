@@ -134,12 +134,20 @@ class RunDir:
         if status_file.exists():
             status = json.loads(status_file.read_text())
             if status["status"] != Status.OK or base.with_name(base.name + ".json").exists():
-                return CellOutcome(status["status"], status.get("reason"), status.get("elapsed"),
-                                   status.get("output_tail"), tuple(status.get("warnings", ())),
-                                   tuple(status.get("worker_seconds", ())),
-                                   status.get("processes"), status.get("precision"),
-                                   status.get("target"), status.get("stopped"),
-                                   status.get("rounds"), int(status.get("discarded") or 0))
+                return CellOutcome(
+                    status["status"],
+                    status.get("reason"),
+                    status.get("elapsed"),
+                    status.get("output_tail"),
+                    tuple(status.get("warnings", ())),
+                    tuple(status.get("worker_seconds", ())),
+                    status.get("processes"),
+                    status.get("precision"),
+                    status.get("target"),
+                    status.get("stopped"),
+                    status.get("rounds"),
+                    int(status.get("discarded") or 0),
+                )
         return CellOutcome(Status.MISSING, "did not run to the end (interrupted or crashed run)", None, None)
 
     def merge_suite(self, interpreter: str, cells: Iterable[Cell]) -> Path | None:
