@@ -270,7 +270,8 @@ class Rehearsal:
                 entries = matrix.get("include") or []
             else:
                 entries = [None]
-            results, outputs = [], {}
+            results: list[Any] = []
+            outputs: dict[str, Any] = {}
             for entry in entries:
                 result, outputs = self.run_job(job_id, job, {**ctx, "matrix": entry or {}})
                 results.append(result)

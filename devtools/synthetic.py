@@ -106,7 +106,7 @@ def model_parallelism(interpreter: str, kind: str, executor: str, workers: int, 
 
 def cell_ids(workload: str, executors: Iterable[str], workers: Iterable[int]) -> list[tuple[str, int]]:
     """(executor, workers) pairs: sequential only at one worker, as the planner does."""
-    pairs = []
+    pairs: list[tuple[str, int]] = []
     for executor in executors:
         counts = [1] if executor == "sequential" else list(workers)
         pairs.extend((executor, count) for count in counts)

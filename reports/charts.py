@@ -38,6 +38,11 @@ EXECUTOR_COLORS = {
 PALETTE = ["#72b7b2", "#9d755d", "#ff9da6", "#bab0ac", "#eeca3b"]  # other executor names
 
 
+# Altair's chart classes compose into each other (encode, layer, facet, transform_filter):
+# what a helper is handed or returns is any of them, as Altair's own signatures say.
+Chart = Any
+
+
 def executor_colors(executors: Sequence[str]) -> list[str]:
     extra = iter(PALETTE * (1 + len(executors) // len(PALETTE)))
     return [EXECUTOR_COLORS.get(name) or next(extra) for name in executors]
@@ -70,7 +75,7 @@ def _round(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     return out
 
 
-def _interval_bars(base: alt.Chart) -> alt.Chart:
+def _interval_bars(base: Chart) -> Chart:
     """The 95% interval of each cell's mean; cells without one (a single worker process) draw
     no bar rather than a zero-width one that would look precise."""
     return (
@@ -137,9 +142,7 @@ def _color(executors: Sequence[str]) -> alt.Color:
     )
 
 
-def _per_interpreter(
-    layer: alt.LayerChart, interps: Sequence[str], execs: Sequence[str], workload: str
-) -> alt.FacetChart:
+def _per_interpreter(layer: Chart, interps: Sequence[str], execs: Sequence[str], workload: str) -> Chart:
     """A workload's layered chart with the page's filters, one panel per interpreter."""
     return _filters(layer, interps, execs, workload).facet(
         facet=alt.Facet("interpreter:N", sort=list(interps), title=None), columns=FACET_COLUMNS
@@ -147,12 +150,12 @@ def _per_interpreter(
 
 
 def _filters(
-    chart: alt.Chart,
+    chart: Chart,
     interpreters: Sequence[str],
     executors: Sequence[str],
     workload: str | None,
     by_executor: bool = True,
-) -> alt.Chart:
+) -> Chart:
     chart = chart.add_params(
         alt.param(name="show_interpreters", value=list(interpreters)),
         alt.param(name="show_executors", value=list(executors)),
@@ -184,7 +187,7 @@ def _tooltip() -> list[alt.Tooltip]:
 
 def time_vs_workers(
     workload: str, interps: Sequence[str], execs: Sequence[str], intervals: bool = True
-) -> alt.FacetChart:
+) -> Chart:
     base = alt.Chart(alt.NamedData(name="cells")).encode(
         x=alt.X("workers:O", title="workers", axis=alt.Axis(labelAngle=0)), color=_color(execs)
     )
@@ -199,7 +202,7 @@ def time_vs_workers(
     return _per_interpreter(layer, interps, execs, workload)
 
 
-def speedup_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+def speedup_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> Chart:
     base = alt.Chart(alt.NamedData(name="cells")).encode(x=alt.X("workers:Q", title="workers"))
     ideal = base.mark_line(color="#bbb", strokeDash=[2, 2]).encode(y="workers:Q")
     line = base.mark_line(point=True).encode(
@@ -209,7 +212,7 @@ def speedup_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[st
     return _per_interpreter(layer, interps, execs, workload)
 
 
-def parallelism_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+def parallelism_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> Chart:
     """Effective parallelism (CPU / wall) per executor; the rule at 1 is one busy core."""
     base = alt.Chart(alt.NamedData(name="cells"))
     one = base.mark_rule(color="#888", strokeDash=[3, 3]).encode(y=alt.datum(1))
@@ -229,7 +232,7 @@ def parallelism_vs_workers(workload: str, interps: Sequence[str], execs: Sequenc
     return _per_interpreter(layer, interps, execs, workload)
 
 
-def memory_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+def memory_vs_workers(workload: str, interps: Sequence[str], execs: Sequence[str]) -> Chart:
     """Peak RSS of the benchmark process plus its pool's processes."""
     base = alt.Chart(alt.NamedData(name="cells")).transform_filter(
         "isValid(datum.rss_mb) && datum.executor != 'sequential'"
@@ -251,7 +254,7 @@ def across_versions(
     execs: Sequence[str],
     workers: Sequence[int],
     intervals: bool = True,
-) -> alt.LayerChart:
+) -> Chart:
     """The same cell on every interpreter; the worker count is picked with a drop-down."""
     pick = alt.param(
         name="workers_pick",
@@ -272,7 +275,7 @@ def across_versions(
     return chart.transform_filter("datum.workers == workers_pick")
 
 
-def speedup_heatmap(interps: Sequence[str], execs: Sequence[str]) -> alt.FacetChart:
+def speedup_heatmap(interps: Sequence[str], execs: Sequence[str]) -> Chart:
     base = alt.Chart(alt.NamedData(name="heat")).encode(
         x=alt.X("interpreter:N", sort=list(interps), title=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("executor:N", sort=list(execs), title=None),
@@ -298,7 +301,7 @@ def speedup_heatmap(interps: Sequence[str], execs: Sequence[str]) -> alt.FacetCh
     return _filters(layer, interps, execs, None).facet(facet=alt.Facet("workload:N", title=None), columns=2)
 
 
-def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> alt.FacetChart:
+def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> Chart:
     base = alt.Chart(alt.NamedData(name="ft")).encode(y=alt.Y("workload:N", title=None))
     title = "single-thread overhead (free-threaded / default - 1)"
     published = base.mark_rect(color="#ddd").encode(
@@ -326,7 +329,7 @@ def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> alt.FacetChart:
     return layer.facet(facet=alt.Facet("version:N", title=None), columns=3)
 
 
-def ft_scaling() -> alt.FacetChart:
+def ft_scaling() -> Chart:
     base = alt.Chart(alt.NamedData(name="ft")).transform_fold(
         ["threads_speedup_default", "threads_speedup_ft"], as_=["build", "speedup"]
     )
@@ -351,7 +354,7 @@ def ft_scaling() -> alt.FacetChart:
 
 def change_chart(
     name: str, y_field: str, y_title: str, interps: Sequence[str], execs: Sequence[str]
-) -> alt.FacetChart:
+) -> Chart:
     """Ratio new/old per cell with its interval; filled when the change is significant."""
     base = alt.Chart(alt.NamedData(name=name)).transform_calculate(
         cell="datum.workload + '/' + datum.executor + '/' + datum.workers",
@@ -395,7 +398,8 @@ def _for_workload(template: str, workload: str) -> dict[str, Any]:
     placeholder = json.dumps(PLACEHOLDER)
     if placeholder not in template:
         raise AssertionError("chart template lost its workload placeholder")
-    return json.loads(template.replace(placeholder, json.dumps(workload)))
+    spec: dict[str, Any] = json.loads(template.replace(placeholder, json.dumps(workload)))
+    return spec
 
 
 def _spec(chart: alt.TopLevelMixin, validate: bool) -> dict[str, Any]:

@@ -5,6 +5,7 @@ and this run against a baseline run. Each takes cell tables (stats.cell_table) a
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import Any
 
 import pandas as pd
 
@@ -118,7 +119,7 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """Each cell on one interpreter against the same cell on the previous version of the same
     build kind (3.13 -> 3.14, 3.13t -> 3.14t), so a build change is never read as a version one."""
     interps = sorted(cells["interpreter"].unique(), key=interpreter_key)
-    steps = []
+    steps: list[tuple[str, str]] = []
     for build in (False, True):
         line = [i for i in interps if i.endswith("t") == build]
         steps.extend(pairwise(line))
@@ -158,7 +159,7 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
         (r.interpreter, r.workload): r
         for r in speed[speed["executor"] == "sequential"].itertuples(index=False)
     }
-    threads = {}
+    threads: dict[Any, Any] = {}
     for r in speed[speed["executor"] == "threads"].itertuples(index=False):
         key = (r.interpreter, r.workload)
         if key not in threads or r.workers > threads[key].workers:

@@ -329,7 +329,7 @@ def ft_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], .
     return tuple(rows)
 
 
-def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[str, ...]], int]:
+def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[Any, ...]], int]:
     """Significant changes only, largest first."""
     if changes is None or changes.empty:
         return [], 0

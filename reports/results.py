@@ -185,9 +185,8 @@ def _from_pyperf(bench: pyperf.Benchmark) -> SuiteBenchmark:
     for run in bench.get_runs():
         md = run.get_metadata()
         facts = {k: md[k] for k in RUN_KEYS if k in md}
-        runs.append((tuple(run.values), run.get_total_loops(), facts))
-    runs = tuple(runs)
-    return SuiteBenchmark(bench.get_name(), dict(bench.get_metadata()), runs)
+        runs.append((tuple(run.values), int(run.get_total_loops()), facts))
+    return SuiteBenchmark(bench.get_name(), dict(bench.get_metadata()), tuple(runs))
 
 
 def _number(value: Any) -> float:

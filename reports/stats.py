@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -143,17 +144,9 @@ def welch(a: Sequence[float], b: Sequence[float], floor: float = 0.0) -> Compari
     return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb), floor)
 
 
-def compare_cells(a: object, b: object, floor: float = 0.0) -> Comparison:
-    """Welch's test of two rows of a cell table, on their process means."""
-    return welch_from_stats(
-        a.mean,
-        a.proc_sd,
-        int(a.processes),  # type: ignore[attr-defined]
-        b.mean,
-        b.proc_sd,
-        int(b.processes),
-        floor,
-    )  # type: ignore[attr-defined]
+def compare_cells(a: Any, b: Any, floor: float = 0.0) -> Comparison:
+    """Welch's test of two rows of a cell table (itertuples rows), on their process means."""
+    return welch_from_stats(a.mean, a.proc_sd, int(a.processes), b.mean, b.proc_sd, int(b.processes), floor)
 
 
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +230,7 @@ def split_half_drift(means: Sequence[float]) -> float:
         return 0.0
     d = float(second.mean()) / m1 - 1.0
     within = (first.var(ddof=1) * (half - 1) + second.var(ddof=1) * (n - half - 1)) / (n - 2)
-    return max(0.0, d * d - within * (1 / half + 1 / (n - half)) / (m1 * m1))
+    return max(0.0, float(d * d - within * (1 / half + 1 / (n - half)) / (m1 * m1)))
 
 
 def run_summary(frame: pd.DataFrame, groups: int) -> pd.DataFrame:

@@ -387,11 +387,11 @@ def _surprise(card: Card) -> str | None:
                 "a wait does not hold the GIL."
             )
     for score in card.scores:
-        cmp = score.vs_sequential
-        if score.executor == "processes" and cmp is not None and cmp.direction == "slower":
+        vs_seq = score.vs_sequential
+        if score.executor == "processes" and vs_seq is not None and vs_seq.direction == "slower":
             return (
                 f"Processes are slower than sequential even at their best ({score.workers} "
-                f"workers, {format_ratio(cmp.ratio)} the time): shipping tasks and results "
+                f"workers, {format_ratio(vs_seq.ratio)} the time): shipping tasks and results "
                 "between processes costs more than the parallel work saves."
             )
     return None

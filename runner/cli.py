@@ -12,9 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import gilmatrix
 from gilmatrix.errors import UserError
+
+if TYPE_CHECKING:
+    from gilmatrix.matrix.model import Matrix
 
 DEFAULT_OUT = Path("_build")
 
@@ -36,7 +40,7 @@ def _existing_dir(value: str) -> Path:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own errors: exit 2 with a usage line, as ours
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: exit 2 with a usage line, as ours
         self.print_usage(sys.stderr)
         raise UserError(f"{self.prog}: {message}")
 
@@ -160,7 +164,7 @@ def matrix_path(args: argparse.Namespace) -> Path:
     return positional or option or Path("matrix.yaml")
 
 
-def load_args_matrix(args: argparse.Namespace):  # -> Matrix
+def load_args_matrix(args: argparse.Namespace) -> Matrix:
     from gilmatrix.matrix.model import load_matrix
 
     return load_matrix(matrix_path(args), args.override)
@@ -220,13 +224,15 @@ def download_base_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def images_args(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def images_args(
+    subparsers: argparse._SubParsersAction[Any],
+) -> argparse.ArgumentParser:
     """Add `gilmatrix images`; its handler is ``args.handler(args) -> exit code``."""
     from gilmatrix.images import docker as dk
     from gilmatrix.images.build import BUILD_PROFILES
     from gilmatrix.images.cli import images_command
 
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "images",
         help="build one Docker image per interpreter (only what changed)",
         description="Build (or find up to date) one Docker image per matrix interpreter: CPython "
@@ -444,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "merge":
             return cmd_merge(args)
         if getattr(args, "handler", None) is not None:
-            return args.handler(args)
+            return int(args.handler(args))
         if args.command == "report":
             return cmd_report(args.run_dir, args.out, args.baseline, args.chart_images)
         if args.command == "matrix":

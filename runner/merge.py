@@ -229,7 +229,8 @@ def merge_runs(
             )
 
     run_ids = {s.manifest.get("run_id") for s in sources}
-    run_id = run_id or (run_ids.pop() if len(run_ids) == 1 else f"merged-{now()[:19]}".replace(":", ""))
+    only_id = run_ids.pop() if len(run_ids) == 1 else None
+    run_id = run_id or (str(only_id) if only_id else f"merged-{now()[:19]}".replace(":", ""))
     target = RunDir.create(out, run_id)
 
     order = sorted({*picks, *missing}, key=interpreter_key)

@@ -305,8 +305,8 @@ class SelfBench:
             host["cells"],
             box["cells"],
             FIDELITY_INTERPRETER,
-            host2["cells"] if again else None,
-            box2["cells"] if again else None,
+            host2["cells"] if again and host2 else None,
+            box2["cells"] if again and box2 else None,
         )
         self.details[f"fidelity {label}"] = figures
         self.rows += fidelity_rows(label, figures)
@@ -356,11 +356,11 @@ class SelfBench:
                 "s",
                 "image_unchanged",
                 f"command wall time; gilmatrix's own {entry['seconds']:.1f} s"
-                if ok
+                if ok and entry
                 else f"failed: {measured.tail()}",
             )
         )
-        if not ok:
+        if not ok or entry is None:
             return
         original = entry["tag"]
         with tempfile.TemporaryDirectory(prefix="gilmatrix-selfbench-") as tmp:
@@ -373,7 +373,7 @@ class SelfBench:
         self.details["images harness-only"] = {**sm.describe(changed), "result": new, "restored": restored}
         note = (
             f"command wall time; docker build {new['seconds']:.1f} s; then {'; '.join(restored)}"
-            if rebuilt
+            if rebuilt and new
             else f"not rebuilt: {new.get('status') if new else changed.tail()}"
         )
         self.rows.append(

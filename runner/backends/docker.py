@@ -193,7 +193,8 @@ class DockerBackend(Backend):
         and run: most of a warm docker run's time outside its cells)."""
         cache = self.facts_cache(image_id)
         try:
-            return json.loads(cache.read_text())
+            cached: dict[str, Any] = json.loads(cache.read_text())
+            return cached
         except (OSError, ValueError):
             pass
         facts = self.image_facts(image, python)
@@ -226,7 +227,8 @@ class DockerBackend(Backend):
             result = dk.docker(client, *base, *attempt, check=False, timeout=120)
             if result.returncode == 0:
                 try:
-                    return json.loads(result.stdout)
+                    facts: dict[str, Any] = json.loads(result.stdout)
+                    return facts
                 except json.JSONDecodeError:
                     errors.append(f"not JSON: {result.stdout[:200]!r}")
             else:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from gilmatrix.backends.base import Backend, Environment
 from gilmatrix.backends.staging import stage_harness
@@ -77,7 +78,7 @@ def path_candidates(interp: Interpreter) -> list[Path]:
     return [Path(found)] if found else []
 
 
-def read_facts(python: str, harness_path: Path) -> dict:
+def read_facts(python: str, harness_path: Path) -> dict[str, Any]:
     """Run the harness' facts command with ``python`` (isolated from the user's site and env)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -90,10 +91,11 @@ def read_facts(python: str, harness_path: Path) -> dict:
         raise EnvironmentUnavailable(
             f"{python} failed to report its facts: {(proc.stderr or proc.stdout).strip()[-300:]}"
         )
-    return json.loads(proc.stdout)
+    facts: dict[str, Any] = json.loads(proc.stdout)
+    return facts
 
 
-def facts_mismatch(interp: Interpreter, facts: dict) -> str | None:
+def facts_mismatch(interp: Interpreter, facts: dict[str, Any]) -> str | None:
     version = tuple(facts["version_info"][:2])
     if facts.get("implementation") != "cpython":
         return f"is {facts.get('implementation')}, not CPython"
@@ -111,7 +113,7 @@ class LocalBackend(Backend):
     def _harness_path(self) -> Path:
         return stage_harness(self.options.work_dir / "harness")
 
-    def find(self, interp: Interpreter) -> tuple[str, dict]:
+    def find(self, interp: Interpreter) -> tuple[str, dict[str, Any]]:
         """The first candidate interpreter whose facts match ``interp``."""
         explicit = self.options.explicit_pythons.get(interp.id) or interp.python
         candidates = (
@@ -167,7 +169,7 @@ class LocalBackend(Backend):
             extra={"base_python": python, "venv": str(venv)},
         )
 
-    def _venv(self, interp: Interpreter, python: str, facts: dict) -> Path:
+    def _venv(self, interp: Interpreter, python: str, facts: dict[str, Any]) -> Path:
         key = hashlib.sha256(f"{python}\0{facts['sys_version']}\0{PYPERF_REQUIREMENT}".encode())
         venv = self.options.work_dir / "venvs" / f"{interp.id}-{key.hexdigest()[:12]}"
         marker = venv / ".gilmatrix-ready"
@@ -209,5 +211,5 @@ class LocalBackend(Backend):
             str(run_dir),
         ]
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"name": self.name, "host_python": sys.executable}

@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 
 import pyperf
 
-from gilmatrix.harness.contract import classify
+from gilmatrix.harness.contract import EXECUTORS, classify
 from gilmatrix.harness.executors import (
-    EXECUTORS,
     Dispatcher,
     default_start_method,
     peak_rss_bytes,
@@ -194,9 +193,9 @@ def _record_without_hooks() -> None:
     """pyperf before 2.11 (the last for 3.10 is 2.10) has no custom hooks: find the pyperf
     worker task that called us (bench_time_func's wrapper holds it as ``task``) and update
     its metadata, which becomes the run's, after every timed call."""
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     while frame is not None:
-        task = frame.f_locals.get("task")
+        task: Any = frame.f_locals.get("task")
         if isinstance(getattr(task, "metadata", None), dict) and hasattr(task, "loops"):
             samples = list(CellTimer.samples)
             CpuHook().teardown(task.metadata)  # consumes the samples: give them back

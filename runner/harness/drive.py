@@ -134,7 +134,8 @@ def failure_reason(output: str, returncode: int, what: str = "") -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     exceptions = [line for line in lines if _is_exception_line(line)]
     own = [line for line in exceptions if "failed with exit code" not in line]
-    chosen = (own or exceptions or [None])[-1]
+    candidates = own or exceptions
+    chosen = candidates[-1] if candidates else None
     if chosen is not None:
         match = re.search(r"exit code (-\d+)", chosen)
         if match and -int(match.group(1)) in _SIGNALS:
@@ -518,7 +519,7 @@ class CellRunner:
 
 def load_job(job_path: str) -> dict[str, Any] | None:
     with open(job_path, encoding="utf-8") as handle:
-        job = json.load(handle)
+        job: dict[str, Any] = json.load(handle)
     if job.get("format") != JOB_FORMAT:
         sys.stderr.write(f"{job_path}: job format {job.get('format')!r} is not {JOB_FORMAT}\n")
         return None

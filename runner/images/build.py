@@ -281,7 +281,7 @@ class ImageBuilder:
         if self.client is None:
             self.client = dk.find_client()
         if self.lock is None:
-            self.lock = load_lock(self.images_dir / LOCK_NAME)
+            self.lock = load_lock(Path(self.images_dir or images_dir()) / LOCK_NAME)
         if self._base_id is None:
             self._base_id = dk.ensure_base(
                 self.client,

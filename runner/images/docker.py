@@ -114,12 +114,13 @@ def docker(
     return result
 
 
-def image_inspect(client: Client, ref: str) -> dict | None:
+def image_inspect(client: Client, ref: str) -> dict[str, Any] | None:
     """`docker image inspect ref` as a dict, or None when there is no such image."""
     result = docker(client, "image", "inspect", ref, check=False)
     if result.returncode != 0:
         return None
-    return json.loads(result.stdout)[0]
+    found: list[dict[str, Any]] = json.loads(result.stdout)
+    return found[0]
 
 
 def image_id(client: Client, ref: str) -> str | None:

@@ -136,7 +136,8 @@ def parse_interpreter_id(value: str) -> tuple[tuple[int, int], bool]:
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("gilmatrix.matrix").joinpath(SCHEMA_NAME).read_text())
+    loaded: dict[str, Any] = json.loads(resources.files("gilmatrix.matrix").joinpath(SCHEMA_NAME).read_text())
+    return loaded
 
 
 # -- locating keys in the YAML text ---------------------------------------------------------
@@ -224,9 +225,9 @@ def _compose(text: str, path: Path) -> tuple[Any, _Locator, _Errors]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f"{mark.line + 1}:" if mark is not None else ""
+        where = f"{mark.line + 1}:" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise UserError(f"{path}:{line} not valid YAML: {problem}") from None
+        raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
     locator = _Locator(node)
     errors = _Errors(path, locator)
     if data is None:
@@ -234,8 +235,8 @@ def _compose(text: str, path: Path) -> tuple[Any, _Locator, _Errors]:
     if not isinstance(data, dict):
         raise errors.fail((), f"expected a mapping of keys, not a {type(data).__name__}")
     if locator.duplicates:
-        key, line = locator.duplicates[0]
-        raise UserError(f"{path}:{line}: {format_key(key)}: key given twice")
+        twice, line = locator.duplicates[0]
+        raise UserError(f"{path}:{line}: {format_key(twice)}: key given twice")
     return data, locator, errors
 
 
@@ -335,31 +336,34 @@ def _raise_schema_error(
 ) -> NoReturn:
     error = jsonschema.exceptions.best_match([error, *error.context]) if error.context else error
     key = at + tuple(error.absolute_path)
-    parent = error.schema.get("properties", {})
+    # jsonschema types these as "possibly unset"; a validation error always has them
+    schema: Any = error.schema
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    parent = schema.get("properties", {})
     if error.validator == "additionalProperties":
-        unknown = [k for k in error.instance if k not in parent]
+        unknown = [k for k in instance if k not in parent]
         if unknown:
             extra = suggest(unknown[0], parent)
             known = ", ".join(parent)
             raise errors.fail(key + (unknown[0],), f"unknown key{extra}; allowed keys: {known}")
     if error.validator == "required":
-        missing = [k for k in error.validator_value if k not in error.instance]
+        missing = [k for k in expected if k not in instance]
         raise errors.fail(key, f"missing required key {missing[0]!r}")
     if error.validator == "enum":
         raise errors.fail(
             key,
-            f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
-            f"{suggest(error.instance, error.validator_value)}",
+            f"{instance!r} is not one of {', '.join(map(repr, expected))}{suggest(instance, expected)}",
         )
     if "propertyNames" in error.schema_path:
         raise errors.fail(
-            key + (error.instance,),
-            f"{error.instance!r} is not a valid name (letters, digits, '_', '.', '-'; at most 64 characters)",
+            key + (instance,),
+            f"{instance!r} is not a valid name (letters, digits, '_', '.', '-'; at most 64 characters)",
         )
     if error.validator == "pattern" and key and key[-1] == "id":
-        raise errors.fail(key, f"{error.instance!r} is not a CPython version id like 3.13 or 3.13t")
+        raise errors.fail(key, f"{instance!r} is not a CPython version id like 3.13 or 3.13t")
     if error.validator == "pattern":
-        raise errors.fail(key, f"{error.instance!r} does not match {error.validator_value}")
+        raise errors.fail(key, f"{instance!r} does not match {expected}")
     raise errors.fail(key, error.message)
 
 
@@ -448,10 +452,12 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         entry = entry or {}
         overrides: dict[str, dict[str, Any]] = {}
         for wl_id, given in (entry.get("params") or {}).items():
-            key = ("profiles", name, "params", wl_id)
+            at_key = ("profiles", name, "params", wl_id)
             if wl_id not in workload_ids:
-                raise errors.fail(key, f"no workload {wl_id!r} in this matrix{suggest(wl_id, workload_ids)}")
-            overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, key, errors)
+                raise errors.fail(
+                    at_key, f"no workload {wl_id!r} in this matrix{suggest(wl_id, workload_ids)}"
+                )
+            overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, at_key, errors)
         settings = entry.get("pyperf") or {}
         precision = None
         if "precision" in entry:

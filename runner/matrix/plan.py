@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gilmatrix.errors import UserError
-from gilmatrix.harness.contract import CellId
-from gilmatrix.harness.executors import EXECUTORS, unavailable_reason
+from gilmatrix.harness.contract import EXECUTORS, CellId
+from gilmatrix.harness.executors import unavailable_reason
 from gilmatrix.harness.workloads import WORKLOADS
 from gilmatrix.matrix.model import Interpreter, Matrix, Profile, Workload, suggest
 
