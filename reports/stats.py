@@ -25,24 +25,10 @@ import pandas as pd
 from scipy import special, stats
 
 from gilmatrix.harness.contract import stability_warnings
+from gilmatrix.reports.results import CELL_COLUMNS
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
-CELL_KEYS = [
-    "interpreter",
-    "workload",
-    "kind",
-    "executor",
-    "workers",
-    "cell",
-    "tasks",
-    "params",
-    "free_threaded",
-    "gil",
-    "model",
-    "start_method",
-    "async_mode",
-    "pool_in_timing",
-]
+CELL_KEYS = list(CELL_COLUMNS)
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
 

@@ -129,6 +129,18 @@ def test_failure_reason_picks_the_exception_line() -> None:
     assert "signal 6" in failure_reason("", -6)
 
 
+def harness(command: str, job: Path, out: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m gilmatrix.harness COMMAND --job JOB --out OUT``, as the host runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", command, "--job", str(job), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=input,
+    )
+
+
 def _job(tmp_path: Path, cells: list[dict], timeout: float = 60) -> Path:
     job = {
         "format": 1,
@@ -162,13 +174,7 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
         _cell("fetch", "threads", 2, tasks=2, wait_ms=1),
     ]
     job = _job(tmp_path, cells)
-    proc = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job), "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = harness("run", job, tmp_path)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["status"] for e in events if e["event"] == "cell"] == ["ok", "ok"]
@@ -196,13 +202,7 @@ def test_driver_runs_cells_writes_pyperf_results_and_resumes(tmp_path: Path) -> 
         assert 0 <= meta["gilmatrix_parallelism"] < 0.5, meta  # sleeping threads burn no CPU
         assert meta["gilmatrix_class"] == "waiting"
         assert meta["gilmatrix_cpu_time"] >= 0
-    again = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.harness", "run", "--job", str(job), "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = harness("run", job, tmp_path)
     statuses = [
         json.loads(line)["status"]
         for line in again.stdout.splitlines()
@@ -328,12 +328,10 @@ def test_serve_answers_worker_discard_and_finish_commands(tmp_path: Path) -> Non
         {"op": "finish", "cell": cell["id"], "status": {"processes": 2, "stopped": "precision"}},
         {"op": "quit"},
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job), "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = harness(
+        "serve",
+        job,
+        tmp_path,
         input="".join(json.dumps(c) + "\n" for c in commands),
     )
     assert proc.returncode == 0, proc.stderr
@@ -355,12 +353,10 @@ def test_serve_keeps_each_worker_on_disk_as_it_finishes(tmp_path: Path) -> None:
     """A crash after a worker loses nothing of it: its runs are a file before the answer."""
     cell = _cell("crunch", "sequential", 1, tasks=2, size=2000)
     job = _job(tmp_path, [cell])
-    proc = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.harness", "serve", "--job", str(job), "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = harness(
+        "serve",
+        job,
+        tmp_path,
         input=json.dumps({"op": "worker", "cell": cell["id"]}),
     )
     assert proc.returncode == 0, proc.stderr  # end of input: the driver exits

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from tests.conftest import ROOT, RUNNING_ID, gilmatrix, host_interpreters, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, host_interpreters, local_run, small_matrix
 
 pytestmark = pytest.mark.integration
 
@@ -84,17 +84,7 @@ def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "gilmatrix.cli",
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "r",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "r"),
     ]
     proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     seen = 0
@@ -158,15 +148,7 @@ def test_a_workloads_description_in_the_matrix_reaches_the_report(tmp_path: Path
         )
     )
     run = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "d",
+        *local_run(matrix, out, "d", python=False),
         "--only",
         "crunch",
         "--python",
@@ -185,17 +167,7 @@ def test_resume_refuses_a_changed_matrix(tmp_path: Path) -> None:
     out = tmp_path / "out"
     matrix = small_matrix(tmp_path, [RUNNING_ID], executors="[sequential]")
     first = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "r",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "r"),
     )
     assert first.returncode == 0, first.stderr
     matrix.write_text(matrix.read_text().replace("size: 5000", "size: 6000"))

@@ -23,7 +23,7 @@ from scipy import stats
 
 from gilmatrix.run import schedule
 from gilmatrix.run.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
-from tests.conftest import ROOT, RUNNING_ID, host_interpreters, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, host_interpreters, local_run, small_matrix
 
 
 def states(n: int) -> list[CellState]:
@@ -167,15 +167,7 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
             sys.executable,
             "-m",
             "gilmatrix.cli",
-            "run",
-            "--matrix",
-            str(matrix),
-            "--backend",
-            "local",
-            "--out",
-            str(out),
-            "--run-id",
-            "r",
+            *local_run(matrix, out, "r", python=False),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -249,17 +241,7 @@ def test_a_spent_run_budget_ends_the_run_and_the_report_lists_the_cells_that_mis
         sys.executable,
         "-m",
         "gilmatrix.cli",
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "b",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "b"),
     ]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -307,17 +289,7 @@ def test_adaptive_run_killed_then_resumed_keeps_every_finished_process(tmp_path:
         sys.executable,
         "-m",
         "gilmatrix.cli",
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "k",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "k"),
     ]
     first = subprocess.Popen(
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
