@@ -92,6 +92,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) on everything, mypy on the package and the developer tools."""
+    # the project too: mypy then sees its dependencies' own types (numpy, altair, vl-convert)
+    install(session)
     session.install("ruff", "mypy", "types-PyYAML", "types-jsonschema")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
