@@ -41,6 +41,15 @@ def small_matrix(
     return path
 
 
+def local_run(
+    matrix: Path, out: Path, run_id: str, *, python: bool = True, command: str = "run"
+) -> list[str]:
+    """The arguments of ``gilmatrix run`` (or ``command``: ``matrix``) of ``matrix`` on the local
+    backend into ``out`` as ``run_id`` (``python``: with this interpreter as RUNNING_ID)."""
+    args = [command, "--matrix", str(matrix), "--backend", "local", "--out", str(out), "--run-id", run_id]
+    return [*args, "--python", f"{RUNNING_ID}={sys.executable}"] if python else args
+
+
 def gilmatrix(
     *args: str, cwd: Path | None = None, timeout: float = 600, **kwargs
 ) -> subprocess.CompletedProcess[str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from gilmatrix.harness.faults import parse_faults
-from tests.conftest import RUNNING_ID, gilmatrix, small_matrix
+from tests.conftest import RUNNING_ID, gilmatrix, local_run, small_matrix
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +31,7 @@ def test_each_fault_fails_only_its_cell(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "GILMATRIX_FAULTS": ",".join(f"{c}={m}" for c, (m, _, _) in FAULTS.items())}
     proc = gilmatrix(
-        "matrix",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "f",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "f", command="matrix"),
         env=env,
     )
     assert proc.returncode == 1, proc.stderr  # finished, with failed cells

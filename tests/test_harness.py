@@ -271,19 +271,28 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     # first worker calibrates and keeps its last calls at the final loop count as values.
     mine, reference = ours.get_runs(), theirs.get_runs()
     assert [len(r.values) for r in reference] == [0, 2, 2]
+    # A call that falls below min_time after the count was found (a busy machine) makes pyperf
+    # double once more, and then fewer than warm-ups + values calls share the final count: such
+    # a calibration is kept apart, as pyperf keeps it (values_from_calibration's own test checks
+    # both shapes). Either way the first worker process is the one that calibrated.
+    calibration = mine[0]
+    kept_apart = [len(r.values) for r in mine] == [0, 2, 2]
+    if kept_apart:
+        mine = mine[1:]
     assert [len(r.values) for r in mine] == [2, 2]
     assert [keys(r) for r in mine] == [keys(r) for r in reference[1:]]
-    calibrated = mine[0].get_metadata()["calibrate_loops"]
+    calibrated = calibration.get_metadata()["calibrate_loops"]
     assert {run.get_metadata()["loops"] for run in mine} == {calibrated}
-    warmups = mine[0].warmups
-    assert warmups[-1][0] == calibrated  # the profile's warm-up, at the final loop count
-    assert [count for count, _ in warmups] == sorted(count for count, _ in warmups)
+    if not kept_apart:
+        warmups = mine[0].warmups
+        assert warmups[-1][0] == calibrated  # the profile's warm-up, at the final loop count
+        assert [count for count, _ in warmups] == sorted(count for count, _ in warmups)
     assert ours.get_nvalue() == 4
     log = (tmp_path / "cells/host/crunch__threads__2.log").read_text()
     assert "--- loop calibration" not in log
     assert log.index("--- pyperf worker 1 (calibrates the loops)") < log.index("--- pyperf worker 2")
     status = json.loads((tmp_path / "cells/host/crunch__threads__2.status.json").read_text())
-    assert len(status["worker_seconds"]) == 2  # each worker's life, spawn to exit
+    assert len(status["worker_seconds"]) == 2 + kept_apart  # each worker's life, spawn to exit
     durations = [run.get_metadata()["duration"] for run in ours.get_runs()]
     assert all(life > run for life, run in zip(status["worker_seconds"], durations, strict=True))
     assert sum(status["worker_seconds"]) <= status["elapsed"]

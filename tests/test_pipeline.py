@@ -24,17 +24,7 @@ def test_smoke_run_end_to_end(tmp_path: Path) -> None:
     ids = host_interpreters(out)
     matrix = small_matrix(tmp_path, [*ids, "3.15t"])
     proc = gilmatrix(
-        "matrix",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "e2e",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "e2e", command="matrix"),
         "--python",
         "3.15t=/nonexistent/python3.15t",
     )

@@ -23,7 +23,7 @@ from scipy import stats
 
 from gilmatrix.run import schedule
 from gilmatrix.run.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
-from tests.conftest import ROOT, RUNNING_ID, host_interpreters, local_run, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, host_interpreters, local_run, small_matrix
 
 
 def states(n: int) -> list[CellState]:
@@ -201,22 +201,7 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     orders = [[c for (_, _, c), k in zip(timeline, rounds, strict=True) if k == n] for n in (1, 2)]
     assert orders[0] != orders[1]  # shuffled afresh each round
     # and the report says how it was measured
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gilmatrix.cli",
-            "report",
-            str(run_dir),
-            "--out",
-            str(out),
-            "--no-chart-images",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = gilmatrix("report", str(run_dir), "--out", str(out), "--no-chart-images")
     assert report.returncode == 0, report.stderr
     html = (out / "report" / "index.html").read_text()
     assert "How it was measured" in html and "3 interleaved rounds" in html
@@ -251,22 +236,7 @@ def test_a_spent_run_budget_ends_the_run_and_the_report_lists_the_cells_that_mis
     cells = manifest["cells"]
     assert cells and {(c["status"], c["stopped"], c["processes"]) for c in cells} == {("ok", "run-budget", 2)}
     assert "the run's budget spent" in done.stderr
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gilmatrix.cli",
-            "report",
-            str(out / "results" / "b"),
-            "--out",
-            str(out),
-            "--no-chart-images",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = gilmatrix("report", str(out / "results" / "b"), "--out", str(out), "--no-chart-images")
     assert report.returncode == 0, report.stderr
     html = (out / "report" / "index.html").read_text()
     assert "once the run had measured for 0.0001 minutes" in html
