@@ -179,15 +179,21 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     manifest = json.loads((run_dir / "manifest.json").read_text())
     schedule_ = manifest["schedule"]
     assert schedule_["sampling"] == {"mode": "fixed", "processes": 3}
-    assert [r["round"] for r in schedule_["rounds"]] == [1, 2, 3]
-    assert all(
-        c["processes"] == 3 and c["rounds"] == 3 and c["stopped"] == "fixed" for c in manifest["cells"]
-    )
+    # A busy machine (the sentinels saw it) sets a disturbed window's processes aside and
+    # measures those cells again in a later round: extra rounds are such re-measurements only.
+    redone = {(c["interpreter"], c["id"]) for c in manifest["cells"] if c.get("discarded")}
+    assert [r["round"] for r in schedule_["rounds"]][:3] == [1, 2, 3]
+    assert len(schedule_["rounds"]) == 3 or redone
+    assert all(c["processes"] == 3 and c["stopped"] == "fixed" for c in manifest["cells"])
+    assert all(c["rounds"] == 3 for c in manifest["cells"] if (c["interpreter"], c["id"]) not in redone)
     assert schedule_["noise"]["floor"] >= schedule.MIN_FLOOR and schedule_["windows"]
     timeline = sorted(d for interp in ids for d in run_dates(run_dir, interp))
     cells = {(i, c) for _, i, c in timeline}
     assert len(timeline) == 3 * len(cells) == 3 * 9 * len(ids)
-    # round by round: every cell's k-th process ran before any cell's (k+1)-th
+    # round by round: every cell's k-th process ran before any cell's (k+1)-th (cells measured
+    # again after a disturbed window are left out of this check: their k-th came later)
+    timeline = [t for t in timeline if (t[1], t[2]) not in redone]
+    assert len(timeline) >= 3 * len(ids) * 3  # most cells are still in the check
     nth: dict[tuple[str, str], int] = {}
     rounds = []
     for _, interp, cell in timeline:
@@ -204,7 +210,7 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     report = gilmatrix("report", str(run_dir), "--out", str(out), "--no-chart-images")
     assert report.returncode == 0, report.stderr
     html = (out / "report" / "index.html").read_text()
-    assert "How it was measured" in html and "3 interleaved rounds" in html
+    assert "How it was measured" in html and f"{len(schedule_['rounds'])} interleaved rounds" in html
     assert "fixed: 3 worker processes per cell" in html
 
 
@@ -232,8 +238,9 @@ def test_a_spent_run_budget_ends_the_run_and_the_report_lists_the_cells_that_mis
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "results" / "b" / "manifest.json").read_text())
     assert manifest["schedule"]["sampling"]["run_minutes"] == 0.0001
-    assert len(manifest["schedule"]["rounds"]) == 2
     cells = manifest["cells"]
+    # two rounds, unless a disturbed window's processes were set aside and measured again
+    assert len(manifest["schedule"]["rounds"]) == 2 or any(c.get("discarded") for c in cells)
     assert cells and {(c["status"], c["stopped"], c["processes"]) for c in cells} == {("ok", "run-budget", 2)}
     assert "the run's budget spent" in done.stderr
     report = gilmatrix("report", str(out / "results" / "b"), "--out", str(out), "--no-chart-images")
