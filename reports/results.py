@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import pyperf
 from gilmatrix.harness import contract
 from gilmatrix.harness.contract import CellId, Status, meta, model_of
 from gilmatrix.run.manifest import read_manifest
+from gilmatrix.run.store import suite_problem
 
 # per cell (constant over a cell's values), then per run, then per value
 CELL_COLUMNS = (
@@ -159,6 +161,9 @@ def read_suite(path: Path) -> list[SuiteBenchmark]:
     if path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and data.get("version") == "1.0":
+            problem = suite_problem(data)
+            if problem is not None:
+                raise ValueError(problem)
             return _read_v1(data)
     return [_from_pyperf(bench) for bench in pyperf.BenchmarkSuite.load(str(path))]
 
@@ -269,14 +274,23 @@ def load_run(run_dir: Path) -> RunResults:
         results = entry.get("results")
         if results:
             path = run_dir / results
+            # one interpreter's rows apart: a damaged suite leaves the others whole
+            rows: dict[str, list[Any]] = {name: [] for name in FRAME_COLUMNS}
+            found: set[tuple[str, str]] = set()
             try:
-                suite = read_suite(path)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                problems.append(
-                    CellProblem(ident, "*", Status.MISSING, f"results file {results} unreadable: {exc}")
+                bench_md = _suite_rows(ident, read_suite(path), rows, found)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                bench_md = {}
+                reason = (
+                    f"results file {results} unreadable ({exc}): its cells are left out; if "
+                    f"cells/{ident}/ is intact, `gilmatrix run --resume {run_dir}` rebuilds it"
                 )
+                print(f"warning: {path}: {reason}", file=sys.stderr)
+                problems.append(CellProblem(ident, "*", Status.MISSING, reason))
             else:
-                bench_md = _suite_rows(ident, suite, columns, seen)
+                for name, items in rows.items():
+                    columns[name].extend(items)
+                seen.update(found)
                 suites.append(path)
                 metadata[ident] = bench_md
         interpreters.append(_interpreter(ident, entry, bench_md))

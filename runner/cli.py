@@ -350,6 +350,7 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
     resume_dir = None
     if args.resume:
         resume_dir = RunDir.open(args.resume)
+        resume_dir.check_cells()  # a cut-off cell file: exit 2 now, not a traceback at the end
         stored = resume_dir.manifest()["matrix"]
         profile, only = stored["profile"], stored.get("only") or []
     plan = plan_cells(matrix, profile, only)

@@ -33,7 +33,7 @@ from gilmatrix.harness.contract import Status
 from gilmatrix.matrix.model import Matrix, interpreter_key
 from gilmatrix.matrix.plan import plan_cells
 from gilmatrix.run.manifest import MANIFEST, new_manifest
-from gilmatrix.run.store import RunDir, now
+from gilmatrix.run.store import RunDir, now, result_problem
 
 MISSING_REASON = (
     "no results from any machine: no input holds this interpreter (its job "
@@ -253,6 +253,10 @@ def merge_runs(
             cells.extend(_missing_cells(matrix, profile, ident, workload_filters))
             continue
         _copy_interpreter(pick, target.path)
+        damaged = _damaged_results(pick)
+        if damaged:
+            log(f"warning: {damaged}")
+            warnings.append(damaged)
         interpreters[ident] = {
             **pick.entry,
             "host": machines[pick.source.machine],
@@ -337,6 +341,23 @@ def merge_runs(
     for note in notes:
         log(f"note: {note}")
     return target
+
+
+def _damaged_results(pick: Pick) -> str | None:
+    """A warning when the picked interpreter's suite cannot be read: it is merged as it is (the
+    other interpreters go on; the report lists its cells as problems), never dropped."""
+    results = pick.entry.get("results")
+    if not results:
+        return None
+    path = pick.source.path / results
+    problem = result_problem(path)
+    if problem is None:
+        return None
+    return (
+        f"{path}: {problem}: {pick.interpreter}'s results are merged as they are and its cells "
+        f"reported as problems; if {pick.source.path / 'cells' / pick.interpreter} is intact, "
+        f"`gilmatrix run --resume {pick.source.path}` rebuilds the file"
+    )
 
 
 def _copy_interpreter(pick: Pick, target: Path) -> None:

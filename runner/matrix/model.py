@@ -212,17 +212,143 @@ def load_matrix(path: str | Path, overrides: Sequence[str | Path] = ()) -> Matri
 
 def _read(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)  # never more: the size limit bounds memory
     except FileNotFoundError:
         raise UserError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UserError(f"{path}: cannot read the {what}: {exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UserError(
+            f"{path}:1: (top level): the {what} is larger than {MAX_FILE_BYTES // 1024} KiB, "
+            f"the limit of a matrix or override file (a matrix needs a few KiB)"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: cannot read the {what}: {exc}") from None
+
+
+# Limits of a matrix or override file, whatever it holds: the shipped matrix is ~4 KiB, ~260
+# values (YAML nodes) and 6 levels deep. Without them, a few lines of nested aliases ("billion
+# laughs") expand to 10^9 values, and thousands of nested brackets overflow PyYAML's recursion.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 20_000  # values after alias expansion
+MAX_DEPTH = 50  # nesting levels after alias expansion
+
+
+class _LimitExceeded(yaml.YAMLError):
+    def __init__(self, line: int, key: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.line, self.key, self.message = line, key, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting while it composes: the values of the document with every
+    alias expanded, and its depth, each refused beyond its limit before any recursion or
+    expansion happens (PyYAML's composer recurses once per level; the constructor shares an
+    aliased value, but everything that walks the data afterwards expands it)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._total = 0  # values composed so far, aliases counted expanded
+        self._level = 0  # nesting level of the node being composed
+        self._reach = 0  # deepest level reached inside the node being composed
+        self._path: list[Any] = []  # the key path, for messages
+        self._open: set[str] = set()  # anchors of nodes still being composed
+        self._sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels)
+
+    def _refuse(self, mark: yaml.Mark, message: str) -> NoReturn:
+        raise _LimitExceeded(mark.line + 1, tuple(self._path), message)
+
+    def _count(self, values: int, mark: yaml.Mark, alias: str | None) -> None:
+        self._total += values
+        if self._total > MAX_NODES:
+            where = f"with alias *{alias} " if alias else ""
+            self._refuse(
+                mark,
+                f"the file holds more than {MAX_NODES:,} values {where}(aliases counted "
+                f"expanded), the limit of a matrix file (a matrix needs a few hundred)",
+            )
+
+    def _deep(self, levels: int, mark: yaml.Mark, alias: str | None) -> None:
+        if levels > MAX_DEPTH:
+            where = f" with alias *{alias}" if alias else ""
+            self._refuse(
+                mark,
+                f"nested deeper than {MAX_DEPTH} levels{where}, the limit of a matrix file "
+                f"(a matrix needs fewer than 10)",
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if isinstance(index, int):
+            self._path.append(index)
+        elif isinstance(index, yaml.ScalarNode):
+            self._path.append(index.value)
+        elif index is not None:
+            self._path.append("?")
+        try:
+            return self._compose_counted(parent, index)
+        finally:
+            if index is not None:
+                self._path.pop()
+
+    def _compose_counted(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                self._refuse(event.start_mark, f"alias *{event.anchor} is inside the value it names (a loop)")
+            if event.anchor in self._sizes:  # else undefined: PyYAML says so
+                values, levels = self._sizes[event.anchor]
+                self._count(values, event.start_mark, event.anchor)
+                self._deep(self._level + levels, event.start_mark, event.anchor)
+                self._reach = max(self._reach, self._level + levels)
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        self._level += 1
+        self._deep(self._level, event.start_mark, None)
+        self._count(1, event.start_mark, None)
+        outer_reach, self._reach = self._reach, self._level
+        before = self._total
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._open.discard(anchor)  # type: ignore[arg-type]
+        if anchor is not None:
+            self._sizes[anchor] = (self._total - before + 1, self._reach - self._level + 1)
+        self._reach = max(outer_reach, self._reach)
+        self._level -= 1
+        return node
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError as exc:  # e.g. more digits than int() accepts
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value[:20]}...: {exc}", node.start_mark
+            ) from None
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def _compose(text: str, path: Path) -> tuple[Any, _Locator, _Errors]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _load_yaml(text)
+    except _LimitExceeded as exc:
+        key = format_key(exc.key[:6]) + (f"... ({len(exc.key)} levels)" if len(exc.key) > 6 else "")
+        raise UserError(f"{path}:{exc.line}: {key}: {exc.message}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.line + 1}:" if mark is not None else ""

@@ -30,7 +30,65 @@ from gilmatrix.errors import UserError
 from gilmatrix.harness.contract import Status, cell_slug
 from gilmatrix.harness.drive import CellStore, write_atomic
 from gilmatrix.matrix.plan import Cell
-from gilmatrix.run.manifest import read_manifest, write_manifest
+from gilmatrix.run.manifest import CELL_STATUS, read_manifest, shape_problem, write_manifest
+
+
+def suite_problem(data: Any) -> str | None:
+    """What is wrong with the parsed JSON of a pyperf suite file (``<interp>.json``, a cell's
+    ``<slug>.json``) as far as gilmatrix reads it; None when its shape is right."""
+    if not isinstance(data, dict):
+        return f"expected a pyperf suite (a JSON mapping), found a {type(data).__name__}"
+    if not isinstance(data.get("metadata", {}), dict):
+        return "metadata: expected a mapping"
+    benchmarks = data.get("benchmarks")
+    if not isinstance(benchmarks, list):
+        return "benchmarks: expected a list of benchmarks"
+    for index, bench in enumerate(benchmarks):
+        if not isinstance(bench, dict) or not isinstance(bench.get("metadata", {}), dict):
+            return f"benchmarks[{index}]: expected a mapping with a metadata mapping"
+        runs = bench.get("runs")
+        if not isinstance(runs, list):
+            return f"benchmarks[{index}].runs: expected a list of runs"
+        for number, run in enumerate(runs):
+            where = f"benchmarks[{index}].runs[{number}]"
+            if not isinstance(run, dict) or not isinstance(run.get("metadata", {}), dict):
+                return f"{where}: expected a mapping with a metadata mapping"
+            for key in ("values", "warmups"):
+                items = run.get(key, [])
+                if not isinstance(items, list):
+                    return f"{where}.{key}: expected a list"
+            values = run.get("values", [])
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                return f"{where}.values: expected numbers"
+    return None
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot be read ({exc})"
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
+
+
+def result_problem(path: Path) -> str | None:
+    """What is wrong with a pyperf result file, or None when pyperf loads it."""
+    data, problem = _read_json(path)
+    problem = problem or suite_problem(data)
+    if problem is not None:
+        return problem
+    try:
+        pyperf.BenchmarkSuite.load(str(path))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        return f"not a pyperf suite pyperf can load ({type(exc).__name__}: {exc})"
+    return None
+
+
+def status_problem(path: Path) -> str | None:
+    """What is wrong with a cell's ``.status.json``, or None."""
+    data, problem = _read_json(path)
+    return problem or shape_problem(data, CELL_STATUS)
 
 
 def now() -> str:
@@ -111,6 +169,20 @@ class RunDir:
 
     def manifest(self) -> dict[str, Any]:
         return read_manifest(self.path)
+
+    def check_cells(self) -> None:
+        """Before a resume: every finished cell's files (``cells/<interp>/<slug>.json`` and
+        ``.status.json``) must read back, else a UserError names the file and what is wrong —
+        before anything runs, rather than a traceback when the suites are merged at the end."""
+        for path in sorted(self.path.glob("cells/*/*.json")):
+            slug = path.name.removesuffix(".status.json").removesuffix(".json")
+            problem = status_problem(path) if path.name.endswith(".status.json") else result_problem(path)
+            if problem is not None:
+                raise UserError(
+                    f"{path}: {problem} (cut off or edited by hand?): this cell's result cannot be "
+                    f"read back; restore the file, or delete {slug}.json and {slug}.status.json "
+                    f"in {path.parent} to measure the cell again"
+                )
 
     def write_manifest(self, data: dict[str, Any]) -> None:
         write_manifest(self.path, data)
