@@ -258,10 +258,10 @@ class _BoundedLoader(yaml.SafeLoader):
         self._open: set[str] = set()  # anchors of nodes still being composed
         self._sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels)
 
-    def _refuse(self, mark: yaml.Mark, message: str) -> NoReturn:
+    def _refuse(self, mark: Any, message: str) -> NoReturn:  # a yaml Mark (of either parser)
         raise _LimitExceeded(mark.line + 1, tuple(self._path), message)
 
-    def _count(self, values: int, mark: yaml.Mark, alias: str | None) -> None:
+    def _count(self, values: int, mark: Any, alias: str | None) -> None:
         self._total += values
         if self._total > MAX_NODES:
             where = f"with alias *{alias} " if alias else ""
@@ -271,7 +271,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 f"expanded), the limit of a matrix file (a matrix needs a few hundred)",
             )
 
-    def _deep(self, levels: int, mark: yaml.Mark, alias: str | None) -> None:
+    def _deep(self, levels: int, mark: Any, alias: str | None) -> None:
         if levels > MAX_DEPTH:
             where = f" with alias *{alias}" if alias else ""
             self._refuse(
@@ -280,7 +280,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 f"(a matrix needs fewer than 10)",
             )
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if isinstance(index, int):
             self._path.append(index)
         elif isinstance(index, yaml.ScalarNode):
@@ -293,8 +293,8 @@ class _BoundedLoader(yaml.SafeLoader):
             if index is not None:
                 self._path.pop()
 
-    def _compose_counted(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+    def _compose_counted(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open:
                 self._refuse(event.start_mark, f"alias *{event.anchor} is inside the value it names (a loop)")
@@ -315,7 +315,7 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             node = super().compose_node(parent, index)
         finally:
-            self._open.discard(anchor)  # type: ignore[arg-type]
+            self._open.discard(anchor)
         if anchor is not None:
             self._sizes[anchor] = (self._total - before + 1, self._reach - self._level + 1)
         self._reach = max(outer_reach, self._reach)
