@@ -22,6 +22,8 @@ from pathlib import Path
 import pyperf
 import pytest
 
+from gilmatrix.harness.contract import JOB_FORMAT
+from gilmatrix.harness.drive import CellRunner, CellStore
 from tests.conftest import ROOT, RUNNING_ID, small_matrix
 
 pytestmark = pytest.mark.integration
@@ -170,3 +172,33 @@ def test_disk_full_while_cells_are_written(tmp_path: Path, small_disk: Path) -> 
     for cell in manifest["cells"]:
         assert cell["processes"] == 2, cell  # a cell's round-1 worker kept, not measured again
     assert leftovers(run) == []
+
+
+def test_a_cell_merged_on_a_full_disk_keeps_its_workers(small_disk: Path) -> None:
+    """The harness merging a cell (``finish``) on a full disk: the cell fails with the reason,
+    no half-written result or status is left, its worker files stay whole; once space is freed
+    the same merge succeeds from them."""
+    cell_id = "crunch/threads/2"
+    job = {"format": JOB_FORMAT, "interpreter": RUNNING_ID, "cells": [{"id": cell_id}], "pyperf": {}}
+    runner = CellRunner(job, str(small_disk / "results"))
+    store = CellStore(runner.cells_dir, cell_id)
+    os.makedirs(store.runs)
+    for number, values in ((1, [0.10, 0.11]), (2, [0.12, 0.10])):
+        run = pyperf.Run(values, metadata={"name": cell_id, "loops": 1}, collect_metadata=False)
+        pyperf.Benchmark([run]).dump(os.path.join(store.runs, f"w{number:04d}.json"))
+    workers = {p: Path(p).read_bytes() for p in store.workers()}
+    ballast = fill(small_disk / "results")
+
+    reply = runner.finish(cell_id, {"processes": 2})
+    assert reply["status"] == "failed" and reply["disk_full"] is True, reply
+    assert reply["reason"].startswith("no space left on device while writing "), reply
+    assert {p: Path(p).read_bytes() for p in store.workers()} == workers
+    assert not os.path.exists(store.result) and not os.path.exists(store.status)
+    assert leftovers(small_disk / "results") == []
+
+    ballast.unlink()
+    reply = runner.finish(cell_id, {"processes": 2})
+    assert reply["status"] == "ok", reply
+    (bench,) = pyperf.BenchmarkSuite.load(store.result).get_benchmarks()
+    assert bench.get_nrun() == 2
+    assert json.loads(Path(store.status).read_text())["processes"] == 2

@@ -80,11 +80,16 @@ def _remove(path: str) -> None:
 
 
 NO_SPACE = "no space left on device"
+_EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # a quota exhausted: the same for a run
 
 
 def is_no_space(exc: BaseException) -> bool:
     """A full disk (or quota): ENOSPC, EDQUOT."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, _EDQUOT)
+
+
+# how a worker's traceback names ENOSPC or EDQUOT (``OSError: [Errno 28] No space left ...``)
+_NO_SPACE_ERRNO = re.compile(rf"\[Errno ({errno.ENOSPC}|{_EDQUOT})\]")
 
 
 def no_space_reason(exc: OSError, writing: str) -> str:
@@ -420,7 +425,7 @@ class CellRunner:
             output = log_text.read()
         if reply["status"] == Status.FAILED:
             reply["reason"] = failure_reason(output, reply["returncode"], reply["what"])
-            if "[Errno 28]" in reply["reason"]:  # the worker could not write its runs: disk full
+            if _NO_SPACE_ERRNO.search(reply["reason"]):  # the worker could not write its runs
                 reply["reason"] = f"{NO_SPACE}: {reply['what']} could not write its runs ({reply['reason']})"
                 reply["disk_full"] = True
         if reply.get("disk_full"):
