@@ -584,19 +584,20 @@ class MatrixRun:
         """A cell the host fails itself (its driver is gone): a status file says why."""
         state.status = Status.FAILED
         store = self.run_dir.cell_store(self.cells[state.key])
+        no_room = None
         try:
             Path(store.status).parent.mkdir(parents=True, exist_ok=True)
             self.write_status(store.status, state, status, reason)
         except OSError as exc:
             if not is_no_space(exc):
                 raise
-            self.lost[state.key] = reason
-            self.disk_full = f"{NO_SPACE} while writing {store.status}"
+            self.lost[state.key] = reason  # in the manifest, if there is room for that
+            no_room = f"{NO_SPACE} while writing {store.status}"
         progress.cell(
             state.interpreter, {"id": state.cell_id, "status": status, "elapsed": None, "reason": reason}
         )
-        if self.disk_full is not None:
-            raise DiskFull(self.disk_full)
+        if no_room is not None:
+            raise DiskFull(no_room)
 
     @staticmethod
     def write_status(path: str, state: CellState, status: str, reason: str) -> None:
