@@ -75,6 +75,48 @@ def _round(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     return out
 
 
+# Labels from a result file are text to show, and two kinds of character in them break charts:
+# - U+2028 and U+2029: Vega-Lite turns data values into Vega expressions (a custom sort order,
+#   a field predicate) with JSON.stringify, which leaves them raw, and vega-expression refuses
+#   them inside a string ("Unexpected token ILLEGAL": the chart fails, vl-convert raises);
+# - C0 controls other than tab, newline and carriage return: Vega writes text into SVG as it is,
+#   XML forbids them, and vl-convert's SVG parser aborts the whole process on one.
+# In the charts the first are spaces and the second U+FFFD, the same in data and specs (and in
+# report.js, which hands the page's filter values to the charts).
+_CHART_MAP: dict[str | int, str] = {"\u2028": " ", "\u2029": " "}
+_CHART_MAP.update({c: "\ufffd" for c in range(32) if chr(c) not in "\t\n\r"})
+_CHART_TEXT = str.maketrans(_CHART_MAP)
+_CHART_UNSAFE = "[\u2028\u2029\x00-\x08\x0b\x0c\x0e-\x1f]"
+
+
+def vega_text(value: Any) -> Any:
+    """A label as the charts show it (see _CHART_TEXT); other values unchanged."""
+    return value.translate(_CHART_TEXT) if isinstance(value, str) else value
+
+
+def _vega_values(spec: Any) -> Any:
+    if isinstance(spec, dict):
+        return {vega_text(k): _vega_values(v) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_vega_values(v) for v in spec]
+    return vega_text(spec)
+
+
+def _vega_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A dataset whose text columns are as the charts show them (vega_text)."""
+    columns = [
+        c
+        for c in frame.select_dtypes(exclude=["number", "bool"]).columns
+        if frame[c].astype(str).str.contains(_CHART_UNSAFE).any()
+    ]
+    if not columns:
+        return frame
+    out = frame.copy()
+    for column in columns:
+        out[column] = out[column].map(vega_text)
+    return out
+
+
 def _interval_bars(base: Chart) -> Chart:
     """The 95% interval of each cell's mean; cells without one (a single worker process) draw
     no bar rather than a zero-width one that would look precise."""
@@ -398,14 +440,15 @@ def _for_workload(template: str, workload: str) -> dict[str, Any]:
     placeholder = json.dumps(PLACEHOLDER)
     if placeholder not in template:
         raise AssertionError("chart template lost its workload placeholder")
-    spec: dict[str, Any] = json.loads(template.replace(placeholder, json.dumps(workload)))
+    spec: dict[str, Any] = json.loads(template.replace(placeholder, json.dumps(vega_text(workload))))
     return spec
 
 
 def _spec(chart: alt.TopLevelMixin, validate: bool) -> dict[str, Any]:
     spec = chart.to_dict(validate=validate)
     spec.pop("datasets", None)
-    return spec
+    shown: dict[str, Any] = _vega_values(spec)
+    return shown
 
 
 def build_charts(
@@ -578,6 +621,7 @@ def build_charts(
                 note="Each cell's time ratio; filled points are significant (Welch, 95%).",
             )
         )
+    datasets = {name: _vega_frame(frame) for name, frame in datasets.items()}
     return ChartSet(tuple(charts), datasets, interps, execs)
 
 

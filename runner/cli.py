@@ -467,6 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from gilmatrix.harness.drive import NO_SPACE, is_no_space
+
+        if not is_no_space(exc):
+            raise
+        print(f"error: {NO_SPACE} while writing {exc.filename or '?'}: free space there", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

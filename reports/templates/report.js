@@ -45,6 +45,12 @@
     return Array.prototype.filter.call(document.querySelectorAll(selector),
       function (box) { return box.checked; }).map(function (box) { return box.value; });
   }
+  // labels as the charts hold them (charts.py: vega_text)
+  function asCharted(values) {
+    return values.map(function (v) {
+      return v.replace(/[\u2028\u2029]/g, " ").replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "\ufffd");
+    });
+  }
   function applyFilters() {
     var workload = document.getElementById("pick-workload").value;
     var interps = checked(".pick-interpreter");
@@ -66,8 +72,8 @@
     });
     views.forEach(function (view) {
       try {
-        view.signal("show_interpreters", interps);
-        view.signal("show_executors", execs);
+        view.signal("show_interpreters", asCharted(interps));
+        view.signal("show_executors", asCharted(execs));
         view.runAsync();
       } catch (e) { /* a chart without these parameters */ }
     });

@@ -35,6 +35,7 @@ cell's memory limit, with the environment pyperf gives its workers.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -57,12 +58,43 @@ BENCH_MODULE = "gilmatrix.harness.bench"  # the pyperf worker program (bench.MOD
 
 
 def write_atomic(path: str, text: str) -> None:
+    """``text`` into ``path`` whole or not at all: a temporary file renamed over it. A failed
+    write (a full disk) removes its temporary file and leaves ``path`` as it was."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+NO_SPACE = "no space left on device"
+_EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # a quota exhausted: the same for a run
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """A full disk (or quota): ENOSPC, EDQUOT."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, _EDQUOT)
+
+
+# how a worker's traceback names ENOSPC or EDQUOT (``OSError: [Errno 28] No space left ...``)
+_NO_SPACE_ERRNO = re.compile(rf"\[Errno ({errno.ENOSPC}|{_EDQUOT})\]")
+
+
+def no_space_reason(exc: OSError, writing: str) -> str:
+    """The reason of a cell whose files could not be written: the disk is full."""
+    return f"{NO_SPACE} while writing {exc.filename or writing}"
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -223,8 +255,21 @@ def values_from_calibration(bench: Any, values: int, warmups: int) -> Any | None
 
 def _dump(bench: Any, path: str) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
-    bench.dump(tmp, replace=True)
-    os.replace(tmp, path)
+    try:
+        bench.dump(tmp, replace=True)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)  # no half-written file left on a full disk
+        raise
+
+
+def _remove_partial(store: CellStore) -> None:
+    """A full disk: remove the half-written files of the cell's last worker (a worker's own
+    output, a temporary file); the whole ones stay, and ``gilmatrix run --resume`` goes on from
+    them once space is freed."""
+    for name in os.listdir(store.runs) if os.path.isdir(store.runs) else ():
+        if name.endswith(".w") or ".tmp-" in name:
+            _remove(os.path.join(store.runs, name))
 
 
 def _load(path: str) -> Any:
@@ -271,7 +316,6 @@ class CellRunner:
         """One more pyperf worker process of the cell (a loop calibration first, if needed)."""
         cell = self.cells[cell_id]
         store = CellStore(self.cells_dir, cell_id)
-        os.makedirs(store.runs, exist_ok=True)
         fault = fault_for(self.faults, self.job["interpreter"], cell_id)
         cell = {**cell, "fault": fault} if fault else cell
         settings = self.job["pyperf"]
@@ -279,6 +323,41 @@ class CellRunner:
         started = time.monotonic()
         lives: list[float] = []
         reply: dict[str, Any] = {"event": "worker", "cell": cell_id}
+        try:
+            os.makedirs(store.runs, exist_ok=True)
+            self._worker(cell, store, settings, timeout, started, lives, reply)
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            reply.update(status=Status.FAILED, reason=no_space_reason(exc, store.base + ".*"), disk_full=True)
+        reply["seconds"] = [round(s, 4) for s in lives]
+        reply["elapsed"] = round(time.monotonic() - started, 3)
+        if self.stopping:
+            reply.update(status=Status.INTERRUPTED, reason="the run was interrupted")
+        elif reply["status"] != Status.OK and not reply.get("disk_full"):
+            try:
+                self._write_failure(store, reply)
+            except OSError as exc:  # no room for the status file either
+                if not is_no_space(exc):
+                    raise
+                reply.update(
+                    reason=f"{no_space_reason(exc, store.status)} ({reply['reason']})", disk_full=True
+                )
+        if reply.get("disk_full"):
+            _remove_partial(store)
+        return reply
+
+    def _worker(
+        self,
+        cell: Mapping[str, Any],
+        store: CellStore,
+        settings: Mapping[str, Any],
+        timeout: float,
+        started: float,
+        lives: list[float],
+        reply: dict[str, Any],
+    ) -> None:
+        cell_id = cell["id"]
         with open(store.log, "ab") as log:
             try:
                 loops = self._loops(cell_id, store)
@@ -326,13 +405,6 @@ class CellRunner:
                 )
             except WorkerFailed as exc:
                 reply.update(status=Status.FAILED, returncode=exc.returncode, what=exc.what)
-        reply["seconds"] = [round(s, 4) for s in lives]
-        reply["elapsed"] = round(time.monotonic() - started, 3)
-        if self.stopping:
-            reply.update(status=Status.INTERRUPTED, reason="the run was interrupted")
-        elif reply["status"] != Status.OK:
-            self._write_failure(store, reply)
-        return reply
 
     def _loops(self, cell_id: str, store: CellStore) -> int | None:
         """The cell's loops: the profile's, else those its first worker calibrated (kept in
@@ -354,6 +426,11 @@ class CellRunner:
             output = log_text.read()
         if reply["status"] == Status.FAILED:
             reply["reason"] = failure_reason(output, reply["returncode"], reply["what"])
+            if _NO_SPACE_ERRNO.search(reply["reason"]):  # the worker could not write its runs
+                reply["reason"] = f"{NO_SPACE}: {reply['what']} could not write its runs ({reply['reason']})"
+                reply["disk_full"] = True
+        if reply.get("disk_full"):
+            return  # not the cell's fault: no status file, its kept workers go on in a resume
         status = {
             "format": JOB_FORMAT,
             "id": reply["cell"],
@@ -398,8 +475,21 @@ class CellRunner:
             "warnings": bench_warnings(bench),
             **dict(extra or {}),
         }
-        _dump(bench, store.result + ".part")
-        write_atomic(store.status, json.dumps(status, indent=1) + "\n")
+        try:
+            _dump(bench, store.result + ".part")
+            write_atomic(store.status, json.dumps(status, indent=1) + "\n")
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            # the worker files stay: a resumed run merges them again once there is space
+            _remove(store.result + ".part")
+            return {
+                "event": "finished",
+                "cell": cell_id,
+                "status": Status.FAILED,
+                "reason": no_space_reason(exc, store.result),
+                "disk_full": True,
+            }
         os.replace(store.result + ".part", store.result)  # the result last: it means done
         shutil.rmtree(store.runs, ignore_errors=True)
         return {"event": "finished", "cell": cell_id, "status": Status.OK, "warnings": status["warnings"]}

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from gilmatrix.backends.base import Backend, Environment
 from gilmatrix.errors import EnvironmentUnavailable, UserError
 from gilmatrix.harness.contract import JOB_FORMAT, Status
-from gilmatrix.harness.drive import write_atomic
+from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
 from gilmatrix.run.manifest import new_manifest, workload_entries
@@ -47,6 +47,10 @@ from gilmatrix.run.store import RunDir, host_facts, load_average, new_run_id, no
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM: stop after saving what finished."""
+
+
+class DiskFull(Exception):
+    """No space left on the disk of the run folder: the run stops, what is whole is kept."""
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
@@ -139,6 +143,8 @@ class MatrixRun:
         self.drivers: dict[str, Driver] = {}
         self.monitor: NoiseMonitor | None = None
         self.noise: dict[str, Any] | None = None  # a resumed run's earlier noise figures
+        self.disk_full: str | None = None  # why the run stopped for lack of space
+        self.lost: dict[tuple[str, str], str] = {}  # cells whose files found no room: why
 
     # -- manifest ------------------------------------------------------------------------
 
@@ -149,6 +155,8 @@ class MatrixRun:
             interp = self.interpreters.get(cell.interpreter, {})
             if outcome.status == Status.MISSING and interp.get("status") == Status.SKIPPED:
                 outcome = type(outcome)(Status.SKIPPED, interp["reason"], None, None)
+            elif outcome.status == Status.MISSING and (cell.interpreter, cell.id) in self.lost:
+                outcome = type(outcome)(Status.FAILED, self.lost[cell.interpreter, cell.id], None, None)
             cells.append(
                 {
                     "interpreter": cell.interpreter,
@@ -195,11 +203,29 @@ class MatrixRun:
         )
 
     def save(self) -> None:
-        self.run_dir.write_manifest(self.manifest())
+        try:
+            self.run_dir.write_manifest(self.manifest())
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            # write_atomic left the previous manifest whole and removed its temporary file
+            raise DiskFull(f"{NO_SPACE} while writing {self.run_dir.path / 'manifest.json'}") from None
 
     # -- running -------------------------------------------------------------------------
 
     def execute(self) -> int:
+        """Run the plan; 0 when it ran to the end, 130 when interrupted, 1 when the disk filled
+        up (the message says what to free; ``--resume`` goes on from what is on disk)."""
+        try:
+            code = self._execute()
+        except DiskFull as exc:  # the very first manifest found no room
+            self.disk_full = str(exc)
+        if self.disk_full is not None:
+            self.log(f"error: {self.disk_full}: the run stopped. {self.run_dir.space_report()}")
+            return 1
+        return code
+
+    def _execute(self) -> int:
         planned = [c for c in self.plan.cells if c.status == "planned"]
         progress = Progress(len(planned))
         top = max((c.workers for c in planned), default=1)
@@ -233,21 +259,46 @@ class MatrixRun:
                 f"kept; continue with `gilmatrix run --resume {self.run_dir.path}`"
             )
             return 130
+        except DiskFull as exc:
+            self.state = "disk-full"
+            self.disk_full = str(exc)
+            return 1
+        except OSError as exc:  # the host's own files (a job, a status) found no room
+            if not is_no_space(exc):
+                raise
+            self.state = "disk-full"
+            self.disk_full = f"{NO_SPACE} while writing {exc.filename or self.run_dir.path}"
+            return 1
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             for interp_id, driver in list(self.drivers.items()):
                 self.stop_driver(interp_id, driver, interrupted=True)
-            t0 = time.monotonic()
-            for interp_id, entry in self.interpreters.items():
+            try:
+                self.wrap_up()
+            except DiskFull as exc:
+                self.state = "disk-full"
+                self.disk_full = self.disk_full or str(exc)
+
+    def wrap_up(self) -> None:
+        """The per-interpreter suites and the last manifest (DiskFull if there is no room)."""
+        t0 = time.monotonic()
+        for interp_id, entry in self.interpreters.items():
+            try:
                 suite = self.run_dir.merge_suite(interp_id, self.plan.cells_for(interp_id))
-                if "environment" in entry:  # prepared: its results file, if any cell finished
-                    entry["results"] = suite.name if suite else None
-                    entry["elapsed"] = round(
-                        sum(sum(s.seconds) for k, s in self.states.items() if k[0] == interp_id), 3
-                    )
-            self.stages["merge"] = time.monotonic() - t0
-            self.save()
+            except OSError as exc:
+                if not is_no_space(exc):
+                    raise
+                suite = None
+                self.disk_full = self.disk_full or f"{NO_SPACE} while writing {interp_id}.json"
+                self.state = "disk-full"
+            if "environment" in entry:  # prepared: its results file, if any cell finished
+                entry["results"] = suite.name if suite else None
+                entry["elapsed"] = round(
+                    sum(sum(s.seconds) for k, s in self.states.items() if k[0] == interp_id), 3
+                )
+        self.stages["merge"] = time.monotonic() - t0
+        self.save()
 
     def start_interpreter(self, interp: Any, cells: list[Cell], progress: Progress) -> None:
         """Prepare the interpreter's environment, load what its cells have on disk, start its
@@ -430,6 +481,8 @@ class MatrixRun:
             window.workers.append((state, int(reply["worker"])))
         elif reply.get("status") == Status.INTERRUPTED:
             raise Interrupted("the harness was interrupted")
+        elif reply.get("disk_full"):
+            self.out_of_space(state, reply, progress)
         else:  # the driver wrote the cell's status file: failed or timeout, with the reason
             state.seconds.extend(reply.get("seconds", ()))
             state.status = Status.FAILED
@@ -484,6 +537,8 @@ class MatrixRun:
             self.driver_died(state.interpreter, str(exc))
             self.fail(state, Status.FAILED, str(exc), progress)
             return
+        if reply.get("disk_full"):
+            self.out_of_space(state, reply, progress)
         state.status = "done" if reply.get("status") == Status.OK else Status.FAILED
         precision = summary["precision"]
         note = (
@@ -508,13 +563,46 @@ class MatrixRun:
             },
         )
 
+    def out_of_space(self, state: CellState, reply: dict[str, Any], progress: Progress) -> None:
+        """The harness found no room for a cell's files: that cell fails with the reason and
+        the run stops (every other cell would fail the same way)."""
+        state.seconds.extend(reply.get("seconds", ()))
+        state.status = Status.FAILED
+        self.lost[state.key] = reply["reason"]
+        progress.cell(
+            state.interpreter,
+            {
+                "id": state.cell_id,
+                "status": Status.FAILED,
+                "elapsed": reply.get("elapsed"),
+                "reason": reply["reason"],
+            },
+        )
+        raise DiskFull(reply["reason"])
+
     def fail(self, state: CellState, status: str, reason: str, progress: Progress) -> None:
         """A cell the host fails itself (its driver is gone): a status file says why."""
         state.status = Status.FAILED
         store = self.run_dir.cell_store(self.cells[state.key])
-        Path(store.status).parent.mkdir(parents=True, exist_ok=True)
+        no_room = None
+        try:
+            Path(store.status).parent.mkdir(parents=True, exist_ok=True)
+            self.write_status(store.status, state, status, reason)
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            self.lost[state.key] = reason  # in the manifest, if there is room for that
+            no_room = f"{NO_SPACE} while writing {store.status}"
+        progress.cell(
+            state.interpreter, {"id": state.cell_id, "status": status, "elapsed": None, "reason": reason}
+        )
+        if no_room is not None:
+            raise DiskFull(no_room)
+
+    @staticmethod
+    def write_status(path: str, state: CellState, status: str, reason: str) -> None:
         write_atomic(
-            store.status,
+            path,
             json.dumps(
                 {
                     "format": 1,
@@ -529,9 +617,6 @@ class MatrixRun:
                 indent=1,
             )
             + "\n",
-        )
-        progress.cell(
-            state.interpreter, {"id": state.cell_id, "status": status, "elapsed": None, "reason": reason}
         )
 
     def driver_died(self, interp_id: str, reason: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,6 +121,26 @@ def host_facts() -> dict[str, Any]:
     }
 
 
+def folder_bytes(path: Path) -> int:
+    """The disk space the files below ``path`` take (allocated blocks, as ``du`` counts)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def fmt_bytes(count: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -184,6 +205,39 @@ class RunDir:
                     f"in {path.parent} to measure the cell again"
                 )
 
+    def space_report(self) -> str:
+        """What to free when the disk of the run is full: how much is free there, what this run
+        and the other folders of its output folder hold, and how to go on."""
+        out = self.path.parent.parent  # OUT/results/<run-id>
+        usage = shutil.disk_usage(self.path)
+        device = self.path.stat().st_dev  # only what is on the full disk counts
+
+        def here(folder: Path) -> bool:
+            return folder.is_dir() and folder.stat().st_dev == device
+
+        def size(entry: Path) -> int:
+            return folder_bytes(entry) if entry.is_dir() else entry.lstat().st_blocks * 512
+
+        beside = [p for p in self.path.parent.iterdir() if p != self.path and p.stat().st_dev == device]
+        others = [p for p in out.iterdir() if here(p) and p.name != "results"]
+        parts = [f"this run's folder {self.path} holds {fmt_bytes(folder_bytes(self.path))}"]
+        if beside:  # older runs (and whatever else is there) next to it
+            sizes = sorted(((size(p), p.name) for p in beside), reverse=True)
+            largest, name = sizes[0]
+            parts.append(
+                f"the {len(beside)} other {'entry' if len(beside) == 1 else 'entries'} of {self.path.parent} "
+                f"{'holds' if len(beside) == 1 else 'hold'} "
+                f"{fmt_bytes(sum(n for n, _ in sizes))} (the largest: {name}, {fmt_bytes(largest)})"
+            )
+        for other in sorted(others):
+            parts.append(f"{other} holds {fmt_bytes(folder_bytes(other))}")
+        return (
+            f"The disk of {self.path} has {fmt_bytes(usage.free)} free of {fmt_bytes(usage.total)}; "
+            + "; ".join(parts)
+            + f". Free space there, then continue with `gilmatrix run --resume {self.path}`: "
+            "the finished cells and worker processes on disk are kept."
+        )
+
     def write_manifest(self, data: dict[str, Any]) -> None:
         write_manifest(self.path, data)
 
@@ -236,6 +290,10 @@ class RunDir:
         suite = pyperf.BenchmarkSuite(benchmarks)
         tmp = target.with_name(target.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        suite.dump(str(tmp), replace=True)
-        os.replace(tmp, target)
+        try:
+            suite.dump(str(tmp), replace=True)
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: no half-written file, the old one stays
+            raise
         return target
