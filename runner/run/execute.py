@@ -213,6 +213,7 @@ class MatrixRun:
         self.save()
         previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            self.backend.reclaim(self.run_dir.path)  # leftovers of an earlier, killed process
             for interp in self.plan.interpreters:
                 cells = self.plan.cells_for(interp.id)
                 if not cells:
