@@ -274,7 +274,12 @@ class DockerBackend(Backend):
 
     def remove_container(self, run_dir: Path, job_name: str) -> None:
         """Remove a job's container (call it after killing a timed-out `docker run` client)."""
-        dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False)
+        try:  # bounded: an engine that stopped answering must not hold the run up
+            dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False, timeout=30)
+        except dk.DockerError as exc:
+            self.options.log(
+                f"warning: could not remove container {container_name(run_dir, job_name)}: {exc}"
+            )
 
     def leftover_containers(self, run_dir: Path) -> list[tuple[str, str, str]]:
         """``(id, name, state)`` of every container, running or not, labelled with this run
@@ -323,6 +328,27 @@ class DockerBackend(Backend):
                 f"== removed leftover container {name} ({state}): an earlier gilmatrix process "
                 f"on {key} stopped without removing it; the results on disk are kept"
             )
+
+    def explain_stop(self, run_dir: Path, reason: str) -> str:
+        """Why a driver stopped, for its cells: when the engine itself is gone (`docker run`
+        exits as soon as it loses the engine), say that, and how to continue."""
+        try:
+            probe = dk.docker(
+                self._client(), "version", "--format", "{{.Server.Version}}", check=False, timeout=15
+            )
+            answer = probe.stderr.strip() if probe.returncode != 0 or not probe.stdout.strip() else None
+        except dk.DockerError as exc:
+            answer = str(exc)
+        except EnvironmentUnavailable:
+            return reason
+        if answer is None:
+            return reason
+        said = answer.splitlines()[-1][:300] if answer else "no reply"
+        return (
+            f"the Docker engine stopped answering ({said}); "
+            f"the harness: {reason} — once the engine is back, `gilmatrix run --resume {Path(run_dir)}` "
+            "measures the cells left"
+        )
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
