@@ -76,6 +76,17 @@ class Backend(abc.ABC):
         ``run_dir/cells/``. Paths inside the command are as the harness process sees them.
         """
 
+    def reclaim(self, run_dir: Path) -> None:
+        """Called when a run (new or resumed) starts, before it reads the run folder: remove
+        what an earlier process on ``run_dir`` left running because it died without cleaning
+        up (docker: its drivers' containers)."""
+        return None  # the local backend's drivers die with the host's process group
+
+    def explain_stop(self, run_dir: Path, reason: str) -> str:
+        """The reason a driver stopped, as its cells will carry it: a backend may know more
+        than the driver's end showed (the Docker engine went away)."""
+        return reason
+
     def cleanup(self, run_dir: Path, job_name: str) -> None:
         """Called after a harness run was killed (watchdog, interrupt): remove what it left."""
         return None  # the local backend leaves nothing: the harness' process groups die with it

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gilmatrix.backends.base import Backend, BackendOptions, Environment
-from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.errors import EnvironmentUnavailable, UserError
 from gilmatrix.harness.drive import write_atomic
 from gilmatrix.images import docker as dk
 from gilmatrix.images.build import ImageBuilder, ImageError
@@ -39,9 +39,17 @@ def engine_answers() -> bool:
     return dk.engine_answers()
 
 
+RUN_LABEL = "io.gilmatrix.run"  # the run folder (resolved path) a job container writes into
+JOB_LABEL = "io.gilmatrix.job"
+
+
 def container_name(run_dir: Path, job_name: str) -> str:
-    """A stable container name per run and job, so a stuck container can be found and removed."""
-    raw = f"gilmatrix-{Path(run_dir).name}-{job_name}"
+    """A stable container name per run folder and job, so a stuck container can be found and
+    removed. The run folder's path is hashed in: two folders of one run id (another ``--out``)
+    never share a name, so removing one run's container cannot touch another's."""
+    run_dir = Path(run_dir).resolve()
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:8]
+    raw = f"gilmatrix-{run_dir.name[:60]}-{digest}-{job_name}"
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)[:120]
 
 
@@ -82,9 +90,14 @@ def harness_command(
     memory: str = DEFAULT_MEMORY,
     pids_limit: int = DEFAULT_PIDS,
     env: Mapping[str, str] | None = None,
+    hostname: str | None = None,
 ) -> list[str]:
     """The `docker run` argument list of one interpreter's harness driver in ``image``: a
-    long-lived container for the whole run, its commands on stdin (``--interactive``)."""
+    long-lived container for the whole run, its commands on stdin (``--interactive``).
+
+    ``hostname``: the container's (the host's, from the backend). pyperf records it in every
+    run and refuses to merge runs of different hosts: without it each container has its own
+    (its id), and a resumed run could not merge a cell's workers of the earlier containers."""
     run_dir = Path(run_dir).resolve()
     extra_env = [arg for name, value in sorted((env or {}).items()) for arg in ("--env", f"{name}={value}")]
     return [
@@ -114,6 +127,7 @@ def harness_command(
         "--memory-swap",
         memory,
         *(["--cpuset-cpus", cpuset] if cpuset else []),
+        *(["--hostname", hostname] if hostname else []),
         "--init",  # reaps orphans and forwards signals to the harness
         "--mount",
         f"type=bind,source={run_dir},target={RESULTS}",
@@ -123,7 +137,9 @@ def harness_command(
         "HOME=/tmp",
         *extra_env,
         "--label",
-        "io.gilmatrix.job=" + job_name,
+        f"{JOB_LABEL}={job_name}",
+        "--label",
+        f"{RUN_LABEL}={run_dir}",
         image,
         python,
         "-m",
@@ -151,6 +167,7 @@ class DockerBackend(Backend):
             download_base=options.download_base,
             images_dir=options.images_dir,
         )
+        self._reclaimed: set[Path] = set()  # run folders swept of leftover containers
 
     def _client(self) -> dk.Client:
         if self.builder.client is None:
@@ -239,6 +256,7 @@ class DockerBackend(Backend):
         if env.image is None:
             raise EnvironmentUnavailable(f"{env.interpreter_id}: environment has no image")
         run_dir = Path(run_dir)
+        self.reclaim(run_dir)  # a no-op when the run already did it
         return harness_command(
             self._client().path,
             env.image,
@@ -249,6 +267,7 @@ class DockerBackend(Backend):
             cpuset=self.options.cpuset,
             memory=self.memory,
             env=forwarded_env(os.environ),
+            hostname=socket.gethostname(),
         )
 
     def cleanup(self, run_dir: Path, job_name: str) -> None:
@@ -257,7 +276,81 @@ class DockerBackend(Backend):
 
     def remove_container(self, run_dir: Path, job_name: str) -> None:
         """Remove a job's container (call it after killing a timed-out `docker run` client)."""
-        dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False)
+        try:  # bounded: an engine that stopped answering must not hold the run up
+            dk.docker(self._client(), "rm", "-f", container_name(run_dir, job_name), check=False, timeout=30)
+        except dk.DockerError as exc:
+            self.options.log(
+                f"warning: could not remove container {container_name(run_dir, job_name)}: {exc}"
+            )
+
+    def leftover_containers(self, run_dir: Path) -> list[tuple[str, str, str]]:
+        """``(id, name, state)`` of every container, running or not, labelled with this run
+        folder."""
+        result = dk.docker(
+            self._client(),
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--filter",
+            f"label={RUN_LABEL}={Path(run_dir).resolve()}",
+            "--format",
+            "{{.ID}}\t{{.Names}}\t{{.State}}",
+            timeout=60,
+        )
+        return [tuple(line.split("\t", 2)) for line in result.stdout.splitlines() if line.strip()]  # type: ignore[misc]
+
+    def reclaim(self, run_dir: Path) -> None:
+        """Remove the job containers an earlier gilmatrix process left on this run folder.
+
+        A host process that was SIGKILLed (or lost its machine) could not stop its drivers'
+        containers: they, and the pyperf workers in them, may still run and write into the run
+        folder. Before this run reads what is on disk and starts its own drivers, they are found
+        by their run label and removed (``docker rm --force`` kills every process in them); the
+        files they wrote are kept. Once per run folder and process.
+        """
+        key = Path(run_dir).resolve()
+        if key in self._reclaimed:
+            return
+        self._reclaimed.add(key)
+        try:
+            leftovers = self.leftover_containers(key)
+        except (dk.DockerError, EnvironmentUnavailable) as exc:
+            self.options.log(f"warning: could not look for leftover containers of {key}: {exc}")
+            return
+        for container_id, name, state in leftovers:
+            try:
+                dk.docker(self._client(), "rm", "--force", container_id, timeout=60)
+            except dk.DockerError as exc:
+                raise UserError(
+                    f"{key}: container {name} ({state}) of an earlier process on this run folder is "
+                    f"still there and could not be removed ({exc}); remove it "
+                    f"(`docker rm -f {name}`), then run again"
+                ) from None
+            self.options.log(
+                f"== removed leftover container {name} ({state}): an earlier gilmatrix process "
+                f"on {key} stopped without removing it; the results on disk are kept"
+            )
+
+    def explain_stop(self, run_dir: Path, reason: str) -> str:
+        """Why a driver stopped, for its cells: when the engine itself is gone (`docker run`
+        exits as soon as it loses the engine), say that, and how to continue."""
+        try:
+            probe = dk.docker(
+                self._client(), "version", "--format", "{{.Server.Version}}", check=False, timeout=15
+            )
+            answer = probe.stderr.strip() if probe.returncode != 0 or not probe.stdout.strip() else None
+        except dk.DockerError as exc:
+            answer = str(exc)
+        except EnvironmentUnavailable:
+            return reason
+        if answer is None:
+            return reason
+        said = answer.splitlines()[-1][:300] if answer else "no reply"
+        return (
+            f"the Docker engine stopped answering ({said}); "
+            f"the harness: {reason} — once the engine is back, `gilmatrix run --resume {Path(run_dir)}` "
+            "measures the cells left"
+        )
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {

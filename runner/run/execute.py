@@ -239,6 +239,7 @@ class MatrixRun:
         self.save()
         previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            self.backend.reclaim(self.run_dir.path)  # leftovers of an earlier, killed process
             for interp in self.plan.interpreters:
                 cells = self.plan.cells_for(interp.id)
                 if not cells:
@@ -473,8 +474,7 @@ class MatrixRun:
                 {"op": "worker", "cell": state.cell_id}, timeout=self.plan.profile.timeout * 2 + 60
             )
         except DriverDied as exc:
-            self.driver_died(state.interpreter, str(exc))
-            self.fail(state, Status.FAILED, str(exc), progress)
+            self.fail(state, Status.FAILED, self.driver_died(state.interpreter, str(exc)), progress)
             return
         if reply.get("status") == Status.OK:
             state.add(int(reply["worker"]), reply["values"], reply.get("seconds", ()))
@@ -534,8 +534,7 @@ class MatrixRun:
         try:
             reply = driver.request({"op": "finish", "cell": state.cell_id, "status": summary}, timeout=120)
         except DriverDied as exc:
-            self.driver_died(state.interpreter, str(exc))
-            self.fail(state, Status.FAILED, str(exc), progress)
+            self.fail(state, Status.FAILED, self.driver_died(state.interpreter, str(exc)), progress)
             return
         if reply.get("disk_full"):
             self.out_of_space(state, reply, progress)
@@ -582,8 +581,12 @@ class MatrixRun:
 
     def fail(self, state: CellState, status: str, reason: str, progress: Progress) -> None:
         """A cell the host fails itself (its driver is gone): a status file says why."""
-        state.status = Status.FAILED
         store = self.run_dir.cell_store(self.cells[state.key])
+        if Path(store.result).exists():  # merged by its driver, which stopped before it answered
+            state.status = "done"
+            progress.cell(state.interpreter, {"id": state.cell_id, "status": Status.OK, "note": "kept"})
+            return
+        state.status = Status.FAILED
         no_room = None
         try:
             Path(store.status).parent.mkdir(parents=True, exist_ok=True)
@@ -619,7 +622,8 @@ class MatrixRun:
             + "\n",
         )
 
-    def driver_died(self, interp_id: str, reason: str) -> None:
+    def driver_died(self, interp_id: str, reason: str) -> str:
+        reason = self.backend.explain_stop(self.run_dir.path, reason)  # e.g. the engine went away
         driver = self.drivers.pop(interp_id, None)
         if driver is not None:
             driver.close(interrupted=True)
@@ -627,6 +631,7 @@ class MatrixRun:
         entry = self.interpreters[interp_id]
         entry.update(status=Status.FAILED, reason=f"the harness stopped: {reason}", load_after=load_average())
         self.log(f"== {interp_id}: the harness stopped: {reason}")
+        return reason
 
 
 class DriverDied(Exception):
