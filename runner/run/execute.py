@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from gilmatrix.backends.base import Backend, Environment
+from gilmatrix.backends.base import Backend, BackendOptions, Environment
 from gilmatrix.errors import EnvironmentUnavailable, UserError
 from gilmatrix.harness.contract import JOB_FORMAT, Status
 from gilmatrix.harness.drive import write_atomic
@@ -186,7 +186,7 @@ class MatrixRun:
                 "windows": self.windows,
                 "noise": self.monitor.summary(list(self.states.values())) if self.monitor else self.noise,
             },
-            backend=self.backend.describe(),
+            backend={**self.backend.describe(), "settings": backend_settings(self.backend.options)},
             host=host_facts(),
             warnings=self.warnings,
             stages={k: round(v, 3) for k, v in self.stages.items()},
@@ -225,7 +225,7 @@ class MatrixRun:
                 self.stop_driver(interp_id, driver)
             statuses = {cell["status"] for cell in self.manifest()["cells"]}
             self.state = "complete" if statuses <= {Status.OK, Status.SKIPPED} else "partial"
-            return 0
+            return 0 if self.state == "complete" else 1
         except Interrupted as exc:
             self.state = "interrupted"
             self.log(
@@ -620,6 +620,74 @@ class Driver:
         return clean
 
 
+def backend_settings(options: BackendOptions) -> dict[str, Any]:
+    """The options that decide what a run measures (the manifest's ``backend.settings``): a
+    resume keeps them, so one run's cells are never measured two ways."""
+    return {
+        "python": dict(options.explicit_pythons),
+        "cpuset": options.cpuset,
+        "build_profile": options.build_profile,
+    }
+
+
+def resumed_settings(
+    manifest: dict[str, Any],
+    run_path: Path,
+    *,
+    backend: str | None,
+    pythons: dict[str, str],
+    cpuset: str | None,
+    build_profile: str | None,
+) -> tuple[str, dict[str, str], str | None, str]:
+    """The backend and settings a resume continues with: the run's own, from its manifest. An
+    explicit option that differs is refused (UserError): the run's remaining cells would be
+    measured elsewhere, or another way, than its finished ones (``--backend auto`` means
+    "the run's own"). Returns (backend name, --python map, cpuset, build profile)."""
+    recorded = manifest.get("backend") or {}
+    name = recorded.get("name")
+    if name not in ("local", "docker"):
+        raise UserError(
+            f"{run_path}: its manifest's backend.name is {name!r}, not local or docker (a merged "
+            "run?): it cannot be resumed"
+        )
+    if backend not in (None, "auto", name):
+        raise UserError(
+            f"{run_path}: this run was made with the {name} backend; --resume continues with it "
+            f"(its finished cells were measured there), not --backend {backend}: drop --backend, "
+            "or start a new run"
+        )
+    settings = recorded.get("settings") or {}  # absent in manifests of earlier versions
+    kept_pythons = dict(settings.get("python") or {})
+    for interp, path in pythons.items():
+        if interp in kept_pythons and kept_pythons[interp] != path:
+            raise UserError(
+                f"{run_path}: this run measured {interp} with --python {interp}={kept_pythons[interp]}; "
+                f"--resume continues with it, not {path} (or start a new run)"
+            )
+    for option, given in (("cpuset", cpuset), ("build_profile", build_profile)):
+        if name == "docker" and given is not None and option in settings and settings[option] != given:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(
+                f"{run_path}: this run was made with {flag} {settings[option] or '(none)'}; "
+                f"--resume continues with it, not {flag} {given} (or start a new run)"
+            )
+    return (
+        name,
+        {**kept_pythons, **pythons},
+        settings.get("cpuset", cpuset),
+        settings.get("build_profile") or build_profile or "fast",
+    )
+
+
+def exit_code(code: int, counts: dict[str, int]) -> int:
+    """The command's exit code from the run loop's and the manifest's cell statuses: 0 only when
+    every cell is ok or skipped (with its reason); 1 when the run ended with cells failed, timed
+    out or missing; 130 (interrupted) and 2 (user error) as they came."""
+    if code == 0 and any(n and status not in (Status.OK, Status.SKIPPED) for status, n in counts.items()):
+        return 1
+    return code
+
+
 def start_run(
     matrix: Matrix,
     plan: Plan,
@@ -633,14 +701,26 @@ def start_run(
     run_id = run_id or new_run_id(plan.profile.name)
     t0 = time.monotonic()
     run_dir = RunDir.create(out, run_id)
-    run = MatrixRun(matrix, plan, backend, run_dir, run_id, only, log)
-    run.stages["plan"] = time.monotonic() - t0
-    return run_dir, run.execute()
+    run_dir.acquire("run")
+    try:
+        run = MatrixRun(matrix, plan, backend, run_dir, run_id, only, log)
+        run.stages["plan"] = time.monotonic() - t0
+        return run_dir, run.execute()
+    finally:
+        run_dir.release()
 
 
 def resume_run(
     matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None] = print
 ) -> int:
+    run_dir.acquire("resume")  # taken already by the command, before the backend started
+    try:
+        return _resume(matrix, plan, backend, run_dir, log)
+    finally:
+        run_dir.release()
+
+
+def _resume(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None]) -> int:
     manifest = run_dir.manifest()
     if manifest["matrix"]["sha256"] != matrix.sha256:
         given = manifest["matrix"].get("overrides") or []
@@ -649,6 +729,13 @@ def resume_run(
             "needs the same matrix file"
             + (f" and overrides ({', '.join(given)})" if given else "")
             + " (or start a new run)"
+        )
+    memory = (manifest.get("backend") or {}).get("memory")
+    current = getattr(backend, "memory", None)  # docker: $GILMATRIX_DOCKER_MEMORY
+    if backend.name == "docker" and memory is not None and current != memory:
+        raise UserError(
+            f"{run_dir.path}: this run's containers had --memory {memory}; --resume continues "
+            f"with it, not {current}: set GILMATRIX_DOCKER_MEMORY={memory} (or start a new run)"
         )
     run = MatrixRun(
         matrix, plan, backend, run_dir, manifest["run_id"], manifest["matrix"].get("only", []), log
