@@ -400,11 +400,12 @@ def _run(
         images_dir=images_dir(matrix.path),
     )
     backend = get_backend(settings["backend"], options)
+    planned = sum(c.status == "planned" for c in plan.cells)
     log(
         f"gilmatrix {gilmatrix.__version__}: {backend.name} backend"
         + (" (the run's own)" if resume_dir is not None else "")
-        + f", profile {plan.profile.name}, {sum(c.status == 'planned' for c in plan.cells)} cells on "
-        f"{len(plan.interpreters)} interpreters"
+        + f", profile {plan.profile.name}, {len(plan.cells)} cells on {len(plan.interpreters)} "
+        f"interpreters: {planned} runnable, {len(plan.cells) - planned} not supported"
     )
     if resume_dir is not None:
         code = resume_run(matrix, plan, backend, resume_dir, log=log)
