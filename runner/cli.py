@@ -14,10 +14,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gilmatrix
 from gilmatrix.errors import UserError
+
+if TYPE_CHECKING:
+    from gilmatrix.matrix.model import Matrix
+    from gilmatrix.run.store import RunDir
 
 DEFAULT_OUT = Path("_build")
 
@@ -376,11 +380,11 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
 
 def _run(
     args: argparse.Namespace,
-    matrix: Any,
+    matrix: Matrix,
     profile: str | None,
     only: list[str],
     settings: dict[str, Any],
-    resume_dir: Any,
+    resume_dir: RunDir | None,
 ) -> tuple[int, Path | None]:
     from gilmatrix.backends import BackendOptions, get_backend
     from gilmatrix.images.sources import images_dir
