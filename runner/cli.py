@@ -1,7 +1,9 @@
 """``gilmatrix``: validate, plan, run and report a benchmark matrix.
 
-Exit codes: 0 success, 1 a run finished with failed cells or a stage failed, 2 bad input
-(nothing ran), 130 interrupted (finished cells kept; ``--resume`` continues).
+Exit codes: 0 success (every cell of the plan ok, or skipped with its reason); 1 the run ended
+but some cells failed, timed out or are missing (they are in the manifest), or a stage failed;
+2 bad input, or the run folder is being written by another process (nothing ran); 130
+interrupted (finished cells kept; ``--resume`` continues).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gilmatrix.errors import UserError
 
 if TYPE_CHECKING:
     from gilmatrix.matrix.model import Matrix
+    from gilmatrix.run.store import RunDir
 
 DEFAULT_OUT = Path("_build")
 
@@ -176,8 +179,9 @@ def run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         choices=BACKEND_NAMES,
-        default="auto",
-        help="where interpreters run (default: docker when an engine answers, else local)",
+        default=None,
+        help="where interpreters run (default: auto, docker when an engine answers, else "
+        "local; --resume: the run's own)",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--run-id", help="name of the run folder (default: date-time-profile)")
@@ -208,10 +212,13 @@ def run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--build-profile",
         choices=("fast", "release"),
-        default="fast",
-        help="docker backend: CPython build flags (release = PGO + LTO)",
+        default=None,
+        help="docker backend: CPython build flags (release = PGO + LTO; default: fast; "
+        "--resume: the run's own)",
     )
-    p.add_argument("--cpuset", help="docker backend: --cpuset-cpus for the containers")
+    p.add_argument(
+        "--cpuset", help="docker backend: --cpuset-cpus for the containers (--resume: the run's own)"
+    )
 
 
 def download_base_arg(p: argparse.ArgumentParser) -> None:
@@ -338,38 +345,74 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
-    from gilmatrix.backends import BackendOptions, get_backend
-    from gilmatrix.images.sources import images_dir
-    from gilmatrix.matrix.plan import plan_cells
-    from gilmatrix.run.execute import resume_run, start_run
+    from gilmatrix.run.execute import resumed_settings
     from gilmatrix.run.store import RunDir
 
     check_faults()
     matrix = load_args_matrix(args)
     profile, only = args.profile, args.only
+    settings = {
+        "backend": args.backend or "auto",
+        "python": dict(args.python),
+        "cpuset": args.cpuset,
+        "build_profile": args.build_profile or "fast",
+    }
     resume_dir = None
     if args.resume:
         resume_dir = RunDir.open(args.resume)
         resume_dir.check_cells()  # a cut-off cell file: exit 2 now, not a traceback at the end
-        stored = resume_dir.manifest()["matrix"]
+        manifest = resume_dir.manifest()
+        stored = manifest["matrix"]
         profile, only = stored["profile"], stored.get("only") or []
+        backend, pythons, cpuset, build_profile = resumed_settings(
+            manifest,
+            resume_dir.path,
+            backend=args.backend,
+            pythons=settings["python"],
+            cpuset=args.cpuset,
+            build_profile=args.build_profile,
+        )
+        settings = {"backend": backend, "python": pythons, "cpuset": cpuset, "build_profile": build_profile}
+        resume_dir.acquire("resume")  # refused at once while another process writes it
+    try:
+        return _run(args, matrix, profile, only, settings, resume_dir)
+    finally:
+        if resume_dir is not None:
+            resume_dir.release()
+
+
+def _run(
+    args: argparse.Namespace,
+    matrix: Matrix,
+    profile: str | None,
+    only: list[str],
+    settings: dict[str, Any],
+    resume_dir: RunDir | None,
+) -> tuple[int, Path | None]:
+    from gilmatrix.backends import BackendOptions, get_backend
+    from gilmatrix.images.sources import images_dir
+    from gilmatrix.matrix.plan import plan_cells
+    from gilmatrix.run.execute import exit_code, resume_run, start_run
+
     plan = plan_cells(matrix, profile, only)
     options = BackendOptions(
         work_dir=args.out,
-        explicit_pythons=dict(args.python),
+        explicit_pythons=settings["python"],
         wheelhouse=args.wheelhouse,
         sources=Path(args.sources) if args.sources else None,
-        cpuset=args.cpuset,
-        build_profile=args.build_profile,
+        cpuset=settings["cpuset"],
+        build_profile=settings["build_profile"],
         log=log,
         download_base=args.download_base,
         images_dir=images_dir(matrix.path),
     )
-    backend = get_backend(args.backend, options)
+    backend = get_backend(settings["backend"], options)
+    planned = sum(c.status == "planned" for c in plan.cells)
     log(
-        f"gilmatrix {gilmatrix.__version__}: {backend.name} backend, profile {plan.profile.name}, "
-        f"{sum(c.status == 'planned' for c in plan.cells)} cells on "
-        f"{len(plan.interpreters)} interpreters"
+        f"gilmatrix {gilmatrix.__version__}: {backend.name} backend"
+        + (" (the run's own)" if resume_dir is not None else "")
+        + f", profile {plan.profile.name}, {len(plan.cells)} cells on {len(plan.interpreters)} "
+        f"interpreters: {planned} runnable, {len(plan.cells) - planned} not supported"
     )
     if resume_dir is not None:
         code = resume_run(matrix, plan, backend, resume_dir, log=log)
@@ -381,8 +424,13 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
     for cell in manifest["cells"]:
         counts[cell["status"]] = counts.get(cell["status"], 0) + 1
     log(f"results: {run_dir.path} — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    if code == 0 and (counts.get("failed") or counts.get("timeout")):
-        code = 1
+    code = exit_code(code, counts)
+    if code == 1:
+        bad = sum(n for s, n in counts.items() if s not in ("ok", "skipped"))
+        log(
+            f"exit 1: {bad} of {len(manifest['cells'])} cells did not finish ok (see the manifest; "
+            f"`gilmatrix run --resume {run_dir.path}` runs them again)"
+        )
     return code, run_dir.path
 
 

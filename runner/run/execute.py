@@ -12,6 +12,7 @@ and ``gilmatrix run --resume`` understand; a resumed run picks each cell up wher
 from __future__ import annotations
 
 import json
+import math
 import queue
 import random
 import shutil
@@ -20,12 +21,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from gilmatrix.backends.base import Backend, Environment
+from gilmatrix.backends.base import Backend, BackendOptions, Environment
 from gilmatrix.errors import EnvironmentUnavailable, UserError
 from gilmatrix.harness.contract import JOB_FORMAT, Status
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
@@ -38,6 +39,7 @@ from gilmatrix.run.schedule import (
     NoiseMonitor,
     Sampling,
     Window,
+    relative_precision,
     round_order,
     start_sentinels,
     stop_sentinels,
@@ -68,9 +70,11 @@ def fmt_duration(seconds: float) -> str:
 
 class Progress:
     """One line per finished cell and per round (and window): where we are, how long it took,
-    roughly how long is left (the scheduler's estimate)."""
+    roughly how long is left (the scheduler's estimate). ``total`` is the cells that will
+    really run — known once every interpreter is prepared (skipped cells, and a resumed run's
+    cells done before, are announced apart and never counted)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int = 0, stream: TextIO = sys.stderr) -> None:
         self.total, self.done, self.stream = total, 0, stream
         self.start = time.monotonic()
         self.remaining: float | None = None  # the scheduler's estimate of the time left
@@ -92,8 +96,7 @@ class Progress:
         )
 
     def skip(self, interp: str, count: int, reason: str) -> None:
-        self.done += count
-        self.line(f"[{self.done}/{self.total}] {interp}: {count} cells skipped — {reason}")
+        self.line(f"== {interp}: {count} cells skipped — {reason}")
 
     def status(self, text: str, remaining_seconds: float | None) -> None:
         """A line between cell completions (rounds are long): where the run is, time left."""
@@ -102,6 +105,67 @@ class Progress:
             f"[{self.done:>{len(str(self.total))}}/{self.total} "
             f"{fmt_duration(time.monotonic() - self.start)}{left}] {text}"
         )
+
+
+def needed_processes(sampling: Sampling, means: Sequence[float]) -> int:
+    """How many worker processes a cell will have in all, as far as can be told now: the fixed
+    count; adaptive, from its interval so far (the half-width shrinks as 1/sqrt(n): n × (p /
+    target)², between min_processes and max_processes), min_processes before it has one."""
+    if not sampling.adaptive:
+        return sampling.processes
+    assert sampling.target is not None
+    precision = relative_precision(means)
+    if precision is None:
+        return sampling.min_processes
+    wanted = math.ceil(len(means) * (precision / sampling.target) ** 2) if sampling.target > 0 else 10**9
+    return min(max(wanted, sampling.min_processes), sampling.max_processes)
+
+
+def estimate_seconds(
+    sampling: Sampling,
+    states: list[CellState],
+    coming: Sequence[CellState],
+    ran: Sequence[CellState] = (),
+    *,
+    overhead: float = 1.0,
+    run_left: float | None = None,
+) -> float | None:
+    """Seconds the pending cells still need: ``coming``, those that get a worker process in the
+    current (or next) round, at least that one; ``ran``, those that had theirs in the current
+    round already. From the worker processes' lives so far (``states``: every cell of the run);
+    None before any worker has run.
+
+    A cell's first worker calibrates the loops (unless the profile fixes them) and lives longer
+    than its later ones: a cell that has run gets its own later workers' mean life (else the
+    run's), a cell that has not one first worker (the run's mean first life) then later ones.
+    Each cell takes the processes :func:`needed_processes` expects, within its own budget
+    (``max_seconds`` of worker time); ``overhead`` (wall time per second of worker life) adds
+    the host's share. ``run_left``, the run's budget left (``run_minutes``): once it is spent,
+    cells with their minimum of processes stop after that round."""
+    firsts = [state.seconds[0] for state in states if state.seconds]
+    if not firsts:
+        return None
+    laters = [s for state in states for s in state.seconds[1:]]
+    first = sum(firsts) / len(firsts)
+    later = sum(laters) / len(laters) if laters else first
+    total = one_round = to_minimum = 0.0
+    for cell, least in [(c, 1) for c in coming] + [(c, 0) for c in ran]:
+        n = len(cell.means)
+        more = max(needed_processes(sampling, cell.means) - n, least)
+        if not more:
+            continue
+        own = cell.seconds[1:]
+        per = sum(own) / len(own) if own else later
+        start = first if not cell.means and not cell.seconds else per
+        need = start + (more - 1) * per
+        if sampling.max_seconds is not None:
+            need = min(need, max(sampling.max_seconds - sum(cell.seconds), start))
+        total += need
+        one_round += start * least
+        to_minimum += per * max(sampling.min_processes - n - least, 0) if sampling.adaptive else 0.0
+    if run_left is not None:
+        total = min(total, max(run_left, 0.0) + one_round + to_minimum)
+    return total * overhead
 
 
 def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict[str, Any]:
@@ -145,6 +209,7 @@ class MatrixRun:
         self.noise: dict[str, Any] | None = None  # a resumed run's earlier noise figures
         self.disk_full: str | None = None  # why the run stopped for lack of space
         self.lost: dict[tuple[str, str], str] = {}  # cells whose files found no room: why
+        self.measuring: tuple[float, float] | None = None  # rounds' start, worker lives then
 
     # -- manifest ------------------------------------------------------------------------
 
@@ -194,7 +259,7 @@ class MatrixRun:
                 "windows": self.windows,
                 "noise": self.monitor.summary(list(self.states.values())) if self.monitor else self.noise,
             },
-            backend=self.backend.describe(),
+            backend={**self.backend.describe(), "settings": backend_settings(self.backend.options)},
             host=host_facts(),
             warnings=self.warnings,
             stages={k: round(v, 3) for k, v in self.stages.items()},
@@ -227,7 +292,7 @@ class MatrixRun:
 
     def _execute(self) -> int:
         planned = [c for c in self.plan.cells if c.status == "planned"]
-        progress = Progress(len(planned))
+        progress = Progress()
         top = max((c.workers for c in planned), default=1)
         cpus = host_facts()["usable_cpus"] or 1
         if top > cpus:
@@ -247,12 +312,13 @@ class MatrixRun:
                     continue
                 self.start_interpreter(interp, cells, progress)
             self.save()
+            progress.total = self.announce(progress)
             self.measure(progress)
             for interp_id, driver in list(self.drivers.items()):
                 self.stop_driver(interp_id, driver)
             statuses = {cell["status"] for cell in self.manifest()["cells"]}
             self.state = "complete" if statuses <= {Status.OK, Status.SKIPPED} else "partial"
-            return 0
+            return 0 if self.state == "complete" else 1
         except Interrupted as exc:
             self.state = "interrupted"
             self.log(
@@ -301,6 +367,28 @@ class MatrixRun:
         self.stages["merge"] = time.monotonic() - t0
         self.save()
 
+    def announce(self, progress: Progress) -> int:
+        """Say what will really run, once every interpreter is prepared: the plan's cells, to
+        run + done before + skipped (with the reasons), adding up. Returns the cells to run."""
+        to_run = sum(s.status == Status.PENDING for s in self.states.values())
+        done_before = sum(s.status == "done" for s in self.states.values())
+        skipped: dict[str, int] = {}
+        for cell in self.plan.cells:
+            if cell.status == Status.SKIPPED:
+                reason = f"not supported: {cell.reason}"
+            elif cell.key in self.states:
+                continue
+            else:  # its interpreter could not be prepared
+                reason = f"{cell.interpreter} not available: {self.interpreters[cell.interpreter]['reason']}"
+            skipped[reason] = skipped.get(reason, 0) + 1
+        progress.line(
+            f"{len(self.plan.cells)} cells planned: {to_run} to run"
+            + (f", {done_before} done before" if done_before else "")
+            + f", {sum(skipped.values())} skipped"
+            + "".join(f"\n   {n} skipped, {reason}" for reason, n in skipped.items())
+        )
+        return to_run
+
     def start_interpreter(self, interp: Any, cells: list[Cell], progress: Progress) -> None:
         """Prepare the interpreter's environment, load what its cells have on disk, start its
         driver (unless every cell is done already)."""
@@ -330,10 +418,7 @@ class MatrixRun:
             state = self.load_state(cell)
             self.states[state.key] = state
             self.cells[state.key] = cell
-            if state.status == Status.PENDING:
-                pending += 1
-            else:
-                progress.cell(interp.id, {"id": cell.id, "status": "done-before", "elapsed": None})
+            pending += state.status == Status.PENDING
         progress.line(
             f"== {interp.id}: {env.facts.get('version')} — {len(cells)} cells"
             + (f", {len(cells) - pending} done before" if pending < len(cells) else "")
@@ -403,6 +488,7 @@ class MatrixRun:
 
     def rounds_loop(self, monitor: NoiseMonitor, sampling: Sampling, progress: Progress) -> None:
         started = time.monotonic()
+        self.measuring = (started, sum(s for state in self.states.values() for s in state.seconds))
         number = len(self.rounds)
         windows = len(self.windows)
         while True:
@@ -416,7 +502,7 @@ class MatrixRun:
             progress.status(
                 f"round {number}: {len(order)} cells pending; sentinel "
                 f"{monitor.last.loop_seconds * 1e3:.2f} ms, load " + ("?" if load is None else f"{load:.2f}"),
-                self.estimate(pending, 0),
+                self.estimate(pending, round_start=round_start),
             )
             window = Window(windows, number, monitor.last)
             for index, state in enumerate(order, 1):
@@ -425,8 +511,10 @@ class MatrixRun:
                     self.close_window(window, monitor, progress)
                     windows += 1
                     window = Window(windows, number, monitor.last)
-                    progress.remaining = (self.estimate(order[index:], 0) or 0.0) + (
-                        self.estimate([s for s in order if s.status == Status.PENDING], 1) or 0.0
+                    progress.remaining = self.estimate(
+                        order[index:],
+                        [s for s in order[:index] if s.status == Status.PENDING],
+                        round_start=round_start,
                     )
                     progress.status(
                         f"round {number}: {index}/{len(order)} worker processes", progress.remaining
@@ -445,19 +533,40 @@ class MatrixRun:
                         state.stopped = why
                         self.finish(state, progress)
             progress.remaining = self.estimate(
-                [s for s in self.states.values() if s.status == Status.PENDING], 0
+                [s for s in self.states.values() if s.status == Status.PENDING]
             )
             self.save()
         self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
 
-    def estimate(self, cells: list[CellState], after: int) -> float | None:
-        """Seconds the given cells still need (``after``: processes they get before that);
-        None before any worker has run."""
-        lives = [s for state in self.states.values() for s in state.seconds]
-        if not lives:
-            return None
-        per = sum(lives) / len(lives)
-        return per * sum(max(self.sampling.expected_more(len(c.means) + after), 0) for c in cells)
+    def estimate(
+        self, coming: Sequence[CellState], ran: Sequence[CellState] = (), round_start: float | None = None
+    ) -> float | None:
+        """Seconds the pending cells still need (``coming``: they get a worker in this round or
+        the next; ``ran``: they had theirs in this round); None before any worker has run. See
+        :func:`estimate_seconds`."""
+        run_left = None
+        if self.sampling.run_seconds is not None:
+            spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
+            spent += time.monotonic() - round_start if round_start is not None else 0.0
+            run_left = self.sampling.run_seconds - spent
+        return estimate_seconds(
+            self.sampling,
+            list(self.states.values()),
+            coming,
+            ran,
+            overhead=self.overhead_ratio(),
+            run_left=run_left,
+        )
+
+    def overhead_ratio(self) -> float:
+        """This process' measuring wall time per second of worker life (sentinels, the host's
+        round trips with the drivers): at least 1; 1 until a worker has run here."""
+        if self.measuring is None:
+            return 1.0
+        started, lives_before = self.measuring
+        lives = sum(s for state in self.states.values() for s in state.seconds) - lives_before
+        wall = time.monotonic() - started
+        return max(wall / lives, 1.0) if lives > 0 else 1.0
 
     def one_worker(self, state: CellState, window: Window, progress: Progress) -> None:
         driver = self.drivers.get(state.interpreter)
@@ -710,6 +819,74 @@ class Driver:
         return clean
 
 
+def backend_settings(options: BackendOptions) -> dict[str, Any]:
+    """The options that decide what a run measures (the manifest's ``backend.settings``): a
+    resume keeps them, so one run's cells are never measured two ways."""
+    return {
+        "python": dict(options.explicit_pythons),
+        "cpuset": options.cpuset,
+        "build_profile": options.build_profile,
+    }
+
+
+def resumed_settings(
+    manifest: dict[str, Any],
+    run_path: Path,
+    *,
+    backend: str | None,
+    pythons: dict[str, str],
+    cpuset: str | None,
+    build_profile: str | None,
+) -> tuple[str, dict[str, str], str | None, str]:
+    """The backend and settings a resume continues with: the run's own, from its manifest. An
+    explicit option that differs is refused (UserError): the run's remaining cells would be
+    measured elsewhere, or another way, than its finished ones (``--backend auto`` means
+    "the run's own"). Returns (backend name, --python map, cpuset, build profile)."""
+    recorded = manifest.get("backend") or {}
+    name = recorded.get("name")
+    if name not in ("local", "docker"):
+        raise UserError(
+            f"{run_path}: its manifest's backend.name is {name!r}, not local or docker (a merged "
+            "run?): it cannot be resumed"
+        )
+    if backend not in (None, "auto", name):
+        raise UserError(
+            f"{run_path}: this run was made with the {name} backend; --resume continues with it "
+            f"(its finished cells were measured there), not --backend {backend}: drop --backend, "
+            "or start a new run"
+        )
+    settings = recorded.get("settings") or {}  # absent in manifests of earlier versions
+    kept_pythons = dict(settings.get("python") or {})
+    for interp, path in pythons.items():
+        if interp in kept_pythons and kept_pythons[interp] != path:
+            raise UserError(
+                f"{run_path}: this run measured {interp} with --python {interp}={kept_pythons[interp]}; "
+                f"--resume continues with it, not {path} (or start a new run)"
+            )
+    for option, given in (("cpuset", cpuset), ("build_profile", build_profile)):
+        if name == "docker" and given is not None and option in settings and settings[option] != given:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(
+                f"{run_path}: this run was made with {flag} {settings[option] or '(none)'}; "
+                f"--resume continues with it, not {flag} {given} (or start a new run)"
+            )
+    return (
+        name,
+        {**kept_pythons, **pythons},
+        settings.get("cpuset", cpuset),
+        settings.get("build_profile") or build_profile or "fast",
+    )
+
+
+def exit_code(code: int, counts: dict[str, int]) -> int:
+    """The command's exit code from the run loop's and the manifest's cell statuses: 0 only when
+    every cell is ok or skipped (with its reason); 1 when the run ended with cells failed, timed
+    out or missing; 130 (interrupted) and 2 (user error) as they came."""
+    if code == 0 and any(n and status not in (Status.OK, Status.SKIPPED) for status, n in counts.items()):
+        return 1
+    return code
+
+
 def start_run(
     matrix: Matrix,
     plan: Plan,
@@ -723,14 +900,26 @@ def start_run(
     run_id = run_id or new_run_id(plan.profile.name)
     t0 = time.monotonic()
     run_dir = RunDir.create(out, run_id)
-    run = MatrixRun(matrix, plan, backend, run_dir, run_id, only, log)
-    run.stages["plan"] = time.monotonic() - t0
-    return run_dir, run.execute()
+    run_dir.acquire("run")
+    try:
+        run = MatrixRun(matrix, plan, backend, run_dir, run_id, only, log)
+        run.stages["plan"] = time.monotonic() - t0
+        return run_dir, run.execute()
+    finally:
+        run_dir.release()
 
 
 def resume_run(
     matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None] = print
 ) -> int:
+    run_dir.acquire("resume")  # taken already by the command, before the backend started
+    try:
+        return _resume(matrix, plan, backend, run_dir, log)
+    finally:
+        run_dir.release()
+
+
+def _resume(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None]) -> int:
     manifest = run_dir.manifest()
     if manifest["matrix"]["sha256"] != matrix.sha256:
         given = manifest["matrix"].get("overrides") or []
@@ -739,6 +928,13 @@ def resume_run(
             "needs the same matrix file"
             + (f" and overrides ({', '.join(given)})" if given else "")
             + " (or start a new run)"
+        )
+    memory = (manifest.get("backend") or {}).get("memory")
+    current = getattr(backend, "memory", None)  # docker: $GILMATRIX_DOCKER_MEMORY
+    if backend.name == "docker" and memory is not None and current != memory:
+        raise UserError(
+            f"{run_dir.path}: this run's containers had --memory {memory}; --resume continues "
+            f"with it, not {current}: set GILMATRIX_DOCKER_MEMORY={memory} (or start a new run)"
         )
     run = MatrixRun(
         matrix, plan, backend, run_dir, manifest["run_id"], manifest["matrix"].get("only", []), log

@@ -14,6 +14,7 @@ crash, a hang or an interrupt is kept; ``pyperf compare_to a.json b.json`` works
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -165,11 +166,61 @@ class CellOutcome:
     discarded: int = 0  # worker processes set aside (taken on a disturbed machine)
 
 
+LOCK = ".lock"
+
+
+class RunLock:
+    """One writer per run folder: an exclusive ``flock`` on ``RUN/.lock``, held by the run (or
+    resume) for as long as it writes the folder. The kernel drops it when the process ends,
+    however it ends (SIGKILL included), so a stale file never blocks a resume; the file's
+    content (pid, start time) only names the holder in the refusal."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path / LOCK
+        try:
+            self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UserError(f"cannot lock {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            try:
+                holder = json.loads(self.path.read_text())
+                who = f"process {holder['pid']} (started {holder['started']}, {holder['what']})"
+            except (OSError, ValueError, KeyError, TypeError):
+                who = "another process"
+            raise UserError(
+                f"{path} is being written by {who}: one run at a time per run folder; wait "
+                "for it to end, or stop it (its finished cells are kept) and --resume"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, json.dumps({"pid": os.getpid(), "started": now(), "what": what}).encode())
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)  # no stale holder named once released
+            os.close(self.fd)
+            self.fd = None
+
+
 class RunDir:
     """A run's folder: paths, the manifest, and reading back what the harness wrote."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock: RunLock | None = None  # held while this process writes the run
+
+    def acquire(self, what: str) -> None:
+        """Take the run folder's writer lock (UserError, exit 2, when another process has it)."""
+        if self.lock is None:
+            self.lock = RunLock(self.path, what)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @classmethod
     def create(cls, out: Path, run_id: str) -> RunDir:
