@@ -3,7 +3,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNING_ID = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -111,3 +115,32 @@ def docker_and_mirror(release_file: str = "Python-3.14.7.tar.xz") -> Path:
         if candidate and (Path(candidate) / release_file).is_file():
             return Path(candidate)
     pytest.skip("no CPython source mirror (set GILMATRIX_SOURCES)")
+
+
+# -- a browser for the report tests: Debian's chromium, headless, never a browser download ------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium driven by playwright, a fresh profile per module; skipped (with how to get
+    it) where either is missing."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    with sync_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()

@@ -7,7 +7,6 @@ screenshot to _build/test-artifacts/report.png for CI to upload.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,7 @@ from gilmatrix.reports import build_report
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_build" / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +27,6 @@ def page_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     run = write_run(tmp_path_factory.mktemp("run"), spec)
     return build_report(run, tmp_path_factory.mktemp("report"), baseline=run, chart_images=False)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-    )
-    with sync_api.sync_playwright() as driver:
-        # Debian's binary, never a browser download; a fresh profile per launch
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_every_chart_renders_offline_without_errors(browser, page_path: Path) -> None:
