@@ -46,11 +46,19 @@ def small_matrix(
 
 
 def local_run(
-    matrix: Path, out: Path, run_id: str, *, python: bool = True, command: str = "run"
+    matrix: Path,
+    out: Path,
+    run_id: str | None = None,
+    *,
+    resume: Path | None = None,
+    python: bool = True,
+    command: str = "run",
 ) -> list[str]:
     """The arguments of ``gilmatrix run`` (or ``command``: ``matrix``) of ``matrix`` on the local
-    backend into ``out`` as ``run_id`` (``python``: with this interpreter as RUNNING_ID)."""
-    args = [command, "--matrix", str(matrix), "--backend", "local", "--out", str(out), "--run-id", run_id]
+    backend into ``out`` as ``run_id``, or ``--resume`` of the run folder ``resume`` (``python``:
+    with this interpreter as RUNNING_ID)."""
+    which = ["--resume", str(resume)] if resume is not None else ["--run-id", str(run_id)]
+    args = [command, "--matrix", str(matrix), "--backend", "local", "--out", str(out), *which]
     return [*args, "--python", f"{RUNNING_ID}={sys.executable}"] if python else args
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from gilmatrix.harness.contract import JOB_FORMAT
 from gilmatrix.harness.drive import CellRunner, CellStore
-from tests.conftest import ROOT, RUNNING_ID, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, local_run, small_matrix
 
 pytestmark = pytest.mark.integration
 
@@ -82,16 +82,7 @@ def run_command(matrix: Path, out: Path, resume: Path | None = None) -> list[str
         sys.executable,
         "-m",
         "gilmatrix.cli",
-        "run",
-        *(["--resume", str(resume)] if resume else ["--run-id", "full"]),
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
+        *local_run(matrix, out, "full", resume=resume),
     ]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from tests.conftest import RUNNING_ID, gilmatrix, host_interpreters, small_matrix
+from tests.conftest import RUNNING_ID, gilmatrix, host_interpreters, local_run, small_matrix
 
 GUARD = 120  # seconds: a hang guard only; each command here takes about a second
 
@@ -161,20 +161,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
     out = base / "out"
     ids = host_interpreters(out, (12, 13, 10))[:2]
     matrix = small_matrix(base, ids, executors="[sequential]", workers="[1]")
-    proc = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--run-id",
-        "r",
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
-        timeout=600,
-    )
+    proc = gilmatrix(*local_run(matrix, out, "r"), timeout=600)
     assert proc.returncode == 0, proc.stderr
     return RealRun(matrix, out, out / "results" / "r", ids)
 

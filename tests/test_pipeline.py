@@ -99,19 +99,7 @@ def test_interrupt_then_resume_keeps_finished_cells(tmp_path: Path) -> None:
     }
     assert len(before) == len(done)
 
-    resumed = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--resume",
-        str(run_dir),
-        "--python",
-        f"{RUNNING_ID}={sys.executable}",
-    )
+    resumed = gilmatrix(*local_run(matrix, out, resume=run_dir))
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["state"] == "complete"
@@ -161,17 +149,7 @@ def test_resume_refuses_a_changed_matrix(tmp_path: Path) -> None:
     )
     assert first.returncode == 0, first.stderr
     matrix.write_text(matrix.read_text().replace("size: 5000", "size: 6000"))
-    again = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "local",
-        "--out",
-        str(out),
-        "--resume",
-        str(out / "results" / "r"),
-    )
+    again = gilmatrix(*local_run(matrix, out, resume=out / "results" / "r", python=False))
     assert again.returncode == 2
     assert "changed since this run" in again.stderr
 
