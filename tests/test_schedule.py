@@ -190,22 +190,31 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
     timeline = sorted(d for interp in ids for d in run_dates(run_dir, interp))
     cells = {(i, c) for _, i, c in timeline}
     assert len(timeline) == 3 * len(cells) == 3 * 9 * len(ids)
-    # round by round: every cell's k-th process ran before any cell's (k+1)-th (cells measured
-    # again after a disturbed window are left out of this check: their k-th came later)
-    timeline = [t for t in timeline if (t[1], t[2]) not in redone]
-    assert len(timeline) >= 3 * len(ids) * 3  # most cells are still in the check
-    nth: dict[tuple[str, str], int] = {}
-    rounds = []
-    for _, interp, cell in timeline:
-        nth[(interp, cell)] = nth.get((interp, cell), 0) + 1
-        rounds.append(nth[(interp, cell)])
-    assert rounds == sorted(rounds)
-    # within a round, the interpreters alternate rather than run one after the other
-    first_round = [interp for (_, interp, _), k in zip(timeline, rounds, strict=True) if k == 1]
-    switches = sum(a != b for a, b in pairwise(first_round))
-    assert switches > len(ids), first_round
-    orders = [[c for (_, _, c), k in zip(timeline, rounds, strict=True) if k == n] for n in (1, 2)]
-    assert orders[0] != orders[1]  # shuffled afresh each round
+    # Round by round: every kept worker process ran in one of the rounds the manifest dates, and
+    # no cell has two kept in one round (a process set aside on a disturbed machine is measured
+    # again in a later round, so its cell's kept ones may skip a round, never share one).
+    starts = [datetime.fromisoformat(r["started"]) for r in schedule_["rounds"]]
+    assert starts == sorted(starts) and all(s.tzinfo is not None for s in starts)
+    by_round: dict[int, list[tuple[str, str]]] = {}
+    for date, interp, cell in timeline:
+        number = sum(s <= date.astimezone() for s in starts)  # pyperf dates a run in local time
+        assert number >= 1, (date, starts)
+        by_round.setdefault(number, []).append((interp, cell))
+    for number, ran in by_round.items():
+        assert len(ran) == len(set(ran)), (number, ran)
+    # every cell not set aside has a kept process in each of the first three rounds
+    for number in (1, 2, 3):
+        assert cells - redone <= set(by_round.get(number, ())), number
+    # each of those rounds (every cell pending in it) ran in the order the run's seed shuffled
+    # them into, afresh each round: the kept processes follow it
+    everything = [CellState(i, c) for i, c in sorted(cells)]
+    for number in (1, 2, 3):
+        expected = [s.key for s in round_order(everything, schedule_["seed"], number)]
+        kept = set(by_round.get(number, ()))
+        assert by_round.get(number, []) == [k for k in expected if k in kept], number
+    # and that order interleaves the interpreters rather than run one after the other
+    first = [i for i, _ in (s.key for s in round_order(everything, schedule_["seed"], 1))]
+    assert sum(a != b for a, b in pairwise(first)) > len(ids), first
     # and the report says how it was measured
     report = gilmatrix("report", str(run_dir), "--out", str(out), "--no-chart-images")
     assert report.returncode == 0, report.stderr

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -498,6 +499,7 @@ class MatrixRun:
             number += 1
             order = round_order(pending, self.seed, number)
             round_start = time.monotonic()
+            round_date = datetime.now(UTC).isoformat(timespec="milliseconds")
             load = monitor.last.load1
             progress.status(
                 f"round {number}: {len(order)} cells pending; sentinel "
@@ -522,7 +524,12 @@ class MatrixRun:
             self.close_window(window, monitor, progress)
             windows += 1
             self.rounds.append(
-                {"round": number, "cells": len(order), "seconds": round(time.monotonic() - round_start, 3)}
+                {
+                    "round": number,
+                    "started": round_date,
+                    "cells": len(order),
+                    "seconds": round(time.monotonic() - round_start, 3),
+                }
             )
             spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
             for state in order:
