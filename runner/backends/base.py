@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from gilmatrix.matrix.model import Interpreter
+from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.matrix.model import Interpreter, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,20 @@ class Environment:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class WorkloadSetup:
+    """A user workload made ready in one environment: how its cells import it, or why not."""
+
+    module: str  # the import name
+    pythonpath: tuple[str, ...] = ()  # folders first on its workers' PYTHONPATH (as they see them)
+    module_file: str = ""  # the file, as the matrix names it (recorded in the results)
+    problem: str | None = None  # its requirements could not be installed: its cells are skipped
+
+    def cell_fields(self) -> dict[str, Any]:
+        """What the job's cells of this workload carry to the harness."""
+        return {"module": self.module, "pythonpath": list(self.pythonpath), "module_file": self.module_file}
+
+
 class Backend(abc.ABC):
     """Provides environments and runs the harness driver in them."""
 
@@ -75,6 +90,15 @@ class Backend(abc.ABC):
         The job file is ``run_dir/jobs/<job_name>``; the harness writes per-cell files below
         ``run_dir/cells/``. Paths inside the command are as the harness process sees them.
         """
+
+    def prepare_workloads(self, env: Environment, workloads: Sequence[Workload]) -> dict[str, WorkloadSetup]:
+        """Make the matrix' user workloads (``module:``) importable in ``env``: ship their
+        files, install their requirements. One entry per workload id; a workload whose
+        requirements cannot be installed there gets a ``problem`` (its cells are skipped on
+        that interpreter, with pip's reason), the rest of the run goes on."""
+        if any(w.module is not None for w in workloads):
+            raise EnvironmentUnavailable(f"the {self.name} backend cannot run user workloads (module:)")
+        return {}
 
     def reclaim(self, run_dir: Path) -> None:
         """Called when a run (new or resumed) starts, before it reads the run folder: remove

@@ -16,13 +16,15 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gilmatrix.backends.base import Backend, Environment
+from gilmatrix.backends.base import Backend, Environment, WorkloadSetup
 from gilmatrix.backends.staging import stage_harness
+from gilmatrix.backends.usercode import pip_reason, requirements_digest, stage_workload
 from gilmatrix.errors import EnvironmentUnavailable
-from gilmatrix.matrix.model import Interpreter
+from gilmatrix.matrix.model import Interpreter, Workload
 
 _RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?(t?)$")
 # The same pyperf as in the images (images/sources.toml [harness_requirements]; a test checks):
@@ -178,19 +180,62 @@ class LocalBackend(Backend):
         self.options.log(f"[{interp.id}] creating a virtual environment with pyperf: {venv}")
         shutil.rmtree(venv, ignore_errors=True)
         self._check(interp, [python, "-m", "venv", str(venv)], "could not create a venv")
-        install = [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ]
-        if self.options.wheelhouse:
-            install += ["--no-index", "--find-links", str(self.options.wheelhouse)]
+        install = self._pip_install(str(venv / "bin" / "python"))
         self._check(interp, [*install, PYPERF_REQUIREMENT], "could not install pyperf")
         marker.write_text(python + "\n")
         return venv
+
+    def _pip_install(self, python: str) -> list[str]:
+        install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        if self.options.wheelhouse:
+            install += ["--no-index", "--find-links", str(self.options.wheelhouse)]
+        return install
+
+    def prepare_workloads(self, env: Environment, workloads: Sequence[Workload]) -> dict[str, WorkloadSetup]:
+        """Each user workload's files, staged under OUT/workloads/; its requirements installed
+        with the interpreter's pip into a folder of their own (OUT/deps/<interpreter>-<hash>),
+        first on its workers' PYTHONPATH after the module's folder."""
+        out: dict[str, WorkloadSetup] = {}
+        for workload in workloads:
+            if workload.module is None:
+                continue
+            folder = stage_workload(workload, self.options.work_dir / "workloads")
+            paths, problem = [str(folder)], None
+            if workload.requirements:
+                key = f"{env.facts.get('sys_version')}\0{requirements_digest(workload)}"
+                digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+                deps = self.options.work_dir / "deps" / f"{env.interpreter_id}-{digest}"
+                problem = self._install(env, workload, deps)
+                paths.append(str(deps))
+            out[workload.id] = WorkloadSetup(
+                module=workload.module.name,
+                pythonpath=tuple(paths),
+                module_file=str(workload.module.path),
+                problem=problem,
+            )
+        return out
+
+    def _install(self, env: Environment, workload: Workload, deps: Path) -> str | None:
+        """pip-install the workload's requirements into ``deps`` (once); the reason on failure."""
+        marker = deps / ".gilmatrix-ready"
+        if marker.exists():
+            return None
+        self.options.log(
+            f"[{env.interpreter_id}] {workload.id}: installing {', '.join(workload.requirements)}"
+        )
+        shutil.rmtree(deps, ignore_errors=True)
+        command = [*self._pip_install(env.python), "--target", str(deps), *workload.requirements]
+        wanted = ", ".join(workload.requirements)
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(deps, ignore_errors=True)
+            return f"pip could not install {wanted}: it took over 30 minutes"
+        if proc.returncode != 0:
+            shutil.rmtree(deps, ignore_errors=True)
+            return f"pip could not install {wanted}: {pip_reason(proc.stderr + proc.stdout)}"
+        marker.write_text(" ".join(workload.requirements) + "\n")
+        return None
 
     @staticmethod
     def _check(interp: Interpreter, command: list[str], what: str) -> None:

@@ -35,17 +35,31 @@ from gilmatrix.harness.executors import (
 )
 from gilmatrix.harness.facts import gil_enabled, interpreter_facts
 from gilmatrix.harness.faults import inject
-from gilmatrix.harness.workloads import WORKLOADS, resolve_params
+from gilmatrix.harness.workloads import WORKLOADS, Workload, resolve_params
 
 MODULE = "gilmatrix.harness.bench"
 HOOK_NAME = "gilmatrix"
+
+_IMPORTED: dict[str, Any] = {}  # a user module's name -> usercode.Imported (one per process)
+
+
+def workload_of(cell: Mapping[str, Any]) -> Workload:
+    """The cell's workload: a built-in, or the user's module the cell names (``module``)."""
+    name = cell.get("module")
+    if not name:
+        return WORKLOADS[cell["implementation"]]
+    if name not in _IMPORTED:
+        from gilmatrix.harness.usercode import Imported
+
+        _IMPORTED[name] = Imported(name)
+    return _IMPORTED[name].workload  # type: ignore[no-any-return]
 
 
 def cell_metadata(cell: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """The cell's parameters and the interpreter's build facts, as pyperf metadata."""
     facts = interpreter_facts()
     enabled = gil_enabled()
-    workload = WORKLOADS[cell["implementation"]]
+    workload = workload_of(cell)
     spec = EXECUTORS[cell["executor"]]
     metadata: dict[str, Any] = {
         "gilmatrix_interpreter": cell["interpreter"],
@@ -62,6 +76,10 @@ def cell_metadata(cell: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
         "gilmatrix_gil_enabled": "n/a" if enabled is None else ("true" if enabled else "false"),
         "gilmatrix_sys_version": facts["sys_version"],
     }
+    if cell.get("module"):  # what importing the user's module did to the GIL
+        metadata.update(_IMPORTED[cell["module"]].metadata())
+        if cell.get("module_file"):
+            metadata["gilmatrix_module"] = cell["module_file"]
     if facts["config_args"]:  # pyperf rejects empty metadata strings
         metadata["gilmatrix_config_args"] = facts["config_args"]
     if spec.model == "processes":
@@ -79,7 +97,7 @@ class CellTimer:
     children_rss: int | None = None
 
     def __init__(self, cell: Mapping[str, Any]) -> None:
-        self.workload = WORKLOADS[cell["implementation"]]
+        self.workload = workload_of(cell)
         self.params = resolve_params(self.workload, cell["params"])
         self.tasks: list[Any] = self.workload.make_tasks(self.params)
         self.cell = cell
@@ -92,6 +110,21 @@ class CellTimer:
 
     def _new_dispatcher(self) -> Dispatcher:
         return Dispatcher(self.cell["executor"], int(self.cell["workers"]), async_fn=self.workload.async_task)
+
+    def _warm_up(self) -> None:
+        assert self.dispatcher is not None
+        try:
+            self.dispatcher.warm_up(self.workload.run_task, self.tasks)
+        except Exception as exc:
+            # A user module whose import a sub-interpreter refuses: the cell is unsupported.
+            if self.cell.get("module") and self.dispatcher.model == "interpreters":
+                from gilmatrix.harness.usercode import refusal, refuse
+
+                reason = refusal(exc)
+                if reason:
+                    self.close()
+                    refuse(reason)
+            raise
 
     def _cpu_now(self) -> float | None:
         total = time.process_time()  # every thread of this process
@@ -110,7 +143,7 @@ class CellTimer:
             return self._time_startup(loops)
         if self.dispatcher is None:
             self.dispatcher = self._new_dispatcher()
-            self.dispatcher.warm_up(workload.run_task, self.tasks)
+            self._warm_up()
         run, fn = self.dispatcher.run, workload.run_task
         make_tasks, params = workload.make_tasks, self.params
         fresh = workload.fresh_tasks

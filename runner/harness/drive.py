@@ -51,6 +51,7 @@ from typing import IO, Any
 from gilmatrix.harness.contract import JOB_FORMAT, Status, cell_slug, stability_warnings
 from gilmatrix.harness.faults import ENV as FAULTS_ENV
 from gilmatrix.harness.faults import fault_for, parse_faults
+from gilmatrix.harness.usercode import UNSUPPORTED_EXIT, UNSUPPORTED_PREFIX
 
 TAIL_CHARS = 4000
 
@@ -122,12 +123,21 @@ def worker_command(
     return command
 
 
-def worker_environ() -> dict[str, str]:
+def worker_environ(cell: Mapping[str, Any] | None = None) -> dict[str, str]:
     """What pyperf's manager hands its workers (pyperf's own create_environ, no --copy-env): a
-    worker's environment is the same whether pyperf's manager or this driver spawns it."""
+    worker's environment is the same whether pyperf's manager or this driver spawns it.
+
+    A user workload's folders (its module's, its requirements') go first on ``PYTHONPATH``,
+    which pyperf passes on: its pool processes inherit it and its sub-interpreters read it."""
     from pyperf._utils import create_environ  # pyperf is pinned: its worker protocol is used too
 
-    return dict(create_environ(None, False, False))
+    env = dict(create_environ(None, False, False))
+    paths = list((cell or {}).get("pythonpath") or ())
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    for name, value in ((cell or {}).get("environ") or {}).items():
+        env[name] = str(value)
+    return env
 
 
 def _kill_session(leader: int) -> None:
@@ -372,6 +382,7 @@ class CellRunner:
                         started + timeout,
                         f"pyperf worker {number} (calibrates the loops)",
                         lives,
+                        cell,
                     )
                     loops = _calibrated_loops(calibration)
                     bench = values_from_calibration(
@@ -388,6 +399,7 @@ class CellRunner:
                         started + timeout,
                         f"pyperf worker {number}",
                         lives,
+                        cell,
                     )
                 _dump(bench, path)
                 values = [v for run in bench.get_runs() for v in run.values]
@@ -404,7 +416,10 @@ class CellRunner:
                     reason=f"a worker process took longer than the timeout of {timeout:g} s",
                 )
             except WorkerFailed as exc:
-                reply.update(status=Status.FAILED, returncode=exc.returncode, what=exc.what)
+                if exc.returncode == UNSUPPORTED_EXIT:  # see usercode.refuse
+                    reply.update(status=Status.SKIPPED, returncode=exc.returncode, what=exc.what)
+                else:
+                    reply.update(status=Status.FAILED, returncode=exc.returncode, what=exc.what)
 
     def _loops(self, cell_id: str, store: CellStore) -> int | None:
         """The cell's loops: the profile's, else those its first worker calibrated (kept in
@@ -424,6 +439,11 @@ class CellRunner:
     def _write_failure(self, store: CellStore, reply: dict[str, Any]) -> None:
         with open(store.log, encoding="utf-8", errors="replace") as log_text:
             output = log_text.read()
+        if reply["status"] == Status.SKIPPED:
+            said = [line for line in output.splitlines() if line.startswith(UNSUPPORTED_PREFIX)]
+            reply["reason"] = "unsupported: " + (
+                said[-1][len(UNSUPPORTED_PREFIX) :] if said else "the worker refused the cell"
+            )
         if reply["status"] == Status.FAILED:
             reply["reason"] = failure_reason(output, reply["returncode"], reply["what"])
             if _NO_SPACE_ERRNO.search(reply["reason"]):  # the worker could not write its runs
@@ -562,7 +582,14 @@ class CellRunner:
         return 130 if self.stopping else 0
 
     def run_worker(
-        self, command: list[str], log: Any, output: str, deadline: float, what: str, lives: list[float]
+        self,
+        command: list[str],
+        log: Any,
+        output: str,
+        deadline: float,
+        what: str,
+        lives: list[float],
+        cell: Mapping[str, Any] | None = None,
     ) -> Any:
         if os.path.exists(output):
             os.unlink(output)
@@ -576,7 +603,7 @@ class CellRunner:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=worker_environ(),
+            env=worker_environ(cell),
             start_new_session=True,
             preexec_fn=self._limit_memory if self.memory_limit is not None else None,
         )

@@ -22,9 +22,11 @@ from typing import Any, NoReturn
 
 import jsonschema
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
 
 from gilmatrix.errors import UserError
-from gilmatrix.harness.workloads import WORKLOADS
+from gilmatrix.harness.workloads import WORKLOADS, Param
+from gilmatrix.matrix.usercode import UserModule, read_module
 
 SCHEMA_NAME = "schema.json"
 _ID = re.compile(r"^3\.(\d{1,2})(t?)$")
@@ -48,10 +50,22 @@ class Interpreter:
 @dataclass(frozen=True, slots=True)
 class Workload:
     id: str  # the entry's name in matrix.yaml
-    implementation: str  # harness workload name
+    implementation: str  # harness workload name; a user module's: "module:<file name>"
     kind: str
     description: str
     params: Mapping[str, Any]
+    module: UserModule | None = None  # a user workload: the file the matrix names
+    requirements: tuple[str, ...] = ()  # pip requirements of a user workload
+
+    @property
+    def param_specs(self) -> Mapping[str, Param]:
+        return self.module.params if self.module is not None else WORKLOADS[self.implementation].params
+
+    @property
+    def unsupported(self) -> Mapping[str, str]:
+        if self.module is not None:
+            return self.module.unsupported
+        return WORKLOADS[self.implementation].unsupported
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,8 +569,21 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         )
 
     workloads: list[Workload] = []
+    modules: dict[str, tuple[str, Path]] = {}  # import name -> (the first workload, its file)
     for name, entry in data["workloads"].items():
         entry = entry or {}
+        if "module" in entry:
+            workload = _user_workload(name, entry, path, errors)
+            assert workload.module is not None
+            first, first_path = modules.setdefault(workload.module.name, (name, workload.module.path))
+            if first_path != workload.module.path:
+                raise errors.fail(
+                    ("workloads", name, "module"),
+                    f"workloads {first!r} and {name!r} name two files of one module name "
+                    f"{workload.module.name!r} ({first_path}, {workload.module.path}): rename one",
+                )
+            workloads.append(workload)
+            continue
         impl_name = entry.get("workload", name)
         if impl_name not in WORKLOADS:
             key = ("workloads", name, "workload") if "workload" in entry else ("workloads", name)
@@ -566,7 +593,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
                 f"the harness has: {', '.join(WORKLOADS)}",
             )
         impl = WORKLOADS[impl_name]
-        params = _check_params(impl_name, entry.get("params") or {}, ("workloads", name, "params"), errors)
+        params = _check_params(impl.params, entry.get("params") or {}, ("workloads", name, "params"), errors)
         workloads.append(
             Workload(name, impl_name, impl.kind, entry.get("description") or impl.description, params)
         )
@@ -583,7 +610,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
                 raise errors.fail(
                     at_key, f"no workload {wl_id!r} in this matrix{suggest(wl_id, workload_ids)}"
                 )
-            overrides[wl_id] = _check_params(workload_ids[wl_id].implementation, given, at_key, errors)
+            overrides[wl_id] = _check_params(workload_ids[wl_id].param_specs, given, at_key, errors)
         settings = entry.get("pyperf") or {}
         precision = None
         if "precision" in entry:
@@ -645,16 +672,50 @@ def _subset(
     return tuple(entry[key])
 
 
+def _user_workload(name: str, entry: Mapping[str, Any], path: Path, errors: _Errors) -> Workload:
+    """A workload entry naming a Python file (``module:``, relative to the matrix file)."""
+    if "workload" in entry:
+        raise errors.fail(
+            ("workloads", name, "workload"), "give `module` (your file) or `workload` (a built-in), not both"
+        )
+    key = ("workloads", name, "module")
+    where = f"{path}:{errors.locator.line(key)}: {format_key(key)}"
+    module = read_module((path.parent / entry["module"]), where)
+    params = _check_params(module.params, entry.get("params") or {}, ("workloads", name, "params"), errors)
+    requirements = tuple(entry.get("requirements") or ())
+    for index, text in enumerate(requirements):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as exc:
+            raise errors.fail(
+                ("workloads", name, "requirements", index), f"not a pip requirement: {exc}"
+            ) from None
+        if requirement.url:
+            raise errors.fail(
+                ("workloads", name, "requirements", index),
+                "give a name and version range (orjson>=3.10), not a URL: requirements are "
+                "downloaded per interpreter ABI, into a wheelhouse that images install offline",
+            )
+    return Workload(
+        id=name,
+        implementation=f"module:{module.path.name}",
+        kind=module.kind,
+        description=entry.get("description") or module.description,
+        params=params,
+        module=module,
+        requirements=requirements,
+    )
+
+
 def _check_params(
-    impl_name: str, given: Mapping[str, Any], key: tuple[Any, ...], errors: _Errors
+    spec: Mapping[str, Param], given: Mapping[str, Any], key: tuple[Any, ...], errors: _Errors
 ) -> dict[str, Any]:
-    spec = WORKLOADS[impl_name].params
     for param, value in given.items():
         if param not in spec:
             raise errors.fail(
                 key + (param,),
-                f"workload {impl_name!r} has no parameter {param!r}"
-                f"{suggest(param, spec)}; it has: {', '.join(spec)}",
+                f"the workload has no parameter {param!r}"
+                f"{suggest(param, spec)}; it has: {', '.join(spec) or 'none'}",
             )
         limits = spec[param]
         if limits.choices:
@@ -665,6 +726,10 @@ def _check_params(
                     f"{', '.join(map(repr, limits.choices))}"
                     f"{suggest(value, limits.choices)}",
                 )
+            continue
+        if isinstance(limits.default, str):
+            if not isinstance(value, str):
+                raise errors.fail(key + (param,), f"expected a string, got {value!r}")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise errors.fail(key + (param,), f"expected a number, got {value!r}")

@@ -14,7 +14,6 @@ from typing import Any
 from gilmatrix.errors import UserError
 from gilmatrix.harness.contract import EXECUTORS, CellId
 from gilmatrix.harness.executors import unavailable_reason
-from gilmatrix.harness.workloads import WORKLOADS
 from gilmatrix.matrix.model import Interpreter, Matrix, Profile, Workload, suggest
 
 
@@ -96,7 +95,7 @@ def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[s
     for interp in interpreters:
         for workload in workloads:
             params = {**workload.params, **profile.params.get(workload.id, {})}
-            unsupported = WORKLOADS[workload.implementation].unsupported
+            unsupported = workload.unsupported
             for executor in executors:
                 counts = worker_counts if EXECUTORS[executor].uses_workers else (1,)
                 reason = unavailable_reason(executor, interp.version, unsupported)

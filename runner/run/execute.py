@@ -21,13 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from gilmatrix.backends.base import Backend, BackendOptions, Environment
+from gilmatrix.backends.base import Backend, BackendOptions, Environment, WorkloadSetup
 from gilmatrix.errors import EnvironmentUnavailable, UserError
 from gilmatrix.harness.contract import JOB_FORMAT, Status
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
@@ -169,7 +169,22 @@ def estimate_seconds(
     return total * overhead
 
 
-def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict[str, Any]:
+def make_job(
+    plan: Plan,
+    interp_id: str,
+    cells: list[Cell],
+    run_id: str,
+    setups: Mapping[str, WorkloadSetup] | None = None,
+) -> dict[str, Any]:
+    """The job file of one interpreter's driver: its cells, and how to import user workloads."""
+    setups = setups or {}
+
+    def job_cell(cell: Cell) -> dict[str, Any]:
+        entry = {k: v for k, v in cell.to_json().items() if k not in ("status", "reason")}
+        if cell.workload in setups:
+            entry.update(setups[cell.workload].cell_fields())
+        return entry
+
     return {
         "format": JOB_FORMAT,
         "run_id": run_id,
@@ -177,7 +192,7 @@ def make_job(plan: Plan, interp_id: str, cells: list[Cell], run_id: str) -> dict
         "pyperf": {k: v for k, v in asdict(plan.profile.pyperf).items() if v is not None},
         "timeout": plan.profile.timeout,
         "memory_mb": plan.profile.memory_mb,
-        "cells": [{k: v for k, v in c.to_json().items() if k not in ("status", "reason")} for c in cells],
+        "cells": [job_cell(c) for c in cells],
     }
 
 
@@ -210,6 +225,8 @@ class MatrixRun:
         self.noise: dict[str, Any] | None = None  # a resumed run's earlier noise figures
         self.disk_full: str | None = None  # why the run stopped for lack of space
         self.lost: dict[tuple[str, str], str] = {}  # cells whose files found no room: why
+        self.unavailable: dict[tuple[str, str], str] = {}  # cells whose workload could not be set up
+        self.setups: dict[str, dict[str, WorkloadSetup]] = {}  # interpreter -> user workloads
         self.measuring: tuple[float, float] | None = None  # rounds' start, worker lives then
 
     # -- manifest ------------------------------------------------------------------------
@@ -223,6 +240,8 @@ class MatrixRun:
                 outcome = type(outcome)(Status.SKIPPED, interp["reason"], None, None)
             elif outcome.status == Status.MISSING and (cell.interpreter, cell.id) in self.lost:
                 outcome = type(outcome)(Status.FAILED, self.lost[cell.interpreter, cell.id], None, None)
+            elif outcome.status == Status.MISSING and cell.key in self.unavailable:
+                outcome = type(outcome)(Status.SKIPPED, self.unavailable[cell.key], None, None)
             cells.append(
                 {
                     "interpreter": cell.interpreter,
@@ -379,6 +398,8 @@ class MatrixRun:
                 reason = f"not supported: {cell.reason}"
             elif cell.key in self.states:
                 continue
+            elif cell.key in self.unavailable:  # its workload's requirements did not install
+                reason = f"{cell.interpreter}, {cell.workload}: {self.unavailable[cell.key]}"
             else:  # its interpreter could not be prepared
                 reason = f"{cell.interpreter} not available: {self.interpreters[cell.interpreter]['reason']}"
             skipped[reason] = skipped.get(reason, 0) + 1
@@ -407,6 +428,8 @@ class MatrixRun:
         t0 = time.monotonic()
         try:
             env = self.backend.prepare(interp)
+            used = {c.workload for c in cells}
+            setups = self.backend.prepare_workloads(env, [w for w in self.matrix.workloads if w.id in used])
         except EnvironmentUnavailable as exc:
             entry.update(status=Status.SKIPPED, reason=str(exc))
             progress.skip(interp.id, len(cells), str(exc))
@@ -414,7 +437,22 @@ class MatrixRun:
         finally:
             self.stages["prepare"] = self.stages.get("prepare", 0.0) + time.monotonic() - t0
         entry["environment"] = env.describe()
+        self.setups[interp.id] = setups
+        if setups:
+            entry["environment"]["workloads"] = {
+                wl: {"pythonpath": list(s.pythonpath), "problem": s.problem} for wl, s in setups.items()
+            }
         pending = 0
+        runnable = []
+        for cell in cells:
+            setup = setups.get(cell.workload)
+            if setup is not None and setup.problem:
+                self.unavailable[cell.key] = setup.problem
+                continue
+            runnable.append(cell)
+        for reason in sorted({self.unavailable[c.key] for c in cells if c not in runnable}):
+            progress.line(f"== {interp.id}: cells skipped — {reason}")
+        cells = runnable
         for cell in cells:
             state = self.load_state(cell)
             self.states[state.key] = state
@@ -458,7 +496,7 @@ class MatrixRun:
         return state
 
     def start_driver(self, interp_id: str, env: Environment, cells: list[Cell]) -> Driver:
-        job = make_job(self.plan, interp_id, cells, self.run_id)
+        job = make_job(self.plan, interp_id, cells, self.run_id, self.setups.get(interp_id))
         job_name = self.run_dir.write_job(interp_id, job)
         command = self.backend.harness_command(env, self.run_dir.path, job_name)
         log_path = self.run_dir.path / "cells" / f"{interp_id}.harness.log"
@@ -599,7 +637,7 @@ class MatrixRun:
             raise Interrupted("the harness was interrupted")
         elif reply.get("disk_full"):
             self.out_of_space(state, reply, progress)
-        else:  # the driver wrote the cell's status file: failed or timeout, with the reason
+        else:  # the driver wrote the cell's status file: failed, timeout or unsupported (skipped)
             state.seconds.extend(reply.get("seconds", ()))
             state.status = Status.FAILED
             progress.cell(
