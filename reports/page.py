@@ -24,7 +24,7 @@ from gilmatrix.reports.results import (
     RunResults,
     noise_floor,
 )
-from gilmatrix.reports.verdicts import Card
+from gilmatrix.reports.verdicts import Card, gil_back_text
 from gilmatrix.run.schedule import OUT_OF_BUDGET
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
@@ -233,6 +233,23 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
             )
         if cores and interp.load_before and interp.load_before[0] > 0.5 * float(cores):
             busy.append(f"{interp.id} ({interp.load_before[0]:.2f})")
+    python_gil = ((manifest.get("matrix") or {}).get("settings") or {}).get("python_gil")
+    if python_gil is not None:
+        out.append(
+            f"Every worker process ran with PYTHON_GIL={python_gil} (the profile's python_gil): "
+            + (
+                "free-threaded builds kept the GIL off even for extensions that do not declare "
+                "free-threading support."
+                if str(python_gil) == "0"
+                else "free-threaded builds ran with the GIL on."
+            )
+        )
+    frame = results.frame
+    if len(frame) and "gil_reenabled_by" in frame:
+        back = frame[frame["free_threaded"] & (frame["gil_reenabled_by"] != "")]
+        for (interp_id, workload), rows in back.groupby(["interpreter", "workload"], sort=True):
+            modules = ", ".join(sorted(set(rows["gil_reenabled_by"])))
+            out.append(gil_back_text(f"{interp_id}, {workload}", modules))
     copied = [i.id for i in results.interpreters if i.build.startswith("copied prefix")]
     built = [i.id for i in results.interpreters if i.build.startswith("built from")]
     if copied and built:

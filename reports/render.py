@@ -82,6 +82,7 @@ CSV_ORDER = (
     "params",
     "free_threaded",
     "gil",
+    "gil_reenabled_by",
     "n",
     "processes",
     "mean_s",

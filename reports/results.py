@@ -34,6 +34,7 @@ CELL_COLUMNS = (
     "params",
     "free_threaded",
     "gil",
+    "gil_reenabled_by",  # a user module's import turned a free-threaded build's GIL back on
     "model",
     "start_method",
     "async_mode",
@@ -245,6 +246,7 @@ def _suite_rows(
             params_text,
             bool(meta(md, "gilmatrix_py_gil_disabled")),
             meta(md, "gilmatrix_gil_enabled"),
+            meta(md, "gilmatrix_gil_reenabled_by"),
             model,
             meta(md, "gilmatrix_start_method"),
             meta(md, "gilmatrix_async_mode"),

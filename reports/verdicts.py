@@ -75,6 +75,7 @@ class Card:
     sentences: tuple[Sentence, ...]
     # startup (pool created inside the timed region): fixed costs, not throughput
     fixed_cost: bool = False
+    gil_reenabled_by: str = ""  # the modules whose import turned the GIL back on (a t build)
     fixed_costs: tuple[FixedCost, ...] = ()
 
     @property
@@ -214,6 +215,7 @@ def decide_one(rows: list[Any], description: str | None = None, floor: float = 0
         sentences=(),
         fixed_cost=fixed_cost,
         fixed_costs=fixed_costs(by_executor, winner.executor, floor) if fixed_cost else (),
+        gil_reenabled_by=str(getattr(first, "gil_reenabled_by", "") or ""),
     )
     return _with_sentences(card, description)
 
@@ -272,6 +274,22 @@ WAITING_KINDS = ("io", "mixed")
 
 def _gil_off(card: Card) -> bool:
     return card.gil == "false"
+
+
+def gil_back_text(subject: str, modules: str) -> str:
+    """What a free-threaded build whose GIL a user module's import turned back on ran like
+    (``subject``: the interpreter, or "interpreter, workload")."""
+    return (
+        f"{subject}: importing {modules} re-enabled the GIL: threads are serialized. These "
+        "are not free-threaded results: the extension does not declare that it runs without "
+        "the GIL (PYTHON_GIL=0 forces it off, at your own risk)."
+    )
+
+
+def _gil_back(card: Card) -> list[Sentence]:
+    if not (card.free_threaded and card.gil_reenabled_by):
+        return []
+    return [Sentence("The GIL is back", gil_back_text(card.interpreter, card.gil_reenabled_by))]
 
 
 def _why(card: Card) -> str:
@@ -494,6 +512,7 @@ def _with_sentences(card: Card, description: str | None) -> Card:
     if card.fixed_cost:
         return replace(card, sentences=tuple(_startup_sentences(card, what)))
     sentences = [
+        *_gil_back(card),
         Sentence("What this tests", what),
         Sentence("Why " + ("no winner" if card.tied else f"{card.winner.executor} won"), _why(card)),
     ]

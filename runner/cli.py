@@ -317,7 +317,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     "backend looks for the interpreter elsewhere)",
                     file=sys.stderr,
                 )
-    return 0
+    return _validate_user_modules(matrix)
+
+
+def _validate_user_modules(matrix: Any) -> int:
+    """Import every user workload's file in a subprocess of this Python and run two of its
+    tasks: a missing function, an import that fails, a task that raises, said with file:line.
+    A module it cannot import because a requirement is not installed here is only a note: the
+    run installs requirements per interpreter."""
+    import tempfile
+
+    from gilmatrix.backends.staging import stage_harness
+    from gilmatrix.matrix.usercode import import_check
+
+    user = [w for w in matrix.workloads if w.module is not None]
+    if not user:
+        return 0
+    harness = stage_harness(Path(tempfile.gettempdir()) / f"gilmatrix-harness-{os.getuid()}")
+    failed = 0
+    for workload in user:
+        module = workload.module
+        result = import_check(module, harness, workload.params)
+        if result["ok"]:
+            print(f"{workload.id}: {module.path}: imports; two of its {result['tasks']} tasks ran")
+        elif result.get("missing") and workload.requirements:
+            print(
+                f"{workload.id}: {module.path}: needs {result['missing']!r}, "
+                f"which this Python lacks; the run installs {', '.join(workload.requirements)} per "
+                "interpreter (if it is not one of them, add it to requirements)"
+            )
+        else:
+            failed += 1
+            where = result.get("where") or str(module.path)
+            print(f"error: {where}: {workload.id}: {result['error']}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -101,6 +101,7 @@ class Profile:
     executors: tuple[str, ...] | None  # None: all of the matrix' executors
     params: Mapping[str, Mapping[str, Any]]  # workload id -> overrides
     precision: PrecisionPolicy | None = None  # None: pyperf.processes per cell, fixed
+    python_gil: int | None = None  # PYTHON_GIL for every worker process (None: not set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,6 +639,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             executors=_subset(entry, "executors", name, list(data["executors"]), errors),
             params=overrides,
             precision=precision,
+            python_gil=entry.get("python_gil"),
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:

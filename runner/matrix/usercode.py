@@ -191,6 +191,7 @@ try:
     module = importlib.import_module(sys.argv[2])
     workload = workload_from_module(module)
     params = {name: p.default for name, p in workload.params.items()}
+    params.update(json.loads(sys.argv[3]))
     tasks = workload.make_tasks(params)
     results = [workload.run_task(task) for task in tasks[:2]]
     if len(tasks) <= 2:
@@ -206,16 +207,21 @@ except BaseException as exc:
 
 
 def import_check(
-    module: UserModule, harness: Path, python: str = sys.executable, timeout: float = 120
+    module: UserModule,
+    harness: Path,
+    params: Mapping[str, Any] | None = None,
+    python: str = sys.executable,
+    timeout: float = 120,
 ) -> dict[str, Any]:
     """Import ``module`` in a subprocess of ``python`` (``harness``: a staged copy of the
-    harness, see backends.staging) and run its first two tasks: ``{"ok": True, "tasks": N}`` or
+    harness, see backends.staging) and run its first two tasks at ``params`` (over its defaults):
+    ``{"ok": True, "tasks": N}`` or
     ``{"ok": False, "where": "file:line", "error": ..., "missing": name of a module it could not
     import}``."""
     code = f"import sys; sys.path.insert(0, {str(harness)!r})\n" + _IMPORT_CHECK
     try:
         proc = subprocess.run(
-            [python, "-I", "-c", code, str(module.folder), module.name],
+            [python, "-I", "-c", code, str(module.folder), module.name, json.dumps(dict(params or {}))],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -183,6 +183,8 @@ def make_job(
         entry = {k: v for k, v in cell.to_json().items() if k not in ("status", "reason")}
         if cell.workload in setups:
             entry.update(setups[cell.workload].cell_fields())
+        if plan.profile.python_gil is not None:
+            entry["environ"] = {"PYTHON_GIL": str(plan.profile.python_gil)}
         return entry
 
     return {
@@ -269,6 +271,7 @@ class MatrixRun:
                     **asdict(self.plan.profile.pyperf),
                     "timeout": self.plan.profile.timeout,
                     "memory_mb": self.plan.profile.memory_mb,
+                    "python_gil": self.plan.profile.python_gil,
                 },
             },
             schedule={
