@@ -444,3 +444,21 @@ def test_driver_records_a_timeout_and_goes_on(tmp_path: Path) -> None:
     status = json.loads((tmp_path / "cells/host/fetch__sequential__1.status.json").read_text())
     assert "timeout of 3 s" in status["reason"]
     assert not (tmp_path / "cells/host/fetch__sequential__1.json").exists()
+
+
+def test_a_sub_interpreters_refusal_is_found_in_the_chain_of_causes():
+    """3.14's InterpreterPoolExecutor raises `NotShareableError: args not shareable`; the
+    extension's ImportError is the text of an exception two causes down (as seen in a 3.14t
+    container with tests/fixtures/legacy_ext)."""
+    from gilmatrix.harness.usercode import refusal
+
+    inner = Exception(
+        'Traceback (most recent call last):\n  File "/opt/x/uses_legacy.py", line 5, in <module>\n'
+        "    import legacy_ext\nImportError: module legacy_ext does not support loading in subinterpreters"
+    )
+    middle = TypeError("object could not be unpickled")
+    middle.__cause__ = inner
+    outer = TypeError("args not shareable")
+    outer.__cause__ = middle
+    assert refusal(outer) == "module legacy_ext does not support sub-interpreters"
+    assert refusal(TypeError("args not shareable")) is None

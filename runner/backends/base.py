@@ -100,6 +100,11 @@ class Backend(abc.ABC):
             raise EnvironmentUnavailable(f"the {self.name} backend cannot run user workloads (module:)")
         return {}
 
+    def describe_environment(self, env: Environment) -> dict[str, Any]:
+        """The manifest entry of ``env`` once its workloads are prepared (docker: with the
+        workload image its driver runs in)."""
+        return env.describe()
+
     def reclaim(self, run_dir: Path) -> None:
         """Called when a run (new or resumed) starts, before it reads the run folder: remove
         what an earlier process on ``run_dir`` left running because it died without cleaning

@@ -13,16 +13,17 @@ import json
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gilmatrix.backends.base import Backend, BackendOptions, Environment
+from gilmatrix.backends.base import Backend, BackendOptions, Environment, WorkloadSetup
 from gilmatrix.errors import EnvironmentUnavailable, UserError
 from gilmatrix.harness.drive import write_atomic
 from gilmatrix.images import docker as dk
 from gilmatrix.images.build import ImageBuilder, ImageError
-from gilmatrix.matrix.model import Interpreter
+from gilmatrix.images.workloads import WorkloadImage, abi_of, ensure_workload_image
+from gilmatrix.matrix.model import Interpreter, Workload
 
 __all__ = ["DockerBackend", "container_name", "engine_answers", "harness_command"]
 
@@ -168,6 +169,10 @@ class DockerBackend(Backend):
             images_dir=options.images_dir,
         )
         self._reclaimed: set[Path] = set()  # run folders swept of leftover containers
+        # interpreter id -> the workload image of its user workloads (prepare_workloads), the
+        # image its driver then runs in
+        self.workload_images: dict[str, WorkloadImage] = {}
+        self._workload_bases: dict[str, str] = {}  # interpreter id -> the image id it is FROM
 
     def _client(self) -> dk.Client:
         if self.builder.client is None:
@@ -252,14 +257,87 @@ class DockerBackend(Backend):
                 errors.append(result.stderr.strip()[-500:])
         raise EnvironmentUnavailable(f"image {image}: the facts command failed: {errors}")
 
+    def prepare_workloads(self, env: Environment, workloads: Sequence[Workload]) -> dict[str, WorkloadSetup]:
+        """The user workloads of the run go into a workload image of their own, ``FROM`` the
+        interpreter's (runner/images/workloads.py): their files in its last layer, their
+        requirements installed with its interpreter from files downloaded here. The driver runs
+        in that image (:meth:`harness_command`); a workload whose requirements could not be had
+        gets pip's reason as its ``problem``, and if the image cannot be built at all every
+        user workload does (the built-in ones still run, in the interpreter's image)."""
+        users = [w for w in workloads if w.module is not None]
+        self.workload_images.pop(env.interpreter_id, None)
+        if not users:
+            return {}
+        if env.image is None or env.image_id is None:
+            raise EnvironmentUnavailable(f"{env.interpreter_id}: environment has no image")
+        version = tuple(env.facts["version_info"][:3])
+        abi = abi_of(version, bool(env.facts.get("py_gil_disabled")))
+        try:
+            image = ensure_workload_image(
+                self._client(),
+                base_tag=env.image,
+                base_id=env.image_id,
+                python=env.python,
+                abi=abi,
+                python_version=".".join(str(v) for v in version),
+                workloads=users,
+                work_dir=self.builder.work_dir,
+                wheelhouse=self.options.wheelhouse,
+                label=env.interpreter_id,
+                log=self.options.log,
+            )
+        except (dk.DockerError, OSError) as exc:
+            problem = f"the workload image could not be built: {exc}"
+            self.options.log(f"[{env.interpreter_id}] {problem}")
+            return {w.id: self._setup(w, (), problem) for w in users}
+        if image.tag is not None:
+            self.workload_images[env.interpreter_id] = image
+            self._workload_bases[env.interpreter_id] = env.image_id
+        setups = {}
+        for w in users:
+            p = image.workloads[w.id]
+            setups[w.id] = self._setup(w, (p.folder, *([p.deps] if p.deps else [])), p.problem)
+        return setups
+
+    @staticmethod
+    def _setup(workload: Workload, pythonpath: tuple[str, ...], problem: str | None) -> WorkloadSetup:
+        assert workload.module is not None
+        return WorkloadSetup(
+            module=workload.module.name,
+            pythonpath=pythonpath,
+            module_file=str(workload.module.path),
+            problem=problem,
+        )
+
+    def image_for(self, env: Environment) -> str | None:
+        """The image ``env``'s driver runs in: its workload image when the run has user
+        workloads (made from this very interpreter image), else the interpreter's image."""
+        derived = self.workload_images.get(env.interpreter_id)
+        if derived is not None and self._workload_bases.get(env.interpreter_id) == env.image_id:
+            return derived.tag
+        return env.image
+
+    def describe_environment(self, env: Environment) -> dict[str, Any]:
+        out = super().describe_environment(env)
+        derived = self.workload_images.get(env.interpreter_id)
+        if derived is not None and self.image_for(env) == derived.tag:
+            out.update(
+                workload_image=derived.tag,
+                workload_image_id=derived.image_id,
+                workload_image_status=derived.status,
+                workload_image_log=str(derived.log_path) if derived.log_path else None,
+            )
+        return out
+
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
-        if env.image is None:
+        image = self.image_for(env)
+        if image is None:
             raise EnvironmentUnavailable(f"{env.interpreter_id}: environment has no image")
         run_dir = Path(run_dir)
         self.reclaim(run_dir)  # a no-op when the run already did it
         return harness_command(
             self._client().path,
-            env.image,
+            image,
             env.python,
             run_dir,
             job_name,

@@ -159,8 +159,22 @@ class Imported:
 def refusal(exc: BaseException) -> str | None:
     """Why a sub-interpreter pool could not run the module (an extension without multi-phase
     init: "module X does not support loading in subinterpreters"), or None if ``exc`` is not
-    that."""
-    text = f"{type(exc).__name__}: {exc}"
+    that.
+
+    The refusal is rarely ``exc`` itself: on 3.14 an InterpreterPoolExecutor raises
+    ``NotShareableError: args not shareable`` (the task's function could not be unpickled in the
+    sub-interpreter), caused by ``NotShareableError: object could not be unpickled``, caused by
+    an ``Exception`` whose text is the sub-interpreter's traceback, ending in ``ImportError:
+    module legacy_ext does not support loading in subinterpreters``. So the whole chain of
+    causes is searched."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 20:
+        seen.add(id(current))
+        texts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    text = "\n".join(texts)
     match = re.search(r"module '?([\w.]+)'? does not support loading in subinterpreters", text)
     if match:
         return f"module {match.group(1)} does not support sub-interpreters"

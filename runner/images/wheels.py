@@ -135,3 +135,87 @@ def collect_wheels(
         if missing:
             raise WheelError(f"after downloading, {folder} still lacks {', '.join(missing)}")
     return found
+
+
+# -- a user workload's requirements (``requirements:`` in matrix.yaml) ---------------------------
+
+BUILD_BACKEND = ("setuptools", "wheel")  # what pip needs in the image to build an sdist
+
+
+def _project(requirement: str) -> str:
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:  # pragma: no cover - packaging is a dependency of gilmatrix
+        return re.split(r"[^A-Za-z0-9._-]", requirement.strip(), maxsplit=1)[0]
+    try:
+        return Requirement(requirement).name
+    except InvalidRequirement:
+        return ":all:"
+
+
+def host_platforms(machine: str | None = None) -> list[str]:
+    """The manylinux platforms a wheel for the images may have (the host's architecture: the
+    images run on this machine's engine; Debian bookworm's glibc is 2.36)."""
+    import platform
+
+    arch = machine or platform.machine()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch.lower(), arch)
+    return [f"manylinux_2_17_{arch}", f"manylinux2014_{arch}", f"manylinux_2_28_{arch}"]
+
+
+def _pip_download(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str] | str:
+    """`pip download ARGS` with the host's pip; its result, or the reason when it could not run."""
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", *args]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"`pip download` took over {timeout / 60:.0f} minutes"
+
+
+def requirement_files(
+    requirements: tuple[str, ...] | list[str],
+    abi: str,
+    python_version: str,
+    dest: Path,
+    *,
+    index: list[str] | None = None,
+    machine: str | None = None,
+) -> tuple[list[Path], list[Path], str | None]:
+    """Download a workload's requirements for ``abi`` into ``dest`` (a folder of their own):
+    wheels (with their dependencies) where the ABI has them, else the sdist (built in the image, with the
+    setuptools and wheel wheels downloaded beside it). ``index``: pip's index options (e.g.
+    ``["--no-index", "--find-links", DIR]``; default PyPI). Returns ``(files, sdists, problem)``;
+    ``problem`` is pip's reason when some requirement has neither."""
+    from gilmatrix.backends.usercode import pip_reason
+
+    dest.mkdir(parents=True, exist_ok=True)
+    major_minor = ".".join(python_version.split(".")[:2])
+    target = ["--implementation", "cp", "--python-version", major_minor, "--abi", abi]
+    for plat in host_platforms(machine):
+        target += ["--platform", plat]
+    wheels = ["--only-binary=:all:", *target, "--dest", str(dest), *(index or [])]
+
+    def attempt(args: list[str]) -> str | None:
+        result = _pip_download(args)
+        if isinstance(result, str):
+            return result
+        return None if result.returncode == 0 else pip_reason(result.stderr + result.stdout)
+
+    if attempt([*wheels, *requirements]) is None:
+        return sorted(dest.iterdir()), [], None
+    sdists: list[Path] = []
+    for requirement in requirements:
+        if attempt([*wheels, requirement]) is None:
+            continue
+        got = set(dest.iterdir())
+        # --no-binary for this project only: pip builds its metadata, with setuptools' wheel
+        sdist = [f"--no-binary={_project(requirement)}", "--no-deps", "--dest", str(dest)]
+        why = attempt([*sdist, *(index or []), requirement])
+        if why is not None:
+            return [], [], f"pip could not download {requirement}: {why}"
+        sdists += sorted(p for p in set(dest.iterdir()) - got if not p.name.endswith(".whl"))
+    if sdists:
+        why = attempt([*wheels, *BUILD_BACKEND])
+        if why is not None:
+            return [], [], f"pip could not download {' and '.join(BUILD_BACKEND)} to build an sdist: {why}"
+    return sorted(dest.iterdir()), sdists, None

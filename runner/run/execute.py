@@ -439,7 +439,7 @@ class MatrixRun:
             return
         finally:
             self.stages["prepare"] = self.stages.get("prepare", 0.0) + time.monotonic() - t0
-        entry["environment"] = env.describe()
+        entry["environment"] = self.backend.describe_environment(env)
         self.setups[interp.id] = setups
         if setups:
             entry["environment"]["workloads"] = {
