@@ -84,7 +84,7 @@ def wheelhouse() -> Path:
 
 def write_matrix(folder: Path, extra_workloads: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("uses_legacy.py", "plain_sum.py"):
+    for name in ("uses_legacy.py", "plain_sum.py", "nested_globals.py"):
         shutil.copy2(FIXTURES / "usercode" / name, folder / name)
     text = f"""format: 1
 interpreters:
@@ -114,6 +114,8 @@ UNINSTALLABLE = """  missing:
   broken:
     module: plain_sum.py
     requirements: ["broken_ext==1.0"]
+  nested:
+    module: nested_globals.py
 """
 
 
@@ -155,7 +157,9 @@ def cells_of(manifest: dict, workload: str) -> dict[str, dict]:
 
 def test_an_sdist_only_extension_is_built_in_the_image_and_its_gil_effect_recorded(user_run):
     proc, manifest = user_run["proc"], user_run["manifest"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed = sorted(c["id"] for c in manifest["cells"] if c["status"] not in ("ok", "skipped"))
+    assert failed == ["nested/interpreters/1", "nested/interpreters/2"], proc.stderr[-3000:]
+    assert proc.returncode == 1  # those two: see the next test
     cells = cells_of(manifest, "legacy")
     interp = {k: c for k, c in cells.items() if "/interpreters/" in k}
     ran = {k: c for k, c in cells.items() if k not in interp}
@@ -175,6 +179,22 @@ def test_an_sdist_only_extension_is_built_in_the_image_and_its_gil_effect_record
     assert env["workload_image"].startswith(env["image"] + "-u")
     assert env["workload_image_id"].startswith("sha256:") and env["workload_image_id"] != env["image_id"]
     assert env["workloads"]["legacy"]["problem"] is None
+
+
+def test_a_global_only_a_generator_expression_uses_is_missing_in_a_sub_interpreter(user_run):
+    """CPython 3.14's InterpreterPoolExecutor runs the task function with only the globals its
+    own code names: the cell fails, and its reason says why and what to change."""
+    nested = cells_of(user_run["manifest"], "nested")
+    assert {k: c["status"] for k, c in nested.items()} == {
+        "nested/sequential/1": "ok",
+        "nested/threads/1": "ok",
+        "nested/threads/2": "ok",
+        "nested/interpreters/1": "failed",
+        "nested/interpreters/2": "failed",
+    }
+    for cell in (nested["nested/interpreters/1"], nested["nested/interpreters/2"]):
+        assert "SubinterpreterGlobalsError: name '_shifted' is not defined" in cell["reason"], cell["reason"]
+        assert "generator expression" in cell["reason"]
 
 
 def test_a_requirement_that_cannot_be_had_skips_only_its_workloads_cells(user_run):

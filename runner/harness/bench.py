@@ -116,14 +116,17 @@ class CellTimer:
         try:
             self.dispatcher.warm_up(self.workload.run_task, self.tasks)
         except Exception as exc:
-            # A user module whose import a sub-interpreter refuses: the cell is unsupported.
             if self.cell.get("module") and self.dispatcher.model == "interpreters":
-                from gilmatrix.harness.usercode import refusal, refuse
+                from gilmatrix.harness import usercode
 
-                reason = refusal(exc)
+                # A user module whose import a sub-interpreter refuses: the cell is unsupported.
+                reason = usercode.refusal(exc)
                 if reason:
                     self.close()
-                    refuse(reason)
+                    usercode.refuse(reason)
+                hint = usercode.missing_global_hint(exc)
+                if hint:
+                    raise usercode.SubinterpreterGlobalsError(hint) from exc
             raise
 
     def _cpu_now(self) -> float | None:

@@ -156,6 +156,40 @@ class Imported:
         return out
 
 
+def _chain_text(exc: BaseException) -> str:
+    """``exc`` and its causes, one "Type: message" each."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 20:
+        seen.add(id(current))
+        texts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return "\n".join(texts)
+
+
+class SubinterpreterGlobalsError(NameError):
+    """A name the task function's nested code uses is missing in a sub-interpreter."""
+
+
+def missing_global_hint(exc: BaseException) -> str | None:
+    """What a NameError raised in an InterpreterPoolExecutor worker most likely means, or None.
+
+    CPython 3.14 runs a module-level function in a sub-interpreter with a globals dict holding
+    only the names the function's own code refers to: names that only a nested generator
+    expression, lambda or inner function uses are missing there (seen on 3.14.7, checked in
+    tests/test_docker_usercode.py)."""
+    match = re.search(r"NameError: name '(\w+)' is not defined", _chain_text(exc))
+    if not match:
+        return None
+    return (
+        f"name {match.group(1)!r} is not defined in the sub-interpreter: InterpreterPoolExecutor "
+        "runs the task function with only the module globals its own code names, so a global "
+        "that only a generator expression, lambda or inner function of it uses is missing; name "
+        "it in the function itself (or loop instead of a generator expression)"
+    )
+
+
 def refusal(exc: BaseException) -> str | None:
     """Why a sub-interpreter pool could not run the module (an extension without multi-phase
     init: "module X does not support loading in subinterpreters"), or None if ``exc`` is not
@@ -167,14 +201,7 @@ def refusal(exc: BaseException) -> str | None:
     an ``Exception`` whose text is the sub-interpreter's traceback, ending in ``ImportError:
     module legacy_ext does not support loading in subinterpreters``. So the whole chain of
     causes is searched."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(seen) < 20:
-        seen.add(id(current))
-        texts.append(f"{type(current).__name__}: {current}")
-        current = current.__cause__ or current.__context__
-    text = "\n".join(texts)
+    text = _chain_text(exc)
     match = re.search(r"module '?([\w.]+)'? does not support loading in subinterpreters", text)
     if match:
         return f"module {match.group(1)} does not support sub-interpreters"
