@@ -4,7 +4,7 @@ The contract (README, "Benchmark your own code"): module-level ``make_tasks(para
 and ``run_task(task) -> result``; optionally ``check(params, tasks, results)`` (raise on a
 wrong answer), ``async_task(task)`` (a native awaitable for asyncio), ``PARAMS`` (names,
 defaults and bounds), ``KIND`` (what bounds the work: cpu, io, ...), ``UNSUPPORTED`` (execution
-models it cannot run on, with the reason), ``DESCRIPTION`` (else the docstring's first line),
+models it cannot run on, with the reason), ``DESCRIPTION`` (else the docstring's first paragraph),
 ``FRESH_TASKS`` (``make_tasks`` again before every timed call: tasks that one call mutates).
 
 The module's folder (and the folder its requirements were installed into) reach every process
@@ -99,6 +99,12 @@ def check_constants(kind: Any, unsupported: Any) -> None:
             raise ValueError(f"UNSUPPORTED[{model!r}]: give the reason, as a string")
 
 
+def first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph, on one line: a user workload's description."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
 def workload_from_module(module: Any) -> Workload:
     """The harness Workload a user module defines (ValueError: what it lacks)."""
     for name in REQUIRED:
@@ -107,8 +113,7 @@ def workload_from_module(module: Any) -> Workload:
     kind = getattr(module, "KIND", "cpu")
     unsupported = getattr(module, "UNSUPPORTED", {})
     check_constants(kind, unsupported)
-    doc = (module.__doc__ or "").strip().splitlines()
-    description = str(getattr(module, "DESCRIPTION", doc[0] if doc else module.__name__))
+    description = str(getattr(module, "DESCRIPTION", first_paragraph(module.__doc__) or module.__name__))
     user_check = getattr(module, "check", None)
     return Workload(
         name=module.__name__,

@@ -24,6 +24,7 @@ from gilmatrix.harness.usercode import (
     OPTIONAL_FUNCTIONS,
     REQUIRED,
     check_constants,
+    first_paragraph,
     param_from_spec,
 )
 from gilmatrix.harness.workloads import Param
@@ -165,8 +166,7 @@ def read_module(path: Path, where: str) -> UserModule:
             )
         except ValueError as exc:
             raise fail(constant, str(exc)) from None
-    doc = (ast.get_docstring(tree) or "").strip().splitlines()
-    description = literal("DESCRIPTION", doc[0] if doc else f"{name} ({path.name})")
+    description = literal("DESCRIPTION", first_paragraph(ast.get_docstring(tree)) or f"{name} ({path.name})")
     if not isinstance(description, str):
         raise fail("DESCRIPTION", "DESCRIPTION must be a string")
     return UserModule(
