@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from gilmatrix.backends.local import purelib_of
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
 _IGNORED = shutil.ignore_patterns(
@@ -421,16 +423,7 @@ class Rehearsal:
         venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)
         # This environment's packages stay visible (a .pth line), so `pip install .` in the jobs
         # installs gilmatrix alone, from the workspace, without the network.
-        purelib = subprocess.run(
-            [
-                str(env_dir / "bin" / "python"),
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        purelib = str(purelib_of(str(env_dir / "bin" / "python")))
         import sysconfig
 
         parent = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}

@@ -9,7 +9,7 @@ one copy of the data, not one per chart. Each chart also declares the variable p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -486,105 +486,73 @@ def build_charts(
             if param["name"] == "workers_pick":
                 param["value"] = max(workers)
                 param["bind"]["options"] = workers
-        charts += [
-            ChartSpec(
-                f"time-{slug}",
-                f"{workload}: time vs workers",
-                "workload",
-                _for_workload(templates["time"], workload),
-                ("cells",),
-                workload,
+        # (chart, what it shows, whether this workload has it, its note), in page order
+        kinds = (
+            (
+                "time",
+                "time vs workers",
+                True,
                 "Mean per call with its 95% interval; sequential (dashed) runs "
                 "at one worker and is drawn across for reference.",
             ),
-        ]
-        if workload not in fixed_cost:  # a pool's start-up has no speedup over no pool
-            charts.append(
-                ChartSpec(
-                    f"speedup-{slug}",
-                    f"{workload}: speedup vs workers",
-                    "workload",
-                    _for_workload(templates["speedup"], workload),
-                    ("cells",),
-                    workload,
-                    "Speedup over sequential; the dotted line is ideal scaling.",
-                )
-            )
-        if measured.loc[workload, "parallelism"]:
-            charts.append(
-                ChartSpec(
-                    f"parallelism-{slug}",
-                    f"{workload}: effective parallelism vs workers",
-                    "workload",
-                    _for_workload(templates["parallelism"], workload),
-                    ("cells",),
-                    workload,
-                    "CPU time / wall time, median over runs: about 1 when one core "
-                    "works at a time (the GIL), N when N do, well below 1 while waiting; the dotted "
-                    "line is one core. A busy machine lowers it.",
-                )
-            )
-        if pooled.get(workload, 0):
-            charts.append(
-                ChartSpec(
-                    f"memory-{slug}",
-                    f"{workload}: peak memory vs workers",
-                    "workload",
-                    _for_workload(templates["memory"], workload),
-                    ("cells",),
-                    workload,
-                    "Peak RSS of the benchmark process plus, for process pools, its workers' "
-                    "peaks; missing where the run did not record the workers' memory.",
-                )
-            )
-        charts.append(
-            ChartSpec(
-                f"versions-{slug}",
-                f"{workload}: the same cell across interpreters",
-                "workload",
-                versions_spec,
-                ("cells",),
-                workload,
-                "Pick the worker count below the chart.",
-            )
+            (  # a pool's start-up has no speedup over no pool
+                "speedup",
+                "speedup vs workers",
+                workload not in fixed_cost,
+                "Speedup over sequential; the dotted line is ideal scaling.",
+            ),
+            (
+                "parallelism",
+                "effective parallelism vs workers",
+                bool(measured.loc[workload, "parallelism"]),
+                "CPU time / wall time, median over runs: about 1 when one core "
+                "works at a time (the GIL), N when N do, well below 1 while waiting; the dotted "
+                "line is one core. A busy machine lowers it.",
+            ),
+            (
+                "memory",
+                "peak memory vs workers",
+                bool(pooled.get(workload, 0)),
+                "Peak RSS of the benchmark process plus, for process pools, its workers' "
+                "peaks; missing where the run did not record the workers' memory.",
+            ),
+            ("versions", "the same cell across interpreters", True, "Pick the worker count below the chart."),
         )
+        for kind, what, wanted, note in kinds:
+            if wanted:
+                spec = versions_spec if kind == "versions" else _for_workload(templates[kind], workload)
+                title = f"{workload}: {what}"
+                chart_id = f"{kind}-{slug}"
+                charts.append(ChartSpec(chart_id, title, "workload", spec, ("cells",), workload, note))
     heat = heatmap_table(cells)
+    ft = free_threading(cells)
     if len(heat):
         datasets["heat"] = _round(heat[["workload", "interpreter", "executor", "workers", "speedup"]])
-        charts.append(
-            ChartSpec(
-                "heatmap",
-                "Speedup at the largest worker count",
-                "versions",
-                _spec(speedup_heatmap(interps, execs), validate),
-                ("heat",),
-                note="Speedup over sequential of each executor at its largest "
-                "worker count; above 1 (blue) is faster.",
-            )
-        )
-    ft = free_threading(cells)
     if len(ft):
         datasets["ft"] = _round(ft)
-        charts.append(
-            ChartSpec(
-                "ft-overhead",
-                "Free-threaded build: single-thread overhead",
-                "versions",
-                _spec(ft_overhead(execs, interps), validate),
-                ("ft",),
-                note="Sequential cell, free-threaded vs default build of the "
-                "same version; grey: the published pyperformance overhead.",
-            )
-        )
-        charts.append(
-            ChartSpec(
-                "ft-scaling",
-                "Free-threaded build: threads' scaling",
-                "versions",
-                _spec(ft_scaling(), validate),
-                ("ft",),
-            )
-        )
+    versions_charts: tuple[tuple[bool, str, str, Callable[[], Any], str, str], ...] = (
+        (
+            len(heat) > 0,
+            "heatmap",
+            "Speedup at the largest worker count",
+            lambda: speedup_heatmap(interps, execs),
+            "heat",
+            "Speedup over sequential of each executor at its largest worker count; above 1 (blue) is faster.",
+        ),
+        (
+            len(ft) > 0,
+            "ft-overhead",
+            "Free-threaded build: single-thread overhead",
+            lambda: ft_overhead(execs, interps),
+            "ft",
+            "Sequential cell, free-threaded vs default build of the "
+            "same version; grey: the published pyperformance overhead.",
+        ),
+        (len(ft) > 0, "ft-scaling", "Free-threaded build: threads' scaling", ft_scaling, "ft", ""),
+    )
+    for wanted, chart_id, title, make, data, note in versions_charts:
+        if wanted:
+            charts.append(ChartSpec(chart_id, title, "versions", _spec(make(), validate), (data,), note=note))
     for name, frame, y_field, title, section in (
         ("changes", versions, "interpreter", "Version over version", "versions"),
         ("baseline", baseline, "interpreter", "Against the baseline run", "baseline"),

@@ -25,6 +25,7 @@ from gilmatrix.reports.charts import ChartSet, build_charts
 from gilmatrix.reports.compare import baseline_changes, order_cells, version_changes, with_speedup
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
 from gilmatrix.reports.results import (
+    CELL_COLUMNS,
     RunResults,
     baseline_drift,
     baseline_floor,
@@ -68,21 +69,7 @@ def environment() -> jinja2.Environment:
 
 
 CSV_ORDER = (
-    "interpreter",
-    "workload",
-    "kind",
-    "executor",
-    "model",
-    "start_method",
-    "async_mode",
-    "pool_in_timing",
-    "workers",
-    "cell",
-    "tasks",
-    "params",
-    "free_threaded",
-    "gil",
-    "gil_reenabled_by",
+    *CELL_COLUMNS,  # what a cell is, then its figures
     "n",
     "processes",
     "mean_s",

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 DEFAULT_OUT = Path("_build")
 
 
+def out_arg(p: argparse.ArgumentParser, what: str = "output folder") -> None:
+    """``--out``: gilmatrix's work folder (results, report, images' caches), _build by default."""
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"{what} (default: %(default)s)")
+
+
+def repeatable(p: argparse.ArgumentParser, flag: str, metavar: str, help: str) -> None:
+    """An option that may be given many times, collected into a list (empty by default)."""
+    p.add_argument(flag, action="append", default=[], metavar=metavar, help=help)
+
+
 def _parse_python(value: str) -> tuple[str, str]:
     interp, sep, path = value.partition("=")
     if not sep or not interp or not path:
@@ -63,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     def plan_args(p: argparse.ArgumentParser) -> None:
         matrix_args(p)
         p.add_argument("--profile", help="profile of the matrix (default: its default_profile)")
-        p.add_argument(
-            "--only",
-            action="append",
-            default=[],
-            metavar="ID",
-            help="only this interpreter or workload id (repeatable)",
-        )
+        repeatable(p, "--only", "ID", "only this interpreter or workload id (repeatable)")
 
     p = commands.add_parser("validate", help="check a matrix file; exit 2 with file:line:key if bad")
     matrix_args(p)
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("report", help="build the HTML report of a run")
     p.add_argument("run_dir", nargs="?", type=Path, help="run folder (default: the newest under OUT/results)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    out_arg(p)
     p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
     chart_images_arg(p)
 
@@ -110,19 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="run folders, or folders holding run folders (downloaded artifacts)",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="output folder: the run goes to OUT/results/RUN_ID (default: %(default)s)",
-    )
+    out_arg(p, "output folder: the run goes to OUT/results/RUN_ID")
     p.add_argument("--run-id", help="name of the merged run (default: the inputs' common run id)")
-    p.add_argument(
-        "--expect",
-        action="append",
-        default=[],
-        metavar="ID[,ID...]",
-        help="interpreters that should be there: absent ones are recorded as missing",
+    repeatable(
+        p, "--expect", "ID[,ID...]", "interpreters that should be there: absent ones are recorded as missing"
     )
     p.add_argument(
         "--matrix", type=Path, help="matrix file: plans the cells of missing interpreters (as missing)"
@@ -183,7 +178,7 @@ def run_args(p: argparse.ArgumentParser) -> None:
         help="where interpreters run (default: auto, docker when an engine answers, else "
         "local; --resume: the run's own)",
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    out_arg(p)
     p.add_argument("--run-id", help="name of the run folder (default: date-time-profile)")
     p.add_argument(
         "--resume",
@@ -247,13 +242,7 @@ def images_args(
     )
     parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), help="matrix file")
     override_arg(parser)
-    parser.add_argument(
-        "--only",
-        action="append",
-        metavar="ID",
-        default=[],
-        help="only this interpreter (repeatable), e.g. --only 3.14t",
-    )
+    repeatable(parser, "--only", "ID", "only this interpreter (repeatable), e.g. --only 3.14t")
     parser.add_argument(
         "--sources",
         type=Path,
@@ -282,12 +271,7 @@ def images_args(
         help=f"make the base image ({dk.DEFAULT_BASE}) with debootstrap when it "
         "is missing, without trying a pull",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("_build"),
-        help="work folder for build contexts, caches and logs (default: _build)",
-    )
+    out_arg(parser, "work folder for build contexts, caches and logs")
     parser.add_argument(
         "--prune", action="store_true", help="remove superseded tags of the same interpreter and profile"
     )

@@ -76,6 +76,15 @@ def gilmatrix(
     )
 
 
+def docker_run(
+    matrix: Path, out: Path, run_id: str, sources: Path, *extra: str, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``gilmatrix run`` of ``matrix`` on the docker backend (fast builds from the offline
+    mirror ``sources``) into ``out`` as ``run_id``."""
+    args = ["run", "--matrix", str(matrix), "--backend", "docker", "--out", str(out), "--run-id", run_id]
+    return gilmatrix(*args, "--sources", str(sources), "--build-profile", "fast", *extra, **kwargs)
+
+
 def host_interpreters(work_dir: Path, minors: tuple[int, ...] = (10, 11, 12, 13)) -> list[str]:
     """Ids of the default-build CPythons among 3.<minors> this machine has, the running one
     first (it is always there)."""

@@ -215,28 +215,13 @@ def test_job_container_is_locked_down(builder, image_314t, tmp_path):
 def test_a_docker_run_keeps_going_past_an_injected_fault(builder, image_314t, tmp_path):
     """`gilmatrix run --backend docker` end to end, in the 3.14t image built above: the fault
     named on the host reaches the container, fails its one cell, and every other cell runs."""
-    from tests.conftest import gilmatrix, small_matrix
+    from tests.conftest import docker_run, small_matrix
 
     matrix = small_matrix(tmp_path, ["3.14t"], executors="[sequential, threads]")
     matrix.write_text(matrix.read_text().replace('  - id: "3.14t"', '  - id: "3.14t"\n    source: "3.14.7"'))
     env = {**os.environ, "GILMATRIX_FAULTS": "crunch/threads/2=raise"}
     run_id = f"test-fault-{os.getpid()}-{time.time_ns()}"
-    proc = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "docker",
-        "--out",
-        str(WORK),
-        "--run-id",
-        run_id,
-        "--sources",
-        str(builder.sources),
-        "--build-profile",
-        "fast",
-        env=env,
-    )
+    proc = docker_run(matrix, WORK, run_id, builder.sources, env=env)
     assert proc.returncode == 1, proc.stderr  # finished, one cell failed
     run_dir = WORK / "results" / run_id
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -25,7 +25,7 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from tests.conftest import ROOT, docker_and_mirror, gilmatrix
+from tests.conftest import ROOT, docker_and_mirror, docker_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -125,24 +125,7 @@ def user_run(wheelhouse, tmp_path_factory) -> dict:
     mirror = docker_and_mirror()
     matrix = write_matrix(tmp_path_factory.mktemp("code"), UNINSTALLABLE)
     run_id = f"test-usercode-{os.getpid()}-{time.time_ns()}"
-    proc = gilmatrix(
-        "run",
-        "--matrix",
-        str(matrix),
-        "--backend",
-        "docker",
-        "--out",
-        str(WORK),
-        "--run-id",
-        run_id,
-        "--sources",
-        str(mirror),
-        "--build-profile",
-        "fast",
-        "--wheelhouse",
-        str(wheelhouse),
-        timeout=900,
-    )
+    proc = docker_run(matrix, WORK, run_id, mirror, "--wheelhouse", str(wheelhouse), timeout=900)
     print(proc.stdout[-6000:], proc.stderr[-6000:], sep="\n")
     run_dir = WORK / "results" / run_id
     assert (run_dir / "manifest.json").is_file(), proc.stderr

@@ -173,19 +173,10 @@ def test_stability_by_kind():
     def cell(cid, kind, median):
         return CellFigures("3.12", cid, kind, median, 1.0, 1.0, 1.0)
 
-    first = [
-        cell("a", "cpu", 1.0),
-        cell("b", "cpu", 2.0),
-        cell("c", "cpu", 1.0),
-        cell("d", "io", 1.0),
-        cell("gone", "io", 1.0),
-    ]
+    kinds = {"a": "cpu", "b": "cpu", "c": "cpu", "d": "io", "gone": "io", "new": "io"}
+    first = [cell(c, kinds[c], m) for c, m in (("a", 1.0), ("b", 2.0), ("c", 1.0), ("d", 1.0), ("gone", 1.0))]
     second = [
-        cell("a", "cpu", 1.01),
-        cell("b", "cpu", 1.9),
-        cell("c", "cpu", 1.2),
-        cell("d", "io", 1.0),
-        cell("new", "io", 5.0),
+        cell(c, kinds[c], m) for c, m in (("a", 1.01), ("b", 1.9), ("c", 1.2), ("d", 1.0), ("new", 5.0))
     ]
     by_kind = stability(first, second)
     assert by_kind["cpu"]["cells"] == 3

@@ -44,22 +44,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devtools.selfbench import figures as sf
 from devtools.selfbench import measure as sm
-from devtools.selfbench.figures import (
-    Row,
-    fidelity,
-    fidelity_rows,
-    format_table,
-    load_run,
-    overhead,
-    overhead_rows,
-    row,
-    rows_from_json,
-    stability,
-    stability_rows,
-    summary,
-    to_json,
-)
+from devtools.selfbench.figures import row
+from gilmatrix.cli import out_arg
 
 SECTIONS = ("images", "overhead", "fidelity", "stability", "verdicts", "report", "memory")
 VERDICT_INTERPRETER = "3.13"  # the A/A test of the issue: 3.13, crunch and sum_squares
@@ -116,12 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("GILMATRIX_SOURCES"),
         help="CPython source mirror for the docker backend and images (default: $GILMATRIX_SOURCES)",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("_build"),
-        help="gilmatrix's work folder, shared with the real runs (default: _build)",
-    )
+    out_arg(p, "gilmatrix's work folder, shared with the real runs")
     p.add_argument(
         "--report-sizes",
         type=lambda v: [int(x) for x in _csv(v)],
@@ -146,7 +129,7 @@ class SelfBench:
         self.out = args.out.resolve()
         self.stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.runs: dict[str, dict[str, Any]] = {}  # name -> measurement, run folder, figures
-        self.rows: list[Row] = []
+        self.rows: list[sf.Row] = []
         self.details: dict[str, Any] = {}
         self.images_state: dict[str, str | None] | None = None  # interp -> why not current
 
@@ -176,6 +159,21 @@ class SelfBench:
             sources=self.args.sources if backend == "docker" else None,
             log=log,
         )
+        entry = self.record(name, measured, run_dir)
+        if (run_dir / "manifest.json").is_file():
+            entry["manifest"], entry["cells"] = sf.load_run(run_dir)
+        log(
+            f"  {name}: {measured.wall:.1f} s, exit {measured.returncode}, "
+            f"{len(entry['cells'])} cells ok" + (f" — {measured.tail()}" if measured.returncode else "")
+        )
+        return entry
+
+    def verdict(self, *fields: Any) -> None:
+        """A figure of the verdicts section (row()'s fields after the section)."""
+        self.rows.append(row("verdicts", *fields))
+
+    def record(self, name: str, measured: Any, run_dir: Path) -> dict[str, Any]:
+        """A run of the bench, kept under ``name`` (its manifest and cells filled in later)."""
         entry: dict[str, Any] = {
             "name": name,
             "measured": measured,
@@ -183,12 +181,6 @@ class SelfBench:
             "manifest": None,
             "cells": [],
         }
-        if (run_dir / "manifest.json").is_file():
-            entry["manifest"], entry["cells"] = load_run(run_dir)
-        log(
-            f"  {name}: {measured.wall:.1f} s, exit {measured.returncode}, "
-            f"{len(entry['cells'])} cells ok" + (f" — {measured.tail()}" if measured.returncode else "")
-        )
         self.runs[name] = entry
         return entry
 
@@ -247,14 +239,14 @@ class SelfBench:
                         row("overhead", f"{label} wall/floor", None, "x", "overhead", _why_not(entry))
                     )
                     continue
-                figures = overhead(entry["measured"].wall, entry["manifest"], entry["cells"])
+                figures = sf.overhead(entry["measured"].wall, entry["manifest"], entry["cells"])
                 self.details[f"overhead {label}"] = figures
                 notes = [f"{entry['name']}"]
                 if interps:
                     notes.append(f"reduced set: {', '.join(interps)}")
                 if backend == "docker":
                     notes.append(self.docker_note(entry))
-                self.rows += overhead_rows(label, figures, "; ".join(notes))
+                self.rows += sf.overhead_rows(label, figures, "; ".join(notes))
         self.start_up()
 
     def start_up(self) -> None:
@@ -301,7 +293,7 @@ class SelfBench:
             self.rows.append(row("fidelity", f"{label} container/host", None, "x", "fidelity", missing))
             return
         again = host2 and box2 and host2["cells"] and box2["cells"]
-        figures = fidelity(
+        figures = sf.fidelity(
             host["cells"],
             box["cells"],
             FIDELITY_INTERPRETER,
@@ -309,7 +301,7 @@ class SelfBench:
             box2["cells"] if again and box2 else None,
         )
         self.details[f"fidelity {label}"] = figures
-        self.rows += fidelity_rows(label, figures)
+        self.rows += sf.fidelity_rows(label, figures)
 
     def stability(self) -> None:
         plans = (
@@ -335,9 +327,9 @@ class SelfBench:
                     )
                 )
                 continue
-            figures = stability(first["cells"], second["cells"])
+            figures = sf.stability(first["cells"], second["cells"])
             self.details[f"stability {label}"] = figures
-            self.rows += stability_rows(label, figures)
+            self.rows += sf.stability_rows(label, figures)
 
     def images(self) -> None:
         if "docker" not in self.backends:
@@ -406,58 +398,41 @@ class SelfBench:
             log(
                 f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {os.getloadavg()[0]:.2f})"
             )
-            self.runs[name] = {
-                "name": name,
-                "measured": measured,
-                "run_dir": run_dir,
-                "manifest": None,
-                "cells": [],
-            }
+            self.record(name, measured, run_dir)
             runs[name] = run_dir if measured.returncode == 0 else None
         if runs["aa-a"] and runs["aa-b"]:
             kinds = {w.id: w.kind for w in load_matrix(plain).workloads}
             aa = sv.aa_figures(runs["aa-a"], runs["aa-b"], kinds)
             self.details["aa"] = aa
-            self.rows.append(
-                row(
-                    "verdicts",
-                    f"A/A false positives ({interp}, {aa['compared']} cells)",
-                    round(100 * aa["rate"], 1),
-                    "%",
-                    "aa_rate",
-                    f"{aa['flagged']} of {aa['compared']} called changes "
-                    f"({', '.join(aa['flagged_cells']) or 'none'}); "
-                    f"{aa['below_floor']} significant by the test but within the "
-                    f"floor {aa['floor']:.1%}",
-                )
+            self.verdict(
+                f"A/A false positives ({interp}, {aa['compared']} cells)",
+                round(100 * aa["rate"], 1),
+                "%",
+                "aa_rate",
+                f"{aa['flagged']} of {aa['compared']} called changes "
+                f"({', '.join(aa['flagged_cells']) or 'none'}); "
+                f"{aa['below_floor']} significant by the test but within the "
+                f"floor {aa['floor']:.1%}",
             )
-            self.rows.append(
-                row(
-                    "verdicts",
-                    "run-to-run CPU-bound median |Δ|",
-                    None
-                    if aa["cpu_median_abs_delta"] is None
-                    else round(100 * aa["cpu_median_abs_delta"], 2),
-                    "%",
-                    "stability_cpu",
-                    f"{aa['cpu_cells']} crunch cells, A vs B",
-                )
+            self.verdict(
+                "run-to-run CPU-bound median |Δ|",
+                None if aa["cpu_median_abs_delta"] is None else round(100 * aa["cpu_median_abs_delta"], 2),
+                "%",
+                "stability_cpu",
+                f"{aa['cpu_cells']} crunch cells, A vs B",
             )
         if runs["aa-b"] and runs["power-c"]:
             power = sv.power_figures(runs["power-c"], runs["aa-b"])
             self.details["power"] = power
-            self.rows.append(
-                row(
-                    "verdicts",
-                    f"power: crunch +{sv.POWER_FACTOR - 1:.0%} work detected",
-                    round(100 * power["power"], 1),
-                    "%",
-                    "power",
-                    f"{power['detected']} of {power['affected']} crunch cells "
-                    f"called regressions (missed: {', '.join(power['missed']) or 'none'}); "
-                    f"{power['unaffected_flagged']} of {power['unaffected']} unchanged "
-                    f"cells flagged; floor {power['floor']:.1%}",
-                )
+            self.verdict(
+                f"power: crunch +{sv.POWER_FACTOR - 1:.0%} work detected",
+                round(100 * power["power"], 1),
+                "%",
+                "power",
+                f"{power['detected']} of {power['affected']} crunch cells "
+                f"called regressions (missed: {', '.join(power['missed']) or 'none'}); "
+                f"{power['unaffected_flagged']} of {power['unaffected']} unchanged "
+                f"cells flagged; floor {power['floor']:.1%}",
             )
         self.pyperf_comparison(sv, interp, work)
         if self.args.full_matrix:
@@ -496,23 +471,14 @@ class SelfBench:
         measured, run_dir = sv.run_cli(
             self.out, f"selfbench-{self.stamp}-vs-pyperf", matrix, "selfbench", interp, sv.WORKLOADS, log
         )
-        self.runs["vs-pyperf"] = {
-            "name": "vs-pyperf",
-            "measured": measured,
-            "run_dir": run_dir,
-            "manifest": None,
-            "cells": [],
-        }
+        self.record("vs-pyperf", measured, run_dir)
         if measured.returncode != 0:
-            self.rows.append(
-                row(
-                    "verdicts",
-                    "time to pyperf's precision / pyperf's time",
-                    None,
-                    "x",
-                    "pyperf_time",
-                    _why_not(self.runs["vs-pyperf"]),
-                )
+            self.verdict(
+                "time to pyperf's precision / pyperf's time",
+                None,
+                "x",
+                "pyperf_time",
+                _why_not(self.runs["vs-pyperf"]),
             )
             return
         manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -523,18 +489,15 @@ class SelfBench:
             "gilmatrix_seconds": round(measured.wall, 2),
             "gilmatrix_cells": ours,
         }
-        self.rows.append(
-            row(
-                "verdicts",
-                "time to pyperf's precision / pyperf's time",
-                round(measured.wall / ref["seconds"], 3),
-                "x",
-                "pyperf_time",
-                f"pyperf {ref['seconds']:.1f} s, median ±{ref['precision_median']:.2%}; gilmatrix "
-                f"{measured.wall:.1f} s (whole CLI run), median ±"
-                f"{statistics.median(reached):.2%} with target ±{ref['precision_median']:.2%}; "
-                f"processes {', '.join(str(c['processes']) for c in ours.values())}",
-            )
+        self.verdict(
+            "time to pyperf's precision / pyperf's time",
+            round(measured.wall / ref["seconds"], 3),
+            "x",
+            "pyperf_time",
+            f"pyperf {ref['seconds']:.1f} s, median ±{ref['precision_median']:.2%}; gilmatrix "
+            f"{measured.wall:.1f} s (whole CLI run), median ±"
+            f"{statistics.median(reached):.2%} with target ±{ref['precision_median']:.2%}; "
+            f"processes {', '.join(str(c['processes']) for c in ours.values())}",
         )
 
     def full_matrix(self) -> None:
@@ -547,13 +510,7 @@ class SelfBench:
             log=log,
         )
         name = "full-default-docker"
-        self.runs[name] = {
-            "name": name,
-            "measured": measured,
-            "run_dir": run_dir,
-            "manifest": None,
-            "cells": [],
-        }
+        self.record(name, measured, run_dir)
         note = f"exit {measured.returncode}"
         if (run_dir / "manifest.json").is_file():
             manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -571,15 +528,12 @@ class SelfBench:
                 + ", ".join(f"{s} {n}" for s, n in sorted(stopped.items()))
                 + f"; noise {manifest['schedule']['noise']}"
             )
-        self.rows.append(
-            row(
-                "verdicts",
-                "default matrix, every interpreter, docker",
-                round(measured.wall / 60, 1),
-                "min",
-                "matrix_minutes",
-                note,
-            )
+        self.verdict(
+            "default matrix, every interpreter, docker",
+            round(measured.wall / 60, 1),
+            "min",
+            "matrix_minutes",
+            note,
         )
 
     def report(self) -> None:
@@ -674,10 +628,10 @@ class SelfBench:
         self.keep_runs()
         previous = None
         if self.args.compare:
-            previous = rows_from_json(json.loads(self.args.compare.read_text()))
-        table = format_table(self.rows, previous)
+            previous = sf.rows_from_json(json.loads(self.args.compare.read_text()))
+        table = sf.format_table(self.rows, previous)
         print(table)
-        print(summary(self.rows))
+        print(sf.summary(self.rows))
         target = self.args.json or self.out / "selfbench" / f"selfbench-{self.stamp}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         context = {
@@ -690,7 +644,7 @@ class SelfBench:
             "host": _host(),
         }
         target.write_text(
-            json.dumps(to_json(self.rows, context=context, details=self.details), indent=1, default=str)
+            json.dumps(sf.to_json(self.rows, context=context, details=self.details), indent=1, default=str)
             + "\n"
         )
         print(f"json: {target}")

@@ -97,6 +97,13 @@ def read_facts(python: str, harness_path: Path) -> dict[str, Any]:
     return facts
 
 
+def purelib_of(python: str) -> Path:
+    """The site-packages folder of ``python`` (a venv's: where a .pth line is read)."""
+    code = "import json, sysconfig; print(json.dumps(sysconfig.get_paths()['purelib']))"
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return Path(json.loads(proc.stdout))
+
+
 def facts_mismatch(interp: Interpreter, facts: dict[str, Any]) -> str | None:
     version = tuple(facts["version_info"][:2])
     if facts.get("implementation") != "cpython":
@@ -146,20 +153,7 @@ class LocalBackend(Backend):
         python, facts = self.find(interpreter)
         venv = self._venv(interpreter, python, facts)
         harness = self._harness_path()
-        site = Path(
-            json.loads(
-                subprocess.run(
-                    [
-                        str(venv / "bin" / "python"),
-                        "-c",
-                        "import json, sysconfig; print(json.dumps(sysconfig.get_paths()['purelib']))",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-            )
-        )
+        site = purelib_of(str(venv / "bin" / "python"))
         # A .pth file, not PYTHONPATH: pyperf strips the environment of its workers, and pool
         # processes must import the harness by name too.
         (site / "gilmatrix-harness.pth").write_text(f"{harness}\n")

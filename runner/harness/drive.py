@@ -374,16 +374,13 @@ class CellRunner:
                 path = store.next_worker()
                 number = int(os.path.basename(path)[1:5])
                 bench = None
+
+                def one(loops: int | None, what: str) -> Any:  # loops None: calibrate them
+                    command = worker_command(cell, settings, loops=loops, output=path + ".w")
+                    return self.run_worker(command, log, path + ".w", started + timeout, what, lives, cell)
+
                 if loops is None:
-                    calibration = self.run_worker(
-                        worker_command(cell, settings, loops=None, output=path + ".w"),
-                        log,
-                        path + ".w",
-                        started + timeout,
-                        f"pyperf worker {number} (calibrates the loops)",
-                        lives,
-                        cell,
-                    )
+                    calibration = one(None, f"pyperf worker {number} (calibrates the loops)")
                     loops = _calibrated_loops(calibration)
                     bench = values_from_calibration(
                         calibration, int(settings.get("values", 3)), int(settings.get("warmups", 1))
@@ -392,15 +389,7 @@ class CellRunner:
                         _dump(calibration, store.calibration)
                     self.loops[cell_id] = loops
                 if bench is None:
-                    bench = self.run_worker(
-                        worker_command(cell, settings, loops=loops, output=path + ".w"),
-                        log,
-                        path + ".w",
-                        started + timeout,
-                        f"pyperf worker {number}",
-                        lives,
-                        cell,
-                    )
+                    bench = one(loops, f"pyperf worker {number}")
                 _dump(bench, path)
                 values = [v for run in bench.get_runs() for v in run.values]
                 reply.update(
