@@ -19,6 +19,13 @@ PUBLISHED_FT_OVERHEAD = {
     "3.13": (0.40, 0.40, "about 40% (3.13 free-threading HOWTO)"),
     "3.14": (0.05, 0.10, "about 5-10% (3.14 free-threading HOWTO)"),
 }
+# PEP 779's targets for free-threading's phase II, and bench_runner's published figures for the
+# free-threaded build against the default one on the same commit (Linux x86-64, 3.15.0a1+):
+# marks next to what this run measured, never inputs of a verdict.
+PEP779_TIME, PEP779_MEMORY = 0.15, 0.20
+PUBLISHED_BENCH_RUNNER = {"time": 0.09, "memory": 0.21, "what": "bench_runner, 3.15.0a1+, Linux x86-64"}
+# The ftscaling workloads (CPython's Tools/ftscalingbench patterns): their harness workloads.
+FTSCALING = ("ftscaling", "ftscaling_shared")
 CHANGE_COLUMNS = [
     "ratio",
     "ratio_low",
@@ -177,6 +184,9 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
             cmp = compare_cells(seq_ft, seq_def, floor)
             thr_ft, thr_def = threads.get((ft, workload)), threads.get((default, workload))
             ref = PUBLISHED_FT_OVERHEAD.get(default)
+            rss_ft = float(getattr(seq_ft, "peak_rss", None) or "nan")
+            rss_def = float(getattr(seq_def, "peak_rss", None) or "nan")
+            memory = rss_ft / rss_def - 1.0 if rss_def > 0 and rss_ft > 0 else None  # NaN: False
             rows.append(
                 {
                     "version": default,
@@ -190,6 +200,7 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
                     "threads_workers": None if thr_ft is None else int(thr_ft.workers),
                     "threads_speedup_default": None if thr_def is None else float(thr_def.speedup),
                     "threads_speedup_ft": None if thr_ft is None else float(thr_ft.speedup),
+                    "memory": memory,  # peak RSS of the sequential cell, ft / default - 1
                     "published_low": ref[0] if ref else None,
                     "published_high": ref[1] if ref else None,
                     "published": ref[2] if ref else "",
@@ -206,3 +217,75 @@ def heatmap_table(cells: pd.DataFrame) -> pd.DataFrame:
         return speed
     widest = speed.groupby(["workload", "interpreter", "executor"])["workers"].transform("max")
     return speed[speed["workers"] == widest]
+
+
+def ft_scaling_table(cells: pd.DataFrame, workloads: set[str]) -> pd.DataFrame:
+    """ftscalingbench's scaling of ``workloads`` on threads, per interpreter and worker count N:
+    T(threads, 1 worker) / T(threads, N) — its T1 * N / TN, as one cell spreads its fixed tasks
+    over N threads — with the 95% interval of that ratio (Welch, from the process means), the
+    efficiency (scaling / N) and what it says: scales (efficiency at least 0.75 at the
+    interval's low end), no scaling (at most 1.25x at its high end), partly."""
+    rows = []
+    threads = cells[(cells["executor"] == "threads") & cells["workload"].isin(workloads)]
+    for (interp, workload), group in threads.groupby(["interpreter", "workload"], sort=False):
+        by_workers = {int(r.workers): r for r in group.itertuples(index=False)}
+        one = by_workers.get(1)
+        if one is None:
+            continue
+        for workers, row in sorted(by_workers.items()):
+            if workers == 1:
+                continue
+            cmp = compare_cells(one, row)
+            low, high = cmp.ratio_low, cmp.ratio_high
+            verdict = "scales" if low / workers >= 0.75 else ("no scaling" if high <= 1.25 else "partly")
+            rows.append(
+                {
+                    "interpreter": interp,
+                    "workload": workload,
+                    "workers": workers,
+                    "scaling": cmp.ratio,
+                    "scaling_low": low,
+                    "scaling_high": high,
+                    "efficiency": cmp.ratio / workers,
+                    "verdict": verdict,
+                    "free_threaded": bool(row.free_threaded),
+                    "gil": str(row.gil),
+                }
+            )
+    columns = ["interpreter", "workload", "workers", "scaling", "scaling_low", "scaling_high"]
+    columns += ["efficiency", "verdict", "free_threaded", "gil"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def scaling_changes(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Between consecutive free-threaded versions, per workload at the largest N both have:
+    improved / regressed when the scaling intervals do not overlap, else unchanged."""
+    out = []
+    ft = table[table["free_threaded"]]
+    versions = sorted(set(ft["interpreter"]), key=interpreter_key)
+    for old, new in pairwise(versions):
+        for workload in dict.fromkeys(ft["workload"]):
+            a = ft[(ft["interpreter"] == old) & (ft["workload"] == workload)]
+            b = ft[(ft["interpreter"] == new) & (ft["workload"] == workload)]
+            common = sorted(set(a["workers"]) & set(b["workers"]))
+            if not common:
+                continue
+            ra = a[a["workers"] == common[-1]].iloc[0]
+            rb = b[b["workers"] == common[-1]].iloc[0]
+            change = "unchanged"
+            if rb["scaling_low"] > ra["scaling_high"]:
+                change = "improved"
+            elif rb["scaling_high"] < ra["scaling_low"]:
+                change = "regressed"
+            out.append(
+                {
+                    "workload": workload,
+                    "old": old,
+                    "new": new,
+                    "workers": common[-1],
+                    "old_scaling": float(ra["scaling"]),
+                    "new_scaling": float(rb["scaling"]),
+                    "change": change,
+                }
+            )
+    return out

@@ -17,7 +17,17 @@ import pandas as pd
 from gilmatrix.harness.contract import CellId, Status, executor_rank
 from gilmatrix.matrix.model import interpreter_key
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
-from gilmatrix.reports.compare import free_threading, order_cells, with_speedup
+from gilmatrix.reports.compare import (
+    FTSCALING,
+    PEP779_MEMORY,
+    PEP779_TIME,
+    PUBLISHED_BENCH_RUNNER,
+    free_threading,
+    ft_scaling_table,
+    order_cells,
+    scaling_changes,
+    with_speedup,
+)
 from gilmatrix.reports.results import (
     CellProblem,
     Interpreter,
@@ -66,6 +76,8 @@ class Page:
     downloads: tuple[tuple[str, str], ...]
     libraries: Mapping[str, str] = field(default_factory=dict)
     measurement: Mapping[str, Any] = field(default_factory=dict)
+    scaling: Mapping[str, Any] = field(default_factory=dict)  # ftscaling: see scaling_section
+    overheads: tuple[tuple[str, ...], ...] = ()  # free-threaded overheads vs their targets
 
 
 TABLE_HEADER = (
@@ -346,6 +358,97 @@ def ft_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], .
     return tuple(rows)
 
 
+def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """ "Where free-threading stops scaling": the ftscaling workloads' scaling on threads, per
+    interpreter (free-threaded builds first) at each worker count, and how it changed between
+    consecutive free-threaded versions. {} when the run has none of them."""
+    entries = manifest.get("workloads") or {}
+    workloads = {
+        w for w, e in entries.items() if isinstance(e, Mapping) and e.get("implementation") in FTSCALING
+    }
+    table = ft_scaling_table(cells, workloads) if workloads and len(cells) else pd.DataFrame()
+    if table.empty:
+        return {}
+    interps = sorted(set(table["interpreter"]), key=lambda i: (not i.endswith("t"), interpreter_key(i)))
+    counts = sorted(set(table["workers"]))
+    header = [f"{i} @ {n}" for i in interps for n in counts]
+    rows = []
+    for workload in dict.fromkeys(table["workload"]):
+        line: list[tuple[str, str]] = []
+        for interp in interps:
+            for n in counts:
+                hit = table[
+                    (table["workload"] == workload)
+                    & (table["interpreter"] == interp)
+                    & (table["workers"] == n)
+                ]
+                if hit.empty:
+                    line.append(("", ""))
+                    continue
+                r = hit.iloc[0]
+                line.append((f"{r.scaling:.2f}x ({r.scaling_low:.2f}-{r.scaling_high:.2f})", str(r.verdict)))
+        rows.append((workload, tuple(line)))
+    host = manifest.get("host") or {}
+    physical = host.get("physical_cores")
+    notes = []
+    if physical and max(counts) > int(physical):
+        notes.append(
+            f"Worker counts above {physical} exceed this machine's physical cores: threads share "
+            "cores there, and scaling stops for that reason too."
+        )
+    gil_on = sorted(set(table[table["free_threaded"] & (table["gil"] == "true")]["interpreter"]))
+    if gil_on:
+        notes.append(f"{', '.join(gil_on)}: the GIL was enabled at run time: not free-threaded results.")
+    changes = [
+        f"{c['workload']}: {c['old']} {c['old_scaling']:.2f}x -> {c['new']} {c['new_scaling']:.2f}x "
+        f"@ {c['workers']} ({c['change']})"
+        for c in scaling_changes(table)
+    ]
+    return {"header": header, "rows": rows, "changes": changes, "notes": notes}
+
+
+def overhead_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], ...]:
+    """Per version with both builds: the free-threaded build's single-thread time and peak
+    memory over the default build's (median over the workloads both ran, with their range),
+    next to PEP 779's targets and bench_runner's published figures."""
+    ft = free_threading(cells, floor)
+    if ft.empty:
+        return ()
+    rows = []
+    for version, group in ft.groupby("version", sort=False):
+        memory = group["memory"].dropna() if "memory" in group else pd.Series(dtype=float)
+        time_text = (
+            f"{group['overhead'].median():+.1%} (workloads {group['overhead'].min():+.1%} .. "
+            f"{group['overhead'].max():+.1%}; {len(group)})"
+        )
+        memory_text = (
+            f"{memory.median():+.1%} ({memory.min():+.1%} .. {memory.max():+.1%})"
+            if len(memory)
+            else "not recorded"
+        )
+        rows.append(
+            (
+                f"{version} vs {version}t",
+                time_text,
+                f"≤ {PEP779_TIME:.0%}",
+                memory_text,
+                f"≤ {PEP779_MEMORY:.0%}",
+            )
+        )
+    if rows:
+        published = PUBLISHED_BENCH_RUNNER
+        rows.append(
+            (
+                f"published: {published['what']}",
+                f"{published['time']:+.0%}",
+                f"≤ {PEP779_TIME:.0%}",
+                f"{published['memory']:+.0%}",
+                f"≤ {PEP779_MEMORY:.0%}",
+            )
+        )
+    return tuple(rows)
+
+
 def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[Any, ...]], int]:
     """Significant changes only, largest first."""
     if changes is None or changes.empty:
@@ -442,6 +545,8 @@ def build_page(
         workloads=tuple(sections),
         version_charts=tuple(c for c in charts.charts if c.section == "versions"),
         ft_rows=ft_rows(cells, noise_floor(manifest)),
+        scaling=scaling_section(cells, manifest),
+        overheads=overhead_rows(cells, noise_floor(manifest)),
         change_rows=tuple(changes),
         change_total=change_total,
         baseline=baseline,

@@ -212,7 +212,8 @@ def run_args(p: argparse.ArgumentParser) -> None:
         "--resume: the run's own)",
     )
     p.add_argument(
-        "--cpuset", help="docker backend: --cpuset-cpus for the containers (--resume: the run's own)"
+        "--cpuset",
+        help="the CPUs to run on: docker --cpuset-cpus, local taskset (--resume: the run's own)",
     )
 
 
@@ -412,6 +413,15 @@ def _run(
     from gilmatrix.run.execute import exit_code, resume_run, start_run
 
     plan = plan_cells(matrix, profile, only)
+    if plan.profile.placement == "physical-cores" and not settings["cpuset"]:
+        from gilmatrix.harness.facts import cpu_topology
+
+        topology = cpu_topology()
+        settings["cpuset"] = ",".join(map(str, topology["physical"]))
+        log(
+            f"placement: one CPU per physical core, CPUs {settings['cpuset']}"
+            + (" (this machine has SMT: their siblings stay idle)" if topology["smt"] else "")
+        )
     options = BackendOptions(
         work_dir=args.out,
         explicit_pythons=settings["python"],

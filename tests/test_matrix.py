@@ -36,10 +36,12 @@ def test_shipped_matrix_is_valid() -> None:
         "contention",
         "mixed",
         "startup",
+        "ftscaling",
+        "ftscaling_shared",
     }
     assert matrix.executors == ("sequential", "threads", "processes", "interpreters", "asyncio")
     assert matrix.workers == (1, 2, 4)
-    assert set(matrix.profiles) == {"smoke", "quick", "default", "rigorous"}
+    assert set(matrix.profiles) == {"smoke", "quick", "default", "rigorous", "ftscaling"}
     smoke = matrix.profile("smoke")
     assert smoke.workloads == ("crunch", "fetch", "sum_squares")
     assert smoke.executors == ("sequential", "threads", "processes")

@@ -239,7 +239,17 @@ class LocalBackend(Backend):
             raise EnvironmentUnavailable(f"{interp.id}: {what}: {' | '.join(tail)}")
 
     def harness_command(self, env: Environment, run_dir: Path, job_name: str) -> list[str]:
+        # --cpuset (or a profile's placement): the driver and all it starts on those CPUs
+        pin = []
+        if self.options.cpuset:
+            if shutil.which("taskset"):
+                pin = ["taskset", "--cpu-list", self.options.cpuset]
+            else:
+                self.options.log(
+                    f"warning: no taskset (util-linux) here: --cpuset {self.options.cpuset} ignored"
+                )
         return [
+            *pin,
             env.python,
             "-m",
             "gilmatrix.harness",

@@ -54,6 +54,35 @@ def _jit_enabled() -> bool | None:
     return bool(jit.is_enabled()) if jit is not None else None
 
 
+def cpu_topology() -> dict[str, Any]:
+    """The CPUs this process may use and how they share cores (Linux /sys; elsewhere each CPU
+    counts as a core): ``cpus``, ``physical`` (one CPU per physical core of the first CPU's
+    socket, as CPython's Tools/ftscalingbench places its threads), ``smt`` (a core has more
+    than one of the usable CPUs)."""
+    cpus = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
+    cores: dict[tuple[str, str], list[int]] = {}
+    for cpu in cpus:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(base + "physical_package_id") as package, open(base + "core_id") as core:
+                key = (package.read().strip(), core.read().strip())
+        except OSError:
+            key = ("0", f"cpu{cpu}")
+        cores.setdefault(key, []).append(cpu)
+    socket = next(iter(cores))[0] if cores else "0"
+    physical = sorted(members[0] for (package, _), members in cores.items() if package == socket)
+    return {
+        "cpus": cpus,
+        "physical": physical,
+        "smt": any(len(members) > 1 for members in cores.values()),
+        "sockets": len({package for package, _ in cores}),
+    }
+
+
 def main() -> int:
     json.dump(interpreter_facts(), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

@@ -7,6 +7,7 @@ import them by name.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -247,6 +248,269 @@ def _startup_check(params: Mapping[str, Any], tasks: list[Any], results: list[An
 
 _TASKS = Param(8, 1, 4096, "tasks per timed call, spread over the workers")
 
+# -- ftscaling: small operations that should scale on free-threaded threads, but may not -----------
+#
+# The patterns of CPython's Tools/ftscalingbench (method and function calls, object creation,
+# closures, dicts, tuples, generators, thread-locals, dataclasses, namedtuples, enum attributes,
+# deepcopy, module functions, constants), written anew here, each a loop per task with an answer
+# its check can compute; and shared-object variants that scale badly on purpose (every task on
+# one list, one dict, one object). ftscalingbench's speedup T1 * N / TN (the same work on each
+# of N threads) is the same throughput ratio as T(1 worker) / T(N workers) of one cell's fixed
+# tasks spread over N threads: the report computes it so, with its interval.
+
+_FT_LOCAL = threading.local()
+_FT_LAZY: dict[str, Any] = {}  # classes made on first use: dataclasses, collections, enum, copy
+
+
+def _ft_lazy(name: str) -> Any:
+    """A class or module the patterns use, made on first use (a worker's start-up imports
+    neither dataclasses nor enum nor copy otherwise; see executors)."""
+    if name not in _FT_LAZY:
+        if name == "dataclass":
+            import dataclasses
+
+            _FT_LAZY[name] = dataclasses.make_dataclass("FtPoint", [("x", int), ("y", int)])
+        elif name == "namedtuple":
+            import collections
+
+            _FT_LAZY[name] = collections.namedtuple("FtPair", ["x", "y"])
+        elif name == "enum":
+            import enum
+
+            _FT_LAZY[name] = enum.Enum("FtColor", {"RED": 1, "GREEN": 2})
+        elif name == "copy":
+            import copy
+
+            _FT_LAZY[name] = copy
+    return _FT_LAZY[name]
+
+
+class _FtCounter:
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def bump(self) -> None:
+        self.count += 1
+
+
+class _FtPoint:
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+
+class _FtShared:
+    def __init__(self) -> None:
+        self.value = 1
+
+
+def _ft_add_one(value: int) -> int:
+    return value + 1
+
+
+def _ft_closure_of(value: int) -> Callable[[], int]:
+    def inner() -> int:
+        return value
+
+    return inner
+
+
+def _ft_items(count: int) -> Any:
+    yield from range(count)
+
+
+def _ft_method_call(n: int, shared: Any) -> int:
+    counter = _FtCounter()
+    for _ in range(n):
+        counter.bump()
+    return counter.count
+
+
+def _ft_function_call(n: int, shared: Any) -> int:
+    total = 0
+    for _ in range(n):
+        total = _ft_add_one(total)
+    return total
+
+
+def _ft_object_create(n: int, shared: Any) -> int:
+    made = 0
+    for i in range(n):
+        made += _FtPoint(i, i).y - i + 1
+    return made
+
+
+def _ft_closure(n: int, shared: Any) -> int:
+    total = 0
+    for _ in range(n):
+        total += _ft_closure_of(1)()  # a new closure each time, called once
+    return total
+
+
+def _ft_dict_create(n: int, shared: Any) -> int:
+    total = 0
+    for i in range(n):
+        total += len({"a": i, "b": i}) - 1
+    return total
+
+
+def _ft_tuple_create(n: int, shared: Any) -> int:
+    total = 0
+    for i in range(n):
+        total += len((i, i, i)) - 2
+    return total
+
+
+def _ft_generator(n: int, shared: Any) -> int:
+    total = 0
+    for _ in range(n // 4):
+        for value in _ft_items(4):
+            total += value  # 0 + 1 + 2 + 3 per generator
+    return total // 6 * 4
+
+
+def _ft_thread_local(n: int, shared: Any) -> int:
+    _FT_LOCAL.value = 1
+    total = 0
+    for _ in range(n):
+        total += _FT_LOCAL.value
+    return total
+
+
+def _ft_dataclass_create(n: int, shared: Any) -> int:
+    point = _ft_lazy("dataclass")
+    total = 0
+    for i in range(n):
+        total += point(i, 1).y
+    return total
+
+
+def _ft_namedtuple_create(n: int, shared: Any) -> int:
+    pair = _ft_lazy("namedtuple")
+    total = 0
+    for i in range(n):
+        total += pair(i, 1).y
+    return total
+
+
+def _ft_enum_attr(n: int, shared: Any) -> int:
+    color = _ft_lazy("enum")
+    total = 0
+    for _ in range(n):
+        total += color.RED.value
+    return total
+
+
+def _ft_deepcopy(n: int, shared: Any) -> int:
+    copy = _ft_lazy("copy")
+    document = {"a": [1, 2, {"b": (3, 4)}], "c": "text"}
+    total = 0
+    for _ in range(n):
+        total += len(copy.deepcopy(document)) - 1
+    return total
+
+
+def _ft_module_function(n: int, shared: Any) -> int:
+    total = 0
+    for i in range(n):
+        total += math.floor(1.5) + math.gcd(i, 0) - i  # C functions through a module attribute
+    return total
+
+
+def _ft_load_const(n: int, shared: Any) -> int:
+    total = 0
+    for _ in range(n):
+        total += len(("a", "b", 3.5, None)) - 3
+    return total
+
+
+def _ft_shared_list_append(n: int, shared: Any) -> int:
+    append = shared.append
+    for i in range(n):
+        append(i)
+    return n
+
+
+def _ft_shared_dict_read(n: int, shared: Any) -> int:
+    total = 0
+    for _ in range(n):
+        total += shared["one"]
+    return total
+
+
+def _ft_shared_attr(n: int, shared: Any) -> int:
+    total = 0
+    for _ in range(n):
+        total += shared.value
+    return total
+
+
+# pattern -> (its loop, iterations per task for ~0.1 s per timed call of 8 tasks at one worker)
+FT_PATTERNS: dict[str, tuple[Callable[[int, Any], int], int]] = {
+    "method_call": (_ft_method_call, 200_000),
+    "function_call": (_ft_function_call, 250_000),
+    "object_create": (_ft_object_create, 60_000),
+    "closure": (_ft_closure, 80_000),
+    "dict_create": (_ft_dict_create, 120_000),
+    "tuple_create": (_ft_tuple_create, 200_000),
+    "generator": (_ft_generator, 150_000),
+    "thread_local": (_ft_thread_local, 250_000),
+    "dataclass_create": (_ft_dataclass_create, 60_000),
+    "namedtuple_create": (_ft_namedtuple_create, 40_000),
+    "enum_attr": (_ft_enum_attr, 60_000),
+    "deepcopy": (_ft_deepcopy, 3_000),
+    "module_function": (_ft_module_function, 120_000),
+    "load_const": (_ft_load_const, 300_000),
+}
+FT_SHARED_PATTERNS: dict[str, tuple[Callable[[int, Any], int], int]] = {
+    "shared_list_append": (_ft_shared_list_append, 300_000),
+    "shared_dict_read": (_ft_shared_dict_read, 300_000),
+    "shared_attr": (_ft_shared_attr, 450_000),
+}
+_FT_ALL = {**FT_PATTERNS, **FT_SHARED_PATTERNS}
+
+
+def ftscaling_task(task: tuple[str, int, Any]) -> int:
+    pattern, iterations, shared = task
+    return _FT_ALL[pattern][0](iterations, shared)
+
+
+def _ft_iterations(params: Mapping[str, Any]) -> int:
+    return int(params["iterations"]) or _FT_ALL[str(params["pattern"])][1]
+
+
+def _ft_tasks(params: Mapping[str, Any]) -> list[tuple[str, int, Any]]:
+    pattern = str(params["pattern"])
+    shared: Any = None
+    if pattern == "shared_list_append":
+        shared = []
+    elif pattern == "shared_dict_read":
+        shared = {"one": 1, "two": 2}
+    elif pattern == "shared_attr":
+        shared = _FtShared()
+    return [(pattern, _ft_iterations(params), shared)] * int(params["tasks"])
+
+
+def _ft_check(params: Mapping[str, Any], tasks: list[Any], results: list[Any]) -> None:
+    iterations = _ft_iterations(params)
+    if list(results) != [iterations] * len(tasks):
+        raise WrongAnswer(f"ftscaling {params['pattern']}: got {list(results)[:3]}..., expected {iterations}")
+    shared = tasks[0][2] if tasks else None
+    if isinstance(shared, list) and len(shared) != iterations * len(tasks):
+        raise WrongAnswer(f"shared_list_append: {len(shared)} items, expected {iterations * len(tasks)}")
+
+
+def _ft_params(patterns: Mapping[str, Any]) -> dict[str, Param]:
+    return {
+        "tasks": _TASKS,
+        "pattern": Param(
+            next(iter(patterns)), doc="the operation each task repeats", choices=tuple(patterns)
+        ),
+        "iterations": Param(0, 0, 100_000_000, "repetitions per task (0: the pattern's own, ~0.1 s a call)"),
+    }
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -319,6 +583,28 @@ WORKLOADS: dict[str, Workload] = {
             run_task=mixed_task,
             check=_mixed_check,
             async_task=mixed_task_async,
+        ),
+        Workload(
+            name="ftscaling",
+            kind="cpu",
+            description="A small operation repeated per task (CPython's ftscalingbench patterns): "
+            "it should scale on free-threaded threads.",
+            params=_ft_params(FT_PATTERNS),
+            make_tasks=_ft_tasks,
+            run_task=ftscaling_task,
+            check=_ft_check,
+        ),
+        Workload(
+            name="ftscaling_shared",
+            kind="contention",
+            description="Every task on one shared object (a list, a dict, an attribute): "
+            "scales badly on purpose.",
+            params=_ft_params(FT_SHARED_PATTERNS),
+            make_tasks=_ft_tasks,
+            run_task=ftscaling_task,
+            check=_ft_check,
+            fresh_tasks=True,
+            unsupported={"processes": _NOT_SHARED, "interpreters": _NOT_SHARED},
         ),
         Workload(
             name="startup",

@@ -102,6 +102,8 @@ class Profile:
     params: Mapping[str, Mapping[str, Any]]  # workload id -> overrides
     precision: PrecisionPolicy | None = None  # None: pyperf.processes per cell, fixed
     python_gil: int | None = None  # PYTHON_GIL for every worker process (None: not set)
+    max_workers: int | str | None = None  # no worker count above: N, "cpus", "physical-cores"
+    placement: str | None = None  # "physical-cores": one CPU per physical core (cpuset/taskset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,6 +642,8 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             params=overrides,
             precision=precision,
             python_gil=entry.get("python_gil"),
+            max_workers=entry.get("max_workers"),
+            placement=entry.get("placement"),
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:

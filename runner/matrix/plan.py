@@ -14,6 +14,7 @@ from typing import Any
 from gilmatrix.errors import UserError
 from gilmatrix.harness.contract import EXECUTORS, CellId
 from gilmatrix.harness.executors import unavailable_reason
+from gilmatrix.harness.facts import cpu_topology
 from gilmatrix.matrix.model import Interpreter, Matrix, Profile, Workload, suggest
 
 
@@ -78,6 +79,21 @@ def check_filters(matrix: Matrix, only: Sequence[str]) -> None:
             )
 
 
+def worker_limit(counts: Sequence[int], max_workers: int | str | None) -> tuple[int, ...]:
+    """The worker counts up to a profile's ``max_workers``: a number, ``cpus`` (this machine's
+    usable CPUs) or ``physical-cores`` (its physical cores, one socket); the smallest count is
+    kept whatever the machine."""
+    if max_workers is None:
+        return tuple(counts)
+    if isinstance(max_workers, int):
+        limit = max_workers
+    else:
+        topology = cpu_topology()
+        limit = len(topology["physical"] if max_workers == "physical-cores" else topology["cpus"])
+    kept = tuple(c for c in counts if c <= limit)
+    return kept or (min(counts),)
+
+
 def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[str] = ()) -> Plan:
     """Expand ``matrix`` under a profile; ``only`` filters by interpreter or workload id."""
     profile = matrix.profile(profile_name)
@@ -87,7 +103,7 @@ def plan_cells(matrix: Matrix, profile_name: str | None = None, only: Sequence[s
     only_workloads = [o for o in only if o not in interp_ids]
     interpreters = select(matrix.interpreters, only_interps)
     workloads: list[Workload] = select(matrix.workloads, only_workloads)
-    worker_counts = profile.workers or matrix.workers
+    worker_counts = worker_limit(profile.workers or matrix.workers, profile.max_workers)
     if profile.workloads is not None:
         workloads = [w for w in workloads if w.id in profile.workloads]
     executors = [e for e in matrix.executors if profile.executors is None or e in profile.executors]

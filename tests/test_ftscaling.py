@@ -1,0 +1,162 @@
+"""Where free-threading stops scaling: the ftscalingbench patterns as workloads (each checks its
+own answer, also when threads run it), worker counts up to the machine's cores, placement on
+physical cores, the scaling table and its verdicts, and a real run's report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gilmatrix.harness.executors import Dispatcher
+from gilmatrix.harness.facts import cpu_topology
+from gilmatrix.harness.workloads import (
+    FT_PATTERNS,
+    FT_SHARED_PATTERNS,
+    WORKLOADS,
+    WrongAnswer,
+    resolve_params,
+)
+from gilmatrix.matrix.model import load_matrix
+from gilmatrix.matrix.plan import plan_cells, worker_limit
+from gilmatrix.reports.compare import ft_scaling_table, scaling_changes
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, local_run
+
+
+@pytest.mark.parametrize(
+    ("workload", "pattern"),
+    [("ftscaling", p) for p in FT_PATTERNS] + [("ftscaling_shared", p) for p in FT_SHARED_PATTERNS],
+)
+def test_every_pattern_checks_its_answer_on_threads(workload: str, pattern: str) -> None:
+    spec = WORKLOADS[workload]
+    params = resolve_params(spec, {"pattern": pattern, "iterations": 200, "tasks": 4})
+    dispatcher = Dispatcher("threads", 2)
+    try:
+        tasks = spec.make_tasks(params)
+        results = dispatcher.run(spec.run_task, tasks)
+        spec.check(params, tasks, results)
+        with pytest.raises(WrongAnswer):
+            spec.check(params, tasks, [r + 1 for r in results])
+    finally:
+        dispatcher.close()
+
+
+def test_the_shared_patterns_are_not_planned_where_each_worker_would_have_a_copy() -> None:
+    assert set(WORKLOADS["ftscaling_shared"].unsupported) == {"processes", "interpreters"}
+    assert not WORKLOADS["ftscaling"].unsupported
+
+
+def test_cpu_topology_names_usable_cpus_one_per_physical_core() -> None:
+    topology = cpu_topology()
+    assert topology["cpus"] == sorted(os.sched_getaffinity(0))
+    assert set(topology["physical"]) <= set(topology["cpus"]) and topology["physical"]
+    if topology["sockets"] == 1:  # one socket: SMT is exactly fewer cores than CPUs
+        assert topology["smt"] == (len(topology["physical"]) < len(topology["cpus"]))
+
+
+def test_worker_counts_stop_at_the_machines_cores() -> None:
+    counts = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    physical = len(cpu_topology()["physical"])
+    assert worker_limit(counts, None) == counts
+    assert worker_limit(counts, 4) == (1, 2, 4)
+    assert worker_limit(counts, "physical-cores") == tuple(c for c in counts if c <= physical)
+    assert worker_limit(counts, "cpus") == tuple(c for c in counts if c <= len(os.sched_getaffinity(0)))
+    assert worker_limit((2, 4), 1) == (2,)  # the smallest count whatever the machine
+
+
+def test_the_ftscaling_profile_of_the_matrix() -> None:
+    matrix = load_matrix(ROOT / "matrix.yaml")
+    profile = matrix.profile("ftscaling")
+    assert profile.placement == "physical-cores" and profile.max_workers == "physical-cores"
+    ft = [w for w in matrix.workloads if w.implementation in ("ftscaling", "ftscaling_shared")]
+    assert {w.params["pattern"] for w in ft} == set(FT_PATTERNS) | set(FT_SHARED_PATTERNS)
+    assert set(profile.workloads or ()) == {w.id for w in ft}
+    plan = plan_cells(matrix, "ftscaling", ["3.14t"])
+    workers = {c.workers for c in plan.cells if c.executor == "threads"}
+    assert workers == set(worker_limit(profile.workers or (), "physical-cores"))
+    # the other profiles keep the classic workloads
+    assert not {w.id for w in ft} & set(matrix.profile("default").workloads or ())
+
+
+def cell_row(interp: str, workload: str, workers: int, mean: float, sd: float = 0.01) -> dict:
+    return {
+        "interpreter": interp,
+        "workload": workload,
+        "executor": "threads",
+        "workers": workers,
+        "mean": mean,
+        "proc_sd": sd * mean,
+        "processes": 8,
+        "free_threaded": interp.endswith("t"),
+        "gil": "false" if interp.endswith("t") else "true",
+    }
+
+
+def test_scaling_is_t1_over_tn_with_an_interval_and_a_verdict() -> None:
+    rows = []
+    for interp, two in (("3.13t", 0.55), ("3.14t", 0.51), ("3.14", 1.0)):
+        rows += [cell_row(interp, "ft_method_call", 1, 1.0), cell_row(interp, "ft_method_call", 2, two)]
+    rows += [
+        cell_row("3.14t", "ft_shared_list_append", 1, 1.0),
+        cell_row("3.14t", "ft_shared_list_append", 2, 1.6),
+    ]
+    rows += [cell_row("3.14t", "other", 1, 1.0), cell_row("3.14t", "other", 2, 0.5)]
+    table = ft_scaling_table(pd.DataFrame(rows), {"ft_method_call", "ft_shared_list_append"})
+    assert set(table["workload"]) == {"ft_method_call", "ft_shared_list_append"}  # only the ftscaling ones
+    by = {(r.interpreter, r.workload): r for r in table.itertuples()}
+    good = by[("3.14t", "ft_method_call")]
+    assert good.scaling == pytest.approx(1 / 0.51) and good.scaling_low < good.scaling < good.scaling_high
+    assert good.efficiency == pytest.approx(good.scaling / 2) and good.verdict == "scales"
+    assert by[("3.14", "ft_method_call")].verdict == "no scaling"
+    assert by[("3.14t", "ft_shared_list_append")].verdict == "no scaling"  # slower on two threads
+    (change,) = scaling_changes(table[table["workload"] == "ft_method_call"])
+    assert (change["old"], change["new"], change["change"]) == ("3.13t", "3.14t", "improved")
+    assert math.isclose(change["new_scaling"], 1 / 0.51)
+
+
+@pytest.mark.integration
+def test_a_run_of_ftscaling_workloads_on_physical_cores_and_its_report(tmp_path: Path) -> None:
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(
+        "format: 1\n"
+        f'interpreters:\n  - id: "{RUNNING_ID}"\n'
+        "workloads:\n"
+        "  ft_method_call: {workload: ftscaling, params: {pattern: method_call, iterations: 2000}}\n"
+        "  ft_shared_dict_read:\n"
+        "    workload: ftscaling_shared\n"
+        "    params: {pattern: shared_dict_read, iterations: 2000}\n"
+        "executors: [sequential, threads]\n"
+        "workers: [1, 2, 256]\n"
+        "profiles:\n"
+        "  default:\n"
+        "    pyperf: {processes: 2, values: 2, warmups: 0, loops: 1}\n"
+        "    max_workers: physical-cores\n"
+        "    placement: physical-cores\n"
+    )
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilmatrix.cli", *local_run(matrix, out, "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    physical = cpu_topology()["physical"]
+    assert f"placement: one CPU per physical core, CPUs {','.join(map(str, physical))}" in proc.stderr
+    manifest = json.loads((out / "results" / "r" / "manifest.json").read_text())
+    assert manifest["backend"]["settings"]["cpuset"] == ",".join(map(str, physical))
+    assert manifest["host"]["physical_cores"] == len(physical)
+    assert not any(c["workers"] == 256 for c in manifest["cells"])  # above the machine's cores
+    report = gilmatrix("report", str(out / "results" / "r"), "--out", str(out), "--no-chart-images")
+    assert report.returncode == 0, report.stderr
+    html = (out / "report" / "index.html").read_text()
+    if len(physical) >= 2:
+        assert "Where free-threading stops scaling" in html
+        assert "ft_method_call" in html and f"{RUNNING_ID} @ 2" in html
