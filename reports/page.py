@@ -399,11 +399,16 @@ def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[st
     gil_on = sorted(set(table[table["free_threaded"] & (table["gil"] == "true")]["interpreter"]))
     if gil_on:
         notes.append(f"{', '.join(gil_on)}: the GIL was enabled at run time: not free-threaded results.")
+    compared = scaling_changes(table)
     changes = [
         f"{c['workload']}: {c['old']} {c['old_scaling']:.2f}x -> {c['new']} {c['new_scaling']:.2f}x "
         f"@ {c['workers']} ({c['change']})"
-        for c in scaling_changes(table)
+        for c in compared
+        if c["change"] != "unchanged"
     ]
+    unchanged = sum(c["change"] == "unchanged" for c in compared)
+    if compared:
+        changes.append(f"{unchanged} of {len(compared)} comparisons unchanged (their intervals overlap)")
     return {"header": header, "rows": rows, "changes": changes, "notes": notes}
 
 
