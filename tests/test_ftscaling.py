@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -140,13 +138,7 @@ def test_a_run_of_ftscaling_workloads_on_physical_cores_and_its_report(tmp_path:
         "    placement: physical-cores\n"
     )
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.cli", *local_run(matrix, out, "r")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = gilmatrix(*local_run(matrix, out, "r"), timeout=600)
     assert proc.returncode == 0, proc.stderr
     physical = cpu_topology()["physical"]
     assert f"placement: one CPU per physical core, CPUs {','.join(map(str, physical))}" in proc.stderr

@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -214,14 +212,7 @@ def test_a_local_run_of_user_workloads_with_a_helper_a_dependency_and_failures(t
     out = tmp_path / "out"
     # pip finds the test's wheel here (and pyperf, for the venv, on the index as usual)
     env = {**os.environ, "PIP_FIND_LINKS": str(wheelhouse)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gilmatrix.cli", *local_run(matrix, out, "r")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
+    proc = gilmatrix(*local_run(matrix, out, "r"), timeout=900, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # wrong and broken cells failed
     run_dir = out / "results" / "r"
     cells = cells_of(run_dir)
