@@ -19,7 +19,14 @@ import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
 from gilmatrix.matrix.model import interpreter_key
-from gilmatrix.reports.compare import free_threading, heatmap_table, with_speedup
+from gilmatrix.reports.compare import (
+    PEP779_MEMORY,
+    PEP779_TIME,
+    PUBLISHED_BENCH_RUNNER,
+    free_threading,
+    heatmap_table,
+    with_speedup,
+)
 
 FACET_COLUMNS = 5
 TIME_TITLE = "mean time per call (ms)"
@@ -343,31 +350,54 @@ def speedup_heatmap(interps: Sequence[str], execs: Sequence[str]) -> Chart:
     return _filters(layer, interps, execs, None).facet(facet=alt.Facet("workload:N", title=None), columns=2)
 
 
-def ft_overhead(execs: Sequence[str], interps: Sequence[str]) -> Chart:
+def ft_overhead(
+    execs: Sequence[str], interps: Sequence[str], field: str = "overhead", rows: int = 6
+) -> Chart:
+    """The free-threaded build's overhead per workload (``overhead``: single-thread time,
+    ``memory``: peak RSS of the sequential cell), with PEP 779's phase II limit as a red tick and
+    bench_runner's published figure as a dashed one; for time, the HOWTO's published range too."""
     base = alt.Chart(alt.NamedData(name="ft")).encode(y=alt.Y("workload:N", title=None))
-    title = "single-thread overhead (free-threaded / default - 1)"
-    published = base.mark_rect(color="#ddd").encode(
-        x=alt.X("published_low:Q", title=title), x2="published_high:Q"
+    what = "single-thread time" if field == "overhead" else "peak memory"
+    title = f"{what} (free-threaded / default - 1)"
+    limit = PEP779_TIME if field == "overhead" else PEP779_MEMORY
+    published_value = PUBLISHED_BENCH_RUNNER["time" if field == "overhead" else "memory"]
+    layers = []
+    if field == "overhead":
+        published = base.mark_rect(color="#ddd").encode(
+            x=alt.X("published_low:Q", title=title), x2="published_high:Q"
+        )
+        tick = base.mark_tick(color="#888", thickness=2).encode(x=alt.X("published_low:Q", title=title))
+        layers += [published, tick]
+    significance = alt.Color(
+        "significant:N",
+        title="significant",
+        scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#aab"]),
     )
-    published_tick = base.mark_tick(color="#888", thickness=2).encode(x=alt.X("published_low:Q", title=title))
-    bars = base.mark_bar(height=12).encode(
-        x=alt.X("overhead:Q", title=title, axis=alt.Axis(format="%")),
-        color=alt.Color(
-            "significant:N",
-            title="significant",
-            scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#aab"]),
-        ),
+    bars = base.mark_bar(height=10).encode(
+        x=alt.X(f"{field}:Q", title=title, axis=alt.Axis(format="%")),
+        # memory: one figure per cell (its peak), no test of it: one colour
+        color=significance if field == "overhead" else alt.value("#4c78a8"),
         tooltip=[
             alt.Tooltip("free_threaded:N"),
             alt.Tooltip("workload:N"),
-            alt.Tooltip("overhead:Q", format=".1%"),
-            alt.Tooltip("overhead_low:Q", format=".1%"),
-            alt.Tooltip("overhead_high:Q", format=".1%"),
+            alt.Tooltip(f"{field}:Q", format=".1%"),
+            *(
+                [alt.Tooltip("overhead_low:Q", format=".1%"), alt.Tooltip("overhead_high:Q", format=".1%")]
+                if field == "overhead"
+                else []
+            ),
             alt.Tooltip("published:N"),
         ],
     )
-    err = base.mark_errorbar().encode(x=alt.X("overhead_low:Q", title=title), x2="overhead_high:Q")
-    layer = alt.layer(published, published_tick, bars, err).properties(width=260, height=90)
+    layers.append(bars)
+    if field == "overhead":
+        layers.append(
+            base.mark_errorbar().encode(x=alt.X("overhead_low:Q", title=title), x2="overhead_high:Q")
+        )
+    # on every workload's row: PEP 779's limit (red) and bench_runner's published figure (dashed)
+    pep = base.mark_tick(color="#cf222e", thickness=2).encode(x=alt.datum(limit))
+    bench = base.mark_tick(color="#555", thickness=1, strokeDash=[3, 2]).encode(x=alt.datum(published_value))
+    layer = alt.layer(*layers, pep, bench).properties(width=260, height=max(90, 14 * rows))
     return layer.facet(facet=alt.Facet("version:N", title=None), columns=3)
 
 
@@ -543,10 +573,20 @@ def build_charts(
             len(ft) > 0,
             "ft-overhead",
             "Free-threaded build: single-thread overhead",
-            lambda: ft_overhead(execs, interps),
+            lambda: ft_overhead(execs, interps, rows=ft["workload"].nunique()),
             "ft",
-            "Sequential cell, free-threaded vs default build of the "
-            "same version; grey: the published pyperformance overhead.",
+            "Sequential cell, free-threaded vs default build of the same version; grey: the "
+            "HOWTO's published pyperformance overhead; red: PEP 779's 15% limit; dashed: "
+            "bench_runner's published +9% (3.15.0a1+).",
+        ),
+        (
+            len(ft) > 0 and bool(ft["memory"].notna().any()),
+            "ft-memory",
+            "Free-threaded build: memory overhead",
+            lambda: ft_overhead(execs, interps, "memory", rows=ft["workload"].nunique()),
+            "ft",
+            "Peak RSS of the sequential cell's process, free-threaded vs default build; red: "
+            "PEP 779's 20% limit; dashed: bench_runner's published +21% (3.15.0a1+).",
         ),
         (len(ft) > 0, "ft-scaling", "Free-threaded build: threads' scaling", ft_scaling, "ft", ""),
     )

@@ -171,8 +171,10 @@ def test_baseline_marks_a_significant_regression(tmp_path: Path, cells: pd.DataF
 
 def test_chart_specs_are_valid_vega_lite(cells: pd.DataFrame) -> None:
     charts = build_charts(cells, version_changes(cells), validate=True)
-    # per workload: time, speedup, parallelism, memory, versions; heatmap, ft x2, versions
-    assert len(charts.charts) == 3 * 5 + 4
+    # per workload: time, speedup, parallelism, memory, versions; heatmap, ft time, ft memory,
+    # ft scaling, versions
+    assert len(charts.charts) == 3 * 5 + 5
+    assert "ft-memory" in {c.id for c in charts.charts}
     for chart in charts.charts:
         assert "datasets" not in chart.spec and chart.spec["data"]["name"] in chart.datasets
 
@@ -220,7 +222,7 @@ def test_page_is_self_contained(report: Path) -> None:
     )
     containers = re.findall(r'<div class="chart" id="chart-([^"]+)"', html)
     assert sorted(containers) == sorted(c["id"] for c in payload["charts"])
-    assert len(containers) == 19
+    assert len(containers) == 20
     assert len(report.read_bytes()) < 5_000_000
 
 
