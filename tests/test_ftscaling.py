@@ -45,6 +45,16 @@ def test_every_pattern_checks_its_answer_on_threads(workload: str, pattern: str)
         dispatcher.close()
 
 
+@pytest.mark.parametrize("iterations", [1, 3, 201, 4096])
+def test_a_pattern_is_right_at_any_iteration_count(iterations: int) -> None:
+    for workload, patterns in (("ftscaling", FT_PATTERNS), ("ftscaling_shared", FT_SHARED_PATTERNS)):
+        spec = WORKLOADS[workload]
+        for pattern in patterns:
+            params = resolve_params(spec, {"pattern": pattern, "iterations": iterations, "tasks": 2})
+            tasks = spec.make_tasks(params)
+            spec.check(params, tasks, [spec.run_task(task) for task in tasks])
+
+
 def test_the_shared_patterns_are_not_planned_where_each_worker_would_have_a_copy() -> None:
     assert set(WORKLOADS["ftscaling_shared"].unsupported) == {"processes", "interpreters"}
     assert not WORKLOADS["ftscaling"].unsupported

@@ -146,9 +146,9 @@ class Imported:
         # "The global interpreter lock (GIL) has been enabled to load module 'x', which has
         # not declared that it can run safely without the GIL. ..." (a RuntimeWarning)
         self.reenabled_by = [m.group(1) for w in caught if (m := _GIL_WARNING.search(str(w.message)))]
-        for w in caught:  # the others, as they would have been shown
+        for w in caught:  # the others, through the filters that would have judged them
             if not _GIL_WARNING.search(str(w.message)):
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self.workload = workload_from_module(self.module)
 
     def metadata(self) -> dict[str, Any]:

@@ -363,11 +363,14 @@ def _ft_tuple_create(n: int, shared: Any) -> int:
 
 
 def _ft_generator(n: int, shared: Any) -> int:
-    total = 0
+    """n items from generators of 4 (and one of the remainder): the answer is the items seen."""
+    items = 0
     for _ in range(n // 4):
-        for value in _ft_items(4):
-            total += value  # 0 + 1 + 2 + 3 per generator
-    return total // 6 * 4
+        for _value in _ft_items(4):
+            items += 1
+    for _value in _ft_items(n % 4):
+        items += 1
+    return items
 
 
 def _ft_thread_local(n: int, shared: Any) -> int:
