@@ -584,6 +584,13 @@ def measurement(
             + (f" or {policy['max_seconds']:g} s of worker time" if policy.get("max_seconds") else "")
             + ", whichever comes first"
             + (
+                "; a cell looking quieter than its execution model's typical scatter in the run "
+                f"was pooled with it (as {policy['prior_processes']} more processes) before it "
+                "could stop"
+                if policy.get("prior_processes")
+                else ""
+            )
+            + (
                 f"; once the run had measured for {float(policy['run_minutes']):g} minutes, "
                 "every cell with its minimum of processes stopped"
                 if policy.get("run_minutes")

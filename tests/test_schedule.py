@@ -63,6 +63,58 @@ def test_adaptive_sampling_stops_precise_cells_early_and_noisy_ones_at_the_budge
     assert policy.stop(noisy, 10.0) == "budget"  # max_seconds of worker time
 
 
+def test_a_cell_that_looks_quieter_than_its_model_is_pooled_with_the_typical_scatter() -> None:
+    policy = Sampling(processes=4, target=0.02, min_processes=4, max_processes=40)
+    lucky = [1.0, 1.01, 0.99, 1.005]  # ±1.2% from 4 processes: within the target on its own
+    assert policy.stop(lucky, 1.0) == "precision"
+    # its execution model's cells scatter by 5% in this run: four quiet processes are luck
+    assert policy.stop(lucky, 1.0, typical=0.05) is None
+    pooled = schedule.pooled_precision(lucky, 0.05)
+    s = stats.tstd(lucky) / statistics.fmean(lucky)
+    expected = stats.t.ppf(0.975, 3) * math.sqrt((3 * s * s + 4 * 0.05**2) / 7) / 2
+    assert pooled == pytest.approx(expected)
+    # a cell noisier than typical keeps its own, wider interval: pooling never narrows it
+    noisy = [1.0, 1.2, 0.8, 1.1]
+    assert schedule.pooled_precision(noisy, 0.01) == schedule.relative_precision(noisy)
+    # with more processes its own scatter wins: 30 quiet processes stop despite the 5%
+    many = [1.0 + 0.01 * ((i % 5) - 2) for i in range(30)]
+    assert policy.stop(many, 1.0, typical=0.05) == "precision"
+
+
+def test_the_typical_scatter_is_per_interpreter_and_execution_model() -> None:
+    def cell(interp: str, cell_id: str, means: list[float]) -> CellState:
+        return CellState(interp, cell_id, means=means)
+
+    cells = [
+        cell("3.13", "crunch/processes/2", [1.0, 1.1, 0.9]),
+        cell("3.13", "fetch/processes/4", [1.0, 1.2, 0.8]),
+        cell("3.13", "mixed/processes/1", [1.0, 1.3, 0.7]),
+        cell("3.13", "crunch/threads/2", [1.0, 1.01]),  # too few processes to count
+        cell("3.13", "crunch/sequential/1", [1.0, 1.01, 0.99]),  # alone in its group
+        cell("3.14", "crunch/processes/2", [1.0, 1.02, 0.98]),
+        cell("3.14", "fetch/processes/2", [1.0, 1.04, 0.96]),
+    ]
+    typical = schedule.typical_scatter(cells)
+    assert set(typical) == {("3.13", "processes"), ("3.14", "processes")}
+    assert typical[("3.13", "processes")] == pytest.approx(0.2)  # the median of 0.1, 0.2, 0.3
+    assert typical[("3.14", "processes")] == pytest.approx(0.03)
+    assert schedule.executor_of("my_module/interpreters/4") == "interpreters"
+
+
+def test_worker_time_set_aside_does_not_spend_a_cells_budget() -> None:
+    policy = Sampling(processes=4, target=0.001, min_processes=4, max_processes=40, max_seconds=10)
+    state = CellState("3.13", "crunch/threads/2")
+    for worker in range(1, 6):  # five processes of 3 s, the first four taken in disturbed windows
+        state.add(worker, [1.0 + worker / 100], [3.0])
+    for worker in range(1, 5):
+        state.drop(worker)
+    assert state.discarded == 4 and state.means == [1.05]
+    assert sum(state.seconds) == 15.0 and state.kept_seconds == 3.0
+    assert policy.stop(state.means, state.kept_seconds) is None  # was "budget", with one process
+    state.add(6, [1.0], [8.0])
+    assert policy.stop(state.means, state.kept_seconds) == "budget"
+
+
 def test_the_runs_budget_stops_cells_that_have_their_minimum_of_processes() -> None:
     policy = Sampling(processes=3, target=0.02, min_processes=3, max_processes=20, run_seconds=60.0)
     noisy = [1.0, 1.3, 0.8]

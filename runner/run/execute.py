@@ -40,10 +40,12 @@ from gilmatrix.run.schedule import (
     NoiseMonitor,
     Sampling,
     Window,
-    relative_precision,
+    executor_of,
+    pooled_precision,
     round_order,
     start_sentinels,
     stop_sentinels,
+    typical_scatter,
 )
 from gilmatrix.run.store import RunDir, host_facts, load_average, new_run_id, now
 
@@ -108,14 +110,14 @@ class Progress:
         )
 
 
-def needed_processes(sampling: Sampling, means: Sequence[float]) -> int:
+def needed_processes(sampling: Sampling, means: Sequence[float], typical: float | None = None) -> int:
     """How many worker processes a cell will have in all, as far as can be told now: the fixed
     count; adaptive, from its interval so far (the half-width shrinks as 1/sqrt(n): n × (p /
     target)², between min_processes and max_processes), min_processes before it has one."""
     if not sampling.adaptive:
         return sampling.processes
     assert sampling.target is not None
-    precision = relative_precision(means)
+    precision = pooled_precision(means, typical)
     if precision is None:
         return sampling.min_processes
     wanted = math.ceil(len(means) * (precision / sampling.target) ** 2) if sampling.target > 0 else 10**9
@@ -152,7 +154,7 @@ def estimate_seconds(
     total = one_round = to_minimum = 0.0
     for cell, least in [(c, 1) for c in coming] + [(c, 0) for c in ran]:
         n = len(cell.means)
-        more = max(needed_processes(sampling, cell.means) - n, least)
+        more = max(needed_processes(sampling, cell.means, cell.typical) - n, least)
         if not more:
             continue
         own = cell.seconds[1:]
@@ -160,7 +162,7 @@ def estimate_seconds(
         start = first if not cell.means and not cell.seconds else per
         need = start + (more - 1) * per
         if sampling.max_seconds is not None:
-            need = min(need, max(sampling.max_seconds - sum(cell.seconds), start))
+            need = min(need, max(sampling.max_seconds - cell.kept_seconds, start))
         total += need
         one_round += start * least
         to_minimum += per * max(sampling.min_processes - n - least, 0) if sampling.adaptive else 0.0
@@ -573,10 +575,13 @@ class MatrixRun:
                 }
             )
             spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
+            typical = typical_scatter(list(self.states.values()))
+            for state in self.states.values():
+                state.typical = typical.get((state.interpreter, executor_of(state.cell_id)))
             for state in order:
                 if state.status == Status.PENDING:
                     state.rounds += 1
-                    why = sampling.stop(state.means, sum(state.seconds), spent)
+                    why = sampling.stop(state.means, state.kept_seconds, spent, state.typical)
                     if why:
                         state.stopped = why
                         self.finish(state, progress)

@@ -46,6 +46,7 @@ DISTURBED_RATIO = 1.20  # the sentinel 20% slower than the run's median: somethi
 STEAL_LIMIT = 0.05  # 5% of the CPU time stolen by the hypervisor
 REDO_SHARE = 0.34  # redo disturbed windows while they are at most a third of all windows
 MIN_FLOOR = 0.01  # a noise floor is never below 1%
+PRIOR_PROCESSES = 4  # the typical scatter of a cell's execution model counts as 4 processes
 SENTINEL_LOOPS = 100_000  # about 4 ms on a 2020s x86-64 core
 CONFIDENCE = 0.95
 # A cell's ``stopped`` when it ran out of budget before reaching the target: its own, the run's.
@@ -70,6 +71,54 @@ def relative_precision(means: Sequence[float]) -> float | None:
     if found is None or found[0] <= 0:
         return None
     return found[1] / found[0]
+
+
+def pooled_precision(means: Sequence[float], typical: float | None) -> float | None:
+    """The precision a cell is *stopped* on: its own (:func:`relative_precision`), or wider when
+    its scatter looks smaller than is typical of its execution model in this run.
+
+    Four processes can look quiet by chance: a pool cell whose processes scatter by 5% shows
+    1% in a few of every hundred sets of four, and stopping it there keeps the four least
+    representative processes it will ever have (measured: such a cell, stopped at 4 processes
+    at ±1.7%, then differed by 5% from its unchanged re-run). So its relative scatter s (n - 1
+    degrees of freedom) is pooled with the typical one τ (:func:`typical_scatter`) as if τ came
+    from ``PRIOR_PROCESSES`` more: s² ← ((n - 1) s² + k τ²) / (n - 1 + k). The pooled interval
+    is never taken when narrower than the cell's own: a cell noisier than typical is judged
+    on its own scatter; one quieter than typical needs a few processes more to show it."""
+    own = relative_precision(means)
+    if own is None or not typical:
+        return own
+    n = len(means)
+    mean = statistics.fmean(means)
+    s = statistics.stdev(means) / mean
+    pooled = math.sqrt(((n - 1) * s * s + PRIOR_PROCESSES * typical * typical) / (n - 1 + PRIOR_PROCESSES))
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2.0, n - 1)) * pooled / math.sqrt(n)
+    return max(own, half)
+
+
+def executor_of(cell_id: str) -> str:
+    """The execution model in a cell id (``workload/executor/workers``)."""
+    parts = cell_id.split("/")
+    return parts[-2] if len(parts) >= 3 else cell_id
+
+
+def typical_scatter(states: Sequence[CellState]) -> dict[tuple[str, str], float]:
+    """Per interpreter and execution model, the median relative scatter (sd / mean) of the
+    process means of its cells with at least 3 processes: what :func:`pooled_precision` pools
+    a cell's own scatter with. Groups of a single cell are left out (nothing to pool with)."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for state in states:
+        means = state.means
+        if len(means) < 3:
+            continue
+        mean = statistics.fmean(means)
+        if mean > 0:
+            groups.setdefault((state.interpreter, executor_of(state.cell_id)), []).append(
+                statistics.stdev(means) / mean
+            )
+    return {key: statistics.median(values) for key, values in groups.items() if len(values) >= 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +150,18 @@ class Sampling:
     def adaptive(self) -> bool:
         return self.target is not None
 
-    def stop(self, means: Sequence[float], seconds: float, run_seconds: float = 0.0) -> str | None:
+    def stop(
+        self, means: Sequence[float], seconds: float, run_seconds: float = 0.0, typical: float | None = None
+    ) -> str | None:
         """Why the cell is done ("fixed", "precision", "budget", "run-budget"), or None: it
-        needs more (``seconds``: its worker time; ``run_seconds``: the run's rounds so far)."""
+        needs more (``seconds``: its worker time; ``run_seconds``: the run's rounds so far;
+        ``typical``: the scatter typical of its execution model, :func:`pooled_precision`)."""
         n = len(means)
         if not self.adaptive:
             return "fixed" if n >= self.processes else None
         assert self.target is not None
         if n >= self.min_processes:
-            precision = relative_precision(means)
+            precision = pooled_precision(means, typical)
             if precision is not None and precision <= self.target:
                 return "precision"
         if n >= self.max_processes or (self.max_seconds is not None and seconds >= self.max_seconds):
@@ -133,6 +185,7 @@ class Sampling:
             "max_processes": self.max_processes,
             "max_seconds": self.max_seconds,
             "run_minutes": None if self.run_seconds is None else self.run_seconds / 60,
+            "prior_processes": PRIOR_PROCESSES,
         }
 
 
@@ -146,8 +199,13 @@ class CellState:
     workers: list[int] = field(default_factory=list)  # the driver's worker numbers, same order
     seconds: list[float] = field(default_factory=list)  # every worker process' life (all kept)
     discarded: int = 0
+    # the lives of processes set aside (taken on a disturbed machine): the machine's cost, not
+    # the cell's, so they do not count against its max_seconds (redoing is bounded by REDO_SHARE)
+    set_aside_seconds: float = 0.0
+    _lives: dict[int, float] = field(default_factory=dict, repr=False)
     rounds: int = 0
     stopped: str | None = None  # fixed | precision | budget, once done
+    typical: float | None = None  # the scatter typical of its execution model (typical_scatter)
     status: str = "pending"  # pending | done | failed
 
     @property
@@ -158,11 +216,18 @@ class CellState:
         self.means.append(statistics.fmean(values))
         self.workers.append(worker)
         self.seconds.extend(seconds)
+        self._lives[worker] = sum(seconds)
 
     def drop(self, worker: int) -> None:
         index = self.workers.index(worker)
         del self.workers[index], self.means[index]
         self.discarded += 1
+        self.set_aside_seconds += self._lives.pop(worker, 0.0)
+
+    @property
+    def kept_seconds(self) -> float:
+        """Worker time that counts against the cell's budget: every life but the set-aside ones."""
+        return max(sum(self.seconds) - self.set_aside_seconds, 0.0)
 
     def summary(self, sampling: Sampling) -> dict[str, Any]:
         """The figures the host hands the driver for the cell's status file."""
