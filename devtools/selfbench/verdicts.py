@@ -6,6 +6,11 @@ printed (never asserted in tests):
 - **power**: a third run C in which the ``crunch`` cells do 5% more work (``size`` × 1.05), the
   others unchanged; the fraction of crunch cells C-vs-B calls a regression (target ≥ 90%), and
   the fraction of unchanged cells it flags (should stay at the A/A rate).
+- **within one run** (the comparisons the report makes between interpreters are of this kind:
+  interleaved, the same minutes): one run holding ``crunch`` and ``sum_squares`` twice each,
+  identical (``*_twin``: an A/A inside the run), and ``crunch`` with 5% more work
+  (``crunch_plus``); the fraction of twin pairs called a change, and of crunch_plus cells called
+  a regression against crunch, by the same test and floor as the report's.
 - **run-to-run |Δ|**: the median |mean_B / mean_A - 1| of the CPU-bound cells. Target ≤ 3%.
 - **precision per second against plain pyperf**: a few cells run by pyperf's own manager with
   its defaults (20 processes × 3 values, the same bench module), one after the other as pyperf
@@ -127,6 +132,64 @@ def power_figures(c: Path, b: Path) -> dict[str, Any]:
         "unaffected_flagged": sum(r["significant"] for r in others),
         "ratios": {r["cell"]: round(r["ratio"], 4) for r in affected},
         "floor": rows[0]["floor"] if rows else None,
+    }
+
+
+TWINS = {"crunch_twin": "crunch", "sum_squares_twin": "sum_squares"}
+PLUS = "crunch_plus"
+
+
+def within_matrix(source: Path, dest: Path) -> Path:
+    """The matrix with the within-run workloads added: twins (same workload, same params) and
+    ``crunch_plus`` (crunch with ``POWER_FACTOR`` times its size)."""
+    data = yaml.safe_load(source.read_text())
+    workloads = data["workloads"]
+    for twin, of in TWINS.items():
+        workloads[twin] = {"workload": of, "params": dict(workloads[of].get("params") or {})}
+    params = dict(workloads[AFFECTED].get("params") or {})
+    params["size"] = round(params.get("size", 50000) * POWER_FACTOR)
+    workloads[PLUS] = {"workload": AFFECTED, "params": params}
+    data["profiles"]["default"]["workloads"] = [*WORKLOADS, *TWINS, PLUS]
+    dest.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def within_figures(run_dir: Path) -> dict[str, Any]:
+    """Twins against their originals and crunch_plus against crunch, cell by cell of one run,
+    by the report's test (Welch on process means) and the run's own floor."""
+    from gilmatrix.reports.results import load_run, noise_floor
+    from gilmatrix.reports.stats import cell_table, compare_cells
+
+    run = load_run(run_dir)
+    floor = noise_floor(run.manifest)
+    rows = {
+        (r.workload, r.executor, int(r.workers)): r for r in cell_table(run.frame).itertuples(index=False)
+    }
+
+    def pairs(new: str, old: str) -> list[tuple[str, Any]]:
+        out = []
+        for (workload, executor, workers), row in rows.items():
+            if workload == new and (old, executor, workers) in rows:
+                out.append(
+                    (f"{executor}/{workers}", compare_cells(row, rows[(old, executor, workers)], floor))
+                )
+        return out
+
+    twins = [(f"{t}/{c}", cmp) for t, of in TWINS.items() for c, cmp in pairs(t, of)]
+    plus = pairs(PLUS, AFFECTED)
+    flagged = [f"{c} {cmp.ratio:.3f}x" for c, cmp in twins if cmp.significant]
+    detected = [c for c, cmp in plus if cmp.significant and cmp.ratio > 1.0]
+    return {
+        "floor": floor,
+        "twins": len(twins),
+        "twins_flagged": flagged,
+        "aa_rate": len(flagged) / len(twins) if twins else None,
+        "twins_below_floor": sum(cmp.below_floor for _, cmp in twins),
+        "affected": len(plus),
+        "detected": len(detected),
+        "power": len(detected) / len(plus) if plus else None,
+        "missed": [f"{c} {cmp.ratio:.3f}x" for c, cmp in plus if c not in detected],
+        "ratios": {c: round(cmp.ratio, 4) for c, cmp in plus},
     }
 
 
