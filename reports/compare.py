@@ -11,7 +11,7 @@ import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
 from gilmatrix.matrix.model import interpreter_key
-from gilmatrix.reports.stats import compare_cells, welch_from_stats
+from gilmatrix.reports.stats import REPLICATE_KEYS, compare_cells, replicated_comparison, welch_from_stats
 
 # Single-thread overhead of the free-threaded build as published in the CPython docs (average
 # over pyperformance); drawn as reference marks, not used in any verdict.
@@ -155,6 +155,29 @@ def baseline_changes(
     return _compare(
         cells[keep], baseline[keep], ["interpreter", "workload", "executor", "workers", "cell"], floor, drift
     )
+
+
+def replicated_changes(cells: pd.DataFrame, pooled: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
+    """Every cell of this run against replicated baseline runs pooled (stats.pool_baselines):
+    the run-to-run component they measured widens each test."""
+    keep = [*REPLICATE_KEYS, *STATS]
+    pairs = cells[keep].merge(pooled, on=REPLICATE_KEYS, suffixes=("", "_old"))
+    rows = [
+        replicated_comparison(r.mean, r.proc_sd, int(r.processes), base, floor)
+        for r, base in zip(
+            pairs[STATS].itertuples(index=False),
+            pairs[["mean_old", "runs", "processes_old", "within", "within_df", "between", "between_df"]]
+            .rename(columns={"mean_old": "mean", "processes_old": "processes"})
+            .itertuples(index=False),
+            strict=True,
+        )
+    ]
+    for column in CHANGE_COLUMNS:
+        pairs[column] = [getattr(c, column) for c in rows]
+    pairs["change"] = pairs["direction"].map(
+        {"faster": "improvement", "slower": "regression", "tie": "no significant change"}
+    )
+    return pairs
 
 
 def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:

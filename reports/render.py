@@ -11,8 +11,9 @@ out_dir/charts/      each chart as SVG (and PNG), rendered by vl-convert
 from __future__ import annotations
 
 import json
+import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ import pandas as pd
 import vl_convert
 
 from gilmatrix.reports.charts import ChartSet, build_charts
-from gilmatrix.reports.compare import baseline_changes, order_cells, version_changes, with_speedup
+from gilmatrix.reports.compare import (
+    baseline_changes,
+    order_cells,
+    replicated_changes,
+    version_changes,
+    with_speedup,
+)
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
 from gilmatrix.reports.results import (
     CELL_COLUMNS,
@@ -32,7 +39,7 @@ from gilmatrix.reports.results import (
     load_run,
     noise_floor,
 )
-from gilmatrix.reports.stats import cell_table
+from gilmatrix.reports.stats import cell_table, pool_baselines
 from gilmatrix.reports.summary import render_summary
 from gilmatrix.reports.verdicts import decide, format_interval, format_ms
 
@@ -108,11 +115,12 @@ def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
     return out[[c for c in CSV_ORDER if c in out.columns] + [c for c in out.columns if c not in CSV_ORDER]]
 
 
-def baseline_summary(run_id: str, changes: pd.DataFrame, charts: ChartSet) -> dict[str, Any]:
+def baseline_summary(run_id: str, changes: pd.DataFrame, charts: ChartSet, how: str = "") -> dict[str, Any]:
     rows, total = change_rows(changes, previous="")
     counts = changes["change"].value_counts() if len(changes) else pd.Series(dtype=int)
     return {
         "run_id": run_id,
+        "how": how,
         "compared": len(changes),
         "regressions": int(counts.get("regression", 0)),
         "improvements": int(counts.get("improvement", 0)),
@@ -124,8 +132,50 @@ def baseline_summary(run_id: str, changes: pd.DataFrame, charts: ChartSet) -> di
     }
 
 
+def compare_with_baselines(
+    results: Any, cells: pd.DataFrame, base_runs: Sequence[Any]
+) -> tuple[pd.DataFrame, str]:
+    """This run's cells against one baseline run, or against two or more (replicates of one
+    baseline) pooled, whose differences measure the machine's run-to-run component; and a
+    sentence saying which, for the report."""
+    floor = max(baseline_floor(results.manifest, b.manifest) for b in base_runs)
+    if len(base_runs) == 1:
+        (base,) = base_runs
+        changes = baseline_changes(
+            cells, cell_table(base.frame), floor, baseline_drift(results.manifest, base.manifest)
+        )
+        how = (
+            "One baseline run: how far this machine moves a cell's mean from one run to the next "
+            "is not known, and no single run can measure it (on a shared or virtual machine it "
+            "can exceed a cell's interval). Changes are called against the intervals, each "
+            f"cell's drift within its runs and a floor of {floor:.1%}; give the baseline "
+            "twice (--baseline A --baseline A2, the same cells run again unchanged) and the "
+            "report measures that run-to-run component and widens every test by it."
+        )
+        return changes, how
+    pooled = pool_baselines([cell_table(b.frame) for b in base_runs])
+    changes = replicated_changes(cells, pooled, floor)
+    taus = pooled.drop_duplicates(["interpreter", "executor"])
+    shown = ", ".join(
+        f"{r.interpreter} {r.executor} ±{math.sqrt(r.between):.1%}"
+        for r in taus.sort_values(["interpreter", "executor"]).itertuples(index=False)
+    )
+    how = (
+        f"{len(base_runs)} baseline runs, pooled: their cells' differences measured this "
+        f"machine's run-to-run component (sd of a cell's mean between runs, beyond its "
+        f"interval; per interpreter and execution model: {shown or 'none'}). Every test adds it, "
+        f"for this run and for the baseline's mean, and a change must exceed the floor of "
+        f"{floor:.1%}."
+    )
+    return changes, how
+
+
 def build_report(
-    run_dir: Path, out_dir: Path, *, baseline: Path | None = None, chart_images: bool = True
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    baseline: Path | Sequence[Path] | None = None,
+    chart_images: bool = True,
 ) -> Path:
     """Write the report of run_dir into out_dir; return the path of index.html.
 
@@ -140,20 +190,21 @@ def build_report(
     floor = noise_floor(results.manifest)
     cards = decide(cells, _descriptions(results.manifest), floor) if len(cells) else []
     versions = version_changes(cells, floor) if len(cells) else None
-    base_run = load_run(Path(baseline)) if baseline is not None else None
-    base_changes = None
-    if base_run is not None and len(cells):
-        base_changes = baseline_changes(
-            cells,
-            cell_table(base_run.frame),
-            baseline_floor(results.manifest, base_run.manifest),
-            baseline_drift(results.manifest, base_run.manifest),
-        )
+    given = [] if baseline is None else [baseline] if isinstance(baseline, str | Path) else list(baseline)
+    base_runs = [load_run(Path(b)) for b in given]
+    base_changes, how = None, ""
+    if base_runs and len(cells):
+        base_changes, how = compare_with_baselines(results, cells, base_runs)
     charts = build_charts(cells, versions, base_changes) if len(cells) else ChartSet(())
     base_info = None
-    if base_run is not None:
+    if base_runs:
         empty = pd.DataFrame(columns=["change", "significant", "ratio"])
-        base_info = baseline_summary(base_run.run_id, empty if base_changes is None else base_changes, charts)
+        base_info = baseline_summary(
+            ", ".join(b.run_id for b in base_runs),
+            empty if base_changes is None else base_changes,
+            charts,
+            how,
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = _write_data(results, cells, out_dir)
     if chart_images:

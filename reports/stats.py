@@ -237,3 +237,88 @@ def run_summary(frame: pd.DataFrame, groups: int) -> pd.DataFrame:
     out["cpu_class"] = mode.drop_duplicates("group").set_index("group")["cpu_class"]
     out["cpu_class"] = out["cpu_class"].fillna("")
     return out
+
+
+# -- replicated baselines: the machine's run-to-run component, measured -----------------------
+
+REPLICATE_KEYS = ["interpreter", "workload", "executor", "workers", "cell"]
+
+
+def pool_baselines(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Two or more runs of the same cells, unchanged (an A/A of the baseline), pooled into one
+    baseline and the **run-to-run component** it shows.
+
+    A run's cells share more than their processes' scatter says: on a shared or virtual
+    machine the same cell's mean moves between runs (measured on a 2-core VM: 1.5% for CPU-bound
+    pool cells, 4-5% for data-heavy ones, beyond their intervals), and no single run can see
+    it. With k runs of the baseline, each cell's means m_1..m_k scatter by that component τ²
+    plus their own intervals: τ_c² = var(m_i / m̄) - mean(s_i² / n_i / m_i²). τ² is the mean
+    of τ_c² over the cells of an interpreter and execution model (0 when negative), with
+    cells × (k - 1) degrees of freedom. Per cell: ``mean`` (of the run means), ``within``
+    (relative variance of that mean from the runs' intervals, /k), ``within_df``, ``runs``,
+    ``processes`` (all runs'), ``between`` (τ², relative) and ``between_df``."""
+    k = len(tables)
+    keep = [*REPLICATE_KEYS, "mean", "proc_sd", "processes"]
+    long = pd.concat([t[keep].assign(replicate=i) for i, t in enumerate(tables)], ignore_index=True)
+    long["rel_var"] = (long["proc_sd"] ** 2 / long["processes"]) / long["mean"] ** 2
+    grouped = long.groupby(REPLICATE_KEYS, sort=False, observed=True)
+    out = grouped.agg(
+        mean=("mean", "mean"),
+        runs=("replicate", "nunique"),
+        processes=("processes", "sum"),
+        within=("rel_var", "mean"),
+        df_sum=("processes", lambda s: float((s - 1).sum())),
+    ).reset_index()
+    out = out[out["runs"] == k].reset_index(drop=True)  # cells every baseline run has
+    spread = grouped["mean"].agg(lambda s: float((s / s.mean()).var(ddof=1)) if len(s) > 1 else np.nan)
+    out = out.merge(spread.rename("spread").reset_index(), on=REPLICATE_KEYS, how="left")
+    out["tau_c"] = out["spread"] - out["within"]
+    group = out.groupby(["interpreter", "executor"], observed=True)["tau_c"]
+    out["between"] = group.transform("mean").clip(lower=0.0).fillna(0.0)
+    out["between_df"] = group.transform("count") * (k - 1)
+    out["within"] = out["within"] / k
+    out["within_df"] = out["df_sum"].clip(lower=1.0)
+    return out.drop(columns=["spread", "tau_c", "df_sum"])
+
+
+def replicated_comparison(mean_a: float, sd_a: float, n_a: int, base: Any, floor: float = 0.0) -> Comparison:
+    """A cell of this run against a pooled baseline (a row of :func:`pool_baselines`): the
+    difference's relative variance is this run's interval, the baseline mean's, and the
+    run-to-run component twice over (this run's own level, τ², and the baseline mean's, τ²/k);
+    degrees of freedom by Welch-Satterthwaite over the three, so an estimate of τ² from few
+    cells counts as the uncertain figure it is. Significant when p < ALPHA and beyond ``floor``."""
+    mean_b, k = float(base.mean), int(base.runs)
+    ratio = mean_a / mean_b if mean_b else math.nan
+    if n_a < 2 or not mean_b:
+        return Comparison(
+            mean_a, mean_b, n_a, int(base.processes), ratio, -math.inf, math.inf, 1.0, False, floor
+        )
+    va = (sd_a * sd_a / n_a) / (mean_b * mean_b)
+    parts = [(va, n_a - 1.0), (float(base.within), float(base.within_df))]
+    if base.between > 0:
+        parts.append((float(base.between) * (1.0 + 1.0 / k), float(base.between_df)))
+    var = sum(v for v, _ in parts)
+    diff = ratio - 1.0
+    if var <= 0.0:
+        significant = diff != 0.0 and abs(diff) > floor
+        return Comparison(
+            mean_a, mean_b, n_a, int(base.processes), ratio, ratio, ratio, 0.0, significant, floor
+        )
+    df = var * var / sum(v * v / max(d, 1.0) for v, d in parts if v > 0)
+    se = math.sqrt(var)
+    p_value = float(2.0 * special.stdtr(df, -abs(diff / se)))
+    half = t_quantile(1.0 - ALPHA / 2.0, df) * se
+    tested, beyond = p_value < ALPHA, abs(diff) > floor
+    return Comparison(
+        mean_a,
+        mean_b,
+        n_a,
+        int(base.processes),
+        ratio,
+        ratio - half,
+        ratio + half,
+        p_value,
+        tested and beyond,
+        floor,
+        tested and not beyond,
+    )

@@ -53,6 +53,8 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
             f"{baseline['compared']} cells compared: {baseline['regressions']} significant "
             f"regressions, {baseline['improvements']} significant improvements.",
         ]
+        if baseline.get("how"):
+            lines += ["", md(baseline["how"])]
         lines += [
             f"- {md(r[0])} `{r[2]}`: {md(r[3])} ({md(r[5])}, 95% interval {md(r[4])})"
             for r in baseline["rows"][:30]

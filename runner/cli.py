@@ -101,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("report", help="build the HTML report of a run")
     p.add_argument("run_dir", nargs="?", type=Path, help="run folder (default: the newest under OUT/results)")
     out_arg(p)
-    p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        help="a previous run folder to compare with; twice or more (the same cells run again, "
+        "unchanged): the report measures the machine's run-to-run component and adds it to every test",
+    )
     chart_images_arg(p)
 
     images_args(commands)
@@ -128,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("matrix", help="run, then report: the whole pipeline")
     plan_args(p)
     run_args(p)
-    p.add_argument("--baseline", type=Path, help="a previous run folder to compare with")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        help="a previous run folder to compare with; twice or more (the same cells run again, "
+        "unchanged): the report measures the machine's run-to-run component and adds it to every test",
+    )
     chart_images_arg(p)
     return parser
 
@@ -487,12 +499,14 @@ def chart_images_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_report(run_dir: Path | None, out: Path, baseline: Path | None, chart_images: bool = True) -> int:
+def cmd_report(
+    run_dir: Path | None, out: Path, baseline: Sequence[Path] | None, chart_images: bool = True
+) -> int:
     from gilmatrix.run.store import RunDir
 
     run = RunDir.open(run_dir or newest_run(out))
-    if baseline is not None:
-        RunDir.open(baseline)
+    for base in baseline or ():
+        RunDir.open(base)
     from gilmatrix.reports import build_report
 
     index = build_report(run.path, out / "report", baseline=baseline, chart_images=chart_images)

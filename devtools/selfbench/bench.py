@@ -390,7 +390,7 @@ class SelfBench:
             sm.ROOT / "matrix.yaml", work / "matrix-crunch-5pc.yaml", scale=sv.POWER_FACTOR
         )
         runs = {}
-        for name, matrix in (("aa-a", plain), ("aa-b", plain), ("power-c", scaled)):
+        for name, matrix in (("aa-a", plain), ("aa-b", plain), ("power-c", scaled), ("aa-d", plain)):
             measured, run_dir = sv.run_cli(
                 self.out, f"selfbench-{self.stamp}-{name}", matrix, "default", interp, sv.WORKLOADS, log
             )
@@ -432,6 +432,29 @@ class SelfBench:
                 f"called regressions (missed: {', '.join(power['missed']) or 'none'}); "
                 f"{power['unaffected_flagged']} of {power['unaffected']} unchanged "
                 f"cells flagged; floor {power['floor']:.1%}",
+            )
+        if runs["aa-a"] and runs["aa-b"] and runs["aa-d"] and runs["power-c"]:
+            kinds = {w.id: w.kind for w in load_matrix(plain).workloads}
+            aa2 = sv.aa_figures(runs["aa-a"], runs["aa-d"], kinds, runs["aa-b"])
+            power2 = sv.power_figures(runs["power-c"], runs["aa-a"], runs["aa-b"])
+            self.details["replicated"] = {"aa": aa2, "power": power2}
+            self.verdict(
+                "A/A false positives, two baseline runs pooled",
+                round(100 * aa2["rate"], 1),
+                "%",
+                "aa_rate",
+                f"D against A+B: {aa2['flagged']} of {aa2['compared']} called changes "
+                f"({', '.join(aa2['flagged_cells']) or 'none'}); {aa2['below_floor']} significant by "
+                f"the test but within the floor {aa2['floor']:.1%}",
+            )
+            self.verdict(
+                f"power, two baseline runs pooled: crunch +{sv.POWER_FACTOR - 1:.0%}",
+                round(100 * power2["power"], 1),
+                "%",
+                "power",
+                f"C against A+B: {power2['detected']} of {power2['affected']} crunch cells called "
+                f"regressions (missed: {', '.join(power2['missed']) or 'none'}); "
+                f"{power2['unaffected_flagged']} of {power2['unaffected']} unchanged cells flagged",
             )
         self.within_run(sv, interp, work)
         self.pyperf_comparison(sv, interp, work)

@@ -11,6 +11,9 @@ printed (never asserted in tests):
   identical (``*_twin``: an A/A inside the run), and ``crunch`` with 5% more work
   (``crunch_plus``); the fraction of twin pairs called a change, and of crunch_plus cells called
   a regression against crunch, by the same test and floor as the report's.
+- **against replicated baselines**: a fourth run D, unchanged; D against A and B pooled (the
+  report's ``--baseline A --baseline B``: their differences measure the run-to-run component)
+  for the A/A rate, and C against A and B pooled for the power.
 - **run-to-run |Δ|**: the median |mean_B / mean_A - 1| of the CPU-bound cells. Target ≤ 3%.
 - **precision per second against plain pyperf**: a few cells run by pyperf's own manager with
   its defaults (20 processes × 3 values, the same bench module), one after the other as pyperf
@@ -70,19 +73,15 @@ def cell_means(run_dir: Path) -> dict[tuple[str, str], float]:
     return {(r.interpreter, r.cell): float(r.mean) for r in table.itertuples(index=False)}
 
 
-def changes(new: Path, old: Path) -> list[dict[str, Any]]:
-    """Every cell of run ``new`` against run ``old``, as the report decides it."""
-    from gilmatrix.reports.compare import baseline_changes
-    from gilmatrix.reports.results import baseline_drift, baseline_floor, load_run
+def changes(new: Path, *olds: Path) -> list[dict[str, Any]]:
+    """Every cell of run ``new`` against the baseline run(s) ``olds``, as the report decides it
+    (two or more baselines: pooled, their run-to-run component measured and added)."""
+    from gilmatrix.reports.render import compare_with_baselines
+    from gilmatrix.reports.results import load_run
     from gilmatrix.reports.stats import cell_table
 
-    a, b = load_run(new), load_run(old)
-    table = baseline_changes(
-        cell_table(a.frame),
-        cell_table(b.frame),
-        baseline_floor(a.manifest, b.manifest),
-        baseline_drift(a.manifest, b.manifest),
-    )
+    a = load_run(new)
+    table, _ = compare_with_baselines(a, cell_table(a.frame), [load_run(o) for o in olds])
     return [
         {
             "cell": r.cell,
@@ -97,8 +96,9 @@ def changes(new: Path, old: Path) -> list[dict[str, Any]]:
     ]
 
 
-def aa_figures(a: Path, b: Path, kinds: Mapping[str, str]) -> dict[str, Any]:
-    rows = changes(b, a)
+def aa_figures(a: Path, b: Path, kinds: Mapping[str, str], *more: Path) -> dict[str, Any]:
+    """B against A; with ``more`` baselines, B against A and them pooled."""
+    rows = changes(b, a, *more)
     flagged = [r for r in rows if r["significant"]]
     means_a, means_b = cell_means(a), cell_means(b)
     cpu = [
@@ -118,8 +118,8 @@ def aa_figures(a: Path, b: Path, kinds: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def power_figures(c: Path, b: Path) -> dict[str, Any]:
-    rows = changes(c, b)
+def power_figures(c: Path, b: Path, *more: Path) -> dict[str, Any]:
+    rows = changes(c, b, *more)
     affected = [r for r in rows if r["cell"].startswith(f"{AFFECTED}/")]
     others = [r for r in rows if not r["cell"].startswith(f"{AFFECTED}/")]
     detected = [r for r in affected if r["significant"] and r["ratio"] > 1.0]
