@@ -85,7 +85,12 @@ STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
 
 
 def _compare(
-    new: pd.DataFrame, old: pd.DataFrame, on: list[str], floor: float, drift: float = 0.0
+    new: pd.DataFrame,
+    old: pd.DataFrame,
+    on: list[str],
+    floor: float,
+    drift: float = 0.0,
+    per_mean: bool = True,
 ) -> pd.DataFrame:
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
     their process means; a difference within ``floor`` is no change."""
@@ -106,6 +111,7 @@ def _compare(
             int(r.processes_old),
             floor,
             max(drift, float(cell_drift)),
+            per_mean,
         )
         for r, cell_drift in zip(
             pairs[[*STATS, *(f"{c}_old" for c in STATS)]].itertuples(index=False),
@@ -153,7 +159,12 @@ def baseline_changes(
     keep = ["interpreter", "workload", "executor", "workers", "cell", *STATS]
     keep += ["drift"] if "drift" in cells and "drift" in baseline else []
     return _compare(
-        cells[keep], baseline[keep], ["interpreter", "workload", "executor", "workers", "cell"], floor, drift
+        cells[keep],
+        baseline[keep],
+        ["interpreter", "workload", "executor", "workers", "cell"],
+        floor,
+        drift,
+        per_mean=False,  # one baseline: the whole band is all that guards against run-to-run moves
     )
 
 

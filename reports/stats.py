@@ -33,6 +33,25 @@ CELL_KEYS = list(CELL_COLUMNS)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
 
 
+MIN_FLOOR = 0.01  # as the run's own (runner/run/schedule.py): a floor is never below 1%
+
+
+def mean_floor(band: float, n_a: int, n_b: int) -> float:
+    """The floor a difference of two means must exceed: the part of the machine's own
+    window-to-window variation (``band``, the run's floor: a robust 95% band of its sentinel,
+    one reading per ~10 s window) that can remain in two means over ``n_a`` and ``n_b``
+    worker processes, each taken in a round of its own: band × sqrt(1/n_a + 1/n_b), never
+    below 1% (or the band, if smaller).
+
+    The whole band is the floor of one *reading*; a mean of 12 processes averages 12 windows
+    of machine speed, and holding it to the band hid real 5% changes inside one run (measured:
+    twins of one workload, 0 of 20 called changes by the test alone; the +5% cells within a
+    4.7% band)."""
+    if band <= 0.0 or n_a < 1 or n_b < 1:
+        return max(band, 0.0)
+    return max(min(band, MIN_FLOOR), band * math.sqrt(1.0 / n_a + 1.0 / n_b))
+
+
 @lru_cache(maxsize=4096)
 def _t_quantile_cached(p: float, df: float) -> float:
     return float(stats.t.ppf(p, df))
@@ -77,6 +96,7 @@ def welch_from_stats(
     n_b: int,
     floor: float = 0.0,
     drift: float = 0.0,
+    per_mean: bool = True,
 ) -> Comparison:
     """Welch's test from summaries (of process means). With fewer than 2 observations on a
     side nothing is significant: one process says nothing about noise, so the report says
@@ -84,8 +104,14 @@ def welch_from_stats(
 
     ``drift`` (relative variance) is what two means measured at different times differ by
     beyond their processes' scatter (runner/schedule.drift): comparing two runs, it is added to
-    the variance of the difference, as a hierarchical model's run-level component would be."""
+    the variance of the difference, as a hierarchical model's run-level component would be.
+
+    ``floor`` is the run's band, scaled to the two means (:func:`mean_floor`) unless
+    ``per_mean`` is False: against a single baseline run, where nothing else guards against
+    how far a cell moves between runs, the whole band."""
     ratio = mean_a / mean_b if mean_b else math.nan
+    if per_mean:
+        floor = mean_floor(floor, n_a, n_b)
     if n_a < 2 or n_b < 2 or not mean_b:
         return Comparison(mean_a, mean_b, n_a, n_b, ratio, -math.inf, math.inf, 1.0, False, floor)
     va, vb = sd_a * sd_a / n_a, sd_b * sd_b / n_b
@@ -289,6 +315,7 @@ def replicated_comparison(mean_a: float, sd_a: float, n_a: int, base: Any, floor
     cells counts as the uncertain figure it is. Significant when p < ALPHA and beyond ``floor``."""
     mean_b, k = float(base.mean), int(base.runs)
     ratio = mean_a / mean_b if mean_b else math.nan
+    floor = mean_floor(floor, n_a, int(base.processes))
     if n_a < 2 or not mean_b:
         return Comparison(
             mean_a, mean_b, n_a, int(base.processes), ratio, -math.inf, math.inf, 1.0, False, floor
