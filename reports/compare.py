@@ -84,6 +84,17 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
 STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
 
 
+def with_changes(pairs: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
+    """The comparisons ``rows`` (stats.Comparison, one per pair) as columns of ``pairs``, and
+    their "change": "faster" / "slower" of new relative to old, an improvement or a regression."""
+    for column in CHANGE_COLUMNS:
+        pairs[column] = [getattr(c, column) for c in rows]
+    pairs["change"] = pairs["direction"].map(
+        {"faster": "improvement", "slower": "regression", "tie": "no significant change"}
+    )
+    return pairs
+
+
 def _compare(
     new: pd.DataFrame,
     old: pd.DataFrame,
@@ -119,13 +130,7 @@ def _compare(
             strict=True,
         )
     ]
-    for column in CHANGE_COLUMNS:
-        pairs[column] = [getattr(c, column) for c in rows]
-    # "faster" / "slower" of new relative to old: an improvement or a regression
-    pairs["change"] = pairs["direction"].map(
-        {"faster": "improvement", "slower": "regression", "tie": "no significant change"}
-    )
-    return pairs
+    return with_changes(pairs, rows)
 
 
 def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
@@ -183,12 +188,7 @@ def replicated_changes(cells: pd.DataFrame, pooled: pd.DataFrame, floor: float =
             strict=True,
         )
     ]
-    for column in CHANGE_COLUMNS:
-        pairs[column] = [getattr(c, column) for c in rows]
-    pairs["change"] = pairs["direction"].map(
-        {"faster": "improvement", "slower": "regression", "tie": "no significant change"}
-    )
-    return pairs
+    return with_changes(pairs, rows)
 
 
 def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:

@@ -101,13 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("report", help="build the HTML report of a run")
     p.add_argument("run_dir", nargs="?", type=Path, help="run folder (default: the newest under OUT/results)")
     out_arg(p)
-    p.add_argument(
-        "--baseline",
-        type=Path,
-        action="append",
-        help="a previous run folder to compare with; twice or more (the same cells run again, "
-        "unchanged): the report measures the machine's run-to-run component and adds it to every test",
-    )
+    baseline_arg(p)
     chart_images_arg(p)
 
     images_args(commands)
@@ -134,13 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("matrix", help="run, then report: the whole pipeline")
     plan_args(p)
     run_args(p)
-    p.add_argument(
-        "--baseline",
-        type=Path,
-        action="append",
-        help="a previous run folder to compare with; twice or more (the same cells run again, "
-        "unchanged): the report measures the machine's run-to-run component and adds it to every test",
-    )
+    baseline_arg(p)
     chart_images_arg(p)
     return parser
 
@@ -487,6 +475,16 @@ def newest_run(out: Path) -> Path:
     if not runs:
         raise UserError(f"no runs under {out / 'results'}: run `gilmatrix run` first, or name a run folder")
     return runs[-1].parent
+
+
+def baseline_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        help="a previous run folder to compare with; twice or more (the same cells run again, "
+        "unchanged): the report measures the machine's run-to-run component and adds it to every test",
+    )
 
 
 def chart_images_arg(p: argparse.ArgumentParser) -> None:
