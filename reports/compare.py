@@ -161,12 +161,12 @@ def baseline_changes(
 ) -> pd.DataFrame:
     """Every cell of this run against the same interpreter and cell in the baseline run; the
     runs' ``drift`` (relative variance, results.baseline_drift) widens each test."""
-    keep = ["interpreter", "workload", "executor", "workers", "cell", *STATS]
+    keep = [*REPLICATE_KEYS, *STATS]
     keep += ["drift"] if "drift" in cells and "drift" in baseline else []
     return _compare(
         cells[keep],
         baseline[keep],
-        ["interpreter", "workload", "executor", "workers", "cell"],
+        REPLICATE_KEYS,
         floor,
         drift,
         per_mean=False,  # one baseline: the whole band is all that guards against run-to-run moves

@@ -26,14 +26,12 @@ from scipy import special, stats
 
 from gilmatrix.harness.contract import stability_warnings
 from gilmatrix.reports.results import CELL_COLUMNS
+from gilmatrix.run.schedule import MIN_FLOOR  # the run's own: a floor is never below 1%
 
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = list(CELL_COLUMNS)
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
-
-
-MIN_FLOOR = 0.01  # as the run's own (runner/run/schedule.py): a floor is never below 1%
 
 
 def mean_floor(band: float, n_a: int, n_b: int) -> float:
