@@ -266,6 +266,12 @@ def run_summary(frame: pd.DataFrame, groups: int) -> pd.DataFrame:
 # -- replicated baselines: the machine's run-to-run component, measured -----------------------
 
 REPLICATE_KEYS = ["interpreter", "workload", "executor", "workers", "cell"]
+# The cells that move *together* between runs: one workload under one execution model on one
+# interpreter (its worker counts). Measured on a 2-core VM, 5 unchanged runs of 20 cells: per
+# run, every pool cell of a workload shifts by one common factor (sd 0.8% for crunch, 4.2% for
+# sum_squares, the executors of a workload alike), each cell by a smaller part of its own
+# (0.6%, 2.3%); sequential cells by neither.
+SHIFT_KEYS = ["interpreter", "workload", "executor"]
 
 
 def pool_baselines(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -273,14 +279,22 @@ def pool_baselines(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     baseline and the **run-to-run component** it shows.
 
     A run's cells share more than their processes' scatter says: on a shared or virtual
-    machine the same cell's mean moves between runs (measured on a 2-core VM: 1.5% for CPU-bound
-    pool cells, 4-5% for data-heavy ones, beyond their intervals), and no single run can see
-    it. With k runs of the baseline, each cell's means m_1..m_k scatter by that component τ²
-    plus their own intervals: τ_c² = var(m_i / m̄) - mean(s_i² / n_i / m_i²). τ² is the mean
-    of τ_c² over the cells of an interpreter and execution model (0 when negative), with
-    cells × (k - 1) degrees of freedom. Per cell: ``mean`` (of the run means), ``within``
-    (relative variance of that mean from the runs' intervals, /k), ``within_df``, ``runs``,
-    ``processes`` (all runs'), ``between`` (τ², relative) and ``between_df``."""
+    machine the same cell's mean moves between runs, and no single run can see it. It moves in
+    two parts (a random-effects model, measured: see SHIFT_KEYS): a shift common to the cells of
+    a group (one workload, execution model and interpreter) in each run, variance τ_g², and a
+    part of each cell's own, τ_r². With k runs, d_ci = m_ci / m̄_c - 1 (cell c, run i); the
+    group's shift in run i is s_i = mean_c d_ci, whose variance over the runs estimates
+    τ_g² + (τ_r² + w)/n (n cells, w their intervals' relative variance); the residuals
+    d_ci - s_i estimate τ_r² + w with (n - 1)(k - 1) degrees of freedom. A cell's run-to-run
+    variance is τ² = τ_g² + τ_r² — and its degrees of freedom are those of k - 1 shifts, not of
+    cells × (k - 1): the cells of a group moved *together*, so 10 of them are one draw per run,
+    not 10 (Satterthwaite over the two estimates). Two baseline runs therefore bound a
+    movement common to a group only loosely (1 degree of freedom), as they should.
+
+    Per cell: ``mean`` (of the run means), ``within`` (relative variance of that mean from the
+    runs' intervals, /k), ``within_df``, ``runs``, ``processes`` (all runs'), ``between`` (τ²,
+    relative, as a test adds it: see :func:`_run_to_run`), ``between_df``, ``shift`` (τ_g²)
+    and ``own`` (τ_r²)."""
     k = len(tables)
     keep = [*REPLICATE_KEYS, "mean", "proc_sd", "processes"]
     long = pd.concat([t[keep].assign(replicate=i) for i, t in enumerate(tables)], ignore_index=True)
@@ -294,15 +308,46 @@ def pool_baselines(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
         df_sum=("processes", lambda s: float((s - 1).sum())),
     ).reset_index()
     out = out[out["runs"] == k].reset_index(drop=True)  # cells every baseline run has
-    spread = grouped["mean"].agg(lambda s: float((s / s.mean()).var(ddof=1)) if len(s) > 1 else np.nan)
-    out = out.merge(spread.rename("spread").reset_index(), on=REPLICATE_KEYS, how="left")
-    out["tau_c"] = out["spread"] - out["within"]
-    group = out.groupby(["interpreter", "executor"], observed=True)["tau_c"]
-    out["between"] = group.transform("mean").clip(lower=0.0).fillna(0.0)
-    out["between_df"] = group.transform("count") * (k - 1)
+    long = long.merge(out[[*REPLICATE_KEYS, "mean"]], on=REPLICATE_KEYS, suffixes=("", "_c"))
+    long["dev"] = long["mean"] / long["mean_c"] - 1.0
+    parts = pd.DataFrame(
+        [
+            (*key, *_run_to_run(group, k))
+            for key, group in long.groupby(SHIFT_KEYS, sort=False, observed=True)
+        ],
+        columns=[*SHIFT_KEYS, "shift", "own", "between", "between_df"],
+    )
+    out = out.merge(parts, on=SHIFT_KEYS, how="left")
+    for column in ("shift", "own", "between"):
+        out[column] = out[column].fillna(0.0)
+    out["between_df"] = out["between_df"].fillna(1.0)
     out["within"] = out["within"] / k
     out["within_df"] = out["df_sum"].clip(lower=1.0)
-    return out.drop(columns=["spread", "tau_c", "df_sum"])
+    return out.drop(columns=["df_sum"])
+
+
+def _run_to_run(group: pd.DataFrame, k: int) -> tuple[float, float, float, float]:
+    """(τ_g², τ_r², the variance a test adds, its degrees of freedom) of one group's cells over
+    k runs (:func:`pool_baselines`): columns ``cell``, ``replicate``, ``dev``, ``rel_var``."""
+    dev = group.pivot_table(index="cell", columns="replicate", values="dev", aggfunc="mean", observed=True)
+    n = len(dev)
+    w = float(group["rel_var"].mean())
+    shifts = dev.mean(axis=0).to_numpy()  # one per run
+    var_shift = float(np.var(shifts, ddof=1)) if k > 1 else 0.0
+    # The shift is taken as measured, its noise not subtracted: var_shift is a scaled χ² of
+    # k - 1 degrees of freedom, the variance a t-test of that many wants; clipped to 0 after a
+    # subtraction, a small draw of it (two runs that happen to agree: often, with 1 degree of
+    # freedom) would leave the test with no run-to-run component at all.
+    own, own_df = 0.0, 1.0
+    if n > 1:
+        resid = dev.to_numpy() - shifts[None, :]
+        own_df = (n - 1.0) * (k - 1.0)
+        own = max(0.0, float((resid**2).sum()) / own_df - w)
+    total = var_shift + own
+    if total <= 0.0:
+        return 0.0, 0.0, 0.0, float(k - 1)
+    shift = max(0.0, var_shift - (own + w) / n)  # the estimate, shown: its noise subtracted
+    return shift, own, total, k - 1.0
 
 
 def replicated_comparison(mean_a: float, sd_a: float, n_a: int, base: Any, floor: float = 0.0) -> Comparison:

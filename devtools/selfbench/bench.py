@@ -390,7 +390,15 @@ class SelfBench:
             sm.ROOT / "matrix.yaml", work / "matrix-crunch-5pc.yaml", scale=sv.POWER_FACTOR
         )
         runs = {}
-        for name, matrix in (("aa-a", plain), ("aa-b", plain), ("power-c", scaled), ("aa-d", plain)):
+        order = (
+            ("aa-a", plain),
+            ("aa-b", plain),
+            ("power-c", scaled),
+            ("aa-d", plain),
+            ("aa-e", plain),
+            ("aa-f", plain),
+        )
+        for name, matrix in order:
             measured, run_dir = sv.run_cli(
                 self.out, f"selfbench-{self.stamp}-{name}", matrix, "default", interp, sv.WORKLOADS, log
             )
@@ -456,10 +464,49 @@ class SelfBench:
                 f"regressions (missed: {', '.join(power2['missed']) or 'none'}); "
                 f"{power2['unaffected_flagged']} of {power2['unaffected']} unchanged cells flagged",
             )
+        self.four_baselines(sv, runs)
         self.within_run(sv, interp, work)
         self.pyperf_comparison(sv, interp, work)
         if self.args.full_matrix:
             self.full_matrix()
+
+    def four_baselines(self, sv: Any, runs: dict[str, Path | None]) -> None:
+        """A/A and power against four baseline runs pooled (A, B, E, F), and the A/A rate of
+        each unchanged run against the other four."""
+        names = ("aa-a", "aa-b", "aa-e", "aa-f")
+        if not all(runs[n] for n in (*names, "aa-d", "power-c")):
+            return
+        bases = [runs[n] for n in names]
+        aa = sv.aa_figures(bases[0], runs["aa-d"], {}, *bases[1:])
+        power = sv.power_figures(runs["power-c"], *bases)
+        loo = sv.leave_one_out([runs[n] for n in ("aa-a", "aa-b", "aa-d", "aa-e", "aa-f")])
+        self.details["four_baselines"] = {"aa": aa, "power": power, "leave_one_out": loo}
+        self.verdict(
+            "A/A false positives, four baseline runs pooled",
+            round(100 * aa["rate"], 1),
+            "%",
+            "aa_rate",
+            f"D against A+B+E+F: {aa['flagged']} of {aa['compared']} called changes "
+            f"({', '.join(aa['flagged_cells']) or 'none'})",
+        )
+        self.verdict(
+            "A/A false positives, each unchanged run against the other four",
+            round(100 * loo["rate"], 1),
+            "%",
+            "aa_rate",
+            f"{loo['flagged']} of {loo['compared']} cells of A, B, D, E, F called changes ("
+            + "; ".join(f"{n}: {', '.join(r['flagged']) or 'none'}" for n, r in loo["runs"].items())
+            + ")",
+        )
+        self.verdict(
+            f"power, four baseline runs pooled: crunch +{sv.POWER_FACTOR - 1:.0%}",
+            round(100 * power["power"], 1),
+            "%",
+            "power",
+            f"C against A+B+E+F: {power['detected']} of {power['affected']} crunch cells called "
+            f"regressions (missed: {', '.join(power['missed']) or 'none'}); "
+            f"{power['unaffected_flagged']} of {power['unaffected']} unchanged cells flagged",
+        )
 
     def within_run(self, sv: Any, interp: str, work: Path) -> None:
         """A/A and power inside one run: twins and crunch +5%, interleaved with the originals."""

@@ -11,9 +11,10 @@ printed (never asserted in tests):
   identical (``*_twin``: an A/A inside the run), and ``crunch`` with 5% more work
   (``crunch_plus``); the fraction of twin pairs called a change, and of crunch_plus cells called
   a regression against crunch, by the same test and floor as the report's.
-- **against replicated baselines**: a fourth run D, unchanged; D against A and B pooled (the
+- **against replicated baselines**: runs D, E and F, unchanged; D against A and B pooled (the
   report's ``--baseline A --baseline B``: their differences measure the run-to-run component)
-  for the A/A rate, and C against A and B pooled for the power.
+  and against A, B, E and F pooled for the A/A rate, C against the same for the power; and each
+  of the five unchanged runs against the other four (100 cells: the A/A rate with 4 baselines).
 - **run-to-run |Δ|**: the median |mean_B / mean_A - 1| of the CPU-bound cells. Target ≤ 3%.
 - **precision per second against plain pyperf**: a few cells run by pyperf's own manager with
   its defaults (20 processes × 3 values, the same bench module), one after the other as pyperf
@@ -132,6 +133,27 @@ def power_figures(c: Path, b: Path, *more: Path) -> dict[str, Any]:
         "unaffected_flagged": sum(r["significant"] for r in others),
         "ratios": {r["cell"]: round(r["ratio"], 4) for r in affected},
         "floor": rows[0]["floor"] if rows else None,
+    }
+
+
+def leave_one_out(unchanged: Sequence[Path]) -> dict[str, Any]:
+    """Each of the unchanged runs against all the others pooled (k = len - 1 baselines): the
+    A/A rate over every cell of every run, and which runs' cells were called changes."""
+    per_run: dict[str, dict[str, Any]] = {}
+    for i, run in enumerate(unchanged):
+        rows = changes(run, *(o for j, o in enumerate(unchanged) if j != i))
+        per_run[run.name] = {
+            "compared": len(rows),
+            "flagged": [f"{r['cell']} {r['ratio']:.3f}x" for r in rows if r["significant"]],
+        }
+    compared = sum(r["compared"] for r in per_run.values())
+    flagged = sum(len(r["flagged"]) for r in per_run.values())
+    return {
+        "baselines": len(unchanged) - 1,
+        "compared": compared,
+        "flagged": flagged,
+        "rate": flagged / compared if compared else None,
+        "runs": per_run,
     }
 
 
