@@ -482,8 +482,9 @@ def baseline_arg(p: argparse.ArgumentParser) -> None:
         "--baseline",
         type=Path,
         action="append",
-        help="a previous run folder to compare with; twice or more (the same cells run again, "
-        "unchanged): the report measures the machine's run-to-run component and adds it to every test",
+        help="a previous run folder to compare with; repeated (the same cells run again, unchanged; "
+        "4 or more advised): the report measures the machine's run-to-run component and adds it to "
+        "every test",
     )
 
 
