@@ -141,7 +141,8 @@ def run_to_run_summary(pooled: pd.DataFrame) -> str:
     groups = pooled.drop_duplicates(["interpreter", "workload", "executor"])
     if groups.empty:
         return "no cell was in every baseline run"
-    sd = np.sqrt(groups["between"].to_numpy(float))
+    # the estimates (shift + own), not the test's conservative figure, which keeps the noise
+    sd = np.sqrt((groups["shift"] + groups["own"]).to_numpy(float))
     worst = groups.iloc[int(np.argmax(sd))]
     moved = int((sd > 0).sum())
     return (

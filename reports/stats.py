@@ -288,7 +288,8 @@ def pool_baselines(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     d_ci - s_i estimate τ_r² + w with (n - 1)(k - 1) degrees of freedom. A cell's run-to-run
     variance is τ² = τ_g² + τ_r² — and its degrees of freedom are those of k - 1 shifts, not of
     cells × (k - 1): the cells of a group moved *together*, so 10 of them are one draw per run,
-    not 10 (Satterthwaite over the two estimates). Two baseline runs therefore bound a
+    not 10 (the own part's larger count is not combined in: at small k, Satterthwaite over the
+    two estimates called 11% of an unchanged re-run's cells changes). Two baseline runs bound a
     movement common to a group only loosely (1 degree of freedom), as they should.
 
     Per cell: ``mean`` (of the run means), ``within`` (relative variance of that mean from the
@@ -317,10 +318,7 @@ def pool_baselines(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
         ],
         columns=[*SHIFT_KEYS, "shift", "own", "between", "between_df"],
     )
-    out = out.merge(parts, on=SHIFT_KEYS, how="left")
-    for column in ("shift", "own", "between"):
-        out[column] = out[column].fillna(0.0)
-    out["between_df"] = out["between_df"].fillna(1.0)
+    out = out.merge(parts, on=SHIFT_KEYS, how="left")  # every cell's group is in parts
     out["within"] = out["within"] / k
     out["within_df"] = out["df_sum"].clip(lower=1.0)
     return out.drop(columns=["df_sum"])
@@ -338,16 +336,12 @@ def _run_to_run(group: pd.DataFrame, k: int) -> tuple[float, float, float, float
     # k - 1 degrees of freedom, the variance a t-test of that many wants; clipped to 0 after a
     # subtraction, a small draw of it (two runs that happen to agree: often, with 1 degree of
     # freedom) would leave the test with no run-to-run component at all.
-    own, own_df = 0.0, 1.0
+    own = 0.0
     if n > 1:
         resid = dev.to_numpy() - shifts[None, :]
-        own_df = (n - 1.0) * (k - 1.0)
-        own = max(0.0, float((resid**2).sum()) / own_df - w)
-    total = var_shift + own
-    if total <= 0.0:
-        return 0.0, 0.0, 0.0, float(k - 1)
+        own = max(0.0, float((resid**2).sum()) / ((n - 1.0) * (k - 1.0)) - w)
     shift = max(0.0, var_shift - (own + w) / n)  # the estimate, shown: its noise subtracted
-    return shift, own, total, k - 1.0
+    return shift, own, var_shift + own, k - 1.0
 
 
 def replicated_comparison(mean_a: float, sd_a: float, n_a: int, base: Any, floor: float = 0.0) -> Comparison:
