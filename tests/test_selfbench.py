@@ -280,3 +280,53 @@ def test_start_up_costs_are_measured_step_by_step():
     costs = selfbench_measure.start_up_costs(sys.executable, repeat=1, pythonpath=str(selfbench_measure.ROOT))
     assert list(costs) == ["interpreter", "pyperf", "harness"]
     assert all(0 < seconds < 30 for seconds in costs.values())
+
+
+def test_settings_cost_weighs_scatter_by_seconds_per_process():
+    from devtools.selfbench.verdicts import settings_cost
+
+    spread = [0.98, 1.02, 0.98, 1.02]  # relative variance 0.02² * 4/3, whatever the level
+    runs = [
+        {"cell": "a/sequential/1", "side": "default", "means": [x * 5 for x in spread], "per_process": 0.4},
+        {"cell": "a/sequential/1", "side": "default", "means": [x * 7 for x in spread], "per_process": 0.4},
+        {"cell": "a/sequential/1", "side": "pyperf", "means": [x / 2 for x in spread], "per_process": 0.8},
+        # twice the scatter at the same cost: four times the variance
+        {
+            "cell": "b/threads/2",
+            "side": "default",
+            "means": [1 + 2 * (x - 1) for x in spread],
+            "per_process": 1,
+        },
+        {"cell": "b/threads/2", "side": "pyperf", "means": spread, "per_process": 1},
+        {
+            "cell": "b/threads/2",
+            "side": "pyperf",
+            "means": [3.0],
+            "per_process": 9,
+        },  # one process: no scatter
+        {"cell": "c/asyncio/1", "side": "default", "means": spread, "per_process": 0.4},  # no pyperf side
+    ]
+    cost = settings_cost(runs)
+    assert set(cost["cells"]) == {"a/sequential/1", "b/threads/2"}
+    a, b = cost["cells"]["a/sequential/1"], cost["cells"]["b/threads/2"]
+    assert a["default"]["sd"] == pytest.approx(0.02 * (4 / 3) ** 0.5)
+    assert a["ratio"] == pytest.approx(2.0)
+    assert b["pyperf"]["per_process"] == 1  # the one-process run is left out
+    assert b["ratio"] == pytest.approx(0.25)
+    assert cost["geomean"] == pytest.approx((2.0 * 0.25) ** 0.5)
+
+
+def test_process_means_are_those_of_the_runs_with_values(tmp_path):
+    from devtools.selfbench.verdicts import process_means
+
+    meta = {"name": "x", "loops": 4}
+    runs = [
+        pyperf.Run([], warmups=[(1, 0.5), (2, 0.4)], metadata={**meta, "calibrate_loops": 4}),
+        pyperf.Run([0.10, 0.12], warmups=[(4, 0.2)], metadata=meta),
+        pyperf.Run([0.20, 0.22], warmups=[(4, 0.3)], metadata=meta),
+    ]
+    folder = tmp_path / "cells" / "3.13"
+    folder.mkdir(parents=True)
+    pyperf.Benchmark(runs).dump(str(folder / "x__sequential__1.json"))
+    (folder / "x__sequential__1.status.json").write_text("{}")
+    assert process_means(tmp_path) == pytest.approx([0.11, 0.21])

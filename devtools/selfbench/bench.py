@@ -25,6 +25,8 @@ way. Sections:
 - verdicts (devtools/selfbench/verdicts.py): A/A false-positive rate, power against a known 5%
   change, run-to-run |Δ| of CPU-bound cells, precision per second against plain pyperf, and
   with ``--full-matrix`` the wall time of the default profile on every interpreter (docker);
+- settings: the default profile's per-process pyperf settings against pyperf's own, four cells
+  of fixed process counts, alternating: pyperf's cost of a given precision / the default's;
 - report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
 - memory: peak RSS of the gilmatrix process itself during a run and during reports.
 """
@@ -48,7 +50,7 @@ from devtools.selfbench import measure as sm
 from devtools.selfbench.figures import row
 from gilmatrix.cli import out_arg
 
-SECTIONS = ("images", "overhead", "fidelity", "stability", "verdicts", "report", "memory")
+SECTIONS = ("images", "overhead", "fidelity", "stability", "verdicts", "settings", "report", "memory")
 VERDICT_INTERPRETER = "3.13"  # the A/A test of the issue: 3.13, crunch and sum_squares
 FIDELITY_INTERPRETER = "3.12"  # matrix.yaml: prefix ~/.pyenv/versions/3.12.1, the local build
 DEFAULT_PROFILE_INTERPRETERS = ("3.12",)
@@ -553,9 +555,8 @@ class SelfBench:
         (Until session 6 gilmatrix had one run for all cells with pyperf's *median* precision
         as its target: it had to beat pyperf on the cells pyperf measured less precisely than
         its median, and could fall short on the others; per cell, each side reaches the same.)"""
-        ids = ("crunch/sequential/1", "crunch/threads/2", "sum_squares/sequential/1", "sum_squares/threads/2")
         base = sm.ROOT / "matrix.yaml"
-        cells = sv.planned_cells(base, "default", interp, ids)
+        cells = sv.planned_cells(base, "default", interp, sv.PYPERF_CELLS)
         python = sv.local_python(self.out, interp)
         log(
             f"  plain pyperf (defaults: 20 processes x 3 values, 1 warm-up, min time 0.1 s) and "
@@ -633,6 +634,99 @@ class SelfBench:
             f"gilmatrix {ours_seconds:.1f} s (whole CLI runs) vs pyperf {ref['seconds']:.1f} s, each cell "
             f"to pyperf's precision on it: {per_cell}; processes "
             f"{', '.join(str(c['processes']) for c in ours.values())}",
+        )
+
+    def settings(self) -> None:
+        """The default profile's per-process pyperf settings against pyperf's own: the cost of
+        a given precision (scatter² of a process mean × seconds per process) on each side, from
+        runs of a fixed number of processes, the two sides alternating cell by cell."""
+        from devtools.selfbench import verdicts as sv
+        from gilmatrix.matrix.model import load_matrix
+
+        if "local" not in self.backends:
+            return
+        interp = (self.args.interpreters or [VERDICT_INTERPRETER])[0]
+        work = self.out / "selfbench" / f"settings-{self.stamp}"
+        work.mkdir(parents=True, exist_ok=True)
+        base = sm.ROOT / "matrix.yaml"
+        default = load_matrix(base).profile("default").pyperf
+        sides = {
+            "default": {"values": default.values, "min_time": default.min_time},
+            "pyperf": {"values": 3, "min_time": 0.1},  # pyperf's defaults
+        }
+        log(
+            f"  {sv.SETTINGS_PROCESSES} processes a run, {sv.SETTINGS_REPEATS} runs a cell and side: "
+            + "; ".join(f"{k} {v['values']} values, min time {v['min_time']} s" for k, v in sides.items())
+            + f" (load {os.getloadavg()[0]:.2f})"
+        )
+        runs: list[dict[str, Any]] = []
+        for repeat in range(sv.SETTINGS_REPEATS):
+            for index, cell in enumerate(sv.planned_cells(base, "default", interp, sv.PYPERF_CELLS)):
+                order = list(sides) if (repeat + index) % 2 == 0 else list(reversed(sides))
+                for side in order:
+                    profile = {
+                        "pyperf": {
+                            "processes": sv.SETTINGS_PROCESSES,
+                            "warmups": default.warmups,
+                            **sides[side],
+                        },
+                        "timeout": 600,
+                        "workloads": [cell["workload"]],
+                        "executors": [cell["executor"]],
+                        "workers": [cell["workers"]],
+                    }
+                    slug = cell["id"].replace("/", "-")
+                    matrix = sv.matrix_with(base, work / f"matrix-{slug}-{side}.yaml", profile=profile)
+                    name = f"settings-{repeat}-{slug}-{side}"
+                    measured, run_dir = sv.run_cli(
+                        self.out,
+                        f"selfbench-{self.stamp}-{name}",
+                        matrix,
+                        "selfbench",
+                        interp,
+                        [cell["workload"]],
+                        log,
+                    )
+                    self.record(name, measured, run_dir)
+                    if measured.returncode != 0:
+                        self.rows.append(
+                            row(
+                                "settings",
+                                "pyperf's cost of precision / the default profile's",
+                                None,
+                                "x",
+                                note=_why_not(self.runs[name]),
+                            )
+                        )
+                        return
+                    manifest = json.loads((run_dir / "manifest.json").read_text())
+                    rounds = [r["seconds"] for r in manifest["schedule"]["rounds"]]
+                    means = sv.process_means(run_dir)
+                    runs.append(
+                        {
+                            "cell": cell["id"],
+                            "side": side,
+                            "means": means,
+                            "per_process": sum(rounds) / max(len(means), 1),
+                            "load": os.getloadavg()[0],
+                        }
+                    )
+        cost = sv.settings_cost(runs)
+        self.details["settings"] = {"sides": sides, "runs": runs, **cost}
+        loads = [r["load"] for r in runs]
+        per_cell = ", ".join(
+            f"{cell} {c['ratio']:.2f} (sd ±{c['default']['sd']:.2%} at {c['default']['per_process']:.2f} s "
+            f"vs ±{c['pyperf']['sd']:.2%} at {c['pyperf']['per_process']:.2f} s)"
+            for cell, c in cost["cells"].items()
+        )
+        self.rows.append(
+            row(
+                "settings",
+                "pyperf's cost of precision / the default profile's",
+                None if cost["geomean"] is None else round(cost["geomean"], 2),
+                "x",
+                note=f"geometric mean over cells: {per_cell}; load {min(loads):.2f}-{max(loads):.2f}",
+            )
         )
 
     def full_matrix(self) -> None:

@@ -16,10 +16,15 @@ printed (never asserted in tests):
   and against A, B, E and F pooled for the A/A rate, C against the same for the power; and each
   of the five unchanged runs against the other four (100 cells: the A/A rate with 4 baselines).
 - **run-to-run |Δ|**: the median |mean_B / mean_A - 1| of the CPU-bound cells. Target ≤ 3%.
-- **precision per second against plain pyperf**: a few cells run by pyperf's own manager with
-  its defaults (20 processes × 3 values, the same bench module), one after the other as pyperf
-  runs them, then by gilmatrix with a precision target equal to the median precision pyperf
-  reached; gilmatrix's wall time / pyperf's, and both precisions. Target ≤ 0.5.
+- **precision per second against plain pyperf**: each of four cells run by pyperf's own manager
+  with its defaults (20 processes × 3 values, the same bench module), then by gilmatrix (its
+  own CLI run) with a precision target equal to the precision pyperf reached on that cell;
+  gilmatrix's wall time / pyperf's, summed over the cells, and both precisions. Target ≤ 0.5.
+- **settings** (its own section, ``--only settings``): what a process costs and how much its
+  mean scatters, with the default profile's pyperf settings (2 values, min time 0.05 s) and
+  with pyperf's (3 values, 0.1 s): the same four cells, a fixed number of processes, the two
+  alternating. The cost of a given precision is scatter² × seconds per process; the figure is
+  pyperf's settings' cost / the default profile's (> 1: the default buys precision cheaper).
 
 Cells: the matrix' ``crunch`` and ``sum_squares`` workloads on one local interpreter (3.13 by
 default), default profile — 20 cells, as in the issue that asked for these figures.
@@ -47,8 +52,10 @@ PYPERF_CELLS = (
     "crunch/sequential/1",
     "crunch/threads/2",
     "sum_squares/sequential/1",
-    "sum_squares/processes/2",
+    "sum_squares/threads/2",
 )
+SETTINGS_PROCESSES = 16  # processes of each settings run (fixed: no optional stopping)
+SETTINGS_REPEATS = 3  # runs of each cell and side, alternating
 
 
 def matrix_with(
@@ -311,3 +318,47 @@ def local_python(out: Path, interpreter: str) -> str:
         Interpreter(interpreter, version, free_threaded)
     )
     return env.python
+
+
+# -- per-process settings: the default profile's against pyperf's ------------------------------
+
+
+def process_means(run_dir: Path) -> list[float]:
+    """The process means of a one-cell run's cell (its pyperf runs that have values)."""
+    import pyperf
+
+    (path,) = [p for p in (run_dir / "cells").glob("*/*.json") if not p.name.endswith(".status.json")]
+    (bench,) = pyperf.BenchmarkSuite.load(str(path)).get_benchmarks()
+    return [statistics.fmean(r.values) for r in bench.get_runs() if r.values]
+
+
+def settings_cost(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each cell's cost of precision on each side, and pyperf's / the default's.
+
+    ``runs``: one entry per run, ``cell``, ``side`` (``default`` or ``pyperf``), ``means`` (its
+    process means) and ``per_process`` (seconds of wall time per process). A side's cost is its
+    pooled relative variance of a process mean × its mean seconds per process: the time to a
+    given precision is proportional to it. Cells missing a side are left out."""
+    sides: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        if len(run["means"]) >= 2:
+            sides.setdefault((run["cell"], run["side"]), []).append(run)
+    cells: dict[str, dict[str, Any]] = {}
+    for cell in dict.fromkeys(run["cell"] for run in runs):
+        entry: dict[str, Any] = {}
+        for side in ("default", "pyperf"):
+            mine = sides.get((cell, side))
+            if not mine:
+                break
+            variances = [
+                statistics.variance([m / statistics.fmean(r["means"]) for m in r["means"]]) for r in mine
+            ]
+            variance = statistics.fmean(variances)
+            seconds = statistics.fmean(r["per_process"] for r in mine)
+            entry[side] = {"sd": math.sqrt(variance), "per_process": seconds, "cost": variance * seconds}
+        else:
+            entry["ratio"] = entry["pyperf"]["cost"] / entry["default"]["cost"]
+            cells[cell] = entry
+    ratios = [c["ratio"] for c in cells.values()]
+    geomean = math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
+    return {"cells": cells, "geomean": geomean}
