@@ -110,15 +110,33 @@ def _ms(seconds: float, missing: str = "") -> str:
 Rows = tuple[tuple[str, ...], ...]
 
 
+def budget_outcome(precision: float | None, sampled: Mapping[str, Any] | None) -> str | None:
+    """What a cell stopped by a budget has to show for it: ``"missed"`` when its interval is
+    wider than the target (or it has none), ``"unconfirmed"`` when its own interval is within
+    the target but the stopping rule had not yet accepted it (a cell quieter than its execution
+    model's typical scatter needs a few processes more to show it: ``schedule.pooled_precision``);
+    None when the cell was not stopped by a budget or had no target."""
+    sampled = sampled or {}
+    target = sampled.get("target")
+    if not target or sampled.get("stopped") not in OUT_OF_BUDGET:
+        return None
+    if precision is None or pd.isna(precision) or float(precision) > float(target):
+        return "missed"
+    return "unconfirmed"
+
+
 def precision_text(precision: float, sampled: Mapping[str, Any] | None) -> str:
     """ "±1.3%", and whether the cell met the profile's target or ran out of budget."""
     if pd.isna(precision):
         return "one process: no interval"
     text = f"±{precision:.1%}"
-    target = (sampled or {}).get("target")
-    if target and (sampled or {}).get("stopped") in OUT_OF_BUDGET:
-        text += f" (target ±{float(target):.1%} missed)"
-    return text
+    outcome = budget_outcome(precision, sampled)
+    if outcome is None:
+        return text
+    target = float((sampled or {})["target"])  # budget_outcome: there is one
+    if outcome == "missed":
+        return text + f" (target ±{target:.1%} missed)"
+    return text + f" (within ±{target:.1%}, not confirmed before the budget ran out)"
 
 
 def table_rows(
@@ -566,6 +584,13 @@ def build_page(
     )
 
 
+def _budget_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [
+        (i, c, "—" if p is None else f"±{float(p):.1%}", "—" if t is None else f"±{float(t):.1%}", n)
+        for i, c, p, t, n in rows
+    ]
+
+
 def measurement(
     manifest: Mapping[str, Any], cells: pd.DataFrame, sampled: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -602,11 +627,20 @@ def measurement(
     noise_figures = schedule.get("noise") or {}
     windows = [w for w in schedule.get("windows") or [] if isinstance(w, Mapping)]
     disturbed = [w for w in windows if w.get("disturbed")]
-    missed = sorted(
-        (interp, cell, c.get("precision"), c.get("target"), c.get("processes"))
+    stopped = sorted(
+        (
+            budget_outcome(c.get("precision"), c),
+            interp,
+            cell,
+            c.get("precision"),
+            c.get("target"),
+            c.get("processes"),
+        )
         for (interp, cell), c in sampled.items()
         if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == Status.OK
     )
+    missed = [row[1:] for row in stopped if row[0] == "missed"]
+    unconfirmed = [row[1:] for row in stopped if row[0] == "unconfirmed"]
     precisions = cells["precision"].dropna() if "precision" in cells else pd.Series(dtype=float)
     return {
         "sampling": how,
@@ -632,10 +666,8 @@ def measurement(
             for w in disturbed[:MAX_LISTED]
         ],
         "disturbed_total": len(disturbed),
-        "missed": [
-            (i, c, "—" if p is None else f"±{float(p):.1%}", "—" if t is None else f"±{float(t):.1%}", n)
-            for i, c, p, t, n in missed
-        ],
+        "missed": _budget_rows(missed),
+        "unconfirmed": _budget_rows(unconfirmed),
         "precision_median": None if precisions.empty else float(precisions.median()),
         "precision_max": None if precisions.empty else float(precisions.max()),
     }

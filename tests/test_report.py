@@ -325,3 +325,36 @@ def test_interpreters_say_how_they_were_built_and_mixed_builds_are_warned(tmp_pa
     assert "3.10: copied install prefixes with their own build flags" in html
     plain = build_report(REAL, tmp_path / "plain", chart_images=False).read_text()
     assert "copied install prefixes" not in plain
+
+
+def test_a_cell_stopped_by_the_budget_within_its_target_is_not_called_a_miss():
+    """A budget-stopped cell whose own interval is inside the target was not accepted by the
+    stopping rule yet (quieter than its model's typical scatter): the page says "not confirmed",
+    never "missed" next to a figure that meets the target, and lists it apart."""
+    import pandas as pd
+
+    from gilmatrix.reports.page import budget_outcome, measurement, precision_text
+
+    spent = {"target": 0.02, "stopped": "run-budget"}
+    assert precision_text(0.015, spent) == "±1.5% (within ±2.0%, not confirmed before the budget ran out)"
+    assert precision_text(0.032, spent) == "±3.2% (target ±2.0% missed)"
+    assert precision_text(0.015, {"target": 0.02, "stopped": "precision"}) == "±1.5%"
+    assert budget_outcome(None, spent) == "missed"
+    assert budget_outcome(0.02, {**spent, "stopped": "budget"}) == "unconfirmed"
+    assert budget_outcome(0.05, {"target": 0.02, "stopped": "max-processes"}) is None
+    manifest = {
+        "schedule": {"sampling": {"mode": "adaptive", "target": 0.02, "min_processes": 4}, "rounds": []}
+    }
+    sampled = {
+        ("3.13", "crunch/threads/2"): {**spent, "status": "ok", "precision": 0.015, "processes": 4},
+        ("3.13", "crunch/threads/4"): {**spent, "status": "ok", "precision": 0.057, "processes": 4},
+        ("3.12", "crunch/threads/2"): {
+            "target": 0.02,
+            "stopped": "precision",
+            "status": "ok",
+            "precision": 0.01,
+        },
+    }
+    m = measurement(manifest, pd.DataFrame({"precision": [0.015, 0.057, 0.01]}), sampled)
+    assert m["missed"] == [("3.13", "crunch/threads/4", "±5.7%", "±2.0%", 4)]
+    assert m["unconfirmed"] == [("3.13", "crunch/threads/2", "±1.5%", "±2.0%", 4)]
