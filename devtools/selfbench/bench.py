@@ -40,7 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -546,6 +546,34 @@ class SelfBench:
             f"(missed: {', '.join(found['missed']) or 'none'}); floor {found['floor']:.1%}",
         )
 
+    def one_cell_run(
+        self,
+        sv: Any,
+        work: Path,
+        interp: str,
+        cell: Mapping[str, Any],
+        name: str,
+        pyperf: Mapping[str, Any],
+        precision: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, Path]:
+        """``gilmatrix run`` of one cell with these pyperf settings (and precision target, if
+        given), from a matrix written for it in ``work``; the run is kept under ``name``."""
+        profile: dict[str, Any] = {
+            "pyperf": dict(pyperf),
+            "timeout": 600,
+            "workloads": [cell["workload"]],
+            "executors": [cell["executor"]],
+            "workers": [cell["workers"]],
+        }
+        if precision is not None:
+            profile["precision"] = dict(precision)
+        matrix = sv.matrix_with(sm.ROOT / "matrix.yaml", work / f"matrix-{name}.yaml", profile=profile)
+        measured, run_dir = sv.run_cli(
+            self.out, f"selfbench-{self.stamp}-{name}", matrix, "selfbench", interp, [cell["workload"]], log
+        )
+        self.record(name, measured, run_dir)
+        return measured, run_dir
+
     def pyperf_comparison(self, sv: Any, interp: str, work: Path) -> None:
         """Each of a few cells by plain pyperf (its defaults), then by gilmatrix asked for the
         precision pyperf reached *on that cell* (its default settings otherwise), cell after
@@ -573,32 +601,17 @@ class SelfBench:
             ref["cells"].update(one["cells"])
             ref["seconds"] = round(ref["seconds"] + one["seconds"], 2)
             target = one["cells"][cell["id"]]["precision"]
-            profile = {
-                "pyperf": {
-                    "values": default.values,
-                    "warmups": default.warmups,
-                    "min_time": default.min_time,
-                },
-                # room for twice pyperf's processes
-                "precision": {"target": round(target, 4), "min_processes": 4, "max_processes": 40},
-                "timeout": 600,
-                "workloads": [cell["workload"]],
-                "executors": [cell["executor"]],
-                "workers": [cell["workers"]],
-            }
-            slug = cell["id"].replace("/", "-")
-            matrix = sv.matrix_with(base, work / f"matrix-vs-pyperf-{slug}.yaml", profile=profile)
-            name = f"vs-pyperf-{slug}"
-            measured, run_dir = sv.run_cli(
-                self.out,
-                f"selfbench-{self.stamp}-{name}",
-                matrix,
-                "selfbench",
+            name = f"vs-pyperf-{cell['id'].replace('/', '-')}"
+            measured, run_dir = self.one_cell_run(
+                sv,
+                work,
                 interp,
-                [cell["workload"]],
-                log,
+                cell,
+                name,
+                {"values": default.values, "warmups": default.warmups, "min_time": default.min_time},
+                # room for twice pyperf's processes
+                {"target": round(target, 4), "min_processes": 4, "max_processes": 40},
             )
-            self.record(name, measured, run_dir)
             if measured.returncode != 0:
                 self.verdict(
                     "time to pyperf's precision / pyperf's time",
@@ -664,30 +677,9 @@ class SelfBench:
             for index, cell in enumerate(sv.planned_cells(base, "default", interp, sv.PYPERF_CELLS)):
                 order = list(sides) if (repeat + index) % 2 == 0 else list(reversed(sides))
                 for side in order:
-                    profile = {
-                        "pyperf": {
-                            "processes": sv.SETTINGS_PROCESSES,
-                            "warmups": default.warmups,
-                            **sides[side],
-                        },
-                        "timeout": 600,
-                        "workloads": [cell["workload"]],
-                        "executors": [cell["executor"]],
-                        "workers": [cell["workers"]],
-                    }
-                    slug = cell["id"].replace("/", "-")
-                    matrix = sv.matrix_with(base, work / f"matrix-{slug}-{side}.yaml", profile=profile)
-                    name = f"settings-{repeat}-{slug}-{side}"
-                    measured, run_dir = sv.run_cli(
-                        self.out,
-                        f"selfbench-{self.stamp}-{name}",
-                        matrix,
-                        "selfbench",
-                        interp,
-                        [cell["workload"]],
-                        log,
-                    )
-                    self.record(name, measured, run_dir)
+                    name = f"settings-{repeat}-{cell['id'].replace('/', '-')}-{side}"
+                    pyperf = {"processes": sv.SETTINGS_PROCESSES, "warmups": default.warmups, **sides[side]}
+                    measured, run_dir = self.one_cell_run(sv, work, interp, cell, name, pyperf)
                     if measured.returncode != 0:
                         self.rows.append(
                             row(
