@@ -672,24 +672,18 @@ class SelfBench:
             + "; ".join(f"{k} {v['values']} values, min time {v['min_time']} s" for k, v in sides.items())
             + f" (load {os.getloadavg()[0]:.2f})"
         )
+        figure = "pyperf's cost of precision / the default profile's"
+        cells = sv.planned_cells(base, "default", interp, sv.PYPERF_CELLS)
         runs: list[dict[str, Any]] = []
         for repeat in range(sv.SETTINGS_REPEATS):
-            for index, cell in enumerate(sv.planned_cells(base, "default", interp, sv.PYPERF_CELLS)):
+            for index, cell in enumerate(cells):
                 order = list(sides) if (repeat + index) % 2 == 0 else list(reversed(sides))
                 for side in order:
                     name = f"settings-{repeat}-{cell['id'].replace('/', '-')}-{side}"
                     pyperf = {"processes": sv.SETTINGS_PROCESSES, "warmups": default.warmups, **sides[side]}
                     measured, run_dir = self.one_cell_run(sv, work, interp, cell, name, pyperf)
                     if measured.returncode != 0:
-                        self.rows.append(
-                            row(
-                                "settings",
-                                "pyperf's cost of precision / the default profile's",
-                                None,
-                                "x",
-                                note=_why_not(self.runs[name]),
-                            )
-                        )
+                        self.rows.append(row("settings", figure, None, "x", note=_why_not(self.runs[name])))
                         return
                     manifest = json.loads((run_dir / "manifest.json").read_text())
                     rounds = [r["seconds"] for r in manifest["schedule"]["rounds"]]
@@ -714,7 +708,7 @@ class SelfBench:
         self.rows.append(
             row(
                 "settings",
-                "pyperf's cost of precision / the default profile's",
+                figure,
                 None if cost["geomean"] is None else round(cost["geomean"], 2),
                 "x",
                 note=f"geometric mean over cells: {per_cell}; load {min(loads):.2f}-{max(loads):.2f}",
