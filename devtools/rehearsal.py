@@ -7,8 +7,13 @@ from the same expressions. What GitHub provides is emulated, so the commands are
 - every job gets its own workspace, a copy of this work tree (``actions/checkout``);
 - ``actions/setup-python``: one venv for the rehearsal that also sees this environment's
   packages, so the jobs' ``pip install .`` installs gilmatrix alone, offline;
-- artifacts are folders under ``OUT/artifacts/<name>``; caches always miss; Pages "deploys"
-  by pointing at the uploaded page;
+- artifacts are folders under ``OUT/artifacts/<name>``; the Actions cache is a folder per key
+  under ``OUT/cache`` (a restore hits what a save stored earlier in the rehearsal, or in an
+  earlier one given ``--cache DIR``); Pages "deploys" by pointing at the uploaded page;
+- every job gets its own runner name (``RUNNER_NAME``), as GitHub's runners have, so the merge
+  sees each job as the runner it stands for; ``--slow-replicate N --slow-cpus C`` runs the bench
+  jobs of replicate N with a CPU quota on their containers (``$GILMATRIX_DOCKER_CPUS``): a
+  slower runner, to see what the report says of replicates that disagree;
 - ``$GITHUB_OUTPUT``, ``$GITHUB_STEP_SUMMARY`` and the ``${{ }}`` expressions the workflow
   uses (contexts, ==, !=, &&, ||, !, always(), toJSON, fromJSON, hashFiles); an expression or
   action it does not know stops the rehearsal, so the workflow cannot drift from it silently.
@@ -212,6 +217,8 @@ class Rehearsal:
         self.spec = yaml.safe_load(workflow.read_text())
         self.source, self.out, self.log = source, out.resolve(), log
         self.inputs, self.extra_env = dict(inputs), dict(env)
+        self.cache = self.out / "cache"
+        self.job_env: dict[tuple[str, str, str], dict[str, str]] = {}  # (job, key, value) -> env
         self.run_id = str(int(time.time()))
         self.needs: dict[str, dict[str, Any]] = {}
         self.python_bin: Path | None = None
@@ -252,7 +259,8 @@ class Rehearsal:
 
     # jobs
     def run(self) -> int:
-        shutil.rmtree(self.out, ignore_errors=True)
+        for child in ("artifacts", "jobs", "python"):
+            shutil.rmtree(self.out / child, ignore_errors=True)
         (self.out / "artifacts").mkdir(parents=True)
         code = 0
         for job_id, job in self.spec["jobs"].items():
@@ -310,6 +318,10 @@ class Rehearsal:
         env.update(self.extra_env)
         ctx["env"] = dict(env)
         env.update({k: _text(self.evaluate(v, ctx)) for k, v in (job.get("env") or {}).items()})
+        for (job_name, key, value), extra in self.job_env.items():
+            if job_name == job_id and str((ctx.get("matrix") or {}).get(key)) == value:
+                env.update(extra)
+        env["RUNNER_NAME"] = f"{socket.gethostname()}-rehearsal-{workspace.name}"
         ctx["env"] = dict(env)
         runs_on = self.evaluate(job.get("runs-on"), ctx)
         self.log(f"\n=== job {name} (runs-on {runs_on}; here: {workspace})")
@@ -362,7 +374,6 @@ class Rehearsal:
             "GITHUB_RUN_ID": self.run_id,
             "GITHUB_WORKSPACE": str(workspace),
             "CI": "true",
-            "RUNNER_NAME": f"{socket.gethostname()}-rehearsal",
             "RUNNER_OS": "Linux",
             "RUNNER_ENVIRONMENT": "local-rehearsal",
         }
@@ -385,9 +396,22 @@ class Rehearsal:
         elif action == "actions/setup-python":
             self._setup_python()
         elif action == "actions/cache/restore":
-            return {"cache-hit": "false", "cache-primary-key": args.get("key", "")}
+            key = args.get("key", "")
+            stored = self.cache / _cache_name(key)
+            if stored.is_dir():
+                shutil.copytree(stored, workspace / args["path"], dirs_exist_ok=True)
+                self.log(f"    cache hit: {key}")
+                return {"cache-hit": "true", "cache-primary-key": key, "cache-matched-key": key}
+            self.log(f"    cache miss: {key}")
+            return {"cache-hit": "false", "cache-primary-key": key}
         elif action == "actions/cache/save":
-            pass
+            key, path = args.get("key", ""), workspace / args["path"]
+            if not key or not path.exists():
+                raise RehearsalError(f"cache save: no key or nothing at {args.get('path')}")
+            stored = self.cache / _cache_name(key)
+            if not stored.exists():  # a key is written once, as on GitHub
+                shutil.copytree(path, stored)
+                self.log(f"    cached {args['path']} as {key}")
         elif action in ("actions/upload-artifact", "actions/upload-pages-artifact"):
             name = args.get("name") or "github-pages"
             path = workspace / args["path"]
@@ -398,7 +422,11 @@ class Rehearsal:
                 return {}
             if (artifacts / name).exists():
                 raise RehearsalError(f"an artifact named {name} exists already")
-            shutil.copytree(path, artifacts / name)
+            if path.is_dir():
+                shutil.copytree(path, artifacts / name)
+            else:  # one file: the artifact holds it at its root
+                (artifacts / name).mkdir(parents=True)
+                shutil.copy2(path, artifacts / name / path.name)
             self.log(f"    uploaded {args['path']} as artifact {name}")
         elif action == "actions/download-artifact":
             pattern, target = args.get("pattern") or args.get("name") or "*", workspace / args["path"]
@@ -430,6 +458,10 @@ class Rehearsal:
         Path(purelib, "_gilmatrix_rehearsal.pth").write_text("\n".join(sorted(parent)) + "\n")
         self.python_bin = env_dir / "bin"
         self.log(f"    python: a venv of {sys.executable} at {env_dir}")
+
+
+def _cache_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def _read_outputs(text: str) -> dict[str, str]:
@@ -471,6 +503,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--only", default="", help="the workflow's `only` input (comma-separated)")
     parser.add_argument("--runner-labels", default="")
+    parser.add_argument("--shards", default="", help="the workflow's `shards` input")
+    parser.add_argument("--replicates", default="", help="the workflow's `replicates` input")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the emulated Actions cache in DIR (default: OUT/cache, new each time)",
+    )
+    parser.add_argument(
+        "--slow-replicate", type=int, metavar="N", help="run replicate N's bench jobs with a CPU quota"
+    )
+    parser.add_argument(
+        "--slow-cpus", default="1", metavar="C", help="the quota of --slow-replicate, in CPUs (default: 1)"
+    )
     parser.add_argument("--backend", default="local", choices=("local", "auto", "docker"))
     parser.add_argument(
         "--override",
@@ -500,10 +545,20 @@ def main(argv: list[str] | None = None) -> int:
             "profile": args.profile,
             "only": args.only,
             "runner_labels": args.runner_labels,
+            "shards": args.shards,
+            "replicates": args.replicates,
             "deploy": True,
         },
         env=env,
     )
+    if args.cache:
+        rehearsal.cache = args.cache.resolve()
+    else:
+        shutil.rmtree(rehearsal.cache, ignore_errors=True)
+    if args.slow_replicate:
+        rehearsal.job_env[("bench", "replicate", str(args.slow_replicate))] = {
+            "GILMATRIX_DOCKER_CPUS": args.slow_cpus
+        }
     started = time.monotonic()
     try:
         code = rehearsal.run()

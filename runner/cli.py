@@ -9,8 +9,10 @@ interrupted (finished cells kept; ``--resume`` continues).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from gilmatrix.errors import UserError
 
 if TYPE_CHECKING:
     from gilmatrix.matrix.model import Matrix
+    from gilmatrix.matrix.plan import Plan
     from gilmatrix.run.store import RunDir
 
 DEFAULT_OUT = Path("_build")
@@ -84,14 +87,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--github",
         action="store_true",
-        help="print the GitHub Actions job matrix (one job per interpreter with "
-        "runnable cells); also written to $GITHUB_OUTPUT when set",
+        help="print the GitHub Actions job matrices: image jobs, and bench jobs (shards of "
+        "workloads x replicates, each running every interpreter); also written to "
+        "$GITHUB_OUTPUT when set",
     )
     p.add_argument(
         "--runner-labels",
         metavar="LABELS",
-        help="--github: runner labels for interpreters without runs_on in the matrix "
+        help="--github: runner labels of bench jobs whose profile and workloads name none "
         "(JSON list or comma-separated; default: ubuntu-latest)",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="--github: bench jobs per replicate (default: the profile's ci)",
+    )
+    p.add_argument(
+        "--job-minutes",
+        type=float,
+        metavar="M",
+        help="--github: as many shards as make each about M minutes of measuring",
+    )
+    p.add_argument(
+        "--replicates", type=int, metavar="K", help="--github: run every shard on K runners (default: 1)"
+    )
+    p.add_argument(
+        "--timings",
+        type=Path,
+        metavar="RUN_DIR",
+        help="--github: balance shards with the worker times an earlier run recorded",
     )
 
     p = commands.add_parser("run", help="run the planned cells; results as pyperf JSON")
@@ -124,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     override_arg(p)
     p.add_argument("--profile", help="profile, when no input says it (default: the inputs')")
+    repeatable(
+        p,
+        "--only",
+        "ID",
+        "--matrix: the run's filter, as given to plan (repeatable): the cells it plans that no input "
+        "holds are recorded as missing",
+    )
 
     p = commands.add_parser("matrix", help="run, then report: the whole pipeline")
     plan_args(p)
@@ -215,6 +247,24 @@ def run_args(p: argparse.ArgumentParser) -> None:
         "--cpuset",
         help="the CPUs to run on: docker --cpuset-cpus, local taskset (--resume: the run's own)",
     )
+    p.add_argument(
+        "--shard",
+        metavar="ID",
+        help="CI: the shard this run is (recorded in the manifest; `gilmatrix merge` joins shards)",
+    )
+    p.add_argument(
+        "--replicate",
+        type=int,
+        metavar="N",
+        help="CI: which replicate of its shard this run is (recorded; merge pools replicates)",
+    )
+    p.add_argument(
+        "--run-minutes",
+        type=float,
+        metavar="M",
+        help="the run's budget in minutes, instead of the profile's precision.run_minutes "
+        "(a shard's share of it, as `plan --github` gives)",
+    )
 
 
 def download_base_arg(p: argparse.ArgumentParser) -> None:
@@ -277,6 +327,11 @@ def images_args(
         "--prune", action="store_true", help="remove superseded tags of the same interpreter and profile"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--tags",
+        action="store_true",
+        help="print only the images' tags, one a line (the summary goes to stderr): for docker save",
+    )
     parser.set_defaults(handler=images_command)
     return parser
 
@@ -341,15 +396,29 @@ def _validate_user_modules(matrix: Any) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from gilmatrix.matrix.plan import plan_cells
 
-    plan = plan_cells(load_args_matrix(args), args.profile, args.only)
+    matrix = load_args_matrix(args)
+    plan = plan_cells(matrix, args.profile, args.only)
+    ci_options = ("runner_labels", "shards", "job_minutes", "replicates", "timings")
     if args.github:
         from gilmatrix.github import emit, parse_runner_labels
+        from gilmatrix.run.manifest import read_manifest
+        from gilmatrix.shards import plan_shards, recorded_seconds
 
-        job_matrix = emit(plan, parse_runner_labels(args.runner_labels), args.only)
-        print(json.dumps(job_matrix, indent=1))
+        ci = plan_shards(
+            matrix,
+            plan,
+            shards=args.shards,
+            job_minutes=args.job_minutes,
+            replicates=args.replicates,
+            runner_labels=parse_runner_labels(args.runner_labels),
+            only=args.only,
+            recorded=recorded_seconds(read_manifest(args.timings)) if args.timings else None,
+        )
+        print(json.dumps(emit(ci), indent=1))
         return 0
-    if args.runner_labels is not None:
-        raise UserError("--runner-labels goes with --github")
+    given = [name for name in ci_options if getattr(args, name) is not None]
+    if given:
+        raise UserError(f"--{given[0].replace('_', '-')} goes with --github")
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         print()
@@ -375,6 +444,7 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
         "cpuset": args.cpuset,
         "build_profile": args.build_profile or "fast",
     }
+    ci = ci_settings(args)
     resume_dir = None
     if args.resume:
         resume_dir = RunDir.open(args.resume)
@@ -391,9 +461,12 @@ def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
             build_profile=args.build_profile,
         )
         settings = {"backend": backend, "python": pythons, "cpuset": cpuset, "build_profile": build_profile}
+        if ci:
+            raise UserError("--resume continues a run with its own --shard, --replicate and --run-minutes")
+        ci = manifest.get("ci") or {}
         resume_dir.acquire("resume")  # refused at once while another process writes it
     try:
-        return _run(args, matrix, profile, only, settings, resume_dir)
+        return _run(args, matrix, profile, only, settings, resume_dir, ci)
     finally:
         if resume_dir is not None:
             resume_dir.release()
@@ -406,13 +479,14 @@ def _run(
     only: list[str],
     settings: dict[str, Any],
     resume_dir: RunDir | None,
+    ci: dict[str, Any],
 ) -> tuple[int, Path | None]:
     from gilmatrix.backends import BackendOptions, get_backend
     from gilmatrix.images.sources import images_dir
     from gilmatrix.matrix.plan import plan_cells
     from gilmatrix.run.execute import exit_code, resume_run, start_run
 
-    plan = plan_cells(matrix, profile, only)
+    plan = with_run_minutes(plan_cells(matrix, profile, only), ci.get("run_minutes"))
     if plan.profile.placement == "physical-cores" and not settings["cpuset"]:
         from gilmatrix.harness.facts import cpu_topology
 
@@ -445,7 +519,9 @@ def _run(
         code = resume_run(matrix, plan, backend, resume_dir, log=log)
         run_dir = resume_dir
     else:
-        run_dir, code = start_run(matrix, plan, backend, args.out, only=only, run_id=args.run_id, log=log)
+        run_dir, code = start_run(
+            matrix, plan, backend, args.out, only=only, run_id=args.run_id, log=log, ci=ci or None
+        )
     manifest = run_dir.manifest()
     counts: dict[str, int] = {}
     for cell in manifest["cells"]:
@@ -459,6 +535,34 @@ def _run(
             f"`gilmatrix run --resume {run_dir.path}` runs them again)"
         )
     return code, run_dir.path
+
+
+def ci_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a CI bench job is (its shard, replicate, budget), for the manifest's ``ci``."""
+    given = {"shard": args.shard, "replicate": args.replicate, "run_minutes": args.run_minutes}
+    if args.replicate is not None and args.replicate < 1:
+        raise UserError(f"--replicate {args.replicate}: give 1 or more")
+    if args.run_minutes is not None and args.run_minutes <= 0:
+        raise UserError(f"--run-minutes {args.run_minutes}: give a positive number of minutes")
+    if args.shard is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.shard):
+        raise UserError(f"--shard {args.shard!r}: letters, digits, '.', '_' and '-' only")
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def with_run_minutes(plan: Plan, minutes: float | None) -> Plan:
+    """The plan with its profile's run budget set to ``minutes`` (a CI shard's share)."""
+    if minutes is None:
+        return plan
+    precision = plan.profile.precision
+    if precision is None:
+        raise UserError(
+            f"--run-minutes: profile {plan.profile.name} has no precision: (it runs a fixed number "
+            "of processes per cell, with no run budget to set)"
+        )
+    profile = dataclasses.replace(
+        plan.profile, precision=dataclasses.replace(precision, run_minutes=float(minutes))
+    )
+    return dataclasses.replace(plan, profile=profile)
 
 
 def check_faults() -> None:
@@ -521,7 +625,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
     expect = [i.strip() for value in args.expect for i in value.replace(" ", ",").split(",") if i.strip()]
     matrix = load_matrix(args.matrix, args.override) if args.matrix else None
     run = merge_runs(
-        args.inputs, args.out, run_id=args.run_id, expect=expect, matrix=matrix, profile=args.profile, log=log
+        args.inputs,
+        args.out,
+        run_id=args.run_id,
+        expect=expect,
+        matrix=matrix,
+        profile=args.profile,
+        only=args.only,
+        log=log,
     )
     print(run.path)
     return 0

@@ -1,12 +1,14 @@
-"""GitHub Actions glue: the plan as a job matrix, and what a job records about its runner.
+"""GitHub Actions glue: the CI plan as job matrices, and what a job records about its runner.
 
-``gilmatrix plan --github`` turns the plan into ``{"include": [entry, ...]}``, one entry per
-interpreter that has runnable cells, so ``.github/workflows/matrix.yml`` never repeats the
-interpreter list. An entry says where the job runs:
+``gilmatrix plan --github`` turns the plan into the workflow's job matrices
+(:mod:`gilmatrix.shards` decides the shards), so ``.github/workflows/matrix.yml`` never repeats
+the interpreter or workload lists:
 
-- ``runs_on``: the interpreter's ``runs_on`` labels in matrix.yaml, else the labels given to
-  the command (the workflow's ``runner_labels`` input), else ``ubuntu-latest``;
-- ``self_hosted``: whether those labels name a self-hosted runner (GitHub gives every
+- ``images``: ``{"include": [{"interpreter", "artifact"}, ...]}``, one image job per
+  interpreter (GitHub-hosted bench jobs restore their images from these jobs' artifacts);
+- ``bench``: ``{"include": [entry, ...]}``, one bench job per shard x replicate. An entry says
+  what it runs (``only``: the shard's workloads, on every interpreter; ``run_minutes``: its
+  share of the run budget) and where: ``runs_on`` and ``self_hosted`` (GitHub gives every
   self-hosted runner the ``self-hosted`` label; anything else is a shared GitHub-hosted VM,
   whose neighbours make timings noisy).
 
@@ -21,36 +23,13 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from gilmatrix.errors import UserError
-from gilmatrix.matrix.plan import Plan
+from gilmatrix.shards import CiPlan, describe, is_self_hosted
 
-DEFAULT_RUNS_ON = ("ubuntu-latest",)
-SELF_HOSTED_LABEL = "self-hosted"
 RUNNER_FACTS = "github-runner.json"
-ARTIFACT_PREFIX = "results-"
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One entry of the job matrix: one interpreter on one runner."""
-
-    interpreter: str
-    profile: str
-    runs_on: tuple[str, ...]
-    self_hosted: bool
-    cells: int  # planned (runnable) cells
-    skipped: int  # cells planned as skipped (e.g. an executor this version lacks)
-    only: str  # space-separated ids for `gilmatrix run --only`: the interpreter, then workloads
-    artifact: str  # name of the artifact that carries its results
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["runs_on"] = list(self.runs_on)
-        return data
 
 
 def parse_runner_labels(text: str | None) -> tuple[str, ...] | None:
@@ -80,52 +59,25 @@ def parse_runner_labels(text: str | None) -> tuple[str, ...] | None:
     return cleaned
 
 
-def is_self_hosted(labels: Sequence[str]) -> bool:
-    return SELF_HOSTED_LABEL in labels
-
-
-def job_matrix(plan: Plan, runner_labels: Sequence[str] | None = None, only: Sequence[str] = ()) -> list[Job]:
-    """One job per interpreter of ``plan`` with at least one runnable cell, in plan order.
-
-    ``only`` is the plan's filter; its workload ids are handed on to each job's run, so a job
-    runs exactly the cells of its interpreter that the plan has.
-    """
-    interp_ids = {i.id for i in plan.interpreters}
-    workload_filters = [o for o in only if o not in interp_ids]
-    jobs = []
-    for interp in plan.interpreters:
-        runnable = plan.cells_for(interp.id)
-        if not runnable:
-            continue
-        labels = tuple(interp.runs_on) or tuple(runner_labels or ()) or DEFAULT_RUNS_ON
-        jobs.append(
-            Job(
-                interpreter=interp.id,
-                profile=plan.profile.name,
-                runs_on=labels,
-                self_hosted=is_self_hosted(labels),
-                cells=len(runnable),
-                skipped=len(plan.cells_for(interp.id, "skipped")),
-                only=" ".join([interp.id, *workload_filters]),
-                artifact=f"{ARTIFACT_PREFIX}{interp.id}",
-            )
-        )
-    return jobs
-
-
-def matrix_json(jobs: Sequence[Job]) -> dict[str, Any]:
-    return {"include": [job.to_json() for job in jobs]}
-
-
-def github_outputs(plan: Plan, jobs: Sequence[Job]) -> dict[str, str]:
-    """The plan job's outputs: the matrix, and what the report job needs to know."""
-    without = [i.id for i in plan.interpreters if i.id not in {j.interpreter for j in jobs}]
+def job_matrices(ci: CiPlan) -> dict[str, Any]:
+    """The workflow's two job matrices."""
     return {
-        "matrix": json.dumps(matrix_json(jobs), separators=(",", ":")),
-        "count": str(len(jobs)),
-        "interpreters": ",".join(j.interpreter for j in jobs),
-        "not_runnable": ",".join(without),
-        "profile": plan.profile.name,
+        "images": {"include": ci.image_jobs()},
+        "bench": {"include": ci.bench_jobs()},
+    }
+
+
+def github_outputs(ci: CiPlan) -> dict[str, str]:
+    """The plan job's outputs: the matrices, and what the report job needs to know."""
+    matrices = job_matrices(ci)
+    return {
+        "images": json.dumps(matrices["images"], separators=(",", ":")),
+        "images_count": str(len(ci.image_interpreters)),
+        "bench": json.dumps(matrices["bench"], separators=(",", ":")),
+        "count": str(len(matrices["bench"]["include"])),
+        "interpreters": ",".join(ci.interpreters),
+        "profile": ci.plan.profile.name,
+        "replicates": str(ci.replicates),
     }
 
 
@@ -138,40 +90,58 @@ def write_github_output(path: str | Path, outputs: Mapping[str, str]) -> None:
             handle.write(f"{key}={value}\n")
 
 
-def plan_summary(plan: Plan, jobs: Sequence[Job]) -> str:
-    """Markdown for the plan job's summary: which job runs where."""
+def plan_summary(ci: CiPlan) -> str:
+    """Markdown for the plan job's summary: which job runs what, where, and why."""
+    plan = ci.plan
+    jobs = len(ci.shards) * ci.replicates
     lines = [
-        f"### gilmatrix plan: profile `{plan.profile.name}`, {len(jobs)} jobs",
+        f"### gilmatrix plan: profile `{plan.profile.name}`, {len(ci.shards)} shards x "
+        f"{ci.replicates} replicates = {jobs} bench jobs",
         "",
-        "| interpreter | cells | skipped | runs on | runner |",
-        "|---|---|---|---|---|",
+        f"Every bench job runs all {len(ci.interpreters)} interpreters "
+        f"({', '.join(ci.interpreters) or 'none'}) on its workloads, interleaved on one runner: "
+        "every comparison in the report is between cells of one machine.",
+        "",
+        "| shard | workloads | cells | est. minutes | run budget | runs on | runner | why there |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for job in jobs:
-        kind = "self-hosted" if job.self_hosted else "GitHub-hosted (shared, noisy)"
+    for shard in ci.shards:
+        kind = "self-hosted" if shard.self_hosted else "GitHub-hosted (shared, noisy)"
+        budget = "-" if shard.run_minutes is None else f"{shard.run_minutes:.1f} min"
         lines.append(
-            f"| {job.interpreter} | {job.cells} | {job.skipped} | `{', '.join(job.runs_on)}` | {kind} |"
+            f"| {shard.id} | {', '.join(shard.workloads)} | {shard.cells} | {shard.minutes:.1f} | "
+            f"{budget} | `{', '.join(shard.runs_on)}` | {kind} | {shard.why} |"
         )
-    idle = [i.id for i in plan.interpreters if i.id not in {j.interpreter for j in jobs}]
-    if idle:
-        lines += ["", f"No runnable cells (no job): {', '.join(idle)}."]
+    lines.append("")
+    if ci.image_interpreters:
+        lines.append(
+            f"Image jobs: {len(ci.image_interpreters)}, one per interpreter, built once (or restored "
+            "from the Actions cache) and restored by every GitHub-hosted bench job."
+        )
+    if ci.replicates == 1:
+        lines.append(
+            "One replicate: the report cannot tell how far a verdict would move on another runner "
+            "of the same labels (`replicates: 2` or more measures it)."
+        )
+    else:
+        lines.append(
+            f"{ci.replicates} replicates: each shard runs on {ci.replicates} runners of its labels; "
+            "the report says whether each verdict holds on all of them."
+        )
+    lines += [f"- warning: {w}" for w in ci.warnings]
     return "\n".join(lines) + "\n"
 
 
-def emit(
-    plan: Plan,
-    runner_labels: Sequence[str] | None,
-    only: Sequence[str],
-    environ: Mapping[str, str] = os.environ,
-) -> dict[str, Any]:
-    """Build the job matrix; write it to $GITHUB_OUTPUT and a table to $GITHUB_STEP_SUMMARY
-    when those are set (i.e. inside a GitHub Actions step). Returns the matrix."""
-    jobs = job_matrix(plan, runner_labels, only)
+def emit(ci: CiPlan, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The job matrices; also written to $GITHUB_OUTPUT and a table to $GITHUB_STEP_SUMMARY
+    when those are set (i.e. inside a GitHub Actions step)."""
     if environ.get("GITHUB_OUTPUT"):
-        write_github_output(environ["GITHUB_OUTPUT"], github_outputs(plan, jobs))
+        write_github_output(environ["GITHUB_OUTPUT"], github_outputs(ci))
     if environ.get("GITHUB_STEP_SUMMARY"):
         with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
-            handle.write(plan_summary(plan, jobs))
-    return matrix_json(jobs)
+            handle.write(plan_summary(ci))
+    print(describe(ci), file=sys.stderr)
+    return job_matrices(ci)
 
 
 # -- the runner a job ran on ------------------------------------------------------------------

@@ -1,20 +1,27 @@
-"""Merge runs made on several machines (one CI job per interpreter, say) into one run folder.
+"""Merge runs made on several machines (CI's shards and their replicates) into one run folder.
 
 Each input is a run folder as ``gilmatrix run`` writes it (``manifest.json``, ``<interp>.json``,
-``cells/<interp>/``, ``jobs/<interp>.json``). The output is one run folder of the same format,
-so ``gilmatrix report`` and ``pyperf compare_to`` work on it unchanged. What the merge adds:
+``cells/<interp>/``, ``jobs/<interp>.json``); a CI bench job's manifest says which shard and
+which replicate it is (``ci``). The output is one run folder of the same format, so
+``gilmatrix report`` and ``pyperf compare_to`` work on it unchanged:
 
-- ``interpreters[id]["host"]``: the facts of the machine that ran it, and ``["machine"]``, its
-  name; ``manifest["hosts"]``: every machine with its facts and interpreters. ``manifest["host"]``
-  stays the facts of the one machine when there is one; with several it is one line per machine
-  (name -> summary), which is what the report's host table shows.
-- interpreters expected (``--expect``) but absent from every input: ``status: "missing"`` with
-  the reason, and — given the matrix — their planned cells ``missing`` too.
-- ``manifest["merge"]``: the inputs, what was expected and what is missing.
-
-An interpreter in two inputs is taken once if both copies are identical; if only one copy ran
-(the others were skipped, e.g. not found on that machine) that copy is taken; two different
-copies with results are an error: the merge cannot know which one to keep.
+- **Shards are joined**: inputs of one replicate hold disjoint cells (a shard is a set of
+  workloads, on every interpreter), so each interpreter's suite is the union of its cells
+  from every shard, and every cell keeps the machine that ran it (``cells[i]["machine"]``).
+- **Replicates are kept apart**: the same cells run on another runner are a replicate, never a
+  silent overwrite. Replicate 1 (the lowest present) is the merged run itself; each other one
+  is a complete run folder of the same format in ``replicates/<n>/``, listed in
+  ``manifest["replicates"]``. The report compares within each and says whether each verdict
+  holds on all.
+- Two copies of one cell in one replicate: identical copies are taken once, a copy that ran
+  wins over one that was skipped (the interpreter was not found there), and two different
+  results are an error: the merge cannot know which one to keep.
+- Machines: each distinct machine gets a name (its runner's name in CI, else its hostname;
+  ``name#2`` when two differ but share one); ``manifest["hosts"]`` lists them with their facts.
+  A workload whose cells ran on more than one machine is named in a warning: the report does
+  not present comparisons between cells of different machines as verdicts.
+- Given ``--matrix``, every cell of the plan (its interpreters, or ``--expect``; the profile's
+  workloads, or ``--only``) that no input holds is recorded ``missing``, with the reason.
 """
 
 from __future__ import annotations
@@ -27,19 +34,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyperf
+
 from gilmatrix.errors import UserError
 from gilmatrix.github import RUNNER_FACTS
-from gilmatrix.harness.contract import Status
+from gilmatrix.harness.contract import Status, cell_slug
 from gilmatrix.matrix.model import Matrix, interpreter_key
 from gilmatrix.matrix.plan import plan_cells
 from gilmatrix.run.manifest import MANIFEST, new_manifest
 from gilmatrix.run.store import RunDir, now, result_problem
 
 MISSING_REASON = (
-    "no results from any machine: no input holds this interpreter (its job "
-    "failed before uploading, was cancelled, or its artifact is absent)"
+    "no results from any machine: no input holds this cell (the job that ran it failed before "
+    "uploading, was cancelled, or its artifact is absent)"
 )
+REPLICATES = "replicates"
 _IDENTITY = ("hostname", "machine", "platform", "cpu_model", "cpu_count", "kernel")
+_NOT_RUN = (Status.SKIPPED, Status.MISSING)
 
 
 @dataclass(slots=True)
@@ -53,19 +64,45 @@ class Source:
 
     @property
     def host(self) -> dict[str, Any]:
-        facts = dict(self.manifest.get("host") or {})
+        facts = dict(self.manifest.get("host") or {}) if isinstance(self.manifest.get("host"), dict) else {}
         if self.runner:
             facts["github_runner"] = self.runner
         return facts
 
+    @property
+    def ci(self) -> Mapping[str, Any]:
+        ci = self.manifest.get("ci")
+        return ci if isinstance(ci, Mapping) else {}
+
+    @property
+    def replicate(self) -> int:
+        value = self.ci.get("replicate")
+        return value if isinstance(value, int) and value >= 1 else 1
+
+    @property
+    def shard(self) -> str | None:
+        value = self.ci.get("shard")
+        return str(value) if value is not None else None
+
+    def cells_of(self, interpreter: str) -> list[dict[str, Any]]:
+        return [c for c in self.manifest.get("cells", []) if c["interpreter"] == interpreter]
+
 
 @dataclass(slots=True)
 class Pick:
-    """The copy of one interpreter that goes into the merged run."""
+    """The copy of one cell that goes into a merged run."""
 
-    interpreter: str
     source: Source
-    entry: dict[str, Any]
+    cell: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Replicate:
+    """The inputs of one replicate and the cells taken from them."""
+
+    number: int
+    sources: list[Source]
+    picks: dict[tuple[str, str], Pick] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,16 +135,17 @@ def load_sources(paths: Sequence[Path]) -> list[Source]:
 
 
 def name_machines(sources: Sequence[Source]) -> dict[str, dict[str, Any]]:
-    """Give each distinct machine a name (its hostname; ``host#2`` when two differ in facts but
-    share a hostname); returns {name: facts}. Runs from one machine share its name."""
+    """Give each distinct machine a name (its CI runner's name, else its hostname; ``name#2``
+    when two differ in facts but share a name); returns {name: facts}. Runs of one machine
+    share its name."""
     machines: dict[str, dict[str, Any]] = {}
     identities: dict[tuple[Any, ...], str] = {}
     for source in sources:
         facts = source.host
         runner_name = (source.runner or {}).get("name")
-        identity = (*(facts.get(k) for k in _IDENTITY), runner_name)
+        identity = (*(str(facts.get(k)) for k in _IDENTITY), str(runner_name))
         if identity not in identities:
-            base = str(facts.get("hostname") or runner_name or "unknown-host")
+            base = str(runner_name or facts.get("hostname") or "unknown-host")
             name, n = base, 1
             while name in machines:
                 n += 1
@@ -118,48 +156,56 @@ def name_machines(sources: Sequence[Source]) -> dict[str, dict[str, Any]]:
     return machines
 
 
-def _same_copy(a: Pick, b: Pick) -> bool:
-    if a.entry != b.entry:
-        return False
-    cells_a = [c for c in a.source.manifest.get("cells", []) if c["interpreter"] == a.interpreter]
-    cells_b = [c for c in b.source.manifest.get("cells", []) if c["interpreter"] == b.interpreter]
-    if cells_a != cells_b:
-        return False
-    results = a.entry.get("results")
-    return not results or filecmp.cmp(a.source.path / results, b.source.path / results, shallow=False)
+def _cell_files(source: Source, interpreter: str, cell_id: str) -> list[Path]:
+    folder = source.path / "cells" / interpreter
+    slug = cell_slug(cell_id)
+    return sorted(p for p in folder.glob(f"{slug}.*") if p.name.split(".", 1)[0] == slug)
 
 
-def pick_interpreters(sources: Sequence[Source]) -> dict[str, Pick]:
-    candidates: dict[str, list[Pick]] = {}
-    for source in sources:
-        for ident, entry in (source.manifest.get("interpreters") or {}).items():
-            candidates.setdefault(ident, []).append(Pick(ident, source, dict(entry)))
-    picks: dict[str, Pick] = {}
-    for ident, copies in candidates.items():
+def _same_cell(a: Pick, b: Pick) -> bool:
+    if a.cell != b.cell:
+        return False
+    interp, cell_id = a.cell["interpreter"], a.cell["id"]
+    files_a = _cell_files(a.source, interp, cell_id)
+    files_b = _cell_files(b.source, interp, cell_id)
+    if [f.name for f in files_a] != [f.name for f in files_b]:
+        return False
+    return all(
+        filecmp.cmp(x, y, shallow=False) for x, y in zip(files_a, files_b, strict=True) if x.suffix == ".json"
+    )
+
+
+def pick_cells(replicate: Replicate) -> None:
+    """Fill ``replicate.picks``: one copy of every cell its inputs hold (rules: module doc)."""
+    copies: dict[tuple[str, str], list[Pick]] = {}
+    for source in replicate.sources:
+        for cell in source.manifest.get("cells", []):
+            copies.setdefault((cell["interpreter"], cell["id"]), []).append(Pick(source, dict(cell)))
+    for key, found in copies.items():
         distinct: list[Pick] = []
-        for copy in copies:
-            if not any(_same_copy(copy, kept) for kept in distinct):
+        for copy in found:
+            if not any(_same_cell(copy, kept) for kept in distinct):
                 distinct.append(copy)
-        ran = [c for c in distinct if c.entry.get("status") != Status.SKIPPED]
-        if len(distinct) == 1:
-            picks[ident] = distinct[0]
-        elif len(ran) == 1:
-            picks[ident] = ran[0]
-            picks[ident].notes = [
-                f"{ident}: skipped in {c.source.path} ({c.entry.get('reason')}); "
-                f"taken from {ran[0].source.path}"
-                for c in distinct
-                if c is not ran[0]
-            ]
-        elif not ran:
-            picks[ident] = distinct[0]
-        else:
+        ran = [c for c in distinct if c.cell.get("status") not in _NOT_RUN]
+        if len(ran) > 1:
             where = ", ".join(str(c.source.path) for c in ran)
             raise UserError(
-                f"interpreter {ident} has different results in several inputs "
-                f"({where}): merge one of them, or re-run it once"
+                f"cell {key[1]} of interpreter {key[0]} has different results in several inputs "
+                f"of replicate {replicate.number} ({where}): give each job its own --replicate, "
+                "merge one of them, or re-run it once"
             )
-    return picks
+        chosen = (
+            ran[0]
+            if ran
+            else next((c for c in distinct if c.cell.get("status") == Status.SKIPPED), distinct[0])
+        )
+        replicate.picks[key] = chosen
+        for other in distinct:
+            if other is not chosen and ran:
+                replicate.notes.append(
+                    f"{key[0]} {key[1]}: {other.cell.get('status')} in {other.source.path} "
+                    f"({other.cell.get('reason')}); taken from {chosen.source.path}"
+                )
 
 
 def _check_compatible(sources: Sequence[Source], matrix: Matrix | None) -> tuple[str, list[str]]:
@@ -183,9 +229,10 @@ def _check_compatible(sources: Sequence[Source], matrix: Matrix | None) -> tuple
     return (profiles.pop() if profiles else ""), warnings
 
 
-def _machine_line(facts: Mapping[str, Any], interpreters: Sequence[str]) -> str:
+def _machine_line(facts: Mapping[str, Any], what: str) -> str:
     runner_info = facts.get("github_runner") or {}
     parts = [
+        f"host {facts.get('hostname') or '?'}",
         str(facts.get("machine") or "?"),
         str(facts.get("cpu_model") or "unknown CPU"),
         f"{facts.get('usable_cpus') or facts.get('cpu_count') or '?'} usable CPUs",
@@ -193,7 +240,42 @@ def _machine_line(facts: Mapping[str, Any], interpreters: Sequence[str]) -> str:
     ]
     if runner_info.get("environment"):
         parts.append(f"{runner_info['environment']} runner {runner_info.get('name') or ''}".strip())
-    return f"{', '.join(parts)} — ran {', '.join(interpreters) or 'nothing'}"
+    return f"{', '.join(parts)} — ran {what or 'nothing'}"
+
+
+@dataclass(slots=True)
+class Expected:
+    """What the merged run should hold, from ``--matrix`` (else only what the inputs hold)."""
+
+    matrix: Matrix | None
+    profile: str
+    interpreters: list[str]  # --expect
+    workloads: list[str]  # the plan's workload filter
+
+    def cells(self) -> list[dict[str, Any]]:
+        if self.matrix is None:
+            return []
+        known = {i.id for i in self.matrix.interpreters}
+        interps = [i for i in self.interpreters if i in known] or sorted(known, key=interpreter_key)
+        out = []
+        for ident in interps:
+            plan = plan_cells(self.matrix, self.profile or None, [ident, *self.workloads])
+            for cell in plan.cells:
+                skipped = cell.status == Status.SKIPPED
+                out.append(
+                    {
+                        "interpreter": ident,
+                        "id": cell.id,
+                        "workload": cell.workload,
+                        "executor": cell.executor,
+                        "workers": cell.workers,
+                        "status": Status.SKIPPED if skipped else Status.MISSING,
+                        "reason": cell.reason if skipped else MISSING_REASON,
+                        "elapsed": None,
+                        "output_tail": None,
+                    }
+                )
+        return out
 
 
 def merge_runs(
@@ -204,6 +286,7 @@ def merge_runs(
     expect: Sequence[str] = (),
     matrix: Matrix | None = None,
     profile: str | None = None,
+    only: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> RunDir:
     """Merge the run folders ``inputs`` into ``out/results/<run_id>``; returns the new run."""
@@ -217,167 +300,284 @@ def merge_runs(
     profile = source_profile or profile or (matrix.default_profile if matrix else "")
     if profile and source_profile and source_profile != profile:
         raise UserError(f"--profile {profile} but the inputs ran profile {source_profile}")
-    machines = name_machines(sources)
-    picks = pick_interpreters(sources)
-    missing = [i for i in dict.fromkeys(expect) if i not in picks]
+    expect = list(dict.fromkeys(expect))
     if matrix is not None:
         known = {i.id for i in matrix.interpreters}
-        unknown = [i for i in missing if i not in known]
+        unknown = [i for i in expect if i not in known]
         if unknown:
             raise UserError(
                 f"--expect {unknown[0]}: not an interpreter of {matrix.path} ({', '.join(sorted(known))})"
             )
+        workload_ids = {w.id for w in matrix.workloads}
+        bad = [o for o in only if o not in workload_ids and o not in known]
+        if bad:
+            raise UserError(f"--only {bad[0]}: no interpreter or workload of that id in {matrix.path}")
+    machines = name_machines(sources)
+    numbers = sorted({s.replicate for s in sources}) or [1]
+    replicates = [Replicate(n, [s for s in sources if s.replicate == n]) for n in numbers]
+    for replicate in replicates:
+        pick_cells(replicate)
+    filters = [o for o in only if matrix is None or o not in {i.id for i in matrix.interpreters}]
+    expected = Expected(matrix, profile, expect, filters or _workload_filters(sources, matrix))
 
     run_ids = {s.manifest.get("run_id") for s in sources}
     only_id = run_ids.pop() if len(run_ids) == 1 else None
     run_id = run_id or (str(only_id) if only_id else f"merged-{now()[:19]}".replace(":", ""))
     target = RunDir.create(out, run_id)
+    entries: dict[str, str] = {}
+    states: list[str] = []
+    primary: dict[str, Any] = {}
+    for index, replicate in enumerate(replicates):
+        folder = target if index == 0 else RunDir.create_at(target.path / REPLICATES / str(replicate.number))
+        manifest = _write_replicate(
+            replicate, folder, machines, expected, warnings if index == 0 else [], log
+        )
+        if index:
+            entries[str(replicate.number)] = f"{REPLICATES}/{replicate.number}"
+        states.append(manifest["state"])
+        primary = primary or manifest
+    primary["state"] = "complete" if all(s == "complete" for s in states) else "partial"
+    primary[REPLICATES] = {"count": len(replicates), "runs": entries}
+    primary["merge"]["replicates"] = {
+        str(r.number): {"sources": [str(s.path) for s in r.sources], "machines": _machines_of(r)}
+        for r in replicates
+    }
+    target.write_manifest(primary)
+    missing = primary["merge"][Status.MISSING]
+    log(
+        f"merged {len(sources)} runs from {len(machines)} machines into {target.path}: "
+        f"{len(replicates)} replicate{'s' if len(replicates) != 1 else ''}, "
+        f"{sum(1 for c in primary['cells'] if c['status'] not in _NOT_RUN)} cells ran"
+        + (f", missing interpreters: {', '.join(missing)}" if missing else "")
+    )
+    for note in primary["merge"]["notes"]:
+        log(f"note: {note}")
+    return target
 
-    order = sorted({*picks, *missing}, key=interpreter_key)
-    by_machine: dict[str, list[str]] = {m: [] for m in machines}
-    interpreters: dict[str, Any] = {}
+
+def _machines_of(replicate: Replicate) -> list[str]:
+    return list(dict.fromkeys(s.machine for s in replicate.sources))
+
+
+def _write_replicate(
+    replicate: Replicate,
+    target: RunDir,
+    machines: Mapping[str, dict[str, Any]],
+    expected: Expected,
+    warnings: list[str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """One replicate's inputs joined into the run folder ``target``; returns its manifest."""
+    warnings = list(warnings)
+    picks = replicate.picks
     cells: list[dict[str, Any]] = []
-    notes: list[str] = []
-    workload_filters = _workload_filters(sources, matrix)
+    for key in picks:
+        pick = picks[key]
+        cells.append({**pick.cell, "machine": pick.source.machine, "shard": pick.source.shard})
+    # every expected cell that no input holds: missing (or skipped, as the plan says)
+    held = set(picks)
+    for cell in expected.cells():
+        if (cell["interpreter"], cell["id"]) not in held:
+            cells.append({**cell, "machine": None, "shard": None})
+    order = {i: n for n, i in enumerate(sorted({c["interpreter"] for c in cells}, key=interpreter_key))}
+    cells.sort(key=lambda c: order[c["interpreter"]])  # stable: each interpreter's cells keep their order
+
+    interpreters: dict[str, Any] = {}
+    missing: list[str] = []
+    by_machine: dict[str, list[str]] = {}
     for ident in order:
-        pick = picks.get(ident)
-        if pick is None:
+        mine = [c for c in cells if c["interpreter"] == ident]
+        contributors = [s for s in replicate.sources if ident in (s.manifest.get("interpreters") or {})]
+        ran = [
+            s
+            for s in contributors
+            if (s.manifest["interpreters"][ident] or {}).get("status") != Status.SKIPPED
+        ]
+        if not contributors:
             interpreters[ident] = {
                 "status": Status.MISSING,
-                "reason": MISSING_REASON,
+                "reason": "no results from any machine: no input holds this interpreter (its jobs failed "
+                "before uploading, were cancelled, or their artifacts are absent)",
                 "results": None,
                 "environment": None,
                 "host": None,
                 "machine": None,
             }
-            cells.extend(_missing_cells(matrix, profile, ident, workload_filters))
+            missing.append(ident)
             continue
-        _copy_interpreter(pick, target.path)
-        damaged = _damaged_results(pick)
-        if damaged:
-            log(f"warning: {damaged}")
-            warnings.append(damaged)
-        interpreters[ident] = {
-            **pick.entry,
-            "host": machines[pick.source.machine],
-            "machine": pick.source.machine,
-        }
-        if pick.entry.get("status") != Status.SKIPPED:
-            by_machine[pick.source.machine].append(ident)
-        cells.extend(c for c in pick.source.manifest.get("cells", []) if c["interpreter"] == ident)
-        notes.extend(pick.notes)
-
-    used = {m: ids for m, ids in by_machine.items() if ids}
-    if len(used) > 1:
-        warnings.append(
-            f"these interpreters ran on {len(used)} different machines ("
-            + "; ".join(f"{m}: {', '.join(ids)}" for m, ids in used.items())
-            + "): differences between interpreters of different machines mix "
-            "hardware with interpreter"
+        entry = dict((ran or contributors)[0].manifest["interpreters"][ident])
+        used = list(dict.fromkeys(c["machine"] for c in mine if c["machine"] and c["status"] not in _NOT_RUN))
+        for machine in used:
+            by_machine.setdefault(machine, []).append(ident)
+        results = _join_suites(
+            ident, [p for k, p in picks.items() if k[0] == ident], target.path, log, warnings
         )
-    hosted = [
-        ident
-        for m, ids in used.items()
-        for ident in ids
+        _copy_cells(ident, [p for k, p in picks.items() if k[0] == ident], target.path)
+        interpreters[ident] = {
+            **entry,
+            "results": results,
+            "host": machines[used[0]] if len(used) == 1 else None,
+            "machine": used[0] if len(used) == 1 else None,
+            "machines": used,
+        }
+
+    split = _split_workloads(cells)
+    if split:
+        count = len({m for ms in split.values() for m in ms})
+        warnings.append(
+            f"the cells of these workloads ran on {count} different machines ("
+            + "; ".join(f"{w} ran on {', '.join(ms)}" for w, ms in split.items())
+            + "): comparisons between cells of different machines mix hardware with interpreter, "
+            "and the report does not make verdicts of them (run each workload's interpreters in one "
+            "job: `gilmatrix plan --github` shards by workload)"
+        )
+    hosted = sorted(
+        m
+        for m in by_machine
         if (machines[m].get("github_runner") or {}).get("environment") == "github-hosted"
-    ]
+    )
     if hosted:
         warnings.append(
-            f"{', '.join(hosted)} ran on shared GitHub-hosted runners, whose "
-            "neighbours make timings noisy: prefer self-hosted runners for figures"
+            f"{', '.join(hosted)}: shared GitHub-hosted runners, whose neighbours make timings "
+            "noisy: prefer self-hosted runners for figures"
         )
-    for source in sources:
+    for source in replicate.sources:
         for warning in source.manifest.get("warnings") or []:
             text = f"{source.machine}: {warning}" if len(machines) > 1 else str(warning)
             if text not in warnings:
                 warnings.append(text)
 
     statuses = {c["status"] for c in cells}
-    states = {s.manifest.get("state") for s in sources}
+    source_states = {s.manifest.get("state") for s in replicate.sources}
     state = (
         "complete"
-        if (statuses <= {Status.OK, Status.SKIPPED} and not missing and states <= {"complete"})
+        if statuses <= {Status.OK, Status.SKIPPED} and not missing and source_states <= {"complete"}
         else "partial"
     )
-    first = sources[0].manifest if sources else {}
+    first = replicate.sources[0].manifest if replicate.sources else {}
     workloads: dict[str, Any] = {}
-    for source in sources:
+    for source in replicate.sources:
         workloads.update(source.manifest.get("workloads") or {})
+    hosts = {
+        m: {**facts, "interpreters": by_machine.get(m, [])}
+        for m, facts in machines.items()
+        if m in _machines_of(replicate)
+    }
     manifest = new_manifest(
-        run_id=run_id,
-        started=min((s.manifest.get("started") or "" for s in sources), default=None) or None,
-        finished=_latest(s.manifest.get("finished") for s in sources),
+        run_id=target.path.name,
+        started=min((s.manifest.get("started") or "" for s in replicate.sources), default=None) or None,
+        finished=_latest(s.manifest.get("finished") for s in replicate.sources),
         state=state,
-        matrix=_matrix_entry(first, matrix, profile, workload_filters),
+        matrix=_matrix_entry(first, expected),
         workloads=workloads,
-        backend=_backend(sources),
-        host=_host_display(machines, used),
-        hosts={m: {**facts, "interpreters": by_machine[m]} for m, facts in machines.items()},
+        backend=_backend(replicate.sources),
+        host=_host_display(hosts, by_machine),
+        hosts=hosts,
         warnings=warnings,
-        stages=_stages(sources),
+        stages=_stages(replicate.sources),
         interpreters=interpreters,
         cells=cells,
         merge={
             "merged": now(),
+            "replicate": replicate.number,
             "sources": [
                 {
                     "path": str(s.path),
                     "run_id": s.manifest.get("run_id"),
                     "machine": s.machine,
+                    "shard": s.shard,
+                    "replicate": s.replicate,
                     "interpreters": list(s.manifest.get("interpreters") or {}),
                 }
-                for s in sources
+                for s in replicate.sources
             ],
-            "expected": list(dict.fromkeys(expect)),
+            "expected": expected.interpreters,
             Status.MISSING: missing,
-            "notes": notes,
+            "notes": replicate.notes,
         },
     )
     target.write_manifest(manifest)
-    log(
-        f"merged {len(sources)} runs from {len(used)} machines into {target.path}: "
-        f"{len(picks)} interpreters" + (f", missing: {', '.join(missing)}" if missing else "")
-    )
-    for note in notes:
-        log(f"note: {note}")
-    return target
+    return manifest
 
 
-def _damaged_results(pick: Pick) -> str | None:
-    """A warning when the picked interpreter's suite cannot be read: it is merged as it is (the
-    other interpreters go on; the report lists its cells as problems), never dropped."""
-    results = pick.entry.get("results")
-    if not results:
+def _split_workloads(cells: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Workloads whose cells (that ran) come from more than one machine: {workload: machines}."""
+    seen: dict[str, list[str]] = {}
+    for cell in cells:
+        if cell["status"] in _NOT_RUN or not cell.get("machine"):
+            continue
+        workload = str(cell.get("workload") or str(cell["id"]).split("/")[0])
+        machines = seen.setdefault(workload, [])
+        if cell["machine"] not in machines:
+            machines.append(cell["machine"])
+    return {w: ms for w, ms in seen.items() if len(ms) > 1}
+
+
+def _join_suites(
+    ident: str, picks: Sequence[Pick], target: Path, log: Callable[[str], None], warnings: list[str]
+) -> str | None:
+    """``<ident>.json`` of the merged run: the benchmarks of the picked cells, from the suites
+    of the inputs that ran them, in the cells' order. A suite that cannot be read is named in
+    a warning and its cells are left without results (the report lists them as problems)."""
+    wanted: dict[Path, set[str]] = {}
+    for pick in picks:
+        if pick.cell.get("status") == Status.OK:
+            results = (pick.source.manifest["interpreters"].get(ident) or {}).get("results")
+            if results:
+                wanted.setdefault(pick.source.path / results, set()).add(pick.cell["id"])
+    benchmarks: dict[str, Any] = {}
+    for path, ids in wanted.items():
+        problem = result_problem(path)
+        if problem is None:
+            try:
+                suite = pyperf.BenchmarkSuite.load(str(path))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                problem = f"not a pyperf suite ({exc})"
+        if problem is not None:
+            text = (
+                f"{path}: {problem}: {ident}'s cells from it ({len(ids)}) are merged without "
+                f"results and reported as problems; if {path.parent / 'cells' / ident} is intact, "
+                f"`gilmatrix run --resume {path.parent}` rebuilds the file"
+            )
+            log(f"warning: {text}")
+            warnings.append(text)
+            continue
+        for bench in suite.get_benchmarks():
+            if bench.get_name() in ids:
+                benchmarks[bench.get_name()] = bench
+    ordered = [benchmarks[p.cell["id"]] for p in picks if p.cell["id"] in benchmarks]
+    if not ordered:
         return None
-    path = pick.source.path / results
-    problem = result_problem(path)
-    if problem is None:
-        return None
-    return (
-        f"{path}: {problem}: {pick.interpreter}'s results are merged as they are and its cells "
-        f"reported as problems; if {pick.source.path / 'cells' / pick.interpreter} is intact, "
-        f"`gilmatrix run --resume {pick.source.path}` rebuilds the file"
-    )
+    name = f"{ident}.json"
+    pyperf.BenchmarkSuite(ordered).dump(str(target / name), replace=True)
+    return name
 
 
-def _copy_interpreter(pick: Pick, target: Path) -> None:
-    src, ident = pick.source.path, pick.interpreter
-    results = pick.entry.get("results")
-    if results:
-        if not (src / results).is_file():
-            raise UserError(f"{src / MANIFEST}: {ident}'s results file {results} is absent")
-        shutil.copy2(src / results, target / results)
-    if (src / "cells" / ident).is_dir():
-        shutil.copytree(src / "cells" / ident, target / "cells" / ident)
-    for rel in (f"cells/{ident}.harness.log", f"jobs/{ident}.json"):
-        if (src / rel).is_file():
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, target / rel)
+def _copy_cells(ident: str, picks: Sequence[Pick], target: Path) -> None:
+    folder = target / "cells" / ident
+    for pick in picks:
+        for path in _cell_files(pick.source, ident, pick.cell["id"]):
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, folder / path.name)
+    for source in dict.fromkeys(p.source.path for p in picks):
+        for rel, dest in (
+            (f"cells/{ident}.harness.log", f"cells/{ident}.harness.log"),
+            (f"jobs/{ident}.json", f"jobs/{ident}.json"),
+        ):
+            if (source / rel).is_file():
+                out = target / dest
+                if out.exists():  # several shards: keep each, named by its input
+                    out = out.with_name(f"{out.stem}.{source.name}{out.suffix}")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / rel, out)
 
 
 def _workload_filters(sources: Sequence[Source], matrix: Matrix | None) -> list[str]:
-    """The workload ids the inputs were filtered to (``--only crunch``); interpreter ids of
+    """The workload ids the inputs were filtered to (``--only crunch``), when no input is a CI
+    shard (a shard's filter is its share of the workloads, not the run's); interpreter ids of
     ``--only`` are what split the work between machines, so they are not kept."""
+    if any(s.shard is not None for s in sources):
+        return []
     interp_ids = {i.id for i in matrix.interpreters} if matrix else set()
     for source in sources:
         interp_ids.update(source.manifest.get("interpreters") or {})
@@ -389,35 +589,6 @@ def _workload_filters(sources: Sequence[Source], matrix: Matrix | None) -> list[
     return filters
 
 
-def _missing_cells(
-    matrix: Matrix | None, profile: str, ident: str, workload_filters: Sequence[str]
-) -> list[dict[str, Any]]:
-    if matrix is None:
-        return []
-    plan = plan_cells(matrix, profile or None, [ident, *workload_filters])
-    out = []
-    for cell in plan.cells:
-        status, reason = (
-            (Status.SKIPPED, cell.reason)
-            if cell.status == Status.SKIPPED
-            else (Status.MISSING, MISSING_REASON)
-        )
-        out.append(
-            {
-                "interpreter": ident,
-                "id": cell.id,
-                "workload": cell.workload,
-                "executor": cell.executor,
-                "workers": cell.workers,
-                "status": status,
-                "reason": reason,
-                "elapsed": None,
-                "output_tail": None,
-            }
-        )
-    return out
-
-
 def _latest(values: Iterable[str | None]) -> str | None:
     values = list(values)
     if not values or any(v is None for v in values):
@@ -425,17 +596,15 @@ def _latest(values: Iterable[str | None]) -> str | None:
     return max(v for v in values if v is not None)
 
 
-def _matrix_entry(
-    first: Mapping[str, Any], matrix: Matrix | None, profile: str, workload_filters: list[str]
-) -> dict[str, Any]:
+def _matrix_entry(first: Mapping[str, Any], expected: Expected) -> dict[str, Any]:
     if first:
-        return {**first["matrix"], "only": workload_filters}
-    assert matrix is not None
+        return {**first["matrix"], "only": expected.workloads}
+    assert expected.matrix is not None
     return {
-        "path": str(matrix.path),
-        "sha256": matrix.sha256,
-        "profile": profile,
-        "only": workload_filters,
+        "path": str(expected.matrix.path),
+        "sha256": expected.matrix.sha256,
+        "profile": expected.profile,
+        "only": expected.workloads,
         "settings": {},
     }
 
@@ -451,13 +620,15 @@ def _backend(sources: Sequence[Source]) -> dict[str, Any]:
 
 
 def _host_display(
-    machines: Mapping[str, Mapping[str, Any]], used: Mapping[str, Sequence[str]]
+    hosts: Mapping[str, Mapping[str, Any]], by_machine: Mapping[str, Sequence[str]]
 ) -> dict[str, Any]:
-    if len(machines) == 1:
-        return dict(next(iter(machines.values())))
+    if len(hosts) == 1:
+        facts = dict(next(iter(hosts.values())))
+        facts.pop("interpreters", None)
+        return facts
     return {
-        "machines": len(machines),
-        **{name: _machine_line(facts, used.get(name, ())) for name, facts in machines.items()},
+        "machines": len(hosts),
+        **{name: _machine_line(facts, ", ".join(by_machine.get(name, ()))) for name, facts in hosts.items()},
     }
 
 

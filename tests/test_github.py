@@ -1,4 +1,5 @@
-"""`gilmatrix plan --github`: the GitHub Actions job matrix is the plan, per interpreter."""
+"""`gilmatrix plan --github`: the workflow's job matrices are the plan, in shards of workloads
+that each run every interpreter, times replicates, and one image job per interpreter."""
 
 from __future__ import annotations
 
@@ -9,30 +10,14 @@ import pytest
 
 from devtools.rehearsal import Expression, RehearsalError, _read_outputs
 from gilmatrix.errors import UserError
-from gilmatrix.github import (
-    DEFAULT_RUNS_ON,
-    github_outputs,
-    job_matrix,
-    matrix_json,
-    parse_runner_labels,
-    runner_facts,
-)
+from gilmatrix.github import github_outputs, job_matrices, parse_runner_labels, runner_facts
 from gilmatrix.matrix.model import load_matrix, parse_matrix
 from gilmatrix.matrix.plan import plan_cells
+from gilmatrix.shards import DEFAULT_RUNS_ON, balance, plan_shards, recorded_seconds
 from tests.conftest import ROOT, gilmatrix
 
 MATRIX = ROOT / "matrix.yaml"
 LABELS = ("self-hosted", "linux", "x64", "bare-metal")
-
-
-def expected_jobs(matrix, profile: str | None, only: list[str]) -> dict[str, int]:
-    """What the job matrix must hold, counted from the plan's cells independently:
-    {interpreter: runnable cells} for every interpreter with at least one."""
-    counts: dict[str, int] = {}
-    for cell in plan_cells(matrix, profile, only).cells:
-        if cell.status == "planned":
-            counts[cell.interpreter] = counts.get(cell.interpreter, 0) + 1
-    return counts
 
 
 def filters(matrix) -> list[list[str]]:
@@ -49,23 +34,77 @@ def filters(matrix) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("profile", [None, *load_matrix(MATRIX).profiles])
-def test_job_matrix_matches_matrix_yaml_for_every_profile_and_filter(profile) -> None:
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_shards_cover_the_plan_once_and_run_every_interpreter(profile, shards) -> None:
+    """Every runnable cell of the plan is in exactly one shard; every bench job's own run plans
+    exactly its shard's cells, on every interpreter; replicates repeat the same cells."""
     matrix = load_matrix(MATRIX)
     for only in filters(matrix):
         plan = plan_cells(matrix, profile, only)
-        jobs = job_matrix(plan, None, only)
-        expected = expected_jobs(matrix, profile, only)
-        assert [j.interpreter for j in jobs] == [i.id for i in matrix.interpreters if i.id in expected], only
-        for job in jobs:
-            assert job.cells == expected[job.interpreter]
-            assert job.profile == matrix.profile(profile).name
-            assert job.runs_on == (matrix.interpreter(job.interpreter).runs_on or DEFAULT_RUNS_ON)
-            assert job.artifact == f"results-{job.interpreter}"
-            # the job's own run plans exactly its cells
-            job_plan = plan_cells(matrix, profile, job.only.split())
-            assert [c.key for c in job_plan.cells] == [
-                c.key for c in plan.cells if c.interpreter == job.interpreter
-            ]
+        ci = plan_shards(matrix, plan, shards=shards, replicates=2, only=only)
+        runnable = [c.key for c in plan.cells if c.status == "planned"]
+        if not runnable:
+            assert ci.shards == () and ci.bench_jobs() == []
+            continue
+        seen: list[tuple[str, str]] = []
+        for job in ci.bench_jobs():
+            assert job["profile"] == matrix.profile(profile).name
+            job_plan = plan_cells(matrix, profile, job["only"].split())
+            cells = [c.key for c in job_plan.cells if c.status == "planned"]
+            assert {k[0] for k in cells} == set(ci.interpreters), only  # every interpreter
+            assert len(cells) == job["cells"]
+            assert job["artifact"] == f"results-{job['shard']}-r{job['replicate']}"
+            if job["replicate"] == 1:
+                seen += cells
+        assert sorted(seen) == sorted(runnable), only  # each cell once per replicate
+        assert len(ci.bench_jobs()) == 2 * len(ci.shards)
+        assert len(ci.shards) == min(shards, len({c.workload for c in plan.cells if c.status == "planned"}))
+        assert ci.image_jobs() == [{"interpreter": i, "artifact": f"image-{i}"} for i in ci.interpreters]
+
+
+def test_shards_are_balanced_and_split_the_run_budget() -> None:
+    matrix = load_matrix(MATRIX)
+    plan = plan_cells(matrix, "default")
+    budget = matrix.profile("default").precision.run_minutes
+    for count in (2, 3, 4):
+        ci = plan_shards(matrix, plan, shards=count)
+        seconds = [s.seconds for s in ci.shards]
+        assert max(seconds) / min(seconds) < 1.5, seconds  # 8 workloads of similar cost
+        assert sum(s.run_minutes for s in ci.shards) == pytest.approx(budget)
+        for shard in ci.shards:  # each shard's share of the budget is its share of the time
+            assert shard.run_minutes == pytest.approx(budget * shard.seconds / sum(seconds))
+    # --job-minutes picks the count: the run's 20 minutes in jobs of about 5
+    assert len(plan_shards(matrix, plan, job_minutes=5).shards) == 4
+    assert len(plan_shards(matrix, plan, job_minutes=60).shards) == 1
+
+
+def test_balance_is_longest_first_onto_the_lightest() -> None:
+    bins = balance({"a": 5.0, "b": 4.0, "c": 3.0, "d": 3.0, "e": 1.0}, 2)
+    loads = sorted(sum({"a": 5, "b": 4, "c": 3, "d": 3, "e": 1}[k] for k in b) for b in bins)
+    assert loads == [8, 8]
+    assert balance({"a": 1.0}, 3) == [["a"]]
+    assert balance({"x": 1.0, "y": 1.0, "z": 1.0}, 3) == [["x"], ["y"], ["z"]]
+
+
+def test_recorded_worker_times_steer_the_balance(tmp_path: Path) -> None:
+    """Given an earlier run's worker lives, a workload that took 10x longer gets a shard alone."""
+    matrix = load_matrix(MATRIX)
+    plan = plan_cells(matrix, "smoke", ["3.13"])
+    manifest = {
+        "cells": [
+            {
+                "interpreter": c.interpreter,
+                "id": c.id,
+                "worker_seconds": [10.0 if c.workload == "crunch" else 1.0],
+            }
+            for c in plan.cells
+            if c.status == "planned"
+        ]
+    }
+    recorded = recorded_seconds(manifest)
+    ci = plan_shards(matrix, plan, shards=2, recorded=recorded)
+    assert [s.workloads for s in ci.shards] == [("crunch",), ("fetch", "sum_squares")]
+    assert recorded_seconds({"cells": [{"interpreter": "3.13", "id": "x", "worker_seconds": ["bad"]}]}) == {}
 
 
 def test_cli_prints_and_writes_github_output(tmp_path: Path) -> None:
@@ -78,44 +117,72 @@ def test_cli_prints_and_writes_github_output(tmp_path: Path) -> None:
         "--only",
         "3.13t",
         "--only",
-        "crunch",
+        "3.14",
         "--runner-labels",
         ",".join(LABELS),
+        "--shards",
+        "2",
+        "--replicates",
+        "2",
         env={"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
     lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
-    assert json.loads(lines["matrix"]) == printed
-    assert lines["count"] == "1" and lines["interpreters"] == "3.13t"
-    assert lines["profile"] == "smoke"
-    (job,) = printed["include"]
-    assert job["runs_on"] == list(LABELS) and job["self_hosted"] is True
-    assert job["only"] == "3.13t crunch"
-    assert "3.13t" in summary.read_text() and "self-hosted" in summary.read_text()
+    assert json.loads(lines["bench"]) == printed["bench"]
+    assert json.loads(lines["images"]) == printed["images"]
+    assert lines["count"] == "4" and lines["interpreters"] == "3.13t,3.14"
+    assert lines["profile"] == "smoke" and lines["replicates"] == "2"
+    assert lines["images_count"] == "0"  # self-hosted runners build or find their own images
+    jobs = printed["bench"]["include"]
+    assert [(j["shard"], j["replicate"]) for j in jobs] == [("s1", 1), ("s1", 2), ("s2", 1), ("s2", 2)]
+    for job in jobs:
+        assert job["runs_on"] == list(LABELS) and job["self_hosted"] is True
+        assert job["only"].split()[:2] == ["3.13t", "3.14"]
+        assert job["run_minutes"] == ""  # smoke has no run budget
+    text = summary.read_text()
+    assert "2 shards x 2 replicates = 4 bench jobs" in text and "self-hosted" in text
+    assert "--runner-labels" in text  # why the jobs run there
+    assert "s1:" in proc.stderr and "interleaved on one runner" in proc.stderr
+    proc = gilmatrix("plan", "--shards", "2")
+    assert proc.returncode == 2 and "--shards goes with --github" in proc.stderr
+    proc = gilmatrix("plan", "--github", "--replicates", "0")
+    assert proc.returncode == 2 and "--replicates 0" in proc.stderr
 
 
-def test_runs_on_from_matrix_wins_over_the_input_and_default(tmp_path: Path) -> None:
+def test_runner_labels_per_workload_and_profile(tmp_path: Path) -> None:
     text = """format: 1
 interpreters:
   - id: "3.12"
-    runs_on: [self-hosted, linux, x64, bare-metal]
+    runs_on: [gpu-box]
   - id: "3.13"
   - id: "3.13t"
-workloads: {crunch: {params: {tasks: 2, size: 100}}}
-executors: [sequential, threads, interpreters]
+workloads:
+  crunch: {params: {tasks: 2, size: 100}, runs_on: [self-hosted, many-core]}
+  fetch: {params: {tasks: 2, wait_ms: 1}}
+  sum_squares: {params: {tasks: 2, batch: 10}}
+executors: [sequential, threads]
 workers: [1, 2]
-profiles: {default: {timeout: 10}}
+profiles:
+  default: {timeout: 10}
+  ci: {timeout: 10, ci: {runs_on: [ubuntu-24.04], replicates: 3, shards: 3}}
 """
     matrix = parse_matrix(text, tmp_path / "m.yaml")
-    plan = plan_cells(matrix)
-    by_id = {j.interpreter: j for j in job_matrix(plan, ("gpu-box", "self-hosted"))}
-    assert by_id["3.12"].runs_on == LABELS and by_id["3.12"].self_hosted
-    assert by_id["3.13"].runs_on == ("gpu-box", "self-hosted")
-    default = {j.interpreter: j for j in job_matrix(plan)}
-    assert default["3.13"].runs_on == ("ubuntu-latest",) and not default["3.13"].self_hosted
-    # interpreter pools need 3.14: those cells are skipped, the jobs still exist
-    assert default["3.13"].skipped == 2 and default["3.13"].cells == 3
+    ci = plan_shards(matrix, plan_cells(matrix), runner_labels=("from-input",))
+    by_workload = {w: s for s in ci.shards for w in s.workloads}
+    assert by_workload["crunch"].runs_on == ("self-hosted", "many-core")
+    assert "workload crunch's runs_on" in by_workload["crunch"].why
+    assert by_workload["fetch"].runs_on == ("from-input",)
+    assert by_workload["crunch"] is not by_workload["fetch"]  # other labels: its own shard
+    assert any("runs_on of interpreters 3.12 is not used" in w for w in ci.warnings)
+    assert ci.image_interpreters == ("3.12", "3.13", "3.13t")  # a hosted shard needs them
+    profiled = plan_shards(matrix, plan_cells(matrix, "ci"))
+    assert profiled.replicates == 3 and len(profiled.shards) == 3
+    assert {s.runs_on for s in profiled.shards} == {("self-hosted", "many-core"), ("ubuntu-24.04",)}
+    assert plan_shards(matrix, plan_cells(matrix, "ci"), replicates=1).replicates == 1  # argument wins
+    assert DEFAULT_RUNS_ON == ("ubuntu-latest",)
+    only_self_hosted = plan_shards(matrix, plan_cells(matrix, only=["crunch"]))
+    assert only_self_hosted.image_interpreters == ()
 
 
 def test_interpreters_without_runnable_cells_get_no_job(tmp_path: Path) -> None:
@@ -126,12 +193,12 @@ executors: [interpreters]
 workers: [2]
 profiles: {default: {timeout: 10}}
 """
-    plan = plan_cells(parse_matrix(text, tmp_path / "m.yaml"))
-    jobs = job_matrix(plan)
-    assert [j.interpreter for j in jobs] == ["3.14"]
-    outputs = github_outputs(plan, jobs)
-    assert outputs["not_runnable"] == "3.12" and outputs["count"] == "1"
-    assert matrix_json([]) == {"include": []}
+    matrix = parse_matrix(text, tmp_path / "m.yaml")
+    ci = plan_shards(matrix, plan_cells(matrix))
+    assert ci.interpreters == ("3.14",)
+    outputs = github_outputs(ci)
+    assert outputs["count"] == "1" and outputs["interpreters"] == "3.14"
+    assert job_matrices(ci)["images"] == {"include": [{"interpreter": "3.14", "artifact": "image-3.14"}]}
 
 
 @pytest.mark.parametrize(

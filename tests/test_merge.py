@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RUNNING_ID, gilmatrix, host_interpreters, small_matrix
+from tests.conftest import RUNNING_ID, gilmatrix, host_interpreters, local_run, small_matrix
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def test_merge_then_report_shows_both_machines_and_the_missing_interpreter(runs,
     assert proc.returncode == 0, proc.stderr
     run_dir = Path(proc.stdout.strip().splitlines()[-1])
     assert run_dir == out / "results" / "42"
-    assert f"missing: {missing}" in proc.stderr
+    assert f"missing interpreters: {missing}" in proc.stderr
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["format"] == 1 and manifest["run_id"] == "42"
@@ -126,8 +126,9 @@ def test_merge_then_report_shows_both_machines_and_the_missing_interpreter(runs,
     assert interps[second]["host"]["github_runner"]["environment"] == "self-hosted"
     assert interps[first]["host"]["hostname"] != "bench-b"
     assert interps[missing]["status"] == "missing" and "no results" in interps[missing]["reason"]
-    assert set(manifest["hosts"]) == {interps[first]["machine"], "bench-b"}
-    assert manifest["hosts"]["bench-b"]["interpreters"] == [second]
+    # a CI runner's name names its machine (a hosted runner's hostname means nothing to a reader)
+    assert set(manifest["hosts"]) == {interps[first]["machine"], "bare-metal-1"}
+    assert manifest["hosts"]["bare-metal-1"]["interpreters"] == [second]
     assert manifest["merge"]["missing"] == [missing]
     assert manifest["state"] == "partial"
     by_interp: dict[str, set[str]] = {}
@@ -163,7 +164,7 @@ def test_merge_from_a_folder_of_artifacts(runs, tmp_path) -> None:
     proc = merge(runs, tmp_path / "out", artifacts, extra=("--run-id", "from-artifacts"))
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "out/results/from-artifacts/manifest.json").read_text())
-    assert [s["machine"] for s in manifest["merge"]["sources"]].count("bench-b") == 1
+    assert [s["machine"] for s in manifest["merge"]["sources"]].count("bare-metal-1") == 1
     assert len(manifest["merge"]["sources"]) == 2
 
 
@@ -192,12 +193,18 @@ def test_conflicting_duplicates_are_refused(runs, tmp_path) -> None:
     first = runs["dirs"][runs["first"]]
     other = tmp_path / "other"
     shutil.copytree(first, other)
+    status = next((other / "cells" / runs["first"]).glob("*.status.json"))
+    data = json.loads(status.read_text())
+    data["elapsed"] = 999.0  # another run of the cell
+    status.write_text(json.dumps(data))
     manifest = json.loads((other / "manifest.json").read_text())
-    manifest["interpreters"][runs["first"]]["elapsed"] = 999.0  # another run of it
+    for cell in manifest["cells"]:
+        if status.name.startswith(cell["id"].replace("/", "__") + "."):
+            cell["elapsed"] = 999.0
     (other / "manifest.json").write_text(json.dumps(manifest))
     proc = merge(runs, tmp_path / "out", first, other)
     assert proc.returncode == 2, proc.stderr
-    assert "different results in several inputs" in proc.stderr
+    assert "different results in several inputs of replicate 1" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "results" / "42").exists()
 
@@ -210,6 +217,8 @@ def test_a_skipped_copy_yields_to_the_one_that_ran(runs, tmp_path) -> None:
     shutil.copytree(first, skipped)
     manifest = json.loads((skipped / "manifest.json").read_text())
     manifest["interpreters"][runs["first"]] = {"status": "skipped", "reason": "not found", "results": None}
+    for cell in manifest["cells"]:  # as a run that could not find the interpreter records them
+        cell.update(status="skipped", reason="not found", elapsed=None)
     (skipped / "manifest.json").write_text(json.dumps(manifest))
     proc = merge(runs, tmp_path / "out", skipped, first, expect=runs["first"])
     assert proc.returncode == 0, proc.stderr
@@ -241,3 +250,94 @@ def test_bad_inputs_exit_2(runs, tmp_path) -> None:
     assert proc.returncode == 2 and "no run folder" in proc.stderr
     proc = merge(runs, tmp_path / "out", runs["dirs"][runs["first"]], expect="3.99")
     assert proc.returncode == 2 and "--expect 3.99" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> dict:
+    """Three real CI bench jobs of one matrix, as `plan --github --shards 2 --replicates 2` makes
+    them, on the running interpreter: shard s1 (crunch) twice, shard s2 (fetch) once (its
+    second replicate's job "failed before uploading")."""
+    base = tmp_path_factory.mktemp("shards")
+    matrix = small_matrix(base, [RUNNING_ID], executors="[sequential, threads]", workers="[2]")
+    dirs = {}
+    for shard, workload, replicate in (("s1", "crunch", 1), ("s1", "crunch", 2), ("s2", "fetch", 1)):
+        out = base / f"{shard}-r{replicate}"
+        proc = gilmatrix(
+            *local_run(matrix, out, "7"),
+            "--only",
+            workload,
+            "--shard",
+            shard,
+            "--replicate",
+            str(replicate),
+        )
+        assert proc.returncode == 0, proc.stderr
+        run_dir = out / "results" / "7"
+        (run_dir / "github-runner.json").write_text(
+            json.dumps({"name": f"runner-{shard}-{replicate}", "environment": "github-hosted"})
+        )
+        dirs[(shard, replicate)] = run_dir
+    return {"base": base, "matrix": matrix, "dirs": dirs}
+
+
+def test_shards_are_joined_and_replicates_kept_apart(shards, tmp_path) -> None:
+    out = tmp_path / "out"
+    proc = gilmatrix(
+        "merge", *(str(d) for d in shards["dirs"].values()), "--out", str(out),
+        "--matrix", str(shards["matrix"]), "--expect", RUNNING_ID, "--only", "crunch", "--only", "fetch",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run_dir = out / "results" / "7"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["replicates"] == {"count": 2, "runs": {"2": "replicates/2"}}
+    # replicate 1: both shards joined into one suite per interpreter, each cell with its machine
+    machines = {c["id"]: c["machine"] for c in manifest["cells"]}
+    assert {m for i, m in machines.items() if i.startswith("crunch/")} == {"runner-s1-1"}
+    assert {m for i, m in machines.items() if i.startswith("fetch/")} == {"runner-s2-1"}
+    suite = json.loads((run_dir / f"{RUNNING_ID}.json").read_text())
+    names = [b["metadata"]["name"] for b in suite["benchmarks"]]
+    assert sorted(names) == sorted(machines) and len(names) == 4
+    assert manifest["interpreters"][RUNNING_ID]["machines"] == ["runner-s1-1", "runner-s2-1"]
+    assert manifest["state"] == "partial"  # replicate 2 lacks its s2 shard
+    # replicate 2: a run folder of its own; the fetch cells its failed job never uploaded are missing
+    second = json.loads((run_dir / "replicates" / "2" / "manifest.json").read_text())
+    by_status = {c["id"]: (c["status"], c["machine"]) for c in second["cells"]}
+    assert {v for k, v in by_status.items() if k.startswith("crunch/")} == {("ok", "runner-s1-2")}
+    assert {v[0] for k, v in by_status.items() if k.startswith("fetch/")} == {"missing"}
+    # no workload spans two machines in a replicate: no cross-machine warning
+    assert not any("comparisons between cells of different machines" in w for w in manifest["warnings"])
+    # both folders are runs the report reads
+    for folder in (run_dir, run_dir / "replicates" / "2"):
+        report = gilmatrix("report", str(folder), "--out", str(tmp_path / folder.name))
+        assert report.returncode == 0, report.stderr
+
+
+def test_a_workload_split_over_machines_is_named(shards, tmp_path) -> None:
+    """Two inputs of one replicate whose cells of one workload ran on two machines: merged, and
+    the warning names the workload and both machines."""
+    first = shards["dirs"][("s1", 1)]
+    other = tmp_path / "other"
+    shutil.copytree(first, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    kept = [c for c in manifest["cells"] if c["id"].endswith("/2")]  # threads/2 only
+    manifest["cells"] = kept
+    manifest["host"]["hostname"] = "elsewhere"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    (other / "github-runner.json").unlink()
+    for cell in manifest["cells"]:  # another run of that cell on the other machine
+        status = other / "cells" / RUNNING_ID / (cell["id"].replace("/", "__") + ".status.json")
+        data = json.loads(status.read_text())
+        data["elapsed"] = 1234.5
+        status.write_text(json.dumps(data))
+        cell["elapsed"] = 1234.5
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    trimmed = tmp_path / "trimmed"
+    shutil.copytree(first, trimmed)
+    trimmed_manifest = json.loads((trimmed / "manifest.json").read_text())
+    trimmed_manifest["cells"] = [c for c in trimmed_manifest["cells"] if not c["id"].endswith("/2")]
+    (trimmed / "manifest.json").write_text(json.dumps(trimmed_manifest))
+    proc = gilmatrix("merge", str(trimmed), str(other), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads((tmp_path / "out/results/7/manifest.json").read_text())
+    (warning,) = [w for w in merged["warnings"] if "different machines" in w]
+    assert "crunch ran on runner-s1-1, elsewhere" in warning

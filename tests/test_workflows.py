@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,32 +63,54 @@ def test_actionlint_passes(workflow: Path) -> None:
 def test_actionlint_finds_mistakes(tmp_path: Path) -> None:
     """The lint is real: a broken copy of matrix.yml fails with the mistakes named."""
     text = (ROOT / ".github" / "workflows" / "matrix.yml").read_text()
-    broken = text.replace("needs.plan.outputs.matrix", "needs.plan.outputs.matrx", 1)
-    broken = broken.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n    timeout-minutes: soon", 1)
+    broken = text.replace("needs.plan.outputs.bench", "needs.plan.outputs.bnch", 1)
+    broken = broken.replace(
+        "runs-on: ubuntu-latest\n    timeout-minutes: 10",
+        "runs-on: ubuntu-latest\n    timeout-minutes: soon",
+        1,
+    )
     assert broken != text
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     path = tmp_path / ".github" / "workflows" / "matrix.yml"
     path.write_text(broken)
     proc = actionlint(path, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "matrx" in proc.stdout
+    assert "bnch" in proc.stdout
     assert "timeout-minutes" in proc.stdout
 
 
 def test_matrix_workflow_takes_the_job_matrix_from_the_plan() -> None:
     workflow = load("matrix.yml")
     on = workflow[True]  # YAML 1.1 reads the key `on` as a boolean
-    assert set(on["workflow_dispatch"]["inputs"]) >= {"profile", "only", "runner_labels"}
+    assert set(on["workflow_dispatch"]["inputs"]) >= {
+        "profile",
+        "only",
+        "runner_labels",
+        "shards",
+        "replicates",
+    }
     assert on["schedule"] and on["push"]["branches"] == ["main"]
     assert {"matrix.yaml", "images/**", "runner/**"} <= set(on["push"]["paths"])
     jobs = workflow["jobs"]
-    assert list(jobs)[:3] == ["plan", "bench", "report"]
+    assert list(jobs)[:4] == ["plan", "images", "bench", "report"]
     plan_steps = "\n".join(s.get("run", "") for s in jobs["plan"]["steps"])
     assert "gilmatrix plan --github" in plan_steps
+    images = jobs["images"]
+    assert images["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.images) }}"
+    image_runs = "\n".join(s.get("run", "") for s in images["steps"])
+    assert "gilmatrix images --only" in image_runs and "docker save" in image_runs
+    caches = [s for s in images["steps"] if str(s.get("uses", "")).startswith("actions/cache")]
+    assert caches and "runner/images/**" in caches[0]["with"]["key"]  # not the stale runner/images*.py
     bench = jobs["bench"]
-    assert bench["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert bench["needs"] == ["plan", "images"]
+    assert bench["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.bench) }}"
     assert bench["strategy"]["fail-fast"] is False
     assert bench["runs-on"] == "${{ matrix.runs_on }}"
+    bench_runs = "\n".join(s.get("run", "") for s in bench["steps"])
+    assert '--shard "$SHARD" --replicate "$REPLICATE"' in bench_runs and "--run-minutes" in bench_runs
+    assert "docker load" in bench_runs  # images restored, never built once per shard
+    downloads = [s for s in bench["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact")]
+    assert downloads and downloads[0]["with"]["pattern"] == "image-*"
     uploads = [s for s in bench["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["with"]["name"] == "${{ matrix.artifact }}"
     assert uploads[0]["if"] == "always()"
@@ -145,9 +168,10 @@ def test_ci_rehearsal_session_exists() -> None:
 
 @pytest.mark.integration
 @pytest.mark.docker
-def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path) -> None:
-    """plan -> bench (a non-editable `pip install .`, the image step, the cells in containers,
-    the image saved for the cache) -> report -> pages, from the workflow file's own steps."""
+def test_rehearsal_replays_the_sharded_docker_jobs_as_github_runs_them(tmp_path: Path) -> None:
+    """plan -> images (built once, cached, handed on as artifacts) -> bench (two shards, each
+    restoring the images and running both interpreters in containers) -> report -> pages, from
+    the workflow file's own steps."""
     from tests.conftest import docker_and_mirror
 
     mirror = docker_and_mirror()
@@ -164,7 +188,9 @@ def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path
             "--sources",
             str(mirror),
             "--only",
-            "3.14t,crunch",
+            "3.13,3.14t,crunch,fetch",
+            "--shards",
+            "2",
             "--profile",
             "smoke",
             "--out",
@@ -173,13 +199,29 @@ def test_rehearsal_replays_the_docker_bench_job_as_github_runs_it(tmp_path: Path
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=2400,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "plan success, bench success, report success, pages success" in proc.stdout
-    bench = out / "jobs" / "bench-3.14t"
-    assert (bench / "_build" / "image-cache" / "image.tar").stat().st_size > 50e6
-    manifest = json.loads((out / "artifacts" / "results-3.14t" / "manifest.json").read_text())
-    assert manifest["backend"]["name"] == "docker"
-    assert {c["status"] for c in manifest["cells"]} == {"ok"}
+    assert "plan success, images success, bench success, report success, pages success" in proc.stdout
+    for interp in ("3.13", "3.14t"):
+        assert (out / "artifacts" / f"image-{interp}" / "image.tar").stat().st_size > 50e6
+        assert f"cache miss: image-Linux-X64-{interp}-" in proc.stdout
+    # each bench job loaded both images and built none: the image time is not paid per shard
+    assert proc.stdout.count("Loaded image: gilmatrix/cpython:3.14t-") >= 2
+    assert proc.stdout.count("2 images: 0 built, 2 up to date") >= 2
+    shards = {}
+    for shard in ("s1", "s2"):
+        manifest = json.loads((out / "artifacts" / f"results-{shard}-r1" / "manifest.json").read_text())
+        assert manifest["backend"]["name"] == "docker"
+        assert manifest["ci"]["shard"] == shard
+        assert set(manifest["interpreters"]) == {"3.13", "3.14t"}  # every interpreter in each shard
+        assert {c["status"] for c in manifest["cells"]} == {"ok"}
+        shards[shard] = {c["workload"] for c in manifest["cells"]}
+    assert shards["s1"] | shards["s2"] == {"crunch", "fetch"} and not shards["s1"] & shards["s2"]
+    merged = json.loads((out / "artifacts" / "merged-results" / "manifest.json").read_text())
+    assert merged["replicates"]["count"] == 1
+    assert {c["machine"] for c in merged["cells"]} == {
+        f"{socket.gethostname()}-rehearsal-bench-s1-r1",
+        f"{socket.gethostname()}-rehearsal-bench-s2-r1",
+    }
     assert (out / "artifacts" / "report" / "index.html").is_file()

@@ -30,6 +30,9 @@ __all__ = ["DockerBackend", "container_name", "engine_answers", "harness_command
 IMAGE_USER = "10001:10001"  # the `gilmatrix` user of images/Dockerfile
 RESULTS = "/results"  # where the run folder is mounted in the container
 DEFAULT_MEMORY = "8g"  # --memory; override with $GILMATRIX_DOCKER_MEMORY
+# --cpus (a CPU quota: the container gets this many CPUs' worth of time); unset: none. For a
+# runner shared with other work, or to see what a slower machine does to a run's verdicts.
+CPUS_ENV = "GILMATRIX_DOCKER_CPUS"
 DEFAULT_PIDS = 4096  # --pids-limit: free-threaded pools are threads, and threads count here
 TMPFS = "/tmp:rw,exec,nosuid,size=1g"
 SHM_SIZE = "512m"  # multiprocessing's semaphores and queues live in /dev/shm
@@ -89,6 +92,7 @@ def harness_command(
     user: str,
     cpuset: str | None = None,
     memory: str = DEFAULT_MEMORY,
+    cpus: str | None = None,
     pids_limit: int = DEFAULT_PIDS,
     env: Mapping[str, str] | None = None,
     hostname: str | None = None,
@@ -128,6 +132,7 @@ def harness_command(
         "--memory-swap",
         memory,
         *(["--cpuset-cpus", cpuset] if cpuset else []),
+        *(["--cpus", cpus] if cpus else []),
         *(["--hostname", hostname] if hostname else []),
         "--init",  # reaps orphans and forwards signals to the harness
         "--mount",
@@ -159,6 +164,15 @@ class DockerBackend(Backend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         self.memory = os.environ.get("GILMATRIX_DOCKER_MEMORY", DEFAULT_MEMORY)
+        self.cpus = os.environ.get(CPUS_ENV) or None
+        if self.cpus is not None:
+            try:
+                if float(self.cpus) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise UserError(
+                    f"${CPUS_ENV}={self.cpus!r}: give a positive number of CPUs (e.g. 1.5)"
+                ) from None
         self.builder = ImageBuilder(
             work_dir=Path(options.work_dir),
             build_profile=options.build_profile,
@@ -344,6 +358,7 @@ class DockerBackend(Backend):
             user=container_user(run_dir),
             cpuset=self.options.cpuset,
             memory=self.memory,
+            cpus=self.cpus,
             env=forwarded_env(os.environ),
             hostname=socket.gethostname(),
         )
@@ -434,6 +449,7 @@ class DockerBackend(Backend):
         info: dict[str, Any] = {
             "name": self.name,
             "memory": self.memory,
+            "cpus": self.cpus,
             "pids_limit": DEFAULT_PIDS,
             "cpuset": self.options.cpuset,
             "build_profile": self.options.build_profile,

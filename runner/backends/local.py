@@ -120,7 +120,8 @@ class LocalBackend(Backend):
     name = "local"
 
     def _harness_path(self) -> Path:
-        return stage_harness(self.options.work_dir / "harness")
+        # absolute: a .pth line is read relative to site-packages (`--out out` must work)
+        return stage_harness(self.options.work_dir.resolve() / "harness")
 
     def find(self, interp: Interpreter) -> tuple[str, dict[str, Any]]:
         """The first candidate interpreter whose facts match ``interp``."""

@@ -42,7 +42,12 @@ def images_command(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     results = build_images(wanted, builder)
-    print(format_summary(results, time.monotonic() - started))
+    summary = format_summary(results, time.monotonic() - started)
+    if args.tags:
+        _stderr(summary)
+        print("\n".join(r.tag for r in results if r.ok and r.tag))
+    else:
+        print(summary)
     if args.prune and builder.client is not None:
         for tag in prune_superseded(builder.client, results):
             _stderr(f"removed superseded {tag}")

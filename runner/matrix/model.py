@@ -56,6 +56,7 @@ class Workload:
     params: Mapping[str, Any]
     module: UserModule | None = None  # a user workload: the file the matrix names
     requirements: tuple[str, ...] = ()  # pip requirements of a user workload
+    runs_on: tuple[str, ...] = ()  # CI runner labels of the jobs that run it (plan --github)
 
     @property
     def param_specs(self) -> Mapping[str, Param]:
@@ -90,6 +91,16 @@ class PrecisionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CiSettings:
+    """How ``gilmatrix plan --github`` splits a profile into CI jobs (runner/shards.py)."""
+
+    shards: int | None = None  # bench jobs per replicate (None: from job_minutes, else 1)
+    job_minutes: float | None = None  # target measuring minutes per bench job
+    replicates: int = 1  # runners each shard runs on
+    runs_on: tuple[str, ...] = ()  # runner labels of the bench jobs
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     name: str
     description: str
@@ -104,6 +115,7 @@ class Profile:
     python_gil: int | None = None  # PYTHON_GIL for every worker process (None: not set)
     max_workers: int | str | None = None  # no worker count above: N, "cpus", "physical-cores"
     placement: str | None = None  # "physical-cores": one CPU per physical core (cpuset/taskset)
+    ci: CiSettings = CiSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,6 +555,15 @@ def _check_interpreters(
             )
 
 
+def _ci_settings(entry: Mapping[str, Any]) -> CiSettings:
+    return CiSettings(
+        shards=entry.get("shards"),
+        job_minutes=entry.get("job_minutes"),
+        replicates=entry.get("replicates", 1),
+        runs_on=tuple(entry.get("runs_on", ())),
+    )
+
+
 def _release_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
@@ -598,7 +619,14 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
         impl = WORKLOADS[impl_name]
         params = _check_params(impl.params, entry.get("params") or {}, ("workloads", name, "params"), errors)
         workloads.append(
-            Workload(name, impl_name, impl.kind, entry.get("description") or impl.description, params)
+            Workload(
+                name,
+                impl_name,
+                impl.kind,
+                entry.get("description") or impl.description,
+                params,
+                runs_on=tuple(entry.get("runs_on", ())),
+            )
         )
 
     workers = tuple(sorted(data["workers"]))
@@ -644,6 +672,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             python_gil=entry.get("python_gil"),
             max_workers=entry.get("max_workers"),
             placement=entry.get("placement"),
+            ci=_ci_settings(entry.get("ci") or {}),
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:
@@ -710,6 +739,7 @@ def _user_workload(name: str, entry: Mapping[str, Any], path: Path, errors: _Err
         params=params,
         module=module,
         requirements=requirements,
+        runs_on=tuple(entry.get("runs_on", ())),
     )
 
 

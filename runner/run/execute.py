@@ -232,6 +232,7 @@ class MatrixRun:
         self.unavailable: dict[tuple[str, str], str] = {}  # cells whose workload could not be set up
         self.setups: dict[str, dict[str, WorkloadSetup]] = {}  # interpreter -> user workloads
         self.measuring: tuple[float, float] | None = None  # rounds' start, worker lives then
+        self.ci: dict[str, Any] | None = None  # a CI bench job's shard, replicate and budget
 
     # -- manifest ------------------------------------------------------------------------
 
@@ -257,6 +258,7 @@ class MatrixRun:
                 }
             )
         planned = {cell.workload for cell in self.plan.cells}
+        sections = {"ci": self.ci} if self.ci else {}
         return new_manifest(
             run_id=self.run_id,
             started=self.started,
@@ -290,6 +292,7 @@ class MatrixRun:
             stages={k: round(v, 3) for k, v in self.stages.items()},
             interpreters=self.interpreters,
             cells=cells,
+            **sections,
         )
 
     def save(self) -> None:
@@ -949,6 +952,7 @@ def start_run(
     only: list[str],
     run_id: str | None = None,
     log: Callable[[str], None] = print,
+    ci: Mapping[str, Any] | None = None,
 ) -> tuple[RunDir, int]:
     run_id = run_id or new_run_id(plan.profile.name)
     t0 = time.monotonic()
@@ -956,6 +960,7 @@ def start_run(
     run_dir.acquire("run")
     try:
         run = MatrixRun(matrix, plan, backend, run_dir, run_id, only, log)
+        run.ci = dict(ci) if ci else None
         run.stages["plan"] = time.monotonic() - t0
         return run_dir, run.execute()
     finally:
@@ -999,4 +1004,5 @@ def _resume(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: 
     run.rounds = list(schedule.get("rounds") or [])
     run.windows = list(schedule.get("windows") or [])
     run.noise = schedule.get("noise")
+    run.ci = manifest.get("ci")
     return run.execute()

@@ -123,6 +123,8 @@ _TOP = {
     "schedule": (_DICT, False),
     "hosts": (_DICT, False),
     "merge": (_DICT, False),
+    "ci": (_DICT, False),
+    "replicates": (_DICT, False),
     "backend": (_DICT, False),
     "host": (_DICT + _STR, False),
     "warnings": (_LIST, False),

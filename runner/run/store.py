@@ -228,7 +228,11 @@ class RunDir:
 
     @classmethod
     def create(cls, out: Path, run_id: str) -> RunDir:
-        path = out / "results" / run_id
+        return cls.create_at(out / "results" / run_id)
+
+    @classmethod
+    def create_at(cls, path: Path) -> RunDir:
+        """A new run folder at ``path`` (a merged run's replicates live inside it)."""
         try:
             (path / "jobs").mkdir(parents=True, exist_ok=False)
         except FileExistsError:
