@@ -63,19 +63,21 @@ def test_the_shared_patterns_are_not_planned_where_each_worker_would_have_a_copy
 
 def test_cpu_topology_names_usable_cpus_one_per_physical_core() -> None:
     topology = cpu_topology()
-    assert topology["cpus"] == sorted(os.sched_getaffinity(0))
-    assert set(topology["physical"]) <= set(topology["cpus"]) and topology["physical"]
-    if topology["sockets"] == 1:  # one socket: SMT is exactly fewer cores than CPUs
-        assert topology["smt"] == (len(topology["physical"]) < len(topology["cpus"]))
+    assert list(topology.cpus) == sorted(os.sched_getaffinity(0))
+    assert set(topology.physical) <= set(topology.cpus) and topology.physical
+    if topology.sockets == 1 and not topology.efficiency:  # SMT: fewer cores than CPUs
+        assert topology.smt == (len(topology.physical) < len(topology.cpus))
 
 
 def test_worker_counts_stop_at_the_machines_cores() -> None:
     counts = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-    physical = len(cpu_topology()["physical"])
+    topology = cpu_topology()
+    physical = len(topology.physical)
     assert worker_limit(counts, None) == counts
     assert worker_limit(counts, 4) == (1, 2, 4)
-    assert worker_limit(counts, "physical-cores") == tuple(c for c in counts if c <= physical)
-    assert worker_limit(counts, "cpus") == tuple(c for c in counts if c <= len(os.sched_getaffinity(0)))
+    assert worker_limit(counts, "physical-cores", topology) == tuple(c for c in counts if c <= physical)
+    usable = len(os.sched_getaffinity(0))
+    assert worker_limit(counts, "cpus", topology) == tuple(c for c in counts if c <= usable)
     assert worker_limit((2, 4), 1) == (2,)  # the smallest count whatever the machine
 
 
@@ -87,8 +89,11 @@ def test_the_ftscaling_profile_of_the_matrix() -> None:
     assert {w.params["pattern"] for w in ft} == set(FT_PATTERNS) | set(FT_SHARED_PATTERNS)
     assert set(profile.workloads or ()) == {w.id for w in ft}
     plan = plan_cells(matrix, "ftscaling", ["3.14t"])
-    workers = {c.workers for c in plan.cells if c.executor == "threads"}
-    assert workers == set(worker_limit(profile.workers or (), "physical-cores"))
+    threads = [c for c in plan.cells if c.executor == "threads"]
+    assert {c.workers for c in threads} == set(
+        worker_limit(profile.workers or (), "physical-cores", plan.topology)
+    )
+    assert plan.topology is not None and plan.cpuset == plan.topology.physical
     # the other profiles keep the classic workloads
     assert not {w.id for w in ft} & set(matrix.profile("default").workloads or ())
 
@@ -228,7 +233,7 @@ def test_a_run_of_ftscaling_workloads_on_physical_cores_and_its_report(tmp_path:
     out = tmp_path / "out"
     proc = gilmatrix(*local_run(matrix, out, "r"), timeout=600)
     assert proc.returncode == 0, proc.stderr
-    physical = cpu_topology()["physical"]
+    physical = cpu_topology().physical
     assert f"placement: one CPU per physical core, CPUs {','.join(map(str, physical))}" in proc.stderr
     manifest = json.loads((out / "results" / "r" / "manifest.json").read_text())
     assert manifest["backend"]["settings"]["cpuset"] == ",".join(map(str, physical))
