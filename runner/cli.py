@@ -301,6 +301,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
         f"profiles {', '.join(matrix.profiles)}" + "".join(f"; override {o}" for o in matrix.overrides)
     )
+    from gilmatrix.matrix.plan import matrix_warnings
+
+    for warning in matrix_warnings(matrix):
+        print(f"warning: {warning}", file=sys.stderr)
     for interp in matrix.interpreters:
         if interp.prefix:
             python = Path(os.path.expanduser(os.path.expandvars(interp.prefix))) / "bin" / "python3"
@@ -361,6 +365,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     if args.runner_labels is not None:
         raise UserError("--runner-labels goes with --github")
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         print()
@@ -371,7 +377,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if cell.status == "skipped":
             print(f"{cell.interpreter:<6} {cell.id}  skipped: {cell.reason}")
             continue
-        print(f"{cell.interpreter:<6} {cell.id:<{width}}  workers {cell.workers:>3}  cpus {pinned}")
+        tasks = "-" if cell.tasks is None else str(cell.tasks)
+        note = f"  ({cell.note})" if cell.note else ""
+        print(
+            f"{cell.interpreter:<6} {cell.id:<{width}}  workers {cell.workers:>3}  tasks {tasks:>4}  "
+            f"cpus {pinned}{note}"
+        )
     counts = plan.to_json()["counts"]
     print(f"{counts['planned']} cells planned, {counts['skipped']} skipped (profile {plan.profile.name})")
     for line in machine_lines(plan):
@@ -463,6 +474,8 @@ def _run(
     from gilmatrix.run.execute import exit_code, resume_run, start_run
 
     plan = plan_cells(matrix, profile, only)
+    for warning in plan.warnings:
+        log(f"warning: {warning}")
     if plan.cpuset and not settings["cpuset"]:
         settings["cpuset"] = ",".join(map(str, plan.cpuset))
         smt = plan.topology is not None and plan.topology.smt

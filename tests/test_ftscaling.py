@@ -88,11 +88,14 @@ def test_the_ftscaling_profile_of_the_matrix() -> None:
     ft = [w for w in matrix.workloads if w.implementation in ("ftscaling", "ftscaling_shared")]
     assert {w.params["pattern"] for w in ft} == set(FT_PATTERNS) | set(FT_SHARED_PATTERNS)
     assert set(profile.workloads or ()) == {w.id for w in ft}
+    # ftscalingbench's weak scaling: every worker one task, N workers N tasks
+    assert {w.tasks_per_worker for w in ft} == {1} and not any("tasks" in w.params for w in ft)
     plan = plan_cells(matrix, "ftscaling", ["3.14t"])
     threads = [c for c in plan.cells if c.executor == "threads"]
     assert {c.workers for c in threads} == set(
         worker_limit(profile.workers or (), "physical-cores", plan.topology)
     )
+    assert all(c.tasks == c.params["tasks"] == c.workers for c in threads)
     assert plan.topology is not None and plan.cpuset == plan.topology.physical
     # the other profiles keep the classic workloads
     assert not {w.id for w in ft} & set(matrix.profile("default").workloads or ())

@@ -1,6 +1,7 @@
 """Many cores, measured right: the CPU topology of real many-core machines read from fixture
-/sys trees (tests/sysfs.py), the cores placement pins and max_workers counts, and the plan of
-the ftscaling profile for another machine (``gilmatrix plan --sys-root``)."""
+/sys trees (tests/sysfs.py), the cores placement pins and max_workers counts, the plan of the
+ftscaling profile for another machine (``gilmatrix plan --sys-root``), and the warning for
+cells that would leave workers without a task."""
 
 from __future__ import annotations
 
@@ -148,21 +149,26 @@ def test_ftscaling_plan_for_a_64_core_machine(tmp_path: Path) -> None:
     threads = [c for c in plan.cells if c.executor == "threads"]
     assert {c.workers for c in threads} == {1, 2, 4, 8, 16, 32, 64}
     assert plan.dropped == (128,)
+    assert all(c.tasks is not None and c.tasks >= c.workers for c in threads)
+    assert all(c.tasks == c.workers and c.params["tasks"] == c.workers for c in threads)
+    assert all(c.note is None for c in plan.cells) and not plan.warnings
     assert plan.cpuset == tuple(range(64))
     assert len({core_of(topology, cpu) for cpu in plan.cpuset}) == 64  # one per core
 
 
-def test_plan_sys_root_prints_workers_and_the_pinned_cpus(tmp_path: Path, capsys) -> None:
+def test_plan_sys_root_prints_workers_tasks_and_the_pinned_cpus(tmp_path: Path, capsys) -> None:
     root = fixture(tmp_path, sysfs.epyc_64c)
     args = ["plan", "--matrix", str(MATRIX), "--profile", "ftscaling", "--sys-root", str(root)]
     assert main([*args, "--only", "3.14t"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "warning" not in err
     lines = out.splitlines()
     cells = [line for line in lines if line.startswith("3.14t ")]
     assert len(cells) == 17 * 8  # 17 workloads x (sequential + threads at 1..64)
     for line in cells:
         fields = line.split()
-        assert int(fields[fields.index("workers") + 1]) <= 64 and fields[-1] == "0-63", line
+        workers, tasks = int(fields[fields.index("workers") + 1]), int(fields[fields.index("tasks") + 1])
+        assert tasks == workers and fields[-1] == "0-63", line
     assert not [line for line in cells if "/128" in line]
     assert "3.14t  ft_method_call/threads/64" in out
     assert (
@@ -173,5 +179,55 @@ def test_plan_sys_root_prints_workers_and_the_pinned_cpus(tmp_path: Path, capsys
     data = json.loads(capsys.readouterr().out)
     assert data["placement"]["cpuset"] == "0-63" and data["dropped_workers"] == [128]
     assert data["topology"]["cores"] == 64 and data["topology"]["cpus"] == 128
-    assert all(c["cpuset"] == "0-63" for c in data["cells"])
+    assert all(c["tasks"] >= c["workers"] and c["cpuset"] == "0-63" for c in data["cells"])
     assert main([*args[:-2], "--sys-root", str(tmp_path / "nowhere")]) == 2
+
+
+# -- fewer tasks than workers -------------------------------------------------------------------
+
+
+def fixed_tasks_matrix(tmp_path: Path) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "format: 1\n"
+        'interpreters:\n  - id: "3.14t"\n'
+        "workloads:\n"
+        "  ft_fixed: {workload: ftscaling, params: {pattern: method_call, tasks: 8}}\n"
+        "  ft_weak: {workload: ftscaling, tasks_per_worker: 2, params: {pattern: closure}}\n"
+        "  startup: {params: {tasks: 1}}\n"
+        "executors: [sequential, threads]\n"
+        "workers: [1, 2, 4]\n"
+        "profiles:\n"
+        "  default: {}\n"
+        "  wide: {workers: [1, 8, 16, 32], max_workers: 16}\n"
+    )
+    return path
+
+
+def test_validate_and_plan_warn_where_workers_would_have_no_task(tmp_path: Path, capsys) -> None:
+    path = fixed_tasks_matrix(tmp_path)
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    (warning,) = err.splitlines()  # ft_fixed on threads in profile wide; not startup, not ft_weak
+    assert warning.startswith(
+        "warning: profile wide: ft_fixed on threads: 8 tasks per timed call at 16 workers"
+    )
+    assert "tasks_per_worker" in warning and "params.tasks to at least 16" in warning
+    assert main(["plan", str(path), "--profile", "wide", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert len(data["warnings"]) == 1 and "ft_fixed on threads" in data["warnings"][0]
+    assert "ft_fixed on threads" in captured.err
+    by_id = {c["id"]: c for c in data["cells"]}
+    assert by_id["ft_fixed/threads/16"]["note"] == "8 tasks for 16 workers: 8 idle"
+    assert by_id["ft_fixed/threads/8"]["note"] is None and by_id["ft_fixed/threads/8"]["tasks"] == 8
+    assert by_id["ft_weak/threads/16"]["tasks"] == 32 and by_id["ft_weak/threads/16"]["params"]["tasks"] == 32
+    assert by_id["ft_weak/sequential/1"]["tasks"] == 2
+    assert by_id["startup/threads/16"]["note"] is None  # a pool's fixed cost: idle workers are its point
+    assert main(["plan", str(path), "--profile", "default"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_shipped_matrix_plans_no_idle_workers(capsys) -> None:
+    assert main(["validate", str(MATRIX)]) == 0
+    assert "warning" not in capsys.readouterr().err
