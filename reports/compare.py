@@ -11,7 +11,13 @@ import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
 from gilmatrix.matrix.model import interpreter_key
-from gilmatrix.reports.stats import REPLICATE_KEYS, compare_cells, replicated_comparison, welch_from_stats
+from gilmatrix.reports.stats import (
+    REPLICATE_KEYS,
+    at_tasks,
+    compare_cells,
+    replicated_comparison,
+    welch_from_stats,
+)
 
 # Single-thread overhead of the free-threaded build as published in the CPython docs (average
 # over pyperformance); drawn as reference marks, not used in any verdict.
@@ -39,31 +45,40 @@ CHANGE_COLUMNS = [
 
 
 def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
-    """Add to each cell: speedup (sequential mean / mean), efficiency (speedup / workers) and
-    parallel efficiency against the same executor at one worker, t1 / (N * tN).
+    """Add to each cell: speedup over sequential, efficiency (speedup / workers) and parallel
+    efficiency against the same executor at one worker, all as throughput (tasks per second)
+    ratios: speedup = (tasks / mean) / (sequential's tasks / its mean).
 
-    Parallel efficiency is 1 when N workers take 1/N of one worker's time (the same total
-    work is spread over the workers), whatever the executor's fixed cost; efficiency also
-    counts what the executor costs over a plain loop. Sequential gets no parallel
-    efficiency: it does not use workers."""
+    Where a workload runs the same tasks in every cell (a fixed ``tasks``), that is sequential
+    mean / mean, and parallel efficiency t1 / (N * tN): 1 when N workers take 1/N of one
+    worker's time, whatever the executor's fixed cost; efficiency also counts what the
+    executor costs over a plain loop. Where every worker gets the same work
+    (``tasks_per_worker``: N workers run N times one worker's tasks) it is ftscalingbench's
+    T1 * N / TN, and parallel efficiency t1 / tN. Sequential gets no parallel efficiency: it
+    does not use workers."""
     seq = (
         cells[cells["executor"] == "sequential"]
-        .groupby(["interpreter", "workload"])["mean"]
-        .min()
-        .rename("seq_mean")
+        .sort_values("mean")
+        .drop_duplicates(["interpreter", "workload"])
+        .set_index(["interpreter", "workload"])
     )
     one = (
         cells[(cells["workers"] == 1) & (cells["executor"] != "sequential")]
-        .groupby(["interpreter", "workload", "executor"])["mean"]
-        .min()
-        .rename("one_mean")
+        .sort_values("mean")
+        .drop_duplicates(["interpreter", "workload", "executor"])
+        .set_index(["interpreter", "workload", "executor"])
     )
-    out = cells.join(seq, on=["interpreter", "workload"])
-    out = out.join(one, on=["interpreter", "workload", "executor"])
-    out["speedup"] = out["seq_mean"] / out["mean"]
+    with_tasks = "tasks" in cells.columns
+    extra = ["mean", "tasks"] if with_tasks else ["mean"]
+    out = cells.join(seq[extra].add_prefix("seq_"), on=["interpreter", "workload"])
+    out = out.join(one[extra].add_prefix("one_"), on=["interpreter", "workload", "executor"])
+    # the work of a cell over the work of its reference: exactly 1.0 where they ran the same tasks
+    seq_work = out["tasks"] / out["seq_tasks"] if with_tasks else 1.0
+    one_work = out["tasks"] / out["one_tasks"] if with_tasks else 1.0
+    out["speedup"] = out["seq_mean"] / out["mean"] * seq_work
     out["efficiency"] = out["speedup"] / out["workers"]
-    out["parallel_efficiency"] = out["one_mean"] / (out["workers"] * out["mean"])
-    return out.drop(columns=["one_mean"])
+    out["parallel_efficiency"] = out["one_mean"] / (out["workers"] * out["mean"]) * one_work
+    return out.drop(columns=[c for c in ("one_mean", "one_tasks", "seq_tasks") if c in out.columns])
 
 
 def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -255,10 +270,13 @@ def heatmap_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 def ft_scaling_table(cells: pd.DataFrame, workloads: set[str]) -> pd.DataFrame:
     """ftscalingbench's scaling of ``workloads`` on threads, per interpreter and worker count N:
-    T(threads, 1 worker) / T(threads, N) — its T1 * N / TN, as one cell spreads its fixed tasks
-    over N threads — with the 95% interval of that ratio (Welch, from the process means), the
-    efficiency (scaling / N) and what it says: scales (efficiency at least 0.75 at the
-    interval's low end), no scaling (at most 1.25x at its high end), partly."""
+    throughput at N threads over throughput at 1 thread, from the tasks each cell ran — T1 * N
+    / TN where every thread gets the same work (``tasks_per_worker``, as ftscalingbench's
+    threads: the N-thread cell runs N times the tasks), T1 / TN where one cell spreads fixed
+    tasks over N threads — with the 95% interval of that ratio (Welch, from the process means
+    per task), the efficiency (scaling / N: T1 / TN for equal work per thread) and what it
+    says: scales (efficiency at least 0.75 at the interval's low end), no scaling (at most
+    1.25x at its high end), partly."""
     rows = []
     threads = cells[(cells["executor"] == "threads") & cells["workload"].isin(workloads)]
     for (interp, workload), group in threads.groupby(["interpreter", "workload"], sort=False):
@@ -269,7 +287,9 @@ def ft_scaling_table(cells: pd.DataFrame, workloads: set[str]) -> pd.DataFrame:
         for workers, row in sorted(by_workers.items()):
             if workers == 1:
                 continue
-            cmp = compare_cells(one, row)
+            # the N-thread cell's times for the 1-thread cell's tasks: a throughput ratio
+            same_work = at_tasks(row, int(one.tasks)) if hasattr(one, "tasks") else row
+            cmp = compare_cells(one, same_work)
             low, high = cmp.ratio_low, cmp.ratio_high
             verdict = "scales" if low / workers >= 0.75 else ("no scaling" if high <= 1.25 else "partly")
             rows.append(

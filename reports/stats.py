@@ -159,6 +159,23 @@ def compare_cells(a: Any, b: Any, floor: float = 0.0) -> Comparison:
     return welch_from_stats(a.mean, a.proc_sd, int(a.processes), b.mean, b.proc_sd, int(b.processes), floor)
 
 
+# a cell's figures in seconds (per call): what scales with the work a call does
+TIME_FIELDS = ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high", "proc_sd", "cpu_time")
+
+
+def at_tasks(row: Any, tasks: int) -> Any:
+    """A cell-table row (an itertuples row) with its times scaled to ``tasks`` tasks at its own
+    throughput (each time x tasks / the tasks it ran), so that cells which ran different
+    numbers of tasks (a workload with ``tasks_per_worker``: workers x it) compare as throughput.
+    The row itself when it ran ``tasks`` tasks, or does not say: every figure of a workload with
+    the same tasks in all its cells is left exactly as measured."""
+    own = getattr(row, "tasks", None)
+    if own is None or pd.isna(own) or int(own) <= 0 or int(own) == tasks:
+        return row
+    factor = tasks / int(own)
+    return row._replace(**{f: getattr(row, f) * factor for f in TIME_FIELDS if f in row._fields})
+
+
 def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: n values, their mean, median, stdev, min, max; ``processes`` (worker
     processes with values) and the standard deviation of their means, ``proc_sd``; the 95%

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
-from gilmatrix.reports.stats import Comparison, compare_cells
+from gilmatrix.reports.stats import Comparison, at_tasks, compare_cells
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
 
@@ -77,6 +77,9 @@ class Card:
     fixed_cost: bool = False
     gil_reenabled_by: str = ""  # the modules whose import turned the GIL back on (a t build)
     fixed_costs: tuple[FixedCost, ...] = ()
+    # its cells ran different numbers of tasks (tasks_per_worker): times are per this many
+    # tasks (stats.at_tasks), so that worker counts compare as throughput; None: as measured
+    per_tasks: int | None = None
 
     @property
     def is_tie(self) -> bool:
@@ -85,13 +88,18 @@ class Card:
     @property
     def headline(self) -> str:
         w = self.winner
-        best = f"{w.executor} {format_ms(w.mean)} @ {w.workers} worker{'s' * (w.workers != 1)}"
+        per = "" if self.per_tasks is None else f" per {_tasks_text(self.per_tasks)}"
+        best = f"{w.executor} {format_ms(w.mean)}{per} @ {w.workers} worker{'s' * (w.workers != 1)}"
         if self.fixed_cost:
             best = f"{w.executor} {format_ms(w.mean)} to start @ {w.workers}"
         if not self.tied:
             return best
         names = ", ".join(score.executor for score, _ in self.tied)
         return f"tie: {best} ≈ {names}"
+
+
+def _tasks_text(count: int) -> str:
+    return "task" if count == 1 else f"{count} tasks"
 
 
 def format_ms(seconds: float) -> str:
@@ -172,8 +180,21 @@ def decide(
     ]
 
 
+def same_work(rows: list[Any]) -> tuple[list[Any], int | None]:
+    """The rows of one card at equal work: where its cells ran different numbers of tasks
+    (tasks_per_worker), each with its times for the fewest tasks any of them ran, at its own
+    throughput, and that number; else the rows as measured and None."""
+    counts = {int(r.tasks) for r in rows if hasattr(r, "tasks") and not pd.isna(r.tasks)}
+    if len(counts) < 2:
+        return rows, None
+    fewest = min(counts)
+    return [at_tasks(r, fewest) for r in rows], fewest
+
+
 def decide_one(rows: list[Any], description: str | None = None, floor: float = 0.0) -> Card:
-    """The card of one workload on one interpreter, from its cell_table rows."""
+    """The card of one workload on one interpreter, from its cell_table rows (compared at equal
+    work: :func:`same_work`)."""
+    rows, per_tasks = same_work(rows)
     first = rows[0]
     fixed_cost = first.kind == "startup" or getattr(first, "pool_in_timing", "") == "yes"
     seq_rows = [r for r in rows if r.executor == "sequential"]
@@ -204,7 +225,7 @@ def decide_one(rows: list[Any], description: str | None = None, floor: float = 0
         workload=str(first.workload),
         interpreter=str(first.interpreter),
         kind=str(first.kind),
-        tasks=int(first.tasks),
+        tasks=int(first.tasks) if per_tasks is None else per_tasks,
         gil=str(first.gil),
         free_threaded=bool(first.free_threaded),
         winner=winner,
@@ -216,6 +237,7 @@ def decide_one(rows: list[Any], description: str | None = None, floor: float = 0
         fixed_cost=fixed_cost,
         fixed_costs=fixed_costs(by_executor, winner.executor, floor) if fixed_cost else (),
         gil_reenabled_by=str(getattr(first, "gil_reenabled_by", "") or ""),
+        per_tasks=per_tasks,
     )
     return _with_sentences(card, description)
 
@@ -509,6 +531,14 @@ def _with_sentences(card: Card, description: str | None) -> Card:
     what = description or WHAT.get(
         card.kind, "{tasks} tasks of the '" + card.workload + "' workload, run through each executor."
     ).format(tasks=card.tasks)
+    if card.per_tasks is not None:
+        per = "task (a cell's time / its tasks)"
+        if card.per_tasks != 1:
+            per = f"{card.per_tasks} tasks (a cell's time / its tasks x {card.per_tasks})"
+        what += (
+            " Each worker gets the same work here (a cell's tasks grow with its workers), so "
+            f"executors and worker counts are compared by throughput: times are per {per}."
+        )
     if card.fixed_cost:
         return replace(card, sentences=tuple(_startup_sentences(card, what)))
     sentences = [

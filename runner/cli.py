@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("plan", help="list the cells a run would measure (and skip, and why)")
     plan_args(p)
+    p.add_argument(
+        "--sys-root",
+        type=_existing_dir,
+        metavar="DIR",
+        help="plan for the machine whose /sys is under DIR (DIR/sys/devices/system/cpu/..., "
+        "its allowed CPUs in DIR/sys/fs/cgroup/cpuset.cpus.effective): a profile's "
+        "max_workers and placement then count that machine's cores (default: this machine)",
+    )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument(
         "--github",
@@ -347,6 +355,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"workloads, {len(matrix.executors)} executors, workers {list(matrix.workers)}, "
         f"profiles {', '.join(matrix.profiles)}" + "".join(f"; override {o}" for o in matrix.overrides)
     )
+    from gilmatrix.matrix.plan import matrix_warnings
+
+    for warning in matrix_warnings(matrix):
+        print(f"warning: {warning}", file=sys.stderr)
     for interp in matrix.interpreters:
         if interp.prefix:
             python = Path(os.path.expanduser(os.path.expandvars(interp.prefix))) / "bin" / "python3"
@@ -394,10 +406,12 @@ def _validate_user_modules(matrix: Any) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from gilmatrix.harness.facts import cpu_topology, format_cpulist
     from gilmatrix.matrix.plan import plan_cells
 
     matrix = load_args_matrix(args)
-    plan = plan_cells(matrix, args.profile, args.only)
+    topology = cpu_topology(str(args.sys_root)) if args.sys_root is not None else None
+    plan = plan_cells(matrix, args.profile, args.only, topology)
     ci_options = ("runner_labels", "shards", "job_minutes", "replicates", "timings")
     if args.github:
         from gilmatrix.github import emit, parse_runner_labels
@@ -419,16 +433,62 @@ def cmd_plan(args: argparse.Namespace) -> int:
     given = [name for name in ci_options if getattr(args, name) is not None]
     if given:
         raise UserError(f"--{given[0].replace('_', '-')} goes with --github")
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         print()
         return 0
+    pinned = format_cpulist(plan.cpuset) if plan.cpuset else "(not pinned)"
+    width = max((len(c.id) for c in plan.cells), default=0)
     for cell in plan.cells:
-        note = f"  skipped: {cell.reason}" if cell.status == "skipped" else ""
-        print(f"{cell.interpreter:<6} {cell.id}{note}")
+        if cell.status == "skipped":
+            print(f"{cell.interpreter:<6} {cell.id}  skipped: {cell.reason}")
+            continue
+        tasks = "-" if cell.tasks is None else str(cell.tasks)
+        note = f"  ({cell.note})" if cell.note else ""
+        print(
+            f"{cell.interpreter:<6} {cell.id:<{width}}  workers {cell.workers:>3}  tasks {tasks:>4}  "
+            f"cpus {pinned}{note}"
+        )
     counts = plan.to_json()["counts"]
     print(f"{counts['planned']} cells planned, {counts['skipped']} skipped (profile {plan.profile.name})")
+    for line in machine_lines(plan):
+        print(line)
     return 0
+
+
+def machine_lines(plan: Plan) -> list[str]:
+    """What the plan took from the machine: its CPUs and cores, the worker counts it dropped,
+    the CPUs placement pins."""
+    from gilmatrix.harness.facts import format_cpulist
+
+    topology = plan.topology
+    if topology is None:
+        return []
+    where = "this machine" if topology.root in ("/", os.sep) else f"--sys-root {topology.root}"
+    sockets = f"{topology.sockets} socket{'s' * (topology.sockets != 1)}"
+    lines = [
+        f"machine ({where}): {len(topology.cpus)} usable CPUs on {len(topology.cores)} physical "
+        f"cores{' (SMT)' if topology.smt else ''}, {sockets}"
+        + (f"; {len(topology.efficiency)} CPUs of efficiency cores" if topology.efficiency else "")
+    ]
+    kind = "performance" if topology.efficiency else "physical"
+    cores = f"{len(topology.physical)} {kind} cores of socket {topology.package}"
+    if plan.dropped:
+        limit = plan.profile.max_workers
+        bound = {"physical-cores": cores, "cpus": f"{len(topology.cpus)} usable CPUs"}.get(str(limit), "")
+        lines.append(
+            f"worker counts {', '.join(map(str, plan.dropped))} dropped: above max_workers {limit}"
+            + (f" = {bound}" if bound else "")
+        )
+    if plan.cpuset:
+        lines.append(
+            f"placement {plan.profile.placement}: the run is pinned to {len(plan.cpuset)} CPUs "
+            f"{format_cpulist(plan.cpuset)}: one per {kind} core of socket {topology.package}"
+            + (" (their SMT siblings stay idle)" if topology.smt else "")
+        )
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
@@ -487,14 +547,14 @@ def _run(
     from gilmatrix.run.execute import exit_code, resume_run, start_run
 
     plan = with_run_minutes(plan_cells(matrix, profile, only), ci.get("run_minutes"))
-    if plan.profile.placement == "physical-cores" and not settings["cpuset"]:
-        from gilmatrix.harness.facts import cpu_topology
-
-        topology = cpu_topology()
-        settings["cpuset"] = ",".join(map(str, topology["physical"]))
+    for warning in plan.warnings:
+        log(f"warning: {warning}")
+    if plan.cpuset and not settings["cpuset"]:
+        settings["cpuset"] = ",".join(map(str, plan.cpuset))
+        smt = plan.topology is not None and plan.topology.smt
         log(
             f"placement: one CPU per physical core, CPUs {settings['cpuset']}"
-            + (" (this machine has SMT: their siblings stay idle)" if topology["smt"] else "")
+            + (" (this machine has SMT: their siblings stay idle)" if smt else "")
         )
     options = BackendOptions(
         work_dir=args.out,

@@ -185,8 +185,8 @@ def plan_shards(
 ) -> CiPlan:
     """The CI plan of ``plan``: arguments win over the profile's ``ci:`` settings."""
     ci = plan.profile.ci
-    shards = shards if shards is not None else ci.shards
-    job_minutes = job_minutes if job_minutes is not None else ci.job_minutes
+    if shards is None and job_minutes is None:  # either argument overrides both profile keys
+        shards, job_minutes = ci.shards, ci.job_minutes
     replicates = replicates if replicates is not None else ci.replicates
     if shards is not None and shards < 1:
         raise UserError(f"--shards {shards}: give 1 or more")

@@ -254,9 +254,10 @@ _TASKS = Param(8, 1, 4096, "tasks per timed call, spread over the workers")
 # closures, dicts, tuples, generators, thread-locals, dataclasses, namedtuples, enum attributes,
 # deepcopy, module functions, constants), written anew here, each a loop per task with an answer
 # its check can compute; and shared-object variants that scale badly on purpose (every task on
-# one list, one dict, one object). ftscalingbench's speedup T1 * N / TN (the same work on each
-# of N threads) is the same throughput ratio as T(1 worker) / T(N workers) of one cell's fixed
-# tasks spread over N threads: the report computes it so, with its interval.
+# one list, one dict, one object). ftscalingbench gives each of N threads the same work as its
+# one thread and reports T1 * N / TN; the matrix does the same with `tasks_per_worker` (a cell's
+# tasks = workers x it), and the report computes every speedup as a throughput ratio, from the
+# tasks each cell ran: T1 * N / TN for these, T1 / TN where a cell spreads fixed tasks.
 
 _FT_LOCAL = threading.local()
 _FT_LAZY: dict[str, Any] = {}  # classes made on first use: dataclasses, collections, enum, copy
@@ -449,7 +450,7 @@ def _ft_shared_attr(n: int, shared: Any) -> int:
     return total
 
 
-# pattern -> (its loop, iterations per task for ~0.1 s per timed call of 8 tasks at one worker)
+# pattern -> (its loop, iterations per task: 8 tasks take ~0.1 s on one worker)
 FT_PATTERNS: dict[str, tuple[Callable[[int, Any], int], int]] = {
     "method_call": (_ft_method_call, 200_000),
     "function_call": (_ft_function_call, 250_000),

@@ -57,10 +57,30 @@ class Workload:
     module: UserModule | None = None  # a user workload: the file the matrix names
     requirements: tuple[str, ...] = ()  # pip requirements of a user workload
     runs_on: tuple[str, ...] = ()  # CI runner labels of the jobs that run it (plan --github)
+    # tasks of a cell = its workers x this (every worker the same work: weak scaling); None:
+    # params.tasks, the same for every worker count
+    tasks_per_worker: int | None = None
 
     @property
     def param_specs(self) -> Mapping[str, Param]:
         return self.module.params if self.module is not None else WORKLOADS[self.implementation].params
+
+    @property
+    def fixed_cost(self) -> bool:
+        """What it times is an execution model's fixed cost (its pool is created in the timed
+        call, as ``startup``'s), not the throughput of its workers."""
+        return self.module is None and WORKLOADS[self.implementation].pool_in_timing
+
+    def tasks(self, params: Mapping[str, Any], workers: int) -> int | None:
+        """The tasks of one timed call of a cell at ``workers`` workers (``params``: the
+        workload's with the profile's overrides); None when the workload has no ``tasks``."""
+        if self.tasks_per_worker is not None:
+            return self.tasks_per_worker * workers
+        spec = self.param_specs.get("tasks")
+        if spec is None:
+            return None
+        value = params.get("tasks", spec.default)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     @property
     def unsupported(self) -> Mapping[str, str]:
@@ -597,7 +617,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
     for name, entry in data["workloads"].items():
         entry = entry or {}
         if "module" in entry:
-            workload = _user_workload(name, entry, path, errors)
+            workload = _user_workload(name, entry, path, errors, data)
             assert workload.module is not None
             first, first_path = modules.setdefault(workload.module.name, (name, workload.module.path))
             if first_path != workload.module.path:
@@ -626,6 +646,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
                 entry.get("description") or impl.description,
                 params,
                 runs_on=tuple(entry.get("runs_on", ())),
+                tasks_per_worker=_tasks_per_worker(name, entry, impl.params, data, errors),
             )
         )
 
@@ -642,6 +663,13 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
                     at_key, f"no workload {wl_id!r} in this matrix{suggest(wl_id, workload_ids)}"
                 )
             overrides[wl_id] = _check_params(workload_ids[wl_id].param_specs, given, at_key, errors)
+            if "tasks" in given and workload_ids[wl_id].tasks_per_worker is not None:
+                raise errors.fail(
+                    at_key + ("tasks",),
+                    f"workload {wl_id!r} has tasks_per_worker (its tasks are workers x "
+                    f"{workload_ids[wl_id].tasks_per_worker}): a fixed tasks count here would undo it; "
+                    "define another workload entry with params.tasks instead",
+                )
         settings = entry.get("pyperf") or {}
         precision = None
         if "precision" in entry:
@@ -707,7 +735,9 @@ def _subset(
     return tuple(entry[key])
 
 
-def _user_workload(name: str, entry: Mapping[str, Any], path: Path, errors: _Errors) -> Workload:
+def _user_workload(
+    name: str, entry: Mapping[str, Any], path: Path, errors: _Errors, data: Mapping[str, Any]
+) -> Workload:
     """A workload entry naming a Python file (``module:``, relative to the matrix file)."""
     if "workload" in entry:
         raise errors.fail(
@@ -740,7 +770,40 @@ def _user_workload(name: str, entry: Mapping[str, Any], path: Path, errors: _Err
         module=module,
         requirements=requirements,
         runs_on=tuple(entry.get("runs_on", ())),
+        tasks_per_worker=_tasks_per_worker(name, entry, module.params, data, errors),
     )
+
+
+def _tasks_per_worker(
+    name: str, entry: Mapping[str, Any], spec: Mapping[str, Param], data: Mapping[str, Any], errors: _Errors
+) -> int | None:
+    """A workload's ``tasks_per_worker``, checked: the workload has a whole-number ``tasks``
+    parameter, the entry does not also fix it, and the largest worker count of the matrix and
+    its profiles times it stays within that parameter's bounds."""
+    if "tasks_per_worker" not in entry:
+        return None
+    per_worker = int(entry["tasks_per_worker"])
+    key = ("workloads", name, "tasks_per_worker")
+    tasks = spec.get("tasks")
+    if tasks is None or not isinstance(tasks.default, int) or isinstance(tasks.default, bool):
+        raise errors.fail(key, "the workload has no whole-number `tasks` parameter to set per worker")
+    if "tasks" in (entry.get("params") or {}):
+        raise errors.fail(
+            key,
+            "give tasks_per_worker (tasks = workers x it) or params.tasks (the same tasks "
+            "at every worker count), not both",
+        )
+    counts = [*data["workers"]]
+    for profile in (data.get("profiles") or {}).values():
+        counts += (profile or {}).get("workers") or []
+    largest = max(counts)
+    if per_worker * largest > tasks.maximum:
+        raise errors.fail(
+            key,
+            f"{per_worker} x {largest} workers (the largest worker count) = "
+            f"{per_worker * largest} tasks, more than the workload's {tasks.maximum:g}",
+        )
+    return per_worker
 
 
 def _check_params(

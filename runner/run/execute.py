@@ -287,7 +287,7 @@ class MatrixRun:
                 "noise": self.monitor.summary(list(self.states.values())) if self.monitor else self.noise,
             },
             backend={**self.backend.describe(), "settings": backend_settings(self.backend.options)},
-            host=host_facts(),
+            host=host_facts(self.plan.topology),
             warnings=self.warnings,
             stages={k: round(v, 3) for k, v in self.stages.items()},
             interpreters=self.interpreters,
@@ -322,7 +322,7 @@ class MatrixRun:
         planned = [c for c in self.plan.cells if c.status == "planned"]
         progress = Progress()
         top = max((c.workers for c in planned), default=1)
-        cpus = host_facts()["usable_cpus"] or 1
+        cpus = host_facts(self.plan.topology)["usable_cpus"] or 1
         if top > cpus:
             self.warnings.append(
                 f"this machine has {cpus} usable CPUs, fewer than the largest "

@@ -31,7 +31,7 @@ import pyperf
 from gilmatrix.errors import UserError
 from gilmatrix.harness.contract import Status, cell_slug
 from gilmatrix.harness.drive import CellStore, write_atomic
-from gilmatrix.harness.facts import cpu_topology
+from gilmatrix.harness.facts import CpuTopology, cpu_topology
 from gilmatrix.matrix.plan import Cell
 from gilmatrix.run.manifest import CELL_STATUS, read_manifest, shape_problem, write_manifest
 
@@ -102,8 +102,9 @@ def new_run_id(profile: str) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{profile}"
 
 
-def host_facts() -> dict[str, Any]:
-    topology = cpu_topology()
+def host_facts(topology: CpuTopology | None = None) -> dict[str, Any]:
+    """This machine, for the manifest; ``topology``: its CPUs when already read (the plan's)."""
+    topology = topology if topology is not None else cpu_topology()
     cpu_model = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -119,8 +120,8 @@ def host_facts() -> dict[str, Any]:
         "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "physical_cores": len(topology["physical"]),  # of one socket: see cpu_topology
-        "smt": topology["smt"],
+        "physical_cores": len(topology.physical),  # of one socket: see cpu_topology
+        "smt": topology.smt,
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
