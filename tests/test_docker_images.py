@@ -230,7 +230,11 @@ def test_a_docker_run_keeps_going_past_an_injected_fault(builder, image_314t, tm
     assert "InjectedFault" in by_id["crunch/threads/2"]["reason"]
     others = [c for c in manifest["cells"] if c["id"] != "crunch/threads/2"]
     assert len(others) == 8 and all(c["status"] == "ok" for c in others), others
-    assert all(len(c["worker_seconds"]) == 1 for c in others)  # processes: 1, loops fixed
+    # processes: 1, loops fixed; a process taken in a disturbed window (a busy CI machine) is
+    # set aside and run again, so a cell may have lived through more than one
+    for cell in others:
+        assert cell["processes"] == 1, cell
+        assert len(cell["worker_seconds"]) == 1 + cell["discarded"], cell
     suite = pyperf.BenchmarkSuite.load(str(run_dir / "3.14t.json"))
     assert {b.get_metadata()["gilmatrix_gil_enabled"] for b in suite.get_benchmarks()} == {"false"}
     shutil.rmtree(run_dir)
