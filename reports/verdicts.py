@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
-from gilmatrix.reports.stats import Comparison, compare_cells
+from gilmatrix.reports.stats import Comparison, compare_cells, different_machines, machine_of
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
 
@@ -77,6 +77,10 @@ class Card:
     fixed_cost: bool = False
     gil_reenabled_by: str = ""  # the modules whose import turned the GIL back on (a t build)
     fixed_costs: tuple[FixedCost, ...] = ()
+    machine: str = ""  # the machine of the cells the card compares
+    # cells of this workload and interpreter that ran on another machine: (executor, workers,
+    # machine), left out of every comparison of the card (see home_machine)
+    apart: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def is_tie(self) -> bool:
@@ -172,8 +176,29 @@ def decide(
     ]
 
 
+def home_machine(rows: list[Any]) -> str:
+    """The machine a card's comparisons are made on, when its cells ran on several (a merge of
+    pieces of one workload from different machines): its sequential cell's, else the one with
+    the most cells (the first by name on a tie). A card compares only cells of one machine."""
+    seq = [r for r in rows if r.executor == "sequential"]
+    if seq:
+        return machine_of(seq[0])
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[machine_of(row)] = counts.get(machine_of(row), 0) + 1
+    return min(counts, key=lambda m: (-counts[m], m))
+
+
 def decide_one(rows: list[Any], description: str | None = None, floor: float = 0.0) -> Card:
-    """The card of one workload on one interpreter, from its cell_table rows."""
+    """The card of one workload on one interpreter, from its cell_table rows; cells of another
+    machine than the card's (:func:`home_machine`) are listed apart, never compared."""
+    home = home_machine(rows) if len({machine_of(r) for r in rows}) > 1 else machine_of(rows[0])
+    apart = tuple(
+        (str(r.executor), int(r.workers), machine_of(r))
+        for r in sorted(rows, key=lambda r: (executor_rank(r.executor), r.workers))
+        if machine_of(r) != home
+    )
+    rows = [r for r in rows if machine_of(r) == home]
     first = rows[0]
     fixed_cost = first.kind == "startup" or getattr(first, "pool_in_timing", "") == "yes"
     seq_rows = [r for r in rows if r.executor == "sequential"]
@@ -216,6 +241,8 @@ def decide_one(rows: list[Any], description: str | None = None, floor: float = 0
         fixed_cost=fixed_cost,
         fixed_costs=fixed_costs(by_executor, winner.executor, floor) if fixed_cost else (),
         gil_reenabled_by=str(getattr(first, "gil_reenabled_by", "") or ""),
+        machine=home,
+        apart=apart,
     )
     return _with_sentences(card, description)
 
@@ -504,13 +531,28 @@ def _startup_sentences(card: Card, what: str) -> list[Sentence]:
     return sentences
 
 
+def _apart(card: Card) -> list[Sentence]:
+    """The cells of the card's workload and interpreter that ran on another machine."""
+    by_machine: dict[str, list[str]] = {}
+    for executor, workers, machine in card.apart:
+        by_machine.setdefault(machine, []).append(f"{executor} @ {workers}")
+    return [
+        Sentence(
+            "Not compared",
+            f"{', '.join(cells)}: {different_machines(card.machine, machine)}; "
+            "left out of this card's verdicts.",
+        )
+        for machine, cells in by_machine.items()
+    ]
+
+
 def _with_sentences(card: Card, description: str | None) -> Card:
     # a matrix' own description is the user's text, not a template (it may hold braces)
     what = description or WHAT.get(
         card.kind, "{tasks} tasks of the '" + card.workload + "' workload, run through each executor."
     ).format(tasks=card.tasks)
     if card.fixed_cost:
-        return replace(card, sentences=tuple(_startup_sentences(card, what)))
+        return replace(card, sentences=tuple([*_startup_sentences(card, what), *_apart(card)]))
     sentences = [
         *_gil_back(card),
         Sentence("What this tests", what),
@@ -520,4 +562,4 @@ def _with_sentences(card: Card, description: str | None) -> Card:
     if surprise:
         sentences.append(Sentence("The surprise", surprise))
     sentences.append(Sentence("Takeaway", _takeaway(card)))
-    return replace(card, sentences=tuple(sentences))
+    return replace(card, sentences=tuple([*sentences, *_apart(card)]))
