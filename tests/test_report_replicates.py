@@ -25,12 +25,13 @@ import pytest
 from gilmatrix.reports import build_report
 from gilmatrix.reports.compare import free_threading, version_changes
 from gilmatrix.reports.page import ONE_REPLICATE, ft_rows
-from gilmatrix.reports.results import load_run
+from gilmatrix.reports.results import load_run, noise_floor
 from gilmatrix.reports.stats import cell_table
 from gilmatrix.reports.verdicts import decide
 from tests.conftest import RUNNING_ID, gilmatrix, local_run
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"  # 3.10-3.13, one host ("vm")
+QUICK = Path(__file__).parent / "fixtures" / "real-quick"  # 3.12, 3.13: every workload and executor
 MATRIX = f"""format: 1
 interpreters:
   - id: "{RUNNING_ID}"
@@ -174,30 +175,40 @@ def test_every_cell_says_its_machine_cell_over_interpreter_over_host(tmp_path: P
     assert cells[("3.11", "crunch/threads/2")] == "vm"
 
 
-def test_one_machine_changes_no_verdict(tmp_path: Path) -> None:
+def test_one_machine_changes_no_verdict(real_run: Path, tmp_path: Path) -> None:
     """All cells on one machine: the verdicts are those of the comparisons without machines,
-    and nothing on the page speaks of machines other than where the cells ran."""
-    run = shutil.copytree(REAL, tmp_path / "run")
-    on_machine(run, "vm", 1)  # the merged layout, one machine
-    html, summary = report(run, tmp_path / "out")
-    cells = cell_table(load_run(run).frame)
-    assert set(cells["machine"]) == {"vm"}
-    blind = cells.drop(columns=["machine"])  # the comparisons of a table that has no machines
-    page = text(html)
-    for card in decide(blind):
-        assert card.headline in page
-        assert card.headline == next(
-            c.headline
-            for c in decide(cells)
-            if (c.workload, c.interpreter) == (card.workload, card.interpreter)
-        )
-    changes = version_changes(cells)
-    assert changes["compared"].all()
-    assert changes["change"].tolist() == version_changes(blind)["change"].tolist()
-    for words in ("different machines", "not compared", "not verdicts"):
-        assert words not in html and words not in summary
-    assert page.count("Ran on vm.") == 3  # one line per workload section
-    assert 'id="replicates"' not in html and "Replicates" not in summary  # not a merged CI run
+    and nothing on the page speaks of machines other than where the cells ran. On the real
+    smoke run (4 interpreters, one process a cell: ties), and on the small real run with a
+    relabelled second interpreter whose fetch/sequential is 3x slower (a regression)."""
+    smoke = shutil.copytree(REAL, tmp_path / "smoke")
+    small = shutil.copytree(real_run, tmp_path / "small")
+    relabel(small, RUNNING_ID, NEXT_ID)
+    scale(small, NEXT_ID, "fetch/sequential", 3.0)
+    for run, machine, sections in ((smoke, "vm", 3), (small, "runner-a", 2)):
+        on_machine(run, machine, 1)  # the merged layout, one machine
+        html, summary = report(run, tmp_path / f"out-{run.name}")
+        results = load_run(run)
+        floor = noise_floor(results.manifest)
+        cells = cell_table(results.frame)
+        assert set(cells["machine"]) == {machine}
+        blind = cells.drop(columns=["machine"])  # the comparisons of a table without machines
+        page = text(html)
+        seen = {(c.workload, c.interpreter): c for c in decide(cells, None, floor)}
+        for card in decide(blind, None, floor):
+            assert card.headline in page
+            mine = seen[(card.workload, card.interpreter)]
+            assert (mine.headline, mine.sentences) == (card.headline, card.sentences)
+        changes = version_changes(cells, floor)
+        assert changes["compared"].all()
+        assert changes["change"].tolist() == version_changes(blind, floor)["change"].tolist()
+        for words in ("different machines", "not compared", "not verdicts"):
+            assert words not in html and words not in summary
+        assert page.count(f"Ran on {machine}.") == sections  # one line per workload section
+        assert 'id="replicates"' not in html and "Replicates" not in summary  # not a merged CI run
+    # the small run's regression is a verdict, on its page (one machine: no machine column)
+    assert "regression" in set(changes["change"])
+    assert f"{NEXT_ID} {RUNNING_ID} fetch/sequential/1 3.000x" in section(html, "versions")
+    assert "machine change" not in section(html, "versions")
 
 
 def test_two_interpreters_on_two_machines_are_not_compared(tmp_path: Path) -> None:
@@ -339,12 +350,13 @@ def test_a_replicate_that_disagrees_is_listed_with_each_ratio(real_run: Path, tm
     second = shutil.copytree(real_run, tmp_path / "second")
     scale(second, RUNNING_ID, "fetch/threads", 4.0)
     run = merged(tmp_path / "run", [(real_run, "runner-a"), (second, "runner-b")])
-    one = cell_table(load_run(run).frame)
-    two = cell_table(load_run(run / "replicates" / "2").frame)
+    first, second = load_run(run), load_run(run / "replicates" / "2")
+    one, two = cell_table(first.frame), cell_table(second.frame)
     r1, r2 = best_vs_sequential(one, "fetch"), best_vs_sequential(two, "fetch")
     assert r2 == pytest.approx(4.0 * r1)
-    card1 = next(c for c in decide(one) if c.workload == "fetch")
-    card2 = next(c for c in decide(two) if c.workload == "fetch")
+    # each replicate's verdicts against its own noise floor, as the report makes them
+    card1 = next(c for c in decide(one, None, noise_floor(first.manifest)) if c.workload == "fetch")
+    card2 = next(c for c in decide(two, None, noise_floor(second.manifest)) if c.workload == "fetch")
     v1 = next(s.vs_sequential for s in card1.scores if s.executor == "threads")
     v2 = next(s.vs_sequential for s in card2.scores if s.executor == "threads")
     assert v1 is not None and v2 is not None
@@ -403,3 +415,26 @@ def test_machine_names_are_text_not_markup(real_run: Path, tmp_path: Path) -> No
     assert evil not in html and evil not in summary
     assert "Ran on a&lt;script&gt;alert(1)&lt;/script&gt; (replicate 1)" in html
     assert "&lt;script&gt;" in summary
+
+
+def test_scaling_of_a_cell_of_another_machine_is_not_compared(tmp_path: Path) -> None:
+    """The real quick run (3.12, 3.13), its crunch taken as an ftscaling pattern, 3.13's
+    crunch/threads/4 from another machine: its scaling over threads @ 1 is not compared, nor
+    is it in its card or against 3.12."""
+    run = shutil.copytree(QUICK, tmp_path / "run")
+    edit_manifest(
+        run,
+        lambda m: m.update(
+            workloads={"crunch": {"description": "", "kind": "cpu", "implementation": "ftscaling"}}
+        ),
+    )
+    on_machine(run, {"3.13 crunch/threads/4": "runner-b", "": "vm"}, 1)
+    html, _ = report(run, tmp_path / "out")
+    versions = section(html, "versions")
+    scaling = versions[versions.index("Where free-threading stops scaling") :]
+    assert "not compared: different machines (vm vs runner-b)" in scaling
+    assert re.search(r"crunch [0-9.]+x \(", scaling)  # 3.12's are figures (one process: no interval)
+    assert (
+        "3 comparisons between cells of different machines are not verdicts (1 version-over-version, "
+        "1 within a verdict card, 1 ftscaling)" in text(html)
+    )
