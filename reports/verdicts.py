@@ -178,15 +178,13 @@ def decide(
 
 def home_machine(rows: list[Any]) -> str:
     """The machine a card's comparisons are made on, when its cells ran on several (a merge of
-    pieces of one workload from different machines): its sequential cell's, else the one with
-    the most cells (the first by name on a tie). A card compares only cells of one machine."""
-    seq = [r for r in rows if r.executor == "sequential"]
-    if seq:
-        return machine_of(seq[0])
+    pieces of one workload from different machines): the one with the most cells, on a tie the
+    sequential cell's, then the first by name. A card compares only cells of one machine."""
+    seq = {machine_of(r) for r in rows if r.executor == "sequential"}
     counts: dict[str, int] = {}
     for row in rows:
         counts[machine_of(row)] = counts.get(machine_of(row), 0) + 1
-    return min(counts, key=lambda m: (-counts[m], m))
+    return min(counts, key=lambda m: (-counts[m], m not in seq, m))
 
 
 def decide_one(rows: list[Any], description: str | None = None, floor: float = 0.0) -> Card:
@@ -329,6 +327,11 @@ def _why(card: Card) -> str:
             "which the noise of the values does not separate."
         )
     if len(card.scores) == 1:
+        if card.apart:
+            return (
+                f"Only {w.executor} was measured on {card.machine} for this workload on this "
+                "interpreter; its other cells ran on another machine (below)."
+            )
         return f"Only {w.executor} was measured for this workload on this interpreter."
     if w.executor == "sequential":
         return (

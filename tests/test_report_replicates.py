@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from gilmatrix.reports import build_report
-from gilmatrix.reports.compare import free_threading, version_changes
+from gilmatrix.reports.compare import free_threading, version_changes, with_speedup
 from gilmatrix.reports.page import ONE_REPLICATE, ft_rows
 from gilmatrix.reports.results import load_run, noise_floor
 from gilmatrix.reports.stats import cell_table
@@ -281,6 +281,30 @@ def test_a_cell_of_another_machine_is_left_out_of_its_card(tmp_path: Path) -> No
     assert (
         f"{versions + apart} comparisons between cells of different machines are not verdicts "
         f"({versions} version-over-version, {apart} within a verdict card)" in page
+    )
+
+
+def test_a_sequential_cell_of_another_machine_gives_no_speedup(tmp_path: Path) -> None:
+    """3.10's crunch/sequential/1 from another machine: the card is made on the machine of its
+    other six cells, with no comparison against sequential and no speedup anywhere."""
+    run = shutil.copytree(REAL, tmp_path / "run")
+    on_machine(run, {"3.10 crunch/sequential": "runner-b", "": "vm"}, 1)
+    cells = cell_table(load_run(run).frame)
+    card = next(c for c in decide(cells) if (c.workload, c.interpreter) == ("crunch", "3.10"))
+    assert card.machine == "vm" and card.apart == (("sequential", 1, "runner-b"),)
+    assert card.threads_vs_sequential is None
+    assert all(s.vs_sequential is None and s.speedup is None for s in card.scores)
+    speed = with_speedup(cells)
+    crunch = speed[(speed["interpreter"] == "3.10") & (speed["workload"] == "crunch")]
+    pools = crunch["executor"] != "sequential"
+    assert crunch.loc[pools, "speedup"].isna().all() and len(crunch[pools]) == 6
+    assert crunch.loc[~pools, "speedup"].tolist() == [1.0]  # itself
+    assert speed.loc[speed["interpreter"] == "3.11", "speedup"].notna().all()
+    page = text(report(run, tmp_path / "out")[0])
+    assert "sequential @ 1: not compared: different machines (vm vs runner-b)" in page
+    assert (
+        "2 comparisons between cells of different machines are not verdicts "
+        "(1 version-over-version, 1 within a verdict card)" in page
     )
 
 
