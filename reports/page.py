@@ -762,7 +762,9 @@ def replicates_section(analysis: ReplicateAnalysis | None) -> dict[str, Any]:
             for v in differ[:MAX_LISTED]
         ],
         differs_total=len(differ),
-        summary=f"{analysis.count} ({'; '.join(machines)}): {held}, {counts[DIFFERS]} differ"
+        summary=f"{analysis.count}"
+        + (f", {k} of them read" if k < analysis.count else "")
+        + f" ({'; '.join(machines)}): {held}, {counts[DIFFERS]} differ"
         + (f", {counts[SOME]} made on only some" if counts[SOME] else "")
         + (f". {moved}" if moved else "."),
     )

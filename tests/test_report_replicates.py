@@ -423,7 +423,11 @@ def test_replicates_the_run_lacks_or_names_outside_it_are_problems_not_failures(
     run = merged(tmp_path / "run", [(real_run, "runner-a"), (real_run, "runner-b")], count=4)
     outside = shutil.copytree(real_run, tmp_path / "elsewhere")
     edit_manifest(run, lambda m: m["replicates"]["runs"].update({"3": "../elsewhere", "4": str(outside)}))
-    html, _ = report(run, tmp_path / "out")
+    html, summary = report(run, tmp_path / "out")
+    assert (
+        "**Replicates:** 4, 2 of them read (replicate 1 (this page): runner-a; replicate 2: runner-b)"
+        in summary
+    )
     replicates = section(html, "replicates")
     assert "replicate 3: its folder '../elsewhere' is outside the run folder" in replicates
     assert "replicate 4: its folder is not a relative path" in replicates
