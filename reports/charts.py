@@ -555,7 +555,7 @@ def build_charts(
                 chart_id = f"{kind}-{slug}"
                 charts.append(ChartSpec(chart_id, title, "workload", spec, ("cells",), workload, note))
     heat = heatmap_table(cells)
-    ft = free_threading(cells)
+    ft = _compared(free_threading(cells))
     if len(heat):
         datasets["heat"] = _round(heat[["workload", "interpreter", "executor", "workers", "speedup"]])
     if len(ft):
@@ -597,6 +597,7 @@ def build_charts(
         ("changes", versions, "interpreter", "Version over version", "versions"),
         ("baseline", baseline, "interpreter", "Against the baseline run", "baseline"),
     ):
+        frame = None if frame is None else _compared(frame)
         if frame is None or frame.empty:
             continue
         # no "cell" or "change" columns: the chart derives them, 8,000 rows would repeat them
@@ -631,6 +632,14 @@ def build_charts(
         )
     datasets = {name: _vega_frame(frame) for name, frame in datasets.items()}
     return ChartSet(tuple(charts), datasets, interps, execs)
+
+
+def _compared(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are verdicts: a pair of cells of different machines is not drawn, as a
+    point or bar would read as a change or a tie (compare.across_machines)."""
+    if "compared" not in frame.columns or frame.empty:
+        return frame
+    return frame[frame["compared"].astype(bool)]
 
 
 def workload_slug(index: int, name: str) -> str:

@@ -4,6 +4,7 @@ and this run against a baseline run. Each takes cell tables (stats.cell_table) a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
@@ -12,9 +13,11 @@ import pandas as pd
 from gilmatrix.harness.contract import executor_rank
 from gilmatrix.matrix.model import interpreter_key
 from gilmatrix.reports.stats import (
+    NOT_COMPARED,
     REPLICATE_KEYS,
     at_tasks,
     compare_cells,
+    machine_of,
     replicated_comparison,
     welch_from_stats,
 )
@@ -44,10 +47,18 @@ CHANGE_COLUMNS = [
 ]
 
 
+def _machine_keys(cells: pd.DataFrame) -> list[str]:
+    """["machine"] when the table says where its cells ran: a join on it keeps every ratio on
+    one machine."""
+    return ["machine"] if "machine" in cells.columns else []
+
+
 def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
     """Add to each cell: speedup over sequential, efficiency (speedup / workers) and parallel
     efficiency against the same executor at one worker, all as throughput (tasks per second)
-    ratios: speedup = (tasks / mean) / (sequential's tasks / its mean).
+    ratios: speedup = (tasks / mean) / (sequential's tasks / its mean). Each against a cell of
+    its own machine: a cell whose sequential (or one-worker) cell ran on another machine gets
+    none (NaN), as a ratio across machines would read hardware as speedup.
 
     Where a workload runs the same tasks in every cell (a fixed ``tasks``), that is sequential
     mean / mean, and parallel efficiency t1 / (N * tN): 1 when N workers take 1/N of one
@@ -56,22 +67,18 @@ def with_speedup(cells: pd.DataFrame) -> pd.DataFrame:
     (``tasks_per_worker``: N workers run N times one worker's tasks) it is ftscalingbench's
     T1 * N / TN, and parallel efficiency t1 / tN. Sequential gets no parallel efficiency: it
     does not use workers."""
-    seq = (
-        cells[cells["executor"] == "sequential"]
-        .sort_values("mean")
-        .drop_duplicates(["interpreter", "workload"])
-        .set_index(["interpreter", "workload"])
-    )
+    by = ["interpreter", "workload", *_machine_keys(cells)]
+    seq = cells[cells["executor"] == "sequential"].sort_values("mean").drop_duplicates(by).set_index(by)
     one = (
         cells[(cells["workers"] == 1) & (cells["executor"] != "sequential")]
         .sort_values("mean")
-        .drop_duplicates(["interpreter", "workload", "executor"])
-        .set_index(["interpreter", "workload", "executor"])
+        .drop_duplicates([*by, "executor"])
+        .set_index([*by, "executor"])
     )
     with_tasks = "tasks" in cells.columns
     extra = ["mean", "tasks"] if with_tasks else ["mean"]
-    out = cells.join(seq[extra].add_prefix("seq_"), on=["interpreter", "workload"])
-    out = out.join(one[extra].add_prefix("one_"), on=["interpreter", "workload", "executor"])
+    out = cells.join(seq[extra].add_prefix("seq_"), on=by)
+    out = out.join(one[extra].add_prefix("one_"), on=[*by, "executor"])
     # the work of a cell over the work of its reference: exactly 1.0 where they ran the same tasks
     seq_work = out["tasks"] / out["seq_tasks"] if with_tasks else 1.0
     one_work = out["tasks"] / out["one_tasks"] if with_tasks else 1.0
@@ -107,6 +114,22 @@ def with_changes(pairs: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
     pairs["change"] = pairs["direction"].map(
         {"faster": "improvement", "slower": "regression", "tie": "no significant change"}
     )
+    return pairs
+
+
+def across_machines(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs (columns ``machine`` and ``machine_old``) whose two cells ran on different
+    machines are no verdict: direction and change "not compared", nothing significant, no
+    ratio (NaN); ``compared`` says which pairs are verdicts. Pairs without machines are."""
+    if "machine" not in pairs.columns or "machine_old" not in pairs.columns:
+        pairs["compared"] = True
+        return pairs
+    apart = (pairs["machine"] != pairs["machine_old"]).to_numpy()
+    pairs["compared"] = ~apart
+    if apart.any():
+        pairs.loc[apart, ["significant", "below_floor"]] = False
+        pairs.loc[apart, ["ratio", "ratio_low", "ratio_high", "p_value"]] = float("nan")
+        pairs.loc[apart, ["direction", "change"]] = NOT_COMPARED
     return pairs
 
 
@@ -150,14 +173,16 @@ def _compare(
 
 def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """Each cell on one interpreter against the same cell on the previous version of the same
-    build kind (3.13 -> 3.14, 3.13t -> 3.14t), so a build change is never read as a version one."""
+    build kind (3.13 -> 3.14, 3.13t -> 3.14t), so a build change is never read as a version one.
+    Two cells of different machines are not compared (:func:`across_machines`): ``machine`` is
+    the new cell's, ``machine_old`` the previous one's."""
     interps = sorted(cells["interpreter"].unique(), key=interpreter_key)
     steps: list[tuple[str, str]] = []
     for build in (False, True):
         line = [i for i in interps if i.endswith("t") == build]
         steps.extend(pairwise(line))
     frames = []
-    keep = ["workload", "executor", "workers", "cell", *STATS]
+    keep = ["workload", "executor", "workers", "cell", *STATS, *_machine_keys(cells)]
     for old, new in steps:
         pairs = _compare(
             cells.loc[cells["interpreter"] == new, keep],
@@ -165,9 +190,10 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
             ["workload", "executor", "workers", "cell"],
             floor,
         )
-        frames.append(pairs.assign(interpreter=new, previous=old))
+        frames.append(across_machines(pairs).assign(interpreter=new, previous=old))
     if not frames:
-        return pd.DataFrame(columns=["interpreter", "previous", "cell", *CHANGE_COLUMNS, "change"])
+        columns = ["interpreter", "previous", "cell", *CHANGE_COLUMNS, "change", "compared"]
+        return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -209,7 +235,9 @@ def replicated_changes(cells: pd.DataFrame, pooled: pd.DataFrame, floor: float =
 def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
     """Per version with both builds and per workload: the free-threaded build's single-thread
     overhead (sequential cell, ft / default - 1, with Welch's interval) and threads' speedup
-    at the largest worker count on each build."""
+    at the largest worker count on each build. A free-threaded build whose sequential cell ran
+    on another machine than the default build's is not compared (``compared`` False, no
+    overhead or memory figure): ``machine_default`` and ``machine_ft`` say where each ran."""
     speed = with_speedup(cells)
     seq = {
         (r.interpreter, r.workload): r
@@ -236,6 +264,11 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
             rss_ft = float(getattr(seq_ft, "peak_rss", None) or "nan")
             rss_def = float(getattr(seq_def, "peak_rss", None) or "nan")
             memory = rss_ft / rss_def - 1.0 if rss_def > 0 and rss_ft > 0 else None  # NaN: False
+            compared = machine_of(seq_ft) == machine_of(seq_def)
+            if not compared:
+                nan = float("nan")
+                cmp = replace(cmp, ratio=nan, ratio_low=nan, ratio_high=nan, significant=False)
+                memory = None
             rows.append(
                 {
                     "version": default,
@@ -253,6 +286,9 @@ def free_threading(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
                     "published_low": ref[0] if ref else None,
                     "published_high": ref[1] if ref else None,
                     "published": ref[2] if ref else "",
+                    "compared": compared,
+                    "machine_default": machine_of(seq_def),
+                    "machine_ft": machine_of(seq_ft),
                 }
             )
     return pd.DataFrame(rows)
@@ -276,7 +312,9 @@ def ft_scaling_table(cells: pd.DataFrame, workloads: set[str]) -> pd.DataFrame:
     tasks over N threads — with the 95% interval of that ratio (Welch, from the process means
     per task), the efficiency (scaling / N: T1 / TN for equal work per thread) and what it
     says: scales (efficiency at least 0.75 at the interval's low end), no scaling (at most
-    1.25x at its high end), partly."""
+    1.25x at its high end), partly. A cell of another machine than its one-worker cell is not
+    compared (verdict "not compared", no figures; ``machine_one`` and ``machine`` say where
+    each ran)."""
     rows = []
     threads = cells[(cells["executor"] == "threads") & cells["workload"].isin(workloads)]
     for (interp, workload), group in threads.groupby(["interpreter", "workload"], sort=False):
@@ -292,6 +330,9 @@ def ft_scaling_table(cells: pd.DataFrame, workloads: set[str]) -> pd.DataFrame:
             cmp = compare_cells(one, same_work)
             low, high = cmp.ratio_low, cmp.ratio_high
             verdict = "scales" if low / workers >= 0.75 else ("no scaling" if high <= 1.25 else "partly")
+            if machine_of(one) != machine_of(row):
+                nan = float("nan")
+                cmp, low, high, verdict = replace(cmp, ratio=nan), nan, nan, NOT_COMPARED
             rows.append(
                 {
                     "interpreter": interp,
@@ -304,16 +345,19 @@ def ft_scaling_table(cells: pd.DataFrame, workloads: set[str]) -> pd.DataFrame:
                     "verdict": verdict,
                     "free_threaded": bool(row.free_threaded),
                     "gil": str(row.gil),
+                    "machine_one": machine_of(one),
+                    "machine": machine_of(row),
                 }
             )
     columns = ["interpreter", "workload", "workers", "scaling", "scaling_low", "scaling_high"]
-    columns += ["efficiency", "verdict", "free_threaded", "gil"]
+    columns += ["efficiency", "verdict", "free_threaded", "gil", "machine_one", "machine"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def scaling_changes(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Between consecutive free-threaded versions, per workload at the largest N both have:
-    improved / regressed when the scaling intervals do not overlap, else unchanged."""
+    improved / regressed when the scaling intervals do not overlap, else unchanged; "not
+    compared" when the two ran on different machines (or either was not compared itself)."""
     out = []
     ft = table[table["free_threaded"]]
     versions = sorted(set(ft["interpreter"]), key=interpreter_key)
@@ -327,7 +371,9 @@ def scaling_changes(table: pd.DataFrame) -> list[dict[str, Any]]:
             ra = a[a["workers"] == common[-1]].iloc[0]
             rb = b[b["workers"] == common[-1]].iloc[0]
             change = "unchanged"
-            if rb["scaling_low"] > ra["scaling_high"]:
+            if ra["machine"] != rb["machine"] or NOT_COMPARED in (ra["verdict"], rb["verdict"]):
+                change = NOT_COMPARED
+            elif rb["scaling_low"] > ra["scaling_high"]:
                 change = "improved"
             elif rb["scaling_high"] < ra["scaling_low"]:
                 change = "regressed"
@@ -340,6 +386,8 @@ def scaling_changes(table: pd.DataFrame) -> list[dict[str, Any]]:
                     "old_scaling": float(ra["scaling"]),
                     "new_scaling": float(rb["scaling"]),
                     "change": change,
+                    "old_machine": str(ra["machine"]),
+                    "new_machine": str(rb["machine"]),
                 }
             )
     return out

@@ -28,12 +28,24 @@ from gilmatrix.reports.compare import (
     scaling_changes,
     with_speedup,
 )
+from gilmatrix.reports.replicates import (
+    DIFFERS,
+    FAMILIES,
+    HOLDS,
+    SOME,
+    WINNER,
+    Reading,
+    ReplicateAnalysis,
+    ReplicatedVerdict,
+)
 from gilmatrix.reports.results import (
     CellProblem,
     Interpreter,
     RunResults,
     noise_floor,
+    scaling_workloads,
 )
+from gilmatrix.reports.stats import NOT_COMPARED, different_machines
 from gilmatrix.reports.verdicts import Card, gil_back_text
 from gilmatrix.run.schedule import OUT_OF_BUDGET
 
@@ -50,6 +62,8 @@ class WorkloadSection:
     charts: tuple[ChartSpec, ...]
     rows: tuple[tuple[str, ...], ...]  # the numbers table
     notes: tuple[str, ...] = ()  # how the cells ran, and which were skipped here and why
+    machine: str = ""  # where its cells ran: one line (machine_line)
+    replicates: Mapping[str, str] = field(default_factory=dict)  # interpreter -> its card's line
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,14 @@ class Page:
     measurement: Mapping[str, Any] = field(default_factory=dict)
     scaling: Mapping[str, Any] = field(default_factory=dict)  # ftscaling: see scaling_section
     overheads: tuple[tuple[str, ...], ...] = ()  # free-threaded overheads vs their targets
+    machines: tuple[str, ...] = ()  # the machines the run's cells ran on
+    not_compared: tuple[tuple[str, ...], ...] = ()  # version pairs of different machines
+    replicates: Mapping[str, Any] = field(default_factory=dict)  # see replicates_section
+
+    @property
+    def many_machines(self) -> bool:
+        """More than one machine: the change tables say which one a change was measured on."""
+        return len(self.machines) > 1
 
 
 TABLE_HEADER = (
@@ -357,6 +379,18 @@ def ft_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], .
     ft = free_threading(cells, floor)
     rows = []
     for r in ft.itertuples(index=False):
+        if not r.compared:
+            rows.append(
+                (
+                    f"{r.default} vs {r.free_threaded}",
+                    r.workload,
+                    different_machines(r.machine_default, r.machine_ft),
+                    "",
+                    "",
+                    r.published,
+                )
+            )
+            continue
         sig = "" if r.significant else " (not significant)"
         speed = (
             ""
@@ -380,10 +414,7 @@ def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[st
     """ "Where free-threading stops scaling": the ftscaling workloads' scaling on threads, per
     interpreter (free-threaded builds first) at each worker count, and how it changed between
     consecutive free-threaded versions. {} when the run has none of them."""
-    entries = manifest.get("workloads") or {}
-    workloads = {
-        w for w, e in entries.items() if isinstance(e, Mapping) and e.get("implementation") in FTSCALING
-    }
+    workloads = scaling_workloads(manifest, FTSCALING)
     table = ft_scaling_table(cells, workloads) if workloads and len(cells) else pd.DataFrame()
     if table.empty:
         return {}
@@ -404,6 +435,9 @@ def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[st
                     line.append(("", ""))
                     continue
                 r = hit.iloc[0]
+                if r.verdict == NOT_COMPARED:
+                    line.append((different_machines(r.machine_one, r.machine), ""))
+                    continue
                 line.append((f"{r.scaling:.2f}x ({r.scaling_low:.2f}-{r.scaling_high:.2f})", str(r.verdict)))
         rows.append((workload, tuple(line)))
     host = manifest.get("host") or {}
@@ -422,12 +456,21 @@ def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[st
         f"{c['workload']}: {c['old']} {c['old_scaling']:.2f}x -> {c['new']} {c['new_scaling']:.2f}x "
         f"@ {c['workers']} ({c['change']})"
         for c in compared
-        if c["change"] != "unchanged"
+        if c["change"] not in ("unchanged", NOT_COMPARED)
+    ]
+    changes += [
+        f"{c['workload']}: {c['old']} -> {c['new']} @ {c['workers']}: "
+        + different_machines(c["old_machine"], c["new_machine"])
+        for c in compared
+        if c["change"] == NOT_COMPARED
     ]
     unchanged = sum(c["change"] == "unchanged" for c in compared)
-    if compared:
-        changes.append(f"{unchanged} of {len(compared)} comparisons unchanged (their intervals overlap)")
-    return {"header": header, "rows": rows, "changes": changes, "notes": notes}
+    verdicts = sum(c["change"] != NOT_COMPARED for c in compared)
+    if verdicts:
+        changes.append(f"{unchanged} of {verdicts} comparisons unchanged (their intervals overlap)")
+    apart = int((table["verdict"] == NOT_COMPARED).sum())
+    apart += sum(c["change"] == NOT_COMPARED for c in compared)
+    return {"header": header, "rows": rows, "changes": changes, "notes": notes, "apart": apart}
 
 
 def overhead_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], ...]:
@@ -438,7 +481,14 @@ def overhead_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, .
     if ft.empty:
         return ()
     rows = []
-    for version, group in ft.groupby("version", sort=False):
+    for version, everything in ft.groupby("version", sort=False):
+        group = everything[everything["compared"].astype(bool)]
+        if group.empty:  # every workload's builds ran on different machines
+            apart = everything.iloc[0]
+            text = different_machines(apart["machine_default"], apart["machine_ft"])
+            targets = f"≤ {PEP779_TIME:.0%}", f"≤ {PEP779_MEMORY:.0%}"
+            rows.append((f"{version} vs {version}t", text, targets[0], text, targets[1]))
+            continue
         memory = group["memory"].dropna() if "memory" in group else pd.Series(dtype=float)
         time_text = (
             f"{group['overhead'].median():+.1%} (workloads {group['overhead'].min():+.1%} .. "
@@ -472,11 +522,14 @@ def overhead_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, .
     return tuple(rows)
 
 
-def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list[tuple[Any, ...]], int]:
-    """Significant changes only, largest first."""
+def change_rows(
+    changes: pd.DataFrame, previous: str = "previous", machine: bool = False
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Significant changes only, largest first; with ``machine``, the machine both cells ran
+    on before the change (a significant change is always of one machine)."""
     if changes is None or changes.empty:
         return [], 0
-    sig = changes[changes["significant"]].copy()
+    sig = changes[changes["significant"].astype(bool)].copy()
     sig["size"] = (sig["ratio"] - 1.0).abs()
     sig = sig.sort_values("size", ascending=False)
     rows = [
@@ -486,11 +539,239 @@ def change_rows(changes: pd.DataFrame, previous: str = "previous") -> tuple[list
             r.cell,
             f"{r.ratio:.3f}x",
             f"{r.ratio_low:.3f} - {r.ratio_high:.3f}",
+            *((str(getattr(r, "machine", "")),) if machine else ()),
             r.change,
         )
         for r in sig.head(MAX_LISTED).itertuples(index=False)
     ]
     return rows, len(sig)
+
+
+def not_compared_rows(versions: pd.DataFrame | None) -> tuple[tuple[str, ...], ...]:
+    """Version-over-version pairs of cells that ran on different machines, one line per pair
+    of interpreters and machines: (interpreter, previous, how many cells, why not compared)."""
+    if versions is None or versions.empty or "compared" not in versions.columns:
+        return ()
+    apart = versions[~versions["compared"].astype(bool)]
+    if apart.empty:
+        return ()
+    keys = ["interpreter", "previous", "machine_old", "machine"]
+    return tuple(
+        (str(new), str(old), str(len(group)), different_machines(str(m_old), str(m_new)))
+        for (new, old, m_old, m_new), group in apart.groupby(keys, sort=False)
+    )
+
+
+def cross_machine_warning(counts: Mapping[str, int]) -> str | None:
+    """The comparisons the report did not make because their cells ran on different machines,
+    counted apart, per family; None when there are none."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    parts = ", ".join(f"{n} {family}" for family, n in counts.items() if n)
+    return (
+        f"{total} comparison{'s' * (total != 1)} between cells of different machines "
+        f"{'are' if total != 1 else 'is'} not {'verdicts' if total != 1 else 'a verdict'} "
+        f"({parts}): hardware would be read as a change, so each is shown as \u201cnot "
+        "compared: different machines (A vs B)\u201d."
+    )
+
+
+def machine_line(
+    part: pd.DataFrame, numbers: Sequence[int] = (), lines: Sequence[tuple[str, ...]] | None = None
+) -> str:
+    """Where a workload's cells ran: "Ran on A." (by interpreter when on several); with
+    replicates (``lines``: per replicate read, numbered ``numbers``, its machines), each one's."""
+    if "machine" not in part.columns or part.empty:
+        return ""
+    where: dict[str, list[str]] = {}
+    for interp in sorted(part["interpreter"].unique(), key=interpreter_key):
+        for machine in dict.fromkeys(part.loc[part["interpreter"] == interp, "machine"]):
+            where.setdefault(str(machine), []).append(str(interp))
+    if list(where) == [""]:
+        return ""
+    if len(where) == 1:
+        text = f"Ran on {next(iter(where)) or '?'}"
+    else:
+        text = "Ran on " + "; ".join(f"{m or '?'} ({', '.join(i)})" for m, i in where.items())
+    if lines and len(lines) > 1:
+        text += " (replicate 1); " + "; ".join(
+            f"replicate {n} on {', '.join(ms) or 'nothing'}"
+            for n, ms in zip(numbers[1:], lines[1:], strict=True)
+        )
+    return text + "."
+
+
+# -- replicates: what the page says of them (the analysis is reports/replicates.py) -----------
+
+ONE_REPLICATE = (
+    "One replicate: this report cannot know how far its verdicts would move on another runner "
+    "of this label; `replicates: 2` (or more) measures it."
+)
+FAMILY_LABELS = {WINNER: "fastest executor"}
+
+
+def reading_text(v: ReplicatedVerdict, r: Reading) -> str:
+    """One replicate's verdict: "faster, 0.55x", "threads (runner-up 1.20x its time)", "not
+    compared: different machines (A vs B)", "no result"."""
+    if not r.verdict:
+        return "no result"
+    if r.verdict == NOT_COMPARED:
+        return f"{NOT_COMPARED}: different machines ({r.machine})"
+    ratio = "" if r.ratio is None or not math.isfinite(r.ratio) else f"{r.ratio:.2f}x"
+    if v.family == WINNER:
+        return r.verdict + (f" (runner-up {ratio} its time)" if ratio else "")
+    return f"{r.verdict}, {ratio}" if ratio else r.verdict
+
+
+def readings_text(v: ReplicatedVerdict, numbers: Sequence[int]) -> str:
+    """ "replicate 1 (A): faster, 0.55x; replicate 2 (B): slower, 1.38x"."""
+    return "; ".join(
+        f"replicate {n}" + (f" ({r.machine})" if r.made and r.machine else "") + f": {reading_text(v, r)}"
+        for n, r in zip(numbers, v.readings, strict=True)
+    )
+
+
+def subject_text(v: ReplicatedVerdict) -> str:
+    if v.family == FAMILIES[2]:  # version over version: "3.14 vs 3.13: crunch/threads/2"
+        return v.subject
+    if v.family == FAMILIES[3]:  # free-threaded vs default
+        return f"{v.workload}: {v.subject}"
+    return f"{v.workload} on {v.interpreter}: {FAMILY_LABELS.get(v.family, v.subject)}"
+
+
+def card_replicate_line(verdicts: Sequence[ReplicatedVerdict], numbers: Sequence[int]) -> str:
+    """What the replicates say of one card's verdicts (its fastest executor, each execution
+    model against sequential): all hold, or which differ and how on each replicate."""
+    if not verdicts:
+        return ""
+    k = len(numbers)
+    differ = [v for v in verdicts if v.outcome == DIFFERS]
+    some = [v for v in verdicts if v.outcome == SOME]
+    if not differ and not some:
+        return f"Replicates: this card's verdicts hold on {k} of {k} replicates."
+    held = len(verdicts) - len(differ) - len(some)
+    parts = [f"{FAMILY_LABELS.get(v.family, v.subject)} ({readings_text(v, numbers)})" for v in differ]
+    text = "Replicates: " + (
+        f"{len(differ)} of this card's {len(verdicts)} verdicts differ between replicates: "
+        + "; ".join(parts)
+        + "."
+        if differ
+        else ""
+    )
+    for v in some:
+        text += (
+            f" {FAMILY_LABELS.get(v.family, v.subject)} holds on {v.agreeing} of {k} replicates "
+            f"({readings_text(v, numbers)})."
+        )
+    if held:
+        text += f" The other {held} hold{'s' * (held == 1)} on {k} of {k} replicates."
+    return text.replace("Replicates:  ", "Replicates: ")
+
+
+def movement_text(analysis: ReplicateAnalysis) -> str:
+    m = analysis.movement
+    if m is None:
+        return ""
+    k = len(analysis.replicates)
+    how = (
+        "the sd of a cell's mean between replicates beyond its own interval, per workload, "
+        "execution model and interpreter, as between baseline runs"
+        + (f"; {k} replicates measure it with {k - 1} degree{'s' * (k > 2)} of freedom" if k < 4 else "")
+    )
+    if not m.moved:
+        return (
+            "Between runners of this label, no group of cells moved beyond its intervals "
+            f"({m.groups} groups; {how})."
+        )
+    workload, executor, interp = m.worst
+    return (
+        f"Between runners of this label, cells moved by median ±{m.median:.1%}, most {workload} "
+        f"under {executor} on {interp} ±{m.largest:.1%} ({m.moved} of {m.groups} groups moved; {how})."
+    )
+
+
+def replicates_section(analysis: ReplicateAnalysis | None) -> dict[str, Any]:
+    """The "Replicates" section: {} for a run that is not a merged CI run."""
+    if analysis is None:
+        return {}
+    numbers = [r.number for r in analysis.replicates]
+    machines = [
+        f"replicate {r.number}{' (this page)' if r.number == 1 else ''}: {', '.join(r.machines) or '?'}"
+        for r in analysis.replicates
+    ]
+    out: dict[str, Any] = {
+        "count": analysis.count,
+        "machines": machines,
+        "problems": list(analysis.problems),
+        "families": [],
+        "header": [],
+        "differs": [],
+        "differs_total": 0,
+    }
+    k = len(numbers)
+    if k < 2:
+        lead = (
+            f"{analysis.count} replicates were run, but only replicate 1 could be read (see below). "
+            if analysis.count >= 2
+            else ""
+        )
+        out["lines"] = [lead + ONE_REPLICATE]
+        out["summary"] = lead + ONE_REPLICATE
+        return out
+    counts = analysis.outcomes()
+    total = sum(counts.values())
+    held = f"{counts[HOLDS]} of {total} verdicts hold on {k} of {k} replicates"
+    lines = [
+        f"{analysis.count} replicates: each shard ran on {analysis.count} runners of its label, the same "
+        "cells on each; this page's figures are replicate 1's. Every verdict was made on each "
+        "replicate apart, from its own cells (on one machine per shard), then read across them.",
+        f"{held} (the same verdict on every one); {counts[DIFFERS]} differ"
+        + (" (below)" if counts[DIFFERS] else "")
+        + (
+            f"; {counts[SOME]} were made on only some replicates (on the others a cell had no "
+            "result, or the two cells ran on different machines)"
+            if counts[SOME]
+            else ""
+        )
+        + ".",
+    ]
+    if k < analysis.count:
+        lines.append(f"Only {k} of the {analysis.count} replicates could be read: the figures are of those.")
+    moved = movement_text(analysis)
+    if moved:
+        lines.append(moved)
+    differ = [v for v in analysis.verdicts if v.outcome == DIFFERS]
+    out.update(
+        lines=lines,
+        families=[
+            (family, sum(c.values()), c[HOLDS], c[DIFFERS], c[SOME])
+            for family, c in ((f, analysis.outcomes(f)) for f in FAMILIES)
+            if sum(c.values())
+        ],
+        header=["comparison", "family", *(f"replicate {n}" for n in numbers)],
+        differs=[
+            (
+                subject_text(v),
+                v.family,
+                *(
+                    reading_text(v, r) + (f" ({r.machine})" if r.made and r.machine else "")
+                    for r in v.readings
+                ),
+            )
+            for v in differ[:MAX_LISTED]
+        ],
+        differs_total=len(differ),
+        summary=f"{analysis.count}"
+        + (f", {k} of them read" if k < analysis.count else "")
+        + f" ({'; '.join(machines)}): {held}, {counts[DIFFERS]} differ"
+        + (f", {counts[SOME]} made on only some" if counts[SOME] else "")
+        + (f". {moved}" if moved else "."),
+    )
+    return out
+
+
+CROSS_FAMILIES = ("version-over-version", "free-threaded vs default", "within a verdict card", "ftscaling")
 
 
 def build_page(
@@ -502,9 +783,13 @@ def build_page(
     baseline: Mapping[str, Any] | None,
     downloads: Sequence[tuple[str, str]],
     libraries: Mapping[str, str],
+    replicates: ReplicateAnalysis | None = None,
 ) -> Page:
     manifest = results.manifest
     cells = order_cells(cells)
+    machines = tuple(sorted({str(m) for m in cells["machine"]} - {""})) if "machine" in cells else ()
+    numbers = [r.number for r in replicates.replicates] if replicates else []
+    replicated = replicates is not None and len(numbers) > 1
     interps = charts.interpreters
     by_key = {(c.workload, c.interpreter): c for c in cards}
     skipped_by_workload: dict[str, list[CellProblem]] = {}
@@ -524,21 +809,42 @@ def build_page(
         rows = table_rows(part, sampled)
         first = part.iloc[0]
         params = str(first["params"])
+        section_cards = tuple(by_key[(workload, i)] for i in interps if (workload, i) in by_key)
+        lines = (replicates.workload_machines or {}).get(workload) if replicated and replicates else None
         sections.append(
             WorkloadSection(
                 name=workload,
                 slug=workload_slug(index, workload),
                 kind=str(first["kind"]),
                 params=params,
-                cards=tuple(by_key[(workload, i)] for i in interps if (workload, i) in by_key),
+                cards=section_cards,
                 charts=tuple(c for c in charts.charts if c.workload == workload),
                 rows=rows,
                 notes=section_notes(part, skipped_by_workload.get(workload, ()), interps),
+                machine=machine_line(part, numbers, lines),
+                replicates={
+                    c.interpreter: card_replicate_line(replicates.of_card(workload, c.interpreter), numbers)
+                    for c in section_cards
+                }
+                if replicated and replicates
+                else {},
             )
         )
         overview.append((workload, tuple(by_key.get((workload, i)) for i in interps)))
-    changes, change_total = change_rows(versions)
+    changes, change_total = change_rows(versions, machine=len(machines) > 1)
     unstable = unstable_cells(cells)
+    floor = noise_floor(manifest)
+    scaling = scaling_section(cells, manifest)
+    ft = free_threading(cells, floor) if len(cells) else pd.DataFrame()
+    apart = {
+        CROSS_FAMILIES[0]: 0
+        if versions is None or "compared" not in versions
+        else int((~versions["compared"].astype(bool)).sum()),
+        CROSS_FAMILIES[1]: 0 if ft.empty else int((~ft["compared"].astype(bool)).sum()),
+        CROSS_FAMILIES[2]: sum(len(c.apart) for c in cards),
+        CROSS_FAMILIES[3]: int(scaling.get("apart", 0)),
+    }
+    cross = cross_machine_warning(apart)
     matrix = manifest.get("matrix") or {}
     run = {
         "id": results.run_id,
@@ -567,20 +873,23 @@ def build_page(
         overview=tuple(overview),
         workloads=tuple(sections),
         version_charts=tuple(c for c in charts.charts if c.section == "versions"),
-        ft_rows=ft_rows(cells, noise_floor(manifest)),
-        scaling=scaling_section(cells, manifest),
-        overheads=overhead_rows(cells, noise_floor(manifest)),
+        ft_rows=ft_rows(cells, floor),
+        scaling=scaling,
+        overheads=overhead_rows(cells, floor),
         change_rows=tuple(changes),
         change_total=change_total,
         baseline=baseline,
         problems=results.problems,
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
-        warnings=environment_warnings(results),
+        warnings=(*environment_warnings(results), *((cross,) if cross else ())),
         unstable=tuple(unstable[:MAX_LISTED]),
         unstable_total=len(unstable),
         downloads=tuple(downloads),
         libraries=dict(libraries),
+        machines=machines,
+        not_compared=not_compared_rows(versions),
+        replicates=replicates_section(replicates),
     )
 
 

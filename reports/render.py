@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import pandas as pd
 import vl_convert
 
+from gilmatrix.errors import UserError
 from gilmatrix.reports.charts import ChartSet, build_charts
 from gilmatrix.reports.compare import (
+    FTSCALING,
     baseline_changes,
     order_cells,
     replicated_changes,
@@ -31,6 +32,13 @@ from gilmatrix.reports.compare import (
     with_speedup,
 )
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
+from gilmatrix.reports.replicates import (
+    Replicate,
+    ReplicateAnalysis,
+    ReplicateCells,
+    analyse,
+    movement,
+)
 from gilmatrix.reports.results import (
     CELL_COLUMNS,
     RunResults,
@@ -38,6 +46,8 @@ from gilmatrix.reports.results import (
     baseline_floor,
     load_run,
     noise_floor,
+    replicate_runs,
+    scaling_workloads,
 )
 from gilmatrix.reports.stats import cell_table, pool_baselines
 from gilmatrix.reports.summary import render_summary
@@ -138,16 +148,13 @@ ADVISED_BASELINES = 4  # measured: 2% of unchanged cells called changes with 4, 
 def run_to_run_summary(pooled: pd.DataFrame) -> str:
     """The run-to-run component the baseline runs showed, in words: its median and largest sd
     over the groups of cells (the largest named), and where there was none."""
-    groups = pooled.drop_duplicates(["interpreter", "workload", "executor"])
-    if groups.empty:
+    m = movement(pooled)
+    if m is None:
         return "no cell was in every baseline run"
-    # the estimates (shift + own), not the test's conservative figure, which keeps the noise
-    sd = np.sqrt((groups["shift"] + groups["own"]).to_numpy(float))
-    worst = groups.iloc[int(np.argmax(sd))]
-    moved = int((sd > 0).sum())
+    workload, executor, interp = m.worst
     return (
-        f"{moved} of {len(groups)} groups moved, median ±{float(np.median(sd)):.1%}, most "
-        f"{worst.workload} under {worst.executor} on {worst.interpreter} ±{float(sd.max()):.1%}"
+        f"{m.moved} of {m.groups} groups moved, median ±{m.median:.1%}, most "
+        f"{workload} under {executor} on {interp} ±{m.largest:.1%}"
     )
 
 
@@ -192,6 +199,38 @@ def compare_with_baselines(
     return changes, how
 
 
+def replicate_analysis(results: RunResults, cells: pd.DataFrame) -> ReplicateAnalysis | None:
+    """The run's replicates (a merged CI run's ``replicates/<r>/``), each loaded and read, and
+    every verdict made on each (reports/replicates.py); None for a run that names none. A
+    replicate folder that cannot be read is a problem the page lists, not a failed report."""
+    info = replicate_runs(results)
+    if info is None:
+        return None
+    one = ReplicateCells(1, results.run_id, cells, noise_floor(results.manifest))
+    if info.count < 2:
+        machines = tuple(sorted({str(m) for m in cells["machine"]} - {""})) if "machine" in cells else ()
+        only = (Replicate(1, results.run_id, machines),)
+        return ReplicateAnalysis(info.count, only, (), None, info.problems)
+    replicates, problems = [one], list(info.problems)
+    for number, path in info.runs:
+        try:
+            run = load_run(path)
+        except UserError as exc:
+            problems.append(f"replicate {number}: {exc}")
+            continue
+        table = cell_table(run.frame)
+        if table.empty:
+            problems.append(f"replicate {number}: no cell has a result")
+            continue
+        replicates.append(ReplicateCells(number, run.run_id, table, noise_floor(run.manifest)))
+    return analyse(
+        replicates,
+        info.count,
+        scaling_workloads=scaling_workloads(results.manifest, FTSCALING),
+        problems=problems,
+    )
+
+
 def build_report(
     run_dir: Path,
     out_dir: Path,
@@ -231,7 +270,10 @@ def build_report(
     downloads = _write_data(results, cells, out_dir)
     if chart_images:
         downloads += _write_chart_images(charts, out_dir)
-    page = build_page(results, cells, cards, charts, versions, base_info, downloads, library_versions())
+    replicates = replicate_analysis(results, cells) if len(cells) else None
+    page = build_page(
+        results, cells, cards, charts, versions, base_info, downloads, library_versions(), replicates
+    )
     html = (
         environment()
         .get_template("report.html.j2")

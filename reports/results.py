@@ -39,9 +39,12 @@ CELL_COLUMNS = (
     "start_method",
     "async_mode",
     "pool_in_timing",
+    "machine",  # the machine that ran the cell (cell_machine): comparisons stay on one machine
 )
 RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss")
 FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
+# the columns _suite_rows fills from a suite; "machine" comes from the manifest (load_run)
+PER_VALUE = tuple(c for c in FRAME_COLUMNS[:-2] if c != "machine")
 # what the harness writes into each pyperf run (bench.py's hook), next to pyperf's mem_max_rss
 RUN_KEYS = (*contract.RUN_KEYS, "mem_max_rss")
 
@@ -257,11 +260,110 @@ def _suite_rows(
                 continue
             count = len(values)
             per_run = (run_index, *run_facts(facts, loops, model))
-            for name, item in zip(FRAME_COLUMNS[:-2], (*fixed, *per_run), strict=True):
+            for name, item in zip(PER_VALUE, (*fixed, *per_run), strict=True):
                 columns[name].extend([item] * count)
             columns["value"].extend(values)
             columns["loops"].extend([loops] * count)
     return first
+
+
+def _name(value: Any) -> str:
+    """A machine name from the manifest (untrusted text: a fork can write any artifact): a
+    string, else nothing."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def cell_machines(manifest: Mapping[str, Any]) -> tuple[dict[tuple[str, str], str], dict[str, str], str]:
+    """Where each cell ran: ({(interpreter, cell): machine} of the cells whose manifest entry
+    names one, {interpreter: machine} of the interpreters whose entry names one (a merged run of
+    one job per interpreter), the one host's name (a plain local run: its hostname; "" when
+    the manifest names none)."""
+    by_cell = {
+        (str(c.get("interpreter")), str(c.get("id"))): _name(c.get("machine"))
+        for c in manifest.get("cells") or []
+        if isinstance(c, Mapping) and _name(c.get("machine"))
+    }
+    interpreters = manifest.get("interpreters") or {}
+    by_interp = {
+        str(ident): _name(entry.get("machine"))
+        for ident, entry in interpreters.items()
+        if isinstance(entry, Mapping) and _name(entry.get("machine"))
+    }
+    host = manifest.get("host")
+    one = _name(host.get("hostname")) if isinstance(host, Mapping) else ""
+    if not one:
+        hosts = manifest.get("hosts")
+        if isinstance(hosts, Mapping) and len(hosts) == 1:
+            one = _name(next(iter(hosts)))
+    return by_cell, by_interp, one
+
+
+def cell_machine(
+    machines: tuple[dict[tuple[str, str], str], dict[str, str], str], interpreter: str, cell: str
+) -> str:
+    """The machine of one cell: its own entry's, else its interpreter's, else the one host's."""
+    by_cell, by_interp, one = machines
+    return by_cell.get((interpreter, cell)) or by_interp.get(interpreter) or one
+
+
+MAX_REPLICATES = 64  # more runners of one label than any CI has: a count past it is not read
+
+
+@dataclass(frozen=True, slots=True)
+class Replicates:
+    """What a merged CI run says of its replicates (manifest["replicates"]): how many runners
+    ran every shard, and the run folders of replicates 2..K inside the run folder. ``problems``:
+    what of it cannot be used (a folder named outside the run, absent, a count without folders)."""
+
+    count: int
+    runs: tuple[tuple[int, Path], ...]  # (replicate number, run folder), in order
+    problems: tuple[str, ...] = ()
+
+
+def replicate_runs(results: RunResults) -> Replicates | None:
+    """The replicates of a run; None for a run that is not a merged CI run (no "replicates").
+
+    The folders are untrusted (a fork can write the artifact): only a relative path to a folder
+    inside the run folder, with a manifest, is taken; anything else becomes a problem."""
+    entry = results.manifest.get("replicates")
+    if not isinstance(entry, Mapping):
+        return None
+    count = entry.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_REPLICATES:
+        return Replicates(
+            1, (), (f"replicates.count {str(count)[:40]!r} is not a whole number from 1 to {MAX_REPLICATES}",)
+        )
+    runs = entry.get("runs")
+    if not isinstance(runs, Mapping):
+        runs = {}
+    root = results.run_dir.resolve()
+    found: list[tuple[int, Path]] = []
+    problems: list[str] = []
+    named: set[int] = set()  # the replicates "runs" names
+    for key, rel in runs.items():
+        number = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() else None
+        if number is None or not 2 <= number <= count or number in named:
+            problems.append(f"replicate {str(key)[:40]!r}: not a replicate number from 2 to {count}, once")
+            continue
+        named.add(number)
+        if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
+            problems.append(f"replicate {number}: its folder is not a relative path")
+            continue
+        path = (results.run_dir / rel).resolve()
+        if path == root or not path.is_relative_to(root):
+            problems.append(f"replicate {number}: its folder {rel[:80]!r} is outside the run folder")
+            continue
+        if not (path / "manifest.json").is_file():
+            problems.append(f"replicate {number}: {rel[:80]} holds no manifest.json")
+            continue
+        found.append((number, path))
+    missing = [n for n in range(2, count + 1) if n not in named]
+    if missing:
+        problems.append(
+            f"replicate{'s' * (len(missing) > 1)} {', '.join(map(str, missing))} of {count}: no "
+            "run folder in the run (its jobs failed, or the merge found none)"
+        )
+    return Replicates(count, tuple(sorted(found)), tuple(problems))
 
 
 def load_run(run_dir: Path) -> RunResults:
@@ -306,6 +408,10 @@ def load_run(run_dir: Path) -> RunResults:
         else:
             reason = cell.get("reason") or "no reason recorded"
         problems.append(CellProblem(key[0], key[1], status, str(reason), cell.get("output_tail")))
+    machines = cell_machines(manifest)
+    keys = list(zip(columns["interpreter"], columns["cell"], strict=True))
+    where = {key: cell_machine(machines, *key) for key in dict.fromkeys(keys)}
+    columns["machine"] = [where[key] for key in keys]
     frame = pd.DataFrame(columns)
     frame = frame.astype(
         {
@@ -326,6 +432,19 @@ def load_run(run_dir: Path) -> RunResults:
 def load_frame(run_dir: Path) -> pd.DataFrame:
     """The tidy frame of a run: one row per measured value (seconds per timed call)."""
     return load_run(Path(run_dir)).frame
+
+
+def scaling_workloads(manifest: Mapping[str, Any], implementations: tuple[str, ...]) -> set[str]:
+    """The workloads of the run whose implementation is one of ``implementations`` (the
+    ftscaling patterns), as the manifest's ``workloads`` entry records them."""
+    entries = manifest.get("workloads") or {}
+    if not isinstance(entries, Mapping):
+        return set()
+    return {
+        str(w)
+        for w, e in entries.items()
+        if isinstance(e, Mapping) and e.get("implementation") in implementations
+    }
 
 
 def noise(manifest: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -28,6 +28,7 @@ from gilmatrix.harness.contract import stability_warnings
 from gilmatrix.reports.results import CELL_COLUMNS
 from gilmatrix.run.schedule import MIN_FLOOR  # the run's own: a floor is never below 1%
 
+NOT_COMPARED = "not compared"  # two cells of different machines: a comparison, never a verdict
 ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = list(CELL_COLUMNS)
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
@@ -48,6 +49,18 @@ def mean_floor(band: float, n_a: int, n_b: int) -> float:
     if band <= 0.0 or n_a < 1 or n_b < 1:
         return max(band, 0.0)
     return max(min(band, MIN_FLOOR), band * math.sqrt(1.0 / n_a + 1.0 / n_b))
+
+
+def different_machines(a: str, b: str) -> str:
+    """What the report says instead of a verdict on two cells of different machines ``a`` and
+    ``b`` (the first-named cell's machine first): hardware would be read as a change."""
+    return f"{NOT_COMPARED}: different machines ({a or '?'} vs {b or '?'})"
+
+
+def machine_of(row: Any) -> str:
+    """The machine of a cell-table row ("" for tables without the column)."""
+    value = getattr(row, "machine", "")
+    return value if isinstance(value, str) else ""
 
 
 @lru_cache(maxsize=4096)

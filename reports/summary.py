@@ -45,6 +45,7 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
             "|---|---|---|---|---|---|",
         ]
         lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in page.ft_rows]
+    lines += _replicates(page.replicates)
     if baseline:
         lines += [
             "",
@@ -74,6 +75,24 @@ def render_summary(page: Page, baseline: Mapping[str, Any] | None = None) -> str
             lines.append(f"- and {len(page.problem_groups) - 50} more (see index.html)")
     lines.append("")
     return "\n".join(lines)
+
+
+def _replicates(section: Mapping[str, Any]) -> list[str]:
+    """One line on the replicates, and the verdicts that differ between them (a table)."""
+    if not section:
+        return []
+    lines = ["", f"**Replicates:** {md(section['summary'])}"]
+    lines += [f"> **Warning:** {md(problem)}" for problem in section["problems"]]
+    if section["differs"]:
+        lines += [
+            "",
+            "| " + " | ".join(md(h) for h in section["header"]) + " |",
+            "|" + "---|" * len(section["header"]),
+        ]
+        lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in section["differs"][:30]]
+        if section["differs_total"] > 30:
+            lines.append(f"\nand {section['differs_total'] - 30} more (see index.html)")
+    return lines
 
 
 def _winners(interps: Sequence[str], overview: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
-from gilmatrix.reports.stats import Comparison, at_tasks, compare_cells
+from gilmatrix.reports.stats import Comparison, at_tasks, compare_cells, different_machines, machine_of
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
 
@@ -80,6 +80,10 @@ class Card:
     # its cells ran different numbers of tasks (tasks_per_worker): times are per this many
     # tasks (stats.at_tasks), so that worker counts compare as throughput; None: as measured
     per_tasks: int | None = None
+    machine: str = ""  # the machine of the cells the card compares
+    # cells of this workload and interpreter that ran on another machine: (executor, workers,
+    # machine), left out of every comparison of the card (see home_machine)
+    apart: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def is_tie(self) -> bool:
@@ -191,10 +195,27 @@ def same_work(rows: list[Any]) -> tuple[list[Any], int | None]:
     return [at_tasks(r, fewest) for r in rows], fewest
 
 
+def home_machine(rows: list[Any]) -> str:
+    """The machine a card's comparisons are made on, when its cells ran on several (a merge of
+    pieces of one workload from different machines): the one with the most cells, on a tie the
+    sequential cell's, then the first by name. A card compares only cells of one machine."""
+    seq = {machine_of(r) for r in rows if r.executor == "sequential"}
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[machine_of(row)] = counts.get(machine_of(row), 0) + 1
+    return min(counts, key=lambda m: (-counts[m], m not in seq, m))
+
+
 def decide_one(rows: list[Any], description: str | None = None, floor: float = 0.0) -> Card:
-    """The card of one workload on one interpreter, from its cell_table rows (compared at equal
-    work: :func:`same_work`)."""
-    rows, per_tasks = same_work(rows)
+    """The card of one workload on one interpreter, from its cell_table rows; cells of another
+    machine than the card's (:func:`home_machine`) are listed apart, never compared."""
+    home = home_machine(rows) if len({machine_of(r) for r in rows}) > 1 else machine_of(rows[0])
+    apart = tuple(
+        (str(r.executor), int(r.workers), machine_of(r))
+        for r in sorted(rows, key=lambda r: (executor_rank(r.executor), r.workers))
+        if machine_of(r) != home
+    )
+    rows, per_tasks = same_work([r for r in rows if machine_of(r) == home])
     first = rows[0]
     fixed_cost = first.kind == "startup" or getattr(first, "pool_in_timing", "") == "yes"
     seq_rows = [r for r in rows if r.executor == "sequential"]
@@ -238,6 +259,8 @@ def decide_one(rows: list[Any], description: str | None = None, floor: float = 0
         fixed_costs=fixed_costs(by_executor, winner.executor, floor) if fixed_cost else (),
         gil_reenabled_by=str(getattr(first, "gil_reenabled_by", "") or ""),
         per_tasks=per_tasks,
+        machine=home,
+        apart=apart,
     )
     return _with_sentences(card, description)
 
@@ -324,6 +347,11 @@ def _why(card: Card) -> str:
             "which the noise of the values does not separate."
         )
     if len(card.scores) == 1:
+        if card.apart:
+            return (
+                f"Only {w.executor} was measured on {card.machine} for this workload on this "
+                "interpreter; its other cells ran on another machine (below)."
+            )
         return f"Only {w.executor} was measured for this workload on this interpreter."
     if w.executor == "sequential":
         return (
@@ -526,6 +554,21 @@ def _startup_sentences(card: Card, what: str) -> list[Sentence]:
     return sentences
 
 
+def _apart(card: Card) -> list[Sentence]:
+    """The cells of the card's workload and interpreter that ran on another machine."""
+    by_machine: dict[str, list[str]] = {}
+    for executor, workers, machine in card.apart:
+        by_machine.setdefault(machine, []).append(f"{executor} @ {workers}")
+    return [
+        Sentence(
+            "Not compared",
+            f"{', '.join(cells)}: {different_machines(card.machine, machine)}; "
+            "left out of this card's verdicts.",
+        )
+        for machine, cells in by_machine.items()
+    ]
+
+
 def _with_sentences(card: Card, description: str | None) -> Card:
     # a matrix' own description is the user's text, not a template (it may hold braces)
     what = description or WHAT.get(
@@ -540,7 +583,7 @@ def _with_sentences(card: Card, description: str | None) -> Card:
             f"executors and worker counts are compared by throughput: times are per {per}."
         )
     if card.fixed_cost:
-        return replace(card, sentences=tuple(_startup_sentences(card, what)))
+        return replace(card, sentences=tuple([*_startup_sentences(card, what), *_apart(card)]))
     sentences = [
         *_gil_back(card),
         Sentence("What this tests", what),
@@ -550,4 +593,4 @@ def _with_sentences(card: Card, description: str | None) -> Card:
     if surprise:
         sentences.append(Sentence("The surprise", surprise))
     sentences.append(Sentence("Takeaway", _takeaway(card)))
-    return replace(card, sentences=tuple(sentences))
+    return replace(card, sentences=tuple([*sentences, *_apart(card)]))
