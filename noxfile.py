@@ -1,4 +1,4 @@
-"""gilmatrix's sessions: thin calls into the ``gilmatrix`` CLI (see README.md).
+"""gilmatrix's sessions: thin calls into the ``gilmatrix`` CLI (see README.md and docs/usage.md).
 
 Arguments after ``--`` go to the command, e.g. ``nox -s matrix -- --profile smoke --only 3.13``.
 """

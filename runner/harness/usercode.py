@@ -1,6 +1,6 @@
 """Workloads from the user's own files: a module the harness imports by name and calls.
 
-The contract (README, "Benchmark your own code"): module-level ``make_tasks(params) -> list``
+The contract (docs/own-code.md): module-level ``make_tasks(params) -> list``
 and ``run_task(task) -> result``; optionally ``check(params, tasks, results)`` (raise on a
 wrong answer), ``async_task(task)`` (a native awaitable for asyncio), ``PARAMS`` (names,
 defaults and bounds), ``KIND`` (what bounds the work: cpu, io, ...), ``UNSUPPORTED`` (execution
