@@ -150,7 +150,7 @@ def budget_outcome(precision: float | None, sampled: Mapping[str, Any] | None) -
 def precision_text(precision: float, sampled: Mapping[str, Any] | None) -> str:
     """ "±1.3%", and whether the cell met the profile's target or ran out of budget."""
     if pd.isna(precision):
-        return "one process: no interval"
+        return "too few processes for an interval"
     text = f"±{precision:.1%}"
     outcome = budget_outcome(precision, sampled)
     if outcome is None:

@@ -115,18 +115,20 @@ def format_ratio(value: float) -> str:
     return f"{value:.2f}x"
 
 
+TOO_FEW = "too few processes for an interval"
+
+
 def format_interval(cmp: Comparison) -> str:
-    if cmp.n_a < 2 or cmp.n_b < 2:
-        return "one worker process: no interval"
+    if cmp.n_a < 2 or cmp.n_b < 2 or not cmp.ratio_low > 0:
+        return TOO_FEW
     return f"95% interval {cmp.ratio_low:.2f}-{cmp.ratio_high:.2f}x"
 
 
 def format_speedup_interval(cmp: Comparison) -> str:
     """The interval of a time ratio, turned into one of speedup (1 / ratio)."""
-    if cmp.n_a < 2 or cmp.n_b < 2:
-        return "one worker process: no interval"
-    high = f"{1 / cmp.ratio_low:.2f}" if cmp.ratio_low > 0 else "inf"
-    return f"95% interval {1 / cmp.ratio_high:.2f}-{high}x"
+    if cmp.n_a < 2 or cmp.n_b < 2 or not cmp.ratio_low > 0:
+        return TOO_FEW
+    return f"95% interval {1 / cmp.ratio_high:.2f}-{1 / cmp.ratio_low:.2f}x"
 
 
 def _compare(a: Any, b: Any, floor: float) -> Comparison:
@@ -499,7 +501,7 @@ def format_cost(fc: FixedCost, at: str) -> str:
     """'5.41 ms more than threads to start at 1 worker (95% interval ...)'."""
     size = format_ms(abs(fc.extra))
     interval = (
-        "one worker process: no interval"
+        TOO_FEW
         if not math.isfinite(fc.extra_low) or not math.isfinite(fc.extra_high)
         else f"95% interval {fc.extra_low * 1e3:+.3g} to {fc.extra_high * 1e3:+.3g} ms"
     )

@@ -544,7 +544,7 @@ def _run(
     from gilmatrix.backends import BackendOptions, get_backend
     from gilmatrix.images.sources import images_dir
     from gilmatrix.matrix.plan import plan_cells
-    from gilmatrix.run.execute import exit_code, resume_run, start_run
+    from gilmatrix.run.execute import exit_code, nothing_measured, resume_run, start_run
 
     plan = with_run_minutes(plan_cells(matrix, profile, only), ci.get("run_minutes"))
     for warning in plan.warnings:
@@ -588,6 +588,14 @@ def _run(
         counts[cell["status"]] = counts.get(cell["status"], 0) + 1
     log(f"results: {run_dir.path} — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     code = exit_code(code, counts)
+    empty = nothing_measured(plan, manifest) if code == 0 else None
+    if empty is not None:
+        what, why = empty
+        log(
+            f"exit 1: no cell was measured: {why}"
+            + (_what_would_work(backend.name) if what == "interpreters" else "")
+        )
+        return 1, run_dir.path
     if code == 1:
         bad = sum(n for s, n in counts.items() if s not in ("ok", "skipped"))
         log(
@@ -595,6 +603,28 @@ def _run(
             f"`gilmatrix run --resume {run_dir.path}` runs them again)"
         )
     return code, run_dir.path
+
+
+def _what_would_work(backend: str) -> str:
+    """What gets interpreters when the ``backend`` could have none of the matrix'."""
+    from gilmatrix.backends.local import found_locally
+
+    found = found_locally()
+    local = (
+        f"CPython {', '.join(found)} on this machine (a matrix can name those)"
+        if found
+        else "no CPython at all on this machine (install one, e.g. `pyenv install 3.13`)"
+    )
+    if backend == "local":
+        return (
+            f". The local backend finds {local}; install the missing ones "
+            "(pyenv or uv) or pass --python ID=PATH, or use --backend docker, which builds them"
+        )
+    return (
+        ". The docker backend builds interpreters from CPython source tarballs: give --sources DIR "
+        "(a folder of them) or --download-base URL (a mirror laid out like python.org/ftp/python) "
+        f"when python.org cannot be reached. Or use --backend local: it finds {local}"
+    )
 
 
 def ci_settings(args: argparse.Namespace) -> dict[str, Any]:

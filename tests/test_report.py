@@ -18,7 +18,7 @@ from gilmatrix.reports.charts import build_charts
 from gilmatrix.reports.compare import baseline_changes, free_threading, version_changes
 from gilmatrix.reports.results import load_run
 from gilmatrix.reports.stats import cell_table, t_quantile, welch, welch_from_stats
-from gilmatrix.reports.verdicts import decide
+from gilmatrix.reports.verdicts import decide, format_interval, format_speedup_interval
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"
 QUICK = Path(__file__).parent / "fixtures" / "real-quick"  # every workload and executor
@@ -108,6 +108,34 @@ def test_overlapping_samples_are_a_tie() -> None:
     cmp = welch([1.0, 1.2, 0.8, 1.1], [1.05, 0.9, 1.15, 1.0])
     assert not cmp.significant and cmp.direction == "tie"
     assert cmp.ratio_low < 1 < cmp.ratio_high
+
+
+def test_a_ratio_of_two_scattered_processes_each_has_a_positive_interval() -> None:
+    """2 processes a side, scattered: t(1) is 12.7, and the ratio's interval, linear, went
+    below zero ("1.44x, 95% interval -1.69-4.57x"). On the log scale it is positive and
+    symmetric about the ratio in log; the verdict (the test on the difference) is unchanged."""
+    cmp = welch_from_stats(0.0298, 0.012, 2, 0.0207, 0.008, 2)
+    assert cmp.ratio == pytest.approx(0.0298 / 0.0207)
+    assert 0 < cmp.ratio_low < cmp.ratio < cmp.ratio_high
+    assert cmp.ratio_low * cmp.ratio_high == pytest.approx(cmp.ratio**2)
+    assert not cmp.significant and cmp.direction == "tie"
+    assert re.fullmatch(r"95% interval \d+\.\d\d-\d+\.\d\dx", format_interval(cmp))
+    assert re.fullmatch(r"95% interval \d+\.\d\d-\d+\.\d\dx", format_speedup_interval(cmp))
+    few = welch_from_stats(0.0298, 0.0, 1, 0.0207, 0.008, 2)
+    assert format_interval(few) == format_speedup_interval(few) == "too few processes for an interval"
+
+
+def test_a_cells_time_interval_is_never_below_zero(tmp_path: Path) -> None:
+    """Two scattered processes per cell: the interval of the mean time is on the log scale
+    (mean x exp(-+ half / mean)), so its low end is above 0 and the mean within it."""
+    spec = SyntheticRun(
+        interpreters=("3.12",), workloads=("crunch",), executors=("sequential", "threads"), noise=0.6
+    )
+    table = cell_table(load_frame(write_run(tmp_path, spec)))
+    assert (table["processes"] == 2).all()
+    assert ((table["ci_high"] - table["mean"]) / table["mean"]).max() > 1.0  # really scattered
+    assert (table["ci_low"] > 0).all()
+    assert ((table["ci_low"] < table["mean"]) & (table["mean"] < table["ci_high"])).all()
 
 
 def test_one_value_says_nothing() -> None:

@@ -183,7 +183,7 @@ def test_startup_is_a_fixed_cost(quick_cells: pd.DataFrame) -> None:
         text = " ".join(s.text for s in card.sentences)
         # one worker process per cell in this fixture: no interval, so no difference is called
         assert "the same as threads to start at 1 worker within the noise" in text
-        assert "one worker process: no interval" in text
+        assert "too few processes for an interval" in text
         assert "speedup" not in text
         procs = [fc for fc in card.fixed_costs if fc.executor == "processes"]
         assert [fc.workers for fc in procs] == [1, 2, 4]

@@ -222,6 +222,66 @@ def test_exit_code_is_never_0_with_cells_missing_failed_or_timed_out() -> None:
     assert exit_code(1, {"ok": 3}) == 1  # the run loop's own verdict stands
 
 
+@pytest.mark.parametrize("command", ["run", "matrix"])
+def test_a_run_that_could_have_no_interpreter_exits_1_and_says_what_would_work(
+    tmp_path: Path, command: str
+) -> None:
+    """The local backend with none of the matrix' interpreters here: not a success with an
+    empty report, but exit 1 naming what this machine's local discovery does find (here a
+    made-up pyenv root with 3.12 and 3.13t, and nothing on PATH or in uv's folder)."""
+    pyenv = tmp_path / "pyenv"
+    for version in ("3.12.4", "3.13.1t"):
+        (pyenv / "versions" / version / "bin").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    env = {
+        **os.environ,
+        "PYENV_ROOT": str(pyenv),
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path / "empty"),
+        "PATH": str(tmp_path / "empty"),
+    }
+    matrix = small_matrix(tmp_path, ["3.15", "3.15t"], executors="[sequential, threads]")
+    out = tmp_path / "out"
+    args = run_args(matrix, out, "--run-id", "n")
+    if command == "matrix":  # what `nox -s matrix` runs: the run, then its report
+        args = ["matrix", *args[1:]]
+    run = gilmatrix(*args, env=env)
+    assert run.returncode == 1, run.stderr
+    assert statuses(out / "results" / "n") == {"skipped": 18}
+    assert (
+        "exit 1: no cell was measured: no interpreter could be had: 3.15: no CPython 3.15 found" in run.stderr
+    )
+    assert (
+        "The local backend finds CPython 3.12, 3.13t on this machine (a matrix can name those)" in run.stderr
+    )
+
+
+def test_what_would_work_for_docker_names_sources_download_base_and_the_local_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gilmatrix.cli import _what_would_work
+
+    (tmp_path / "versions" / "3.14.0" / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    hint = _what_would_work("docker")
+    assert "--sources DIR" in hint and "--download-base URL" in hint
+    assert "--backend local: it finds CPython 3.14 on this machine" in hint
+
+
+def test_a_run_whose_every_cell_is_unsupported_exits_1_and_says_so(tmp_path: Path) -> None:
+    """Sub-interpreters only, before 3.14: nothing to measure, said as such (not as missing
+    interpreters)."""
+    matrix = small_matrix(tmp_path, executors="[interpreters]")
+    out = tmp_path / "out"
+    run = gilmatrix(*run_args(matrix, out, "--run-id", "u", "--python", PYTHON))
+    if sys.version_info >= (3, 14):
+        pytest.skip("sub-interpreters are supported on this interpreter")
+    assert run.returncode == 1, run.stderr
+    assert "exit 1: no cell was measured: every cell of the plan is unsupported (interpreters: " in run.stderr
+    assert "no interpreter could be had" not in run.stderr and "local backend finds" not in run.stderr
+
+
 @pytest.mark.integration
 def test_progress_totals_count_only_the_cells_that_run(tmp_path: Path) -> None:
     """A plan with cells skipped two ways — sub-interpreters before 3.14 (by the plan) and an

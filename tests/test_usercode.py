@@ -91,7 +91,12 @@ def test_a_user_module_is_read_without_running_it(tmp_path: Path) -> None:
         (GOOD + "def async_task(task):\n    return task\n", None, "mod.py:7: async_task must be an `async"),
         ("def make_tasks(params:\n", None, "mod.py:1: "),
         (GOOD + "PARAMS = {'n': {'default': 3, 'max': 5}}\n", "{module: mod.py, params: {n: 6}}", "between"),
-        (GOOD, "{module: mod.py, params: {size: 6}}", "the workload has no parameter 'size'"),
+        (
+            GOOD + "PARAMS = {'n': 3}\n",
+            "{module: mod.py, params: {size: 6}}",
+            "the workload has no parameter 'size'; it has: n (to give it one, declare it in the file's "
+            "PARAMS, e.g. PARAMS = {'size': {\"default\": 6",
+        ),
         (GOOD, "{module: nope.py}", "workloads.mine.module: no such file"),
         (GOOD, "{module: mod.py, workload: crunch}", "give `module` (your file) or `workload`"),
         (GOOD, "{module: mod.py, requirements: ['ujson >= ']}", "not a pip requirement"),
@@ -104,6 +109,23 @@ def test_what_is_wrong_with_a_user_module_is_said_with_file_and_line(
     message = load_error(tmp_path, module_text, entry or "{module: mod.py}")
     assert expected in message
     assert "mod.py:" in message or "matrix.yaml:" in message  # a place to go and fix
+
+
+def test_a_file_without_params_takes_the_matrix_params_as_they_are(tmp_path: Path) -> None:
+    module_file(
+        tmp_path,
+        "mine.py",
+        "def make_tasks(params):\n    return [params['words']] * params['tasks']\n\n\n"
+        "def run_task(task):\n    return task\n",
+    )
+    path = user_matrix(tmp_path, "  mine: {module: mine.py, params: {tasks: 8, words: 20000}}\n")
+    override = "    timeout: 120\n    params: {mine: {words: 5}}\n"
+    path.write_text(path.read_text().replace("    timeout: 120\n", override))
+    matrix = load_matrix(path)
+    (workload,) = matrix.workloads
+    assert workload.params == {"tasks": 8, "words": 20000}
+    assert workload.tasks({**workload.params, **matrix.profiles["default"].params["mine"]}, 2) == 8
+    assert matrix.profiles["default"].params == {"mine": {"words": 5}}
 
 
 def test_a_module_name_that_hides_a_module_python_imports_is_refused(tmp_path: Path) -> None:

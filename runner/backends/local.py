@@ -80,6 +80,20 @@ def path_candidates(interp: Interpreter) -> list[Path]:
     return [Path(found)] if found else []
 
 
+def found_locally(minors: Sequence[int] = tuple(range(8, 17))) -> list[str]:
+    """The interpreter ids (3.12, 3.13t, ...) this backend's discovery has a candidate for on
+    this machine (pyenv, uv, PATH), without running them: what a matrix could name here."""
+    found = []
+    for minor in minors:
+        for free_threaded in (False, True):
+            interp = Interpreter(
+                id=f"3.{minor}{'t' if free_threaded else ''}", version=(3, minor), free_threaded=free_threaded
+            )
+            if managed_candidates(interp) or path_candidates(interp):
+                found.append(interp.id)
+    return found
+
+
 def read_facts(python: str, harness_path: Path) -> dict[str, Any]:
     """Run the harness' facts command with ``python`` (isolated from the user's site and env)."""
     code = (

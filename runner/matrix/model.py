@@ -77,9 +77,9 @@ class Workload:
         if self.tasks_per_worker is not None:
             return self.tasks_per_worker * workers
         spec = self.param_specs.get("tasks")
-        if spec is None:
+        if spec is None and not (self.module is not None and not self.module.declares_params):
             return None
-        value = params.get("tasks", spec.default)
+        value = params.get("tasks", spec.default if spec is not None else None)
         return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     @property
@@ -662,7 +662,13 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
                 raise errors.fail(
                     at_key, f"no workload {wl_id!r} in this matrix{suggest(wl_id, workload_ids)}"
                 )
-            overrides[wl_id] = _check_params(workload_ids[wl_id].param_specs, given, at_key, errors)
+            module = workload_ids[wl_id].module
+            if module is not None and not module.declares_params:
+                overrides[wl_id] = dict(given)  # no PARAMS: passed as they are
+            else:
+                overrides[wl_id] = _check_params(
+                    workload_ids[wl_id].param_specs, given, at_key, errors, user_file=module is not None
+                )
             if "tasks" in given and workload_ids[wl_id].tasks_per_worker is not None:
                 raise errors.fail(
                     at_key + ("tasks",),
@@ -746,7 +752,11 @@ def _user_workload(
     key = ("workloads", name, "module")
     where = f"{path}:{errors.locator.line(key)}: {format_key(key)}"
     module = read_module((path.parent / entry["module"]), where)
-    params = _check_params(module.params, entry.get("params") or {}, ("workloads", name, "params"), errors)
+    given = entry.get("params") or {}
+    if module.declares_params:
+        params = _check_params(module.params, given, ("workloads", name, "params"), errors, user_file=True)
+    else:  # no PARAMS: make_tasks gets the matrix' parameters as they are
+        params = dict(given)
     requirements = tuple(entry.get("requirements") or ())
     for index, text in enumerate(requirements):
         try:
@@ -806,15 +816,31 @@ def _tasks_per_worker(
     return per_worker
 
 
+def _declare_hint(param: str, value: Any) -> str:
+    """How a user's file declares a parameter in its ``PARAMS`` (a default, or a dict of
+    default, min, max, doc, choices)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        example = f'{{"default": {value!r}, "min": 1, "max": {max(value, 1) * 10!r}, "doc": "..."}}'
+    else:
+        example = repr(value) if isinstance(value, str) else '{"default": ...}'
+    return f" (to give it one, declare it in the file's PARAMS, e.g. PARAMS = {{{param!r}: {example}}})"
+
+
 def _check_params(
-    spec: Mapping[str, Param], given: Mapping[str, Any], key: tuple[Any, ...], errors: _Errors
+    spec: Mapping[str, Param],
+    given: Mapping[str, Any],
+    key: tuple[Any, ...],
+    errors: _Errors,
+    *,
+    user_file: bool = False,
 ) -> dict[str, Any]:
     for param, value in given.items():
         if param not in spec:
             raise errors.fail(
                 key + (param,),
                 f"the workload has no parameter {param!r}"
-                f"{suggest(param, spec)}; it has: {', '.join(spec) or 'none'}",
+                f"{suggest(param, spec)}; it has: {', '.join(spec) or 'none'}"
+                f"{_declare_hint(param, value) if user_file else ''}",
             )
         limits = spec[param]
         if limits.choices:

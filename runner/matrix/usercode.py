@@ -50,6 +50,12 @@ class UserModule:
     lines: Mapping[str, int] = field(default_factory=dict)  # top-level name -> its line
 
     @property
+    def declares_params(self) -> bool:
+        """Whether the file declares ``PARAMS``: if not, the matrix' ``params`` are passed to
+        ``make_tasks`` as they are, unchecked (there is nothing to check them against)."""
+        return "PARAMS" in self.lines
+
+    @property
     def folder(self) -> Path:
         return self.path.parent
 

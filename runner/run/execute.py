@@ -943,6 +943,33 @@ def exit_code(code: int, counts: dict[str, int]) -> int:
     return code
 
 
+def nothing_measured(plan: Plan, manifest: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a run that ended without failures measured no cell at all, as (what, why): ``what``
+    is ``"interpreters"`` when no interpreter with runnable cells could be had, ``"unsupported"``
+    when every cell of the plan is unsupported, ``"workloads"`` when the runnable cells'
+    workloads could not be set up. None when some cell was measured (or one failed: exit_code
+    says so)."""
+    statuses = {cell["status"] for cell in manifest["cells"]}
+    if Status.OK in statuses or not statuses <= {Status.SKIPPED}:
+        return None
+    unsupported = [c for c in plan.cells if c.status == Status.SKIPPED]
+    if len(unsupported) == len(plan.cells):
+        reasons = sorted({f"{c.executor}: {c.reason}" for c in unsupported})
+        return "unsupported", "every cell of the plan is unsupported (" + "; ".join(reasons) + ")"
+    interpreters = manifest["interpreters"]
+    missing = {
+        interp_id: entry.get("reason") or "not available"
+        for interp_id, entry in interpreters.items()
+        if entry.get("status") == Status.SKIPPED and plan.cells_for(interp_id)
+    }
+    if missing:
+        return "interpreters", "no interpreter could be had: " + "; ".join(
+            f"{interp_id}: {reason}" for interp_id, reason in missing.items()
+        )
+    reasons = sorted({c["reason"] for c in manifest["cells"] if c.get("reason")})
+    return "workloads", "the runnable cells' workloads could not be set up: " + "; ".join(reasons)
+
+
 def start_run(
     matrix: Matrix,
     plan: Plan,
