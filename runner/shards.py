@@ -95,6 +95,7 @@ class Shard:
     cells: int  # runnable cells (every interpreter)
     seconds: float  # estimated worker-process seconds of its cells
     run_minutes: float | None  # its share of the profile's run budget (None: no budget)
+    floor_seconds: float = 0.0  # its cells at their fewest processes (a budget stops none sooner)
 
     @property
     def self_hosted(self) -> bool:
@@ -102,9 +103,12 @@ class Shard:
 
     @property
     def minutes(self) -> float:
-        """Estimated measuring minutes: its cells' time, or its budget when that is shorter."""
+        """Estimated measuring minutes: its cells' time, or its budget when that is shorter,
+        but never less than its cells' fewest processes take (every cell gets those)."""
         estimate = self.seconds / 60.0
-        return min(estimate, self.run_minutes) if self.run_minutes is not None else estimate
+        if self.run_minutes is not None:
+            estimate = min(estimate, self.run_minutes)
+        return max(estimate, self.floor_seconds / 60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +202,12 @@ def plan_shards(
     runnable = [c for c in plan.cells if c.status == "planned"]
     by_id = {w.id: w for w in matrix.workloads}
     seconds: dict[str, float] = {}
+    floors: dict[str, float] = {}
     cells: dict[str, int] = {}
+    fewest = expected_processes(plan)[0]
     for cell in runnable:
         seconds[cell.workload] = seconds.get(cell.workload, 0.0) + cell_seconds(cell, plan, recorded)
+        floors[cell.workload] = floors.get(cell.workload, 0.0) + fewest * process_seconds(cell, plan)
         cells[cell.workload] = cells.get(cell.workload, 0) + 1
     groups: dict[tuple[str, ...], list[str]] = {}
     whys: dict[tuple[str, ...], str] = {}
@@ -212,6 +219,7 @@ def plan_shards(
     total = sum(seconds.values())
     budget = plan.profile.precision.run_minutes if plan.profile.precision else None
     estimated_minutes = min(total / 60.0, budget) if budget is not None else total / 60.0
+    estimated_minutes = max(estimated_minutes, sum(floors.values()) / 60.0)
     if shards is None:
         shards = math.ceil(estimated_minutes / job_minutes) if job_minutes else 1
     shards = max(shards, 1)
@@ -261,6 +269,7 @@ def plan_shards(
                     cells=sum(cells[w] for w in part),
                     seconds=share,
                     run_minutes=None if budget is None or not total else budget * share / total,
+                    floor_seconds=sum(floors[w] for w in part),
                 )
             )
     interpreters = tuple(i.id for i in plan.interpreters if any(c.interpreter == i.id for c in runnable))
