@@ -47,7 +47,7 @@ from gilmatrix.reports.results import (
 )
 from gilmatrix.reports.stats import NOT_COMPARED, different_machines
 from gilmatrix.reports.verdicts import Card, gil_back_text
-from gilmatrix.run.schedule import OUT_OF_BUDGET
+from gilmatrix.run.schedule import MIN_FLOOR, OUT_OF_BUDGET
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
 
@@ -261,6 +261,26 @@ def _load(before: Sequence[float] | None, after: Sequence[float] | None) -> str:
         return "?" if not v else " / ".join(f"{x:.2f}" for x in v)
 
     return "" if before is None and after is None else f"{fmt(before)} -> {fmt(after)}"
+
+
+NOISY_FLOOR = 0.05  # a floor above this makes most verdicts ties: said first, with what to do
+
+
+def noise_banner(floor: float, cards: Sequence[Card], quiet_floor: float) -> str | None:
+    """When the run's noise floor is high: what it did to the verdicts and what to do about it.
+    ``quiet_floor``: the least floor a run can have (a quiet machine's sentinel sets it)."""
+    if floor < NOISY_FLOOR:
+        return None
+    ties = sum(card.is_tie for card in cards)
+    return (
+        f"Noisy machine: this run's noise floor was ±{floor:.1%} (a quiet machine's is "
+        f"±{quiet_floor:.0%}): no difference smaller than that is called a change or a win, so "
+        f"{ties} of the {len(cards)} fastest-execution-model verdicts are ties. The floor comes "
+        "from the run's own sentinel, timed around every window of worker processes; it speaks "
+        "of the whole run, not of the load before it. To say more: run on a quieter machine "
+        "(a self-hosted runner, nothing else running), use the rigorous profile, or split the "
+        "matrix into more CI shards (each shard's cells get more of the run budget)."
+    )
 
 
 def environment_warnings(results: RunResults) -> tuple[str, ...]:
@@ -882,7 +902,11 @@ def build_page(
         problems=results.problems,
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
-        warnings=(*environment_warnings(results), *((cross,) if cross else ())),
+        warnings=(
+            *((banner,) if (banner := noise_banner(floor, cards, MIN_FLOOR)) else ()),
+            *environment_warnings(results),
+            *((cross,) if cross else ()),
+        ),
         unstable=tuple(unstable[:MAX_LISTED]),
         unstable_total=len(unstable),
         downloads=tuple(downloads),

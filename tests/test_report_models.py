@@ -287,3 +287,37 @@ def test_problems_are_split(tmp_path: Path) -> None:
     assert [p.status for p in results.problems] == ["failed"]
     html = build_report(run, tmp_path / "out", chart_images=False).read_text(encoding="utf-8")
     assert "Failed, timed out or missing" in html and "Skipped by the plan" not in html
+
+
+# -- a noisy run says so -----------------------------------------------------------------------
+
+
+def test_a_high_noise_floor_is_a_banner_with_what_to_do(tmp_path: Path, quick_cells: pd.DataFrame) -> None:
+    """The real quick run, its manifest given the floor a busy VM measured (16.5%): the page's
+    first warning names the floor, how many verdicts it made ties, and what to do; at a quiet
+    floor there is no such banner."""
+    import shutil
+
+    from gilmatrix.reports.page import noise_banner
+
+    cards = decide(quick_cells, {}, 0.165)
+    ties = sum(card.is_tie for card in cards)
+    assert 0 < ties <= len(cards)
+    text = noise_banner(0.165, cards, 0.01)
+    assert text is not None and text.startswith("Noisy machine: this run's noise floor was ±16.5%")
+    assert f"{ties} of the {len(cards)} fastest-execution-model verdicts are ties" in text
+    assert "rigorous profile" in text and "more CI shards" in text
+    assert noise_banner(0.02, cards, 0.01) is None
+
+    run = tmp_path / "noisy"
+    shutil.copytree(QUICK, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.setdefault("schedule", {})["noise"] = {"floor": 0.165, "sentinel_median_ms": 7.3}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    index = build_report(run, tmp_path / "report", chart_images=False)
+    page = index.read_text()
+    first = page.index('<p class="warning">')
+    assert page[first:].startswith('<p class="warning">Noisy machine: this run&#39;s noise floor was ±16.5%')
+    assert "Noisy machine" in (index.parent / "summary.md").read_text()
+    quiet = build_report(QUICK, tmp_path / "quiet", chart_images=False).read_text()
+    assert "Noisy machine" not in quiet
