@@ -41,7 +41,7 @@ from gilmatrix.github import RUNNER_FACTS
 from gilmatrix.harness.contract import Status, cell_slug
 from gilmatrix.matrix.model import Matrix, interpreter_key
 from gilmatrix.matrix.plan import plan_cells
-from gilmatrix.run.manifest import MANIFEST, new_manifest
+from gilmatrix.run.manifest import MANIFEST, PARTIAL, new_manifest, run_state
 from gilmatrix.run.store import RunDir, now, result_problem
 
 MISSING_REASON = (
@@ -336,7 +336,7 @@ def merge_runs(
             entries[str(replicate.number)] = f"{REPLICATES}/{replicate.number}"
         states.append(manifest["state"])
         primary = primary or manifest
-    primary["state"] = "complete" if all(s == "complete" for s in states) else "partial"
+    primary["state"] = run_state((), *states)
     primary[REPLICATES] = {"count": len(replicates), "runs": entries}
     primary["merge"]["replicates"] = {
         str(r.number): {"sources": [str(s.path) for s in r.sources], "machines": _machines_of(r)}
@@ -449,11 +449,7 @@ def _write_replicate(
 
     statuses = {c["status"] for c in cells}
     source_states = {s.manifest.get("state") for s in replicate.sources}
-    state = (
-        "complete"
-        if statuses <= {Status.OK, Status.SKIPPED} and not missing and source_states <= {"complete"}
-        else "partial"
-    )
+    state = run_state(statuses, *source_states, *([PARTIAL] if missing else []))
     first = replicate.sources[0].manifest if replicate.sources else {}
     workloads: dict[str, Any] = {}
     for source in replicate.sources:

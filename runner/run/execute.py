@@ -33,7 +33,7 @@ from gilmatrix.harness.contract import JOB_FORMAT, Status
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
-from gilmatrix.run.manifest import new_manifest, workload_entries
+from gilmatrix.run.manifest import COMPLETE, new_manifest, run_state, workload_entries
 from gilmatrix.run.schedule import (
     WINDOW_SECONDS,
     CellState,
@@ -344,9 +344,8 @@ class MatrixRun:
             self.measure(progress)
             for interp_id, driver in list(self.drivers.items()):
                 self.stop_driver(interp_id, driver)
-            statuses = {cell["status"] for cell in self.manifest()["cells"]}
-            self.state = "complete" if statuses <= {Status.OK, Status.SKIPPED} else "partial"
-            return 0 if self.state == "complete" else 1
+            self.state = run_state(cell["status"] for cell in self.manifest()["cells"])
+            return 0 if self.state == COMPLETE else 1
         except Interrupted as exc:
             self.state = "interrupted"
             self.log(

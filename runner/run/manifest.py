@@ -16,6 +16,7 @@ from typing import Any
 
 import gilmatrix
 from gilmatrix.errors import UserError
+from gilmatrix.harness.contract import Status
 from gilmatrix.harness.drive import write_atomic
 
 MANIFEST = "manifest.json"
@@ -64,6 +65,17 @@ def new_manifest(
         }
     )
     return manifest
+
+
+COMPLETE, PARTIAL = "complete", "partial"
+
+
+def run_state(statuses: Iterable[str], *parts: str | None) -> str:
+    """A run's ``state``: complete when every cell is ok or skipped (with its reason) and every
+    part it is made of (a merge's inputs, a merged run's replicates) is complete; else partial.
+    The one place this rule is written (a run and a merge both use it)."""
+    done = set(statuses) <= {Status.OK, Status.SKIPPED}
+    return COMPLETE if done and all(p == COMPLETE for p in parts) else PARTIAL
 
 
 def workload_entries(workloads: Iterable[Any]) -> dict[str, dict[str, str]]:
