@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -461,6 +462,7 @@ def _write_replicate(
     }
     manifest = new_manifest(
         run_id=target.path.name,
+        schedule={"noise": _noise(replicate.sources)},
         started=min((s.manifest.get("started") or "" for s in replicate.sources), default=None) or None,
         finished=_latest(s.manifest.get("finished") for s in replicate.sources),
         state=state,
@@ -494,6 +496,36 @@ def _write_replicate(
     )
     target.write_manifest(manifest)
     return manifest
+
+
+def _noise(sources: Sequence[Source]) -> dict[str, Any]:
+    """The merged run's noise figures: each input's (by its machine and shard), and for the
+    report's verdicts the largest floor and drift of them (a difference smaller than any
+    input's floor is not called a change). A sentinel median only where one machine ran it
+    all: sentinels of different machines are not comparable."""
+    parts: dict[str, Any] = {}
+    floors: list[float] = []
+    drifts: list[float] = []
+    medians: set[tuple[str, Any]] = set()
+    for source in sources:
+        noise = (source.manifest.get("schedule") or {}).get("noise")
+        if not isinstance(noise, Mapping):
+            continue
+        parts[f"{source.machine} {source.shard or ''}".strip()] = dict(noise)
+        for key, into in (("floor", floors), ("drift", drifts)):
+            value = noise.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                into.append(float(value))
+        medians.add((source.machine, noise.get("sentinel_median_ms")))
+    merged: dict[str, Any] = {"by_input": parts}
+    if floors:
+        merged["floor"] = max(floors)
+    if drifts:
+        merged["drift"] = max(drifts)
+    if len({m for m, _ in medians}) == 1 and len(medians) == 1:
+        merged["sentinel_median_ms"] = next(iter(medians))[1]
+    merged["rule"] = "the largest floor and drift of the merged inputs (each input's in by_input)"
+    return merged
 
 
 def _split_workloads(cells: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -304,6 +304,13 @@ def test_shards_are_joined_and_replicates_kept_apart(shards, tmp_path) -> None:
     by_status = {c["id"]: (c["status"], c["machine"]) for c in second["cells"]}
     assert {v for k, v in by_status.items() if k.startswith("crunch/")} == {("ok", "runner-s1-2")}
     assert {v[0] for k, v in by_status.items() if k.startswith("fetch/")} == {"missing"}
+    # the report's floor is the largest of the shards' own (each kept, by machine and shard)
+    noise = manifest["schedule"]["noise"]
+    inputs = [shards["dirs"][("s1", 1)], shards["dirs"][("s2", 1)]]
+    floors = [json.loads((d / "manifest.json").read_text())["schedule"]["noise"]["floor"] for d in inputs]
+    assert noise["floor"] == max(floors)
+    assert set(noise["by_input"]) == {"runner-s1-1 s1", "runner-s2-1 s2"}
+    assert "sentinel_median_ms" not in noise  # two machines' sentinels are not comparable
     # no workload spans two machines in a replicate: no cross-machine warning
     assert not any("comparisons between cells of different machines" in w for w in manifest["warnings"])
     # both folders are runs the report reads
