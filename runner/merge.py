@@ -20,7 +20,7 @@ copies with results are an error: the merge cannot know which one to keep.
 from __future__ import annotations
 
 import filecmp
-import json
+import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +32,8 @@ from gilmatrix.github import RUNNER_FACTS
 from gilmatrix.harness.contract import Status
 from gilmatrix.matrix.model import Matrix, interpreter_key
 from gilmatrix.matrix.plan import plan_cells
-from gilmatrix.run.manifest import MANIFEST, new_manifest
-from gilmatrix.run.store import RunDir, now, result_problem
+from gilmatrix.run.manifest import MANIFEST, RUNNER_FACTS_SHAPE, file_problem, folder_problem, new_manifest
+from gilmatrix.run.store import RunDir, now, read_facts, result_problem
 
 MISSING_REASON = (
     "no results from any machine: no input holds this interpreter (its job "
@@ -71,13 +71,23 @@ class Pick:
 
 def expand_inputs(paths: Iterable[Path]) -> list[Path]:
     """Run folders named directly, or the run folders one level below a named folder (a folder
-    of downloaded artifacts); a named path that is neither is an error."""
+    of downloaded artifacts); a named path that is neither is an error. A folder holding any
+    ``manifest.json`` (a FIFO, a link, a directory) counts as a run folder, so that reading it
+    names what is wrong with it; a run folder below a named folder that is a link is refused
+    (artifacts hold folders, and a link could name any folder of the machine)."""
     found: list[Path] = []
     for path in paths:
-        if (path / MANIFEST).is_file():
+        if os.path.lexists(path / MANIFEST):
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.glob(f"*/{MANIFEST}")))
+            runs = sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
+            for run in runs:
+                if run.is_symlink():
+                    raise UserError(
+                        f"{run}: a link to {run.resolve()}, not a run folder of {path}: "
+                        "name the run folder itself"
+                    )
+            found.extend(runs)
         else:
             raise UserError(f"{path}: no such folder")
     unique: list[Path] = []
@@ -88,12 +98,33 @@ def expand_inputs(paths: Iterable[Path]) -> list[Path]:
 
 
 def load_sources(paths: Sequence[Path]) -> list[Source]:
+    """The run folders, read as input from elsewhere (CI artifacts): a manifest that cannot be
+    read is an error naming it (read_manifest); a file that cannot be merged — a results file,
+    a cell file, a job, a log or github-runner.json that leads out of the folder, is not a
+    regular file, is too large, or (runner facts) cannot be read — is left out with a warning
+    in the source's warnings, which the merged manifest and its report show. An interpreter
+    whose results file is left out is merged without one, its finished cells as missing."""
     sources = []
     for path in paths:
-        run = RunDir.open(path)  # refuses non-runs and other manifest formats
+        manifest = RunDir.open(path).manifest()
+        warnings = list(manifest.get("warnings") or [])
         facts_file = path / RUNNER_FACTS
-        runner_facts = json.loads(facts_file.read_text()) if facts_file.is_file() else None
-        sources.append(Source(path, run.manifest(), runner=runner_facts))
+        runner_facts, problem = read_facts(facts_file, path, RUNNER_FACTS_SHAPE)
+        if problem is not None:
+            warnings.append(f"{facts_file}: {problem}: its runner facts are left out")
+        for ident, entry in manifest["interpreters"].items():
+            results = entry.get("results")
+            problem = file_problem(path / results, path) if results else None
+            if problem is not None:
+                warnings.append(f"{path / results}: {problem}: {ident}'s results are not merged")
+                entry["results"] = None
+                for cell in manifest["cells"]:
+                    if cell["interpreter"] == ident and cell["status"] == Status.OK:
+                        cell["status"] = Status.MISSING
+                        cell["reason"] = f"its results file {results} was not merged: {problem}"
+            warnings.extend(_interpreter_files(path, ident)[1])
+        manifest["warnings"] = warnings
+        sources.append(Source(path, manifest, runner=runner_facts))
     return sources
 
 
@@ -360,19 +391,49 @@ def _damaged_results(pick: Pick) -> str | None:
     )
 
 
+def _interpreter_files(src: Path, ident: str) -> tuple[list[Path], list[str]]:
+    """The files of interpreter ``ident`` in the run folder ``src`` that merge copies (its cells
+    folder, harness log and job), relative to ``src``; and a warning for each one left out: a
+    link out of the folder, not a regular file, or larger than MAX_FILE_BYTES."""
+    candidates: list[Path] = []
+    problems: list[str] = []
+    cells = src / "cells" / ident
+    if os.path.lexists(cells):
+        problem = folder_problem(cells, src)
+        if problem is not None:
+            problems.append(f"{cells}: {problem}: not merged")
+        else:
+            for root, folders, names in os.walk(cells):  # links to folders: listed, not entered
+                candidates.extend(Path(root) / name for name in sorted(names))
+                candidates.extend(Path(root) / name for name in folders if (Path(root) / name).is_symlink())
+    candidates.extend(
+        p
+        for p in (src / "cells" / f"{ident}.harness.log", src / "jobs" / f"{ident}.json")
+        if os.path.lexists(p)
+    )
+    files: list[Path] = []
+    for path in candidates:
+        problem = file_problem(path, src)
+        if problem is None:
+            files.append(path.relative_to(src))
+        else:
+            problems.append(f"{path}: {problem}: not merged")
+    return files, problems
+
+
 def _copy_interpreter(pick: Pick, target: Path) -> None:
+    """Copy the results file and the files of ``_interpreter_files`` (load_sources checked
+    them, and warned of those left out): their content, never a link."""
     src, ident = pick.source.path, pick.interpreter
     results = pick.entry.get("results")
     if results:
-        if not (src / results).is_file():
-            raise UserError(f"{src / MANIFEST}: {ident}'s results file {results} is absent")
+        problem = file_problem(src / results, src)  # None: load_sources left out any other
+        if problem is not None:
+            raise UserError(f"{src / results}: {problem}")
         shutil.copy2(src / results, target / results)
-    if (src / "cells" / ident).is_dir():
-        shutil.copytree(src / "cells" / ident, target / "cells" / ident)
-    for rel in (f"cells/{ident}.harness.log", f"jobs/{ident}.json"):
-        if (src / rel).is_file():
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, target / rel)
+    for rel in _interpreter_files(src, ident)[0]:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target / rel)
 
 
 def _workload_filters(sources: Sequence[Source], matrix: Matrix | None) -> list[str]:
