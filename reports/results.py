@@ -19,8 +19,8 @@ import pyperf
 
 from gilmatrix.harness import contract
 from gilmatrix.harness.contract import CellId, Status, meta, model_of
-from gilmatrix.run.manifest import read_manifest
-from gilmatrix.run.store import suite_problem
+from gilmatrix.run.manifest import read_json, read_manifest
+from gilmatrix.run.store import load_suite, suite_problem
 
 # per cell (constant over a cell's values), then per run, then per value
 CELL_COLUMNS = (
@@ -114,6 +114,15 @@ def _build_label(env: Mapping[str, Any]) -> str:
     return "host interpreter" if env.get("backend") == "local" else ""
 
 
+def _flag(value: Any) -> bool | None:
+    """A 0/1 fact (py_gil_disabled) of the manifest or of pyperf metadata; None when it is
+    absent or not a number."""
+    try:
+        return None if value is None else bool(int(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, Any]) -> Interpreter:
     env = entry.get("environment") or {}
     facts = env.get("facts") or {}
@@ -131,7 +140,7 @@ def _interpreter(ident: str, entry: Mapping[str, Any], bench_md: Mapping[str, An
         version=str(version or ""),
         sys_version=str(facts.get("sys_version") or meta(bench_md, "gilmatrix_sys_version")),
         config_args=str(facts.get("config_args") or meta(bench_md, "gilmatrix_config_args")),
-        py_gil_disabled=None if disabled is None else bool(int(disabled)),
+        py_gil_disabled=_flag(disabled),
         gil_enabled=gil_text,
         executable=str(facts.get("executable") or env.get("python") or ""),
         image=str(env.get("image") or ""),
@@ -154,22 +163,25 @@ class SuiteBenchmark:
     runs: tuple[tuple[tuple[float, ...], int, Mapping[str, Any]], ...]
 
 
-def read_suite(path: Path) -> list[SuiteBenchmark]:
-    """The benchmarks of a pyperf suite file.
+def read_suite(path: Path, root: Path | None = None) -> list[SuiteBenchmark]:
+    """The benchmarks of a pyperf suite file of the run folder ``root`` (default: the file's
+    folder), read as any JSON file of a run folder is (gilmatrix.run.manifest.read_json: no
+    link out of the folder, a regular file of bounded size); ValueError saying what is wrong.
 
     pyperf.BenchmarkSuite.load checks every benchmark name against all earlier ones, which is
     quadratic: 2.5 s for 10,000 cells. For pyperf's current file format ("1.0", what pyperf
     2.x writes) this reads the JSON directly, merging metadata the way pyperf does (suite <
-    benchmark < run); any other file goes through pyperf itself. The tests check that both
+    benchmark < run); any other version goes through pyperf itself. The tests check that both
     paths agree."""
-    if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and data.get("version") == "1.0":
-            problem = suite_problem(data)
-            if problem is not None:
-                raise ValueError(problem)
-            return _read_v1(data)
-    return [_from_pyperf(bench) for bench in pyperf.BenchmarkSuite.load(str(path))]
+    data = read_json(path, path.parent if root is None else root)
+    if isinstance(data, dict) and data.get("version") == "1.0":
+        problem = suite_problem(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return _read_v1(data)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a pyperf suite (a JSON mapping), found a {type(data).__name__}")
+    return [_from_pyperf(bench) for bench in load_suite(data)]
 
 
 def _read_v1(data: Mapping[str, Any]) -> list[SuiteBenchmark]:
@@ -201,8 +213,28 @@ def _from_pyperf(bench: pyperf.Benchmark) -> SuiteBenchmark:
 def _number(value: Any) -> float:
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+
+
+LARGEST_COUNT = 2**31  # workers, tasks: beyond it a figure of the suite is no count
+
+
+def _count(value: Any, what: str, cell: str) -> int:
+    """A count of the suite's metadata (workers, tasks), as an int of the frame's int64."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < LARGEST_COUNT:
+        raise ValueError(f"{cell}: {what} {str(value)[:40]} is not a count (out of range)")
+    return value
+
+
+def _params(text: str) -> dict[str, Any]:
+    try:
+        params = json.loads(text)
+    except RecursionError:
+        raise ValueError("gilmatrix_params: nested too deep") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"gilmatrix_params: expected a JSON mapping, found {text[:40]}")
+    return params
 
 
 def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ...]:
@@ -232,10 +264,10 @@ def _suite_rows(
         named = CellId.maybe(cell) or CellId(cell, "?", 1)
         workload = meta(md, "gilmatrix_workload", named.workload)
         executor = meta(md, "gilmatrix_executor", named.executor)
-        workers = meta(md, "gilmatrix_workers", named.workers)
+        workers = _count(meta(md, "gilmatrix_workers", named.workers), "gilmatrix_workers", cell)
         params_text = meta(md, "gilmatrix_params")
-        params = json.loads(params_text)
-        tasks = meta(md, "gilmatrix_tasks", params.get("tasks", 1))
+        params = _params(params_text)
+        tasks = _count(meta(md, "gilmatrix_tasks", params.get("tasks", 1)), "gilmatrix_tasks", cell)
         model = meta(md, "gilmatrix_model", model_of(executor))
         seen.add((interp, cell))
         fixed = (
@@ -382,7 +414,7 @@ def load_run(run_dir: Path) -> RunResults:
             rows: dict[str, list[Any]] = {name: [] for name in FRAME_COLUMNS}
             found: set[tuple[str, str]] = set()
             try:
-                bench_md = _suite_rows(ident, read_suite(path), rows, found)
+                bench_md = _suite_rows(ident, read_suite(path, run_dir), rows, found)
             except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
                 bench_md = {}
                 reason = (

@@ -27,8 +27,8 @@ which replicate it is (``ci``). The output is one run folder of the same format,
 from __future__ import annotations
 
 import filecmp
-import json
 import math
+import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +42,18 @@ from gilmatrix.github import RUNNER_FACTS
 from gilmatrix.harness.contract import Status, cell_slug
 from gilmatrix.matrix.model import Matrix, interpreter_key
 from gilmatrix.matrix.plan import plan_cells
-from gilmatrix.run.manifest import MANIFEST, PARTIAL, new_manifest, run_state
-from gilmatrix.run.store import RunDir, now, result_problem
+from gilmatrix.run.manifest import (
+    MANIFEST,
+    PARTIAL,
+    RUNNER_FACTS_SHAPE,
+    FileProblem,
+    file_problem,
+    folder_problem,
+    new_manifest,
+    read_json,
+    run_state,
+)
+from gilmatrix.run.store import RunDir, load_suite, now, read_facts, suite_problem
 
 MISSING_REASON = (
     "no results from any machine: no input holds this cell (the job that ran it failed before "
@@ -54,7 +64,7 @@ _IDENTITY = ("hostname", "machine", "platform", "cpu_model", "cpu_count", "kerne
 _NOT_RUN = (Status.SKIPPED, Status.MISSING)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # one per input folder: compared and hashed by identity
 class Source:
     """One input run folder and what it holds."""
 
@@ -62,6 +72,7 @@ class Source:
     manifest: dict[str, Any]
     machine: str = ""  # name given to its host in the merged run
     runner: dict[str, Any] | None = None  # github-runner.json, when a CI job wrote one
+    files: frozenset[Path] = frozenset()  # its interpreters' files merge may copy (checked)
 
     @property
     def host(self) -> dict[str, Any]:
@@ -109,13 +120,23 @@ class Replicate:
 
 def expand_inputs(paths: Iterable[Path]) -> list[Path]:
     """Run folders named directly, or the run folders one level below a named folder (a folder
-    of downloaded artifacts); a named path that is neither is an error."""
+    of downloaded artifacts); a named path that is neither is an error. A folder holding any
+    ``manifest.json`` (a FIFO, a link, a directory) counts as a run folder, so that reading it
+    names what is wrong with it; a run folder below a named folder that is a link is refused
+    (artifacts hold folders, and a link could name any folder of the machine)."""
     found: list[Path] = []
     for path in paths:
-        if (path / MANIFEST).is_file():
+        if os.path.lexists(path / MANIFEST):
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.glob(f"*/{MANIFEST}")))
+            runs = sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
+            for run in runs:
+                if run.is_symlink():
+                    raise UserError(
+                        f"{run}: a link to {run.resolve()}, not a run folder of {path}: "
+                        "name the run folder itself"
+                    )
+            found.extend(runs)
         else:
             raise UserError(f"{path}: no such folder")
     unique: list[Path] = []
@@ -126,13 +147,67 @@ def expand_inputs(paths: Iterable[Path]) -> list[Path]:
 
 
 def load_sources(paths: Sequence[Path]) -> list[Source]:
+    """The run folders, read as input from elsewhere (CI artifacts): a manifest that cannot be
+    read is an error naming it (read_manifest); a file that cannot be merged — a results file,
+    a cell file, a job, a log or github-runner.json that leads out of the folder, is not a
+    regular file, is too large, or (runner facts) cannot be read — is left out with a warning
+    in the source's warnings, which the merged manifest and its report show. An interpreter
+    whose results file is left out is merged without one, its finished cells as missing."""
     sources = []
     for path in paths:
-        run = RunDir.open(path)  # refuses non-runs and other manifest formats
+        manifest = RunDir.open(path).manifest()
+        warnings = list(manifest.get("warnings") or [])
         facts_file = path / RUNNER_FACTS
-        runner_facts = json.loads(facts_file.read_text()) if facts_file.is_file() else None
-        sources.append(Source(path, run.manifest(), runner=runner_facts))
+        runner_facts, problem = read_facts(facts_file, path, RUNNER_FACTS_SHAPE)
+        if problem is not None:
+            warnings.append(f"{facts_file}: {problem}: its runner facts are left out")
+        files: set[Path] = set()
+        for ident, entry in manifest["interpreters"].items():
+            results = entry.get("results")
+            problem = file_problem(path / results, path) if results else None
+            if problem is not None:
+                warnings.append(f"{path / results}: {problem}: {ident}'s results are not merged")
+                entry["results"] = None
+                for cell in manifest["cells"]:
+                    if cell["interpreter"] == ident and cell["status"] == Status.OK:
+                        cell["status"] = Status.MISSING
+                        cell["reason"] = f"its results file {results} was not merged: {problem}"
+            allowed, left_out = _interpreter_files(path, ident)
+            files.update(allowed)
+            warnings.extend(left_out)
+        manifest["warnings"] = warnings
+        sources.append(Source(path, manifest, runner=runner_facts, files=frozenset(files)))
     return sources
+
+
+def _interpreter_files(src: Path, ident: str) -> tuple[list[Path], list[str]]:
+    """The files of interpreter ``ident`` in the run folder ``src`` that merge copies (its cells
+    folder, harness log and job), relative to ``src``; and a warning for each one left out: a
+    link out of the folder, not a regular file, or larger than MAX_FILE_BYTES."""
+    candidates: list[Path] = []
+    problems: list[str] = []
+    cells = src / "cells" / ident
+    if os.path.lexists(cells):
+        problem = folder_problem(cells, src)
+        if problem is not None:
+            problems.append(f"{cells}: {problem}: not merged")
+        else:
+            for root, folders, names in os.walk(cells):  # links to folders: listed, not entered
+                candidates.extend(Path(root) / name for name in sorted(names))
+                candidates.extend(Path(root) / name for name in folders if (Path(root) / name).is_symlink())
+    candidates.extend(
+        p
+        for p in (src / "cells" / f"{ident}.harness.log", src / "jobs" / f"{ident}.json")
+        if os.path.lexists(p)
+    )
+    files: list[Path] = []
+    for path in candidates:
+        problem = file_problem(path, src)
+        if problem is None:
+            files.append(path.relative_to(src))
+        else:
+            problems.append(f"{path}: {problem}: not merged")
+    return files, problems
 
 
 def name_machines(sources: Sequence[Source]) -> dict[str, dict[str, Any]]:
@@ -158,9 +233,14 @@ def name_machines(sources: Sequence[Source]) -> dict[str, dict[str, Any]]:
 
 
 def _cell_files(source: Source, interpreter: str, cell_id: str) -> list[Path]:
-    folder = source.path / "cells" / interpreter
+    """A cell's files in ``source`` (``cells/<interp>/<slug>.*``) that load_sources checked."""
+    folder = Path("cells") / interpreter
     slug = cell_slug(cell_id)
-    return sorted(p for p in folder.glob(f"{slug}.*") if p.name.split(".", 1)[0] == slug)
+    return sorted(
+        source.path / rel
+        for rel in source.files
+        if rel.parent == folder and rel.name.split(".", 1)[0] == slug
+    )
 
 
 def _same_cell(a: Pick, b: Pick) -> bool:
@@ -547,25 +627,29 @@ def _join_suites(
     """``<ident>.json`` of the merged run: the benchmarks of the picked cells, from the suites
     of the inputs that ran them, in the cells' order. A suite that cannot be read is named in
     a warning and its cells are left without results (the report lists them as problems)."""
-    wanted: dict[Path, set[str]] = {}
+    wanted: dict[Source, set[str]] = {}
     for pick in picks:
         if pick.cell.get("status") == Status.OK:
-            results = (pick.source.manifest["interpreters"].get(ident) or {}).get("results")
-            if results:
-                wanted.setdefault(pick.source.path / results, set()).add(pick.cell["id"])
+            wanted.setdefault(pick.source, set()).add(pick.cell["id"])
     benchmarks: dict[str, Any] = {}
-    for path, ids in wanted.items():
-        problem = result_problem(path)
-        if problem is None:
-            try:
-                suite = pyperf.BenchmarkSuite.load(str(path))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                problem = f"not a pyperf suite ({exc})"
-        if problem is not None:
+    for source, ids in wanted.items():
+        results = (source.manifest["interpreters"].get(ident) or {}).get("results")
+        if not results:
+            continue
+        path = source.path / results
+        try:  # read once, safely (no link out, no FIFO, bounded); pyperf parses that text
+            data = read_json(path, source.path)
+            problem = suite_problem(data)
+            suite = load_suite(data) if problem is None else None
+        except FileProblem as exc:
+            problem = str(exc)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            problem = f"not a pyperf suite pyperf can load ({type(exc).__name__}: {exc})"
+        if problem is not None or suite is None:
             text = (
                 f"{path}: {problem}: {ident}'s cells from it ({len(ids)}) are merged without "
-                f"results and reported as problems; if {path.parent / 'cells' / ident} is intact, "
-                f"`gilmatrix run --resume {path.parent}` rebuilds the file"
+                f"results and reported as problems; if {source.path / 'cells' / ident} is intact, "
+                f"`gilmatrix run --resume {source.path}` rebuilds the file"
             )
             log(f"warning: {text}")
             warnings.append(text)
@@ -586,18 +670,15 @@ def _copy_cells(ident: str, picks: Sequence[Pick], target: Path) -> None:
     for pick in picks:
         for path in _cell_files(pick.source, ident, pick.cell["id"]):
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, folder / path.name)
-    for source in dict.fromkeys(p.source.path for p in picks):
-        for rel, dest in (
-            (f"cells/{ident}.harness.log", f"cells/{ident}.harness.log"),
-            (f"jobs/{ident}.json", f"jobs/{ident}.json"),
-        ):
-            if (source / rel).is_file():
-                out = target / dest
+            shutil.copyfile(path, folder / path.name)  # the content, never a link
+    for source in dict.fromkeys(p.source for p in picks):
+        for rel in (Path("cells") / f"{ident}.harness.log", Path("jobs") / f"{ident}.json"):
+            if rel in source.files:
+                out = target / rel
                 if out.exists():  # several shards: keep each, named by its input
-                    out = out.with_name(f"{out.stem}.{source.name}{out.suffix}")
+                    out = out.with_name(f"{out.stem}.{source.path.name}{out.suffix}")
                 out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source / rel, out)
+                shutil.copyfile(source.path / rel, out)  # the content, never a link
 
 
 def _workload_filters(sources: Sequence[Source], matrix: Matrix | None) -> list[str]:

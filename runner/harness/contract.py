@@ -250,5 +250,5 @@ def meta(metadata: Mapping[str, Any], name: str, fallback: Any = None) -> Any:
         return default
     try:
         return key.type(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(inf): a damaged file's figure
         return default

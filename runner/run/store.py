@@ -15,6 +15,7 @@ crash, a hang or an interrupt is kept; ``pyperf compare_to a.json b.json`` works
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import platform
@@ -33,7 +34,36 @@ from gilmatrix.harness.contract import Status, cell_slug
 from gilmatrix.harness.drive import CellStore, write_atomic
 from gilmatrix.harness.facts import CpuTopology, cpu_topology
 from gilmatrix.matrix.plan import Cell
-from gilmatrix.run.manifest import CELL_STATUS, read_manifest, shape_problem, write_manifest
+from gilmatrix.run.manifest import (
+    CELL_STATUS,
+    FileProblem,
+    Spec,
+    read_json,
+    read_manifest,
+    shape_problem,
+    write_manifest,
+)
+
+# pyperf refuses times of 0 and below (and NaN); gilmatrix refuses infinite ones too, and any
+# beyond a billion seconds (no cell runs 30 years: such a figure only overflows the statistics)
+LONGEST = 1e9
+
+
+def _time_problem(value: Any, zero: bool = False) -> bool:
+    """Whether ``value`` is not a time pyperf keeps: above 0 (a warmup's: from 0), finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    lowest = value >= 0 if zero else value > 0
+    return not (lowest and value < LONGEST)  # NaN: not a time
+
+
+def _loops_problem(metadata: dict[str, Any]) -> str | None:
+    """loops and inner_loops: whole numbers from 1, up to 2**31 (their product, an int64)."""
+    for key in ("loops", "inner_loops"):
+        value = metadata.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31:
+            return f"{key}: expected a whole number from 1, found {json.dumps(value)[:40]}"
+    return None
 
 
 def suite_problem(data: Any) -> str | None:
@@ -41,14 +71,26 @@ def suite_problem(data: Any) -> str | None:
     ``<slug>.json``) as far as gilmatrix reads it; None when its shape is right."""
     if not isinstance(data, dict):
         return f"expected a pyperf suite (a JSON mapping), found a {type(data).__name__}"
-    if not isinstance(data.get("metadata", {}), dict):
+    suite_md = data.get("metadata", {})
+    if not isinstance(suite_md, dict):
         return "metadata: expected a mapping"
+    problem = _loops_problem(suite_md)
+    if problem is not None:
+        return f"metadata.{problem}"
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, list):
         return "benchmarks: expected a list of benchmarks"
+    names: dict[Any, int] = {}
     for index, bench in enumerate(benchmarks):
         if not isinstance(bench, dict) or not isinstance(bench.get("metadata", {}), dict):
             return f"benchmarks[{index}]: expected a mapping with a metadata mapping"
+        problem = _loops_problem(bench.get("metadata", {}))
+        if problem is not None:
+            return f"benchmarks[{index}].metadata.{problem}"
+        name = bench.get("metadata", {}).get("name", suite_md.get("name"))
+        if isinstance(name, str) and name in names:  # pyperf refuses it too
+            return f"benchmarks[{index}]: {json.dumps(name)[:60]} is there twice (also [{names[name]}])"
+        names[name] = index
         runs = bench.get("runs")
         if not isinstance(runs, list):
             return f"benchmarks[{index}].runs: expected a list of runs"
@@ -56,42 +98,63 @@ def suite_problem(data: Any) -> str | None:
             where = f"benchmarks[{index}].runs[{number}]"
             if not isinstance(run, dict) or not isinstance(run.get("metadata", {}), dict):
                 return f"{where}: expected a mapping with a metadata mapping"
+            problem = _loops_problem(run.get("metadata", {}))
+            if problem is not None:
+                return f"{where}.metadata.{problem}"
             for key in ("values", "warmups"):
                 items = run.get(key, [])
                 if not isinstance(items, list):
                     return f"{where}.{key}: expected a list"
-            values = run.get("values", [])
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-                return f"{where}.values: expected numbers"
+            if any(_time_problem(v) for v in run.get("values", [])):
+                return f"{where}.values: expected times in seconds (numbers above 0 and below {LONGEST:g})"
+            for warmup in run.get("warmups", []):
+                pair = isinstance(warmup, list) and len(warmup) == 2
+                if not pair or _time_problem(warmup[1], zero=True):
+                    return f"{where}.warmups: expected [loops, time] pairs"
     return None
 
 
-def _read_json(path: Path) -> tuple[Any, str | None]:
+def _read_json(path: Path, root: Path | None) -> tuple[Any, str | None]:
     try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"cannot be read ({exc})"
-    except ValueError as exc:
-        return None, f"not valid JSON ({exc})"
+        return read_json(path, path.parent if root is None else root), None
+    except FileProblem as exc:
+        return None, str(exc)
 
 
-def result_problem(path: Path) -> str | None:
-    """What is wrong with a pyperf result file, or None when pyperf loads it."""
-    data, problem = _read_json(path)
+def load_suite(data: Any) -> pyperf.BenchmarkSuite:
+    """pyperf's own reading of a suite already read by :func:`read_json` (pyperf never opens
+    the file: it could have been swapped for a FIFO since)."""
+    return pyperf.BenchmarkSuite.load(io.StringIO(json.dumps(data)))
+
+
+def result_problem(path: Path, root: Path | None = None) -> str | None:
+    """What is wrong with a pyperf result file of the run folder ``root`` (default: the file's
+    own folder), or None when pyperf loads it."""
+    data, problem = _read_json(path, root)
     problem = problem or suite_problem(data)
     if problem is not None:
         return problem
     try:
-        pyperf.BenchmarkSuite.load(str(path))
+        load_suite(data)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         return f"not a pyperf suite pyperf can load ({type(exc).__name__}: {exc})"
     return None
 
 
-def status_problem(path: Path) -> str | None:
+def status_problem(path: Path, root: Path | None = None) -> str | None:
     """What is wrong with a cell's ``.status.json``, or None."""
-    data, problem = _read_json(path)
+    data, problem = _read_json(path, root)
     return problem or shape_problem(data, CELL_STATUS)
+
+
+def read_facts(path: Path, root: Path, spec: Spec) -> tuple[dict[str, Any] | None, str | None]:
+    """A small JSON mapping of a run folder (``github-runner.json``): (it, None) when it reads
+    and has the shape ``spec``, (None, None) when it is absent, else (None, what is wrong)."""
+    if not os.path.lexists(path):
+        return None, None
+    data, problem = _read_json(path, root)
+    problem = problem or shape_problem(data, spec)
+    return (None, problem) if problem is not None else (data, None)
 
 
 def now() -> str:
@@ -257,7 +320,11 @@ class RunDir:
         before anything runs, rather than a traceback when the suites are merged at the end."""
         for path in sorted(self.path.glob("cells/*/*.json")):
             slug = path.name.removesuffix(".status.json").removesuffix(".json")
-            problem = status_problem(path) if path.name.endswith(".status.json") else result_problem(path)
+            problem = (
+                status_problem(path, self.path)
+                if path.name.endswith(".status.json")
+                else result_problem(path, self.path)
+            )
             if problem is not None:
                 raise UserError(
                     f"{path}: {problem} (cut off or edited by hand?): this cell's result cannot be "
