@@ -426,7 +426,8 @@ def merge_runs(
     target.write_manifest(primary)
     missing = primary["merge"][Status.MISSING]
     log(
-        f"merged {len(sources)} runs from {len(machines)} machine{'s' if len(machines) != 1 else ''} into {target.path}: "
+        f"merged {len(sources)} runs from {len(machines)} "
+        f"machine{'s' if len(machines) != 1 else ''} into {target.path}: "
         f"{len(replicates)} replicate{'s' if len(replicates) != 1 else ''}, "
         f"{sum(1 for c in primary['cells'] if c['status'] not in _NOT_RUN)} cells ran"
         + (f", missing interpreters: {', '.join(missing)}" if missing else "")
