@@ -491,9 +491,12 @@ def _write_replicate(
         used = list(dict.fromkeys(c["machine"] for c in mine if c["machine"] and c["status"] not in _NOT_RUN))
         for machine in used:
             by_machine.setdefault(machine, []).append(ident)
-        results = _join_suites(
+        results, lost = _join_suites(
             ident, [p for k, p in picks.items() if k[0] == ident], target.path, log, warnings
         )
+        for cell in mine:  # their results could not be read: no result, and why
+            if cell["id"] in lost:
+                cell.update(status=Status.MISSING, reason=lost[cell["id"]])
         _copy_cells(ident, [p for k, p in picks.items() if k[0] == ident], target.path)
         interpreters[ident] = {
             **entry,
@@ -624,10 +627,12 @@ def _split_workloads(cells: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]
 
 def _join_suites(
     ident: str, picks: Sequence[Pick], target: Path, log: Callable[[str], None], warnings: list[str]
-) -> str | None:
+) -> tuple[str | None, dict[str, str]]:
     """``<ident>.json`` of the merged run: the benchmarks of the picked cells, from the suites
-    of the inputs that ran them, in the cells' order. A suite that cannot be read is named in
-    a warning and its cells are left without results (the report lists them as problems)."""
+    of the inputs that ran them, in the cells' order; and the cells whose suite could not be
+    read, with the reason (they are merged as missing: the report lists them as problems). A
+    suite that cannot be read is also named in a warning."""
+    lost: dict[str, str] = {}
     wanted: dict[Source, set[str]] = {}
     for pick in picks:
         if pick.cell.get("status") == Status.OK:
@@ -648,22 +653,28 @@ def _join_suites(
             problem = f"not a pyperf suite pyperf can load ({type(exc).__name__}: {exc})"
         if problem is not None or suite is None:
             text = (
-                f"{path}: {problem}: {ident}'s cells from it ({len(ids)}) are merged without "
-                f"results and reported as problems; if {source.path / 'cells' / ident} is intact, "
-                f"`gilmatrix run --resume {source.path}` rebuilds the file"
+                f"{path}: unreadable ({problem}): {ident}'s cells from it ({len(ids)}) are merged "
+                f"without results and reported as problems; if {source.path / 'cells' / ident} is "
+                f"intact, `gilmatrix run --resume {source.path}` rebuilds the file"
             )
             log(f"warning: {text}")
             warnings.append(text)
+            lost.update((cell_id, f"its results file {results} is unreadable: {problem}") for cell_id in ids)
             continue
         for bench in suite.get_benchmarks():
             if bench.get_name() in ids:
                 benchmarks[bench.get_name()] = bench
+        lost.update(
+            (cell_id, f"its result is absent from the results file {results}")
+            for cell_id in ids
+            if cell_id not in benchmarks
+        )
     ordered = [benchmarks[p.cell["id"]] for p in picks if p.cell["id"] in benchmarks]
     if not ordered:
-        return None
+        return None, lost
     name = f"{ident}.json"
     pyperf.BenchmarkSuite(ordered).dump(str(target / name), replace=True)
-    return name
+    return name, lost
 
 
 def _copy_cells(ident: str, picks: Sequence[Pick], target: Path) -> None:

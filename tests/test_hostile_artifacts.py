@@ -12,6 +12,7 @@ output) or written, and markup comes out escaped.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -76,7 +77,8 @@ class Expect:
     undamaged run's page (None: a refusal is the only right end); render: the page must be
     built, markup escaped; harmless: both commands go on as with the undamaged folder;
     merge_only: a file only merge reads (cells/, jobs/, github-runner.json): the report of the
-    folder itself goes on, the report of the merged run shows the damage."""
+    folder itself goes on, the report of the merged run shows the damage; merged_shown: what
+    the report of the merged run shows instead of ``shown`` (merge read the file itself)."""
 
     named: Path | str
     shown: str | None = None
@@ -84,6 +86,7 @@ class Expect:
     harmless: bool = False
     merge_only: bool = False
     merge_named: str | None = None
+    merged_shown: str | None = None
 
 
 Damage = Callable[[Path, Path], Expect]
@@ -542,7 +545,8 @@ def _(run: Path, out: Path) -> Expect:
         for one in bench["runs"]:
             one.pop("metadata", None)
     write(path, suite)
-    return Expect(path, shown="absent from the results file")
+    # the report of the folder finds the cells absent; merge reads the suite and names why
+    return Expect(path, shown="absent from the results file", merged_shown="A benchmark must have a name")
 
 
 @damage("suite-duplicate-benchmarks")
@@ -758,7 +762,8 @@ def test_a_damaged_artifact_is_refused_or_shown(
     if ended(merged, expect.merge_named or str(expect.named)) == 0:
         proc = report(merged_run, tmp_path / "report-merged")
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-        shows(tmp_path / "report-merged" / "report" / "index.html", expect)
+        merged_expect = dataclasses.replace(expect, shown=expect.merged_shown or expect.shown)
+        shows(tmp_path / "report-merged" / "report" / "index.html", merged_expect)
     else:
         assert not (expect.render or expect.harmless), "refused: " + merged.stderr
         assert not merged_run.exists()
