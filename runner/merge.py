@@ -653,9 +653,9 @@ def _join_suites(
             problem = f"not a pyperf suite pyperf can load ({type(exc).__name__}: {exc})"
         if problem is not None or suite is None:
             text = (
-                f"{path}: unreadable ({problem}): {ident}'s cells from it ({len(ids)}) are merged "
-                f"without results and reported as problems; if {source.path / 'cells' / ident} is "
-                f"intact, `gilmatrix run --resume {source.path}` rebuilds the file"
+                f"{path}: {problem}: {ident}'s cells from it ({len(ids)}) are merged without "
+                f"results and reported as problems; if {source.path / 'cells' / ident} is intact, "
+                f"`gilmatrix run --resume {source.path}` rebuilds the file"
             )
             log(f"warning: {text}")
             warnings.append(text)
