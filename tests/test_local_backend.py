@@ -160,3 +160,6 @@ def test_cpu_metadata_with_pyperf_without_hooks(work_dir: Path) -> None:
     assert meta["gilmatrix_cpu_time"] > 0
     assert 0.3 < meta["gilmatrix_parallelism"] < 2.5  # threads on CPU-bound work: about one core
     assert meta["gilmatrix_class"] in ("serialized", "parallel bytecode")
+    # the machine's speed around the calls: the reference loop's seconds, a fraction of a call's
+    assert 0 < meta["gilmatrix_reference"] < 0.05
+    assert "gilmatrix_round" not in meta  # run by hand: no host, no round

@@ -254,6 +254,18 @@ def test_worker_processes_are_interleaved_across_cells_and_interpreters(tmp_path
         by_round.setdefault(number, []).append((interp, cell))
     for number, ran in by_round.items():
         assert len(ran) == len(set(ran)), (number, ran)
+    # and each kept process carries the round the host ran it in (what the report pairs on)
+    recorded = {
+        (interp, bench.get_name(), datetime.fromisoformat(run.get_metadata()["date"])): run.get_metadata()[
+            "gilmatrix_round"
+        ]
+        for interp in ids
+        for bench in pyperf.BenchmarkSuite.load(str(run_dir / f"{interp}.json")).get_benchmarks()
+        for run in bench.get_runs()
+        if run.values
+    }
+    for date, interp, cell in timeline:
+        assert recorded[(interp, cell, date)] == sum(s <= date.astimezone() for s in starts)
     # every cell not set aside has a kept process in each of the first three rounds
     for number in (1, 2, 3):
         assert cells - redone <= set(by_round.get(number, ())), number

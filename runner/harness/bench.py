@@ -13,6 +13,15 @@ iterations: divide by the run's ``loops`` to compare with pyperf's values),
 ``gilmatrix_parallelism`` (CPU / wall: ≈1 when one core works, ≈N when N do, ≪1 when
 waiting), ``gilmatrix_class`` and, for processes,
 ``gilmatrix_children_max_rss`` (bytes; pyperf's own ``mem_max_rss`` covers this process).
+
+The machine's speed at the moment of each timed call is taken too: a fixed pure-Python loop
+(``reference_seconds``, the sentinel's) is timed just before and just after every call, in this
+process; each call's (the mean of its two) are the run's ``gilmatrix_references`` (in call order,
+the calls at the worker's final loop count: its values are the last ones), their median its
+``gilmatrix_reference``. The report uses it as a covariate (reports/stats.py: a process whose
+calls ran while the machine was slow has a slow reference too), and keeps the raw figures.
+The host's round number, when it gives one (``cell["round"]``), is the run's ``gilmatrix_round``:
+processes of two cells taken in one round are a pair.
 """
 
 from __future__ import annotations
@@ -84,9 +93,23 @@ def cell_metadata(cell: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
         metadata["gilmatrix_config_args"] = facts["config_args"]
     if spec.model == "processes":
         metadata["gilmatrix_start_method"] = spec.start_method or default_start_method()
+    if cell.get("round") is not None:  # the host's round: this process' pair in other cells
+        metadata["gilmatrix_round"] = int(cell["round"])
     if spec.model == "asyncio":
         metadata["gilmatrix_async_mode"] = "native" if workload.async_task else "to_thread"
     return metadata
+
+
+REFERENCE_ITERATIONS = 10_000  # ~0.4 ms on 3.13 on a 2.6 GHz EPYC: twice per timed call
+
+
+def reference_seconds() -> float:
+    """One timing of the fixed reference loop (the host's sentinel loop, shorter)."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(REFERENCE_ITERATIONS):
+        total += i * i
+    return time.perf_counter() - start
 
 
 class CellTimer:
@@ -94,6 +117,8 @@ class CellTimer:
 
     # (wall, cpu) of each timed call since the hook last read them; one timer per process.
     samples: ClassVar[list[tuple[float, float | None, int]]] = []  # (wall, cpu, loops)
+    # (reference loop seconds: the mean of its timings before and after the call, loops)
+    references: ClassVar[list[tuple[float, int]]] = []
     children_rss: int | None = None
 
     def __init__(self, cell: Mapping[str, Any]) -> None:
@@ -139,6 +164,14 @@ class CellTimer:
         return total
 
     def __call__(self, loops: int) -> float:
+        before = reference_seconds()
+        elapsed = self._timed(loops)
+        self.references.append(((before + reference_seconds()) / 2.0, loops))
+        if not HOOKS[0]:
+            _record_without_hooks()
+        return elapsed
+
+    def _timed(self, loops: int) -> float:
         if self.cell.get("fault"):
             inject(self.cell["fault"])
         workload = self.workload
@@ -163,8 +196,6 @@ class CellTimer:
         workload.check(params, tasks, results)
         cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
         self.samples.append((elapsed, cpu, loops))
-        if not HOOKS[0]:
-            _record_without_hooks()
         pids = self.dispatcher.worker_pids()
         if pids:
             sizes = [peak_rss_bytes(pid) for pid in pids]
@@ -204,10 +235,16 @@ class CpuHook:
 
     def teardown(self, metadata: dict[str, Any]) -> None:
         samples, CellTimer.samples = CellTimer.samples, []
+        references, CellTimer.references = CellTimer.references, []
         # A loop calibration's calls double ``loops`` until one is long enough: the figures are
         # those of the calls at the final count (all calls of any other worker).
         most = max((n for _, _, n in samples), default=0)
         samples = [sample for sample in samples if sample[2] == most]
+        kept = [seconds for seconds, n in references if n == most]
+        if kept:
+            metadata["gilmatrix_reference"] = statistics.median(kept)
+            # each call's, in order: the last ones are the run's values (warm-ups come first)
+            metadata["gilmatrix_references"] = " ".join(f"{seconds:.4e}" for seconds in kept)
         cpus = [cpu for _, cpu, _ in samples if cpu is not None]
         ratios = [cpu / wall for wall, cpu, _ in samples if cpu is not None and wall > 0]
         if cpus and len(cpus) == len(samples):
@@ -233,9 +270,9 @@ def _record_without_hooks() -> None:
     while frame is not None:
         task: Any = frame.f_locals.get("task")
         if isinstance(getattr(task, "metadata", None), dict) and hasattr(task, "loops"):
-            samples = list(CellTimer.samples)
+            samples, references = list(CellTimer.samples), list(CellTimer.references)
             CpuHook().teardown(task.metadata)  # consumes the samples: give them back
-            CellTimer.samples = samples
+            CellTimer.samples, CellTimer.references = samples, references
             return
         frame = frame.f_back
 

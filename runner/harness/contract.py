@@ -235,6 +235,21 @@ METADATA: dict[str, Key] = {
         Key("gilmatrix_parallelism", float, float("nan"), "run", "median CPU / wall of a call"),
         Key("gilmatrix_class", str, "", "run", "classify() of the parallelism"),
         Key("gilmatrix_children_max_rss", int, 0, "run", "processes: the pool's peak RSS, bytes"),
+        Key(
+            "gilmatrix_reference",
+            float,
+            float("nan"),
+            "run",
+            "median seconds of the fixed reference loop timed around each call: the machine's speed",
+        ),
+        Key(
+            "gilmatrix_references",
+            str,
+            "",
+            "run",
+            "each call's reference seconds, space-separated, in call order (the values are the last)",
+        ),
+        Key("gilmatrix_round", int, 0, "run", "the host's round of this worker process (0: none)"),
     )
 }
 RUN_KEYS = tuple(k.name for k in METADATA.values() if k.where == "run")

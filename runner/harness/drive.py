@@ -5,7 +5,7 @@ command per line on stdin and answers each with one JSON line on stdout, so that
 interleave the worker processes of every cell of every interpreter (rounds, in a shuffled
 order) and stop each cell when its interval is tight enough:
 
-- ``{"op": "worker", "cell": ID}``: one pyperf worker process of the cell (the first one
+- ``{"op": "worker", "cell": ID, "round": N}``: one pyperf worker process of the cell (the first one
   calibrates the loops as well, unless the profile fixes ``loops``: see
   ``values_from_calibration``); its runs are kept in ``<slug>.runs/wNNNN.json`` at once, so a
   crash loses at most the worker that was running.
@@ -322,9 +322,12 @@ class CellRunner:
 
     # -- the commands --------------------------------------------------------------------
 
-    def worker(self, cell_id: str) -> dict[str, Any]:
-        """One more pyperf worker process of the cell (a loop calibration first, if needed)."""
+    def worker(self, cell_id: str, round_number: int | None = None) -> dict[str, Any]:
+        """One more pyperf worker process of the cell (a loop calibration first, if needed);
+        ``round_number``, the host's round, goes into its runs' metadata (``gilmatrix_round``)."""
         cell = self.cells[cell_id]
+        if round_number is not None:
+            cell = {**cell, "round": int(round_number)}
         store = CellStore(self.cells_dir, cell_id)
         fault = fault_for(self.faults, self.job["interpreter"], cell_id)
         cell = {**cell, "fault": fault} if fault else cell
@@ -513,7 +516,7 @@ class CellRunner:
             if op == "quit":
                 break
             if op == "worker":
-                reply = self.worker(request["cell"])
+                reply = self.worker(request["cell"], request.get("round"))
             elif op == "discard":
                 reply = self.discard(request["cell"], int(request["worker"]))
             elif op == "finish":

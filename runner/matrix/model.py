@@ -136,6 +136,8 @@ class Profile:
     max_workers: int | str | None = None  # no worker count above: N, "cpus", "physical-cores"
     placement: str | None = None  # "physical-cores": one CPU per physical core (cpuset/taskset)
     ci: CiSettings = CiSettings()
+    # a round's order: "blocks" (each workload's cells side by side) or "shuffle" (run.schedule)
+    order: str = "shuffle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -707,6 +709,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             max_workers=entry.get("max_workers"),
             placement=entry.get("placement"),
             ci=_ci_settings(entry.get("ci") or {}),
+            order=entry.get("order", "shuffle"),
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:

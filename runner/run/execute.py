@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from gilmatrix.backends.base import Backend, BackendOptions, Environment, WorkloadSetup
 from gilmatrix.errors import EnvironmentUnavailable, UserError
-from gilmatrix.harness.contract import JOB_FORMAT, Status
+from gilmatrix.harness.contract import JOB_FORMAT, CellId, Status
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
@@ -281,6 +281,7 @@ class MatrixRun:
             schedule={
                 "sampling": self.sampling.to_json(),
                 "seed": self.seed,
+                "order": self.plan.profile.order,
                 "window_seconds": WINDOW_SECONDS,
                 "rounds": self.rounds,
                 "windows": self.windows,
@@ -542,7 +543,7 @@ class MatrixRun:
             if not pending:
                 break
             number += 1
-            order = round_order(pending, self.seed, number)
+            order = round_order(pending, self.seed, number, self.block_of())
             round_start = time.monotonic()
             round_date = datetime.now(UTC).isoformat(timespec="milliseconds")
             load = monitor.last.load1
@@ -593,6 +594,13 @@ class MatrixRun:
             self.save()
         self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
 
+    def block_of(self) -> Callable[[CellState], str] | None:
+        """The profile's order: "blocks" keeps each workload's code's cells side by side."""
+        if self.plan.profile.order != "blocks":
+            return None
+        code = {w.id: w.implementation for w in self.matrix.workloads}
+        return lambda state: code.get(CellId.parse(state.cell_id).workload, state.cell_id)
+
     def estimate(
         self, coming: Sequence[CellState], ran: Sequence[CellState] = (), round_start: float | None = None
     ) -> float | None:
@@ -635,7 +643,8 @@ class MatrixRun:
             return
         try:
             reply = driver.request(
-                {"op": "worker", "cell": state.cell_id}, timeout=self.plan.profile.timeout * 2 + 60
+                {"op": "worker", "cell": state.cell_id, "round": window.round},
+                timeout=self.plan.profile.timeout * 2 + 60,
             )
         except DriverDied as exc:
             self.fail(state, Status.FAILED, self.driver_died(state.interpreter, str(exc)), progress)

@@ -35,30 +35,21 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gilmatrix.confidence import CONFIDENCE, MIN_FLOOR, t_quantile
 from gilmatrix.matrix.model import Profile
 
 WINDOW_SECONDS = 10.0
 DISTURBED_RATIO = 1.20  # the sentinel 20% slower than the run's median: something else ran
 STEAL_LIMIT = 0.05  # 5% of the CPU time stolen by the hypervisor
 REDO_SHARE = 0.34  # redo disturbed windows while they are at most a third of all windows
-MIN_FLOOR = 0.01  # a noise floor is never below 1%
 PRIOR_PROCESSES = 4  # the typical scatter of a cell's execution model counts as 4 processes
 SENTINEL_LOOPS = 100_000  # about 4 ms on a 2020s x86-64 core
-CONFIDENCE = 0.95
 # A cell's ``stopped`` when it ran out of budget before reaching the target: its own, the run's.
 OUT_OF_BUDGET = frozenset({"budget", "run-budget"})
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Student's t quantile, from SciPy's special functions: ``scipy.special`` imports in
-    about 0.3 s where ``scipy.stats`` takes 0.7 s, paid by every run before its third round."""
-    from scipy.special import stdtrit
-
-    return float(stdtrit(df, p))
 
 
 def interval(means: Sequence[float]) -> tuple[float, float] | None:
@@ -248,11 +239,30 @@ class CellState:
         }
 
 
-def round_order(pending: Sequence[CellState], seed: int, number: int) -> list[CellState]:
-    """The round's order: a shuffle seeded by the run's seed and the round number."""
+ORDERS = ("blocks", "shuffle")  # a profile's ``order``: see round_order
+
+
+def round_order(
+    pending: Sequence[CellState], seed: int, number: int, block_of: Callable[[CellState], str] | None = None
+) -> list[CellState]:
+    """The round's order: a shuffle seeded by the run's seed and the round number.
+
+    With ``block_of`` (order ``blocks``, the default), the cells the report compares run side by
+    side: the cells of one block (one workload's code: every interpreter, execution model and
+    worker count of it) run one after another, in a shuffled order, and the blocks in a shuffled
+    order — two compared cells' processes of one round are then seconds apart, not anywhere in
+    a round of minutes, and the report pairs them by round (reports/stats.py)."""
     order = sorted(pending, key=lambda c: c.key)
-    random.Random(f"{seed}-{number}").shuffle(order)
-    return order
+    rng = random.Random(f"{seed}-{number}")
+    rng.shuffle(order)
+    if block_of is None:
+        return order
+    blocks: dict[str, list[CellState]] = {}
+    for state in order:
+        blocks.setdefault(block_of(state), []).append(state)
+    names = sorted(blocks)
+    rng.shuffle(names)
+    return [state for name in names for state in blocks[name]]
 
 
 # -- sentinels ----------------------------------------------------------------------------------
