@@ -104,6 +104,7 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
+ADJUSTED = ["adj_mean", "adj_sd"]  # within one run: the means adjusted for the machine's speed
 
 
 def with_changes(pairs: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
@@ -140,10 +141,18 @@ def _compare(
     floor: float,
     drift: float = 0.0,
     per_mean: bool = True,
+    adjusted: bool = False,
 ) -> pd.DataFrame:
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
-    their process means; a difference within ``floor`` is no change."""
+    their process means; a difference within ``floor`` is no change. ``adjusted`` (two cells of
+    one run): on their means adjusted for the machine's speed, where both have them."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
+    tested = pairs[[*STATS, *(f"{c}_old" for c in STATS)]].copy()
+    if adjusted and "adj_mean" in pairs and "adj_mean_old" in pairs:
+        for side in ("", "_old"):  # the figures shown stay the raw ones
+            ok = (pairs[f"adj_mean{side}"] > 0) & (pairs[f"adj_sd{side}"] >= 0)
+            tested[f"mean{side}"] = pairs[f"adj_mean{side}"].where(ok, pairs[f"mean{side}"])
+            tested[f"proc_sd{side}"] = pairs[f"adj_sd{side}"].where(ok, pairs[f"proc_sd{side}"])
     # each cell's own drift in either run (stats.split_half_drift), at least the runs' own
     own = (
         (pairs["drift"] + pairs["drift_old"]) / 2.0
@@ -163,7 +172,7 @@ def _compare(
             per_mean,
         )
         for r, cell_drift in zip(
-            pairs[[*STATS, *(f"{c}_old" for c in STATS)]].itertuples(index=False),
+            tested.itertuples(index=False),
             own.fillna(0.0),
             strict=True,
         )
@@ -183,12 +192,14 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
         steps.extend(pairwise(line))
     frames = []
     keep = ["workload", "executor", "workers", "cell", *STATS, *_machine_keys(cells)]
+    keep += [c for c in ADJUSTED if c in cells]
     for old, new in steps:
         pairs = _compare(
             cells.loc[cells["interpreter"] == new, keep],
             cells.loc[cells["interpreter"] == old, keep],
             ["workload", "executor", "workers", "cell"],
             floor,
+            adjusted=True,
         )
         frames.append(across_machines(pairs).assign(interpreter=new, previous=old))
     if not frames:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from gilmatrix.confidence import MIN_FLOOR
 from gilmatrix.harness.contract import CellId, Status, executor_rank
 from gilmatrix.matrix.model import interpreter_key
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
@@ -47,7 +48,7 @@ from gilmatrix.reports.results import (
 )
 from gilmatrix.reports.stats import NOT_COMPARED, different_machines
 from gilmatrix.reports.verdicts import Card, gil_back_text
-from gilmatrix.run.schedule import MIN_FLOOR, OUT_OF_BUDGET
+from gilmatrix.run.schedule import OUT_OF_BUDGET
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
 
@@ -924,6 +925,28 @@ def _budget_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     ]
 
 
+def speed_adjustment(cells: pd.DataFrame) -> str:
+    """What taking the machine's speed out of each value (reports/sidebyside.py) did: the median
+    over cells of the scatter of their adjusted process means over their raw scatter."""
+    if "adj_sd" not in cells or not len(cells):
+        return ""
+    both = cells[(cells["processes"] > 1) & (cells["proc_sd"] > 0)]
+    changed = both[(both["adj_sd"] - both["proc_sd"]).abs() > 1e-12 * both["proc_sd"]]
+    if changed.empty:
+        return (
+            "not applied: no reference loop was recorded around the calls (results of an older "
+            "gilmatrix), or too few processes to measure how the cells follow it"
+        )
+    ratio = float((both["adj_sd"] / both["proc_sd"]).median())
+    return (
+        "every comparison within this run is made on values adjusted for the machine's speed "
+        "around each call (a fixed loop timed just before and after it; the slope of each "
+        "execution model measured on the run's own data), the figures shown stay as measured: "
+        f"the scatter of the process means was {ratio:.0%} of the raw one (median of "
+        f"{len(both)} cells)"
+    )
+
+
 def measurement(
     manifest: Mapping[str, Any], cells: pd.DataFrame, sampled: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -977,6 +1000,8 @@ def measurement(
     precisions = cells["precision"].dropna() if "precision" in cells else pd.Series(dtype=float)
     return {
         "sampling": how,
+        "order": schedule.get("order") or "shuffle",
+        "speed": speed_adjustment(cells),
         "seed": schedule.get("seed"),
         "rounds": len(schedule.get("rounds") or []),
         "windows": len(windows),

@@ -112,12 +112,24 @@ CSV_ORDER = (
 def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
     """data.csv: one row per cell. Figures a result does not hold (CPU time, parallelism,
     class, peak RSS of runs made before the harness recorded them) are left empty."""
-    out = order_cells(with_speedup(cells)).drop(columns=["seq_mean"])
+    out = order_cells(with_speedup(cells)).drop(columns=["seq_mean", "series"], errors="ignore")
     out["warnings"] = out["warnings"].map("; ".join)
     out = out.rename(
         columns={
             c: f"{c}_s"
-            for c in ("mean", "median", "stdev", "proc_sd", "min", "max", "ci_low", "ci_high", "cpu_time")
+            for c in (
+                "mean",
+                "median",
+                "stdev",
+                "proc_sd",
+                "min",
+                "max",
+                "ci_low",
+                "ci_high",
+                "cpu_time",
+                "adj_mean",
+                "adj_sd",
+            )
         }
     )
     out = out.rename(columns={"cpu_class": "class", "peak_rss": "peak_rss_bytes"})

@@ -41,7 +41,11 @@ CELL_COLUMNS = (
     "pool_in_timing",
     "machine",  # the machine that ran the cell (cell_machine): comparisons stay on one machine
 )
-RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss")
+# per worker process (pyperf run) — except ``reference``, per value: the seconds of the harness'
+# reference loop timed around that value's call (the machine's speed then; the process' median
+# where a run has no per-call ones, NaN in results before them) — and ``round``, the host's round
+# the process ran in (0: not recorded)
+RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss", "reference", "round")
 FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
 # the columns _suite_rows fills from a suite; "machine" comes from the manifest (load_run)
 PER_VALUE = tuple(c for c in FRAME_COLUMNS[:-2] if c != "machine")
@@ -238,7 +242,8 @@ def _params(text: str) -> dict[str, Any]:
 
 
 def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ...]:
-    """(cpu_time, parallelism, cpu_class, peak_rss) of one run; NaN / "" where not recorded.
+    """(cpu_time, parallelism, cpu_class, peak_rss, reference, round) of one run; NaN / "" / 0
+    where not recorded.
 
     cpu_time is per loop iteration, like pyperf's values: the harness records CPU seconds per
     call of its time function, which runs `loops` iterations. peak_rss is the benchmark
@@ -249,7 +254,27 @@ def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ..
     rss = _number(facts.get("mem_max_rss"))
     if model == "processes":
         rss += meta(facts, "gilmatrix_children_max_rss", fallback=math.nan)
-    return (cpu, meta(facts, "gilmatrix_parallelism"), meta(facts, "gilmatrix_class"), rss)
+    return (
+        cpu,
+        meta(facts, "gilmatrix_parallelism"),
+        meta(facts, "gilmatrix_class"),
+        rss,
+        meta(facts, "gilmatrix_reference"),
+        meta(facts, "gilmatrix_round"),
+    )
+
+
+def value_references(facts: Mapping[str, Any], count: int) -> list[float] | None:
+    """The reference seconds of a run's ``count`` values (``gilmatrix_references``: every call's
+    at the final loop count, the values last); None when the run did not record them."""
+    text = meta(facts, "gilmatrix_references")
+    try:
+        found = [float(x) for x in text.split()]
+    except ValueError:
+        return None
+    if len(found) < count or not all(math.isfinite(x) and x > 0 for x in found[-count:]):
+        return None
+    return found[-count:]
 
 
 def _suite_rows(
@@ -296,6 +321,9 @@ def _suite_rows(
                 columns[name].extend([item] * count)
             columns["value"].extend(values)
             columns["loops"].extend([loops] * count)
+            own = value_references(facts, count)
+            if own is not None:  # each value's own reference, where the run recorded them
+                columns["reference"][-count:] = own
     return first
 
 

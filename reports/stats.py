@@ -17,19 +17,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
+from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
 from gilmatrix.harness.contract import stability_warnings
 from gilmatrix.reports.results import CELL_COLUMNS
-from gilmatrix.run.schedule import MIN_FLOOR  # the run's own: a floor is never below 1%
+from gilmatrix.reports.sidebyside import Series, adjust, cell_series
 
 NOT_COMPARED = "not compared"  # two cells of different machines: a comparison, never a verdict
-ALPHA = 0.05  # two-sided: differences are called significant at 95% confidence
 CELL_KEYS = list(CELL_COLUMNS)
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
@@ -61,17 +60,6 @@ def machine_of(row: Any) -> str:
     """The machine of a cell-table row ("" for tables without the column)."""
     value = getattr(row, "machine", "")
     return value if isinstance(value, str) else ""
-
-
-@lru_cache(maxsize=4096)
-def _t_quantile_cached(p: float, df: float) -> float:
-    return float(stats.t.ppf(p, df))
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t. df is rounded down to 0.1 - a slightly wider, never
-    narrower interval - so that thousands of cells share a few cached values."""
-    return _t_quantile_cached(p, max(math.floor(df * 10.0) / 10.0, 0.1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +102,9 @@ def welch_from_stats(
     'tie' rather than guess. A significant difference within ``floor`` (relative) is no change.
 
     ``drift`` (relative variance) is what two means measured at different times differ by
-    beyond their processes' scatter (runner/schedule.drift): comparing two runs, it is added to
-    the variance of the difference, as a hierarchical model's run-level component would be.
+    beyond their processes' scatter (gilmatrix.run.schedule.drift): comparing two runs, it is
+    added to the variance of the difference, as a hierarchical model's run-level component
+    would be.
 
     ``floor`` is the run's band, scaled to the two means (:func:`mean_floor`) unless
     ``per_mean`` is False: against a single baseline run, where nothing else guards against
@@ -189,13 +178,86 @@ def welch(a: Sequence[float], b: Sequence[float], floor: float = 0.0) -> Compari
     return welch_from_stats(float(xa.mean()), sd_a, len(xa), float(xb.mean()), sd_b, len(xb), floor)
 
 
+def adjusted_stats(row: Any) -> tuple[float, float]:
+    """(mean, sd) of a cell-table row's process means adjusted by the reference covariate
+    (reports/sidebyside.py), or its raw ones where the table has no adjusted figures."""
+    mean, sd = getattr(row, "adj_mean", math.nan), getattr(row, "adj_sd", math.nan)
+    if mean is None or sd is None or not (math.isfinite(mean) and math.isfinite(sd)) or mean <= 0:
+        return row.mean, row.proc_sd
+    return mean, sd
+
+
 def compare_cells(a: Any, b: Any, floor: float = 0.0) -> Comparison:
-    """Welch's test of two rows of a cell table (itertuples rows), on their process means."""
-    return welch_from_stats(a.mean, a.proc_sd, int(a.processes), b.mean, b.proc_sd, int(b.processes), floor)
+    """Welch's test of two rows of one run's cell table (itertuples rows), on their process
+    means adjusted by the reference covariate: the machine's speed while each process ran is
+    taken out (reports/sidebyside.py; measured by ``selfbench --only noisy``). Cells of results
+    without references compare on their raw means, as before."""
+    mean_a, sd_a = adjusted_stats(a)
+    mean_b, sd_b = adjusted_stats(b)
+    return welch_from_stats(mean_a, sd_a, int(a.processes), mean_b, sd_b, int(b.processes), floor)
+
+
+MIN_PAIRS = 3  # fewer common rounds than this: no paired comparison
+
+
+def paired(a: Series, b: Series, floor: float = 0.0, adjusted: bool = True) -> Comparison | None:
+    """a against b on their common rounds: the mean of the per-round log ratios, a paired t
+    interval; None with fewer than MIN_PAIRS common rounds. The means reported are the two
+    cells' (adjusted) means over the paired rounds; the floor is the run's, scaled to the pairs
+    (stats.mean_floor)."""
+    ra, rb = a.by_round(adjusted), b.by_round(adjusted)
+    common = sorted(set(ra) & set(rb))
+    n = len(common)
+    if n < MIN_PAIRS:
+        return None
+    d = np.array([ra[r] - rb[r] for r in common])
+    mean_d = float(d.mean())
+    sd = float(d.std(ddof=1))
+    ratio = math.exp(mean_d)
+    mean_a = float(np.exp([ra[r] for r in common]).mean())
+    mean_b = float(np.exp([rb[r] for r in common]).mean())
+    floor = mean_floor(floor, n, n)
+    if sd == 0.0:
+        significant = mean_d != 0.0
+        beyond = abs(ratio - 1.0) > floor
+        return Comparison(
+            mean_a, mean_b, n, n, ratio, ratio, ratio, 0.0 if significant else 1.0, significant and beyond,
+            floor, significant and not beyond,
+        )  # fmt: skip
+    se = sd / math.sqrt(n)
+    p_value = float(2.0 * special.stdtr(n - 1, -abs(mean_d / se)))
+    half = t_quantile(1.0 - ALPHA / 2.0, n - 1) * se
+    tested = p_value < ALPHA
+    beyond = abs(ratio - 1.0) > floor
+    return Comparison(
+        mean_a,
+        mean_b,
+        n,
+        n,
+        ratio,
+        math.exp(mean_d - half),
+        math.exp(mean_d + half),
+        p_value,
+        tested and beyond,
+        floor,
+        tested and not beyond,
+    )
 
 
 # a cell's figures in seconds (per call): what scales with the work a call does
-TIME_FIELDS = ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high", "proc_sd", "cpu_time")
+TIME_FIELDS = (
+    "mean",
+    "median",
+    "stdev",
+    "min",
+    "max",
+    "ci_low",
+    "ci_high",
+    "proc_sd",
+    "cpu_time",
+    "adj_mean",
+    "adj_sd",
+)
 
 
 def at_tasks(row: Any, tasks: int) -> Any:
@@ -217,7 +279,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     interval of the mean from the process means and its half-width relative to the mean,
     ``precision``; pyperf's stability warnings, so that an unstable cell is flagged where it
     is shown."""
-    extra = ["processes", "proc_sd", "precision", "drift"]
+    extra = ["processes", "proc_sd", "precision", "drift", "adj_mean", "adj_sd", "series"]
     if frame.empty:
         return pd.DataFrame(
             columns=[
@@ -262,6 +324,10 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["precision"] = (half / table["mean"]).where(table["processes"] > 1)
     drift = runs.groupby(level="group").agg(lambda s: split_half_drift(s.to_numpy()))
     table["drift"] = drift.to_numpy()
+    series = process_series(frame.assign(group=group), table)
+    table["adj_mean"] = [float(np.mean(s.adjusted)) for s in series]
+    table["adj_sd"] = [float(np.std(s.adjusted, ddof=1)) if len(s.adjusted) > 1 else 0.0 for s in series]
+    table["series"] = series
     table["warnings"] = [
         tuple(stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min))
         for row in table.itertuples(index=False)
@@ -280,11 +346,36 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["raw_min"])
 
 
+def process_series(frame: pd.DataFrame, table: pd.DataFrame) -> list[Series]:
+    """Each cell's worker processes (frame with its "group" column, in the table's order) as a
+    sidebyside.Series: rounds, raw means, means of the values adjusted by the reference
+    covariate (each value by the reference timed around its own call)."""
+    obs = pd.DataFrame(
+        {
+            "group": frame["group"].to_numpy(),
+            "run": frame["run"].to_numpy(),
+            "mean": frame["value"].to_numpy(),
+            "reference": frame["reference"].to_numpy() if "reference" in frame else math.nan,
+            "round": frame["round"].fillna(0).astype(int).to_numpy() if "round" in frame else 0,
+        }
+    )
+    for column in ("interpreter", "model", "workers"):
+        obs[column] = table[column].to_numpy()[obs["group"]]
+    adjusted, _ = adjust(obs)
+    procs = (
+        adjusted.groupby(["group", "run"], sort=True)
+        .agg(mean=("mean", "mean"), adjusted=("adjusted", "mean"), round=("round", "first"))
+        .reset_index()
+    )
+    by_group = cell_series(procs)
+    return [by_group[g] for g in range(len(table))]
+
+
 def split_half_drift(means: Sequence[float]) -> float:
     """A cell's own A/A test: how far the mean of the second half of its processes (in the
     order they ran) is from the first half's, beyond what their scatter explains, as a relative
     variance (0 when within it, or with fewer than 4 processes). A comparison with another run
-    adds it to the variance of the difference (runner/schedule.drift is the run's median)."""
+    adds it to the variance of the difference (gilmatrix.run.schedule.drift: the run's median)."""
     n = len(means)
     if n < 4:
         return 0.0

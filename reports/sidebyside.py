@@ -1,0 +1,103 @@
+"""Side-by-side comparisons: the machine's speed removed, and processes compared in pairs.
+
+Two things the run records make a comparison of two cells tighter on a noisy machine than
+Welch's test on their process means (reports/stats.py):
+
+- **The reference covariate** (CUPED, as controlled experiments use a covariate measured
+  alongside): every worker process times a fixed pure-Python loop just before and just after
+  each of its timed calls (harness/bench.py, ``gilmatrix_references``). Within one interpreter
+  that loop's time moves only with the machine's speed, so ``x = log(reference / the
+  interpreter's median reference)`` says how slow the machine was around that call. Each value
+  is adjusted by ``exp(-θ·x)``, θ the pooled within-cell slope of log value on x over the cells
+  of one execution model and worker class (one worker, or several) in the run: the regression
+  of the data, never assumed (a multi-threaded cell feels a busy core less than a one-thread loop does:
+  its θ comes out smaller). θ is clipped to [0, 2], and needs 12 residual degrees of freedom
+  (else the worker class' θ over every model, else 0); without references (older results) it
+  is 0 and nothing changes.
+- **Round pairs**: with the profile's ``order: blocks`` (the default), a round runs each
+  workload's cells side by side, so two compared cells' processes of one round share the same
+  seconds of machine. The comparison is then the mean of the per-round log ratios, its interval
+  from their scatter (a paired t interval): what the two cells felt alike cancels.
+
+Raw figures are kept: the cell table's ``mean`` and ``proc_sd`` stay the measured ones; the
+adjusted ones are ``adj_mean`` and ``adj_sd``, and each cell's processes are its ``series``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+THETA_BOUNDS = (0.0, 2.0)
+# residual degrees of freedom a slope needs (Σ over cells of processes - 1); below, the slope of
+# the worker class over every model, else none (θ = 0: the raw figures)
+MIN_DF = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One cell's worker processes, in the order they ran: round, raw mean, adjusted mean."""
+
+    rounds: tuple[int, ...]
+    raw: tuple[float, ...]
+    adjusted: tuple[float, ...]
+
+    def by_round(self, adjusted: bool = True) -> dict[int, float]:
+        """Round -> log of the process mean (the last process of a round, if it had two)."""
+        values = self.adjusted if adjusted else self.raw
+        return {r: math.log(v) for r, v in zip(self.rounds, values, strict=True) if r > 0 and v > 0}
+
+
+def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], float]]:
+    """``observations`` (one row per value, or per process: group (the cell), interpreter,
+    model, workers, mean (the observation), reference) with ``x`` and ``adjusted``; and θ per
+    (model, worker class)."""
+    procs = observations.copy()
+    ref = procs["reference"].where(procs["reference"] > 0)
+    median = ref.groupby(procs["interpreter"], observed=True).transform("median")
+    procs["x"] = np.log(ref / median).fillna(0.0)
+    procs["y"] = np.log(procs["mean"].where(procs["mean"] > 0))
+    procs["key"] = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
+    # within-cell centred: the slope says how a process' time follows the machine's speed
+    cx = procs["x"] - procs.groupby("group")["x"].transform("mean")
+    cy = procs["y"] - procs.groupby("group")["y"].transform("mean")
+    df = procs.groupby("group")["x"].transform("size") - 1  # per process: (n_c - 1) / n_c summed
+    share = df / (df + 1)
+
+    def slope(index: Any) -> float | None:
+        if float(share[index].sum()) < MIN_DF:  # too few to estimate: a fitted θ would chase noise
+            return None
+        sxx = float((cx[index] ** 2).sum())
+        sxy = float((cx[index] * cy[index]).sum(min_count=1))
+        theta = sxy / sxx if sxx > 0 and math.isfinite(sxy) else 0.0
+        return float(np.clip(theta, *THETA_BOUNDS))
+
+    several = np.where(procs["workers"] > 1, "several", "one")
+    classes = {c: slope(i) for c, i in procs.groupby(several, sort=False).groups.items()}
+    by_key: dict[str, float] = {}
+    for key, index in procs.groupby("key", sort=False).groups.items():
+        theta = slope(index)
+        by_key[key] = theta if theta is not None else (classes.get(key.rsplit("|", 1)[1]) or 0.0)
+    procs["theta"] = procs["key"].map(by_key).astype(float)
+    thetas = {(model, kind): theta for key, theta in by_key.items() for model, kind in [key.rsplit("|", 1)]}
+    procs["adjusted"] = procs["mean"] * np.exp(-procs["theta"] * procs["x"])
+    return procs.drop(columns=["y", "key"]), thetas
+
+
+def cell_series(procs: pd.DataFrame) -> dict[int, Series]:
+    """Group -> its Series (``procs``: one row per process, sorted by group and run: group,
+    round, mean, adjusted)."""
+    groups = procs["group"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    bounds = [*starts[1:], len(groups)]
+    rounds = procs["round"].to_numpy().tolist()
+    raw = procs["mean"].to_numpy().tolist()
+    adjusted = procs["adjusted"].to_numpy().tolist()
+    return {
+        int(groups[a]): Series(tuple(rounds[a:b]), tuple(raw[a:b]), tuple(adjusted[a:b]))
+        for a, b in zip(starts.tolist(), bounds, strict=True)
+    }

@@ -1,0 +1,127 @@
+"""The reference covariate and round pairs (reports/sidebyside.py, stats.paired), and the round
+order that puts compared cells side by side (run.schedule.round_order with blocks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gilmatrix.reports.sidebyside import MIN_DF, Series, adjust
+from gilmatrix.reports.stats import compare_cells, paired, welch
+from gilmatrix.run.schedule import CellState, round_order
+
+
+def processes(
+    speed: np.ndarray, base: float, noise: np.ndarray, cells: int, model: str = "threads"
+) -> pd.DataFrame:
+    """``cells`` cells of one interpreter, each process' mean = base × the machine's slowness ×
+    its own noise, and its reference = 1 ms × the same slowness."""
+    n = len(speed) // cells
+    return pd.DataFrame(
+        {
+            "group": np.repeat(np.arange(cells), n),
+            "interpreter": "3.13",
+            "model": "threads",
+            "workers": 2,
+            "mean": base * speed * noise,
+            "reference": 1e-3 * speed,
+            "round": np.tile(np.arange(1, n + 1), cells),
+        }
+    )
+
+
+def test_the_slope_is_measured_and_takes_the_machines_speed_out() -> None:
+    rng = np.random.default_rng(1)
+    speed = np.exp(rng.normal(0.0, 0.15, 200))  # a noisy machine: 15% between processes
+    procs = processes(speed, 0.02, np.exp(rng.normal(0.0, 0.01, 200)), cells=10)
+    adjusted, thetas = adjust(procs)
+    assert thetas[("threads", "several")] == pytest.approx(1.0, abs=0.05)
+    raw_sd = np.log(procs["mean"]).groupby(procs["group"]).std().median()
+    adj_sd = np.log(adjusted["adjusted"]).groupby(procs["group"]).std().median()
+    assert adj_sd < raw_sd / 5  # what is left is the cells' own 1%
+
+
+def test_a_reference_that_says_nothing_leaves_the_figures_nearly_alone() -> None:
+    rng = np.random.default_rng(2)
+    procs = processes(np.ones(200), 0.02, np.exp(rng.normal(0.0, 0.05, 200)), cells=10)
+    procs["reference"] = 1e-3 * np.exp(rng.normal(0.0, 0.1, 200))  # unrelated to the cells' noise
+    _, thetas = adjust(procs)
+    assert thetas[("threads", "several")] < 0.2
+
+
+def test_too_few_processes_to_estimate_a_slope_change_nothing() -> None:
+    rng = np.random.default_rng(3)
+    speed = np.exp(rng.normal(0.0, 0.2, 8))
+    procs = processes(speed, 0.02, np.ones(8), cells=2)  # 2 cells x 4: 6 residual df < MIN_DF
+    assert MIN_DF > 6
+    adjusted, thetas = adjust(procs)
+    assert thetas[("threads", "several")] == 0.0
+    assert np.allclose(adjusted["adjusted"], procs["mean"])
+
+
+def test_results_without_references_are_left_as_measured() -> None:
+    procs = processes(np.ones(40), 0.02, np.linspace(0.9, 1.1, 40), cells=4)
+    procs["reference"] = math.nan
+    adjusted, _ = adjust(procs)
+    assert np.allclose(adjusted["adjusted"], procs["mean"])
+
+
+def test_compare_cells_uses_the_adjusted_means_when_a_row_has_them() -> None:
+    class Row:
+        def __init__(self, mean: float, sd: float, adj: float | None) -> None:
+            self.mean, self.proc_sd, self.processes = mean, sd, 8
+            if adj is not None:
+                self.adj_mean, self.adj_sd = adj, sd / 10
+
+    raw = compare_cells(Row(1.1, 0.2, None), Row(1.0, 0.2, None))
+    adj = compare_cells(Row(1.1, 0.2, 1.05), Row(1.0, 0.2, 1.0))
+    assert raw.ratio == pytest.approx(1.1) and not raw.significant
+    assert adj.ratio == pytest.approx(1.05) and adj.significant
+    assert adj.ratio_high - adj.ratio_low < raw.ratio_high - raw.ratio_low
+
+
+def test_round_pairs_cancel_what_both_cells_felt_in_a_round() -> None:
+    rng = np.random.default_rng(4)
+    rounds = tuple(range(1, 11))
+    shared = np.exp(rng.normal(0.0, 0.2, 10))  # each round's machine, felt by both cells
+    a = Series(rounds, tuple(1.05 * shared * np.exp(rng.normal(0, 0.005, 10))), ())
+    b = Series(rounds, tuple(1.00 * shared * np.exp(rng.normal(0, 0.005, 10))), ())
+    a = Series(a.rounds, a.raw, a.raw)
+    b = Series(b.rounds, b.raw, b.raw)
+    cmp = paired(a, b)
+    assert cmp is not None and cmp.significant and cmp.ratio == pytest.approx(1.05, rel=0.01)
+    unpaired = welch(a.raw, b.raw)
+    assert not unpaired.significant  # the rounds' 20% hides it from an unpaired test
+    assert cmp.ratio_low > 1.03 and cmp.ratio_high < 1.07
+
+
+def test_round_pairs_need_common_rounds() -> None:
+    a = Series((1, 2, 3), (1.0, 1.1, 0.9), (1.0, 1.1, 0.9))
+    b = Series((3, 4, 5), (1.0, 1.1, 0.9), (1.0, 1.1, 0.9))
+    assert paired(a, b) is None
+
+
+def test_blocks_keep_each_workloads_cells_together_in_a_seeded_shuffle() -> None:
+    cells = [
+        CellState(interp, f"{workload}/{executor}/{workers}")
+        for interp in ("3.13", "3.14")
+        for workload in ("crunch", "fetch", "mixed")
+        for executor in ("sequential", "threads")
+        for workers in (1, 2)
+    ]
+
+    def block(state: CellState) -> str:
+        return state.cell_id.split("/")[0]
+
+    order = round_order(cells, 7, 1, block)
+    assert sorted(s.key for s in order) == sorted(s.key for s in cells)
+    names = [block(s) for s in order]
+    runs = [name for i, name in enumerate(names) if i == 0 or names[i - 1] != name]
+    assert sorted(runs) == ["crunch", "fetch", "mixed"]  # each block in one stretch
+    assert {s.interpreter for s in order[:8]} == {"3.13", "3.14"}  # interpreters mixed in a block
+    assert [s.key for s in order] == [s.key for s in round_order(list(reversed(cells)), 7, 1, block)]
+    others = [[s.key for s in round_order(cells, 7, n, block)] for n in range(2, 6)]
+    assert any(o != [s.key for s in order] for o in others)
