@@ -25,6 +25,10 @@ way. Sections:
 - verdicts (devtools/selfbench/verdicts.py): A/A false-positive rate, power against a known 5%
   change, run-to-run |Δ| of CPU-bound cells, precision per second against plain pyperf, and
   with ``--full-matrix`` the wall time of the default profile on every interpreter (docker);
+- noisy (devtools/selfbench/noisy.py): under a seeded CPU burner, runs of twins and a +5% change
+  alternating between the round orders ``blocks`` and ``shuffle``; every estimator (Welch on
+  raw or reference-adjusted process means, round pairs raw or adjusted; with and without the
+  floor): A/A rate, power, median half-width of the comparisons' intervals;
 - settings: the default profile's per-process pyperf settings against pyperf's own, four cells
   of fixed process counts, alternating: pyperf's cost of a given precision / the default's;
 - report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -50,7 +55,17 @@ from devtools.selfbench import measure as sm
 from devtools.selfbench.figures import row
 from gilmatrix.cli import out_arg
 
-SECTIONS = ("images", "overhead", "fidelity", "stability", "verdicts", "settings", "report", "memory")
+SECTIONS = (
+    "images",
+    "overhead",
+    "fidelity",
+    "stability",
+    "verdicts",
+    "noisy",
+    "settings",
+    "report",
+    "memory",
+)
 VERDICT_INTERPRETER = "3.13"  # the A/A test of the issue: 3.13, crunch and sum_squares
 FIDELITY_INTERPRETER = "3.12"  # matrix.yaml: prefix ~/.pyenv/versions/3.12.1, the local build
 DEFAULT_PROFILE_INTERPRETERS = ("3.12",)
@@ -112,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(REPORT_SIZES),
         help="synthetic report sizes (default: 100,1000,10000)",
     )
+    p.add_argument(
+        "--noisy-runs", type=int, default=2, help="noisy: runs of each order (alternating; default 2)"
+    )
+    p.add_argument(
+        "--noisy-minutes", type=float, default=4.0, help="noisy: each run's run_minutes (default 4)"
+    )
+    p.add_argument("--noisy-seed", type=int, default=25, help="noisy: the burner's seed (default 25)")
     p.add_argument("--compare", type=Path, help="a previous selfbench JSON: show its values too")
     p.add_argument(
         "--full-matrix",
@@ -509,6 +531,62 @@ class SelfBench:
             f"regressions (missed: {', '.join(power['missed']) or 'none'}); "
             f"{power['unaffected_flagged']} of {power['unaffected']} unchanged cells flagged",
         )
+
+    def noisy(self) -> None:
+        """Verdicts on a machine made noisy by a seeded burner, by every estimator."""
+        from devtools.selfbench import noisy as sn
+        from devtools.selfbench import verdicts as sv
+
+        interp = (self.args.interpreters or [VERDICT_INTERPRETER])[0]
+        work = self.out / "selfbench" / f"noisy-{self.stamp}"
+        work.mkdir(parents=True, exist_ok=True)
+        within = sv.within_matrix(sm.ROOT / "matrix.yaml", work / "matrix-within.yaml")
+        only = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
+        found: list[dict[str, Any]] = []
+        load_before = os.getloadavg()[0]
+        with sn.Burner(self.args.noisy_seed) as burner:
+            for number in range(1, self.args.noisy_runs + 1):
+                for order in ("blocks", "shuffle"):
+                    matrix = sn.noisy_matrix(
+                        within, work / f"matrix-{order}.yaml", order, self.args.noisy_minutes
+                    )
+                    name = f"noisy-{order}-{number}"
+                    measured, run_dir = sv.run_cli(
+                        self.out, f"selfbench-{self.stamp}-{name}", matrix, "default", interp, only, log
+                    )
+                    self.record(name, measured, run_dir)
+                    load = os.getloadavg()[0]
+                    log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {load:.2f})")
+                    if measured.returncode == 0:
+                        figures = sn.run_figures(run_dir)
+                        figures["run"] = name
+                        found.append(figures)
+                        processes = figures["processes_median"]
+                        log(f"    floor {figures['floor']:.1%}, median processes {processes}")
+        pooled = sn.pooled(found)
+        self.details["noisy"] = {
+            "burner": {"seed": burner.seed, "busy": burner.busy, "seconds": burner.seconds},
+            "load_before": load_before,
+            "interpreter": interp,
+            "runs": found,
+            "pooled": pooled,
+        }
+        floors = ", ".join(f"{f['run']} {f['floor']:.1%}" for f in found)
+        noise = f"burner seed {burner.seed}, busy {burner.busy or math.nan:.0%} of one core; floors {floors}"
+        for key, acc in pooled.items():
+            self.rows.append(
+                row(
+                    "noisy",
+                    f"{key}: A/A, power, ±median interval",
+                    None if acc["aa_rate"] is None else round(100 * acc["aa_rate"], 1),
+                    "%",
+                    "aa_rate",
+                    f"A/A {acc['flagged']}/{acc['twins']}; power {acc['detected']}/{acc['plus']}"
+                    f" = {100 * (acc['power'] or 0):.0f}%; model-vs-sequential ±"
+                    f"{100 * (acc['half_width'] or math.nan):.1f}%, twins ±"
+                    f"{100 * (acc['twin_half_width'] or math.nan):.1f}% ({noise})",
+                )
+            )
 
     def within_run(self, sv: Any, interp: str, work: Path) -> None:
         """A/A and power inside one run: twins and crunch +5%, interleaved with the originals."""
