@@ -77,7 +77,7 @@ class Backend(abc.ABC):
     def prepare(self, interpreter: Interpreter) -> Environment:
         """Make ``interpreter`` ready to run the harness.
 
-        Raises :class:`runner.errors.EnvironmentUnavailable` with a reason a user can act on
+        Raises :class:`gilmatrix.errors.EnvironmentUnavailable` with a reason a user can act on
         when it cannot (interpreter not found, image build failed, ...): the run records every
         cell of that interpreter as skipped with this reason and goes on.
         """
