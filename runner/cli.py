@@ -492,7 +492,7 @@ def machine_lines(plan: Plan) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> tuple[int, Path | None]:
-    from gilmatrix.run.execute import resumed_settings
+    from gilmatrix.run.resume import resumed_settings
     from gilmatrix.run.store import RunDir
 
     check_faults()
@@ -544,7 +544,8 @@ def _run(
     from gilmatrix.backends import BackendOptions, get_backend
     from gilmatrix.images.sources import images_dir
     from gilmatrix.matrix.plan import plan_cells
-    from gilmatrix.run.execute import exit_code, nothing_measured, resume_run, start_run
+    from gilmatrix.run.execute import exit_code, nothing_measured, start_run
+    from gilmatrix.run.resume import resume_run
 
     plan = with_run_minutes(plan_cells(matrix, profile, only), ci.get("run_minutes"))
     for warning in plan.warnings:

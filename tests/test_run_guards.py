@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gilmatrix.run.execute import estimate_seconds, exit_code, needed_processes
+from gilmatrix.run.estimate import estimate_seconds, needed_processes
+from gilmatrix.run.execute import exit_code
 from gilmatrix.run.schedule import CellState, Sampling
 from tests.conftest import ROOT, RUNNING_ID, gilmatrix, small_matrix
 

@@ -26,6 +26,15 @@ class BackendOptions:
     build_profile: str = "fast"  # docker: fast | release
     log: Callable[[str], None] = print
 
+    def recorded(self) -> dict[str, Any]:
+        """The options that decide what a run measures (the manifest's ``backend.settings``):
+        a resume keeps them, so one run's cells are never measured two ways."""
+        return {
+            "python": dict(self.explicit_pythons),
+            "cpuset": self.cpuset,
+            "build_profile": self.build_profile,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Environment:
@@ -115,6 +124,12 @@ class Backend(abc.ABC):
         """The reason a driver stopped, as its cells will carry it: a backend may know more
         than the driver's end showed (the Docker engine went away)."""
         return reason
+
+    def resume_problem(self, recorded: Mapping[str, Any]) -> str | None:
+        """Why this backend, as configured now, cannot go on with a run whose manifest recorded
+        ``recorded`` (its ``backend`` section: :meth:`describe` and the settings then), or
+        None: a resume must measure the rest of the run as the run began."""
+        return None
 
     def cleanup(self, run_dir: Path, job_name: str) -> None:
         """Called after a harness run was killed (watchdog, interrupt): remove what it left."""

@@ -445,6 +445,15 @@ class DockerBackend(Backend):
             "measures the cells left"
         )
 
+    def resume_problem(self, recorded: Mapping[str, Any]) -> str | None:
+        memory = recorded.get("memory")
+        if memory is not None and memory != self.memory:
+            return (
+                f"this run's containers had --memory {memory}; --resume continues with it, not "
+                f"{self.memory}: set GILMATRIX_DOCKER_MEMORY={memory} (or start a new run)"
+            )
+        return None
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "name": self.name,

@@ -10,6 +10,7 @@ existed reads as).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -65,6 +66,85 @@ class Status:
     SKIPPED = "skipped"  # planned but not runnable (the reason says why)
     MISSING = "missing"  # planned, never reported (merge: its machine did not deliver)
     PENDING = "pending"  # not finished yet (a run in progress, or interrupted)
+
+
+def status_record(
+    cell_id: str,
+    status: str,
+    reason: str | None,
+    *,
+    elapsed: float | None = None,
+    returncode: int | None = None,
+    output_tail: str | None = None,
+    worker_seconds: list[float] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A cell's ``<slug>.status.json``, written by the harness (a cell it finished or that
+    failed) and by the host (a cell whose driver is gone): the one builder of that shape.
+    ``extra``: the host's figures of a finished cell (processes, precision, ...)."""
+    record: dict[str, Any] = {
+        "format": JOB_FORMAT,
+        "id": cell_id,
+        "status": status,
+        "reason": reason,
+        "elapsed": elapsed,
+        "returncode": returncode,
+        "output_tail": output_tail,
+    }
+    if worker_seconds is not None:
+        record["worker_seconds"] = worker_seconds
+    record.update(extra)
+    return record
+
+
+class WorkerFile:
+    """A worker process' file in a cell's ``<slug>.runs/``: ``w0001.json`` while it is kept,
+    ``w0001.discarded`` once set aside (its window was disturbed). Numbered from 1 in the order
+    the processes ran; the harness names them, the host reads the number back."""
+
+    KEPT = ".json"
+    DISCARDED = ".discarded"
+    _NAME = re.compile(r"w(\d{4})\.(json|discarded)")
+
+    @staticmethod
+    def name(number: int, discarded: bool = False) -> str:
+        return f"w{number:04d}" + (WorkerFile.DISCARDED if discarded else WorkerFile.KEPT)
+
+    @staticmethod
+    def number(name: str, discarded: bool = True) -> int | None:
+        """The number of a worker file's name (``discarded``: set-aside ones count too), None
+        for any other name."""
+        match = WorkerFile._NAME.fullmatch(name)
+        if match is None or (match.group(2) == "discarded" and not discarded):
+            return None
+        return int(match.group(1))
+
+
+class Op:
+    """The host's commands to an interpreter's harness driver (``python -m gilmatrix.harness
+    serve``), one JSON object per line on its stdin; each but ``quit`` gets one JSON line back
+    (a reply: ``status``, a Status, and the fields below)."""
+
+    WORKER = "worker"  # {"cell", "round"} -> {"worker", "values", "seconds", "loops", "warnings"}
+    DISCARD = "discard"  # {"cell", "worker"} -> the worker's file set aside (MISSING: no such file)
+    FINISH = "finish"  # {"cell", "status": the host's figures} -> merged into <slug>.json
+    QUIT = "quit"  # no reply: the driver exits
+
+    @staticmethod
+    def worker(cell_id: str, round_number: int | None) -> dict[str, Any]:
+        return {"op": Op.WORKER, "cell": cell_id, "round": round_number}
+
+    @staticmethod
+    def discard(cell_id: str, number: int) -> dict[str, Any]:
+        return {"op": Op.DISCARD, "cell": cell_id, "worker": number}
+
+    @staticmethod
+    def finish(cell_id: str, figures: Mapping[str, Any]) -> dict[str, Any]:
+        return {"op": Op.FINISH, "cell": cell_id, "status": dict(figures)}
+
+    @staticmethod
+    def quit() -> dict[str, Any]:
+        return {"op": Op.QUIT}
 
 
 # -- execution models -----------------------------------------------------------------------------

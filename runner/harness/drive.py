@@ -48,7 +48,15 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from gilmatrix.harness.contract import JOB_FORMAT, Status, cell_slug, stability_warnings
+from gilmatrix.harness.contract import (
+    JOB_FORMAT,
+    Op,
+    Status,
+    WorkerFile,
+    cell_slug,
+    stability_warnings,
+    status_record,
+)
 from gilmatrix.harness.faults import ENV as FAULTS_ENV
 from gilmatrix.harness.faults import fault_for, parse_faults
 from gilmatrix.harness.usercode import UNSUPPORTED_EXIT, UNSUPPORTED_PREFIX
@@ -214,13 +222,16 @@ class CellStore:
         """The kept worker files (and the set-aside ones too), in the order they ran."""
         if not os.path.isdir(self.runs):
             return []
-        pattern = r"w\d{4}\.(json|discarded)" if discarded else r"w\d{4}\.json"
-        return sorted(os.path.join(self.runs, n) for n in os.listdir(self.runs) if re.fullmatch(pattern, n))
+        names = (n for n in os.listdir(self.runs) if WorkerFile.number(n, discarded) is not None)
+        return sorted(os.path.join(self.runs, n) for n in names)
+
+    def worker(self, number: int, discarded: bool = False) -> str:
+        return os.path.join(self.runs, WorkerFile.name(number, discarded))
 
     def next_worker(self) -> str:
         names = os.listdir(self.runs) if os.path.isdir(self.runs) else []
-        numbers = [int(n[1:5]) for n in names if re.fullmatch(r"w\d{4}\.(json|discarded)", n)]
-        return os.path.join(self.runs, f"w{max(numbers, default=0) + 1:04d}.json")
+        numbers = [n for n in map(WorkerFile.number, names) if n is not None]
+        return self.worker(max(numbers, default=0) + 1)
 
 
 def _calibrated_loops(bench: Any) -> int:
@@ -443,23 +454,22 @@ class CellRunner:
                 reply["disk_full"] = True
         if reply.get("disk_full"):
             return  # not the cell's fault: no status file, its kept workers go on in a resume
-        status = {
-            "format": JOB_FORMAT,
-            "id": reply["cell"],
-            "status": reply["status"],
-            "reason": reply["reason"],
-            "elapsed": reply["elapsed"],
-            "returncode": reply.get("returncode", 0),
-            "output_tail": output[-TAIL_CHARS:],
-            "worker_seconds": reply["seconds"],
-        }
+        status = status_record(
+            reply["cell"],
+            reply["status"],
+            reply["reason"],
+            elapsed=reply["elapsed"],
+            returncode=reply.get("returncode", 0),
+            output_tail=output[-TAIL_CHARS:],
+            worker_seconds=reply["seconds"],
+        )
         write_atomic(store.status, json.dumps(status, indent=1) + "\n")
 
     def discard(self, cell_id: str, number: int) -> dict[str, Any]:
         store = CellStore(self.cells_dir, cell_id)
-        path = os.path.join(store.runs, f"w{number:04d}.json")
+        path = store.worker(number)
         if os.path.exists(path):
-            os.replace(path, path[: -len(".json")] + ".discarded")
+            os.replace(path, store.worker(number, discarded=True))
             return {"event": "discarded", "cell": cell_id, "worker": number, "status": Status.OK}
         return {"event": "discarded", "cell": cell_id, "worker": number, "status": Status.MISSING}
 
@@ -477,16 +487,9 @@ class CellRunner:
         bench = _load(paths[0])
         for path in paths[1:]:
             bench.add_runs(_load(path))
-        status = {
-            "format": JOB_FORMAT,
-            "id": cell_id,
-            "status": Status.OK,
-            "reason": None,
-            "returncode": 0,
-            "output_tail": None,
-            "warnings": bench_warnings(bench),
-            **dict(extra or {}),
-        }
+        status = status_record(
+            cell_id, Status.OK, None, returncode=0, warnings=bench_warnings(bench), **dict(extra or {})
+        )
         try:
             _dump(bench, store.result + ".part")
             write_atomic(store.status, json.dumps(status, indent=1) + "\n")
@@ -513,13 +516,13 @@ class CellRunner:
                 continue
             request = json.loads(line)
             op = request.get("op")
-            if op == "quit":
+            if op == Op.QUIT:
                 break
-            if op == "worker":
+            if op == Op.WORKER:
                 reply = self.worker(request["cell"], request.get("round"))
-            elif op == "discard":
+            elif op == Op.DISCARD:
                 reply = self.discard(request["cell"], int(request["worker"]))
-            elif op == "finish":
+            elif op == Op.FINISH:
                 reply = self.finish(request["cell"], request.get("status"))
             else:
                 reply = {"event": "error", "status": Status.FAILED, "reason": f"unknown op {op!r}"}

@@ -12,28 +12,27 @@ and ``gilmatrix run --resume`` understand; a resumed run picks each cell up wher
 from __future__ import annotations
 
 import json
-import math
-import queue
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from gilmatrix.backends.base import Backend, BackendOptions, Environment, WorkloadSetup
-from gilmatrix.errors import EnvironmentUnavailable, UserError
-from gilmatrix.harness.contract import JOB_FORMAT, CellId, Status
+from gilmatrix.backends.base import Backend, Environment, WorkloadSetup
+from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.harness.contract import JOB_FORMAT, CellId, Op, Status, WorkerFile, status_record
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
+from gilmatrix.run.driver import Driver, DriverDied, DriverFactory, HarnessDriver
+from gilmatrix.run.estimate import estimate_seconds
 from gilmatrix.run.manifest import COMPLETE, new_manifest, run_state, workload_entries
+from gilmatrix.run.progress import Progress
 from gilmatrix.run.schedule import (
     WINDOW_SECONDS,
     CellState,
@@ -41,10 +40,8 @@ from gilmatrix.run.schedule import (
     Sampling,
     Window,
     executor_of,
-    pooled_precision,
     round_order,
-    start_sentinels,
-    stop_sentinels,
+    sentinel_monitor,
     typical_scatter,
 )
 from gilmatrix.run.store import RunDir, host_facts, load_average, new_run_id, now
@@ -60,115 +57,6 @@ class DiskFull(Exception):
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-        if seconds >= 3600
-        else f"{seconds // 60:02d}:{seconds % 60:02d}"
-    )
-
-
-class Progress:
-    """One line per finished cell and per round (and window): where we are, how long it took,
-    roughly how long is left (the scheduler's estimate). ``total`` is the cells that will
-    really run — known once every interpreter is prepared (skipped cells, and a resumed run's
-    cells done before, are announced apart and never counted)."""
-
-    def __init__(self, total: int = 0, stream: TextIO = sys.stderr) -> None:
-        self.total, self.done, self.stream = total, 0, stream
-        self.start = time.monotonic()
-        self.remaining: float | None = None  # the scheduler's estimate of the time left
-
-    def line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def cell(self, interp: str, event: dict[str, Any]) -> None:
-        self.done += 1
-        elapsed = time.monotonic() - self.start
-        left = "" if self.remaining is None else f", ~{fmt_duration(self.remaining)} left"
-        took = f" {event['elapsed']:.1f}s" if event.get("elapsed") is not None else ""
-        took += f", {event['note']}" if event.get("note") else ""
-        reason = f" — {event['reason']}" if event.get("reason") else ""
-        self.line(
-            f"[{self.done:>{len(str(self.total))}}/{self.total} {fmt_duration(elapsed)}{left}] "
-            f"{interp} {event['id']}: {event['status']}{took}{reason}"
-        )
-
-    def skip(self, interp: str, count: int, reason: str) -> None:
-        self.line(f"== {interp}: {count} cells skipped — {reason}")
-
-    def status(self, text: str, remaining_seconds: float | None) -> None:
-        """A line between cell completions (rounds are long): where the run is, time left."""
-        left = "" if remaining_seconds is None else f", ~{fmt_duration(remaining_seconds)} left"
-        self.line(
-            f"[{self.done:>{len(str(self.total))}}/{self.total} "
-            f"{fmt_duration(time.monotonic() - self.start)}{left}] {text}"
-        )
-
-
-def needed_processes(sampling: Sampling, means: Sequence[float], typical: float | None = None) -> int:
-    """How many worker processes a cell will have in all, as far as can be told now: the fixed
-    count; adaptive, from its interval so far (the half-width shrinks as 1/sqrt(n): n × (p /
-    target)², between min_processes and max_processes), min_processes before it has one."""
-    if not sampling.adaptive:
-        return sampling.processes
-    assert sampling.target is not None
-    precision = pooled_precision(means, typical)
-    if precision is None:
-        return sampling.min_processes
-    wanted = math.ceil(len(means) * (precision / sampling.target) ** 2) if sampling.target > 0 else 10**9
-    return min(max(wanted, sampling.min_processes), sampling.max_processes)
-
-
-def estimate_seconds(
-    sampling: Sampling,
-    states: list[CellState],
-    coming: Sequence[CellState],
-    ran: Sequence[CellState] = (),
-    *,
-    overhead: float = 1.0,
-    run_left: float | None = None,
-) -> float | None:
-    """Seconds the pending cells still need: ``coming``, those that get a worker process in the
-    current (or next) round, at least that one; ``ran``, those that had theirs in the current
-    round already. From the worker processes' lives so far (``states``: every cell of the run);
-    None before any worker has run.
-
-    A cell's first worker calibrates the loops (unless the profile fixes them) and lives longer
-    than its later ones: a cell that has run gets its own later workers' mean life (else the
-    run's), a cell that has not one first worker (the run's mean first life) then later ones.
-    Each cell takes the processes :func:`needed_processes` expects, within its own budget
-    (``max_seconds`` of worker time); ``overhead`` (wall time per second of worker life) adds
-    the host's share. ``run_left``, the run's budget left (``run_minutes``): once it is spent,
-    cells with their minimum of processes stop after that round."""
-    firsts = [state.seconds[0] for state in states if state.seconds]
-    if not firsts:
-        return None
-    laters = [s for state in states for s in state.seconds[1:]]
-    first = sum(firsts) / len(firsts)
-    later = sum(laters) / len(laters) if laters else first
-    total = one_round = to_minimum = 0.0
-    for cell, least in [(c, 1) for c in coming] + [(c, 0) for c in ran]:
-        n = len(cell.means)
-        more = max(needed_processes(sampling, cell.means, cell.typical) - n, least)
-        if not more:
-            continue
-        own = cell.seconds[1:]
-        per = sum(own) / len(own) if own else later
-        start = first if not cell.means and not cell.seconds else per
-        need = start + (more - 1) * per
-        if sampling.max_seconds is not None:
-            need = min(need, max(sampling.max_seconds - cell.kept_seconds, start))
-        total += need
-        one_round += start * least
-        to_minimum += per * max(sampling.min_processes - n - least, 0) if sampling.adaptive else 0.0
-    if run_left is not None:
-        total = min(total, max(run_left, 0.0) + one_round + to_minimum)
-    return total * overhead
 
 
 def make_job(
@@ -201,6 +89,11 @@ def make_job(
 
 
 class MatrixRun:
+    """One run of a plan: its interpreters prepared, their drivers, the cells' states and the
+    rounds. ``driver_factory`` starts an interpreter's driver and ``monitor`` opens the noise
+    monitor (the real ones by default: tests drive the loop with drivers that answer without
+    an interpreter, and scripted sentinel readings)."""
+
     def __init__(
         self,
         matrix: Matrix,
@@ -210,9 +103,15 @@ class MatrixRun:
         run_id: str,
         only: list[str],
         log: Callable[[str], None],
+        *,
+        driver_factory: DriverFactory = Driver,
+        monitor: Callable[[], AbstractContextManager[NoiseMonitor]] = sentinel_monitor,
+        progress: Progress | None = None,
     ) -> None:
         self.matrix, self.plan, self.backend, self.run_dir = matrix, plan, backend, run_dir
         self.run_id, self.only, self.log = run_id, only, log
+        self.driver_factory, self.open_monitor = driver_factory, monitor
+        self.progress = progress or Progress()
         self.interpreters: dict[str, dict[str, Any]] = {}
         self.stages: dict[str, float] = {}
         self.started = now()
@@ -224,7 +123,7 @@ class MatrixRun:
         self.windows: list[dict[str, Any]] = []
         self.states: dict[tuple[str, str], CellState] = {}
         self.cells: dict[tuple[str, str], Cell] = {}
-        self.drivers: dict[str, Driver] = {}
+        self.drivers: dict[str, HarnessDriver] = {}
         self.monitor: NoiseMonitor | None = None
         self.noise: dict[str, Any] | None = None  # a resumed run's earlier noise figures
         self.disk_full: str | None = None  # why the run stopped for lack of space
@@ -287,7 +186,7 @@ class MatrixRun:
                 "windows": self.windows,
                 "noise": self.monitor.summary(list(self.states.values())) if self.monitor else self.noise,
             },
-            backend={**self.backend.describe(), "settings": backend_settings(self.backend.options)},
+            backend={**self.backend.describe(), "settings": self.backend.options.recorded()},
             host=host_facts(self.plan.topology),
             warnings=self.warnings,
             stages={k: round(v, 3) for k, v in self.stages.items()},
@@ -321,7 +220,7 @@ class MatrixRun:
 
     def _execute(self) -> int:
         planned = [c for c in self.plan.cells if c.status == "planned"]
-        progress = Progress()
+        progress = self.progress
         top = max((c.workers for c in planned), default=1)
         cpus = host_facts(self.plan.topology)["usable_cpus"] or 1
         if top > cpus:
@@ -497,20 +396,21 @@ class MatrixRun:
             except (OSError, ValueError, KeyError):
                 continue  # a damaged worker file is measured again
             values = [v for run in bench.get_runs() for v in run.values]
-            if values:
-                state.add(int(Path(path).name[1:5]), values, ())
+            number = WorkerFile.number(Path(path).name)
+            if values and number is not None:
+                state.add(number, values, ())
         runs = Path(store.runs)
-        state.discarded = len(list(runs.glob("*.discarded"))) if runs.is_dir() else 0
+        state.discarded = len(list(runs.glob("*" + WorkerFile.DISCARDED))) if runs.is_dir() else 0
         return state
 
-    def start_driver(self, interp_id: str, env: Environment, cells: list[Cell]) -> Driver:
+    def start_driver(self, interp_id: str, env: Environment, cells: list[Cell]) -> HarnessDriver:
         job = make_job(self.plan, interp_id, cells, self.run_id, self.setups.get(interp_id))
         job_name = self.run_dir.write_job(interp_id, job)
         command = self.backend.harness_command(env, self.run_dir.path, job_name)
         log_path = self.run_dir.path / "cells" / f"{interp_id}.harness.log"
-        return Driver(interp_id, command, log_path, job_name)
+        return self.driver_factory(interp_id, command, log_path, job_name)
 
-    def stop_driver(self, interp_id: str, driver: Driver, interrupted: bool = False) -> None:
+    def stop_driver(self, interp_id: str, driver: HarnessDriver, interrupted: bool = False) -> None:
         if self.drivers.pop(interp_id, None) is None:
             return
         clean = driver.close(interrupted=interrupted)
@@ -524,14 +424,9 @@ class MatrixRun:
     # -- the rounds ----------------------------------------------------------------------
 
     def measure(self, progress: Progress) -> None:
-        sampling = self.sampling
-        start_sentinels()
-        try:
-            monitor = NoiseMonitor()
+        with self.open_monitor() as monitor:
             self.monitor = monitor
-            self.rounds_loop(monitor, sampling, progress)
-        finally:
-            stop_sentinels()
+            self.rounds_loop(monitor, self.sampling, progress)
 
     def rounds_loop(self, monitor: NoiseMonitor, sampling: Sampling, progress: Progress) -> None:
         started = time.monotonic()
@@ -634,16 +529,11 @@ class MatrixRun:
     def one_worker(self, state: CellState, window: Window, progress: Progress) -> None:
         driver = self.drivers.get(state.interpreter)
         if driver is None:
-            self.fail(
-                state,
-                Status.FAILED,
-                self.interpreters[state.interpreter].get("reason") or "the interpreter's harness stopped",
-                progress,
-            )
+            self.fail(state, Status.FAILED, self.harness_gone(state.interpreter), progress)
             return
         try:
             reply = driver.request(
-                {"op": "worker", "cell": state.cell_id, "round": window.round},
+                Op.worker(state.cell_id, window.round),
                 timeout=self.plan.profile.timeout * 2 + 60,
             )
         except DriverDied as exc:
@@ -680,9 +570,7 @@ class MatrixRun:
                     driver = self.drivers.get(state.interpreter)
                     if driver is not None:
                         try:
-                            driver.request(
-                                {"op": "discard", "cell": state.cell_id, "worker": worker}, timeout=60
-                            )
+                            driver.request(Op.discard(state.cell_id, worker), timeout=60)
                         except DriverDied as exc:
                             self.driver_died(state.interpreter, str(exc))
                             continue
@@ -702,10 +590,10 @@ class MatrixRun:
         driver = self.drivers.get(state.interpreter)
         summary = state.summary(self.sampling)
         if driver is None:
-            self.fail(state, Status.FAILED, "the interpreter's harness stopped", progress)
+            self.fail(state, Status.FAILED, self.harness_gone(state.interpreter), progress)
             return
         try:
-            reply = driver.request({"op": "finish", "cell": state.cell_id, "status": summary}, timeout=120)
+            reply = driver.request(Op.finish(state.cell_id, summary), timeout=120)
         except DriverDied as exc:
             self.fail(state, Status.FAILED, self.driver_died(state.interpreter, str(exc)), progress)
             return
@@ -777,23 +665,18 @@ class MatrixRun:
 
     @staticmethod
     def write_status(path: str, state: CellState, status: str, reason: str) -> None:
-        write_atomic(
-            path,
-            json.dumps(
-                {
-                    "format": 1,
-                    "id": state.cell_id,
-                    "status": status,
-                    "reason": reason,
-                    "elapsed": round(sum(state.seconds), 3),
-                    "returncode": None,
-                    "output_tail": None,
-                    "worker_seconds": state.seconds,
-                },
-                indent=1,
-            )
-            + "\n",
+        record = status_record(
+            state.cell_id,
+            status,
+            reason,
+            elapsed=round(sum(state.seconds), 3),
+            worker_seconds=state.seconds,
         )
+        write_atomic(path, json.dumps(record, indent=1) + "\n")
+
+    def harness_gone(self, interp_id: str) -> str:
+        """The reason a cell fails whose interpreter's driver is gone: why it stopped."""
+        return self.interpreters[interp_id].get("reason") or "the interpreter's harness stopped"
 
     def driver_died(self, interp_id: str, reason: str) -> str:
         reason = self.backend.explain_stop(self.run_dir.path, reason)  # e.g. the engine went away
@@ -805,141 +688,6 @@ class MatrixRun:
         entry.update(status=Status.FAILED, reason=f"the harness stopped: {reason}", load_after=load_average())
         self.log(f"== {interp_id}: the harness stopped: {reason}")
         return reason
-
-
-class DriverDied(Exception):
-    """The harness driver exited, or did not answer in time; the message says what it said."""
-
-
-class Driver:
-    """One interpreter's harness driver (``python -m gilmatrix.harness serve``, in a container
-    with the docker backend), spoken to in JSON lines: a command on stdin, its answer on
-    stdout. Its stderr goes to ``cells/<interpreter>.harness.log``."""
-
-    def __init__(self, interp_id: str, command: list[str], log_path: Path, job_name: str) -> None:
-        self.interp_id, self.job_name, self.log_path = interp_id, job_name, log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.stderr = open(log_path, "a")  # noqa: SIM115 - open for the driver's whole life
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def tail(self) -> str:
-        self.stderr.flush()
-        lines = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
-        return " | ".join(lines)[-500:]
-
-    def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(payload) + "\n")
-            self.proc.stdin.flush()
-        except OSError:
-            raise DriverDied(f"the harness exited ({self.proc.poll()}): {self.tail()}") from None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                self.proc.kill()
-                raise DriverDied(f"no answer within {timeout:.0f} s; the harness was killed") from None
-            if line is None:
-                code = self.proc.wait()
-                raise DriverDied(f"the harness exited with {code}: {self.tail()}")
-            try:
-                reply = json.loads(line)
-            except ValueError:
-                self.stderr.write(line)  # stray output: kept in the log, not an answer
-                continue
-            if isinstance(reply, dict):
-                return reply
-
-    def close(self, interrupted: bool = False) -> bool:
-        """Stop the driver; True when it exited by itself."""
-        clean = True
-        try:
-            if self.proc.poll() is None:
-                assert self.proc.stdin is not None
-                if interrupted:
-                    self.proc.send_signal(signal.SIGTERM)
-                else:
-                    self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-                    self.proc.stdin.flush()
-                self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            clean = False
-        self.stderr.close()
-        return clean
-
-
-def backend_settings(options: BackendOptions) -> dict[str, Any]:
-    """The options that decide what a run measures (the manifest's ``backend.settings``): a
-    resume keeps them, so one run's cells are never measured two ways."""
-    return {
-        "python": dict(options.explicit_pythons),
-        "cpuset": options.cpuset,
-        "build_profile": options.build_profile,
-    }
-
-
-def resumed_settings(
-    manifest: dict[str, Any],
-    run_path: Path,
-    *,
-    backend: str | None,
-    pythons: dict[str, str],
-    cpuset: str | None,
-    build_profile: str | None,
-) -> tuple[str, dict[str, str], str | None, str]:
-    """The backend and settings a resume continues with: the run's own, from its manifest. An
-    explicit option that differs is refused (UserError): the run's remaining cells would be
-    measured elsewhere, or another way, than its finished ones (``--backend auto`` means
-    "the run's own"). Returns (backend name, --python map, cpuset, build profile)."""
-    recorded = manifest.get("backend") or {}
-    name = recorded.get("name")
-    if name not in ("local", "docker"):
-        raise UserError(
-            f"{run_path}: its manifest's backend.name is {name!r}, not local or docker (a merged "
-            "run?): it cannot be resumed"
-        )
-    if backend not in (None, "auto", name):
-        raise UserError(
-            f"{run_path}: this run was made with the {name} backend; --resume continues with it "
-            f"(its finished cells were measured there), not --backend {backend}: drop --backend, "
-            "or start a new run"
-        )
-    settings = recorded.get("settings") or {}  # absent in manifests of earlier versions
-    kept_pythons = dict(settings.get("python") or {})
-    for interp, path in pythons.items():
-        if interp in kept_pythons and kept_pythons[interp] != path:
-            raise UserError(
-                f"{run_path}: this run measured {interp} with --python {interp}={kept_pythons[interp]}; "
-                f"--resume continues with it, not {path} (or start a new run)"
-            )
-    for option, given in (("cpuset", cpuset), ("build_profile", build_profile)):
-        if name == "docker" and given is not None and option in settings and settings[option] != given:
-            flag = "--" + option.replace("_", "-")
-            raise UserError(
-                f"{run_path}: this run was made with {flag} {settings[option] or '(none)'}; "
-                f"--resume continues with it, not {flag} {given} (or start a new run)"
-            )
-    return (
-        name,
-        {**kept_pythons, **pythons},
-        settings.get("cpuset", cpuset),
-        settings.get("build_profile") or build_profile or "fast",
-    )
 
 
 def exit_code(code: int, counts: dict[str, int]) -> int:
@@ -1000,44 +748,3 @@ def start_run(
         return run_dir, run.execute()
     finally:
         run_dir.release()
-
-
-def resume_run(
-    matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None] = print
-) -> int:
-    run_dir.acquire("resume")  # taken already by the command, before the backend started
-    try:
-        return _resume(matrix, plan, backend, run_dir, log)
-    finally:
-        run_dir.release()
-
-
-def _resume(matrix: Matrix, plan: Plan, backend: Backend, run_dir: RunDir, log: Callable[[str], None]) -> int:
-    manifest = run_dir.manifest()
-    if manifest["matrix"]["sha256"] != matrix.sha256:
-        given = manifest["matrix"].get("overrides") or []
-        raise UserError(
-            f"{run_dir.path}: {matrix.path} changed since this run started; resume "
-            "needs the same matrix file"
-            + (f" and overrides ({', '.join(given)})" if given else "")
-            + " (or start a new run)"
-        )
-    memory = (manifest.get("backend") or {}).get("memory")
-    current = getattr(backend, "memory", None)  # docker: $GILMATRIX_DOCKER_MEMORY
-    if backend.name == "docker" and memory is not None and current != memory:
-        raise UserError(
-            f"{run_dir.path}: this run's containers had --memory {memory}; --resume continues "
-            f"with it, not {current}: set GILMATRIX_DOCKER_MEMORY={memory} (or start a new run)"
-        )
-    run = MatrixRun(
-        matrix, plan, backend, run_dir, manifest["run_id"], manifest["matrix"].get("only", []), log
-    )
-    run.started = manifest["started"]
-    schedule = manifest.get("schedule") or {}
-    if "seed" in schedule:
-        run.seed = int(schedule["seed"])
-    run.rounds = list(schedule.get("rounds") or [])
-    run.windows = list(schedule.get("windows") or [])
-    run.noise = schedule.get("noise")
-    run.ci = manifest.get("ci")
-    return run.execute()

@@ -35,7 +35,8 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,6 +376,16 @@ def read_sentinel() -> Reading:
     return Reading(time.monotonic(), best, load1, _cpu_times())
 
 
+@contextmanager
+def sentinel_monitor() -> Iterator[NoiseMonitor]:
+    """The run's monitor, its per-core sentinel helpers running while it is open."""
+    start_sentinels()
+    try:
+        yield NoiseMonitor()
+    finally:
+        stop_sentinels()
+
+
 @dataclass
 class Window:
     """The workers run between two sentinel readings."""
@@ -387,15 +398,21 @@ class Window:
 
 
 class NoiseMonitor:
-    """Keeps the sentinel readings, judges windows, and gives the run's noise figures."""
+    """Keeps the sentinel readings, judges windows, and gives the run's noise figures.
+    ``read``: how a reading is taken (default :func:`read_sentinel`; tests give scripted ones)."""
 
-    def __init__(self) -> None:
-        read_sentinel()  # warm-up: freshly started helpers run their first loop slower
-        first = [read_sentinel() for _ in range(3)]
+    def __init__(self, read: Callable[[], Reading] | None = None) -> None:
+        self._read = read
+        read = self.read
+        read()  # warm-up: freshly started helpers run their first loop slower
+        first = [read() for _ in range(3)]
         self.loops: list[float] = [r.loop_seconds for r in first]  # of undisturbed windows
         self.last = first[-1]
         self.windows: list[dict[str, Any]] = []
         self.redone = 0
+
+    def read(self) -> Reading:
+        return (self._read or read_sentinel)()
 
     @property
     def median(self) -> float:
@@ -403,7 +420,7 @@ class NoiseMonitor:
 
     def judge(self, window: Window) -> dict[str, Any]:
         """Close ``window``: a new reading, and whether the machine was disturbed during it."""
-        after = read_sentinel()
+        after = self.read()
         before = window.before
         slow = max(before.loop_seconds, after.loop_seconds) / self.median
         steal = None
