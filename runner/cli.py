@@ -542,6 +542,7 @@ def _run(
     ci: dict[str, Any],
 ) -> tuple[int, Path | None]:
     from gilmatrix.backends import BackendOptions, get_backend
+    from gilmatrix.harness.contract import Status
     from gilmatrix.images.sources import images_dir
     from gilmatrix.matrix.plan import plan_cells
     from gilmatrix.run.execute import exit_code, nothing_measured, start_run
@@ -569,7 +570,7 @@ def _run(
         images_dir=images_dir(matrix.path),
     )
     backend = get_backend(settings["backend"], options)
-    planned = sum(c.status == "planned" for c in plan.cells)
+    planned = sum(c.status == Status.PLANNED for c in plan.cells)
     log(
         f"gilmatrix {gilmatrix.__version__}: {backend.name} backend"
         + (" (the run's own)" if resume_dir is not None else "")

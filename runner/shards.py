@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gilmatrix.errors import UserError
-from gilmatrix.harness.contract import model_of
+from gilmatrix.harness.contract import Status, model_of
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
 
@@ -199,7 +199,7 @@ def plan_shards(
     if replicates < 1:
         raise UserError(f"--replicates {replicates}: give 1 or more")
 
-    runnable = [c for c in plan.cells if c.status == "planned"]
+    runnable = [c for c in plan.cells if c.status == Status.PLANNED]
     by_id = {w.id: w for w in matrix.workloads}
     seconds: dict[str, float] = {}
     floors: dict[str, float] = {}

@@ -324,6 +324,7 @@ def test_a_failed_worker_fails_only_its_cell(tmp_path):
             # as the harness does: the failed cell's status file, then the reply
             store = CellStore(str(driver.cells_dir), payload["cell"])
             record = status_record(payload["cell"], Status.FAILED, "ValueError: boom", worker_seconds=[0.1])
+            Path(store.status).parent.mkdir(parents=True, exist_ok=True)
             Path(store.status).write_text(json.dumps(record))
             return {"status": Status.FAILED, "reason": "ValueError: boom", "seconds": [0.1]}
         return None

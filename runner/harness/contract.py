@@ -66,6 +66,14 @@ class Status:
     SKIPPED = "skipped"  # planned but not runnable (the reason says why)
     MISSING = "missing"  # planned, never reported (merge: its machine did not deliver)
     PENDING = "pending"  # not finished yet (a run in progress, or interrupted)
+    # the lifecycle around those: a plan's cell is PLANNED (or SKIPPED: unsupported); while a
+    # run measures it the host holds it PENDING, then DONE (merged) or FAILED
+    PLANNED = "planned"
+    DONE = "done"
+    # an interpreter's entry in the manifest: RUNNING while its driver lives, RAN after (else
+    # SKIPPED: not available, or FAILED: its harness stopped)
+    RUNNING = "running"
+    RAN = "ran"
 
 
 def status_record(

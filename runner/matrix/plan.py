@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gilmatrix.errors import UserError
-from gilmatrix.harness.contract import EXECUTORS, CellId
+from gilmatrix.harness.contract import EXECUTORS, CellId, Status
 from gilmatrix.harness.executors import unavailable_reason
 from gilmatrix.harness.facts import CpuTopology, cpu_topology, format_cpulist
 from gilmatrix.matrix.model import Interpreter, Matrix, Profile, Workload, suggest
@@ -36,7 +36,7 @@ class Cell:
     executor: str
     workers: int
     params: dict[str, Any] = field(default_factory=dict)
-    status: str = "planned"  # planned | skipped
+    status: str = Status.PLANNED  # PLANNED | SKIPPED
     reason: str | None = None
     tasks: int | None = None  # tasks of one timed call (None: the workload has no `tasks`)
     note: str | None = None  # a planned cell with fewer tasks than workers: why that matters
@@ -63,7 +63,7 @@ class Plan:
     dropped: tuple[int, ...] = ()  # worker counts above max_workers on this machine
     warnings: tuple[str, ...] = ()
 
-    def cells_for(self, interpreter_id: str, status: str = "planned") -> list[Cell]:
+    def cells_for(self, interpreter_id: str, status: str = Status.PLANNED) -> list[Cell]:
         return [c for c in self.cells if c.interpreter == interpreter_id and c.status == status]
 
     def to_json(self) -> dict[str, Any]:
@@ -72,7 +72,7 @@ class Plan:
             "profile": self.profile.name,
             "interpreters": [i.id for i in self.interpreters],
             "counts": {
-                "planned": sum(c.status == "planned" for c in self.cells),
+                "planned": sum(c.status == Status.PLANNED for c in self.cells),
                 "skipped": sum(c.status == "skipped" for c in self.cells),
             },
             "warnings": list(self.warnings),
@@ -84,7 +84,7 @@ class Plan:
         if pinned is not None:
             out["placement"] = {"policy": self.profile.placement, "cpuset": pinned, "cpus": list(self.cpuset)}
         out["cells"] = [
-            {**c.to_json(), **({"cpuset": pinned} if pinned and c.status == "planned" else {})}
+            {**c.to_json(), **({"cpuset": pinned} if pinned and c.status == Status.PLANNED else {})}
             for c in self.cells
         ]
         return out
@@ -236,7 +236,7 @@ def plan_cells(
                             executor=executor,
                             workers=workers,
                             params=cell_params,
-                            status="skipped" if reason else "planned",
+                            status=Status.SKIPPED if reason else Status.PLANNED,
                             reason=reason,
                             tasks=tasks,
                             note=note,

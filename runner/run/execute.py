@@ -219,7 +219,7 @@ class MatrixRun:
         return code
 
     def _execute(self) -> int:
-        planned = [c for c in self.plan.cells if c.status == "planned"]
+        planned = [c for c in self.plan.cells if c.status == Status.PLANNED]
         progress = self.progress
         top = max((c.workers for c in planned), default=1)
         cpus = host_facts(self.plan.topology)["usable_cpus"] or 1
@@ -298,7 +298,7 @@ class MatrixRun:
         """Say what will really run, once every interpreter is prepared: the plan's cells, to
         run + done before + skipped (with the reasons), adding up. Returns the cells to run."""
         to_run = sum(s.status == Status.PENDING for s in self.states.values())
-        done_before = sum(s.status == "done" for s in self.states.values())
+        done_before = sum(s.status == Status.DONE for s in self.states.values())
         skipped: dict[str, int] = {}
         for cell in self.plan.cells:
             if cell.status == Status.SKIPPED:
@@ -322,7 +322,7 @@ class MatrixRun:
         """Prepare the interpreter's environment, load what its cells have on disk, start its
         driver (unless every cell is done already)."""
         entry: dict[str, Any] = {
-            "status": "running",
+            "status": Status.RUNNING,
             "reason": None,
             "results": None,
             "environment": None,
@@ -373,7 +373,7 @@ class MatrixRun:
         if pending:
             self.drivers[interp.id] = self.start_driver(interp.id, env, cells)
         else:
-            entry["status"] = "ran"
+            entry["status"] = Status.RAN
 
     def load_state(self, cell: Cell) -> CellState:
         """What a cell has on disk: done, or the worker processes kept so far (a resumed run);
@@ -383,7 +383,7 @@ class MatrixRun:
         store = self.run_dir.cell_store(cell)
         state = CellState(cell.interpreter, cell.id)
         if Path(store.result).exists():
-            state.status = "done"
+            state.status = Status.DONE
             shutil.rmtree(store.runs, ignore_errors=True)  # merged before the stop: tidy up
             return state
         if Path(store.status).exists():
@@ -418,8 +418,8 @@ class MatrixRun:
             self.backend.cleanup(self.run_dir.path, driver.job_name)
         entry = self.interpreters[interp_id]
         entry["load_after"] = load_average()
-        if entry["status"] == "running":
-            entry["status"] = "ran"
+        if entry["status"] == Status.RUNNING:
+            entry["status"] = Status.RAN
 
     # -- the rounds ----------------------------------------------------------------------
 
@@ -599,7 +599,7 @@ class MatrixRun:
             return
         if reply.get("disk_full"):
             self.out_of_space(state, reply, progress)
-        state.status = "done" if reply.get("status") == Status.OK else Status.FAILED
+        state.status = Status.DONE if reply.get("status") == Status.OK else Status.FAILED
         precision = summary["precision"]
         note = (
             f"±{precision:.1%}" if precision is not None else "no interval"
@@ -644,7 +644,7 @@ class MatrixRun:
         """A cell the host fails itself (its driver is gone): a status file says why."""
         store = self.run_dir.cell_store(self.cells[state.key])
         if Path(store.result).exists():  # merged by its driver, which stopped before it answered
-            state.status = "done"
+            state.status = Status.DONE
             progress.cell(state.interpreter, {"id": state.cell_id, "status": Status.OK, "note": "kept"})
             return
         state.status = Status.FAILED

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gilmatrix.confidence import CONFIDENCE, MIN_FLOOR, t_quantile
+from gilmatrix.harness.contract import CellId, Status
 from gilmatrix.matrix.model import Profile
 
 WINDOW_SECONDS = 10.0
@@ -96,8 +97,8 @@ def pooled_precision(means: Sequence[float], typical: float | None) -> float | N
 
 def executor_of(cell_id: str) -> str:
     """The execution model in a cell id (``workload/executor/workers``)."""
-    parts = cell_id.split("/")
-    return parts[-2] if len(parts) >= 3 else cell_id
+    parsed = CellId.maybe(cell_id)
+    return parsed.executor if parsed is not None else cell_id
 
 
 def typical_scatter(states: Sequence[CellState]) -> dict[tuple[str, str], float]:
@@ -202,7 +203,7 @@ class CellState:
     rounds: int = 0
     stopped: str | None = None  # fixed | precision | budget, once done
     typical: float | None = None  # the scatter typical of its execution model (typical_scatter)
-    status: str = "pending"  # pending | done | failed
+    status: str = Status.PENDING  # PENDING | DONE | FAILED
 
     @property
     def key(self) -> tuple[str, str]:
