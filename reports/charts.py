@@ -17,8 +17,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from gilmatrix.harness.contract import executor_rank
-from gilmatrix.matrix.model import interpreter_key
+from gilmatrix.harness.contract import executor_rank, interpreter_key
 from gilmatrix.reports.compare import (
     PEP779_MEMORY,
     PEP779_TIME,

@@ -10,8 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from gilmatrix.harness.contract import executor_rank
-from gilmatrix.matrix.model import interpreter_key
+from gilmatrix.harness.contract import executor_rank, interpreter_key
 from gilmatrix.reports.stats import (
     NOT_COMPARED,
     REPLICATE_KEYS,

@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.confidence import MIN_FLOOR
-from gilmatrix.harness.contract import CellId, Status, executor_rank
-from gilmatrix.matrix.model import interpreter_key
+from gilmatrix.harness.contract import CellId, Status, Stopped, executor_rank, interpreter_key
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
 from gilmatrix.reports.compare import (
     FTSCALING,
@@ -48,7 +47,6 @@ from gilmatrix.reports.results import (
 )
 from gilmatrix.reports.stats import NOT_COMPARED, different_machines
 from gilmatrix.reports.verdicts import Card, gil_back_text
-from gilmatrix.run.schedule import OUT_OF_BUDGET
 
 MAX_LISTED = 200  # rows of long lists (unstable cells, changes) shown before "and N more"
 
@@ -141,7 +139,7 @@ def budget_outcome(precision: float | None, sampled: Mapping[str, Any] | None) -
     None when the cell was not stopped by a budget or had no target."""
     sampled = sampled or {}
     target = sampled.get("target")
-    if not target or sampled.get("stopped") not in OUT_OF_BUDGET:
+    if not target or sampled.get("stopped") not in Stopped.OUT_OF_BUDGET:
         return None
     if precision is None or pd.isna(precision) or float(precision) > float(target):
         return "missed"
@@ -993,7 +991,7 @@ def measurement(
             c.get("processes"),
         )
         for (interp, cell), c in sampled.items()
-        if c.get("stopped") in OUT_OF_BUDGET and c.get("status") == Status.OK
+        if c.get("stopped") in Stopped.OUT_OF_BUDGET and c.get("status") == Status.OK
     )
     missed = [row[1:] for row in stopped if row[0] == "missed"]
     unconfirmed = [row[1:] for row in stopped if row[0] == "unconfirmed"]

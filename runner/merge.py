@@ -39,8 +39,8 @@ import pyperf
 
 from gilmatrix.errors import UserError
 from gilmatrix.github import RUNNER_FACTS
-from gilmatrix.harness.contract import Status, cell_slug
-from gilmatrix.matrix.model import Matrix, interpreter_key
+from gilmatrix.harness.contract import Status, cell_slug, interpreter_key
+from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import plan_cells
 from gilmatrix.run.manifest import (
     MANIFEST,

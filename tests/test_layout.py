@@ -103,6 +103,26 @@ def test_the_harness_imports_nothing_of_the_host() -> None:
         assert third == set(), (name, third)
 
 
+def test_the_report_reads_runs_only_through_its_results_module() -> None:
+    """The report's stages (results -> analysis -> view model -> payloads -> I/O) take a run
+    folder's files from gilmatrix.reports.results alone, and nothing of the matrix loader or the
+    run loop: the shapes they share are the contract's."""
+    edges = graph()
+    report = {m for m in edges if m.startswith("gilmatrix.reports")}
+    allowed_outside = {"gilmatrix", "gilmatrix.harness", "gilmatrix.harness.contract", "gilmatrix.confidence"}
+    allowed_outside |= {"gilmatrix.errors"}  # a UserError for a path that is not a run
+    readers = {"gilmatrix.run.manifest", "gilmatrix.run.store"}  # the run folder's readers
+    found = {
+        (m, t)
+        for m in report
+        for t in edges[m]
+        if not t.startswith("gilmatrix.reports")
+        and t not in allowed_outside
+        and not (m == "gilmatrix.reports.results" and t in readers)
+    }
+    assert found == set()
+
+
 def test_the_shipped_package_never_imports_the_developer_tools() -> None:
     edges = graph()
     assert {(m, t) for m, ts in edges.items() for t in ts if t.startswith("devtools")} == set()

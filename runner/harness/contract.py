@@ -155,6 +155,25 @@ class Op:
         return {"op": Op.QUIT}
 
 
+class Stopped:
+    """Why the host stopped measuring a cell (its status file's ``stopped``)."""
+
+    FIXED = "fixed"  # the profile's fixed number of processes
+    PRECISION = "precision"  # its interval reached the target
+    BUDGET = "budget"  # its own budget spent (max_processes, max_seconds)
+    RUN_BUDGET = "run-budget"  # the run's budget spent (run_minutes), its minimum reached
+    OUT_OF_BUDGET = frozenset({BUDGET, RUN_BUDGET})  # stopped short of the target
+
+
+def interpreter_key(ident: str) -> tuple[Any, ...]:
+    """The order of interpreters everywhere: 3.9 < 3.10 < 3.13 < 3.13t; any other id (a
+    ``--python`` name, "host") after them, by name."""
+    try:
+        return (0, *(int(p) for p in ident.rstrip("t").split(".")), ident.endswith("t"))
+    except ValueError:
+        return (1, ident)
+
+
 # -- execution models -----------------------------------------------------------------------------
 
 

@@ -169,15 +169,6 @@ class Matrix:
         raise KeyError(interpreter_id)
 
 
-def interpreter_key(ident: str) -> tuple[Any, ...]:
-    """The order of interpreters everywhere: 3.9 < 3.10 < 3.13 < 3.13t; any other id (a
-    ``--python`` name, "host") after them, by name."""
-    try:
-        return (0, *(int(p) for p in ident.rstrip("t").split(".")), ident.endswith("t"))
-    except ValueError:
-        return (1, ident)
-
-
 def parse_interpreter_id(value: str) -> tuple[tuple[int, int], bool]:
     match = _ID.match(value)
     if not match:

@@ -25,7 +25,7 @@ from typing import Any
 
 from gilmatrix.backends.base import Backend, Environment, WorkloadSetup
 from gilmatrix.errors import EnvironmentUnavailable
-from gilmatrix.harness.contract import JOB_FORMAT, CellId, Op, Status, WorkerFile, status_record
+from gilmatrix.harness.contract import JOB_FORMAT, CellId, Op, Status, Stopped, WorkerFile, status_record
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
@@ -604,10 +604,10 @@ class MatrixRun:
         note = (
             f"±{precision:.1%}" if precision is not None else "no interval"
         ) + f" from {summary['processes']} processes"
-        if state.stopped != "fixed":
+        if state.stopped != Stopped.FIXED:
             note += (
                 " ("
-                + {"precision": "target met", "run-budget": "the run's budget spent"}.get(
+                + {Stopped.PRECISION: "target met", Stopped.RUN_BUDGET: "the run's budget spent"}.get(
                     state.stopped or "", "budget spent"
                 )
                 + ")"

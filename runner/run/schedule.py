@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gilmatrix.confidence import CONFIDENCE, MIN_FLOOR, t_quantile
-from gilmatrix.harness.contract import CellId, Status
+from gilmatrix.harness.contract import CellId, Status, Stopped
 from gilmatrix.matrix.model import Profile
 
 WINDOW_SECONDS = 10.0
@@ -51,7 +51,6 @@ REDO_SHARE = 0.34  # redo disturbed windows while they are at most a third of al
 PRIOR_PROCESSES = 4  # the typical scatter of a cell's execution model counts as 4 processes
 SENTINEL_LOOPS = 100_000  # about 4 ms on a 2020s x86-64 core
 # A cell's ``stopped`` when it ran out of budget before reaching the target: its own, the run's.
-OUT_OF_BUDGET = frozenset({"budget", "run-budget"})
 
 
 def interval(means: Sequence[float]) -> tuple[float, float] | None:
@@ -155,16 +154,16 @@ class Sampling:
         ``typical``: the scatter typical of its execution model, :func:`pooled_precision`)."""
         n = len(means)
         if not self.adaptive:
-            return "fixed" if n >= self.processes else None
+            return Stopped.FIXED if n >= self.processes else None
         assert self.target is not None
         if n >= self.min_processes:
             precision = pooled_precision(means, typical)
             if precision is not None and precision <= self.target:
-                return "precision"
+                return Stopped.PRECISION
         if n >= self.max_processes or (self.max_seconds is not None and seconds >= self.max_seconds):
-            return "budget"
+            return Stopped.BUDGET
         if n >= self.min_processes and self.run_seconds is not None and run_seconds >= self.run_seconds:
-            return "run-budget"
+            return Stopped.RUN_BUDGET
         return None
 
     def expected_more(self, n: int) -> int:
