@@ -149,10 +149,12 @@ def section(html: str, ident: str) -> str:
 
 
 def best_vs_sequential(cells: pd.DataFrame, workload: str, executor: str = "threads") -> float:
-    """The time ratio a card gives an executor at its best worker count against sequential."""
+    """The time ratio a card gives an executor at its best worker count against sequential:
+    on the means adjusted by the reference covariate, as the report compares cells."""
     part = cells[cells["workload"] == workload]
-    best = part.loc[part["executor"] == executor, "mean"].min()
-    return float(best / part.loc[part["executor"] == "sequential", "mean"].min())
+    means = part["adj_mean"].where(part["adj_mean"].notna(), part["mean"])
+    best = means[part["executor"] == executor].min()
+    return float(best / means[part["executor"] == "sequential"].min())
 
 
 # -- machines ----------------------------------------------------------------------------------
