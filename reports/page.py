@@ -6,7 +6,6 @@ it is given (jinja2 autoescape), so labels from matrix.yaml never become markup.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,8 +40,8 @@ from gilmatrix.reports.replicates import (
 from gilmatrix.reports.results import (
     CellProblem,
     Interpreter,
+    RunFacts,
     RunResults,
-    noise_floor,
     scaling_workloads,
 )
 from gilmatrix.reports.stats import NOT_COMPARED, different_machines
@@ -284,17 +283,16 @@ def noise_banner(floor: float, cards: Sequence[Card], quiet_floor: float) -> str
 
 def environment_warnings(results: RunResults) -> tuple[str, ...]:
     """What makes the numbers less trustworthy, said where the reader sees the numbers."""
-    manifest, out = results.manifest, []
-    if (manifest.get("tool") or {}).get("synthetic"):
+    facts, out = results.facts, []
+    if facts.synthetic:
         out.append(
             "SYNTHETIC DATA: these numbers come from a toy model written by "
             "devtools.synthetic, not from a measurement."
         )
-    state = manifest.get("state")
-    if state and state != "complete":
-        out.append(f"The run is {state}: some cells have no result (listed below).")
-    out.extend(str(w) for w in manifest.get("warnings") or [])  # the runner's own
-    cores = (manifest.get("host") or {}).get("cpu_count")
+    if facts.state not in ("complete", "?"):
+        out.append(f"The run is {facts.state}: some cells have no result (listed below).")
+    out.extend(facts.warnings)  # the runner's own
+    cores = facts.host.get("cpu_count")
     busy = []
     for interp in results.interpreters:
         if interp.py_gil_disabled and interp.gil_enabled == "true":
@@ -304,7 +302,7 @@ def environment_warnings(results: RunResults) -> tuple[str, ...]:
             )
         if cores and interp.load_before and interp.load_before[0] > 0.5 * float(cores):
             busy.append(f"{interp.id} ({interp.load_before[0]:.2f})")
-    python_gil = ((manifest.get("matrix") or {}).get("settings") or {}).get("python_gil")
+    python_gil = facts.python_gil
     if python_gil is not None:
         out.append(
             f"Every worker process ran with PYTHON_GIL={python_gil} (the profile's python_gil): "
@@ -429,11 +427,11 @@ def ft_rows(cells: pd.DataFrame, floor: float = 0.0) -> tuple[tuple[str, ...], .
     return tuple(rows)
 
 
-def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str, Any]:
+def scaling_section(cells: pd.DataFrame, facts: RunFacts) -> dict[str, Any]:
     """ "Where free-threading stops scaling": the ftscaling workloads' scaling on threads, per
     interpreter (free-threaded builds first) at each worker count, and how it changed between
     consecutive free-threaded versions. {} when the run has none of them."""
-    workloads = scaling_workloads(manifest, FTSCALING)
+    workloads = scaling_workloads(facts, FTSCALING)
     table = ft_scaling_table(cells, workloads) if workloads and len(cells) else pd.DataFrame()
     if table.empty:
         return {}
@@ -459,8 +457,7 @@ def scaling_section(cells: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[st
                     continue
                 line.append((f"{r.scaling:.2f}x ({r.scaling_low:.2f}-{r.scaling_high:.2f})", str(r.verdict)))
         rows.append((workload, tuple(line)))
-    host = manifest.get("host") or {}
-    physical = host.get("physical_cores")
+    physical = facts.host.get("physical_cores")
     notes = []
     if physical and max(counts) > int(physical):
         notes.append(
@@ -804,7 +801,7 @@ def build_page(
     libraries: Mapping[str, str],
     replicates: ReplicateAnalysis | None = None,
 ) -> Page:
-    manifest = results.manifest
+    facts = results.facts
     cells = order_cells(cells)
     machines = tuple(sorted({str(m) for m in cells["machine"]} - {""})) if "machine" in cells else ()
     numbers = [r.number for r in replicates.replicates] if replicates else []
@@ -817,11 +814,7 @@ def build_page(
         if problem.status == Status.SKIPPED and problem.interpreter in interps:
             workload = (CellId.maybe(problem.cell) or CellId(problem.cell, "", 0)).workload
             skipped_by_workload.setdefault(workload, []).append(problem)
-    sampled = {
-        (str(c.get("interpreter")), str(c.get("id"))): c
-        for c in manifest.get("cells") or []
-        if isinstance(c, Mapping)
-    }
+    sampled = facts.sampled
     sections, overview = [], []
     for index, workload in enumerate(dict.fromkeys(cells["workload"])):
         part = cells[cells["workload"] == workload]
@@ -852,8 +845,8 @@ def build_page(
         overview.append((workload, tuple(by_key.get((workload, i)) for i in interps)))
     changes, change_total = change_rows(versions, machine=len(machines) > 1)
     unstable = unstable_cells(cells)
-    floor = noise_floor(manifest)
-    scaling = scaling_section(cells, manifest)
+    floor = facts.floor
+    scaling = scaling_section(cells, facts)
     ft = free_threading(cells, floor) if len(cells) else pd.DataFrame()
     apart = {
         CROSS_FAMILIES[0]: 0
@@ -864,25 +857,22 @@ def build_page(
         CROSS_FAMILIES[3]: int(scaling.get("apart", 0)),
     }
     cross = cross_machine_warning(apart)
-    matrix = manifest.get("matrix") or {}
     run = {
         "id": results.run_id,
-        "state": manifest.get("state", "?"),
-        "started": manifest.get("started") or "",
-        "finished": manifest.get("finished") or "",
-        "profile": matrix.get("profile", ""),
-        "matrix_path": matrix.get("path", ""),
-        "matrix_sha256": matrix.get("sha256", ""),
-        "settings": ", ".join(f"{k}={v}" for k, v in (matrix.get("settings") or {}).items()),
-        "backend": (manifest.get("backend") or {}).get("name", ""),
-        "tool": " ".join(str(v) for k, v in (manifest.get("tool") or {}).items() if k in ("name", "version")),
-        "stages": ", ".join(
-            f"{k} {float(v):.1f} s" for k, v in (manifest.get("stages") or {}).items() if v is not None
-        ),
+        "state": facts.state,
+        "started": facts.started,
+        "finished": facts.finished,
+        "profile": facts.profile,
+        "matrix_path": facts.matrix_path,
+        "matrix_sha256": facts.matrix_sha256,
+        "settings": ", ".join(f"{k}={v}" for k, v in facts.settings.items()),
+        "backend": facts.backend,
+        "tool": " ".join(str(v) for k, v in facts.tool.items() if k in ("name", "version")),
+        "stages": ", ".join(f"{k} {float(v):.1f} s" for k, v in facts.stages.items() if v is not None),
     }
-    host = tuple((str(k), str(v)) for k, v in (manifest.get("host") or {}).items())
+    host = tuple((str(k), str(v)) for k, v in facts.host.items())
     return Page(
-        measurement=measurement(manifest, cells, sampled),
+        measurement=measurement(facts, cells),
         title=f"gilmatrix report: {results.run_id}",
         run=run,
         host=host,
@@ -945,13 +935,11 @@ def speed_adjustment(cells: pd.DataFrame) -> str:
     )
 
 
-def measurement(
-    manifest: Mapping[str, Any], cells: pd.DataFrame, sampled: Mapping[tuple[str, str], Mapping[str, Any]]
-) -> dict[str, Any]:
+def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
     """How the run measured: the sampling policy, the rounds, the noise sentinels and the
     windows they found disturbed, the noise floor, and the cells that missed the target."""
-    schedule = manifest.get("schedule") or {}
-    if not isinstance(schedule, Mapping) or not schedule:
+    schedule, sampled = facts.schedule, facts.sampled
+    if not schedule:
         return {}
     policy = schedule.get("sampling") or {}
     if policy.get("mode") == "adaptive":
@@ -978,7 +966,7 @@ def measurement(
         )
     else:
         how = f"fixed: {policy.get('processes', '?')} worker processes per cell"
-    noise_figures = schedule.get("noise") or {}
+    noise_figures = facts.noise
     windows = [w for w in schedule.get("windows") or [] if isinstance(w, Mapping)]
     disturbed = [w for w in windows if w.get("disturbed")]
     stopped = sorted(
@@ -1027,44 +1015,3 @@ def measurement(
         "precision_median": None if precisions.empty else float(precisions.median()),
         "precision_max": None if precisions.empty else float(precisions.max()),
     }
-
-
-def chart_payload(charts: ChartSet) -> dict[str, Any]:
-    """What the page's script needs: each dataset once, and each chart's spec with the names
-    of the datasets it uses. Datasets are columns + rows (keys are not repeated per row) and
-    text columns are dictionary-encoded (a row holds an index into "categories"): together
-    that halves the page for 10,000 cells. report.js decodes them."""
-    datasets = {}
-    for name, frame in charts.datasets.items():
-        frame = frame.replace([math.inf, -math.inf], math.nan)  # JSON has no infinity
-        clean = frame.astype(object).where(frame.notna(), None)
-        categories = {}
-        for column in frame.columns:
-            if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-                codes, uniques = pd.factorize(clean[column], use_na_sentinel=True)
-                categories[column] = [None if v is None else str(v) for v in uniques]
-                # An object Series: a plain list of ints and None would become float NaN.
-                clean[column] = pd.Series(
-                    [None if c < 0 else int(c) for c in codes], index=clean.index, dtype=object
-                )
-        datasets[name] = {
-            "columns": list(frame.columns),
-            "categories": categories,
-            "rows": [list(row) for row in clean.itertuples(index=False)],
-        }
-    return {
-        "datasets": datasets,
-        "charts": [{"id": c.id, "spec": c.spec, "datasets": list(c.datasets)} for c in charts.charts],
-    }
-
-
-def script_json(payload: Mapping[str, Any]) -> str:
-    """JSON safe inside <script>: '<', '>' and '&' escaped so no label can close the tag."""
-    text = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=_json_default)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -31,7 +31,8 @@ from gilmatrix.reports.compare import (
     version_changes,
     with_speedup,
 )
-from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows, chart_payload, script_json
+from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows
+from gilmatrix.reports.payload import chart_payload, script_json
 from gilmatrix.reports.replicates import (
     Replicate,
     ReplicateAnalysis,
@@ -238,7 +239,7 @@ def replicate_analysis(results: RunResults, cells: pd.DataFrame) -> ReplicateAna
     return analyse(
         replicates,
         info.count,
-        scaling_workloads=scaling_workloads(results.manifest, FTSCALING),
+        scaling_workloads=scaling_workloads(results.facts, FTSCALING),
         problems=problems,
     )
 

@@ -87,12 +87,83 @@ class CellProblem:
     output_tail: str | None = None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the report says of a run beyond its values: the manifest, read here once (keys that
+    an older run lacks read as empty). The views take these, never the manifest's dicts."""
+
+    state: str
+    started: str
+    finished: str
+    profile: str
+    matrix_path: str
+    matrix_sha256: str
+    settings: Mapping[str, Any]  # the profile's pyperf settings, timeout, memory, python_gil
+    backend: str
+    tool: Mapping[str, Any]
+    stages: Mapping[str, Any]  # seconds per stage
+    host: Mapping[str, Any]
+    warnings: tuple[str, ...]  # the runner's own
+    schedule: Mapping[str, Any]  # sampling, order, seed, rounds, windows, noise
+    workloads: Mapping[str, Any]  # workload id -> its entry (implementation, kind, ...)
+    sampled: Mapping[tuple[str, str], Mapping[str, Any]]  # (interpreter, cell) -> its entry
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> RunFacts:
+        matrix = _mapping(manifest.get("matrix"))
+        return cls(
+            state=str(manifest.get("state") or "?"),
+            started=str(manifest.get("started") or ""),
+            finished=str(manifest.get("finished") or ""),
+            profile=str(matrix.get("profile") or ""),
+            matrix_path=str(matrix.get("path") or ""),
+            matrix_sha256=str(matrix.get("sha256") or ""),
+            settings=_mapping(matrix.get("settings")),
+            backend=str(_mapping(manifest.get("backend")).get("name") or ""),
+            tool=_mapping(manifest.get("tool")),
+            stages=_mapping(manifest.get("stages")),
+            host=_mapping(manifest.get("host")),
+            warnings=tuple(str(w) for w in manifest.get("warnings") or []),
+            schedule=_mapping(manifest.get("schedule")),
+            workloads=_mapping(manifest.get("workloads")),
+            sampled={
+                (str(c.get("interpreter")), str(c.get("id"))): c
+                for c in manifest.get("cells") or []
+                if isinstance(c, Mapping)
+            },
+        )
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.tool.get("synthetic"))
+
+    @property
+    def python_gil(self) -> Any:
+        return self.settings.get("python_gil")
+
+    @property
+    def noise(self) -> Mapping[str, Any]:
+        return _mapping(self.schedule.get("noise"))
+
+    @property
+    def floor(self) -> float:
+        """The relative difference below which this run calls nothing a change (0: not measured)."""
+        try:
+            return float(self.noise.get("floor") or 0.0)
+        except (TypeError, ValueError):
+            return 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class RunResults:
     """Everything the report needs from one run directory."""
 
     run_dir: Path
-    manifest: Mapping[str, Any]
+    manifest: Mapping[str, Any]  # as read (merge, floors); the views read ``facts``
     interpreters: tuple[Interpreter, ...]
     problems: tuple[CellProblem, ...]
     frame: pd.DataFrame = field(compare=False)
@@ -102,6 +173,10 @@ class RunResults:
     @property
     def run_id(self) -> str:
         return str(self.manifest.get("run_id") or self.run_dir.name)
+
+    @property
+    def facts(self) -> RunFacts:
+        return RunFacts.of(self.manifest)
 
 
 def _floats(value: Any) -> tuple[float, ...] | None:
@@ -494,12 +569,10 @@ def load_frame(run_dir: Path) -> pd.DataFrame:
     return load_run(Path(run_dir)).frame
 
 
-def scaling_workloads(manifest: Mapping[str, Any], implementations: tuple[str, ...]) -> set[str]:
+def scaling_workloads(facts: RunFacts, implementations: tuple[str, ...]) -> set[str]:
     """The workloads of the run whose implementation is one of ``implementations`` (the
     ftscaling patterns), as the manifest's ``workloads`` entry records them."""
-    entries = manifest.get("workloads") or {}
-    if not isinstance(entries, Mapping):
-        return set()
+    entries = facts.workloads
     return {
         str(w)
         for w, e in entries.items()
@@ -515,10 +588,7 @@ def noise(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def noise_floor(manifest: Mapping[str, Any]) -> float:
     """The relative difference below which this run calls nothing a change (0: not measured)."""
-    try:
-        return float(noise(manifest).get("floor") or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
+    return RunFacts.of({"schedule": {"noise": noise(manifest)}}).floor
 
 
 def baseline_floor(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ from gilmatrix.errors import UserError
 from gilmatrix.reports import build_report, load_frame
 from gilmatrix.reports.charts import build_charts
 from gilmatrix.reports.compare import baseline_changes, free_threading, version_changes
-from gilmatrix.reports.results import load_run
+from gilmatrix.reports.results import RunFacts, load_run
 from gilmatrix.reports.stats import cell_table, t_quantile, welch, welch_from_stats
 from gilmatrix.reports.verdicts import decide, format_interval, format_speedup_interval
 
@@ -383,6 +384,7 @@ def test_a_cell_stopped_by_the_budget_within_its_target_is_not_called_a_miss():
             "precision": 0.01,
         },
     }
-    m = measurement(manifest, pd.DataFrame({"precision": [0.015, 0.057, 0.01]}), sampled)
+    facts = replace(RunFacts.of(manifest), sampled=sampled)
+    m = measurement(facts, pd.DataFrame({"precision": [0.015, 0.057, 0.01]}))
     assert m["missed"] == [("3.13", "crunch/threads/4", "±5.7%", "±2.0%", 4)]
     assert m["unconfirmed"] == [("3.13", "crunch/threads/2", "±1.5%", "±2.0%", 4)]

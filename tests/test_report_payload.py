@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from gilmatrix.reports.charts import ChartSet
-from gilmatrix.reports.page import chart_payload, script_json
+from gilmatrix.reports.payload import chart_payload, script_json
 
 
 def test_text_column_with_missing_values_encodes_to_null() -> None:
