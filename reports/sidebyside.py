@@ -14,7 +14,7 @@ Welch's test on their process means (reports/stats.py):
   its θ comes out smaller). θ is clipped to [0, 2], and needs 12 residual degrees of freedom
   (else the worker class' θ over every model, else 0); without references (older results) it
   is 0 and nothing changes.
-- **Round pairs**: with the profile's ``order: blocks`` (the default), a round runs each
+- **Round pairs**: with the profile's ``order: blocks`` (not the default), a round runs each
   workload's cells side by side, so two compared cells' processes of one round share the same
   seconds of machine. The comparison is then the mean of the per-round log ratios, its interval
   from their scatter (a paired t interval): what the two cells felt alike cancels.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -330,3 +331,23 @@ def test_process_means_are_those_of_the_runs_with_values(tmp_path):
     pyperf.Benchmark(runs).dump(str(folder / "x__sequential__1.json"))
     (folder / "x__sequential__1.status.json").write_text("{}")
     assert process_means(tmp_path) == pytest.approx([0.11, 0.21])
+
+
+def test_twins_measure_each_location_estimators_error():
+    """Twins' true ratio is 1: a burst that hits one process of one twin moves its mean, not its
+    median or trimmed mean; the errors pool over runs as a root mean square."""
+    from devtools.selfbench.noisy import _trimmed, location_rms, twin_errors
+    from gilmatrix.reports.sidebyside import Series
+
+    class Row:
+        def __init__(self, raw, adjusted=None):
+            self.series = Series(tuple(range(1, len(raw) + 1)), tuple(raw), tuple(adjusted or raw))
+
+    assert _trimmed([1.0, 2.0, 3.0, 4.0, 100.0]) == 3.0  # 20% off each end of five: one each
+    calm = Row([1.0, 1.0, 1.0, 1.0, 1.0])
+    burst = Row([1.0, 1.0, 2.0, 1.0, 1.0], adjusted=[1.0, 1.0, 1.0, 1.0, 1.0])
+    errors = twin_errors([(burst, calm)])
+    assert errors["mean"] == [pytest.approx(math.log(1.2))]
+    assert errors["median"] == errors["trimmed 20%"] == errors["mean, adjusted"] == [0.0]
+    pooled = location_rms([{"twin_errors": errors}, {"twin_errors": {"mean": [-math.log(1.2)]}}])
+    assert pooled["mean"] == (pytest.approx(math.log(1.2)), 2) and pooled["median"] == (0.0, 1)

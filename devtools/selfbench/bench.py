@@ -573,6 +573,19 @@ class SelfBench:
         }
         floors = ", ".join(f"{f['run']} {f['floor']:.1%}" for f in found)
         noise = f"burner seed {burner.seed}, busy {burner.busy or math.nan:.0%} of one core; floors {floors}"
+        locations = sn.location_rms(found)
+        self.details["noisy"]["locations"] = locations
+        for name, (rms, pairs) in locations.items():
+            self.rows.append(
+                row(
+                    "noisy",
+                    f"a cell's location by the {name} of its process means: twins' error",
+                    round(100 * rms, 2),
+                    "%",
+                    "rms",
+                    f"root mean square of log(twin / original) over {pairs} twin pairs, truth 0 ({noise})",
+                )
+            )
         for key, acc in pooled.items():
             self.rows.append(
                 row(
