@@ -1,4 +1,5 @@
-"""build_report: the I/O edge of the reports package. Reads a run, writes the outputs:
+"""Stage 4 of the report, I/O: build_report reads a run (reports.results), has it judged
+(reports.analysis), builds the page (reports.page) and its payload, and writes the outputs:
 
 out_dir/index.html   one self-contained page (one inline Vega bundle, every chart's spec)
 out_dir/data.csv     one row per cell: statistics, speedup, efficiency, warnings
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,38 +22,21 @@ import jinja2
 import pandas as pd
 import vl_convert
 
-from gilmatrix.errors import UserError
+from gilmatrix.reports.analysis import analyse_run
 from gilmatrix.reports.charts import ChartSet, build_charts
 from gilmatrix.reports.compare import (
-    FTSCALING,
-    baseline_changes,
     order_cells,
-    replicated_changes,
-    version_changes,
     with_speedup,
 )
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows
 from gilmatrix.reports.payload import chart_payload, script_json
-from gilmatrix.reports.replicates import (
-    Replicate,
-    ReplicateAnalysis,
-    ReplicateCells,
-    analyse,
-    movement,
-)
 from gilmatrix.reports.results import (
     CELL_COLUMNS,
     RunResults,
-    baseline_drift,
-    baseline_floor,
     load_run,
-    noise_floor,
-    replicate_runs,
-    scaling_workloads,
 )
-from gilmatrix.reports.stats import cell_table, pool_baselines
 from gilmatrix.reports.summary import render_summary
-from gilmatrix.reports.verdicts import decide, format_interval, format_ms
+from gilmatrix.reports.verdicts import format_interval, format_ms
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -155,95 +139,6 @@ def baseline_summary(run_id: str, changes: pd.DataFrame, charts: ChartSet, how: 
     }
 
 
-ADVISED_BASELINES = 4  # measured: 2% of unchanged cells called changes with 4, 6% with 2
-
-
-def run_to_run_summary(pooled: pd.DataFrame) -> str:
-    """The run-to-run component the baseline runs showed, in words: its median and largest sd
-    over the groups of cells (the largest named), and where there was none."""
-    m = movement(pooled)
-    if m is None:
-        return "no cell was in every baseline run"
-    workload, executor, interp = m.worst
-    return (
-        f"{m.moved} of {m.groups} groups moved, median ±{m.median:.1%}, most "
-        f"{workload} under {executor} on {interp} ±{m.largest:.1%}"
-    )
-
-
-def compare_with_baselines(
-    results: Any, cells: pd.DataFrame, base_runs: Sequence[Any]
-) -> tuple[pd.DataFrame, str]:
-    """This run's cells against one baseline run, or against two or more (replicates of one
-    baseline) pooled, whose differences measure the machine's run-to-run component; and a
-    sentence saying which, for the report."""
-    floor = max(baseline_floor(results.manifest, b.manifest) for b in base_runs)
-    if len(base_runs) == 1:
-        (base,) = base_runs
-        changes = baseline_changes(
-            cells, cell_table(base.frame), floor, baseline_drift(results.manifest, base.manifest)
-        )
-        how = (
-            "One baseline run: how far this machine moves a cell's mean from one run to the next "
-            "is not known, and no single run can measure it (on a shared or virtual machine it "
-            "can exceed a cell's interval). Changes are called against the intervals, each "
-            f"cell's drift within its runs and a floor of {floor:.1%}; give the baseline "
-            "twice (--baseline A --baseline A2, the same cells run again unchanged) and the "
-            "report measures that run-to-run component and widens every test by it."
-        )
-        return changes, how
-    pooled = pool_baselines([cell_table(b.frame) for b in base_runs])
-    changes = replicated_changes(cells, pooled, floor)
-    how = (
-        f"{len(base_runs)} baseline runs, pooled: their cells' differences measured this "
-        f"machine's run-to-run component (sd of a cell's mean between runs, beyond its "
-        f"interval), per workload, execution model and interpreter, in two parts: a shift "
-        f"the cells of a group share in a run, and each cell's own; {run_to_run_summary(pooled)}. "
-        f"Every test adds it, for this run and for the baseline's mean, and a change must exceed "
-        f"the floor of {floor:.1%}."
-    )
-    if len(base_runs) < ADVISED_BASELINES:
-        how += (
-            f" A shift common to a group is one draw per run, so {len(base_runs)} runs measure it "
-            f"with {len(base_runs) - 1} degree{'s' if len(base_runs) > 2 else ''} of freedom: "
-            f"when they happen to agree, several cells of a group can be called changed together; "
-            f"{ADVISED_BASELINES} or more baseline runs make that rare."
-        )
-    return changes, how
-
-
-def replicate_analysis(results: RunResults, cells: pd.DataFrame) -> ReplicateAnalysis | None:
-    """The run's replicates (a merged CI run's ``replicates/<r>/``), each loaded and read, and
-    every verdict made on each (reports/replicates.py); None for a run that names none. A
-    replicate folder that cannot be read is a problem the page lists, not a failed report."""
-    info = replicate_runs(results)
-    if info is None:
-        return None
-    one = ReplicateCells(1, results.run_id, cells, noise_floor(results.manifest))
-    if info.count < 2:
-        machines = tuple(sorted({str(m) for m in cells["machine"]} - {""})) if "machine" in cells else ()
-        only = (Replicate(1, results.run_id, machines),)
-        return ReplicateAnalysis(info.count, only, (), None, info.problems)
-    replicates, problems = [one], list(info.problems)
-    for number, path in info.runs:
-        try:
-            run = load_run(path)
-        except UserError as exc:
-            problems.append(f"replicate {number}: {exc}")
-            continue
-        table = cell_table(run.frame)
-        if table.empty:
-            problems.append(f"replicate {number}: no cell has a result")
-            continue
-        replicates.append(ReplicateCells(number, run.run_id, table, noise_floor(run.manifest)))
-    return analyse(
-        replicates,
-        info.count,
-        scaling_workloads=scaling_workloads(results.facts, FTSCALING),
-        problems=problems,
-    )
-
-
 def build_report(
     run_dir: Path,
     out_dir: Path,
@@ -257,35 +152,33 @@ def build_report(
     UserError when run_dir (or baseline) is not a results directory of a known format.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    results = load_run(run_dir)
-    cells = cell_table(results.frame)
-    if cells.empty:
-        cells = cells.astype({"workers": "int64", "n": "int64", "tasks": "int64", "processes": "int64"})
-    floor = noise_floor(results.manifest)
-    cards = decide(cells, _descriptions(results.manifest), floor) if len(cells) else []
-    versions = version_changes(cells, floor) if len(cells) else None
     given = [] if baseline is None else [baseline] if isinstance(baseline, str | Path) else list(baseline)
-    base_runs = [load_run(Path(b)) for b in given]
-    base_changes, how = None, ""
-    if base_runs and len(cells):
-        base_changes, how = compare_with_baselines(results, cells, base_runs)
-    charts = build_charts(cells, versions, base_changes) if len(cells) else ChartSet(())
+    found = analyse_run(load_run(run_dir), [load_run(Path(b)) for b in given])
+    results, cells = found.results, found.cells
+    charts = build_charts(cells, found.versions, found.base_changes) if len(cells) else ChartSet(())
     base_info = None
-    if base_runs:
+    if found.base_runs:
         empty = pd.DataFrame(columns=["change", "significant", "ratio"])
         base_info = baseline_summary(
-            ", ".join(b.run_id for b in base_runs),
-            empty if base_changes is None else base_changes,
+            ", ".join(b.run_id for b in found.base_runs),
+            empty if found.base_changes is None else found.base_changes,
             charts,
-            how,
+            found.base_how,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     downloads = _write_data(results, cells, out_dir)
     if chart_images:
         downloads += _write_chart_images(charts, out_dir)
-    replicates = replicate_analysis(results, cells) if len(cells) else None
     page = build_page(
-        results, cells, cards, charts, versions, base_info, downloads, library_versions(), replicates
+        results,
+        cells,
+        found.cards,
+        charts,
+        found.versions,
+        base_info,
+        downloads,
+        library_versions(),
+        found.replicates,
     )
     html = (
         environment()
@@ -301,18 +194,6 @@ def build_report(
     index.write_text(html, encoding="utf-8")
     (out_dir / "summary.md").write_text(render_summary(page, base_info), encoding="utf-8")
     return index
-
-
-def _descriptions(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """Workload descriptions, if the runner recorded them (manifest 'workloads' entry)."""
-    workloads = manifest.get("workloads") or {}
-    if not isinstance(workloads, Mapping):
-        return {}
-    return {
-        str(k): str(v.get("description"))
-        for k, v in workloads.items()
-        if isinstance(v, Mapping) and v.get("description")
-    }
 
 
 def _write_data(results: RunResults, cells: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:

@@ -84,7 +84,7 @@ def cell_means(run_dir: Path) -> dict[tuple[str, str], float]:
 def changes(new: Path, *olds: Path) -> list[dict[str, Any]]:
     """Every cell of run ``new`` against the baseline run(s) ``olds``, as the report decides it
     (two or more baselines: pooled, their run-to-run component measured and added)."""
-    from gilmatrix.reports.render import compare_with_baselines
+    from gilmatrix.reports.analysis import compare_with_baselines
     from gilmatrix.reports.results import load_run
     from gilmatrix.reports.stats import cell_table
 
