@@ -28,6 +28,7 @@ from gilmatrix.reports.compare import (
     order_cells,
     with_speedup,
 )
+from gilmatrix.reports.formatting import format_interval, format_ms
 from gilmatrix.reports.page import TABLE_HEADER, build_page, change_rows
 from gilmatrix.reports.payload import chart_payload, script_json
 from gilmatrix.reports.results import (
@@ -36,7 +37,6 @@ from gilmatrix.reports.results import (
     load_run,
 )
 from gilmatrix.reports.summary import render_summary
-from gilmatrix.reports.verdicts import format_interval, format_ms
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gilmatrix.reports.formatting import format_interval
 from gilmatrix.reports.page import Page
-from gilmatrix.reports.verdicts import format_interval
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup mid-line
 

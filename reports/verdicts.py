@@ -15,6 +15,13 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank
+from gilmatrix.reports.formatting import (
+    TOO_FEW,
+    format_interval,
+    format_ms,
+    format_ratio,
+    format_speedup_interval,
+)
 from gilmatrix.reports.stats import Comparison, at_tasks, compare_cells, different_machines, machine_of
 
 PARALLEL_GIL_FREE = ("processes", "interpreters")  # executors that never share one GIL
@@ -104,31 +111,6 @@ class Card:
 
 def _tasks_text(count: int) -> str:
     return "task" if count == 1 else f"{count} tasks"
-
-
-def format_ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    return f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
-
-
-def format_ratio(value: float) -> str:
-    return f"{value:.2f}x"
-
-
-TOO_FEW = "too few processes for an interval"
-
-
-def format_interval(cmp: Comparison) -> str:
-    if cmp.n_a < 2 or cmp.n_b < 2 or not cmp.ratio_low > 0:
-        return TOO_FEW
-    return f"95% interval {cmp.ratio_low:.2f}-{cmp.ratio_high:.2f}x"
-
-
-def format_speedup_interval(cmp: Comparison) -> str:
-    """The interval of a time ratio, turned into one of speedup (1 / ratio)."""
-    if cmp.n_a < 2 or cmp.n_b < 2 or not cmp.ratio_low > 0:
-        return TOO_FEW
-    return f"95% interval {1 / cmp.ratio_high:.2f}-{1 / cmp.ratio_low:.2f}x"
 
 
 def _compare(a: Any, b: Any, floor: float) -> Comparison:

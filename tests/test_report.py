@@ -17,9 +17,10 @@ from gilmatrix.errors import UserError
 from gilmatrix.reports import build_report, load_frame
 from gilmatrix.reports.charts import build_charts
 from gilmatrix.reports.compare import baseline_changes, free_threading, version_changes
+from gilmatrix.reports.formatting import format_interval, format_speedup_interval
 from gilmatrix.reports.results import RunFacts, load_run
 from gilmatrix.reports.stats import cell_table, t_quantile, welch, welch_from_stats
-from gilmatrix.reports.verdicts import decide, format_interval, format_speedup_interval
+from gilmatrix.reports.verdicts import decide
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"
 QUICK = Path(__file__).parent / "fixtures" / "real-quick"  # every workload and executor
