@@ -245,19 +245,8 @@ def paired(a: Series, b: Series, floor: float = 0.0, adjusted: bool = True) -> C
 
 
 # a cell's figures in seconds (per call): what scales with the work a call does
-TIME_FIELDS = (
-    "mean",
-    "median",
-    "stdev",
-    "min",
-    "max",
-    "ci_low",
-    "ci_high",
-    "proc_sd",
-    "cpu_time",
-    "adj_mean",
-    "adj_sd",
-)
+SUMMARY_FIELDS = ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high")  # of a cell's values
+TIME_FIELDS = (*SUMMARY_FIELDS, "proc_sd", "cpu_time", "adj_mean", "adj_sd")
 
 
 def at_tasks(row: Any, tasks: int) -> Any:
@@ -285,13 +274,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
             columns=[
                 *CELL_KEYS,
                 "n",
-                "mean",
-                "median",
-                "stdev",
-                "min",
-                "max",
-                "ci_low",
-                "ci_high",
+                *SUMMARY_FIELDS,
                 *extra,
                 "warnings",
                 *RUN_SUMMARY,
