@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     chart_images_arg(p)
 
     images_args(commands)
+    from gilmatrix.history.cli import history_args
+
+    history_args(commands)
 
     p = commands.add_parser("merge", help="merge runs of several machines into one run folder")
     p.add_argument(

@@ -1,0 +1,1 @@
+"""The history of runs (gilmatrix.history.store) and what is built from it."""
