@@ -102,6 +102,15 @@ def test_the_wheel_holds_one_import_package_with_the_image_files(wheel: Path) ->
         "gilmatrix/run/execute.py",
     ):
         assert shipped in names, shipped
+    # every module of the checkout's packages is in it (a package left out of pyproject's list
+    # would be missing only from the installed command)
+    root = Path(__file__).resolve().parent.parent
+    for folder, package in (("runner", "gilmatrix"), ("reports", "gilmatrix/reports")):
+        for path in (root / folder).rglob("*.py"):
+            rel = path.relative_to(root / folder).as_posix()
+            if folder == "runner" and rel.startswith("reports/"):
+                continue
+            assert f"{package}/{rel}" in names, rel
     # developer tools stay in the checkout
     assert not [n for n in names if "selfbench" in n or "synthetic" in n or "rehearsal" in n]
 
