@@ -12,6 +12,7 @@ import pytest
 from gilmatrix.backends.base import BackendOptions
 from gilmatrix.backends.local import LocalBackend, managed_candidates
 from gilmatrix.errors import EnvironmentUnavailable
+from gilmatrix.harness.contract import classify
 from gilmatrix.matrix.model import Interpreter, parse_interpreter_id
 from tests.conftest import RUNNING_ID
 
@@ -158,8 +159,10 @@ def test_cpu_metadata_with_pyperf_without_hooks(work_dir: Path) -> None:
     (run,) = pyperf.BenchmarkSuite.load(str(out)).get_benchmarks()[0].get_runs()
     meta = run.get_metadata()
     assert meta["gilmatrix_cpu_time"] > 0
-    assert 0.3 < meta["gilmatrix_parallelism"] < 2.5  # threads on CPU-bound work: about one core
-    assert meta["gilmatrix_class"] in ("serialized", "parallel bytecode")
+    # threads on CPU-bound work: about one core, less when the machine is busy (a shared CI
+    # runner): the class is the one the recorded ratio gives, whatever the load was
+    assert 0.1 < meta["gilmatrix_parallelism"] < 2.5
+    assert meta["gilmatrix_class"] == classify("cpu", meta["gilmatrix_parallelism"])
     # the machine's speed around the calls: the reference loop's seconds, a fraction of a call's
     assert 0 < meta["gilmatrix_reference"] < 0.05
     assert "gilmatrix_round" not in meta  # run by hand: no host, no round
