@@ -264,20 +264,64 @@ def _load(before: Sequence[float] | None, after: Sequence[float] | None) -> str:
 NOISY_FLOOR = 0.05  # a floor above this makes most verdicts ties: said first, with what to do
 
 
-def noise_banner(floor: float, cards: Sequence[Card], quiet_floor: float) -> str | None:
-    """When the run's noise floor is high: what it did to the verdicts and what to do about it.
-    ``quiet_floor``: the least floor a run can have (a quiet machine's sentinel sets it)."""
-    if floor < NOISY_FLOOR:
-        return None
+DISTURBED_SHARE = 0.25  # a quarter of the windows disturbed or more: the machine was busy
+WIDE_PRECISION = 2.0  # the cells' median interval twice the target or more
+
+
+def noise_banner(
+    floor: float,
+    cards: Sequence[Card],
+    quiet_floor: float,
+    facts: RunFacts | None = None,
+    cells: pd.DataFrame | None = None,
+) -> str | None:
+    """When the machine's noise made the verdicts say little: what it did and what to do.
+    Three signs, each said when present: a high noise floor (the sentinel's spread in quiet
+    windows), many windows disturbed (the floor leaves those out, so a machine busy in bursts
+    can have a low floor and still have spoiled most processes), and cells whose intervals
+    stayed wide (the run budget spent before they reached the target). ``quiet_floor``: the
+    least floor a run can have."""
     ties = sum(card.is_tie for card in cards)
+    signs = []
+    if floor >= NOISY_FLOOR:
+        signs.append(
+            f"this run's noise floor was ±{floor:.1%} (a quiet machine's is ±{quiet_floor:.0%}): no "
+            "difference smaller than that is called a change or a win"
+        )
+    windows = [w for w in (facts.schedule.get("windows") or []) if isinstance(w, Mapping)] if facts else []
+    disturbed = [w for w in windows if w.get("disturbed")]
+    if windows and len(disturbed) >= DISTURBED_SHARE * len(windows):
+        slowest = max((float(w.get("sentinel_after_ms") or 0) for w in disturbed), default=0.0)
+        median = float(facts.noise.get("sentinel_median_ms") or 0) if facts else 0.0
+        worst = f", the sentinel up to {slowest / median - 1:+.0%}" if median > 0 and slowest > 0 else ""
+        signs.append(
+            f"{len(disturbed)} of {len(windows)} windows of worker processes ran on a disturbed "
+            f"machine{worst} (their processes were measured again while redoing was cheap, then "
+            "kept and flagged)"
+        )
+    target = (facts.schedule.get("sampling") or {}).get("target") if facts else None
+    precisions = cells["precision"].dropna() if cells is not None and "precision" in cells else None
+    if target and precisions is not None and len(precisions):
+        median = float(precisions.median())
+        if median >= WIDE_PRECISION * float(target):
+            missed = int((precisions > float(target)).sum())
+            processes = int(cells["processes"].median()) if cells is not None and "processes" in cells else 0
+            signs.append(
+                f"the cells' intervals stayed wide: median ±{median:.1%} against the ±{float(target):.0%} "
+                f"target, {missed} of {len(precisions)} cells missed it, most with {processes} processes "
+                "when the run's budget ran out"
+            )
+    if not signs:
+        return None
     return (
-        f"Noisy machine: this run's noise floor was ±{floor:.1%} (a quiet machine's is "
-        f"±{quiet_floor:.0%}): no difference smaller than that is called a change or a win, so "
-        f"{ties} of the {len(cards)} fastest-execution-model verdicts are ties. The floor comes "
-        "from the run's own sentinel, timed around every window of worker processes; it speaks "
-        "of the whole run, not of the load before it. To say more: run on a quieter machine "
-        "(a self-hosted runner, nothing else running), use the rigorous profile, or split the "
-        "matrix into more CI shards (each shard's cells get more of the run budget)."
+        "Noisy machine: "
+        + "; ".join(signs)
+        + f". So {ties} of the {len(cards)} fastest-execution-model verdicts are ties: the "
+        "intervals are too wide to tell the models apart, not a finding that they perform alike. "
+        "The floor comes from the run's own sentinel, timed around every window of worker "
+        "processes; it speaks of the whole run, not of the load before it. To say more: run on a "
+        "quieter machine (a self-hosted runner, nothing else running), use the rigorous profile, "
+        "or split the matrix into more CI shards (each shard's cells get more of the run budget)."
     )
 
 
@@ -892,7 +936,7 @@ def build_page(
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
         warnings=(
-            *((banner,) if (banner := noise_banner(floor, cards, MIN_FLOOR)) else ()),
+            *((banner,) if (banner := noise_banner(floor, cards, MIN_FLOOR, facts, cells)) else ()),
             *environment_warnings(results),
             *((cross,) if cross else ()),
         ),

@@ -582,7 +582,7 @@ class SelfBench:
                     f"a cell's location by the {name} of its process means: twins' error",
                     round(100 * rms, 2),
                     "%",
-                    "rms",
+                    None,
                     f"root mean square of log(twin / original) over {pairs} twin pairs, truth 0 ({noise})",
                 )
             )
