@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from gilmatrix.errors import UserError
+from gilmatrix.images.sources import sha256_file
 from gilmatrix.run.manifest import MANIFEST, file_problem, name_problem
 
 SCHEMA_VERSION = 1
@@ -133,19 +134,11 @@ def kept_files(run_dir: Path) -> list[Path]:
     return sorted(dict.fromkeys(files))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_digest(run_dir: Path, files: Sequence[Path]) -> str:
     """One digest of the kept files: their names and bytes (what "the same run" means)."""
     digest = hashlib.sha256()
     for rel in sorted(files):
-        digest.update(f"{rel.as_posix()}\0{_sha256(run_dir / rel)}\n".encode())
+        digest.update(f"{rel.as_posix()}\0{sha256_file(run_dir / rel)}\n".encode())
     return digest.hexdigest()
 
 
