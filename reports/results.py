@@ -152,10 +152,7 @@ class RunFacts:
     @property
     def floor(self) -> float:
         """The relative difference below which this run calls nothing a change (0: not measured)."""
-        try:
-            return float(self.noise.get("floor") or 0.0)
-        except (TypeError, ValueError):
-            return 0.0
+        return _floor(self.noise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +166,14 @@ class RunResults:
     frame: pd.DataFrame = field(compare=False)
     suites: tuple[Path, ...] = ()  # pyperf files, offered for download
     pyperf_metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    facts: RunFacts = field(init=False, compare=False)  # the manifest as the views read it
 
     @property
     def run_id(self) -> str:
         return str(self.manifest.get("run_id") or self.run_dir.name)
 
-    @property
-    def facts(self) -> RunFacts:
-        return RunFacts.of(self.manifest)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "facts", RunFacts.of(self.manifest))  # read once, here
 
 
 def _floats(value: Any) -> tuple[float, ...] | None:
@@ -588,7 +585,14 @@ def noise(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def noise_floor(manifest: Mapping[str, Any]) -> float:
     """The relative difference below which this run calls nothing a change (0: not measured)."""
-    return RunFacts.of({"schedule": {"noise": noise(manifest)}}).floor
+    return _floor(noise(manifest))
+
+
+def _floor(figures: Mapping[str, Any]) -> float:
+    try:
+        return float(figures.get("floor") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def baseline_floor(manifest: Mapping[str, Any], baseline: Mapping[str, Any]) -> float:
