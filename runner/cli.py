@@ -138,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     chart_images_arg(p)
 
     images_args(commands)
-    from gilmatrix.history.cli import history_args
+    from gilmatrix.history.cli import history_args, site_args
 
     history_args(commands)
+    site_args(commands)
 
     p = commands.add_parser("merge", help="merge runs of several machines into one run folder")
     p.add_argument(

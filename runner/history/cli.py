@@ -1,4 +1,5 @@
-"""`gilmatrix history`: keep runs in a history folder, list them, rebuild its index."""
+"""`gilmatrix history` (keep runs in a history folder, list them, rebuild its index) and
+`gilmatrix site` (the history's static site)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,7 @@ def history_args(subparsers: Any) -> argparse.ArgumentParser:
         description="The history: every run kept as delivered (manifest and pyperf suites, never "
         "rewritten) under HISTORY/runs/, and an SQLite index of its cells (HISTORY/index.sqlite).",
     )
-    parser.add_argument(
-        "--history",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"the history folder (default: $GILMATRIX_HISTORY, else {DEFAULT})",
-    )
+    _history_arg(parser)
     commands = parser.add_subparsers(dest="history_command", required=True)
     add = commands.add_parser("add", help="keep run folders in the history and index them")
     add.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -34,11 +29,65 @@ def history_args(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def history_folder(args: argparse.Namespace) -> Path:
+    return Path(args.history or os.environ.get("GILMATRIX_HISTORY") or DEFAULT)
+
+
+def _history_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"the history folder (default: $GILMATRIX_HISTORY, else {DEFAULT})",
+    )
+
+
+def site_args(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `gilmatrix site`; the handler is ``args.handler(args)``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "site",
+        help="build the history's static site: change points, every run's report, the series",
+        description="One static, offline site from a history folder: index.html (change points, "
+        "newest first, and every run), runs/<run id>/ (each run's report, built again only when "
+        "the run changed) and history.html (every series on one chart, with filters).",
+    )
+    _history_arg(parser)
+    parser.add_argument("--out", type=Path, default=Path("_build") / "site", metavar="DIR",
+                        help="where the site goes (default: _build/site)")  # fmt: skip
+    parser.add_argument("--no-reports", action="store_true", help="the history pages only, no run reports")
+    parser.add_argument(
+        "--fdr",
+        type=float,
+        default=0.05,
+        metavar="Q",
+        help="the false discovery rate: the share of the listed change points that may be noise "
+        "(default 0.05)",
+    )
+    parser.set_defaults(handler=site_command)
+    return parser
+
+
+def site_command(args: argparse.Namespace) -> int:
+    from gilmatrix.errors import UserError
+    from gilmatrix.history.site import build_site
+    from gilmatrix.history.store import History
+
+    if not 0.0 < args.fdr < 0.5:
+        raise UserError(f"--fdr {args.fdr}: give a share between 0 and 0.5 (e.g. 0.05)")
+    root = history_folder(args)
+    history = History(root)
+    if not history.runs_table():
+        raise UserError(f"{root}: no run in the history (add runs with `gilmatrix history add RUN_DIR`)")
+    build_site(history, args.out, reports=not args.no_reports, q=args.fdr)
+    return 0
+
+
 def history_command(args: argparse.Namespace) -> int:
     from gilmatrix.errors import UserError
     from gilmatrix.history.store import History
 
-    root = args.history or Path(os.environ.get("GILMATRIX_HISTORY") or DEFAULT)
+    root = history_folder(args)
     history = History(root)
     if args.history_command == "add":
         refused = 0
