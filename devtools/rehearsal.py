@@ -9,7 +9,10 @@ from the same expressions. What GitHub provides is emulated, so the commands are
   packages, so the jobs' ``pip install .`` installs gilmatrix alone, offline;
 - artifacts are folders under ``OUT/artifacts/<name>``; the Actions cache is a folder per key
   under ``OUT/cache`` (a restore hits what a save stored earlier in the rehearsal, or in an
-  earlier one given ``--cache DIR``); Pages "deploys" by pointing at the uploaded page;
+  earlier one given ``--cache DIR``; ``restore-keys`` the newest entry with that prefix); Pages
+  "deploys" by pointing at the uploaded page;
+- GitHub's git server (``github.server_url``) is a bare repository under ``OUT/remote``, kept
+  from one rehearsal to the next: the report job's history branch grows run by run, as it does;
 - every job gets its own runner name (``RUNNER_NAME``), as GitHub's runners have, so the merge
   sees each job as the runner it stands for; ``--slow-replicate N --slow-cpus C`` runs the bench
   jobs of replicate N with a CPU quota on their containers (``$GILMATRIX_DOCKER_CPUS``): a
@@ -218,6 +221,7 @@ class Rehearsal:
         self.source, self.out, self.log = source, out.resolve(), log
         self.inputs, self.extra_env = dict(inputs), dict(env)
         self.cache = self.out / "cache"
+        self.remote = self.out / "remote"  # github.server_url: remote/local/rehearsal.git
         self.job_env: dict[tuple[str, str, str], dict[str, str]] = {}  # (job, key, value) -> env
         self.run_id = str(int(time.time()))
         self.needs: dict[str, dict[str, Any]] = {}
@@ -262,6 +266,9 @@ class Rehearsal:
         for child in ("artifacts", "jobs", "python"):
             shutil.rmtree(self.out / child, ignore_errors=True)
         (self.out / "artifacts").mkdir(parents=True)
+        repository = self.remote / "local" / "rehearsal.git"
+        if not repository.exists():  # kept between rehearsals, as the repository on GitHub is
+            subprocess.run(["git", "init", "--quiet", "--bare", str(repository)], check=True)
         code = 0
         for job_id, job in self.spec["jobs"].items():
             needs = job.get("needs") or []
@@ -297,6 +304,9 @@ class Rehearsal:
                 "event_name": "workflow_dispatch",
                 "ref": "refs/heads/main",
                 "repository": "local/rehearsal",
+                # the stand-in for GitHub's git server: a bare repository kept under OUT
+                "server_url": self.remote.as_uri(),
+                "token": "rehearsal-token",
             },
             "inputs": self.inputs,
             "runner": {"os": "Linux", "arch": "X64"},
@@ -402,6 +412,17 @@ class Rehearsal:
                 shutil.copytree(stored, workspace / args["path"], dirs_exist_ok=True)
                 self.log(f"    cache hit: {key}")
                 return {"cache-hit": "true", "cache-primary-key": key, "cache-matched-key": key}
+            # restore-keys: the newest entry whose key starts with one of them, as GitHub does
+            for prefix in (line.strip() for line in args.get("restore-keys", "").splitlines()):
+                matches = sorted(
+                    (p for p in self.cache.glob("*.key") if prefix and p.read_text().startswith(prefix)),
+                    key=lambda p: p.stat().st_mtime_ns,
+                )
+                if matches:
+                    matched = matches[-1].read_text()
+                    shutil.copytree(matches[-1].with_suffix(""), workspace / args["path"], dirs_exist_ok=True)
+                    self.log(f"    cache restored from {matched} (restore-keys {prefix})")
+                    return {"cache-hit": "false", "cache-primary-key": key, "cache-matched-key": matched}
             self.log(f"    cache miss: {key}")
             return {"cache-hit": "false", "cache-primary-key": key}
         elif action == "actions/cache/save":
@@ -411,6 +432,7 @@ class Rehearsal:
             stored = self.cache / _cache_name(key)
             if not stored.exists():  # a key is written once, as on GitHub
                 shutil.copytree(path, stored)
+                stored.with_suffix(".key").write_text(key)
                 self.log(f"    cached {args['path']} as {key}")
         elif action in ("actions/upload-artifact", "actions/upload-pages-artifact"):
             name = args.get("name") or "github-pages"

@@ -183,6 +183,22 @@ def test_the_index_is_rebuilt_from_the_runs(tmp_path):
     assert rows[0]["digest"] == run_digest(tmp_path / "r1", kept_files(tmp_path / "r1"))
 
 
+def test_sync_brings_a_stale_index_in_line_with_the_runs(tmp_path):
+    # the workflow's case: runs come from a git branch, the index from an older cache
+    history = History(tmp_path / "history")
+    for number, day in ((1, "01"), (2, "08")):
+        history.add(copy_run(tmp_path, f"r{number}", run_id=f"r{number}", started=f"2026-11-{day}T00:00:00"))
+    stale = history.index_path.read_bytes()
+    history.add(copy_run(tmp_path, "r3", run_id="r3", started="2026-11-15T00:00:00"))
+    full = history.series()
+    history.index_path.write_bytes(stale)  # an index from before r3
+    shutil.rmtree(history.runs / "r1")  # and a run since taken out of the branch
+    assert history.sync() == (["r3"], ["r1"])
+    assert [r["run_id"] for r in history.runs_table()] == ["r2", "r3"]
+    assert history.series() == [r for r in full if r["run_id"] != "r1"]
+    assert history.sync() == ([], [])  # in line: nothing to do
+
+
 def test_an_add_interrupted_after_the_copy_is_indexed_by_the_next(tmp_path):
     run = copy_run(tmp_path, "run", run_id="cut")
     history = History(tmp_path / "history")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gilmatrix.history.site import build_site, find_changes, noise_scales, series_of
+from gilmatrix.history.site import build_site, find_changes, noise_scales, series_of, short, steps_of
 from gilmatrix.history.store import History
 
 REAL = Path(__file__).parent / "fixtures" / "real-smoke"
@@ -75,6 +75,10 @@ def test_the_step_is_the_only_change_point_and_says_what_changed(history):
         assert f.runs_after == RUNS - STEP_AT - 1 == 2 and f.provisional
         assert f.point.ratio == pytest.approx(1.15, rel=0.03) and f.point.low < f.point.ratio < f.point.high
         assert "interpreter release: 3.12.1 → 3.12.2" in f.changed
+    # on the index page they are one step: one run, one workload, one story
+    (step,) = steps_of(found)
+    assert (step.run_id, step.workload, len(step.found)) == (f"week-{STEP_AT + 1}", "crunch", len(expected))
+    assert step.median_ratio == pytest.approx(1.15, rel=0.03) and step.provisional
     # the noise scale: the 1% a run this history was given, measured from its differences
     # (the crunch groups hold the step in one difference of five)
     scales, overall = noise_scales(series_of(rows))
@@ -87,6 +91,7 @@ def test_the_site_lists_the_change_and_links_every_runs_report(history, tmp_path
     html = index.read_text()
     assert html.count("week-4</a>") >= 1 and "interpreter release: 3.12.1 → 3.12.2" in html
     assert "No change point" not in html and "provisional" in html
+    assert html.count('<details class="step">') == 1
     for number in range(RUNS):
         report = tmp_path / "site" / "runs" / f"week-{number}" / "index.html"
         assert report.exists() and f'href="runs/week-{number}/index.html"' in html
@@ -149,3 +154,10 @@ def test_the_command_builds_the_site_and_refuses_what_it_cannot(history, tmp_pat
     assert empty.returncode != 0 and "no run in the history" in empty.stderr + empty.stdout
     bad = site_cli("--history", str(history.root), "--fdr", "2")
     assert bad.returncode != 0 and "--fdr 2" in bad.stderr + bad.stdout
+
+
+def test_digests_are_shown_as_git_shows_commits():
+    digest = "8320add96a9958285942cb2bc2d06da4e15d46c1ad7b0eac56aad7e742ed0a6d"
+    shown = short(f"matrix file: {digest} → sha256:{digest[::-1]}")
+    assert shown == f"matrix file: 8320add96a99 → {digest[::-1][:12]}"
+    assert short("interpreter release: 3.12.1 → 3.12.2") == "interpreter release: 3.12.1 → 3.12.2"

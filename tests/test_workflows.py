@@ -170,8 +170,8 @@ def test_ci_rehearsal_session_exists() -> None:
 @pytest.mark.docker
 def test_rehearsal_replays_the_sharded_docker_jobs_as_github_runs_them(tmp_path: Path) -> None:
     """plan -> images (built once, cached, handed on as artifacts) -> bench (two shards, each
-    restoring the images and running both interpreters in containers) -> report -> pages, from
-    the workflow file's own steps."""
+    restoring the images and running both interpreters in containers) -> report -> history ->
+    site -> pages, from the workflow file's own steps."""
     from tests.conftest import docker_and_mirror
 
     mirror = docker_and_mirror()
@@ -225,3 +225,15 @@ def test_rehearsal_replays_the_sharded_docker_jobs_as_github_runs_them(tmp_path:
         f"{socket.gethostname()}-rehearsal-bench-s2-r1",
     }
     assert (out / "artifacts" / "report" / "index.html").is_file()
+    # the run went into the history branch of the stand-in git server, and the site deployed
+    # holds it: its report, the history page
+    run_id = merged["run_id"]
+    listed = subprocess.run(
+        ["git", "--git-dir", str(out / "remote" / "local" / "rehearsal.git"), "ls-tree", "-r", "--name-only",
+         "gilmatrix-history"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert f"runs/{run_id}/manifest.json" in listed and "index.sqlite" not in listed
+    site = out / "artifacts" / "github-pages"
+    assert (site / "history.html").is_file() and (site / "runs" / run_id / "index.html").is_file()
+    assert f'href="runs/{run_id}/index.html"' in (site / "index.html").read_text()

@@ -32,6 +32,11 @@ way. Sections:
 - settings: the default profile's per-process pyperf settings against pyperf's own, four cells
   of fixed process counts, alternating: pyperf's cost of a given precision / the default's;
 - report: build time and index.html size for synthetic runs of 100, 1,000 and 10,000 cells;
+- history (devtools/selfbench/history.py): change points on synthetic histories with the noise
+  of the A/A runs (this invocation's, else the newest kept): a 5% step found within two runs,
+  flat series flagged; with ``--history-run RUN_DIR`` (a full default matrix) also
+  ``gilmatrix site`` at 40,000 and 100,000 cells: seconds, peak RSS, pages' MB, filters in
+  Chromium;
 - memory: peak RSS of the gilmatrix process itself during a run and during reports.
 """
 
@@ -64,6 +69,7 @@ SECTIONS = (
     "noisy",
     "settings",
     "report",
+    "history",
     "memory",
 )
 VERDICT_INTERPRETER = "3.13"  # the A/A test of the issue: 3.13, crunch and sum_squares
@@ -134,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--noisy-minutes", type=float, default=4.0, help="noisy: each run's run_minutes (default 4)"
     )
     p.add_argument("--noisy-seed", type=int, default=25, help="noisy: the burner's seed (default 25)")
+    p.add_argument(
+        "--history-run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="history: a real run (the full default matrix) to clone into histories of 40,000 and "
+        "100,000 cells for the site's scale",
+    )
     p.add_argument("--compare", type=Path, help="a previous selfbench JSON: show its values too")
     p.add_argument(
         "--full-matrix",
@@ -841,6 +854,52 @@ class SelfBench:
             "matrix_minutes",
             note,
         )
+
+    def history(self) -> None:
+        """Change points found in histories with this machine's run-to-run noise; the site's scale."""
+        from devtools.selfbench import history as sh
+
+        aa = sorted(str(e["run_dir"]) for name, e in self.runs.items() if "-aa-" in name)
+        if not aa:
+            kept = sorted((self.out / "selfbench" / "runs").glob("selfbench-*-aa-*"))
+            stamps = sorted({p.name.split("-aa-")[0] for p in kept})
+            aa = [str(p) for p in kept if stamps and p.name.startswith(stamps[-1] + "-aa-")]
+        if len(aa) >= 3:
+            model = sh.noise_model([Path(p) for p in aa])
+            found = sh.detection(model)
+            self.details["history detection"] = {"runs": aa, "model": model["median_sd"], "rows": found}
+            for r in found:
+                label = f"{r['noise']}, {r['runs_before']} runs before"
+                self.rows.append(
+                    row("history", f"5% step found within two runs ({label})",
+                        100 * r["found_at_its_run"], "%", "step_found",
+                        f"within one run of it {100 * r['found_within_one']:.0f}%; {r['trials']} trials")
+                )  # fmt: skip
+                flat = 100 * r["flat_flagged"]
+                self.rows.append(row("history", f"flat series flagged ({label})", flat, "%", "flat_flagged"))
+        else:
+            self.rows.append(row("history", "5% step found within two runs", None, "%", "step_found",
+                                 "no A/A runs: run the verdicts section first"))  # fmt: skip
+        if self.args.history_run is None:
+            return
+        for cells in (40_000, 100_000):
+            work = Path(tempfile.mkdtemp(prefix="gilmatrix-selfbench-history-"))
+            try:
+                made = sh.synthetic_history(self.args.history_run, work / "history", cells)
+                timed = sh.time_site(work / "history", work / "site")
+                browser = sh.time_browser(work / "site" / "history.html", work / "history")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            self.details[f"site {cells}"] = {**made, **timed, **browser}
+            label = f"site of {made['cells']:,} cells"
+            slowest = max(browser["filter_ms"])
+            self.rows += [
+                row("history", f"{label} ({made['runs']} runs)", timed["build_s"], "s", "site_seconds",
+                    f"peak RSS {timed['peak_rss_mb']:.0f} MB; --no-reports"),
+                row("history", f"{label}: pages", timed["site_mb"], "MB", "site_mb"),
+                row("history", f"{label}: slowest filter in Chromium", slowest, "ms", "site_filter_ms",
+                    f"drawn in {browser['draw_s']:.1f} s"),
+            ]  # fmt: skip
 
     def report(self) -> None:
         for cells in self.args.report_sizes:

@@ -77,8 +77,11 @@ def site_command(args: argparse.Namespace) -> int:
         raise UserError(f"--fdr {args.fdr}: give a share between 0 and 0.5 (e.g. 0.05)")
     root = history_folder(args)
     history = History(root)
-    if not history.runs_table():
+    if not history.runs.is_dir() or not any(p.is_dir() for p in history.runs.iterdir()):
         raise UserError(f"{root}: no run in the history (add runs with `gilmatrix history add RUN_DIR`)")
+    added, dropped = history.sync()
+    if added or dropped:
+        print(f"index of {root}: {len(added)} runs indexed, {len(dropped)} no longer kept dropped")
     build_site(history, args.out, reports=not args.no_reports, q=args.fdr)
     return 0
 

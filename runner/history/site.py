@@ -18,6 +18,8 @@ GitHub Pages alike. Stage: after the history store (gilmatrix.history.store).
 from __future__ import annotations
 
 import json
+import re
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,50 @@ class Found:
         return self.runs_after < CONFIRMED_AFTER
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The change points of one workload that begin at the same run with the same story (what
+    changed there): how the index page lists them, one line each, the series beneath."""
+
+    run_id: str
+    started: str
+    before: str
+    workload: str
+    changed: tuple[str, ...]
+    found: tuple[Found, ...]
+
+    @property
+    def ratios(self) -> list[float]:
+        return sorted(f.point.ratio for f in self.found)
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def provisional(self) -> bool:
+        return any(f.provisional for f in self.found)
+
+
+def steps_of(found: Sequence[Found]) -> list[Step]:
+    """``found`` grouped by run, workload, direction and what changed; newest first."""
+    groups: dict[tuple[Any, ...], list[Found]] = {}
+    for f in found:
+        key = (f.started, f.run_id, f.before, f.series[0], f.point.ratio > 1.0, f.changed)
+        groups.setdefault(key, []).append(f)
+    out = [
+        Step(run_id, started, before, workload, changed, tuple(sorted(items, key=lambda f: f.series)))
+        for (started, run_id, before, workload, _, changed), items in groups.items()
+    ]
+    out.sort(key=lambda s: (s.started, s.run_id, s.workload), reverse=True)
+    return out
+
+
+def short(text: str) -> str:
+    """A digest (64 hex digits, maybe after 'sha256:') cut to 12, as git shows commits."""
+    return re.sub(r"\b(sha256:)?([0-9a-f]{12})[0-9a-f]{52}\b", r"\2", text)
+
+
 def series_of(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], list[Mapping[str, Any]]]:
     """The measured cells of each series, in run order (rows as History.series gives them)."""
     series: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
@@ -104,7 +150,7 @@ def find_changes(rows: Sequence[Mapping[str, Any]], q: float = 0.05) -> tuple[li
         for point in change_points(means[key], sigma=sigma[key], alpha=level):
             at, before = cells[point.index], cells[point.index - 1]
             changed = tuple(
-                f"{label}: {before.get(column) or '?'} → {at.get(column) or '?'}"
+                short(f"{label}: {before.get(column) or '?'} → {at.get(column) or '?'}")
                 for column, label in CHANGED
                 if (before.get(column) or "") != (at.get(column) or "")
             )
@@ -267,9 +313,8 @@ def build_site(
         "cells": len(data["columns"]["run"]),
         "series": len(series_of(rows)),
     }
-    (out / "index.html").write_text(
-        env.get_template("site-index.html.j2").render(found=found, **common), encoding="utf-8"
-    )
+    index = env.get_template("site-index.html.j2").render(found=found, steps=steps_of(found), **common)
+    (out / "index.html").write_text(index, encoding="utf-8")
     spec = _script_json(chart_spec(options, found))
     (out / "history.html").write_text(
         env.get_template("site-history.html.j2").render(

@@ -6,7 +6,9 @@ and never rewritten: they are the source of truth, as asv keeps its results. Bes
 ``HISTORY/index.sqlite`` (SQLite: in the standard library, one file a workflow can carry, and
 an index on the series key answers a year of weekly runs in milliseconds) holds one row per
 run and one per cell, derived from those files by the report's own reader
-(gilmatrix.reports.results): it can be deleted and rebuilt (``gilmatrix history reindex``).
+(gilmatrix.reports.results): it can be deleted and rebuilt (``gilmatrix history reindex``), and
+``sync`` (what ``gilmatrix site`` does first) indexes what it lacks — so a workflow carries the
+runs in a git branch and the index in a cache, and a stale or missing index costs time only.
 
 What ``add`` does with what it is given:
 
@@ -227,6 +229,26 @@ class History:
             with self.index() as db:
                 counts = self._index(db, target, digest)
         return Added("added", run_id, target, *counts)
+
+    def sync(self) -> tuple[list[str], list[str]]:
+        """Bring the index in line with ``runs/``: index the kept runs it lacks or holds with
+        another digest, drop the rows of runs no longer kept (e.g. an index restored from a
+        cache older than the history it sits in). Returns (runs indexed, runs dropped)."""
+        with self.locked():
+            kept = sorted(p for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+            with self.index() as db:
+                indexed = dict(db.execute("SELECT run_id, digest FROM runs").fetchall())
+                added = []
+                for path in kept:
+                    digest = run_digest(path, kept_files(path))
+                    if indexed.get(path.name) != digest:
+                        self._index(db, path, digest)
+                        added.append(path.name)
+                dropped = sorted(set(indexed) - {p.name for p in kept})
+                for run_id in dropped:
+                    db.execute("DELETE FROM cells WHERE run_id = ?", (run_id,))
+                    db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        return added, dropped
 
     def reindex(self) -> int:
         """Rebuild the index from ``runs/`` (the source of truth); returns the runs indexed."""

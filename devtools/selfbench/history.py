@@ -1,0 +1,350 @@
+"""Selfbench's ``history`` section: change point detection on histories of known answer, and the
+site's scale. Figures printed, never asserted.
+
+**detect** — the noise of synthetic histories comes from real runs: unchanged runs of one matrix
+(e.g. selfbench's A/A runs, or a history's runs before a change) give each cell's three parts
+(gilmatrix.reports.stats.pool_baselines): its interval (the processes of a run), a shift common
+to its group (workload × execution model × interpreter) in each run, and a part of its own. A
+synthetic history is a noise group as the site sees one (a workload under one execution model:
+every interpreter and worker count of a real run, each cell drawing its parts from a real
+cell's), with the site's own noise scale (gilmatrix.history.site.noise_scales) estimated from
+its series. One series of the group takes a step of ``--step`` (5%) after ``before`` runs; the
+history ends two runs after it — the question is whether the step is found *within two runs of
+where it begins*, at its run (and within one run of it). A flat series of the same group
+measures how often nothing is called something. Also with "noisy Mondays": one run in ten with
+three times the run-to-run scatter. Then the site's whole rule (Benjamini-Hochberg over every
+series of a default-matrix-sized history, ten series stepped): found and false discoveries.
+
+**scale** — a real run (``--run``, e.g. the full default matrix, 738 cells) added to a history,
+then cloned into weekly runs in the index (each cell moved by seeded noise) up to ~40,000 and
+~100,000 cells; ``gilmatrix site --no-reports`` timed in a process of its own (wall, peak RSS,
+the pages' sizes), and the history page opened in headless Chromium: time to draw, and time for
+a filter to answer (a select changed until the chart shows the new series).
+
+    python -m devtools.selfbench.history detect RUN_DIR... [--trials N] [--json OUT]
+    python -m devtools.selfbench.history scale --run RUN_DIR [--cells 40000,100000] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# -- detect ----------------------------------------------------------------------------------
+
+
+def noise_model(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    """Each cell's noise parts from unchanged real runs: relative variances ``within`` (one
+    run's interval), ``shift`` (its group's common shift) and ``own``; and their medians."""
+    from gilmatrix.reports.results import load_run
+    from gilmatrix.reports.stats import cell_table, pool_baselines
+
+    tables = [cell_table(load_run(Path(d)).frame) for d in run_dirs]
+    pooled = pool_baselines(tables)
+    k = len(tables)
+    cells = [
+        {
+            "cell": f"{r.interpreter} {r.workload}/{r.executor}/{r.workers}",
+            "within": float(r.within) * k,  # pool_baselines gives the mean of k runs: one run's
+            "shift": float(r.shift),
+            "own": float(r.own),
+        }
+        for r in pooled.itertuples(index=False)
+    ]
+    med = {part: statistics.median(c[part] for c in cells) for part in ("within", "shift", "own")}
+    total = [math.sqrt(c["within"] + c["shift"] + c["own"]) for c in cells]
+    return {
+        "runs": [Path(d).name for d in run_dirs],
+        "cells": cells,
+        "median_sd": {part: math.sqrt(v) for part, v in med.items()},
+        "median_total_sd": statistics.median(total),
+    }
+
+
+def synthetic_group(
+    rng: np.random.Generator, cells: Sequence[dict[str, float]], size: int, runs: int, mondays: bool
+) -> np.ndarray:
+    """log values (size series × runs) of one noise group: every series shares its group's shift
+    in each run (the shift of one real cell drawn for the group), each adds its own part and its
+    interval's (another real cell's each); with ``mondays`` one run in ten has 3× the scatter."""
+    picks = rng.integers(0, len(cells), size=size)
+    shift_sd = math.sqrt(cells[int(picks[0])]["shift"])
+    scale = np.where(rng.random(runs) < 0.1, 3.0, 1.0) if mondays else np.ones(runs)
+    shift = rng.normal(0.0, shift_sd, runs) * scale
+    own = np.array([math.sqrt(cells[int(p)]["own"] + cells[int(p)]["within"]) for p in picks])
+    out: np.ndarray = shift[None, :] + rng.normal(0.0, 1.0, (size, runs)) * own[:, None] * scale[None, :]
+    return out
+
+
+def detection(
+    model: dict[str, Any],
+    *,
+    step: float = 0.05,
+    befores: Sequence[int] = (4, 8, 20, 50),
+    trials: int = 400,
+    group_size: int = 12,
+    seed: int = 1,
+) -> list[dict[str, Any]]:
+    """Per history length and noise kind: the share of steps found at their run and within one,
+    the share of flat series flagged (each with the site's σ, alpha 0.05 per series)."""
+    from gilmatrix.history.changes import change_points, noise_scale
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for mondays in (False, True):
+        for before in befores:
+            runs = before + 2
+            exact = near = flagged = 0
+            for _ in range(trials):
+                z = synthetic_group(rng, model["cells"], group_size, runs, mondays)
+                z[0, before:] += math.log1p(step)
+                values = np.exp(z)
+                sigma = noise_scale(values)
+                found = [p.index for p in change_points(values[0], sigma=sigma)]
+                exact += before in found
+                near += any(abs(i - before) <= 1 for i in found)
+                flagged += bool(change_points(values[1], sigma=sigma))
+            out.append(
+                {
+                    "noise": "with noisy Mondays" if mondays else "measured",
+                    "runs_before": before,
+                    "trials": trials,
+                    "found_at_its_run": exact / trials,
+                    "found_within_one": near / trials,
+                    "flat_flagged": flagged / trials,
+                }
+            )
+    return out
+
+
+def site_rule(
+    model: dict[str, Any],
+    *,
+    step: float = 0.05,
+    runs: int = 26,
+    series: int = 738,
+    stepped: int = 10,
+    seed: int = 2,
+) -> dict[str, Any]:
+    """The site's whole rule on one synthetic history of ``series`` series in groups of 12:
+    ``stepped`` series of the first group step by ``step`` two runs before the end."""
+    from gilmatrix.history.site import find_changes
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    start = datetime(2026, 1, 5, 6, tzinfo=UTC)
+    for g in range(math.ceil(series / 12)):
+        z = synthetic_group(rng, model["cells"], 12, runs, mondays=False)
+        if g == 0:
+            z[:stepped, runs - 2 :] += math.log1p(step)
+        for s in range(12):
+            for r in range(runs):
+                rows.append(
+                    {"workload": f"w{g}", "executor": "threads", "workers": s, "interpreter": "3.x",
+                     "status": "ok", "mean": math.exp(float(z[s, r])), "run_id": f"r{r:03d}",
+                     "started": (start + timedelta(weeks=r)).isoformat()}
+                )  # fmt: skip
+    found, sigma = find_changes(rows)
+    true = {f for f in found if f.series[0] == "w0" and f.series[2] < stepped and f.point.index == runs - 2}
+    return {
+        "series": math.ceil(series / 12) * 12,
+        "stepped": stepped,
+        "runs": runs,
+        "found": len(true),
+        "false": len(found) - len(true),
+        "sigma": sigma,
+    }
+
+
+# -- scale -----------------------------------------------------------------------------------
+
+
+def synthetic_history(real_run: Path, root: Path, cells: int, seed: int = 3) -> dict[str, Any]:
+    """A history whose first run is ``real_run`` (added as any run is) and whose index then
+    holds weekly clones of its cells, each moved by seeded 2% noise, up to ``cells`` cells."""
+    from gilmatrix.history.store import History
+
+    history = History(root)
+    added = history.add(real_run)
+    rng = np.random.default_rng(seed)
+    per_run = added.cells_ok + added.cells_other
+    clones = max(0, math.ceil(cells / per_run) - 1)
+    db = sqlite3.connect(history.index_path)
+    with db:
+        run = db.execute("SELECT * FROM runs WHERE run_id = ?", (added.run_id,)).fetchone()
+        rows = db.execute("SELECT * FROM cells WHERE run_id = ?", (added.run_id,)).fetchall()
+        started = datetime.fromisoformat(run[3])
+        for week in range(1, clones + 1):
+            run_id = f"{added.run_id}-w{week:03d}"
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, run[1], run[2], (started + timedelta(weeks=week)).isoformat(), *run[4:]),
+            )
+            moved = []
+            for row in rows:
+                factor = math.exp(float(rng.normal(0.0, 0.02)))
+                values = list(row)
+                values[0] = run_id
+                for column in (12, 13, 14, 15):  # mean, median, ci_low, ci_high
+                    if values[column] is not None:
+                        values[column] *= factor
+                moved.append(values)
+            db.executemany(f"INSERT INTO cells VALUES ({', '.join('?' * 19)})", moved)
+    total = db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    db.close()
+    return {"runs": clones + 1, "cells": total, "index_bytes": history.index_path.stat().st_size}
+
+
+def time_site(history: Path, out: Path) -> dict[str, Any]:
+    """``gilmatrix site --no-reports`` in a process of its own: wall seconds, peak RSS, sizes."""
+    script = (
+        "import resource, sys, time\n"
+        "from gilmatrix.cli import main\n"
+        "t = time.perf_counter(); code = main(sys.argv[1:]); wall = time.perf_counter() - t\n"
+        "print('TIMING', wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(code)\n"
+    )
+    cmd = [sys.executable, "-c", script, "site", "--history", str(history), "--out", str(out), "--no-reports"]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    total = time.perf_counter() - started
+    wall, rss = next(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("TIMING"))
+    sizes = {p.name: p.stat().st_size for p in sorted(out.glob("*.html"))}
+    return {
+        "command_s": total,
+        "build_s": float(wall),
+        "peak_rss_mb": int(rss) / 1024,
+        "sizes_mb": {k: v / 1e6 for k, v in sizes.items()},
+        "site_mb": sum(sizes.values()) / 1e6,
+    }
+
+
+FILTER_JS = """async ([value, expected]) => {
+  const select = document.querySelectorAll('#chart select')[0];
+  const count = () => document.querySelectorAll('#chart g.mark-symbol.role-mark path').length;
+  const t0 = performance.now();
+  select.value = value;
+  select.dispatchEvent(new Event('change', {bubbles: true}));
+  while (count() !== expected) {
+    await new Promise(r => requestAnimationFrame(r));
+    if (performance.now() - t0 > 30000) return -1;
+  }
+  return performance.now() - t0;
+}"""
+
+
+def time_browser(page_path: Path, history: Path) -> dict[str, Any]:
+    """The history page in headless Chromium: seconds to draw; milliseconds for each of three
+    filter changes (first select: another workload) until the chart holds the new points."""
+    from playwright.sync_api import sync_playwright
+
+    from gilmatrix.history.store import History
+
+    rows = [r for r in History(history).series() if r["status"] == "ok"]
+    first = {k: sorted({r[k] for r in rows})[0] for k in ("executor", "workers")}
+    workloads = sorted({r["workload"] for r in rows})
+    expected = {
+        w: sum(r["workload"] == w and all(r[k] == v for k, v in first.items()) for r in rows)
+        for w in workloads
+    }
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+        t = time.perf_counter()
+        page.goto(page_path.as_uri())
+        page.wait_for_function("document.body.dataset.rendered === 'yes'", timeout=120_000)
+        draw = time.perf_counter() - t
+        filters = []
+        for w in [*workloads[1:], workloads[0]][:3]:
+            filters.append(page.evaluate(FILTER_JS, [w, expected[w]]))
+        browser.close()
+    return {"draw_s": draw, "filter_ms": filters}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.selfbench.history", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    d = commands.add_parser("detect", help="detection on synthetic histories with the noise of real runs")
+    d.add_argument("runs", nargs="+", type=Path, help="unchanged runs of one matrix (at least 3)")
+    d.add_argument("--trials", type=int, default=400)
+    d.add_argument("--step", type=float, default=0.05)
+    d.add_argument("--json", type=Path)
+    s = commands.add_parser(
+        "scale", help="the site's build time, size and filters at 40,000 and 100,000 cells"
+    )
+    s.add_argument(
+        "--run", type=Path, required=True, help="a real run to clone (e.g. the full default matrix)"
+    )
+    s.add_argument("--cells", default="40000,100000")
+    s.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    figures: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "load_before": load}
+    if args.command == "detect":
+        model = noise_model(args.runs)
+        figures["model"] = {k: v for k, v in model.items() if k != "cells"}
+        print(
+            f"noise from {len(args.runs)} runs, {len(model['cells'])} cells (median sd): "
+            + ", ".join(f"{k} {100 * v:.2f}%" for k, v in model["median_sd"].items())
+            + f"; total {100 * model['median_total_sd']:.2f}%"
+        )
+        figures["detection"] = detection(model, step=args.step, trials=args.trials)
+        print(f"a {100 * args.step:.0f}% step, history ending two runs after it (alpha 0.05 a series):")
+        print("  noise                 runs before  found at its run  within one  flat flagged")
+        for r in figures["detection"]:
+            print(
+                f"  {r['noise']:<21} {r['runs_before']:>11}  {100 * r['found_at_its_run']:15.1f}%"
+                f"  {100 * r['found_within_one']:9.1f}%  {100 * r['flat_flagged']:11.1f}%"
+            )
+        rule = site_rule(model, step=args.step)
+        figures["site_rule"] = rule
+        print(
+            f"the site's rule (FDR 5%), {rule['series']} series x {rule['runs']} runs, {rule['stepped']} "
+            f"stepped two runs before the end: {rule['found']} found, {rule['false']} false "
+            f"(sigma {100 * rule['sigma']:.2f}%)"
+        )
+    else:
+        figures["scale"] = []
+        for cells in (int(c) for c in args.cells.split(",")):
+            work = Path(tempfile.mkdtemp(prefix="gm-history-scale-"))
+            try:
+                made = synthetic_history(args.run, work / "history", cells)
+                timed = time_site(work / "history", work / "site")
+                browser = time_browser(work / "site" / "history.html", work / "history")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            entry = {"target_cells": cells, **made, **timed, **browser}
+            figures["scale"].append(entry)
+            print(
+                f"{made['cells']:>7} cells ({made['runs']} runs; index {made['index_bytes'] / 1e6:.1f} MB): "
+                f"site {timed['build_s']:.1f} s (command {timed['command_s']:.1f} s), peak RSS "
+                f"{timed['peak_rss_mb']:.0f} MB, pages {timed['site_mb']:.1f} MB "
+                f"({', '.join(f'{k} {v:.2f}' for k, v in timed['sizes_mb'].items())}); Chromium: drawn in "
+                f"{browser['draw_s']:.1f} s, filters {', '.join(f'{m:.0f}' for m in browser['filter_ms'])} ms"
+            )
+    figures["load_after"] = os.getloadavg()
+    print(f"load before {load[0]:.2f}, after {figures['load_after'][0]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
