@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from gilmatrix.history.changes import _q_values, change_points, critical_value, noise_scale
+from gilmatrix.history.changes import _q_values, change_points, critical_value, noise_scale, run_variances
 
 
 def noisy(levels: list[tuple[int, float]], sd: float, seed: int) -> list[float]:
@@ -110,3 +110,29 @@ def test_nothing_is_found_without_a_noise_scale_or_enough_runs():
     series = noisy([(6, 1.0), (6, 1.5)], 0.01, 1)
     assert change_points(series, sigma=0.0) == []
     assert change_points(series[:3], sigma=0.01) == []
+
+
+def test_each_run_counts_by_its_own_interval():
+    # two runs after a flat stretch, one of them far off but with an interval that says so:
+    # weighed by its variance it does not make a step; given the same sd as the others it does
+    series = noisy([(8, 1.0), (2, 1.0)], 0.005, 4)
+    series[-1] *= 1.06
+    sd = [0.005] * 9 + [0.05]
+    assert change_points(series, sigma=sd) == []
+    assert 8 in [p.index for p in change_points(series, sigma=0.005, clip=math.inf)]
+
+
+def test_the_noise_scale_is_what_the_intervals_do_not_explain():
+    rng = np.random.default_rng(3)
+    tau, own = 0.01, 0.02  # run-to-run 1%, each run's interval 2% (its sd)
+    values = [np.exp(rng.normal(0.0, math.hypot(tau, own), 40)) for _ in range(30)]
+    within = [np.full(40, own**2) for _ in values]
+    assert noise_scale(values, within) == pytest.approx(tau, abs=0.004)
+    assert noise_scale(values) == pytest.approx(math.hypot(tau, own), rel=0.1)
+    # intervals wider than the scatter: nothing left for the runs
+    assert noise_scale(values, [np.full(40, 0.05**2) for _ in values]) == 0.0
+
+
+def test_a_run_counts_no_more_precise_than_its_series_typical_run():
+    assert list(run_variances([4.0, 1.0, 9.0, float("nan"), 0.01, 4.0])) == [4.0, 4.0, 9.0, 4.0, 4.0, 4.0]
+    assert list(run_variances([float("nan")] * 2)) == [0.0, 0.0]

@@ -869,7 +869,7 @@ class SelfBench:
             found = sh.detection(model)
             self.details["history detection"] = {"runs": aa, "model": model["median_sd"], "rows": found}
             for r in found:
-                label = f"{r['noise']}, {r['runs_before']} runs before"
+                label = f"run sd {100 * r['run_sd']:.1f}%, {r['noise']}, {r['runs_before']} runs before"
                 self.rows.append(
                     row("history", f"5% step found within two runs ({label})",
                         100 * r["found_at_its_run"], "%", "step_found",

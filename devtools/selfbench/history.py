@@ -57,17 +57,18 @@ def noise_model(run_dirs: Sequence[Path]) -> dict[str, Any]:
     tables = [cell_table(load_run(Path(d)).frame) for d in run_dirs]
     pooled = pool_baselines(tables)
     k = len(tables)
-    cells = [
+    cells: list[dict[str, Any]] = [
         {
             "cell": f"{r.interpreter} {r.workload}/{r.executor}/{r.workers}",
             "within": float(r.within) * k,  # pool_baselines gives the mean of k runs: one run's
             "shift": float(r.shift),
             "own": float(r.own),
+            "processes": max(2, round(int(r.processes) / k)),  # a run's
         }
         for r in pooled.itertuples(index=False)
     ]
-    med = {part: statistics.median(c[part] for c in cells) for part in ("within", "shift", "own")}
-    total = [math.sqrt(c["within"] + c["shift"] + c["own"]) for c in cells]
+    med = {part: statistics.median(float(c[part]) for c in cells) for part in ("within", "shift", "own")}
+    total = [math.sqrt(float(c["within"]) + float(c["shift"]) + float(c["own"])) for c in cells]
     return {
         "runs": [Path(d).name for d in run_dirs],
         "cells": cells,
@@ -78,17 +79,39 @@ def noise_model(run_dirs: Sequence[Path]) -> dict[str, Any]:
 
 def synthetic_group(
     rng: np.random.Generator, cells: Sequence[dict[str, float]], size: int, runs: int, mondays: bool
-) -> np.ndarray:
-    """log values (size series × runs) of one noise group: every series shares its group's shift
-    in each run (the shift of one real cell drawn for the group), each adds its own part and its
-    interval's (another real cell's each); with ``mondays`` one run in ten has 3× the scatter."""
-    picks = rng.integers(0, len(cells), size=size)
-    shift_sd = math.sqrt(cells[int(picks[0])]["shift"])
+) -> tuple[np.ndarray, np.ndarray]:
+    """log values (size series × runs) of one noise group and each run's own variance as its
+    interval would record it. Every series shares its group's shift in each run (the shift of
+    one real cell drawn for the group), each adds its own part and its interval's (another real
+    cell's each); a run records its variance from its processes (a χ² draw of processes − 1
+    degrees of freedom around the truth). With ``mondays`` one run in ten has 3× the scatter
+    (and says so in its interval)."""
+    picks = [cells[int(p)] for p in rng.integers(0, len(cells), size=size)]
     scale = np.where(rng.random(runs) < 0.1, 3.0, 1.0) if mondays else np.ones(runs)
-    shift = rng.normal(0.0, shift_sd, runs) * scale
-    own = np.array([math.sqrt(cells[int(p)]["own"] + cells[int(p)]["within"]) for p in picks])
-    out: np.ndarray = shift[None, :] + rng.normal(0.0, 1.0, (size, runs)) * own[:, None] * scale[None, :]
+    shift = rng.normal(0.0, math.sqrt(picks[0]["shift"]), runs) * scale
+    own = np.array([math.sqrt(c["own"]) for c in picks])[:, None] * scale[None, :]
+    within = np.array([c["within"] for c in picks])[:, None] * scale[None, :] ** 2
+    df = np.array([c["processes"] - 1 for c in picks], dtype=float)[:, None]
+    noise = rng.normal(0.0, 1.0, (size, runs)) * own + rng.normal(0.0, 1.0, (size, runs)) * np.sqrt(within)
+    recorded = within * rng.chisquare(df, (size, runs)) / df
+    return shift[None, :] + noise, recorded
+
+
+def group_sds(values: np.ndarray, recorded: np.ndarray) -> np.ndarray:
+    """Each run's sd as the site gives it: √(τ² + the run's recorded variance), τ from the
+    group (gilmatrix.history.site.run_sds)."""
+    from gilmatrix.history.changes import noise_scale, run_variances
+
+    tau = noise_scale(np.exp(values), recorded)
+    out: np.ndarray = np.sqrt(tau * tau + np.array([run_variances(w) for w in recorded]))
     return out
+
+
+def scaled(model: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The model with every noise part's sd times ``factor`` (a quieter or noisier machine)."""
+    parts = ("within", "shift", "own")
+    cells = [{**c, **{k: c[k] * factor * factor for k in parts}} for c in model["cells"]]
+    return {**model, "cells": cells, "median_total_sd": model["median_total_sd"] * factor}
 
 
 def detection(
@@ -96,39 +119,45 @@ def detection(
     *,
     step: float = 0.05,
     befores: Sequence[int] = (4, 8, 20, 50),
+    factors: Sequence[float] = (1.0, 0.5, 0.35),
     trials: int = 400,
     group_size: int = 12,
     seed: int = 1,
 ) -> list[dict[str, Any]]:
-    """Per history length and noise kind: the share of steps found at their run and within one,
-    the share of flat series flagged (each with the site's σ, alpha 0.05 per series)."""
-    from gilmatrix.history.changes import change_points, noise_scale
+    """Per noise level (the model's sd times each of ``factors``), noise kind and history
+    length: the share of steps found at their run and within one, the share of flat series
+    flagged (each with the site's sds, alpha 0.05 per series)."""
+    from gilmatrix.history.changes import change_points
 
     rng = np.random.default_rng(seed)
     out = []
-    for mondays in (False, True):
-        for before in befores:
-            runs = before + 2
-            exact = near = flagged = 0
-            for _ in range(trials):
-                z = synthetic_group(rng, model["cells"], group_size, runs, mondays)
-                z[0, before:] += math.log1p(step)
-                values = np.exp(z)
-                sigma = noise_scale(values)
-                found = [p.index for p in change_points(values[0], sigma=sigma)]
-                exact += before in found
-                near += any(abs(i - before) <= 1 for i in found)
-                flagged += bool(change_points(values[1], sigma=sigma))
-            out.append(
-                {
-                    "noise": "with noisy Mondays" if mondays else "measured",
-                    "runs_before": before,
-                    "trials": trials,
-                    "found_at_its_run": exact / trials,
-                    "found_within_one": near / trials,
-                    "flat_flagged": flagged / trials,
-                }
-            )
+    for factor in factors:
+        noise = scaled(model, factor)
+        for mondays in (False, True):
+            for before in befores:
+                runs = before + 2
+                exact = near = flagged = 0
+                for _ in range(trials):
+                    z, recorded = synthetic_group(rng, noise["cells"], group_size, runs, mondays)
+                    z[0, before:] += math.log1p(step)
+                    sds = group_sds(z, recorded)
+                    values = np.exp(z)
+                    found = [p.index for p in change_points(values[0], sigma=sds[0])]
+                    exact += before in found
+                    near += any(abs(i - before) <= 1 for i in found)
+                    flagged += bool(change_points(values[1], sigma=sds[1]))
+                out.append(
+                    {
+                        "factor": factor,
+                        "run_sd": noise["median_total_sd"],
+                        "noise": "with noisy Mondays" if mondays else "measured",
+                        "runs_before": before,
+                        "trials": trials,
+                        "found_at_its_run": exact / trials,
+                        "found_within_one": near / trials,
+                        "flat_flagged": flagged / trials,
+                    }
+                )
     return out
 
 
@@ -139,31 +168,37 @@ def site_rule(
     runs: int = 26,
     series: int = 738,
     stepped: int = 10,
+    after: int = 2,
     seed: int = 2,
 ) -> dict[str, Any]:
     """The site's whole rule on one synthetic history of ``series`` series in groups of 12:
-    ``stepped`` series of the first group step by ``step`` two runs before the end."""
+    ``stepped`` series of the first group step by ``step`` ``after`` runs before the end."""
     from gilmatrix.history.site import find_changes
 
     rng = np.random.default_rng(seed)
     rows = []
     start = datetime(2026, 1, 5, 6, tzinfo=UTC)
     for g in range(math.ceil(series / 12)):
-        z = synthetic_group(rng, model["cells"], 12, runs, mondays=False)
+        z, recorded = synthetic_group(rng, model["cells"], 12, runs, mondays=False)
         if g == 0:
-            z[:stepped, runs - 2 :] += math.log1p(step)
+            z[:stepped, runs - after :] += math.log1p(step)
         for s in range(12):
             for r in range(runs):
                 rows.append(
                     {"workload": f"w{g}", "executor": "threads", "workers": s, "interpreter": "3.x",
                      "status": "ok", "mean": math.exp(float(z[s, r])), "run_id": f"r{r:03d}",
+                     "proc_sd": math.exp(float(z[s, r])) * math.sqrt(8 * float(recorded[s, r])),
+                     "processes": 8,
                      "started": (start + timedelta(weeks=r)).isoformat()}
                 )  # fmt: skip
     found, sigma = find_changes(rows)
-    true = {f for f in found if f.series[0] == "w0" and f.series[2] < stepped and f.point.index == runs - 2}
+    true = {
+        f for f in found if f.series[0] == "w0" and f.series[2] < stepped and f.point.index == runs - after
+    }
     return {
         "series": math.ceil(series / 12) * 12,
         "stepped": stepped,
+        "after": after,
         "runs": runs,
         "found": len(true),
         "false": len(found) - len(true),
@@ -307,19 +342,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         figures["detection"] = detection(model, step=args.step, trials=args.trials)
         print(f"a {100 * args.step:.0f}% step, history ending two runs after it (alpha 0.05 a series):")
-        print("  noise                 runs before  found at its run  within one  flat flagged")
+        print("  run sd  noise                 runs before  found at its run  within one  flat flagged")
         for r in figures["detection"]:
             print(
-                f"  {r['noise']:<21} {r['runs_before']:>11}  {100 * r['found_at_its_run']:15.1f}%"
-                f"  {100 * r['found_within_one']:9.1f}%  {100 * r['flat_flagged']:11.1f}%"
+                f"  {100 * r['run_sd']:5.2f}%  {r['noise']:<21} {r['runs_before']:>11}"
+                f"  {100 * r['found_at_its_run']:15.1f}%  {100 * r['found_within_one']:9.1f}%"
+                f"  {100 * r['flat_flagged']:11.1f}%"
             )
-        rule = site_rule(model, step=args.step)
-        figures["site_rule"] = rule
-        print(
-            f"the site's rule (FDR 5%), {rule['series']} series x {rule['runs']} runs, {rule['stepped']} "
-            f"stepped two runs before the end: {rule['found']} found, {rule['false']} false "
-            f"(sigma {100 * rule['sigma']:.2f}%)"
-        )
+        figures["site_rule"] = []
+        for factor in (1.0, 0.5, 0.35):
+            for after in (2, 4):
+                rule = {"factor": factor, **site_rule(scaled(model, factor), step=args.step, after=after)}
+                figures["site_rule"].append(rule)
+                print(
+                    f"the site's rule (FDR 5%), run sd x{factor}: {rule['series']} series x {rule['runs']} "
+                    f"runs, {rule['stepped']} stepped {after} runs before the end: {rule['found']} found "
+                    f"at their run, {rule['false']} other change points (tau {100 * rule['sigma']:.2f}%)"
+                )
     else:
         figures["scale"] = []
         for cells in (int(c) for c in args.cells.split(",")):

@@ -16,22 +16,25 @@ each in the segment where it is largest (bisection, as the paper's algorithm).
 **Whether.** The paper tests a split by permutations; Hunter replaced that with a t-test of the
 two sides, because a permutation test cannot be significant on a short series (six weekly runs
 split three and three: p ≥ 2/C(6,3) = 0.1). Here the series are log means of one cell across
-runs, and the history measures its own noise: ``noise_scale`` pools the successive differences
-of many series (robustly: the median absolute difference) into σ, the scatter of one run's
-mean around its level — the run-to-run component and the run's own interval together. A split
-is kept when its standardised step
+runs, and gilmatrix knows each run's noise: its own interval (w, from its processes) plus a
+run-to-run scatter τ that ``noise_scale`` measures on the history itself (the successive
+differences of many series, robustly, beyond what their intervals explain). Each run's sd is
+√(τ² + w), w never below the series' median (``run_variances``: a lucky narrow interval from a
+few processes does not make a run count more). A split is kept when its standardised step
 
-    t(τ) = (mean after − mean before) / (σ · √(1/τ + 1/(n−τ)))
+    t(τ) = (weighted mean after − weighted mean before) / √(V_before + V_after)
 
-is beyond the (1 − alpha) quantile of max over τ of |t(τ)| on a Gaussian series of the same
-length with no step (simulated once per length and cached): the largest of many splits is
-tested as what it is, so a flat series is flagged at most ``alpha`` of the time whatever its
-length (the maximum over every split is at least |t| at E-Divisive's split: conservative).
-Each side holds at least ``min_size`` runs, and the test reads each run's value held within
-CLIP = 2.5 σ of the segment's median (Huber's clipping): a single odd Monday is an outlier, not a
-step — a run 50% slow would otherwise carry the two runs after a split past any bar. (Simulated,
-eight runs then two, σ = 1: a step of 4σ found 94% of the time, 96% unclipped; a flat series
-flagged 3.3%; one run 20σ off, 12%, against 50% unclipped; at 2σ those are 84%, 2.3% and 4%.)
+(inverse-variance weights; V a side's mean's variance) is beyond the (1 − alpha) quantile of
+max over τ of |t(τ)| on a Gaussian series of the same length with no step (equal variances;
+simulated once per length and cached): the largest of many splits is tested as what it is, so
+a flat series is flagged about ``alpha`` of the time whatever its length (the maximum over
+every split is at least |t| at E-Divisive's split). Each side holds at least ``min_size``
+runs, and the test reads each run's value held within CLIP = 2.5 sd of the segment's median
+(Huber's clipping): a single odd Monday is an outlier, not a step — a run 50% slow would
+otherwise carry the two runs after a split past any bar, and a noisy Monday whose interval
+says so counts little anyway. (Simulated, eight runs then two, σ = 1: a step of 4σ found 94% of
+the time, 96% unclipped; a flat series flagged 3.3%; one run 20σ off, 12%, against 50%
+unclipped. On histories with this project's noise: devtools/selfbench/history.py.)
 
 **Over many series.** A flat series is flagged ``alpha`` of the time: over the 738 series of the
 default matrix that is 37 false steps a history. The site therefore tests every series' first
@@ -92,19 +95,53 @@ def _best_split(z: np.ndarray, min_size: int) -> tuple[int, float]:
     return tau, float(q[tau])
 
 
-def noise_scale(series: Iterable[Sequence[float]]) -> float:
-    """σ of one run's log mean around its series' level, from every successive difference of
-    the given series (positive values in run order): 1.4826 × their median absolute value,
-    over √2 (a difference holds two runs' scatter). The median keeps the few differences that
-    hold a step, or a noisy Monday, from setting it. 0.0 when there are no differences."""
-    diffs: list[float] = []
-    for values in series:
+def noise_scale(series: Iterable[Sequence[float]], within: Iterable[Sequence[float]] | None = None) -> float:
+    """τ: the run-to-run scatter of one run's log mean beyond its own interval, from every
+    successive difference d of the given series (positive values in run order) and each run's
+    own variance w (``within``: (half-width / 1.96)² on the log scale, as a run's interval
+    says; none: 0). A difference holds 2τ² + wᵢ + wᵢ₊₁; τ is where the median of
+    |d| / √(2τ² + wᵢ + wᵢ₊₁) is the normal's, 0.6745 — with w = 0 that is 1.4826 × the median
+    |d| / √2. The median keeps the few differences that hold a step, or a noisy Monday, from
+    setting it. 0.0 when there are no differences, or the intervals explain them all."""
+    d_all: list[np.ndarray] = []
+    w_all: list[np.ndarray] = []
+    pairs = zip(series, within, strict=True) if within is not None else ((v, None) for v in series)
+    for values, own in pairs:
         z = np.log(np.asarray(values, dtype=float))
-        z = z[np.isfinite(z)]
-        diffs.extend(np.abs(np.diff(z)).tolist())
-    if not diffs:
+        w = np.zeros(len(z)) if own is None else np.asarray(own, dtype=float)
+        w = np.where(np.isfinite(w), w, 0.0)  # a run without an interval: its diffs count whole
+        keep = np.isfinite(z)
+        z, w = z[keep], w[keep]
+        d_all.append(np.abs(np.diff(z)))
+        w_all.append(w[:-1] + w[1:])
+    if not d_all or not sum(len(d) for d in d_all):
         return 0.0
-    return 1.4826 * float(np.median(diffs)) / math.sqrt(2.0)
+    d, w = np.concatenate(d_all), np.concatenate(w_all)
+    if not np.any(w > 0):
+        return 1.4826 * float(np.median(d)) / math.sqrt(2.0)
+
+    def excess(tau2: float) -> float:
+        return float(np.median(d / np.sqrt(2.0 * tau2 + w))) - 0.6745
+
+    if excess(0.0) <= 0.0:
+        return 0.0
+    low, high = 0.0, float(np.max(d)) ** 2
+    for _ in range(60):
+        mid = (low + high) / 2.0
+        low, high = (mid, high) if excess(mid) > 0.0 else (low, mid)
+    return math.sqrt((low + high) / 2.0)
+
+
+def run_variances(within: Sequence[float]) -> np.ndarray:
+    """The own variances of a series' runs as the test counts them: each run's recorded one
+    (from a handful of processes: often far too small by chance), never below the series'
+    median; a run without one takes the median. A noisy Monday's wide interval still counts
+    against it, a lucky narrow one does not count for it."""
+    w = np.asarray(within, dtype=float)
+    known = w[np.isfinite(w)]
+    floor = float(np.median(known)) if len(known) else 0.0
+    out: np.ndarray = np.where(np.isfinite(w), np.maximum(w, floor), floor)
+    return out
 
 
 DRAWS = 20_000
@@ -145,32 +182,43 @@ def _max_t(z: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def _tested_split(part: np.ndarray, sigma: float, min_size: int, clip: float) -> tuple[int, float]:
-    """E-Divisive's split of ``part`` (log values) and its standardised step t."""
+def _tested_split(part: np.ndarray, sd: np.ndarray, min_size: int, clip: float) -> tuple[int, float]:
+    """E-Divisive's split of ``part`` (log values; ``sd``: each one's) and its standardised
+    step t: the difference of the two sides' inverse-variance weighted means over its sd."""
     tau, _ = _best_split(part, min_size)
-    # the test's values held within ``clip`` σ of the segment's median: one odd Monday moves a
-    # side's mean by clip·σ / its length at most, a step moves every run after it
-    held = np.clip(part, *(float(np.median(part)) + np.array([-clip, clip]) * sigma))
-    left, right = held[:tau], held[tau:]
-    return tau, float(right.mean() - left.mean()) / (sigma * math.sqrt(1.0 / len(left) + 1.0 / len(right)))
+    # the test's values held within ``clip`` sd of the segment's median: one odd Monday moves
+    # a side's mean by a bounded amount, a step moves every run after it
+    centre = float(np.median(part))
+    held = np.clip(part, centre - clip * sd, centre + clip * sd)
+    weight = 1.0 / sd**2
+    (left, wl), (right, wr) = (held[:tau], weight[:tau]), (held[tau:], weight[tau:])
+    step = float((right * wr).sum() / wr.sum() - (left * wl).sum() / wl.sum())
+    return tau, step / math.sqrt(1.0 / wl.sum() + 1.0 / wr.sum())
 
 
-def _testable(values: Sequence[float], sigma: float, min_size: int) -> np.ndarray | None:
-    """The log values, or None when there is nothing to test (too few, not positive, no σ)."""
+def _testable(
+    values: Sequence[float], sigma: float | Sequence[float], min_size: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The log values and each one's sd, or None when there is nothing to test (too few, not
+    positive, no sd)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         z: np.ndarray = np.log(np.asarray(values, dtype=float))
-    if len(z) < 2 * min_size or not np.all(np.isfinite(z)) or not sigma > 0:
+    sd: np.ndarray = np.broadcast_to(np.asarray(sigma, dtype=float), z.shape).astype(float)
+    if len(z) < 2 * min_size or not np.all(np.isfinite(z)) or not np.all(sd > 0):
         return None
-    return z
+    return z, sd
 
 
-def first_split_p(values: Sequence[float], *, sigma: float, min_size: int = 2, clip: float = CLIP) -> float:
+def first_split_p(
+    values: Sequence[float], *, sigma: float | Sequence[float], min_size: int = 2, clip: float = CLIP
+) -> float:
     """The p-value of the first split ``change_points`` would test on ``values`` (1.0 when it
     would test none): what a false discovery rate over many series is controlled on."""
-    z = _testable(values, sigma, min_size)
-    if z is None:
+    found = _testable(values, sigma, min_size)
+    if found is None:
         return 1.0
-    return p_value(_tested_split(z, sigma, min_size, clip)[1], len(z), min_size)
+    z, sd = found
+    return p_value(_tested_split(z, sd, min_size, clip)[1], len(z), min_size)
 
 
 def fdr_level(p_values: Sequence[float], q: float = 0.05) -> float:
@@ -189,38 +237,40 @@ def fdr_level(p_values: Sequence[float], q: float = 0.05) -> float:
 def change_points(
     values: Sequence[float],
     *,
-    sigma: float,
+    sigma: float | Sequence[float],
     alpha: float = 0.05,
     min_size: int = 2,
     clip: float = CLIP,
 ) -> list[ChangePoint]:
     """The change points of ``values`` (positive, in run order; compared on the log scale),
-    oldest first. ``sigma``: one run's scatter on that scale (``noise_scale`` of the history);
-    ``alpha``: the share of flat series that may be flagged; ``clip``: how far from a segment's
-    median a run's value counts, in σ."""
-    z = _testable(values, sigma, min_size)
-    if z is None:
+    oldest first. ``sigma``: one run's scatter on that scale, one for all or one per run
+    (√(τ² + w): ``noise_scale``'s τ and the run's own interval); ``alpha``: the share of flat
+    series that may be flagged; ``clip``: how far from a segment's median a run's value counts,
+    in its sd."""
+    found_values = _testable(values, sigma, min_size)
+    if found_values is None:
         return []
+    z, sd = found_values
     found: dict[int, tuple[float, float]] = {}
     segments = [(0, len(z))]
     while segments:
         start, end = segments.pop()
-        part = z[start:end]
-        if len(part) < 2 * min_size:
+        if end - start < 2 * min_size:
             continue
-        tau, t = _tested_split(part, sigma, min_size, clip)
-        if p_value(t, len(part), min_size) > alpha:
+        tau, t = _tested_split(z[start:end], sd[start:end], min_size, clip)
+        if p_value(t, end - start, min_size) > alpha:
             continue
-        found[start + tau] = (t, critical_value(len(part), min_size, alpha))
+        found[start + tau] = (t, critical_value(end - start, min_size, alpha))
         segments += [(start, start + tau), (start + tau, end)]
     points = []
     bounds = sorted(found)
+    weight = 1.0 / sd**2
     for k, split in enumerate(bounds):
         start = bounds[k - 1] if k else 0
         end = bounds[k + 1] if k + 1 < len(bounds) else len(z)
-        before, after = z[start:split], z[split:end]
-        step = float(after.mean() - before.mean())
-        half = 1.959964 * sigma * math.sqrt(1.0 / len(before) + 1.0 / len(after))
+        wl, wr = weight[start:split], weight[split:end]
+        step = float((z[split:end] * wr).sum() / wr.sum() - (z[start:split] * wl).sum() / wl.sum())
+        half = 1.959964 * math.sqrt(1.0 / wl.sum() + 1.0 / wr.sum())
         t, critical = found[split]
         points.append(
             ChangePoint(split, math.exp(step), math.exp(step - half), math.exp(step + half), t, critical)

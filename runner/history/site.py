@@ -18,6 +18,7 @@ GitHub Pages alike. Stage: after the history store (gilmatrix.history.store).
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gilmatrix.history.changes import ChangePoint, change_points, fdr_level, first_split_p, noise_scale
+from gilmatrix.history.changes import (
+    ChangePoint,
+    change_points,
+    fdr_level,
+    first_split_p,
+    noise_scale,
+    run_variances,
+)
 from gilmatrix.history.store import History
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,7 +65,7 @@ class Found:
     started: str
     before: str  # the run before it
     runs_after: int  # runs of the series from the step on
-    sigma: float  # the noise scale it was tested against
+    sigma: float  # the median sd of its runs' log means (run-to-run and each run's interval)
     changed: tuple[str, ...]  # what differs between those two runs' cells, in words
 
     @property
@@ -118,36 +126,60 @@ def series_of(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], list[M
     return series
 
 
+def within_variance(cell: Mapping[str, Any]) -> float:
+    """A run's own variance of its log mean: (its processes' sd / its mean)² / processes (the
+    delta method, as its interval is made); NaN when it has fewer than two processes."""
+    sd, n, mean = cell.get("proc_sd"), cell.get("processes"), cell.get("mean")
+    if sd is None or not n or n < 2 or not mean or not math.isfinite(float(sd)):
+        return float("nan")
+    return (float(sd) / float(mean)) ** 2 / float(n)
+
+
 def noise_scales(
     series: Mapping[tuple[Any, ...], Sequence[Mapping[str, Any]]],
 ) -> tuple[dict[tuple[Any, ...], float], float]:
-    """σ per noise group (NOISE_KEY) from its series' successive differences, and the whole
+    """τ (gilmatrix.history.changes.noise_scale: the run-to-run scatter beyond each run's own
+    interval) per noise group (NOISE_KEY) from its series' successive differences, and the whole
     history's (used where a group has fewer than NOISE_MIN_DIFFS differences)."""
-    groups: dict[tuple[Any, ...], list[list[float]]] = {}
+    groups: dict[tuple[Any, ...], list[Sequence[Mapping[str, Any]]]] = {}
     for key, cells in series.items():
-        groups.setdefault(key[: len(NOISE_KEY)], []).append([c["mean"] for c in cells])
-    overall = noise_scale(v for values in groups.values() for v in values)
+        groups.setdefault(key[: len(NOISE_KEY)], []).append(cells)
+
+    def scale(members: Sequence[Sequence[Mapping[str, Any]]]) -> float:
+        values = [[c["mean"] for c in cells] for cells in members]
+        within = [[within_variance(c) for c in cells] for cells in members]
+        return noise_scale(values, within)
+
+    overall = scale([cells for members in groups.values() for cells in members])
     out = {}
-    for group, values in groups.items():
-        diffs = sum(max(0, len(v) - 1) for v in values)
-        out[group] = noise_scale(values) if diffs >= NOISE_MIN_DIFFS else overall
+    for group, members in groups.items():
+        diffs = sum(max(0, len(cells) - 1) for cells in members)
+        out[group] = scale(members) if diffs >= NOISE_MIN_DIFFS else overall
     return out, overall
 
 
+def run_sds(cells: Sequence[Mapping[str, Any]], tau: float) -> list[float]:
+    """Each run's sd of a series' log mean: √(τ² + its own variance as the test counts it:
+    gilmatrix.history.changes.run_variances)."""
+    own = run_variances([within_variance(c) for c in cells])
+    return [math.sqrt(tau * tau + float(w)) for w in own]
+
+
 def find_changes(rows: Sequence[Mapping[str, Any]], q: float = 0.05) -> tuple[list[Found], float]:
-    """Every series' change points (the cells with a result, in run order), each tested against
-    its group's noise scale, the series kept at a false discovery rate ``q`` over all of them
-    (gilmatrix.history.changes.fdr_level); newest first; and the whole history's scale."""
+    """Every series' change points (the cells with a result, in run order), each run weighed by
+    its own interval plus its group's run-to-run scatter, the series kept at a false discovery
+    rate ``q`` over all of them (gilmatrix.history.changes.fdr_level); newest first; and the
+    whole history's run-to-run scatter τ."""
     series = series_of(rows)
     scales, overall = noise_scales(series)
-    sigma = {key: scales[key[: len(NOISE_KEY)]] for key in series}
+    sds = {key: run_sds(cells, scales[key[: len(NOISE_KEY)]]) for key, cells in series.items()}
     means = {key: [c["mean"] for c in cells] for key, cells in series.items()}
-    level = fdr_level([first_split_p(means[key], sigma=sigma[key]) for key in series], q)
+    level = fdr_level([first_split_p(means[key], sigma=sds[key]) for key in series], q)
     out = []
     for key, cells in series.items():
         if level <= 0.0:
             break
-        for point in change_points(means[key], sigma=sigma[key], alpha=level):
+        for point in change_points(means[key], sigma=sds[key], alpha=level):
             at, before = cells[point.index], cells[point.index - 1]
             changed = tuple(
                 short(f"{label}: {before.get(column) or '?'} → {at.get(column) or '?'}")
@@ -162,7 +194,7 @@ def find_changes(rows: Sequence[Mapping[str, Any]], q: float = 0.05) -> tuple[li
                     str(at["started"] or ""),
                     str(before["run_id"]),
                     len(cells) - point.index,
-                    sigma[key],
+                    statistics.median(sds[key]),
                     changed,
                 )
             )
