@@ -16,10 +16,11 @@ three times the run-to-run scatter. Then the site's whole rule (Benjamini-Hochbe
 series of a default-matrix-sized history, ten series stepped): found and false discoveries.
 
 **scale** — a real run (``--run``, e.g. the full default matrix, 738 cells) added to a history,
-then cloned into weekly runs in the index (each cell moved by seeded noise) up to ~40,000 and
-~100,000 cells; ``gilmatrix site --no-reports`` timed in a process of its own (wall, peak RSS,
-the pages' sizes), and the history page opened in headless Chromium: time to draw, and time for
-a filter to answer (a select changed until the chart shows the new series).
+then weekly copies of it (each cell's values moved by a seeded 2% factor) added as any run is,
+up to ~40,000 and ~100,000 cells; ``gilmatrix site --no-reports`` timed in a process of its own
+(the index holds the runs already; the site checks every kept run's digest against it first):
+wall, peak RSS, the pages' sizes; and the history page opened in headless Chromium: time to
+draw, and time for a filter to answer (a select changed until the chart shows the new series).
 
     python -m devtools.selfbench.history detect RUN_DIR... [--trials N] [--json OUT]
     python -m devtools.selfbench.history scale --run RUN_DIR [--cells 40000,100000] [--json OUT]
@@ -209,40 +210,50 @@ def site_rule(
 # -- scale -----------------------------------------------------------------------------------
 
 
-def synthetic_history(real_run: Path, root: Path, cells: int, seed: int = 3) -> dict[str, Any]:
-    """A history whose first run is ``real_run`` (added as any run is) and whose index then
-    holds weekly clones of its cells, each moved by seeded 2% noise, up to ``cells`` cells."""
-    from gilmatrix.history.store import History
+def synthetic_history(real_run: Path, root: Path, runs: int, seed: int = 3) -> dict[str, Any]:
+    """A history of ``runs`` weekly runs made from ``real_run``: each a copy of its kept files
+    (manifest and pyperf suites) with another run id, a start a week later and every cell's
+    values moved by one seeded 2% factor, added as any run is (``History.add``)."""
+    from gilmatrix.history.store import History, kept_files
 
     history = History(root)
-    added = history.add(real_run)
+    first = history.add(real_run)
+    clones = runs - 1
     rng = np.random.default_rng(seed)
-    per_run = added.cells_ok + added.cells_other
-    clones = max(0, math.ceil(cells / per_run) - 1)
-    db = sqlite3.connect(history.index_path)
-    with db:
-        run = db.execute("SELECT * FROM runs WHERE run_id = ?", (added.run_id,)).fetchone()
-        rows = db.execute("SELECT * FROM cells WHERE run_id = ?", (added.run_id,)).fetchall()
-        started = datetime.fromisoformat(run[3])
-        for week in range(1, clones + 1):
-            run_id = f"{added.run_id}-w{week:03d}"
-            db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, run[1], run[2], (started + timedelta(weeks=week)).isoformat(), *run[4:]),
-            )
-            moved = []
-            for row in rows:
+    manifest = json.loads((real_run / "manifest.json").read_text())
+    started = datetime.fromisoformat(manifest["started"])
+    suites = [f for f in kept_files(real_run) if f.name != "manifest.json"]
+    work = root.parent / "incoming"
+    made = time.perf_counter()
+    for week in range(1, clones + 1):
+        clone = work / f"{first.run_id}-w{week:03d}"
+        clone.mkdir(parents=True)
+        for rel in suites:
+            suite = json.loads((real_run / rel).read_text())
+            for bench in suite.get("benchmarks", []):
                 factor = math.exp(float(rng.normal(0.0, 0.02)))
-                values = list(row)
-                values[0] = run_id
-                for column in (12, 13, 14, 15):  # mean, median, ci_low, ci_high
-                    if values[column] is not None:
-                        values[column] *= factor
-                moved.append(values)
-            db.executemany(f"INSERT INTO cells VALUES ({', '.join('?' * 19)})", moved)
+                for one in bench.get("runs", []):
+                    if one.get("values"):
+                        one["values"] = [v * factor for v in one["values"]]
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            (clone / rel).write_text(json.dumps(suite))
+        copy = {**manifest, "run_id": clone.name, "started": (started + timedelta(weeks=week)).isoformat()}
+        (clone / "manifest.json").write_text(json.dumps(copy))
+        history.add(clone)
+        shutil.rmtree(clone)
+    db = sqlite3.connect(history.index_path)
     total = db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    measured = db.execute("SELECT COUNT(*) FROM cells WHERE status = 'ok'").fetchone()[0]
     db.close()
-    return {"runs": clones + 1, "cells": total, "index_bytes": history.index_path.stat().st_size}
+    size = sum(f.stat().st_size for f in history.runs.rglob("*") if f.is_file())
+    return {
+        "runs": runs,
+        "cells": total,
+        "measured": measured,
+        "index_bytes": history.index_path.stat().st_size,
+        "runs_bytes": size,
+        "setup_s": time.perf_counter() - made,
+    }
 
 
 def time_site(history: Path, out: Path) -> dict[str, Any]:
@@ -272,10 +283,12 @@ def time_site(history: Path, out: Path) -> dict[str, Any]:
 FILTER_JS = """async ([value, expected]) => {
   const select = document.querySelectorAll('#chart select')[0];
   const count = () => document.querySelectorAll('#chart g.mark-symbol.role-mark path').length;
+  const drawn = () => document.querySelector('#chart svg').innerHTML;
+  const before = drawn();
   const t0 = performance.now();
   select.value = value;
   select.dispatchEvent(new Event('change', {bubbles: true}));
-  while (count() !== expected) {
+  while (count() !== expected || drawn() === before) {
     await new Promise(r => requestAnimationFrame(r));
     if (performance.now() - t0 > 30000) return -1;
   }
@@ -327,7 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument(
         "--run", type=Path, required=True, help="a real run to clone (e.g. the full default matrix)"
     )
-    s.add_argument("--cells", default="40000,100000")
+    s.add_argument(
+        "--runs",
+        default="52,136",
+        help="history lengths (default 52,136: a year of weekly full default matrices, ~38,000 "
+        "measured cells, and ~100,000)",
+    )
     s.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     load = os.getloadavg()
@@ -361,18 +379,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     else:
         figures["scale"] = []
-        for cells in (int(c) for c in args.cells.split(",")):
+        for runs in (int(c) for c in args.runs.split(",")):
             work = Path(tempfile.mkdtemp(prefix="gm-history-scale-"))
             try:
-                made = synthetic_history(args.run, work / "history", cells)
+                made = synthetic_history(args.run, work / "history", runs)
                 timed = time_site(work / "history", work / "site")
                 browser = time_browser(work / "site" / "history.html", work / "history")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            entry = {"target_cells": cells, **made, **timed, **browser}
+            entry = {**made, **timed, **browser}
             figures["scale"].append(entry)
             print(
-                f"{made['cells']:>7} cells ({made['runs']} runs; index {made['index_bytes'] / 1e6:.1f} MB): "
+                f"{made['measured']:>7} measured cells ({made['cells']} with the unsupported) ({made['runs']} runs; runs "
+                f"{made['runs_bytes'] / 1e6:.0f} MB, index {made['index_bytes'] / 1e6:.1f} MB): "
                 f"site {timed['build_s']:.1f} s (command {timed['command_s']:.1f} s), peak RSS "
                 f"{timed['peak_rss_mb']:.0f} MB, pages {timed['site_mb']:.1f} MB "
                 f"({', '.join(f'{k} {v:.2f}' for k, v in timed['sizes_mb'].items())}); Chromium: drawn in "
