@@ -161,3 +161,27 @@ def test_digests_are_shown_as_git_shows_commits():
     shown = short(f"matrix file: {digest} → sha256:{digest[::-1]}")
     assert shown == f"matrix file: 8320add96a99 → {digest[::-1][:12]}"
     assert short("interpreter release: 3.12.1 → 3.12.2") == "interpreter release: 3.12.1 → 3.12.2"
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_a_change_points_link_opens_the_chart_on_its_series(history, tmp_path, browser):
+    build_site(history, tmp_path / "site", reports=False, log=lambda line: None)
+    html = (tmp_path / "site" / "index.html").read_text()
+    pattern = r'href="(history\.html#workload=crunch&amp;executor=(\w+)&amp;workers=(\d+))"'
+    links = list(re.finditer(pattern, html))
+    # one that is not what the page shows first (the first of each select, sorted)
+    rows = [r for r in history.series() if r["status"] == "ok"]
+    first = (sorted({r["executor"] for r in rows})[0], str(sorted({r["workers"] for r in rows})[0]))
+    link = next(m for m in links if (m.group(2), m.group(3)) != first)
+    page = browser.new_context().new_page()
+    page.goto((tmp_path / "site").as_uri() + "/" + link.group(1).replace("&amp;", "&"))
+    page.wait_for_function("document.body.dataset.rendered === 'yes'", timeout=60_000)
+    selects = page.locator("#chart select")
+    picked = [selects.nth(i).evaluate("s => s.options[s.selectedIndex].textContent") for i in range(3)]
+    assert picked == ["crunch", link.group(2), link.group(3)]
+    shown = sum(
+        (r["workload"], r["executor"], str(r["workers"])) == ("crunch", link.group(2), link.group(3))
+        for r in rows
+    )
+    assert page.locator("#chart g.mark-symbol.role-mark path").count() == shown > 0

@@ -255,7 +255,7 @@ def chart_spec(options: Mapping[str, Sequence[Any]], marks: Sequence[Found]) -> 
     ]
     keep = " && ".join(f"datum.{key} == pick_{key}" for key in ("workload", "executor", "workers"))
     base = alt.Chart(alt.Data(name="cells")).transform_filter(keep)  # type: ignore[no-untyped-call]
-    x = alt.X("started:T", title="run")
+    x = alt.X("started:T", title="run (start, UTC)", scale=alt.Scale(type="utc"))
     colour = alt.Color("interpreter:N")
     line = base.mark_line(point=True).encode(
         x=x,
@@ -265,14 +265,16 @@ def chart_spec(options: Mapping[str, Sequence[Any]], marks: Sequence[Found]) -> 
             alt.Tooltip("interpreter:N"),
             alt.Tooltip("version:N", title="release"),
             alt.Tooltip("run:N"),
-            alt.Tooltip("started:T", format="%Y-%m-%d %H:%M"),
+            alt.Tooltip("started:T", format="%Y-%m-%d %H:%M UTC", formatType="utc"),
             alt.Tooltip("mean:Q", title="mean (ms)"),
             alt.Tooltip("low:Q", title="95% low (ms)"),
             alt.Tooltip("high:Q", title="95% high (ms)"),
             alt.Tooltip("machine:N"),
         ],
     )
-    bars = base.mark_errorbar().encode(x=x, y=alt.Y("low:Q"), y2=alt.Y2("high:Q"), color=colour)
+    bars = base.mark_errorbar().encode(
+        x=x, y=alt.Y("low:Q", title="mean per call (ms)"), y2=alt.Y2("high:Q"), color=colour
+    )
     steps = [
         {
             "workload": f.series[0],
@@ -287,7 +289,10 @@ def chart_spec(options: Mapping[str, Sequence[Any]], marks: Sequence[Found]) -> 
         alt.Chart(alt.Data(values=steps))  # type: ignore[no-untyped-call]
         .transform_filter(keep)
         .mark_rule(strokeDash=[4, 3], color="#b00")
-        .encode(x=alt.X("started:T"), tooltip=[alt.Tooltip("what:N", title="change point")])
+        .encode(
+            x=alt.X("started:T", scale=alt.Scale(type="utc")),
+            tooltip=[alt.Tooltip("what:N", title="change point")],
+        )
     )
     chart = alt.layer(bars, line, rules).add_params(*params).properties(width=760, height=360)
     spec: dict[str, Any] = chart.to_dict()
