@@ -193,16 +193,16 @@ def site_rule(
                      "started": (start + timedelta(weeks=r)).isoformat()}
                 )  # fmt: skip
     found, sigma = find_changes(rows)
-    true = {
-        f for f in found if f.series[0] == "w0" and f.series[2] < stepped and f.point.index == runs - after
-    }
+    stepped_series = [f for f in found if f.series[0] == "w0" and f.series[2] < stepped]
+    true = [f for f in stepped_series if f.point.index == runs - after]
     return {
         "series": math.ceil(series / 12) * 12,
         "stepped": stepped,
         "after": after,
         "runs": runs,
-        "found": len(true),
-        "false": len(found) - len(true),
+        "found": len({f.series for f in true}),
+        "misplaced": len(stepped_series) - len(true),
+        "false": len(found) - len(stepped_series),
         "sigma": sigma,
     }
 
@@ -375,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"the site's rule (FDR 5%), run sd x{factor}: {rule['series']} series x {rule['runs']} "
                     f"runs, {rule['stepped']} stepped {after} runs before the end: {rule['found']} found "
-                    f"at their run, {rule['false']} other change points (tau {100 * rule['sigma']:.2f}%)"
+                    f"at their run, {rule['misplaced']} elsewhere in them, {rule['false']} in flat series "
+                    f"(tau {100 * rule['sigma']:.2f}%)"
                 )
     else:
         figures["scale"] = []
@@ -390,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry = {**made, **timed, **browser}
             figures["scale"].append(entry)
             print(
-                f"{made['measured']:>7} measured cells ({made['cells']} with the unsupported) ({made['runs']} runs; runs "
+                f"{made['measured']:>7} measured cells ({made['cells']} with the unsupported; {made['runs']} runs; "
+                "runs "
                 f"{made['runs_bytes'] / 1e6:.0f} MB, index {made['index_bytes'] / 1e6:.1f} MB): "
                 f"site {timed['build_s']:.1f} s (command {timed['command_s']:.1f} s), peak RSS "
                 f"{timed['peak_rss_mb']:.0f} MB, pages {timed['site_mb']:.1f} MB "
