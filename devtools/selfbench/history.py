@@ -391,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry = {**made, **timed, **browser}
             figures["scale"].append(entry)
             print(
-                f"{made['measured']:>7} measured cells ({made['cells']} with the unsupported; {made['runs']} runs; "
-                "runs "
+                f"{made['measured']:>7} measured cells ({made['cells']} with the unsupported; "
+                f"{made['runs']} runs; runs "
                 f"{made['runs_bytes'] / 1e6:.0f} MB, index {made['index_bytes'] / 1e6:.1f} MB): "
                 f"site {timed['build_s']:.1f} s (command {timed['command_s']:.1f} s), peak RSS "
                 f"{timed['peak_rss_mb']:.0f} MB, pages {timed['site_mb']:.1f} MB "
