@@ -135,6 +135,17 @@ def test_the_history_page_draws_offline_and_answers_its_filters(history, tmp_pat
     page.wait_for_function(
         f"document.querySelectorAll('#chart g.mark-symbol.role-mark path').length == {expected(other)}"
     )
+    # the interpreters, as the report's checkboxes: one unticked, its points gone
+    boxes = page.locator("input.pick-interpreter")
+    assert boxes.count() == len({r["interpreter"] for r in rows})
+    dropped = boxes.nth(0).get_attribute("value")
+    boxes.nth(0).uncheck()
+    left = sum(
+        all(r[k] == v for k, v in {**first, "workload": other}.items()) and r["interpreter"] != dropped
+        for r in rows
+    )
+    points = "document.querySelectorAll('#chart g.mark-symbol.role-mark path').length"
+    page.wait_for_function(f"{points} == {left}")
     assert problems == []
 
 

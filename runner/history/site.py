@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gilmatrix.harness.contract import interpreter_key
 from gilmatrix.history.changes import (
     ChangePoint,
     change_points,
@@ -254,7 +255,11 @@ def chart_spec(options: Mapping[str, Sequence[Any]], marks: Sequence[Found]) -> 
         )
     ]
     keep = " && ".join(f"datum.{key} == pick_{key}" for key in ("workload", "executor", "workers"))
-    base = alt.Chart(alt.Data(name="cells")).transform_filter(keep)  # type: ignore[no-untyped-call]
+    # the interpreters shown, as the report's checkboxes (the page sets this parameter)
+    params.append(alt.param(name="show_interpreters", value=list(options["interpreter"])))
+    base = alt.Chart(alt.Data(name="cells")).transform_filter(  # type: ignore[no-untyped-call]
+        f"{keep} && indexof(show_interpreters, datum.interpreter) >= 0"
+    )
     x = alt.X("started:T", title="run (start, UTC)", scale=alt.Scale(type="utc"))
     colour = alt.Color("interpreter:N")
     line = base.mark_line(point=True).encode(
@@ -337,6 +342,7 @@ def build_site(
     )
     data = chart_data(rows, runs)
     options = {
+        "interpreter": sorted(set(data["strings"]["interpreter"]), key=interpreter_key),
         "workload": sorted(set(data["strings"]["workload"])),
         "executor": sorted(set(data["strings"]["executor"])),
         "workers": sorted(set(data["columns"]["workers"])),
@@ -355,7 +361,11 @@ def build_site(
     spec = _script_json(chart_spec(options, found))
     (out / "history.html").write_text(
         env.get_template("site-history.html.j2").render(
-            spec=spec, data=_script_json(data), bundle=javascript_bundle(), **common
+            spec=spec,
+            data=_script_json(data),
+            bundle=javascript_bundle(),
+            interpreters=options["interpreter"],
+            **common,
         ),
         encoding="utf-8",
     )
