@@ -80,13 +80,13 @@ def noise_model(run_dirs: Sequence[Path]) -> dict[str, Any]:
 
 def synthetic_group(
     rng: np.random.Generator, cells: Sequence[dict[str, float]], size: int, runs: int, mondays: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """log values (size series × runs) of one noise group and each run's own variance as its
-    interval would record it. Every series shares its group's shift in each run (the shift of
-    one real cell drawn for the group), each adds its own part and its interval's (another real
-    cell's each); a run records its variance from its processes (a χ² draw of processes − 1
-    degrees of freedom around the truth). With ``mondays`` one run in ten has 3× the scatter
-    (and says so in its interval)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log values (size series × runs) of one noise group, each run's own variance as its
+    interval would record it, and its processes. Every series shares its group's shift in each
+    run (the shift of one real cell drawn for the group), each adds its own part and its
+    interval's (another real cell's each); a run records its variance from its processes (a χ²
+    draw of processes − 1 degrees of freedom around the truth). With ``mondays`` one run in ten
+    has 3× the scatter (and says so in its interval)."""
     picks = [cells[int(p)] for p in rng.integers(0, len(cells), size=size)]
     scale = np.where(rng.random(runs) < 0.1, 3.0, 1.0) if mondays else np.ones(runs)
     shift = rng.normal(0.0, math.sqrt(picks[0]["shift"]), runs) * scale
@@ -95,16 +95,17 @@ def synthetic_group(
     df = np.array([c["processes"] - 1 for c in picks], dtype=float)[:, None]
     noise = rng.normal(0.0, 1.0, (size, runs)) * own + rng.normal(0.0, 1.0, (size, runs)) * np.sqrt(within)
     recorded = within * rng.chisquare(df, (size, runs)) / df
-    return shift[None, :] + noise, recorded
+    return shift[None, :] + noise, recorded, np.broadcast_to(df + 1.0, (size, runs))
 
 
-def group_sds(values: np.ndarray, recorded: np.ndarray) -> np.ndarray:
+def group_sds(values: np.ndarray, recorded: np.ndarray, processes: np.ndarray) -> np.ndarray:
     """Each run's sd as the site gives it: √(τ² + the run's recorded variance), τ from the
     group (gilmatrix.history.site.run_sds)."""
     from gilmatrix.history.changes import noise_scale, run_variances
 
     tau = noise_scale(np.exp(values), recorded)
-    out: np.ndarray = np.sqrt(tau * tau + np.array([run_variances(w) for w in recorded]))
+    own = np.array([run_variances(w, n) for w, n in zip(recorded, processes, strict=True)])
+    out: np.ndarray = np.sqrt(tau * tau + own)
     return out
 
 
@@ -139,9 +140,9 @@ def detection(
                 runs = before + 2
                 exact = near = flagged = 0
                 for _ in range(trials):
-                    z, recorded = synthetic_group(rng, noise["cells"], group_size, runs, mondays)
+                    z, recorded, processes = synthetic_group(rng, noise["cells"], group_size, runs, mondays)
                     z[0, before:] += math.log1p(step)
-                    sds = group_sds(z, recorded)
+                    sds = group_sds(z, recorded, processes)
                     values = np.exp(z)
                     found = [p.index for p in change_points(values[0], sigma=sds[0])]
                     exact += before in found
@@ -180,7 +181,7 @@ def site_rule(
     rows = []
     start = datetime(2026, 1, 5, 6, tzinfo=UTC)
     for g in range(math.ceil(series / 12)):
-        z, recorded = synthetic_group(rng, model["cells"], 12, runs, mondays=False)
+        z, recorded, processes = synthetic_group(rng, model["cells"], 12, runs, mondays=False)
         if g == 0:
             z[:stepped, runs - after :] += math.log1p(step)
         for s in range(12):
@@ -188,8 +189,8 @@ def site_rule(
                 rows.append(
                     {"workload": f"w{g}", "executor": "threads", "workers": s, "interpreter": "3.x",
                      "status": "ok", "mean": math.exp(float(z[s, r])), "run_id": f"r{r:03d}",
-                     "proc_sd": math.exp(float(z[s, r])) * math.sqrt(8 * float(recorded[s, r])),
-                     "processes": 8,
+                     "proc_sd": math.exp(float(z[s, r])) * math.sqrt(float(processes[s, r] * recorded[s, r])),
+                     "processes": int(processes[s, r]),
                      "started": (start + timedelta(weeks=r)).isoformat()}
                 )  # fmt: skip
     found, sigma = find_changes(rows)

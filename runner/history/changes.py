@@ -132,15 +132,23 @@ def noise_scale(series: Iterable[Sequence[float]], within: Iterable[Sequence[flo
     return math.sqrt((low + high) / 2.0)
 
 
-def run_variances(within: Sequence[float]) -> np.ndarray:
+def run_variances(within: Sequence[float], processes: Sequence[float] | None = None) -> np.ndarray:
     """The own variances of a series' runs as the test counts them: each run's recorded one
     (from a handful of processes: often far too small by chance), never below the series'
-    median; a run without one takes the median. A noisy Monday's wide interval still counts
-    against it, a lucky narrow one does not count for it."""
+    typical one; a run without one takes the typical one. A noisy Monday's wide interval still
+    counts against it, a lucky narrow one does not count for it. The typical variance is the
+    median of the recorded ones, over the median of χ²(df)/df (df: the runs' median processes
+    − 1): a sample variance's median is below its mean (by 21% with four processes)."""
     w = np.asarray(within, dtype=float)
-    known = w[np.isfinite(w)]
-    floor = float(np.median(known)) if len(known) else 0.0
-    out: np.ndarray = np.where(np.isfinite(w), np.maximum(w, floor), floor)
+    known = np.isfinite(w)
+    floor = float(np.median(w[known])) if known.any() else 0.0
+    if processes is not None and known.any():
+        from scipy.stats import chi2
+
+        df = float(np.median(np.asarray(processes, dtype=float)[known])) - 1.0
+        if df >= 1.0:
+            floor /= float(chi2.median(df)) / df
+    out: np.ndarray = np.where(known, np.maximum(w, floor), floor)
     return out
 
 

@@ -162,7 +162,7 @@ def noise_scales(
 def run_sds(cells: Sequence[Mapping[str, Any]], tau: float) -> list[float]:
     """Each run's sd of a series' log mean: √(τ² + its own variance as the test counts it:
     gilmatrix.history.changes.run_variances)."""
-    own = run_variances([within_variance(c) for c in cells])
+    own = run_variances([within_variance(c) for c in cells], [c.get("processes") or 0 for c in cells])
     return [math.sqrt(tau * tau + float(w)) for w in own]
 
 
