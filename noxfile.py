@@ -38,6 +38,16 @@ def report(session: nox.Session) -> None:
 
 
 @nox.session
+def site(session: nox.Session) -> None:
+    """Keep runs in the history and build its site: `-- _build/results/RUN_ID` adds that run
+    first; the site goes to _build/site (see docs/history.md)."""
+    install(session)
+    if session.posargs:
+        session.run("gilmatrix", "history", "add", *session.posargs)
+    session.run("gilmatrix", "site")
+
+
+@nox.session
 def images(session: nox.Session) -> None:
     """Build one Docker image per interpreter (only what changed): `-- --only 3.14t --sources DIR`."""
     install(session)
