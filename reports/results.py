@@ -517,10 +517,9 @@ def load_run(run_dir: Path) -> RunResults:
                 bench_md = _suite_rows(ident, read_suite(path, run_dir), rows, found)
             except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
                 bench_md = {}
-                reason = (
-                    f"results file {results} unreadable ({exc}): its cells are left out; if "
-                    f"cells/{ident}/ is intact, `gilmatrix run --resume {run_dir}` rebuilds it"
-                )
+                reason = f"results file {results} unreadable ({exc}): its cells are left out"
+                if (run_dir / "cells" / ident).is_dir():  # a run folder, not a kept copy of one
+                    reason += f"; `gilmatrix run --resume {run_dir}` rebuilds it from cells/{ident}/"
                 print(f"warning: {path}: {reason}", file=sys.stderr)
                 problems.append(CellProblem(ident, "*", Status.MISSING, reason))
             else:

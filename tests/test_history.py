@@ -142,6 +142,8 @@ def test_a_run_with_failures_and_an_unparseable_suite_is_kept_and_says_so(tmp_pa
     added = History(tmp_path / "history").add(run)
     assert added.status == "added" and added.cells_other > 0
     assert any(p.startswith("3.11: results file 3.11.json unreadable") for p in added.problems)
+    # a kept run is never rewritten: no advice to resume it (the history keeps no cells/ folder)
+    assert not any("--resume" in p for p in added.problems)
     kept = History(tmp_path / "history").runs / "partial"
     assert (kept / "3.11.json").read_bytes() == (run / "3.11.json").read_bytes()  # as delivered
     with sqlite3.connect(kept.parent.parent / "index.sqlite") as db:

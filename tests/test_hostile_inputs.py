@@ -238,6 +238,9 @@ def test_a_cut_off_suite_of_one_interpreter_is_a_problem_and_the_rest_goes_on(
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"warning: {suite}: results file {damaged}.json unreadable" in proc.stderr, proc.stderr
+    # a run folder (its cells/ kept): the suite can be rebuilt from them, and the warning says how
+    assert (run / "cells" / damaged).is_dir()
+    assert f"`gilmatrix run --resume {run}` rebuilds it from cells/{damaged}/" in proc.stderr
     page = tmp_path / "report-out" / "report"
     with open(page / "data.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
