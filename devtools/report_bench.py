@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from devtools.synthetic import SyntheticRun, write_run
-from gilmatrix.reports.render import build_report, javascript_bundle
+from gilmatrix.reports.bundle import javascript_bundle
+from gilmatrix.reports.render import build_report
 
 GOAL_SECONDS = 10.0
 GOAL_BYTES = 5_000_000

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pandas as pd
 import vl_convert
 
 from gilmatrix.reports.analysis import analyse_run
+from gilmatrix.reports.bundle import javascript_bundle, library_versions
 from gilmatrix.reports.charts import ChartSet, build_charts
 from gilmatrix.reports.compare import (
     order_cells,
@@ -39,22 +39,6 @@ from gilmatrix.reports.results import (
 from gilmatrix.reports.summary import render_summary
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-@lru_cache(maxsize=1)
-def javascript_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed in one script; built once per process (about a second).
-    '</script' cannot occur in a script element, so it is escaped if it ever appears."""
-    bundle: str = vl_convert.javascript_bundle()  # type: ignore[call-arg]  # the stub lacks the default
-    return bundle.replace("</script", "<\\/script")
-
-
-def library_versions() -> dict[str, str]:
-    return {
-        "vega": vl_convert.get_vega_version(),
-        "vegalite": vl_convert.get_vegalite_versions()[-1],
-        "embed": vl_convert.get_vega_embed_version(),
-    }
 
 
 def environment() -> jinja2.Environment:

@@ -254,7 +254,8 @@ def report_scale(cells: int, work: Path) -> dict[str, Any]:
     """Build a report from a synthetic run of about ``cells`` cells (in this process)."""
     from devtools.report_bench import SPEC, cell_count
     from devtools.synthetic import write_run
-    from gilmatrix.reports.render import build_report, javascript_bundle
+    from gilmatrix.reports.bundle import javascript_bundle
+    from gilmatrix.reports.render import build_report
 
     spec = scale_spec(SPEC, cells)
     started = time.perf_counter()

@@ -315,7 +315,7 @@ def build_site(
     """Write the site of ``history`` into ``out``; the path of its index.html."""
     import jinja2
 
-    from gilmatrix.reports.render import build_report, javascript_bundle
+    from gilmatrix.reports.bundle import javascript_bundle
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,6 +328,8 @@ def build_site(
         if reports:
             stamp = target / ".digest"
             if not (stamp.exists() and stamp.read_text() == run["digest"]):
+                from gilmatrix.reports.render import build_report  # pandas and the analysis: only here
+
                 build_report(history.runs / run["run_id"], target, chart_images=False)
                 stamp.write_text(run["digest"])
                 log(f"report of {run['run_id']}: {target / 'index.html'}")
