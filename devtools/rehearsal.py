@@ -233,7 +233,7 @@ class Rehearsal:
         if not isinstance(text, str):
             return text
         whole = _TEMPLATE.fullmatch(text.strip())
-        if whole:
+        if whole and "}}" not in whole.group(1):  # one expression, not "${{ a }}-${{ b }}"
             return Expression(whole.group(1), ctx, self._functions(ctx)).value()
         return _TEMPLATE.sub(lambda m: _text(Expression(m.group(1), ctx, self._functions(ctx)).value()), text)
 
@@ -301,6 +301,7 @@ class Rehearsal:
         return {
             "github": {
                 "run_id": self.run_id,
+                "run_attempt": "1",
                 "event_name": "workflow_dispatch",
                 "ref": "refs/heads/main",
                 "repository": "local/rehearsal",

@@ -297,3 +297,15 @@ def test_rehearsal_refuses_unknown_contexts_and_functions() -> None:
 def test_rehearsal_reads_github_output_files() -> None:
     text = 'matrix={"include":[]}\ncount=0\nnotes<<EOF\nline 1\nline 2\nEOF\n'
     assert _read_outputs(text) == {"matrix": '{"include":[]}', "count": "0", "notes": "line 1\nline 2"}
+
+
+def test_rehearsal_templates_of_one_and_of_several_expressions(tmp_path) -> None:
+    from devtools.rehearsal import Rehearsal
+
+    workflow = tmp_path / "w.yml"
+    workflow.write_text("jobs: {}\n")
+    rehearsal = Rehearsal(workflow, tmp_path, tmp_path / "out", inputs={}, env={})
+    ctx = {**CTX, "github": {"run_id": "7", "run_attempt": "2"}}
+    assert rehearsal.evaluate("${{ github.run_id }}", ctx) == "7"
+    assert rehearsal.evaluate("${{ github.run_id }}-${{ github.run_attempt }}", ctx) == "7-2"
+    assert rehearsal.evaluate("${{ matrix.self_hosted }}", ctx) is False  # a whole one keeps its type
