@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -77,12 +78,23 @@ def _write_rusage() -> None:
     path = os.environ.get(RUSAGE_ENV)
     if not path:
         return
-    # ru_maxrss is in KiB on Linux
+    # ru_maxrss is in KiB on Linux, and a process' starts at its parent's size (Linux carries it
+    # across fork and exec): the process' own high-water mark is VmHWM, where /proc has it
     usage = {
-        "self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "self": _own_peak() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     }
     Path(path).write_text(json.dumps(usage))
+
+
+def _own_peak() -> int | None:
+    """This process' peak resident size in bytes (VmHWM), or None without /proc."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.M)
+    return int(found.group(1)) * 1024 if found else None
 
 
 # -- the commands --------------------------------------------------------------------------------
