@@ -196,3 +196,19 @@ def test_a_change_points_link_opens_the_chart_on_its_series(history, tmp_path, b
         for r in rows
     )
     assert page.locator("#chart g.mark-symbol.role-mark path").count() == shown > 0
+
+
+def test_the_vega_bundle_is_written_once_per_version(tmp_path):
+    from gilmatrix.history.site import _bundle_file
+
+    made = []
+
+    def make() -> str:
+        made.append(1)
+        return "/* vega */"
+
+    versions = {"vega": "6.2.0", "vegalite": "6.4", "embed": "7.0.2"}
+    assert _bundle_file(tmp_path, make, versions) == "vega.js" and len(made) == 1
+    assert _bundle_file(tmp_path, make, versions) == "vega.js" and len(made) == 1  # kept
+    assert _bundle_file(tmp_path, make, {**versions, "vega": "6.3.0"}) and len(made) == 2  # another
+    assert (tmp_path / "vega.js").read_text().endswith("/* vega */")

@@ -895,7 +895,8 @@ class SelfBench:
             slowest = max(browser["filter_ms"])
             self.rows += [
                 row("history", f"{label} ({made['runs']} runs)", timed["build_s"], "s", "site_seconds",
-                    f"peak RSS {timed['peak_rss_mb']:.0f} MB; --no-reports"),
+                    f"peak RSS {timed['peak_rss_mb']:.0f} MB; --no-reports; built again (a weekly build): "
+                    f"{timed['again_s']:.1f} s, {timed['again_peak_rss_mb']:.0f} MB"),
                 row("history", f"{label}: pages", timed["site_mb"], "MB", "site_mb"),
                 row("history", f"{label}: slowest filter in Chromium", slowest, "ms", "site_filter_ms",
                     f"drawn in {browser['draw_s']:.1f} s"),

@@ -11,8 +11,10 @@
   model, worker count) bound to the chart. Its data travel in columns with their strings
   numbered (a year of the full default matrix is 40,000 cells), made rows again in the page.
 
-Everything is inline (the Vega bundle too): the site opens from the file system and from
-GitHub Pages alike. Stage: after the history store (gilmatrix.history.store).
+Nothing comes from a network: the pages' scripts are inline, and the Vega bundle of the history
+page is ``vega.js`` beside it (a relative script, which the file system and GitHub Pages serve
+alike), written once per Vega version — making it costs vl-convert's JavaScript engine ~130 MB,
+which a weekly build then does not pay. Stage: after the history store (gilmatrix.history.store).
 """
 
 from __future__ import annotations
@@ -315,7 +317,7 @@ def build_site(
     """Write the site of ``history`` into ``out``; the path of its index.html."""
     import jinja2
 
-    from gilmatrix.reports.bundle import javascript_bundle
+    from gilmatrix.reports.bundle import javascript_bundle, library_versions
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +367,7 @@ def build_site(
         env.get_template("site-history.html.j2").render(
             spec=spec,
             data=_script_json(data),
-            bundle=javascript_bundle(),
+            bundle=_bundle_file(out, javascript_bundle, library_versions()),
             interpreters=options["interpreter"],
             **common,
         ),
@@ -373,6 +375,23 @@ def build_site(
     )
     log(f"site: {out / 'index.html'} ({len(runs)} runs, {len(found)} change points)")
     return out / "index.html"
+
+
+def _bundle_file(out: Path, make: Callable[[], str], versions: Mapping[str, str]) -> str:
+    """``out/vega.js`` holding the Vega bundle, written when absent or of other versions (its
+    first line names them); its name, for the page's script element."""
+    path = out / "vega.js"
+    first = "// " + json.dumps(dict(sorted(versions.items())), separators=(",", ":")) + "\n"
+    try:
+        with path.open(encoding="utf-8") as handle:
+            current = handle.readline() == first
+    except OSError:
+        current = False
+    if not current:
+        staging = path.with_name(".vega.js.tmp")
+        staging.write_text(first + make(), encoding="utf-8")
+        staging.replace(path)
+    return path.name
 
 
 def _script_json(value: Any) -> str:
