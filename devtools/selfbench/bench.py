@@ -883,13 +883,7 @@ class SelfBench:
         if self.args.history_run is None:
             return
         for runs in (52, 136):  # a year of weekly full default matrices (~38,000 cells), ~100,000
-            work = Path(tempfile.mkdtemp(prefix="gilmatrix-selfbench-history-"))
-            try:
-                made = sh.synthetic_history(self.args.history_run, work / "history", runs)
-                timed = sh.time_site(work / "history", work / "site")
-                browser = sh.time_browser(work / "site" / "history.html", work / "history")
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            made, timed, browser = sh.scale_figures(self.args.history_run, runs)
             self.details[f"site {runs} runs"] = {**made, **timed, **browser}
             label = f"site of {made['measured']:,} measured cells"
             slowest = max(browser["filter_ms"])

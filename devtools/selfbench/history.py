@@ -291,6 +291,19 @@ def time_site(history: Path, out: Path) -> dict[str, Any]:
     }
 
 
+def scale_figures(real_run: Path, runs: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A history of ``runs`` weekly copies of ``real_run`` (synthetic_history), its site timed
+    (time_site) and its history page in Chromium (time_browser), in a folder removed after."""
+    work = Path(tempfile.mkdtemp(prefix="gilmatrix-history-scale-"))
+    try:
+        made = synthetic_history(real_run, work / "history", runs)
+        timed = time_site(work / "history", work / "site")
+        browser = time_browser(work / "site" / "history.html", work / "history")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return made, timed, browser
+
+
 FILTER_JS = """async ([value, expected]) => {
   const select = document.querySelectorAll('#chart select')[0];
   const count = () => document.querySelectorAll('#chart g.mark-symbol.role-mark path').length;
@@ -392,15 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         figures["scale"] = []
         for runs in (int(c) for c in args.runs.split(",")):
-            work = Path(tempfile.mkdtemp(prefix="gm-history-scale-"))
-            try:
-                made = synthetic_history(args.run, work / "history", runs)
-                timed = time_site(work / "history", work / "site")
-                browser = time_browser(work / "site" / "history.html", work / "history")
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            entry = {**made, **timed, **browser}
-            figures["scale"].append(entry)
+            made, timed, browser = scale_figures(args.run, runs)
+            figures["scale"].append({**made, **timed, **browser})
             print(
                 f"{made['measured']:>7} measured cells ({made['cells']} with the unsupported; "
                 f"{made['runs']} runs; runs "

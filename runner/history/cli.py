@@ -77,7 +77,7 @@ def site_command(args: argparse.Namespace) -> int:
         raise UserError(f"--fdr {args.fdr}: give a share between 0 and 0.5 (e.g. 0.05)")
     root = history_folder(args)
     history = History(root)
-    if not history.runs.is_dir() or not any(p.is_dir() for p in history.runs.iterdir()):
+    if not history.runs.is_dir() or not history.kept_runs():
         raise UserError(f"{root}: no run in the history (add runs with `gilmatrix history add RUN_DIR`)")
     added, dropped = history.sync()
     if added or dropped:

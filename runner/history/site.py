@@ -81,12 +81,23 @@ class Step:
     """The change points of one workload that begin at the same run with the same story (what
     changed there): how the index page lists them, one line each, the series beneath."""
 
-    run_id: str
-    started: str
-    before: str
-    workload: str
-    changed: tuple[str, ...]
-    found: tuple[Found, ...]
+    found: tuple[Found, ...]  # sorted by series; all of one run, workload, direction, story
+
+    @property
+    def run_id(self) -> str:
+        return self.found[0].run_id
+
+    @property
+    def started(self) -> str:
+        return self.found[0].started
+
+    @property
+    def workload(self) -> str:
+        return self.found[0].series[0]
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        return self.found[0].changed
 
     @property
     def ratios(self) -> list[float]:
@@ -107,10 +118,7 @@ def steps_of(found: Sequence[Found]) -> list[Step]:
     for f in found:
         key = (f.started, f.run_id, f.before, f.series[0], f.point.ratio > 1.0, f.changed)
         groups.setdefault(key, []).append(f)
-    out = [
-        Step(run_id, started, before, workload, changed, tuple(sorted(items, key=lambda f: f.series)))
-        for (started, run_id, before, workload, _, changed), items in groups.items()
-    ]
+    out = [Step(tuple(sorted(items, key=lambda f: f.series))) for items in groups.values()]
     out.sort(key=lambda s: (s.started, s.run_id, s.workload), reverse=True)
     return out
 
@@ -173,7 +181,13 @@ def find_changes(rows: Sequence[Mapping[str, Any]], q: float = 0.05) -> tuple[li
     its own interval plus its group's run-to-run scatter, the series kept at a false discovery
     rate ``q`` over all of them (gilmatrix.history.changes.fdr_level); newest first; and the
     whole history's run-to-run scatter τ."""
-    series = series_of(rows)
+    return changes_of(series_of(rows), q)
+
+
+def changes_of(
+    series: Mapping[tuple[Any, ...], Sequence[Mapping[str, Any]]], q: float = 0.05
+) -> tuple[list[Found], float]:
+    """:func:`find_changes` of series already gathered (:func:`series_of`)."""
     scales, overall = noise_scales(series)
     sds = {key: run_sds(cells, scales[key[: len(NOISE_KEY)]]) for key, cells in series.items()}
     means = {key: [c["mean"] for c in cells] for key, cells in series.items()}
@@ -323,15 +337,16 @@ def build_site(
     out.mkdir(parents=True, exist_ok=True)
     runs = history.runs_table()
     rows = history.series()
-    found, overall = find_changes(rows, q=q)
+    series = series_of(rows)
+    found, overall = changes_of(series, q=q)
+    if reports:
+        from gilmatrix.reports.render import build_report  # pandas and the analysis: only here
     links = {}
     for run in runs:
         target = out / "runs" / run["run_id"]
         if reports:
             stamp = target / ".digest"
             if not (stamp.exists() and stamp.read_text() == run["digest"]):
-                from gilmatrix.reports.render import build_report  # pandas and the analysis: only here
-
                 build_report(history.runs / run["run_id"], target, chart_images=False)
                 stamp.write_text(run["digest"])
                 log(f"report of {run['run_id']}: {target / 'index.html'}")
@@ -358,7 +373,7 @@ def build_site(
         "q": q,
         "confirmed_after": CONFIRMED_AFTER,
         "cells": len(data["columns"]["run"]),
-        "series": len(series_of(rows)),
+        "series": len(series),
     }
     index = env.get_template("site-index.html.j2").render(found=found, steps=steps_of(found), **common)
     (out / "index.html").write_text(index, encoding="utf-8")

@@ -230,12 +230,16 @@ class History:
                 counts = self._index(db, target, digest)
         return Added("added", run_id, target, *counts)
 
+    def kept_runs(self) -> list[Path]:
+        """The run folders of ``runs/``, by name (not an add's staging folder)."""
+        return sorted(p for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+
     def sync(self) -> tuple[list[str], list[str]]:
         """Bring the index in line with ``runs/``: index the kept runs it lacks or holds with
         another digest, drop the rows of runs no longer kept (e.g. an index restored from a
         cache older than the history it sits in). Returns (runs indexed, runs dropped)."""
         with self.locked():
-            kept = sorted(p for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+            kept = self.kept_runs()
             with self.index() as db:
                 indexed = dict(db.execute("SELECT run_id, digest FROM runs").fetchall())
                 added = []
@@ -256,9 +260,7 @@ class History:
             self.index_path.unlink(missing_ok=True)
             with self.index() as db:
                 count = 0
-                for path in sorted(
-                    p for p in self.runs.iterdir() if p.is_dir() and not p.name.startswith(".")
-                ):
+                for path in self.kept_runs():
                     self._index(db, path, run_digest(path, kept_files(path)))
                     count += 1
         return count
