@@ -115,6 +115,25 @@ def test_worker_time_set_aside_does_not_spend_a_cells_budget() -> None:
     assert policy.stop(state.means, state.kept_seconds) == "budget"
 
 
+def test_a_paired_cell_is_judged_on_its_ratios_to_the_partner() -> None:
+    """With pairing, a process' values over its partner's: the machine's 20% between processes
+    is in the means, not in the ratios, and the cell stops when the ratios are precise."""
+    policy = Sampling(processes=4, target=0.02, min_processes=4, max_processes=40)
+    state = CellState("3.13", "crunch/threads/2")
+    for worker, slow in enumerate((1.0, 1.25, 0.8, 1.2, 0.9), start=1):
+        values = [0.010 * slow, 0.011 * slow]
+        partners = [0.020 * slow, 0.021 * slow]
+        state.add(worker, values, [1.0], [v / p for v, p in zip(values, partners, strict=True)])
+    assert state.measured is state.ratios and len(state.ratios) == 5
+    assert policy.stop(state.means, state.kept_seconds) is None  # ±20%: far from the target
+    assert policy.stop(state.measured, state.kept_seconds) == "precision"
+    state.drop(2)
+    assert len(state.ratios) == len(state.means) == 4 and state.summary(policy)["paired"]
+    unpaired = CellState("3.13", "crunch/sequential/1")
+    unpaired.add(1, [0.02], [1.0])
+    assert unpaired.measured is unpaired.means and not unpaired.summary(policy)["paired"]
+
+
 def test_the_runs_budget_stops_cells_that_have_their_minimum_of_processes() -> None:
     policy = Sampling(processes=3, target=0.02, min_processes=3, max_processes=20, run_seconds=60.0)
     noisy = [1.0, 1.3, 0.8]

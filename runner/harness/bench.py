@@ -22,6 +22,14 @@ the calls at the worker's final loop count: its values are the last ones), their
 calls ran while the machine was slow has a slow reference too), and keeps the raw figures.
 The host's round number, when it gives one (``cell["round"]``), is the run's ``gilmatrix_round``:
 processes of two cells taken in one round are a pair.
+
+**Pairing** (the profile's ``pairing: calls``, the host sets ``cell["partner"]``): a cell that is
+not sequential times its workload's sequential run — the same tasks, in this process, no pool —
+just before its first call and just after each call (``Partner``), so that every call sits
+between two partner calls of the same seconds of machine. Each call's partner figure (seconds
+per loop, the mean of the two around it) goes into ``gilmatrix_partners`` (in call order, like
+``gilmatrix_references``): the report compares the cells of one workload by their per-call
+ratios to it (reports/pairs.py), which cancel what the machine did to both.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import pyperf
@@ -112,6 +120,66 @@ def reference_seconds() -> float:
     return time.perf_counter() - start
 
 
+PARTNER_MAX_LOOPS = 1 << 20
+
+
+class Partner:
+    """The workload's sequential run in the cell's own process (pairing): the same tasks, no
+    pool, its answer checked outside the timing. Its loop count is calibrated on its first call
+    (doubled until a call lasts ``min_time``) and then fixed for the process.
+
+    It runs in a thread of its own, not the main thread: a process' main-thread stack starts at
+    a randomised, unaligned address, and a pure-Python loop's speed there moves by ±4% from one
+    process to the next (measured, crunch on 3.11: a pool thread against the main thread, eight
+    processes, sd 4%; two runs in the main thread, 0.8%); a thread's stack is page-aligned."""
+
+    def __init__(self, workload: Workload, params: Mapping[str, Any], min_time: float) -> None:
+        import concurrent.futures
+
+        self.workload, self.params, self.min_time = workload, params, min_time
+        self.tasks: list[Any] = workload.make_tasks(params)
+        self.loops: int | None = None
+        self.last: float | None = None  # the call after the previous timed call: before the next
+        self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gilmatrix-partner")
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True)
+
+    def _call(self, loops: int) -> float:
+        return self.thread.submit(self._timed, loops).result()
+
+    def _timed(self, loops: int) -> float:
+        fn, make_tasks, params = self.workload.run_task, self.workload.make_tasks, self.params
+        fresh, tasks = self.workload.fresh_tasks, self.tasks
+        results: list[Any] = []
+        start = time.perf_counter()
+        for _ in range(loops):
+            if fresh:
+                tasks = make_tasks(params)
+            results = [fn(task) for task in tasks]
+        elapsed = time.perf_counter() - start
+        self.workload.check(params, tasks, results)
+        return elapsed
+
+    def seconds(self) -> float:
+        """One partner call: its seconds per loop."""
+        if self.loops is None:
+            loops = 1
+            while (elapsed := self._call(loops)) < self.min_time and loops < PARTNER_MAX_LOOPS:
+                loops *= 2
+            self.loops = loops
+            return elapsed / loops
+        return self._call(self.loops) / self.loops
+
+    def around(self, timed: Callable[[], float]) -> tuple[float, float]:
+        """``timed()`` between two partner calls (the one before is the previous call's after):
+        (its result, the partner's seconds per loop around it)."""
+        before = self.last if self.last is not None else self.seconds()
+        result = timed()
+        self.last = self.seconds()
+        return result, (before + self.last) / 2.0
+
+
 class CellTimer:
     """The pyperf time function of one cell; the pool lives as long as the worker process."""
 
@@ -119,19 +187,25 @@ class CellTimer:
     samples: ClassVar[list[tuple[float, float | None, int]]] = []  # (wall, cpu, loops)
     # (reference loop seconds: the mean of its timings before and after the call, loops)
     references: ClassVar[list[tuple[float, int]]] = []
+    # (the partner's seconds per loop around the call, loops): pairing only
+    partners: ClassVar[list[tuple[float, int]]] = []
     children_rss: int | None = None
 
-    def __init__(self, cell: Mapping[str, Any]) -> None:
+    def __init__(self, cell: Mapping[str, Any], min_time: float = 0.1) -> None:
         self.workload = workload_of(cell)
         self.params = resolve_params(self.workload, cell["params"])
         self.tasks: list[Any] = self.workload.make_tasks(self.params)
         self.cell = cell
         self.dispatcher: Dispatcher | None = None
+        paired = cell.get("partner") and EXECUTORS[cell["executor"]].model != "sequential"
+        self.partner = Partner(self.workload, self.params, min_time) if paired else None
 
     def close(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.close()
             self.dispatcher = None
+        if self.partner is not None:
+            self.partner.close()
 
     def _new_dispatcher(self) -> Dispatcher:
         return Dispatcher(self.cell["executor"], int(self.cell["workers"]), async_fn=self.workload.async_task)
@@ -165,7 +239,11 @@ class CellTimer:
 
     def __call__(self, loops: int) -> float:
         before = reference_seconds()
-        elapsed = self._timed(loops)
+        if self.partner is None:
+            elapsed = self._timed(loops)
+        else:
+            elapsed, partner = self.partner.around(lambda: self._timed(loops))
+            self.partners.append((partner, loops))
         self.references.append(((before + reference_seconds()) / 2.0, loops))
         if not HOOKS[0]:
             _record_without_hooks()
@@ -236,6 +314,7 @@ class CpuHook:
     def teardown(self, metadata: dict[str, Any]) -> None:
         samples, CellTimer.samples = CellTimer.samples, []
         references, CellTimer.references = CellTimer.references, []
+        partners, CellTimer.partners = CellTimer.partners, []
         # A loop calibration's calls double ``loops`` until one is long enough: the figures are
         # those of the calls at the final count (all calls of any other worker).
         most = max((n for _, _, n in samples), default=0)
@@ -245,6 +324,9 @@ class CpuHook:
             metadata["gilmatrix_reference"] = statistics.median(kept)
             # each call's, in order: the last ones are the run's values (warm-ups come first)
             metadata["gilmatrix_references"] = " ".join(f"{seconds:.4e}" for seconds in kept)
+        paired = [seconds for seconds, n in partners if n == most]
+        if paired:  # each call's, in order, like the references
+            metadata["gilmatrix_partners"] = " ".join(f"{seconds:.6e}" for seconds in paired)
         cpus = [cpu for _, cpu, _ in samples if cpu is not None]
         ratios = [cpu / wall for wall, cpu, _ in samples if cpu is not None and wall > 0]
         if cpus and len(cpus) == len(samples):
@@ -270,9 +352,9 @@ def _record_without_hooks() -> None:
     while frame is not None:
         task: Any = frame.f_locals.get("task")
         if isinstance(getattr(task, "metadata", None), dict) and hasattr(task, "loops"):
-            samples, references = list(CellTimer.samples), list(CellTimer.references)
+            kept = list(CellTimer.samples), list(CellTimer.references), list(CellTimer.partners)
             CpuHook().teardown(task.metadata)  # consumes the samples: give them back
-            CellTimer.samples, CellTimer.references = samples, references
+            CellTimer.samples, CellTimer.references, CellTimer.partners = kept
             return
         frame = frame.f_back
 
@@ -304,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
         argv += ["--hook", HOOK_NAME]  # pyperf's manager passes --hook on to its workers
     args = runner.parse_args(argv)
     cell = json.loads(args.cell)
-    timer = CellTimer(cell)
+    timer = CellTimer(cell, float(args.min_time or 0.1))
     try:
         runner.bench_time_func(cell["id"], timer, metadata=cell_metadata(cell, timer.params))
     finally:

@@ -357,9 +357,36 @@ METADATA: dict[str, Key] = {
             "each call's reference seconds, space-separated, in call order (the values are the last)",
         ),
         Key("gilmatrix_round", int, 0, "run", "the host's round of this worker process (0: none)"),
+        Key(
+            "gilmatrix_partners",
+            str,
+            "",
+            "run",
+            "pairing: the seconds per loop of the workload's sequential run, timed in this process"
+            " just before and just after each call (their mean), space-separated, in call order",
+        ),
     )
 }
 RUN_KEYS = tuple(k.name for k in METADATA.values() if k.where == "run")
+
+
+def partner_ratios(bench: Any) -> list[float]:
+    """Pairing: each value of a pyperf benchmark over its partner's figure around the same call
+    (``gilmatrix_partners``: every call's at the final loop count, the values last), for every
+    run that recorded them; [] when a run has none (the cell was not paired)."""
+    ratios: list[float] = []
+    for run in bench.get_runs():
+        if not run.values:
+            continue
+        text = run.get_metadata().get("gilmatrix_partners", "")
+        try:
+            partners = [float(x) for x in str(text).split()][-len(run.values) :]
+        except ValueError:
+            return []
+        if len(partners) < len(run.values) or not all(p > 0 for p in partners):
+            return []
+        ratios.extend(v / p for v, p in zip(run.values, partners, strict=True))
+    return ratios
 
 
 def meta(metadata: Mapping[str, Any], name: str, fallback: Any = None) -> Any:

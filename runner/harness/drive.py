@@ -54,6 +54,7 @@ from gilmatrix.harness.contract import (
     Status,
     WorkerFile,
     cell_slug,
+    partner_ratios,
     stability_warnings,
     status_record,
 )
@@ -413,6 +414,9 @@ class CellRunner:
                     values=values,
                     warnings=bench_warnings(bench) if len(values) > 1 else [],
                 )
+                ratios = partner_ratios(bench)
+                if ratios:  # pairing: the host stops the cell on these (schedule.CellState)
+                    reply["ratios"] = ratios
             except CellTimeout:
                 reply.update(
                     status=Status.TIMEOUT,

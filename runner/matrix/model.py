@@ -138,6 +138,9 @@ class Profile:
     ci: CiSettings = CiSettings()
     # a round's order: "blocks" (each workload's cells side by side) or "shuffle" (run.schedule)
     order: str = "shuffle"
+    # "calls": each cell that is not sequential times its workload's sequential run around each
+    # of its calls, in its own process (harness/bench.py Partner; reports/pairs.py); "none"
+    pairing: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,6 +704,7 @@ def _build(data: Mapping[str, Any], path: Path, errors: _Errors, digest: str) ->
             placement=entry.get("placement"),
             ci=_ci_settings(entry.get("ci") or {}),
             order=entry.get("order", "shuffle"),
+            pairing=entry.get("pairing", "none"),
         )
     default_profile = data.get("default_profile", "default")
     if default_profile not in profiles:

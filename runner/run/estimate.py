@@ -54,7 +54,7 @@ def estimate_seconds(
     total = one_round = to_minimum = 0.0
     for cell, least in [(c, 1) for c in coming] + [(c, 0) for c in ran]:
         n = len(cell.means)
-        more = max(needed_processes(sampling, cell.means, cell.typical) - n, least)
+        more = max(needed_processes(sampling, cell.measured, cell.typical) - n, least)
         if not more:
             continue
         own = cell.seconds[1:]

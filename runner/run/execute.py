@@ -25,7 +25,16 @@ from typing import Any
 
 from gilmatrix.backends.base import Backend, Environment, WorkloadSetup
 from gilmatrix.errors import EnvironmentUnavailable
-from gilmatrix.harness.contract import JOB_FORMAT, CellId, Op, Status, Stopped, WorkerFile, status_record
+from gilmatrix.harness.contract import (
+    JOB_FORMAT,
+    CellId,
+    Op,
+    Status,
+    Stopped,
+    WorkerFile,
+    partner_ratios,
+    status_record,
+)
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
@@ -75,6 +84,8 @@ def make_job(
             entry.update(setups[cell.workload].cell_fields())
         if plan.profile.python_gil is not None:
             entry["environ"] = {"PYTHON_GIL": str(plan.profile.python_gil)}
+        if plan.profile.pairing == "calls" and cell.executor != "sequential":
+            entry["partner"] = "sequential"  # harness/bench.py Partner
         return entry
 
     return {
@@ -181,6 +192,7 @@ class MatrixRun:
                 "sampling": self.sampling.to_json(),
                 "seed": self.seed,
                 "order": self.plan.profile.order,
+                "pairing": self.plan.profile.pairing,
                 "window_seconds": WINDOW_SECONDS,
                 "rounds": self.rounds,
                 "windows": self.windows,
@@ -398,7 +410,7 @@ class MatrixRun:
             values = [v for run in bench.get_runs() for v in run.values]
             number = WorkerFile.number(Path(path).name)
             if values and number is not None:
-                state.add(number, values, ())
+                state.add(number, values, (), partner_ratios(bench))
         runs = Path(store.runs)
         state.discarded = len(list(runs.glob("*" + WorkerFile.DISCARDED))) if runs.is_dir() else 0
         return state
@@ -479,7 +491,7 @@ class MatrixRun:
             for state in order:
                 if state.status == Status.PENDING:
                     state.rounds += 1
-                    why = sampling.stop(state.means, state.kept_seconds, spent, state.typical)
+                    why = sampling.stop(state.measured, state.kept_seconds, spent, state.typical)
                     if why:
                         state.stopped = why
                         self.finish(state, progress)
@@ -540,7 +552,9 @@ class MatrixRun:
             self.fail(state, Status.FAILED, self.driver_died(state.interpreter, str(exc)), progress)
             return
         if reply.get("status") == Status.OK:
-            state.add(int(reply["worker"]), reply["values"], reply.get("seconds", ()))
+            state.add(
+                int(reply["worker"]), reply["values"], reply.get("seconds", ()), reply.get("ratios") or ()
+            )
             window.workers.append((state, int(reply["worker"])))
         elif reply.get("status") == Status.INTERRUPTED:
             raise Interrupted("the harness was interrupted")

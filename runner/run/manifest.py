@@ -328,6 +328,7 @@ _WORKLOAD: Spec = {
 _SCHEDULE: Spec = {
     "seed": (_INT, False),
     "order": (_STR, False),
+    "pairing": (_STR, False),
     "rounds": (_LIST, False),
     "windows": (_LIST, False),
     "window_seconds": (_NUM + _NONE, False),

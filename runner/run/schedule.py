@@ -106,7 +106,7 @@ def typical_scatter(states: Sequence[CellState]) -> dict[tuple[str, str], float]
     a cell's own scatter with. Groups of a single cell are left out (nothing to pool with)."""
     groups: dict[tuple[str, str], list[float]] = {}
     for state in states:
-        means = state.means
+        means = state.measured
         if len(means) < 3:
             continue
         mean = statistics.fmean(means)
@@ -192,6 +192,8 @@ class CellState:
     interpreter: str
     cell_id: str
     means: list[float] = field(default_factory=list)
+    # pairing: each kept process' mean of value / partner (harness/bench.py Partner), same order
+    ratios: list[float] = field(default_factory=list)
     workers: list[int] = field(default_factory=list)  # the driver's worker numbers, same order
     seconds: list[float] = field(default_factory=list)  # every worker process' life (all kept)
     discarded: int = 0
@@ -208,8 +210,12 @@ class CellState:
     def key(self) -> tuple[str, str]:
         return (self.interpreter, self.cell_id)
 
-    def add(self, worker: int, values: Sequence[float], seconds: Sequence[float]) -> None:
+    def add(
+        self, worker: int, values: Sequence[float], seconds: Sequence[float], ratios: Sequence[float] = ()
+    ) -> None:
         self.means.append(statistics.fmean(values))
+        if ratios:
+            self.ratios.append(statistics.fmean(ratios))
         self.workers.append(worker)
         self.seconds.extend(seconds)
         self._lives[worker] = sum(seconds)
@@ -217,8 +223,16 @@ class CellState:
     def drop(self, worker: int) -> None:
         index = self.workers.index(worker)
         del self.workers[index], self.means[index]
+        if len(self.ratios) > index:
+            del self.ratios[index]
         self.discarded += 1
         self.set_aside_seconds += self._lives.pop(worker, 0.0)
+
+    @property
+    def measured(self) -> list[float]:
+        """What the cell's precision is judged on: with pairing, its processes' ratios to the
+        partner (what its comparisons use: reports/pairs.py), else its process means."""
+        return self.ratios if self.ratios and len(self.ratios) == len(self.means) else self.means
 
     @property
     def kept_seconds(self) -> float:
@@ -227,9 +241,10 @@ class CellState:
 
     def summary(self, sampling: Sampling) -> dict[str, Any]:
         """The figures the host hands the driver for the cell's status file."""
-        precision = relative_precision(self.means)
+        precision = relative_precision(self.measured)
         return {
             "processes": len(self.means),
+            "paired": self.measured is self.ratios,
             "rounds": self.rounds,
             "stopped": self.stopped,
             "precision": None if precision is None else round(precision, 5),
