@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from itertools import pairwise
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -14,8 +15,10 @@ from gilmatrix.harness.contract import executor_rank, interpreter_key
 from gilmatrix.reports.stats import (
     NOT_COMPARED,
     REPLICATE_KEYS,
+    Comparison,
     at_tasks,
     compare_cells,
+    compare_levels,
     machine_of,
     replicated_comparison,
     welch_from_stats,
@@ -104,6 +107,8 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
 ADJUSTED = ["adj_mean", "adj_sd"]  # within one run: the means adjusted for the machine's speed
+# within one run, with pairing: what a comparison through the workloads' levels needs (pairs.py)
+LEVELS = ["pair_mean", "pair_sd", "pair_n", "level_mean", "level_var", "level_n"]
 
 
 def with_changes(pairs: pd.DataFrame, rows: list[Any]) -> pd.DataFrame:
@@ -176,7 +181,22 @@ def _compare(
             strict=True,
         )
     ]
+    if adjusted and "executor" in pairs and all(f"{c}_old" in pairs for c in LEVELS):
+        rows = [  # paired cells of one run: through their workloads' levels (pairs.py)
+            by_levels(merged, row, floor)
+            for merged, row in zip(pairs.itertuples(index=False), rows, strict=True)
+        ]
     return with_changes(pairs, rows)
+
+
+def by_levels(merged: Any, fallback: Comparison, floor: float) -> Comparison:
+    """A merged row (the new side's columns, the old side's with ``_old``) compared through the
+    two workloads' levels (reports/pairs.py) where both sides have them; else ``fallback``."""
+    fields = ["mean", *LEVELS]
+    new = SimpleNamespace(executor=merged.executor, **{f: getattr(merged, f) for f in fields})
+    old = SimpleNamespace(executor=merged.executor, **{f: getattr(merged, f"{f}_old") for f in fields})
+    found = compare_levels(new, old, floor)
+    return found if found is not None else fallback
 
 
 def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
@@ -191,7 +211,7 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
         steps.extend(pairwise(line))
     frames = []
     keep = ["workload", "executor", "workers", "cell", *STATS, *_machine_keys(cells)]
-    keep += [c for c in ADJUSTED if c in cells]
+    keep += [c for c in (*ADJUSTED, *LEVELS) if c in cells]
     for old, new in steps:
         pairs = _compare(
             cells.loc[cells["interpreter"] == new, keep],

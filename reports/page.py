@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from gilmatrix.confidence import MIN_FLOOR
+from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
 from gilmatrix.harness.contract import CellId, Status, Stopped, executor_rank, interpreter_key
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
 from gilmatrix.reports.compare import (
@@ -979,6 +980,23 @@ def speed_adjustment(cells: pd.DataFrame) -> str:
     )
 
 
+def pairing_summary(cells: pd.DataFrame) -> str:
+    """What call-by-call pairing (reports/pairs.py) gave: how many cells were paired, and the
+    median precision of their ratio to the sequential run against that of their raw means."""
+    if "pair_n" not in cells or not (cells["pair_n"] > 1).any():
+        return ""
+    paired = cells[cells["pair_n"] > 1]
+    quantiles = paired["pair_n"].map(lambda n: t_quantile(1.0 - ALPHA / 2.0, n - 1))
+    half = np.expm1(quantiles * paired["pair_sd"] / np.sqrt(paired["pair_n"]))
+    return (
+        f"{len(paired)} cells timed their workload's sequential run around every call, in their "
+        "own process: the cells of one workload on one interpreter are compared by those "
+        "per-call ratios, and across interpreters through each workload's sequential level "
+        f"(pooled over its paired processes); median precision of a cell's ratio ±{float(half.median()):.1%} "
+        f"against ±{float(paired['precision'].median()):.1%} of its raw mean"
+    )
+
+
 def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
     """How the run measured: the sampling policy, the rounds, the noise sentinels and the
     windows they found disturbed, the noise floor, and the cells that missed the target."""
@@ -1032,6 +1050,7 @@ def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
         "sampling": how,
         "order": schedule.get("order") or "shuffle",
         "speed": speed_adjustment(cells),
+        "pairing": pairing_summary(cells),
         "seed": schedule.get("seed"),
         "rounds": len(schedule.get("rounds") or []),
         "windows": len(windows),

@@ -44,8 +44,10 @@ CELL_COLUMNS = (
 # per worker process (pyperf run) — except ``reference``, per value: the seconds of the harness'
 # reference loop timed around that value's call (the machine's speed then; the process' median
 # where a run has no per-call ones, NaN in results before them) — and ``round``, the host's round
-# the process ran in (0: not recorded)
-RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss", "reference", "round")
+# the process ran in (0: not recorded) — and ``partner``, per value: with pairing, the seconds per
+# loop of the workload's sequential run timed around that value's call in the same process
+# (harness/bench.py Partner; NaN where the cell was not paired)
+RUN_COLUMNS = ("run", "cpu_time", "parallelism", "cpu_class", "peak_rss", "reference", "round", "partner")
 FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
 # the columns _suite_rows fills from a suite; "machine" comes from the manifest (load_run)
 PER_VALUE = tuple(c for c in FRAME_COLUMNS[:-2] if c != "machine")
@@ -314,8 +316,8 @@ def _params(text: str) -> dict[str, Any]:
 
 
 def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ...]:
-    """(cpu_time, parallelism, cpu_class, peak_rss, reference, round) of one run; NaN / "" / 0
-    where not recorded.
+    """(cpu_time, parallelism, cpu_class, peak_rss, reference, round, partner) of one run; NaN /
+    "" / 0 where not recorded (partner: NaN, the values' own are filled in by _suite_rows).
 
     cpu_time is per loop iteration, like pyperf's values: the harness records CPU seconds per
     call of its time function, which runs `loops` iterations. peak_rss is the benchmark
@@ -333,13 +335,17 @@ def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ..
         rss,
         meta(facts, "gilmatrix_reference"),
         meta(facts, "gilmatrix_round"),
+        math.nan,
     )
 
 
-def value_references(facts: Mapping[str, Any], count: int) -> list[float] | None:
+def value_references(
+    facts: Mapping[str, Any], count: int, key: str = "gilmatrix_references"
+) -> list[float] | None:
     """The reference seconds of a run's ``count`` values (``gilmatrix_references``: every call's
-    at the final loop count, the values last); None when the run did not record them."""
-    text = meta(facts, "gilmatrix_references")
+    at the final loop count, the values last; or, ``key`` gilmatrix_partners, the partner's);
+    None when the run did not record them."""
+    text = meta(facts, key)
     try:
         found = [float(x) for x in text.split()]
     except ValueError:
@@ -396,6 +402,9 @@ def _suite_rows(
             own = value_references(facts, count)
             if own is not None:  # each value's own reference, where the run recorded them
                 columns["reference"][-count:] = own
+            partners = value_references(facts, count, "gilmatrix_partners")
+            if partners is not None:  # pairing: the partner's seconds around each value's call
+                columns["partner"][-count:] = partners
     return first
 
 

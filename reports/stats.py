@@ -25,6 +25,7 @@ from scipy import special
 
 from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
 from gilmatrix.harness.contract import stability_warnings
+from gilmatrix.reports.pairs import PAIR_COLUMNS, pair_columns, paired_sides, pairs_floor, through_levels
 from gilmatrix.reports.results import CELL_COLUMNS
 from gilmatrix.reports.sidebyside import Series, adjust, cell_series
 
@@ -188,13 +189,64 @@ def adjusted_stats(row: Any) -> tuple[float, float]:
 
 
 def compare_cells(a: Any, b: Any, floor: float = 0.0) -> Comparison:
-    """Welch's test of two rows of one run's cell table (itertuples rows), on their process
-    means adjusted by the reference covariate: the machine's speed while each process ran is
-    taken out (reports/sidebyside.py; measured by ``selfbench --only noisy``). Cells of results
-    without references compare on their raw means, as before."""
+    """a against b, two rows of one run's cell table (itertuples rows).
+
+    Two cells of one workload on one interpreter measured with pairing compare by their
+    per-call ratios to the workload's sequential run (reports/pairs.py): the machine's speed
+    cancels call by call. Otherwise Welch's test on their process means adjusted by the
+    reference covariate: the machine's speed while each process ran is taken out
+    (reports/sidebyside.py; measured by ``selfbench --only noisy``). Cells of results without
+    references compare on their raw means, as before."""
+    by_pairs = compare_pairs(a, b, floor)
+    if by_pairs is not None:
+        return by_pairs
     mean_a, sd_a = adjusted_stats(a)
     mean_b, sd_b = adjusted_stats(b)
     return welch_from_stats(mean_a, sd_a, int(a.processes), mean_b, sd_b, int(b.processes), floor)
+
+
+def compare_pairs(a: Any, b: Any, floor: float = 0.0) -> Comparison | None:
+    """a against b by their pairs (reports/pairs.py): directly when they share a partner, else
+    through their workloads' levels; None where either has none. The means reported are the
+    cells' raw ones; the ratio and its interval are the pairs'."""
+    sides = paired_sides(a, b)
+    if sides is not None:
+        d, se, df = sides
+        n_a, n_b = int(getattr(a, "pair_n", 0) or a.processes), int(getattr(b, "pair_n", 0) or b.processes)
+        return from_log_difference(float(a.mean), float(b.mean), n_a, n_b, d, se, df, pairs_floor(floor))
+    return compare_levels(a, b, floor)
+
+
+def compare_levels(a: Any, b: Any, floor: float = 0.0) -> Comparison | None:
+    """a against b through their workloads' levels (reports/pairs.py: two interpreters, or two
+    workloads), or None where either has no level."""
+    levels = through_levels(a, b)
+    if levels is None:
+        return None
+    d, se, df, n_a, n_b = levels  # means over that many processes: the run's floor for them
+    return from_log_difference(float(a.mean), float(b.mean), n_a, n_b, d, se, df, mean_floor(floor, n_a, n_b))
+
+
+def from_log_difference(
+    mean_a: float, mean_b: float, n_a: int, n_b: int, d: float, se: float, df: float, floor: float
+) -> Comparison:
+    """The Comparison of a log ratio ``d`` with standard error ``se`` (t with ``df``): its
+    ratio exp(d), 95% interval, two-sided p, significant when p < ALPHA and beyond ``floor``."""
+    ratio = math.exp(d)
+    beyond = abs(ratio - 1.0) > floor
+    if se == 0.0:
+        significant = d != 0.0
+        return Comparison(
+            mean_a, mean_b, n_a, n_b, ratio, ratio, ratio, 0.0 if significant else 1.0,
+            significant and beyond, floor, significant and not beyond,
+        )  # fmt: skip
+    p_value = float(2.0 * special.stdtr(df, -abs(d / se)))
+    half = t_quantile(1.0 - ALPHA / 2.0, df) * se
+    tested = p_value < ALPHA
+    return Comparison(
+        mean_a, mean_b, n_a, n_b, ratio, math.exp(d - half), math.exp(d + half), p_value,
+        tested and beyond, floor, tested and not beyond,
+    )  # fmt: skip
 
 
 MIN_PAIRS = 3  # fewer common rounds than this: no paired comparison
@@ -211,36 +263,11 @@ def paired(a: Series, b: Series, floor: float = 0.0, adjusted: bool = True) -> C
     if n < MIN_PAIRS:
         return None
     d = np.array([ra[r] - rb[r] for r in common])
-    mean_d = float(d.mean())
-    sd = float(d.std(ddof=1))
-    ratio = math.exp(mean_d)
     mean_a = float(np.exp([ra[r] for r in common]).mean())
     mean_b = float(np.exp([rb[r] for r in common]).mean())
-    floor = mean_floor(floor, n, n)
-    if sd == 0.0:
-        significant = mean_d != 0.0
-        beyond = abs(ratio - 1.0) > floor
-        return Comparison(
-            mean_a, mean_b, n, n, ratio, ratio, ratio, 0.0 if significant else 1.0, significant and beyond,
-            floor, significant and not beyond,
-        )  # fmt: skip
-    se = sd / math.sqrt(n)
-    p_value = float(2.0 * special.stdtr(n - 1, -abs(mean_d / se)))
-    half = t_quantile(1.0 - ALPHA / 2.0, n - 1) * se
-    tested = p_value < ALPHA
-    beyond = abs(ratio - 1.0) > floor
-    return Comparison(
-        mean_a,
-        mean_b,
-        n,
-        n,
-        ratio,
-        math.exp(mean_d - half),
-        math.exp(mean_d + half),
-        p_value,
-        tested and beyond,
-        floor,
-        tested and not beyond,
+    sd = float(d.std(ddof=1))
+    return from_log_difference(
+        mean_a, mean_b, n, n, float(d.mean()), sd / math.sqrt(n), n - 1.0, mean_floor(floor, n, n)
     )
 
 
@@ -268,7 +295,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     interval of the mean from the process means and its half-width relative to the mean,
     ``precision``; pyperf's stability warnings, so that an unstable cell is flagged where it
     is shown."""
-    extra = ["processes", "proc_sd", "precision", "drift", "adj_mean", "adj_sd", "series"]
+    extra = ["processes", "proc_sd", "precision", "drift", "adj_mean", "adj_sd", "series", *PAIR_COLUMNS]
     if frame.empty:
         return pd.DataFrame(
             columns=[
@@ -311,6 +338,9 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["adj_mean"] = [float(np.mean(s.adjusted)) for s in series]
     table["adj_sd"] = [float(np.std(s.adjusted, ddof=1)) if len(s.adjusted) > 1 else 0.0 for s in series]
     table["series"] = series
+    pairs = pair_columns(frame.assign(group=group), table)
+    for column in PAIR_COLUMNS:
+        table[column] = pairs[column].to_numpy()
     table["warnings"] = [
         tuple(stability_warnings(row.n, row.mean, row.stdev, row.min, row.max, row.raw_min))
         for row in table.itertuples(index=False)

@@ -134,7 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic report sizes (default: 100,1000,10000)",
     )
     p.add_argument(
-        "--noisy-runs", type=int, default=2, help="noisy: runs of each order (alternating; default 2)"
+        "--noisy-runs", type=int, default=2, help="noisy: runs of each arm (alternating; default 2)"
+    )
+    p.add_argument(
+        "--noisy-arms",
+        type=_csv,
+        default=["shuffle", "pairs"],
+        help="noisy: the arms, alternating (shuffle, pairs, blocks; default shuffle,pairs)",
+    )
+    p.add_argument(
+        "--noisy-burners", type=int, default=1, help="noisy: burner processes (default 1: ~70%% of one core)"
     )
     p.add_argument(
         "--noisy-minutes", type=float, default=4.0, help="noisy: each run's run_minutes (default 4)"
@@ -548,44 +557,36 @@ class SelfBench:
     def noisy(self) -> None:
         """Verdicts on a machine made noisy by a seeded burner, by every estimator."""
         from devtools.selfbench import noisy as sn
-        from devtools.selfbench import verdicts as sv
 
         interp = (self.args.interpreters or [VERDICT_INTERPRETER])[0]
-        work = self.out / "selfbench" / f"noisy-{self.stamp}"
-        work.mkdir(parents=True, exist_ok=True)
-        within = sv.within_matrix(sm.ROOT / "matrix.yaml", work / "matrix-within.yaml")
-        only = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
-        found: list[dict[str, Any]] = []
         load_before = os.getloadavg()[0]
-        with sn.Burner(self.args.noisy_seed) as burner:
-            for number in range(1, self.args.noisy_runs + 1):
-                for order in ("blocks", "shuffle"):
-                    matrix = sn.noisy_matrix(
-                        within, work / f"matrix-{order}.yaml", order, self.args.noisy_minutes
-                    )
-                    name = f"noisy-{order}-{number}"
-                    measured, run_dir = sv.run_cli(
-                        self.out, f"selfbench-{self.stamp}-{name}", matrix, "default", interp, only, log
-                    )
-                    self.record(name, measured, run_dir)
-                    load = os.getloadavg()[0]
-                    log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {load:.2f})")
-                    if measured.returncode == 0:
-                        figures = sn.run_figures(run_dir)
-                        figures["run"] = name
-                        found.append(figures)
-                        processes = figures["processes_median"]
-                        log(f"    floor {figures['floor']:.1%}, median processes {processes}")
+        found, burner = sn.collect(
+            self.out,
+            self.stamp,
+            arms=self.args.noisy_arms,
+            runs=self.args.noisy_runs,
+            minutes=self.args.noisy_minutes,
+            seed=self.args.noisy_seed,
+            burners=self.args.noisy_burners,
+            interpreter=interp,
+            log=log,
+            record=self.record,
+        )
         pooled = sn.pooled(found)
         self.details["noisy"] = {
-            "burner": {"seed": burner.seed, "busy": burner.busy, "seconds": burner.seconds},
+            "burner": {
+                "seed": burner.seed,
+                "processes": burner.processes,
+                "busy": burner.busy,
+                "seconds": burner.seconds,
+            },
             "load_before": load_before,
             "interpreter": interp,
             "runs": found,
             "pooled": pooled,
         }
         floors = ", ".join(f"{f['run']} {f['floor']:.1%}" for f in found)
-        noise = f"burner seed {burner.seed}, busy {burner.busy or math.nan:.0%} of one core; floors {floors}"
+        noise = f"{burner.describe()}; floors {floors}"
         locations = sn.location_rms(found)
         self.details["noisy"]["locations"] = locations
         for name, (rms, pairs) in locations.items():

@@ -1,17 +1,20 @@
 """Selfbench's ``noisy`` section: verdicts on a machine made noisy on purpose, by each estimator.
 
-A seeded burner (``Burner``: one process, bursts of pure-Python work of random length and random
-pauses, the same bursts for the same seed) runs during the whole section. Under it, runs of the
-within-run matrix (verdicts.within_matrix: ``crunch`` and ``sum_squares``, their identical twins,
-and ``crunch_plus`` with 5% more work) alternate between the two orders of a round
-(``blocks``: each workload's cells side by side, and ``shuffle``: every cell mixed, the order
-before) — blocks, shuffle, blocks, shuffle — so that both meet the same noise. Every run is
-then judged by every estimator, on the same processes:
+A seeded burner (``Burner``: one or more processes, bursts of pure-Python work of random length
+and random pauses, the same bursts for the same seed) runs during the whole section. Under it,
+runs of the within-run matrix (verdicts.within_matrix: ``crunch`` and ``sum_squares``, their
+identical twins, and ``crunch_plus`` with 5% more work) alternate between the *arms* — e.g.
+``shuffle`` (every cell of a round mixed: the default), ``pairs`` (the same with ``pairing:
+calls``: each cell times its workload's sequential run around each call), ``blocks`` (each
+workload's cells side by side) — shuffle, pairs, shuffle, pairs, so that every arm meets the
+same noise. Every run is then judged by every estimator, on the same processes:
 
 - ``welch``: Welch's test on the raw process means (the report's test until now);
 - ``welch+ref``: the same on the process means adjusted by the reference covariate;
 - ``paired``: the per-round log ratios of the two cells (paired t), raw;
 - ``paired+ref``: the same, adjusted;
+- ``pairs``: the report's test (stats.compare_cells): per-call pairs where the run has them
+  (reports/pairs.py), else welch+ref (the pairs that fall back are counted);
 
 each with the run's noise floor (scaled to the means, as the report does) and without it. For
 each: the A/A rate (twins called a change), the power (crunch_plus called slower than crunch),
@@ -36,68 +39,101 @@ BURNER = r"""
 import os, random, signal, sys, time
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 rng = random.Random(int(sys.argv[1]))
+low, high, pause = (float(a) for a in sys.argv[2:5])
 parent = os.getppid()
 start = time.monotonic(); busy = 0.0
 try:
     while os.getppid() == parent:  # the benchmark that started it is gone: stop
-        burst = rng.uniform(0.2, 2.0); t0 = time.monotonic(); x = 0
+        burst = rng.uniform(low, high); t0 = time.monotonic(); x = 0
         while time.monotonic() - t0 < burst:
             for i in range(10000): x += i * i
         busy += time.monotonic() - t0
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, pause))
 finally:
     total = time.monotonic() - start
     print(f"{busy / max(total, 1e-9):.4f} {total:.1f}", flush=True)
 """
 
 
-class Burner:
-    """A seeded CPU burner on one core, for the duration of a ``with`` block: bursts of 0.2-2 s
-    of pure-Python work, pauses of 0-1 s (busy ~70% of one core). ``busy`` and ``seconds`` are
-    read when it stops."""
+BURSTS = (0.2, 2.0)  # seconds of one burst: uniform between these
+PAUSE = 1.0  # seconds of a pause: uniform from 0 to this
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+
+class Burner:
+    """A seeded CPU burner for the duration of a ``with`` block: ``processes`` processes (seeds
+    seed, seed+1, ...), each bursts of pure-Python work (0.2-2 s by default: ``bursts``) and
+    pauses (0-1 s: ``pause``; busy ~70% of one core each). ``busy`` (in cores: the processes'
+    shares summed) and ``seconds`` are read when it stops."""
+
+    def __init__(
+        self, seed: int, processes: int = 1, bursts: tuple[float, float] = BURSTS, pause: float = PAUSE
+    ) -> None:
+        self.seed, self.processes = seed, max(1, processes)
+        self.bursts, self.pause = bursts, pause
         self.busy: float | None = None
         self.seconds: float | None = None
-        self._process: subprocess.Popen[str] | None = None
+        self._running: list[subprocess.Popen[str]] = []
 
     def __enter__(self) -> Burner:
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", BURNER, str(self.seed)], stdout=subprocess.PIPE, text=True
-        )
+        self._running = [
+            subprocess.Popen(
+                [sys.executable, "-c", BURNER, str(self.seed + i), *map(str, (*self.bursts, self.pause))],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(self.processes)
+        ]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self._process is not None
-        self._process.terminate()
-        out, _ = self._process.communicate(timeout=30)
-        fields = out.split()
-        if len(fields) == 2:
-            self.busy, self.seconds = float(fields[0]), float(fields[1])
+        found = []
+        for process in self._running:
+            process.terminate()
+        for process in self._running:
+            out, _ = process.communicate(timeout=30)
+            fields = out.split()
+            if len(fields) == 2:
+                found.append((float(fields[0]), float(fields[1])))
+        if found:
+            self.busy = sum(busy for busy, _ in found)
+            self.seconds = max(seconds for _, seconds in found)
+
+    def describe(self) -> str:
+        who = (
+            f"seed {self.seed}" if self.processes == 1 else f"{self.processes} processes, seeds {self.seed}+"
+        )
+        shape = f"bursts {self.bursts[0]:g}-{self.bursts[1]:g} s, pauses 0-{self.pause:g} s"
+        return f"burner {who} ({shape}), busy {self.busy or math.nan:.2f} cores"
 
 
-def noisy_matrix(within: Path, dest: Path, order: str, minutes: float) -> Path:
-    """The within-run matrix whose default profile has this round ``order`` and run budget."""
+# an arm: the profile's round order and pairing
+ARMS = {"shuffle": ("shuffle", "none"), "blocks": ("blocks", "none"), "pairs": ("shuffle", "calls")}
+
+
+def noisy_matrix(within: Path, dest: Path, arm: str, minutes: float) -> Path:
+    """The within-run matrix whose default profile has this ``arm``'s round order and pairing,
+    and this run budget."""
     data = yaml.safe_load(within.read_text())
     profile = data["profiles"]["default"]
-    profile["order"] = order
+    profile["order"], profile["pairing"] = ARMS[arm]
     profile["precision"] = {**profile["precision"], "run_minutes": minutes}
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
 
 
-def _welch(adjusted: bool) -> Callable[[Any, Any, float], Any]:
-    from gilmatrix.reports.stats import compare_cells, welch_from_stats
+def arm_of(manifest: Mapping[str, Any]) -> str:
+    """The arm a run was made with, from its manifest's schedule."""
+    schedule = manifest.get("schedule") or {}
+    if schedule.get("pairing") == "calls":
+        return "pairs"
+    return str(schedule.get("order") or "shuffle")
 
-    def compare(a: Any, b: Any, floor: float) -> Any:
-        if adjusted:
-            return compare_cells(a, b, floor)  # the report's: adjusted where it can
-        return welch_from_stats(
-            a.mean, a.proc_sd, int(a.processes), b.mean, b.proc_sd, int(b.processes), floor
-        )
 
-    return compare
+def _welch(a: Any, b: Any, floor: float) -> Any:
+    """Welch on the raw process means."""
+    from gilmatrix.reports.stats import welch_from_stats
+
+    return welch_from_stats(a.mean, a.proc_sd, int(a.processes), b.mean, b.proc_sd, int(b.processes), floor)
 
 
 def _paired(adjusted: bool) -> Callable[[Any, Any, float], Any]:
@@ -109,12 +145,27 @@ def _paired(adjusted: bool) -> Callable[[Any, Any, float], Any]:
     return compare
 
 
+def _pairs(a: Any, b: Any, floor: float) -> Any:
+    from gilmatrix.reports.stats import compare_pairs
+
+    return compare_pairs(a, b, floor)
+
+
+def _adjusted_only(a: Any, b: Any, floor: float) -> Any:
+    """welch+ref on the adjusted means even where the rows have pairs."""
+    from gilmatrix.reports.stats import adjusted_stats, welch_from_stats
+
+    (ma, sa), (mb, sb) = adjusted_stats(a), adjusted_stats(b)
+    return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor)
+
+
 ESTIMATORS = {
-    "welch": _welch(False),
-    "welch+ref": _welch(True),
-    "welch+ref/process": _welch(True),
+    "welch": _welch,
+    "welch+ref": _adjusted_only,
+    "welch+ref/process": _adjusted_only,
     "paired": _paired(False),
     "paired+ref": _paired(True),
+    "pairs": _pairs,
 }
 
 
@@ -135,7 +186,7 @@ def judged(
         cmp = compare(a, b, floor)
         if cmp is None:
             fallback[0] += 1
-            cmp = ESTIMATORS["welch"](a, b, floor)
+            cmp = ESTIMATORS["welch+ref"](a, b, floor)
         found.append(cmp)
     return found
 
@@ -164,7 +215,7 @@ def comparisons(table: Any) -> tuple[list[Any], list[Any], list[Any]]:
 
 # which cell table each estimator reads: "value" (each value adjusted by its own call's
 # reference, the report's), "process" (every value of a process by the process' median reference)
-TABLE_OF = {"welch": "value", "welch+ref": "value", "welch+ref/process": "process", "paired": "value"}
+TABLE_OF = {"welch+ref/process": "process"}
 
 
 def _trimmed(values: Sequence[float], cut: float = 0.2) -> float:
@@ -215,13 +266,13 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "floor": floor,
         "noise": dict(noise(run.manifest)),
-        "order": (run.manifest.get("schedule") or {}).get("order", "shuffle"),
+        "order": arm_of(run.manifest),
         "processes_median": float(tables["value"]["processes"].median()) if len(tables["value"]) else None,
         "twin_errors": twin_errors(pairs["value"][0]),
         "estimators": {},
     }
     for name, compare in ESTIMATORS.items():
-        twins, plus, models = pairs[TABLE_OF.get(name.split(", ")[0], "value")]
+        twins, plus, models = pairs[TABLE_OF.get(name, "value")]
         for with_floor in (True, False):
             f = floor if with_floor else 0.0
             fallback = [0]
@@ -253,6 +304,7 @@ def pooled(figures: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             acc = out.setdefault(
                 key, {"twins": 0, "flagged": 0, "plus": 0, "detected": 0, "widths": [], "twin_widths": []}
             )
+            acc["fallback"] = acc.get("fallback", 0) + e["fallback"]
             acc["twins"] += e["twins"]
             acc["flagged"] += e["twins_flagged"]
             acc["plus"] += e["plus"]
@@ -287,8 +339,9 @@ def load_now() -> float:
 
 
 def matrix_figures(run_dir: Path) -> dict[str, Any]:
-    """A whole run (the full default matrix) judged twice on the same processes: on the raw
-    means (the report before) and adjusted for the machine's speed (the report now). For each:
+    """A whole run (the full default matrix) judged on the same processes: on the raw means (the
+    report before), adjusted for the machine's speed, and — a run made with ``pairing: calls`` —
+    by its pairs (reports/pairs.py). For each:
     the verdict cards' ties, the median half-width of every execution model against sequential
     and of every cell against the previous release, and how many of those are changes."""
     from gilmatrix.reports.compare import version_changes
@@ -306,7 +359,13 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
         "precision_median": float(adjusted["precision"].median()),
         "processes_median": float(adjusted["processes"].median()),
     }
-    for name, table in (("raw", adjusted.drop(columns=["adj_mean", "adj_sd"])), ("adjusted", adjusted)):
+    from gilmatrix.reports.pairs import PAIR_COLUMNS
+
+    unpaired = adjusted.drop(columns=list(PAIR_COLUMNS))
+    ways = [("raw", unpaired.drop(columns=["adj_mean", "adj_sd"])), ("adjusted", unpaired)]
+    if (adjusted["pair_n"] > 1).any():
+        ways.append(("pairs", adjusted))  # a run made with pairing: its pairs, where they apply
+    for name, table in ways:
         cards = decide(table, None, floor)
         rows = list(table.itertuples(index=False))
         seq = {(r.interpreter, r.workload): r for r in rows if r.executor == "sequential"}
@@ -335,6 +394,65 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def collect(
+    out: Path,
+    stamp: str,
+    *,
+    arms: Sequence[str],
+    runs: int,
+    minutes: float,
+    seed: int,
+    burners: int,
+    interpreter: str,
+    bursts: tuple[float, float] = BURSTS,
+    pause: float = PAUSE,
+    log: Callable[[str], None],
+    record: Callable[[str, Any, Path], object] | None = None,
+) -> tuple[list[dict[str, Any]], Burner]:
+    """Under a seeded burner, ``runs`` runs of each arm (alternating, the same noise for all) of
+    the within-run matrix on one local interpreter; each run's figures (run_figures)."""
+    from devtools.selfbench import measure as sm
+    from devtools.selfbench import verdicts as sv
+
+    work = out / "selfbench" / f"noisy-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    within = sv.within_matrix(sm.ROOT / "matrix.yaml", work / "matrix-within.yaml")
+    only = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
+    found: list[dict[str, Any]] = []
+    with Burner(seed, burners, bursts, pause) as burner:
+        for number in range(1, runs + 1):
+            for arm in arms:
+                matrix = noisy_matrix(within, work / f"matrix-{arm}.yaml", arm, minutes)
+                name = f"noisy-{arm}-{number}"
+                measured, run_dir = sv.run_cli(
+                    out, f"selfbench-{stamp}-{name}", matrix, "default", interpreter, only, log
+                )
+                if record is not None:
+                    record(name, measured, run_dir)
+                log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {load_now():.2f})")
+                if measured.returncode == 0:
+                    figures = run_figures(run_dir)
+                    figures["run"] = name
+                    found.append(figures)
+                    log(f"    floor {figures['floor']:.1%}, median processes {figures['processes_median']}")
+    return found, burner
+
+
+def print_figures(found: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The pooled table of ``found`` (run_figures of several runs), printed; returned."""
+    table = pooled(found)
+    width = max(len(k) for k in table)
+    print(f"{'arm: estimator':<{width}}  A/A         power       ±model-vs-seq  ±twins   fallback")
+    for key, acc in table.items():
+        print(
+            f"{key:<{width}}  {acc['flagged']:>3}/{acc['twins']:<3} {100 * (acc['aa_rate'] or 0):4.1f}%"
+            f"  {acc['detected']:>3}/{acc['plus']:<3} {100 * (acc['power'] or 0):3.0f}%"
+            f"  {100 * (acc['half_width'] or math.nan):6.1f}%"
+            f"        {100 * (acc['twin_half_width'] or math.nan):5.1f}%   {acc.get('fallback', 0)}"
+        )
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m devtools.selfbench.noisy RUN_DIR...``: the section's figures again, from kept
     run folders (``_build/selfbench/runs/selfbench-<stamp>-noisy-*``), by today's estimators."""
@@ -342,7 +460,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     import json
 
     parser = argparse.ArgumentParser(prog="python -m devtools.selfbench.noisy", description=main.__doc__)
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument(
+        "--collect", action="store_true", help="make the runs first: the arms under a seeded burner"
+    )
+    parser.add_argument("--arms", default="shuffle,pairs", help="--collect: arms (%(default)s)")
+    parser.add_argument("--runs-per-arm", type=int, default=2, help="--collect: runs of each arm")
+    parser.add_argument("--minutes", type=float, default=4.0, help="--collect: each run's run_minutes")
+    parser.add_argument("--seed", type=int, default=25, help="--collect: the burner's seed")
+    parser.add_argument("--burners", type=int, default=1, help="--collect: burner processes")
+    parser.add_argument(
+        "--bursts",
+        type=float,
+        nargs=2,
+        default=list(BURSTS),
+        metavar=("LOW", "HIGH"),
+        help="--collect: burst seconds",
+    )
+    parser.add_argument("--pause", type=float, default=PAUSE, help="--collect: longest pause, seconds")
+    parser.add_argument("--interpreter", default="3.13", help="--collect: the local interpreter")
+    parser.add_argument("--out", type=Path, default=Path("_build"), help="--collect: work folder")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument(
         "--matrix",
@@ -354,25 +491,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run_dir in args.runs:
             print(json.dumps(matrix_figures(run_dir), indent=1, default=str))
         return 0
-    found = []
+    found: list[dict[str, Any]] = []
+    if args.collect:
+        import time
+
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        found, burner = collect(
+            args.out, stamp, arms=args.arms.split(","), runs=args.runs_per_arm, minutes=args.minutes,
+            seed=args.seed, burners=args.burners, interpreter=args.interpreter, log=print,
+            bursts=(args.bursts[0], args.bursts[1]), pause=args.pause,
+        )  # fmt: skip
+        print(f"{burner.describe()} for {burner.seconds or math.nan:.0f} s")
     for run_dir in args.runs:
         figures = run_figures(run_dir)
         figures["run"] = run_dir.name
         found.append(figures)
+    for figures in found:
         print(
-            f"{run_dir.name}: order {figures['order']}, floor {figures['floor']:.1%}, "
+            f"{figures['run']}: arm {figures['order']}, floor {figures['floor']:.1%}, "
             f"median processes {figures['processes_median']}"
         )
-    table = pooled(found)
-    width = max(len(k) for k in table)
-    print(f"{'order: estimator':<{width}}  A/A         power       ±model-vs-seq  ±twins")
-    for key, acc in table.items():
-        print(
-            f"{key:<{width}}  {acc['flagged']:>3}/{acc['twins']:<3} {100 * (acc['aa_rate'] or 0):4.1f}%"
-            f"  {acc['detected']:>3}/{acc['plus']:<3} {100 * (acc['power'] or 0):3.0f}%"
-            f"  {100 * (acc['half_width'] or math.nan):6.1f}%"
-            f"        {100 * (acc['twin_half_width'] or math.nan):5.1f}%"
-        )
+    table = print_figures(found)
     errors = location_rms(found)
     print("a cell's location (twins: log ratio, truth 0): root mean square over the pairs")
     for name, (rms, n) in errors.items():
