@@ -1025,6 +1025,13 @@ def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
                 if policy.get("run_minutes")
                 else ""
             )
+            + (
+                "; a cell with its minimum of processes also stopped once every comparison the "
+                "report makes of it was decided at 99% (beyond the noise floor, or within it), "
+                "so that the rounds went to the comparisons still open"
+                if policy.get("decide")
+                else ""
+            )
         )
     else:
         how = f"fixed: {policy.get('processes', '?')} worker processes per cell"

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
+from gilmatrix.confidence import ALPHA, mean_floor, t_quantile
 from gilmatrix.harness.contract import stability_warnings
 from gilmatrix.reports.pairs import PAIR_COLUMNS, pair_columns, paired_sides, pairs_floor, through_levels
 from gilmatrix.reports.results import CELL_COLUMNS
@@ -33,22 +33,6 @@ NOT_COMPARED = "not compared"  # two cells of different machines: a comparison, 
 CELL_KEYS = list(CELL_COLUMNS)
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
-
-
-def mean_floor(band: float, n_a: int, n_b: int) -> float:
-    """The floor a difference of two means must exceed: the part of the machine's own
-    window-to-window variation (``band``, the run's floor: a robust 95% band of its sentinel,
-    one reading per ~10 s window) that can remain in two means over ``n_a`` and ``n_b``
-    worker processes, each taken in a round of its own: band × sqrt(1/n_a + 1/n_b), never
-    below 1% (or the band, if smaller).
-
-    The whole band is the floor of one *reading*; a mean of 12 processes averages 12 windows
-    of machine speed, and holding it to the band hid real 5% changes inside one run (measured:
-    twins of one workload, 0 of 20 called changes by the test alone; the +5% cells within a
-    4.7% band)."""
-    if band <= 0.0 or n_a < 1 or n_b < 1:
-        return max(band, 0.0)
-    return max(min(band, MIN_FLOOR), band * math.sqrt(1.0 / n_a + 1.0 / n_b))
 
 
 def different_machines(a: str, b: str) -> str:

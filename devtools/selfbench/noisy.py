@@ -5,8 +5,9 @@ and random pauses, the same bursts for the same seed) runs during the whole sect
 runs of the within-run matrix (verdicts.within_matrix: ``crunch`` and ``sum_squares``, their
 identical twins, and ``crunch_plus`` with 5% more work) alternate between the *arms* — e.g.
 ``shuffle`` (every cell of a round mixed: the default), ``pairs`` (the same with ``pairing:
-calls``: each cell times its workload's sequential run around each call), ``blocks`` (each
-workload's cells side by side) — shuffle, pairs, shuffle, pairs, so that every arm meets the
+calls``: each cell times its workload's sequential run around each call), ``decide`` (cells stop
+once their comparisons are decided: ``precision.decide``), ``blocks`` (each workload's cells
+side by side) — shuffle, pairs, shuffle, pairs, so that every arm meets the
 same noise. Every run is then judged by every estimator, on the same processes:
 
 - ``welch``: Welch's test on the raw process means (the report's test until now);
@@ -106,8 +107,14 @@ class Burner:
         return f"burner {who} ({shape}), busy {self.busy or math.nan:.2f} cores"
 
 
-# an arm: the profile's round order and pairing
-ARMS = {"shuffle": ("shuffle", "none"), "blocks": ("blocks", "none"), "pairs": ("shuffle", "calls")}
+# an arm: the profile's round order, pairing, and whether cells stop once their comparisons are
+# decided (precision.decide)
+ARMS = {
+    "shuffle": ("shuffle", "none", False),
+    "blocks": ("blocks", "none", False),
+    "pairs": ("shuffle", "calls", False),
+    "decide": ("shuffle", "none", True),
+}
 
 
 def noisy_matrix(within: Path, dest: Path, arm: str, minutes: float) -> Path:
@@ -115,8 +122,8 @@ def noisy_matrix(within: Path, dest: Path, arm: str, minutes: float) -> Path:
     and this run budget."""
     data = yaml.safe_load(within.read_text())
     profile = data["profiles"]["default"]
-    profile["order"], profile["pairing"] = ARMS[arm]
-    profile["precision"] = {**profile["precision"], "run_minutes": minutes}
+    profile["order"], profile["pairing"], decide = ARMS[arm]
+    profile["precision"] = {**profile["precision"], "run_minutes": minutes, "decide": decide}
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
 
@@ -126,6 +133,8 @@ def arm_of(manifest: Mapping[str, Any]) -> str:
     schedule = manifest.get("schedule") or {}
     if schedule.get("pairing") == "calls":
         return "pairs"
+    if (schedule.get("sampling") or {}).get("decide"):
+        return "decide"
     return str(schedule.get("order") or "shuffle")
 
 

@@ -162,6 +162,7 @@ class Stopped:
     PRECISION = "precision"  # its interval reached the target
     BUDGET = "budget"  # its own budget spent (max_processes, max_seconds)
     RUN_BUDGET = "run-budget"  # the run's budget spent (run_minutes), its minimum reached
+    DECIDED = "decided"  # every comparison it is part of decided (precision.decide: run/decide.py)
     OUT_OF_BUDGET = frozenset({BUDGET, RUN_BUDGET})  # stopped short of the target
 
 

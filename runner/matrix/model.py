@@ -108,6 +108,8 @@ class PrecisionPolicy:
     max_seconds: float | None = None
     # The whole run's measuring time: once spent, every cell with min_processes stops.
     run_minutes: float | None = None
+    # a cell stops once every comparison it is part of is decided (runner/run/decide.py)
+    decide: bool = False
 
 
 @dataclass(frozen=True, slots=True)

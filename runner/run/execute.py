@@ -38,6 +38,7 @@ from gilmatrix.harness.contract import (
 from gilmatrix.harness.drive import NO_SPACE, is_no_space, write_atomic
 from gilmatrix.matrix.model import Matrix
 from gilmatrix.matrix.plan import Cell, Plan
+from gilmatrix.run.decide import decided_cells
 from gilmatrix.run.driver import Driver, DriverDied, DriverFactory, HarnessDriver
 from gilmatrix.run.estimate import estimate_seconds
 from gilmatrix.run.manifest import COMPLETE, new_manifest, run_state, workload_entries
@@ -488,10 +489,13 @@ class MatrixRun:
             typical = typical_scatter(list(self.states.values()))
             for state in self.states.values():
                 state.typical = typical.get((state.interpreter, executor_of(state.cell_id)))
+            decided = self.decided(monitor) if sampling.decide else set()
             for state in order:
                 if state.status == Status.PENDING:
                     state.rounds += 1
-                    why = sampling.stop(state.measured, state.kept_seconds, spent, state.typical)
+                    why = sampling.stop(
+                        state.measured, state.kept_seconds, spent, state.typical, state.key in decided
+                    )
                     if why:
                         state.stopped = why
                         self.finish(state, progress)
@@ -500,6 +504,17 @@ class MatrixRun:
             )
             self.save()
         self.stages["run"] = self.stages.get("run", 0.0) + time.monotonic() - started
+
+    def decided(self, monitor: NoiseMonitor) -> set[tuple[str, str]]:
+        """The cells whose every comparison is decided (run/decide.py), on the process means
+        of every measured cell so far and the run's floor so far."""
+        floor = float(monitor.summary()["floor"])
+        means = {
+            key: state.means
+            for key, state in self.states.items()
+            if state.status in (Status.PENDING, Status.DONE) and state.means
+        }
+        return decided_cells(means, floor)
 
     def block_of(self) -> Callable[[CellState], str] | None:
         """The profile's order: "blocks" keeps each workload's code's cells side by side."""
@@ -621,9 +636,11 @@ class MatrixRun:
         if state.stopped != Stopped.FIXED:
             note += (
                 " ("
-                + {Stopped.PRECISION: "target met", Stopped.RUN_BUDGET: "the run's budget spent"}.get(
-                    state.stopped or "", "budget spent"
-                )
+                + {
+                    Stopped.PRECISION: "target met",
+                    Stopped.DECIDED: "its comparisons decided",
+                    Stopped.RUN_BUDGET: "the run's budget spent",
+                }.get(state.stopped or "", "budget spent")
                 + ")"
             )
         progress.cell(

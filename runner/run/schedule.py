@@ -127,6 +127,7 @@ class Sampling:
     max_processes: int = 20
     max_seconds: float | None = None
     run_seconds: float | None = None  # the run's measuring time, all rounds
+    decide: bool = False  # a cell stops once its comparisons are decided (run/decide.py)
 
     @classmethod
     def of(cls, profile: Profile) -> Sampling:
@@ -140,6 +141,7 @@ class Sampling:
             max_processes=policy.max_processes,
             max_seconds=policy.max_seconds,
             run_seconds=None if policy.run_minutes is None else policy.run_minutes * 60,
+            decide=policy.decide,
         )
 
     @property
@@ -147,11 +149,17 @@ class Sampling:
         return self.target is not None
 
     def stop(
-        self, means: Sequence[float], seconds: float, run_seconds: float = 0.0, typical: float | None = None
+        self,
+        means: Sequence[float],
+        seconds: float,
+        run_seconds: float = 0.0,
+        typical: float | None = None,
+        decided: bool = False,
     ) -> str | None:
-        """Why the cell is done ("fixed", "precision", "budget", "run-budget"), or None: it
-        needs more (``seconds``: its worker time; ``run_seconds``: the run's rounds so far;
-        ``typical``: the scatter typical of its execution model, :func:`pooled_precision`)."""
+        """Why the cell is done ("fixed", "precision", "decided", "budget", "run-budget"), or
+        None: it needs more (``seconds``: its worker time; ``run_seconds``: the run's rounds so
+        far; ``typical``: the scatter typical of its execution model, :func:`pooled_precision`;
+        ``decided``: every comparison it is part of is decided, run/decide.py)."""
         n = len(means)
         if not self.adaptive:
             return Stopped.FIXED if n >= self.processes else None
@@ -160,6 +168,8 @@ class Sampling:
             precision = pooled_precision(means, typical)
             if precision is not None and precision <= self.target:
                 return Stopped.PRECISION
+            if self.decide and decided:
+                return Stopped.DECIDED
         if n >= self.max_processes or (self.max_seconds is not None and seconds >= self.max_seconds):
             return Stopped.BUDGET
         if n >= self.min_processes and self.run_seconds is not None and run_seconds >= self.run_seconds:
@@ -182,6 +192,7 @@ class Sampling:
             "max_seconds": self.max_seconds,
             "run_minutes": None if self.run_seconds is None else self.run_seconds / 60,
             "prior_processes": PRIOR_PROCESSES,
+            "decide": self.decide,
         }
 
 

@@ -1,0 +1,109 @@
+"""Budget where it buys verdicts: which cells' comparisons are already decided.
+
+With a profile's ``precision: {decide: true}``, a cell stops once every comparison the report
+will make of it is decided, instead of going on to its precision target — its processes then
+go, round after round, to the comparisons still open. The comparisons (as the report makes
+them, by cell id):
+
+- within a workload on one interpreter: each cell against the workload's sequential cell, and
+  against every other execution model at the same worker count (the verdict cards, the
+  speedups);
+- across interpreters: each cell against the same cell on the previous version of the same
+  build kind (3.13 → 3.14, 3.13t → 3.14t), and a free-threaded build's against its default
+  build's (3.14t → 3.14).
+
+A comparison of two cells is *decided* when the interval of the ratio of their means, at
+``DECIDE_CONFIDENCE``, lies wholly outside the band ±floor (a verdict that more processes would
+not undo) or wholly inside it (a tie that they could not turn into a verdict); ``floor`` is the
+run's noise floor so far, scaled to the two means as the report scales it
+(confidence.mean_floor). 99%, not the report's 95%: the run looks again after every round, and
+stopping on the first look that clears a 95% interval would call more than 5% of A/A
+differences. A cell in no comparison (a workload with one cell) keeps the precision target.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+
+from gilmatrix.confidence import mean_floor, t_quantile
+from gilmatrix.harness.contract import CellId, interpreter_key
+
+DECIDE_CONFIDENCE = 0.99
+
+Key = tuple[str, str]  # (interpreter, cell id)
+
+
+def comparisons(keys: Iterable[Key]) -> dict[Key, set[Key]]:
+    """Every cell's comparison partners among ``keys`` (see the module's docstring)."""
+    keys = list(keys)
+    known = set(keys)
+    parsed = {key: CellId.maybe(key[1]) for key in keys}
+    out: dict[Key, set[Key]] = {key: set() for key in keys}
+
+    def link(a: Key, b: Key) -> None:
+        if a != b and b in known:
+            out[a].add(b)
+            out[b].add(a)
+
+    by_group: dict[tuple[str, str, int], list[Key]] = {}
+    for key, cell in parsed.items():
+        if cell is None:
+            continue
+        link(key, (key[0], str(CellId(cell.workload, "sequential", 1))))
+        by_group.setdefault((key[0], cell.workload, cell.workers), []).append(key)
+    for group in by_group.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                link(a, b)
+    interpreters = sorted({key[0] for key in keys}, key=interpreter_key)
+    previous: dict[str, str] = {}
+    for free_threaded in (False, True):
+        line = [i for i in interpreters if i.endswith("t") == free_threaded]
+        previous.update(zip(line[1:], line, strict=False))
+    for key in keys:
+        if key[0] in previous:
+            link(key, (previous[key[0]], key[1]))
+        if key[0].endswith("t"):
+            link(key, (key[0][:-1], key[1]))
+    return out
+
+
+def is_decided(a: Sequence[float], b: Sequence[float], floor: float) -> bool:
+    """Whether the comparison of two cells' process means ``a`` and ``b`` is decided."""
+    if len(a) < 2 or len(b) < 2:
+        return False
+    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
+    if mean_a <= 0 or mean_b <= 0:
+        return False
+    va = (statistics.stdev(a) / mean_a) ** 2 / len(a)
+    vb = (statistics.stdev(b) / mean_b) ** 2 / len(b)
+    var = va + vb
+    d = abs(math.log(mean_a / mean_b))
+    band = math.log1p(mean_floor(floor, len(a), len(b)))
+    if var == 0.0:
+        return d != band
+    df = var * var / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1)) if va or vb else math.inf
+    half = t_quantile(0.5 + DECIDE_CONFIDENCE / 2.0, df) * math.sqrt(var)
+    return d - half > band or d + half < band
+
+
+def decided_cells(means: Mapping[Key, Sequence[float]], floor: float) -> set[Key]:
+    """The cells (of ``means``: every cell's process means so far, finished ones too) whose
+    every comparison is decided; a cell in none is not among them."""
+    found = set()
+    partners = comparisons(means)
+    verdicts: dict[frozenset[Key], bool] = {}
+    for key, others in partners.items():
+        if not others:
+            continue
+        for other in others:
+            pair = frozenset((key, other))
+            if pair not in verdicts:
+                verdicts[pair] = is_decided(means[key], means[other], floor)
+            if not verdicts[pair]:
+                break
+        else:
+            found.add(key)
+    return found
