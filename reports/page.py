@@ -971,8 +971,14 @@ def speed_adjustment(cells: pd.DataFrame) -> str:
             "gilmatrix), or too few processes to measure how the cells follow it"
         )
     ratio = float((both["adj_sd"] / both["proc_sd"]).median())
+    paired = "pair_n" in cells and bool((cells["pair_n"] > 1).any())
     return (
-        "every comparison within this run is made on values adjusted for the machine's speed "
+        (
+            "every comparison within this run that is not made by pairs (below)"
+            if paired
+            else "every comparison within this run"
+        )
+        + " is made on values adjusted for the machine's speed "
         "around each call (a fixed loop timed just before and after it; the slope of each "
         "execution model measured on the run's own data), the figures shown stay as measured: "
         f"the scatter of the process means was {ratio:.0%} of the raw one (median of "

@@ -270,3 +270,10 @@ def test_a_paired_run_stops_its_cells_on_their_ratios_and_the_report_compares_by
     cmp = compare_cells(threads, seq, 0.2)
     assert cmp.ratio == pytest.approx(math.exp(threads.pair_mean))
     assert cmp.floor == pytest.approx(0.01)
+    # the report says how its comparisons were made
+    report = gilmatrix("report", str(run_dir), "--out", str(tmp_path / "out"), "--no-chart-images")
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "<th>pairing</th>" in page and "3 cells timed their workload&#39;s sequential run" in page
+    if "is made on values adjusted" in page:  # the covariate applied (enough processes to fit it)
+        assert "every comparison within this run that is not made by pairs" in page
