@@ -181,7 +181,8 @@ def _compare(
             strict=True,
         )
     ]
-    if adjusted and "executor" in pairs and all(f"{c}_old" in pairs for c in LEVELS):
+    has_levels = all(f"{c}_old" in pairs for c in LEVELS) and bool((pairs["level_n"] > 1).any())
+    if adjusted and "executor" in pairs and has_levels:  # only a run made with pairing
         rows = [  # paired cells of one run: through their workloads' levels (pairs.py)
             by_levels(merged, row, floor)
             for merged, row in zip(pairs.itertuples(index=False), rows, strict=True)

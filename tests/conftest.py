@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNING_ID = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
+def harness(command: str, job: Path, out: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m gilmatrix.harness COMMAND --job JOB --out OUT``, as the host runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "gilmatrix.harness", command, "--job", str(job), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=input,
+    )
+
+
 def small_matrix(
     tmp_path: Path,
     interpreters: list[str] | None = None,

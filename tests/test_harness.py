@@ -15,7 +15,7 @@ from gilmatrix.harness import facts, workloads
 from gilmatrix.harness.drive import bench_warnings, cell_slug, failure_reason
 from gilmatrix.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
 from gilmatrix.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
-from tests.conftest import ROOT
+from tests.conftest import ROOT, harness
 
 SMALL = {
     "fetch": {"wait_ms": 1},
@@ -129,18 +129,6 @@ def test_failure_reason_picks_the_exception_line() -> None:
     assert "signal 6" in failure_reason("", -6)
 
 
-def harness(command: str, job: Path, out: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m gilmatrix.harness COMMAND --job JOB --out OUT``, as the host runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "gilmatrix.harness", command, "--job", str(job), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        input=input,
-    )
-
-
 def _job(tmp_path: Path, cells: list[dict], timeout: float = 60) -> Path:
     job = {
         "format": 1,
@@ -219,22 +207,7 @@ def test_driver_manages_workers_as_pyperfs_manager_does(tmp_path: Path) -> None:
     job = json.loads(_job(tmp_path, [cell]).read_text())
     job["pyperf"] = {"processes": 2, "values": 2, "warmups": 1, "min_time": 0.002}  # calibrate
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gilmatrix.harness",
-            "run",
-            "--job",
-            str(tmp_path / "job.json"),
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = harness("run", tmp_path / "job.json", tmp_path)
     assert proc.returncode == 0, proc.stderr
     ours = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__threads__2.json"))
     by_pyperf = tmp_path / "pyperf.json"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 from gilmatrix.reports.compare import version_changes
 from gilmatrix.reports.results import FRAME_COLUMNS
 from gilmatrix.reports.stats import cell_table, compare_cells, compare_pairs, welch_from_stats
-from tests.conftest import ROOT, RUNNING_ID, gilmatrix, local_run, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, harness, local_run, small_matrix
 
 SEQ = 0.020  # the sequential run's true seconds per call
 
@@ -201,22 +199,7 @@ def test_a_paired_worker_records_the_sequential_run_around_each_call(tmp_path: P
         "cells": cells,
     }
     (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gilmatrix.harness",
-            "run",
-            "--job",
-            str(tmp_path / "job.json"),
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = harness("run", tmp_path / "job.json", tmp_path)
     assert proc.returncode == 0, proc.stderr
     threads = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__threads__2.json"))
     for run in threads.get_runs():
