@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -207,8 +208,9 @@ def test_a_paired_worker_records_the_sequential_run_around_each_call(tmp_path: P
         references = run.get_metadata()["gilmatrix_references"].split()
         assert len(partners) == len(references) >= 3  # every call at the final loop count
         assert all(p > 0 for p in partners)
-        # the same tasks in one thread: within a factor of the cell's own values per loop
-        assert 0.2 < partners[-1] / run.values[-1] < 5
+        # the same tasks in one thread: the same order as the cell's own values per loop (the
+        # medians: one call of a fraction of a millisecond can meet a busy runner's preemption)
+        assert 0.1 < statistics.median(partners) / statistics.median(run.values) < 10
     seq = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__sequential__1.json"))
     assert all("gilmatrix_partners" not in r.get_metadata() for r in seq.get_runs())  # it is the partner
 
