@@ -55,18 +55,26 @@ def test_paired_and_welch_intervals():
     assert w["half_width"] == pytest.approx(math.expm1(2.7764 * math.sqrt(0.02 / 3)), rel=1e-3)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the duet arm needs two CPUs")
-def test_a_short_study_runs_both_arms_on_real_processes():
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the simultaneous arms need two CPUs")
+def test_a_short_study_runs_every_arm_on_real_processes():
     me = sys.executable
-    found = duet.study({"twins": (me, me)}, 0.0, seed=1, size=2000, tasks=2, warmups=1, calls=3, log=None)
+    found = duet.study(
+        {"twins": (me, me)}, 0.0, seed=1, size=2000, tasks=2, warmups=1, calls=3, window=0.02, log=None
+    )
     pairs = found["twins"]["pairs"]
-    # one round, whatever the machine's load: each arm one pair of two processes of 3 timed calls
-    assert [len(pairs[arm]) for arm in duet.ARMS] == [1, 1]
+    # one round, whatever the machine's load: each arm one pair of two processes
+    assert [len(pairs[arm]) for arm in duet.ARMS] == [1, 1, 1]
     for arm in duet.ARMS:
         (pair,) = pairs[arm]
-        assert [len(side) for side in pair] == [3, 3]
+        if arm == "duet":  # a window of calls: at least one each, as many as fit
+            assert all(len(side) >= 1 for side in pair)
+        else:
+            assert [len(side) for side in pair] == [3, 3]
         assert all(value > 0 and reference > 0 for side in pair for value, reference in side)
-    assert found["twins"]["seconds"]["apart"] > 0 and found["twins"]["seconds"]["duet"] > 0
+        assert found["twins"]["seconds"][arm] > 0
+    figures = duet.estimates(pairs | {arm: pairs[arm] * 2 for arm in duet.ARMS}, found["twins"]["seconds"])
+    assert set(figures) == {"apart", "apart+ref", "apart+ref welch", "lockstep", "duet"}
+    assert all(math.isfinite(f["ratio"]) for f in figures.values())
 
 
 def test_the_children_run_on_the_cpu_they_are_given_or_anywhere():

@@ -43,7 +43,7 @@ from devtools.selfbench.noisy import BURSTS, PAUSE, Burner, load_now
 WORKLOADS = Path(__file__).resolve().parents[2] / "runner" / "harness" / "workloads.py"
 
 CHILD = r"""
-import importlib.util, os, sys, time
+import importlib.util, os, select, sys, time
 spec = importlib.util.spec_from_file_location("gilmatrix_workloads", sys.argv[1])
 w = importlib.util.module_from_spec(spec); spec.loader.exec_module(w)
 cpu, size, tasks = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -54,19 +54,31 @@ def reference():  # gilmatrix.harness.bench.reference_seconds
     for i in range(10_000):
         total += i * i
     return time.perf_counter() - t0
-print("ready", *sorted(os.sched_getaffinity(0)), flush=True)
-for line in sys.stdin:
-    if line.strip() != "go":
-        break
+def call():
     before = reference()
     t0 = time.perf_counter()
     for _ in range(tasks):
         w.crunch_task(size)
     elapsed = time.perf_counter() - t0
-    print(repr(elapsed), repr((before + reference()) / 2), flush=True)
+    return elapsed, (before + reference()) / 2
+print("ready", *sorted(os.sched_getaffinity(0)), flush=True)
+while True:
+    command = sys.stdin.readline().split()
+    if command[:1] == ["go"]:  # one call
+        print(*map(repr, call()), flush=True)
+    elif command[:1] == ["run"]:  # calls back to back for a window, then untimed ones until told
+        window, found, start = float(command[1]), [], time.perf_counter()
+        while time.perf_counter() - start < window:
+            found.append(call())
+        print(*(f"{value!r},{ref!r}" for value, ref in found), flush=True)
+        while not select.select([sys.stdin], [], [], 0)[0]:
+            call()  # the CPU stays as busy as the partner's while the partner's window ends
+    else:
+        break
 """
 
-ARMS = ("apart", "duet")
+ARMS = ("apart", "lockstep", "duet")
+SIMULTANEOUS = ("lockstep", "duet")
 
 
 class Child:
@@ -90,6 +102,14 @@ class Child:
         self.stdin.write("go\n")
         self.stdin.flush()
 
+    def run(self, window: float) -> None:
+        self.stdin.write(f"run {window}\n")
+        self.stdin.flush()
+
+    def window(self) -> Calls:
+        """The calls of a ``run``: (seconds, reference loop's seconds) each."""
+        return [(float(v), float(r)) for v, r in (c.split(",") for c in self.stdout.readline().split())]
+
     def result(self) -> tuple[float, float]:
         """The call's seconds, and the reference loop's around it."""
         value, reference = self.stdout.readline().split()
@@ -104,9 +124,9 @@ class Child:
 Calls = list[tuple[float, float]]  # a process' timed calls: (seconds, reference loop's seconds)
 
 
-def timed_calls(children: Sequence[Child], warmups: int, calls: int) -> list[Calls]:
+def timed_calls(children: Sequence[Child], warmups: int, calls: int, close: bool = True) -> list[Calls]:
     """``warmups`` + ``calls`` calls of every child in lockstep (call i of each at the same
-    time), the timed ones kept; each child closed."""
+    time), the timed ones kept; each child closed (with ``close``)."""
     kept: list[Calls] = [[] for _ in children]
     for i in range(warmups + calls):
         for child in children:
@@ -115,8 +135,9 @@ def timed_calls(children: Sequence[Child], warmups: int, calls: int) -> list[Cal
             result = child.result()
             if i >= warmups:
                 out.append(result)
-    for child in children:
-        child.close()
+    if close:
+        for child in children:
+            child.close()
     return kept
 
 
@@ -137,10 +158,26 @@ def duet_cpus() -> tuple[int, int]:
     return allowed[0], allowed[1]
 
 
-def duet(a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, calls: int) -> list[Calls]:
-    """One pair at the same time on disjoint CPUs (swapped with ``swap``), in lockstep."""
+def lockstep(a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, calls: int) -> list[Calls]:
+    """One pair at the same time on disjoint CPUs (swapped with ``swap``), call i of each at the
+    same time: the faster one waits for the slower one after every call."""
     first, second = duet_cpus()[:: -1 if swap else 1]
     return timed_calls([Child(a, first, size, tasks), Child(b, second, size, tasks)], warmups, calls)
+
+
+def duet(a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, window: float) -> list[Calls]:
+    """One pair at the same time on disjoint CPUs (swapped with ``swap``), free-running: after
+    ``warmups`` calls each, both call back to back for the same ``window`` of seconds, and each
+    keeps calling (untimed) until both are done, so neither CPU idles while the other is timed."""
+    first, second = duet_cpus()[:: -1 if swap else 1]
+    children = [Child(a, first, size, tasks), Child(b, second, size, tasks)]
+    timed_calls(children, warmups, 0, close=False)
+    for child in children:
+        child.run(window)
+    found = [child.window() for child in children]
+    for child in children:
+        child.close()
+    return found
 
 
 def t95(df: float) -> float:
@@ -188,21 +225,26 @@ def paired(figures: Sequence[float]) -> dict[str, Any]:
 def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """Two sides' process log means compared as the report compares two cells (unpaired)."""
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    if not va and not vb:
+        half = 0.0
+    else:
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        half = t95(df) * math.sqrt(va + vb)
     return {
         "pairs": len(a),
         "ratio": math.exp(statistics.fmean(a) - statistics.fmean(b)),
         "sd": math.nan,
-        "half_width": math.expm1(t95(df) * math.sqrt(va + vb)),
+        "half_width": math.expm1(half),
     }
 
 
 def estimates(pairs: dict[str, list[list[Calls]]], seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
     """One comparison's figures by every estimator: ``apart`` (raw, each pair's processes),
     ``apart+ref`` (the same, CUPED-adjusted), ``apart+ref welch`` (adjusted, unpaired: today's
-    report), ``duet`` (mean of per-call log ratios) — with each arm's seconds per pair, and
-    duet's half-width scaled to the wall-clock time the apart pairs took."""
-    apart_pairs, duet_pairs = pairs["apart"], pairs["duet"]
+    report), ``lockstep`` (mean of per-call log ratios), ``duet`` (each pair's log ratio of its
+    two processes' mean seconds over the shared window) — with each arm's seconds per pair, and
+    the simultaneous arms' half-widths scaled to the wall-clock time the apart pairs took."""
+    apart_pairs = pairs["apart"]
     slope = theta(apart_pairs)
     raw = [process_logs(apart_pairs, side, 0.0) for side in (0, 1)]
     adjusted = [process_logs(apart_pairs, side, slope) for side in (0, 1)]
@@ -210,21 +252,28 @@ def estimates(pairs: dict[str, list[list[Calls]]], seconds: dict[str, float]) ->
         "apart": paired([x - y for x, y in zip(*raw, strict=True)]),
         "apart+ref": paired([x - y for x, y in zip(*adjusted, strict=True)]) | {"theta": slope},
         "apart+ref welch": welch(*adjusted),
-        "duet": paired(
+        "lockstep": paired(
             [
                 statistics.fmean(math.log(x[0] / y[0]) for x, y in zip(*pair, strict=True))
-                for pair in duet_pairs
+                for pair in pairs["lockstep"]
+            ]
+        ),
+        "duet": paired(
+            [
+                math.log(statistics.fmean(v for v, _ in pair[0]) / statistics.fmean(v for v, _ in pair[1]))
+                for pair in pairs["duet"]
             ]
         ),
     }
-    for arm in ("apart", "duet"):
+    for arm in ARMS:
         for key in out:
             if key.startswith(arm):
                 out[key]["seconds_per_pair"] = seconds[arm] / max(1, len(pairs[arm]))
-    share = seconds["duet"] / seconds["apart"]
-    out["duet"]["half_width_in_apart_time"] = math.expm1(
-        math.log1p(out["duet"]["half_width"]) * math.sqrt(share)
-    )
+    for arm in SIMULTANEOUS:
+        share = seconds[arm] / seconds["apart"]
+        out[arm]["half_width_in_apart_time"] = math.expm1(
+            math.log1p(out[arm]["half_width"]) * math.sqrt(share)
+        )
     return out
 
 
@@ -237,9 +286,10 @@ def study(
     tasks: int,
     warmups: int,
     calls: int,
+    window: float,
     log: Any = print,
 ) -> dict[str, dict[str, Any]]:
-    """Every comparison (name → (A, B)) by both arms, alternated in a seeded shuffled order,
+    """Every comparison (name → (A, B)) by every arm, alternated in a seeded shuffled order,
     until ``minutes`` have passed: each comparison's pairs and seconds by arm."""
     rng = random.Random(seed)
     found: dict[str, dict[str, Any]] = {
@@ -254,11 +304,14 @@ def study(
         for comparison, arm in order:
             a, b = pythons[comparison]
             into = found[comparison]
+            swap = len(into["pairs"][arm]) % 2 == 1
             t0 = time.perf_counter()
             if arm == "apart":
                 pair = apart(a, b, rng, size, tasks, warmups, calls)
+            elif arm == "lockstep":
+                pair = lockstep(a, b, swap, size, tasks, warmups, calls)
             else:
-                pair = duet(a, b, len(into["pairs"][arm]) % 2 == 1, size, tasks, warmups, calls)
+                pair = duet(a, b, swap, size, tasks, warmups, window)
             into["seconds"][arm] += time.perf_counter() - t0
             into["pairs"][arm].append(pair)
         if rounds % 20 == 0:
@@ -295,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=50000)
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--warmups", type=int, default=1)
-    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=10, help="timed calls of an apart or lockstep process")
+    parser.add_argument("--window", type=float, default=0.25, help="seconds of a duet pair's timed calls")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
     duet_cpus()
@@ -307,10 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.strftime("%H:%M:%S")
     if args.burners:
         with burner:
-            out = study(pythons, args.minutes, calls=args.calls, **settings)
+            out = study(pythons, args.minutes, calls=args.calls, window=args.window, **settings)
         noise = f"{burner.describe()} for {burner.seconds or math.nan:.0f} s"
     else:
-        out = study(pythons, args.minutes, calls=args.calls, **settings)
+        out = study(pythons, args.minutes, calls=args.calls, window=args.window, **settings)
         noise = "no burner"
     print(f"{started}–{time.strftime('%H:%M:%S')} UTC, {noise}, load after {load_now():.2f}")
     print(f"{'comparison: estimator':<30} pairs  ratio    sd     ±95%   s/pair  ±95% in apart's time")
@@ -318,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for comparison, data in out.items():
         figures[comparison] = estimates(data["pairs"], data["seconds"])
         for name, f in figures[comparison].items():
-            extra = f"{100 * f['half_width_in_apart_time']:6.2f}%" if name == "duet" else ""
+            extra = f"{100 * f['half_width_in_apart_time']:6.2f}%" if name in SIMULTANEOUS else ""
             print(
                 f"{comparison + ': ' + name:<30} {f['pairs']:5}  {f['ratio']:.4f}  {f['sd']:.4f}"
                 f"  {100 * f['half_width']:5.2f}%  {f['seconds_per_pair']:6.2f}  {extra}"
