@@ -66,6 +66,10 @@ while True:
     command = sys.stdin.readline().split()
     if command[:1] == ["go"]:  # one call
         print(*map(repr, call()), flush=True)
+        if command[1:] == ["spin"]:  # then keep the CPU busy (untimed) until the next line
+            while not select.select([sys.stdin], [], [], 0)[0]:
+                for i in range(1000):
+                    pass
     elif command[:1] == ["run"]:  # calls back to back for a window, then untimed ones until told
         window, found, start = float(command[1]), [], time.perf_counter()
         while time.perf_counter() - start < window:
@@ -77,8 +81,8 @@ while True:
         break
 """
 
-ARMS = ("apart", "lockstep", "duet")
-SIMULTANEOUS = ("lockstep", "duet")
+ARMS = ("apart", "lockstep", "spin", "duet")
+SIMULTANEOUS = ("lockstep", "spin", "duet")
 
 
 class Child:
@@ -98,8 +102,8 @@ class Child:
             raise RuntimeError(f"{python}: the worker did not start")
         self.cpus = [int(c) for c in cpus]  # where it may run
 
-    def go(self) -> None:
-        self.stdin.write("go\n")
+    def go(self, spin: bool = False) -> None:
+        self.stdin.write("go spin\n" if spin else "go\n")
         self.stdin.flush()
 
     def run(self, window: float) -> None:
@@ -124,13 +128,16 @@ class Child:
 Calls = list[tuple[float, float]]  # a process' timed calls: (seconds, reference loop's seconds)
 
 
-def timed_calls(children: Sequence[Child], warmups: int, calls: int, close: bool = True) -> list[Calls]:
+def timed_calls(
+    children: Sequence[Child], warmups: int, calls: int, close: bool = True, spin: bool = False
+) -> list[Calls]:
     """``warmups`` + ``calls`` calls of every child in lockstep (call i of each at the same
-    time), the timed ones kept; each child closed (with ``close``)."""
+    time), the timed ones kept; each child closed (with ``close``). With ``spin`` a child that
+    is done keeps its CPU busy until the next call."""
     kept: list[Calls] = [[] for _ in children]
     for i in range(warmups + calls):
         for child in children:
-            child.go()
+            child.go(spin)
         for out, child in zip(kept, children, strict=True):
             result = child.result()
             if i >= warmups:
@@ -158,11 +165,15 @@ def duet_cpus() -> tuple[int, int]:
     return allowed[0], allowed[1]
 
 
-def lockstep(a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, calls: int) -> list[Calls]:
+def lockstep(
+    a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, calls: int, spin: bool = False
+) -> list[Calls]:
     """One pair at the same time on disjoint CPUs (swapped with ``swap``), call i of each at the
-    same time: the faster one waits for the slower one after every call."""
+    same time: the faster one waits for the slower one after every call (idle; with ``spin``,
+    busy in an untimed loop, so that its CPU looks as taken as the other's)."""
     first, second = duet_cpus()[:: -1 if swap else 1]
-    return timed_calls([Child(a, first, size, tasks), Child(b, second, size, tasks)], warmups, calls)
+    children = [Child(a, first, size, tasks), Child(b, second, size, tasks)]
+    return timed_calls(children, warmups, calls, spin=spin)
 
 
 def duet(a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, window: float) -> list[Calls]:
@@ -252,12 +263,15 @@ def estimates(pairs: dict[str, list[list[Calls]]], seconds: dict[str, float]) ->
         "apart": paired([x - y for x, y in zip(*raw, strict=True)]),
         "apart+ref": paired([x - y for x, y in zip(*adjusted, strict=True)]) | {"theta": slope},
         "apart+ref welch": welch(*adjusted),
-        "lockstep": paired(
-            [
-                statistics.fmean(math.log(x[0] / y[0]) for x, y in zip(*pair, strict=True))
-                for pair in pairs["lockstep"]
-            ]
-        ),
+        **{
+            arm: paired(
+                [
+                    statistics.fmean(math.log(x[0] / y[0]) for x, y in zip(*pair, strict=True))
+                    for pair in pairs[arm]
+                ]
+            )
+            for arm in ("lockstep", "spin")
+        },
         "duet": paired(
             [
                 math.log(statistics.fmean(v for v, _ in pair[0]) / statistics.fmean(v for v, _ in pair[1]))
@@ -308,8 +322,8 @@ def study(
             t0 = time.perf_counter()
             if arm == "apart":
                 pair = apart(a, b, rng, size, tasks, warmups, calls)
-            elif arm == "lockstep":
-                pair = lockstep(a, b, swap, size, tasks, warmups, calls)
+            elif arm in ("lockstep", "spin"):
+                pair = lockstep(a, b, swap, size, tasks, warmups, calls, spin=arm == "spin")
             else:
                 pair = duet(a, b, swap, size, tasks, warmups, window)
             into["seconds"][arm] += time.perf_counter() - t0
