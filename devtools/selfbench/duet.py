@@ -3,24 +3,28 @@
 Issue #25 asks for cells of two interpreters "run at the same time on disjoint CPU sets where
 the machine has the cores" (Duet benchmarking: the two feel the same noise). Before the run
 loop schedules such pairs, this study measures, under the same seeded noise, whether the ratio
-of two interpreters' times is more precise measured that way than as the run loop measures it
-today. Comparisons: two releases (``--a`` against ``--b``) and the same release against itself
-(twins: an A/A check, and what the two cores' asymmetry does). Each comparison is made by two
-*arms*, alternated in a shuffled order through the whole study so that both meet the same noise:
+of two interpreters' times is more precise — and as unbiased — measured that way than as the run
+loop measures it today. Comparisons: two releases (``--a`` against ``--b``) and the same release
+against itself (twins: an A/A check). Each comparison is made by every *arm*, alternated in a
+seeded shuffled order through the whole study so that all meet the same noise:
 
 - ``apart``: today's way — one worker process at a time, unpinned: A's process, then B's (in a
-  random order); a pair's figure is ``log(mean A / mean B)`` of the two processes' calls;
-- ``duet``: A's and B's processes at the same time, A pinned to one CPU and B to another (the
-  CPUs swapped every other pair), their calls in lockstep (call i of A overlaps call i of B); a
-  pair's figure is the mean over calls of ``log(a_i / b_i)``.
+  random order); judged raw, CUPED-adjusted (paired), and adjusted by Welch (the report's test);
+- ``lockstep``: A's and B's processes at the same time, pinned to two CPUs (swapped every other
+  pair), call i of A at the same time as call i of B; the faster one idles while it waits;
+  a pair's figure is the mean over calls of ``log(a_i / b_i)``;
+- ``spin``: the same, the faster one busy in an untimed loop while it waits;
+- ``duet``: both at the same time, pinned, free-running: each calls back to back over the same
+  window (``--window``), then keeps calling untimed until both are done; a pair's figure is the
+  log ratio of the two processes' mean call.
 
 Every process is fresh (its start-up, hash seed and layout are part of the scatter, as in a
-run), runs ``--warmups`` calls and then ``--calls`` timed calls of the ``crunch`` workload's
-sequential run (``--tasks`` × ``crunch_task(--size)``, gilmatrix.harness.workloads, loaded from
-its file by each interpreter). Printed per comparison and arm: pairs, the mean ratio, the sd of
-the pair figures, the 95% half-width, and the half-width the arm would reach in the *same
-wall-clock time* as the other (a duet pair takes one process' time, an apart pair two) — the
-figure that says whether duet buys precision.
+run), runs ``--warmups`` calls and then ``--calls`` timed calls (or its window) of the
+``crunch`` workload's sequential run (``--tasks`` × ``crunch_task(--size)``,
+gilmatrix.harness.workloads, loaded from its file by each interpreter), with the harness'
+reference loop timed around each call. Printed per comparison and estimator: pairs, the ratio,
+the sd of the pair figures, the 95% half-width, and for the simultaneous arms the half-width in
+the *same wall-clock time* as the apart pairs took. Figures: docs/results-log.md.
 """
 
 from __future__ import annotations
