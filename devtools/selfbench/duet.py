@@ -30,6 +30,7 @@ the *same wall-clock time* as the apart pairs took. Figures: docs/results-log.md
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -43,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from devtools.selfbench.noisy import BURSTS, PAUSE, Burner, load_now
+from gilmatrix.confidence import t_quantile, two_sided
+from gilmatrix.harness.bench import REFERENCE_ITERATIONS
 
 WORKLOADS = Path(__file__).resolve().parents[2] / "runner" / "harness" / "workloads.py"
 
@@ -50,12 +53,12 @@ CHILD = r"""
 import importlib.util, os, select, sys, time
 spec = importlib.util.spec_from_file_location("gilmatrix_workloads", sys.argv[1])
 w = importlib.util.module_from_spec(spec); spec.loader.exec_module(w)
-cpu, size, tasks = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+cpu, size, tasks, iterations = (int(a) for a in sys.argv[2:6])
 if cpu >= 0:
     os.sched_setaffinity(0, {cpu})
 def reference():  # gilmatrix.harness.bench.reference_seconds
     t0 = time.perf_counter(); total = 0
-    for i in range(10_000):
+    for i in range(iterations):
         total += i * i
     return time.perf_counter() - t0
 def call():
@@ -86,6 +89,7 @@ while True:
 """
 
 ARMS = ("apart", "lockstep", "spin", "duet")
+Calls = list[tuple[float, float]]  # a process' timed calls: (seconds, reference loop's seconds)
 SIMULTANEOUS = ("lockstep", "spin", "duet")
 
 
@@ -94,7 +98,7 @@ class Child:
 
     def __init__(self, python: str, cpu: int, size: int, tasks: int) -> None:
         self.process = subprocess.Popen(
-            [python, "-c", CHILD, str(WORKLOADS), str(cpu), str(size), str(tasks)],
+            [python, "-c", CHILD, str(WORKLOADS), str(cpu), str(size), str(tasks), str(REFERENCE_ITERATIONS)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -127,9 +131,6 @@ class Child:
         self.stdin.write("end\n")
         self.stdin.flush()
         self.process.wait(timeout=60)
-
-
-Calls = list[tuple[float, float]]  # a process' timed calls: (seconds, reference loop's seconds)
 
 
 def timed_calls(
@@ -196,9 +197,7 @@ def duet(a: str, b: str, swap: bool, size: int, tasks: int, warmups: int, window
 
 
 def t95(df: float) -> float:
-    from gilmatrix.confidence import t_quantile
-
-    return float(t_quantile(0.975, df))
+    return float(t_quantile(two_sided(), df))
 
 
 def theta(pairs: Sequence[list[Calls]]) -> float:
@@ -377,13 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"duet study: {pythons}, {args.minutes} min, load {load_now():.2f}")
     burner = Burner(args.seed, args.burners, (args.bursts[0], args.bursts[1]), args.pause)
     started = time.strftime("%H:%M:%S")
-    if args.burners:
-        with burner:
-            out = study(pythons, args.minutes, calls=args.calls, window=args.window, **settings)
-        noise = f"{burner.describe()} for {burner.seconds or math.nan:.0f} s"
-    else:
+    with burner if args.burners else contextlib.nullcontext():
         out = study(pythons, args.minutes, calls=args.calls, window=args.window, **settings)
-        noise = "no burner"
+    noise = f"{burner.describe()} for {burner.seconds or math.nan:.0f} s" if args.burners else "no burner"
     print(f"{started}–{time.strftime('%H:%M:%S')} UTC, {noise}, load after {load_now():.2f}")
     print(f"{'comparison: estimator':<30} pairs  ratio    sd     ±95%   s/pair  ±95% in apart's time")
     figures = {}
