@@ -238,6 +238,8 @@ def paired(figures: Sequence[float]) -> dict[str, Any]:
 
 def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """Two sides' process log means compared as the report compares two cells (unpaired)."""
+    if min(len(a), len(b)) < 2:
+        return {"pairs": len(a), "ratio": math.nan, "sd": math.nan, "half_width": math.nan}
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     if not va and not vb:
         half = 0.0
