@@ -20,6 +20,14 @@ process; each call's (the mean of its two) are the run's ``gilmatrix_references`
 the calls at the worker's final loop count: its values are the last ones), their median its
 ``gilmatrix_reference``. The report uses it as a covariate (reports/stats.py: a process whose
 calls ran while the machine was slow has a slow reference too), and keeps the raw figures.
+What other work took from each timed call is read too, where the kernel says it (Linux
+schedstat): the seconds the cell's threads (and its pool's processes) spent runnable but waiting
+on a run queue, per second they ran (``gilmatrix_waits``, in call order like the references).
+A one-thread call's wall time is its CPU time plus that wait, so the report uses it as a second
+covariate in the cells whose one worker runs in this process (reports/sidebyside.py). It is
+recorded only where the cell's workers fit the CPUs the
+process may use: with more workers than CPUs the cell's threads wait for each other, which is
+the cell's own behaviour, not the machine's noise.
 The host's round number, when it gives one (``cell["round"]``), is the run's ``gilmatrix_round``:
 processes of two cells taken in one round are a pair.
 
@@ -35,6 +43,7 @@ ratios to it (reports/pairs.py), which cancel what the machine did to both.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -49,6 +58,7 @@ from gilmatrix.harness.executors import (
     default_start_method,
     peak_rss_bytes,
     process_cpu_seconds,
+    run_queue_seconds,
 )
 from gilmatrix.harness.facts import gil_enabled, interpreter_facts
 from gilmatrix.harness.faults import inject
@@ -180,6 +190,26 @@ class Partner:
         return result, (before + self.last) / 2.0
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's cpuset, a taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def run_queue_share(before: tuple[float, float], after: tuple[float, float] | None) -> float | None:
+    """Seconds waited on a run queue per second on a CPU between two run_queue_seconds()
+    readings: how much of a call other work took from its threads (Linux schedstat). None when
+    unreadable, or when the threads ran too little to say."""
+    if after is None:
+        return None
+    on, wait = after[0] - before[0], after[1] - before[1]
+    if on <= 0.0:
+        return None
+    return max(wait, 0.0) / on
+
+
 class CellTimer:
     """The pyperf time function of one cell; the pool lives as long as the worker process."""
 
@@ -189,6 +219,9 @@ class CellTimer:
     references: ClassVar[list[tuple[float, int]]] = []
     # (the partner's seconds per loop around the call, loops): pairing only
     partners: ClassVar[list[tuple[float, int]]] = []
+    # (seconds the cell's threads waited on a run queue during the call / their seconds on a CPU,
+    # loops): where the cell's workers fit the CPUs it may use (see run_queue_share)
+    waits: ClassVar[list[tuple[float, int]]] = []
     children_rss: int | None = None
 
     def __init__(self, cell: Mapping[str, Any], min_time: float = 0.1) -> None:
@@ -199,6 +232,7 @@ class CellTimer:
         self.dispatcher: Dispatcher | None = None
         paired = cell.get("partner") and EXECUTORS[cell["executor"]].model != "sequential"
         self.partner = Partner(self.workload, self.params, min_time) if paired else None
+        self.watch_queue = int(cell["workers"]) <= usable_cpus()
 
     def close(self) -> None:
         if self.dispatcher is not None:
@@ -263,6 +297,8 @@ class CellTimer:
         fresh = workload.fresh_tasks
         tasks = self.tasks
         results: list[Any] = []
+        pids = self.dispatcher.worker_pids()
+        queue_start = run_queue_seconds(pids) if self.watch_queue else None
         cpu_start = self._cpu_now()
         start = time.perf_counter()
         for _ in range(loops):
@@ -271,10 +307,13 @@ class CellTimer:
             results = run(fn, tasks)
         elapsed = time.perf_counter() - start
         cpu_end = self._cpu_now()
+        if queue_start is not None:
+            share = run_queue_share(queue_start, run_queue_seconds(pids))
+            if share is not None:
+                self.waits.append((share, loops))
         workload.check(params, tasks, results)
         cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
         self.samples.append((elapsed, cpu, loops))
-        pids = self.dispatcher.worker_pids()
         if pids:
             sizes = [peak_rss_bytes(pid) for pid in pids]
             if all(size is not None for size in sizes):
@@ -315,6 +354,7 @@ class CpuHook:
         samples, CellTimer.samples = CellTimer.samples, []
         references, CellTimer.references = CellTimer.references, []
         partners, CellTimer.partners = CellTimer.partners, []
+        waits, CellTimer.waits = CellTimer.waits, []
         # A loop calibration's calls double ``loops`` until one is long enough: the figures are
         # those of the calls at the final count (all calls of any other worker).
         most = max((n for _, _, n in samples), default=0)
@@ -327,6 +367,9 @@ class CpuHook:
         paired = [seconds for seconds, n in partners if n == most]
         if paired:  # each call's, in order, like the references
             metadata["gilmatrix_partners"] = " ".join(f"{seconds:.6e}" for seconds in paired)
+        shares = [share for share, n in waits if n == most]
+        if shares and len(shares) == len(kept):  # each call's, in order, like the references
+            metadata["gilmatrix_waits"] = " ".join(f"{share:.4e}" for share in shares)
         cpus = [cpu for _, cpu, _ in samples if cpu is not None]
         ratios = [cpu / wall for wall, cpu, _ in samples if cpu is not None and wall > 0]
         if cpus and len(cpus) == len(samples):
@@ -352,9 +395,11 @@ def _record_without_hooks() -> None:
     while frame is not None:
         task: Any = frame.f_locals.get("task")
         if isinstance(getattr(task, "metadata", None), dict) and hasattr(task, "loops"):
-            kept = list(CellTimer.samples), list(CellTimer.references), list(CellTimer.partners)
+            lists = ("samples", "references", "partners", "waits")
+            kept = [list(getattr(CellTimer, name)) for name in lists]
             CpuHook().teardown(task.metadata)  # consumes the samples: give them back
-            CellTimer.samples, CellTimer.references, CellTimer.partners = kept
+            for name, values in zip(lists, kept, strict=True):
+                setattr(CellTimer, name, values)
             return
         frame = frame.f_back
 

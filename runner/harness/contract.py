@@ -357,6 +357,15 @@ METADATA: dict[str, Key] = {
             "run",
             "each call's reference seconds, space-separated, in call order (the values are the last)",
         ),
+        Key(
+            "gilmatrix_waits",
+            str,
+            "",
+            "run",
+            "each call's seconds waiting on a run queue per second on a CPU (the cell's threads and"
+            " pool processes, Linux schedstat), space-separated, in call order; only where the"
+            " cell's workers fit the CPUs it may use",
+        ),
         Key("gilmatrix_round", int, 0, "run", "the host's round of this worker process (0: none)"),
         Key(
             "gilmatrix_partners",

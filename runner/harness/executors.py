@@ -8,9 +8,10 @@ execution model. The fixed cost of creating a pool is what the ``startup`` workl
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gilmatrix.harness.contract import EXECUTORS
@@ -132,6 +133,34 @@ def process_cpu_seconds(pid: int) -> float | None:
         return time.clock_gettime((~pid << 3) | 2)  # clock_getcpuclockid(pid), CPUCLOCK_SCHED
     except (OSError, OverflowError, AttributeError):
         return None
+
+
+def _schedstat(task_dir: str) -> tuple[int, int]:
+    """(nanoseconds on a CPU, nanoseconds runnable but waiting on a run queue) summed over the
+    threads of one process (``/proc/<pid>/task``): Linux's schedstat, first two fields."""
+    on = wait = 0
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/schedstat") as stat:
+                fields = stat.read().split()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        on += int(fields[0])
+        wait += int(fields[1])
+    return on, wait
+
+
+def run_queue_seconds(pids: Iterable[int] = ()) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds waiting on a run queue) of every thread of this process and
+    of the processes ``pids`` (a pool's) so far; None where Linux's schedstat cannot be read."""
+    try:
+        on, wait = _schedstat("/proc/self/task")
+        for pid in pids:
+            more = _schedstat(f"/proc/{pid}/task")
+            on, wait = on + more[0], wait + more[1]
+    except (OSError, ValueError, IndexError):
+        return None
+    return on * 1e-9, wait * 1e-9
 
 
 def peak_rss_bytes(pid: int) -> int | None:
