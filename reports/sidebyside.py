@@ -19,6 +19,12 @@ Welch's test on their process means (reports/stats.py):
   seconds of machine. The comparison is then the mean of the per-round log ratios, its interval
   from their scatter (a paired t interval): what the two cells felt alike cancels.
 
+- **The run-queue wait** of each call (harness/bench.py, ``gilmatrix_waits``: the seconds the
+  call's threads were runnable but waited for a CPU, per second they ran): a one-thread call's
+  wall time is its CPU time plus that wait, so ``z = log(1 + wait)``, less the least its cell
+  showed, is a second covariate, its slope fitted jointly with the reference's (``slopes``). Used
+  in cells whose one worker runs in the worker process itself (see ``adjust``).
+
 Raw figures are kept: the cell table's ``mean`` and ``proc_sd`` stay the measured ones; the
 adjusted ones are ``adj_mean`` and ``adj_sd``, and each cell's processes are its ``series``.
 """
@@ -54,38 +60,78 @@ class Series:
 
 def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], float]]:
     """``observations`` (one row per value, or per process: group (the cell), interpreter,
-    model, workers, mean (the observation), reference) with ``x`` and ``adjusted``; and θ per
-    (model, worker class)."""
+    model, workers, mean (the observation), reference and, where recorded, wait) with ``x``,
+    ``z`` and ``adjusted``; and the reference's θ per (model, worker class)."""
     procs = observations.copy()
     ref = procs["reference"].where(procs["reference"] > 0)
     median = ref.groupby(procs["interpreter"], observed=True).transform("median")
     procs["x"] = np.log(ref / median).fillna(0.0)
+    wait = procs["wait"] if "wait" in procs else pd.Series(math.nan, index=procs.index)
+    # cells whose one worker runs in this process only: a call's wait beyond the least its cell
+    # ever waited (the hand-off between the caller and its one worker stays in the figure).
+    # Pools' threads, and a process pool's parent and child, also wait for each other, by an
+    # amount no run can tell from the machine's noise: the least of it moved between identical
+    # cells enough to call twins different (results log, 2026-12-05). They keep the reference.
+    in_process = (procs["workers"] == 1) & (procs["model"] != "processes")
+    wait = pd.to_numeric(wait, errors="coerce").where(in_process)
+    z = np.log1p(wait.clip(lower=0.0))
+    procs["z"] = (z - z.groupby(procs["group"]).transform("min")).fillna(0.0)
     procs["y"] = np.log(procs["mean"].where(procs["mean"] > 0))
     procs["key"] = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
-    # within-cell centred: the slope says how a process' time follows the machine's speed
-    cx = procs["x"] - procs.groupby("group")["x"].transform("mean")
-    cy = procs["y"] - procs.groupby("group")["y"].transform("mean")
+    # within-cell centred: the slopes say how a value follows the machine's speed and the wait
+    centred = {c: procs[c] - procs.groupby("group")[c].transform("mean") for c in ("x", "z", "y")}
     df = procs.groupby("group")["x"].transform("size") - 1  # per process: (n_c - 1) / n_c summed
     share = df / (df + 1)
 
-    def slope(index: Any) -> float | None:
+    def slope(index: Any) -> tuple[float, float] | None:
         if float(share[index].sum()) < MIN_DF:  # too few to estimate: a fitted θ would chase noise
             return None
-        sxx = float((cx[index] ** 2).sum())
-        sxy = float((cx[index] * cy[index]).sum(min_count=1))
-        theta = sxy / sxx if sxx > 0 and math.isfinite(sxy) else 0.0
-        return float(np.clip(theta, *THETA_BOUNDS))
+        cx, cz, cy = (centred[c][index] for c in ("x", "z", "y"))
+        return slopes(
+            float((cx * cx).sum()),
+            float((cx * cz).sum()),
+            float((cz * cz).sum()),
+            float((cx * cy).sum(min_count=1)),
+            float((cz * cy).sum(min_count=1)),
+        )
 
     several = np.where(procs["workers"] > 1, "several", "one")
     classes = {c: slope(i) for c, i in procs.groupby(several, sort=False).groups.items()}
-    by_key: dict[str, float] = {}
+    by_key: dict[str, tuple[float, float]] = {}
     for key, index in procs.groupby("key", sort=False).groups.items():
         theta = slope(index)
-        by_key[key] = theta if theta is not None else (classes.get(key.rsplit("|", 1)[1]) or 0.0)
-    procs["theta"] = procs["key"].map(by_key).astype(float)
-    thetas = {(model, kind): theta for key, theta in by_key.items() for model, kind in [key.rsplit("|", 1)]}
-    procs["adjusted"] = procs["mean"] * np.exp(-procs["theta"] * procs["x"])
+        by_key[key] = theta if theta is not None else (classes.get(key.rsplit("|", 1)[1]) or (0.0, 0.0))
+    procs["theta"] = procs["key"].map({k: t[0] for k, t in by_key.items()}).astype(float)
+    procs["theta_wait"] = procs["key"].map({k: t[1] for k, t in by_key.items()}).astype(float)
+    thetas = {(model, kind): t[0] for key, t in by_key.items() for model, kind in [key.rsplit("|", 1)]}
+    slowness = procs["theta"] * procs["x"] + procs["theta_wait"] * procs["z"]
+    procs["adjusted"] = procs["mean"] * np.exp(-slowness)
     return procs.drop(columns=["y", "key"]), thetas
+
+
+def slopes(sxx: float, sxz: float, szz: float, sxy: float, szy: float) -> tuple[float, float]:
+    """(θ of the reference, θ of the wait): the least-squares slopes of y on x and z from their
+    centred sums of squares and products, each clipped to THETA_BOUNDS (the other refitted
+    given a clipped one). Without wait (szz 0) the reference's alone, as before the wait; without
+    a reference's spread (sxx 0) the wait's alone."""
+
+    def one(sxy_: float, sxx_: float) -> float:
+        theta = sxy_ / sxx_ if sxx_ > 0 and math.isfinite(sxy_) else 0.0
+        return float(np.clip(theta, *THETA_BOUNDS))
+
+    if not math.isfinite(szy):
+        szy = 0.0
+    if not math.isfinite(sxy):
+        sxy = 0.0
+    if sxx <= 0.0:  # no reference (or a constant one): the wait alone
+        return 0.0, one(szy, szz)
+    det = sxx * szz - sxz * sxz
+    if szz <= 0.0 or det <= 1e-9 * sxx * szz:  # no wait, or one that says what the reference does
+        return one(sxy, sxx), 0.0
+    tx = float(np.clip((szz * sxy - sxz * szy) / det, *THETA_BOUNDS))
+    tz = one(szy - tx * sxz, szz)
+    tx = one(sxy - tz * sxz, sxx)
+    return tx, tz
 
 
 def cell_series(procs: pd.DataFrame) -> dict[int, Series]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gilmatrix.reports.sidebyside import MIN_DF, Series, adjust
+from gilmatrix.reports.sidebyside import MIN_DF, THETA_BOUNDS, Series, adjust, slopes
 from gilmatrix.reports.stats import compare_cells, paired, welch
 from gilmatrix.run.schedule import CellState, round_order
 
@@ -67,6 +67,74 @@ def test_results_without_references_are_left_as_measured() -> None:
     procs["reference"] = math.nan
     adjusted, _ = adjust(procs)
     assert np.allclose(adjusted["adjusted"], procs["mean"])
+
+
+def waiting(rng: np.random.Generator, own_wait: float, cells: int = 10, n: int = 20) -> pd.DataFrame:
+    """One-thread cells whose calls lost a random share to other work (run-queue wait): each
+    call's time = its work x (1 + wait / cpu), the work 1% noisy; every call of a cell also
+    waits ``own_wait`` that is the cell's own (a pool's hand-offs)."""
+    lost = np.where(rng.random(cells * n) < 0.5, 0.0, rng.uniform(0.0, 1.0, cells * n))  # bursts
+    work = 0.02 * np.exp(rng.normal(0.0, 0.01, cells * n))
+    procs = processes(np.ones(cells * n), 0.02, np.ones(cells * n), cells=cells)
+    procs["workers"], procs["model"] = 1, "sequential"
+    procs["wait"] = own_wait + lost
+    procs["mean"] = work * (1.0 + procs["wait"])
+    return procs
+
+
+def test_the_run_queue_wait_is_a_second_covariate_with_its_own_slope() -> None:
+    procs = waiting(np.random.default_rng(5), own_wait=0.0)
+    adjusted, _ = adjust(procs)
+    assert adjusted["theta_wait"].iloc[0] == pytest.approx(1.0, abs=0.05)
+    raw_sd = np.log(procs["mean"]).groupby(procs["group"]).std().median()
+    adj_sd = np.log(adjusted["adjusted"]).groupby(procs["group"]).std().median()
+    assert raw_sd > 0.1 and adj_sd < 0.02  # the bursts are out, the work's 1% is left
+    assert np.exp(np.log(adjusted["adjusted"]).mean()) == pytest.approx(0.02, rel=0.01)
+
+
+def test_a_cells_own_waiting_stays_in_its_figure() -> None:
+    """Only the wait beyond the least the cell ever waited is taken out: a cell whose threads
+    always wait 30% for each other keeps that 30% (it is how the cell behaves)."""
+    own = waiting(np.random.default_rng(6), own_wait=0.3)
+    adjusted, _ = adjust(own)
+    level = np.exp(np.log(adjusted["adjusted"]).mean())
+    assert level == pytest.approx(0.02 * 1.3, rel=0.02)
+
+
+def test_results_without_waits_are_adjusted_as_before() -> None:
+    rng = np.random.default_rng(1)
+    speed = np.exp(rng.normal(0.0, 0.15, 200))
+    procs = processes(speed, 0.02, np.exp(rng.normal(0.0, 0.01, 200)), cells=10)
+    before, thetas = adjust(procs)
+    procs["wait"] = math.nan
+    after, thetas_nan = adjust(procs)
+    assert thetas_nan == thetas
+    assert np.allclose(after["adjusted"], before["adjusted"])
+    assert (after["theta_wait"] == 0.0).all()
+
+
+def test_pools_and_process_pools_keep_the_reference_alone() -> None:
+    """A pool's threads, or a process pool's parent and child, wait for each other: their wait is
+    recorded but not used (see adjust)."""
+    for model, workers in (("threads", 2), ("processes", 1)):
+        procs = waiting(np.random.default_rng(7), own_wait=0.0)
+        procs["model"], procs["workers"] = model, workers
+        adjusted, _ = adjust(procs)
+        without, _ = adjust(procs.drop(columns=["wait"]))
+        assert (adjusted["theta_wait"] == 0.0).all() or (adjusted["z"] == 0.0).all()
+        assert np.allclose(adjusted["adjusted"], without["adjusted"])
+
+
+def test_slopes_are_clipped_and_the_other_refitted() -> None:
+    assert slopes(1.0, 0.0, 1.0, 0.5, 0.7) == pytest.approx((0.5, 0.7))  # independent covariates
+    assert slopes(1.0, 0.0, 0.0, 0.5, 0.0) == pytest.approx((0.5, 0.0))  # no wait: the reference alone
+    assert slopes(0.0, 0.0, 2.0, 0.0, 1.0) == pytest.approx((0.0, 0.5))  # no reference: the wait alone
+    tx, tz = slopes(1.0, 0.0, 1.0, -3.0, 5.0)
+    assert (tx, tz) == (THETA_BOUNDS[0], THETA_BOUNDS[1])
+    # correlated covariates, the reference's joint slope negative: clipped to 0, the wait's
+    # refitted alone (szy / szz) instead of the joint value
+    tx, tz = slopes(1.0, 0.9, 1.0, 0.5, 1.0)
+    assert tx == 0.0 and tz == pytest.approx(1.0)
 
 
 def test_compare_cells_uses_the_adjusted_means_when_a_row_has_them() -> None:
