@@ -11,7 +11,10 @@ side by side) — shuffle, pairs, shuffle, pairs, so that every arm meets the
 same noise. Every run is then judged by every estimator, on the same processes:
 
 - ``welch``: Welch's test on the raw process means (the report's test until now);
-- ``welch+ref``: the same on the process means adjusted by the reference covariate;
+- ``welch+ref``: the same on the process means adjusted by the covariates (the reference loop,
+  and each call's run-queue wait where recorded: the report's);
+- ``welch+ref, no wait``: the same adjusted by the reference loop alone (the report before the
+  wait);
 - ``paired``: the per-round log ratios of the two cells (paired t), raw;
 - ``paired+ref``: the same, adjusted;
 - ``pairs``: the report's test (stats.compare_cells): per-call pairs where the run has them
@@ -172,6 +175,7 @@ ESTIMATORS = {
     "welch": _welch,
     "welch+ref": _adjusted_only,
     "welch+ref/process": _adjusted_only,
+    "welch+ref, no wait": _adjusted_only,
     "paired": _paired(False),
     "paired+ref": _paired(True),
     "pairs": _pairs,
@@ -224,7 +228,8 @@ def comparisons(table: Any) -> tuple[list[Any], list[Any], list[Any]]:
 
 # which cell table each estimator reads: "value" (each value adjusted by its own call's
 # reference, the report's), "process" (every value of a process by the process' median reference)
-TABLE_OF = {"welch+ref/process": "process"}
+# "reference" (the values adjusted by the reference alone: the run-queue wait left out)
+TABLE_OF = {"welch+ref/process": "process", "welch+ref, no wait": "reference"}
 
 
 def _trimmed(values: Sequence[float], cut: float = 0.2) -> float:
@@ -270,7 +275,11 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
             "median"
         )
     )
-    tables = {"value": cell_table(frame), "process": cell_table(per_process)}
+    tables = {
+        "value": cell_table(frame),
+        "process": cell_table(per_process),
+        "reference": cell_table(frame.drop(columns=["wait"], errors="ignore")),
+    }
     pairs = {name: comparisons(table) for name, table in tables.items()}
     out: dict[str, Any] = {
         "floor": floor,
@@ -349,7 +358,8 @@ def load_now() -> float:
 
 def matrix_figures(run_dir: Path) -> dict[str, Any]:
     """A whole run (the full default matrix) judged on the same processes: on the raw means (the
-    report before), adjusted for the machine's speed, and — a run made with ``pairing: calls`` —
+    report before), adjusted for the machine's speed by the reference loop alone, by it and the
+    run-queue wait (the report's), and — a run made with ``pairing: calls`` —
     by its pairs (reports/pairs.py). For each:
     the verdict cards' ties, the median half-width of every execution model against sequential
     and of every cell against the previous release, and how many of those are changes."""
@@ -371,7 +381,13 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     from gilmatrix.reports.pairs import PAIR_COLUMNS
 
     unpaired = adjusted.drop(columns=list(PAIR_COLUMNS))
-    ways = [("raw", unpaired.drop(columns=["adj_mean", "adj_sd"])), ("adjusted", unpaired)]
+    by_reference = cell_table(run.frame.drop(columns=["wait"], errors="ignore"))
+    by_reference = by_reference.drop(columns=list(PAIR_COLUMNS))
+    ways = [
+        ("raw", unpaired.drop(columns=["adj_mean", "adj_sd"])),
+        ("adjusted, reference only", by_reference),
+        ("adjusted", unpaired),
+    ]
     if (adjusted["pair_n"] > 1).any():
         ways.append(("pairs", adjusted))  # a run made with pairing: its pairs, where they apply
     for name, table in ways:
