@@ -196,6 +196,8 @@ def test_job_container_is_locked_down(builder, image_314t, tmp_path):
         "except OSError:\n    out['root_fs'] = 'read-only'\n"
         "open('/tmp/scratch', 'w').write('ok')\n"
         "out['nics'] = sorted(os.listdir('/sys/class/net'))\n"
+        "from gilmatrix.harness.executors import run_queue_seconds\n"
+        "out['schedstat'] = run_queue_seconds() is not None\n"
         "open('/results/written.json', 'w').write(json.dumps(out))\n"
     )
     image_at = command.index(image_314t.tag)
@@ -209,6 +211,7 @@ def test_job_container_is_locked_down(builder, image_314t, tmp_path):
     seen = json.loads((run_dir / "written.json").read_text())
     assert seen["uid"] != 0 and seen["root_fs"] == "read-only"
     assert seen["cpus"] == [0] and seen["nics"] == ["lo"]
+    assert seen["schedstat"]  # the calls' run-queue wait can be read in the locked-down container
     (run_dir / "written.json").unlink()  # the host user can delete what the container wrote
 
 
