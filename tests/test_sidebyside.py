@@ -114,11 +114,13 @@ def test_results_without_waits_are_adjusted_as_before() -> None:
 
 
 def test_pools_and_process_pools_keep_the_reference_alone() -> None:
-    """A pool's threads, or a process pool's parent and child, wait for each other: their wait is
-    recorded but not used (see adjust)."""
-    for model, workers in (("threads", 2), ("processes", 1)):
+    """A pool's threads, or a process pool's parent and children, wait for each other: their
+    wait is recorded but not used (see adjust), whatever the build's GIL."""
+    pools = [("threads", 2, "true"), ("threads", 2, "false"), ("interpreters", 2, "true")]
+    pools.append(("processes", 1, "false"))
+    for model, workers, gil in pools:
         procs = waiting(np.random.default_rng(7), own_wait=0.0)
-        procs["model"], procs["workers"] = model, workers
+        procs["model"], procs["workers"], procs["gil"] = model, workers, gil
         adjusted, _ = adjust(procs)
         without, _ = adjust(procs.drop(columns=["wait"]))
         assert (adjusted["theta_wait"] == 0.0).all() or (adjusted["z"] == 0.0).all()
