@@ -359,7 +359,7 @@ def value_references(
     last = found[-count:]
     if len(found) < count or not all(math.isfinite(x) and (x > 0 or (zero and x == 0)) for x in last):
         return None
-    return found[-count:]
+    return last
 
 
 def _suite_rows(

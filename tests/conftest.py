@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,23 @@ def harness(command: str, job: Path, out: Path, input: str | None = None) -> sub
         timeout=300,
         input=input,
     )
+
+
+def write_job(
+    tmp_path: Path, cells: list[dict[str, Any]], timeout: float = 60, pyperf: dict[str, int] | None = None
+) -> Path:
+    """A harness job of ``cells`` on the host interpreter, written to tmp_path/job.json."""
+    job = {
+        "format": 1,
+        "run_id": "t",
+        "interpreter": "host",
+        "timeout": timeout,
+        "pyperf": pyperf or {"processes": 1, "values": 2, "warmups": 0, "loops": 1},
+        "cells": cells,
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    return path
 
 
 def small_matrix(

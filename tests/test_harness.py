@@ -15,7 +15,7 @@ from gilmatrix.harness import facts, workloads
 from gilmatrix.harness.drive import bench_warnings, cell_slug, failure_reason
 from gilmatrix.harness.executors import EXECUTORS, Dispatcher, unavailable_reason
 from gilmatrix.harness.workloads import WORKLOADS, WrongAnswer, resolve_params
-from tests.conftest import ROOT, harness
+from tests.conftest import ROOT, harness, write_job
 
 SMALL = {
     "fetch": {"wait_ms": 1},
@@ -130,17 +130,7 @@ def test_failure_reason_picks_the_exception_line() -> None:
 
 
 def _job(tmp_path: Path, cells: list[dict], timeout: float = 60) -> Path:
-    job = {
-        "format": 1,
-        "run_id": "t",
-        "interpreter": "host",
-        "timeout": timeout,
-        "pyperf": {"processes": 1, "values": 2, "warmups": 0, "loops": 1},
-        "cells": cells,
-    }
-    path = tmp_path / "job.json"
-    path.write_text(json.dumps(job))
-    return path
+    return write_job(tmp_path, cells, timeout)
 
 
 def _cell(workload: str, executor: str, workers: int, **params) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from gilmatrix.reports.compare import version_changes
 from gilmatrix.reports.results import FRAME_COLUMNS
 from gilmatrix.reports.stats import cell_table, compare_cells, compare_pairs, welch_from_stats
-from tests.conftest import ROOT, RUNNING_ID, gilmatrix, harness, local_run, small_matrix
+from tests.conftest import ROOT, RUNNING_ID, gilmatrix, harness, local_run, small_matrix, write_job
 
 SEQ = 0.020  # the sequential run's true seconds per call
 
@@ -191,16 +191,8 @@ def test_a_paired_worker_records_the_sequential_run_around_each_call(tmp_path: P
         }
         for executor, workers in (("threads", 2), ("sequential", 1))
     ]
-    job = {
-        "format": 1,
-        "run_id": "t",
-        "interpreter": "host",
-        "timeout": 60,
-        "pyperf": {"processes": 2, "values": 3, "warmups": 1, "loops": 2},
-        "cells": cells,
-    }
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = harness("run", tmp_path / "job.json", tmp_path)
+    job = write_job(tmp_path, cells, pyperf={"processes": 2, "values": 3, "warmups": 1, "loops": 2})
+    proc = harness("run", job, tmp_path)
     assert proc.returncode == 0, proc.stderr
     threads = pyperf.Benchmark.load(str(tmp_path / "cells/host/crunch__threads__2.json"))
     for run in threads.get_runs():

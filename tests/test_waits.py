@@ -3,7 +3,6 @@ took from a call, as Linux's schedstat says it, recorded by a real worker and re
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from gilmatrix.harness.bench import run_queue_share, usable_cpus
 from gilmatrix.harness.executors import run_queue_seconds
-from tests.conftest import ROOT, harness
+from tests.conftest import ROOT, harness, write_job
 
 linux_schedstat = pytest.mark.skipif(
     not os.path.exists(f"/proc/self/task/{os.getpid()}/schedstat"), reason="no Linux schedstat here"
@@ -59,16 +58,13 @@ def cells(workers: list[tuple[str, int]]) -> list[dict]:
 @linux_schedstat
 def test_a_worker_records_each_calls_wait_where_its_workers_fit_the_cpus(tmp_path: Path) -> None:
     too_many = usable_cpus() + 1  # more workers than CPUs: they wait for each other, not recorded
-    job = {
-        "format": 1,
-        "run_id": "t",
-        "interpreter": "host",
-        "timeout": 120,
-        "pyperf": {"processes": 2, "values": 3, "warmups": 1, "loops": 2},
-        "cells": cells([("sequential", 1), ("processes", 1), ("threads", too_many)]),
-    }
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = harness("run", tmp_path / "job.json", tmp_path)
+    job = write_job(
+        tmp_path,
+        cells([("sequential", 1), ("processes", 1), ("threads", too_many)]),
+        timeout=120,
+        pyperf={"processes": 2, "values": 3, "warmups": 1, "loops": 2},
+    )
+    proc = harness("run", job, tmp_path)
     assert proc.returncode == 0, proc.stderr
     for name in ("crunch__sequential__1", "crunch__processes__1"):
         bench = pyperf.Benchmark.load(str(tmp_path / f"cells/host/{name}.json"))

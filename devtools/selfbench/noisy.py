@@ -182,6 +182,13 @@ ESTIMATORS = {
 }
 
 
+def reference_only(frame: Any) -> Any:
+    """The cell table of ``frame`` adjusted by the reference loop alone (its waits left out)."""
+    from gilmatrix.reports.stats import cell_table
+
+    return cell_table(frame.drop(columns=["wait"], errors="ignore"))
+
+
 def half_width(cmp: Any) -> float | None:
     """The interval's half-width on the log scale, as a relative figure (±x%)."""
     if not (cmp.ratio_low > 0 and math.isfinite(cmp.ratio_high)):
@@ -278,7 +285,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     tables = {
         "value": cell_table(frame),
         "process": cell_table(per_process),
-        "reference": cell_table(frame.drop(columns=["wait"], errors="ignore")),
+        "reference": reference_only(frame),
     }
     pairs = {name: comparisons(table) for name, table in tables.items()}
     out: dict[str, Any] = {
@@ -381,8 +388,7 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     from gilmatrix.reports.pairs import PAIR_COLUMNS
 
     unpaired = adjusted.drop(columns=list(PAIR_COLUMNS))
-    by_reference = cell_table(run.frame.drop(columns=["wait"], errors="ignore"))
-    by_reference = by_reference.drop(columns=list(PAIR_COLUMNS))
+    by_reference = reference_only(run.frame).drop(columns=list(PAIR_COLUMNS))
     ways = [
         ("raw", unpaired.drop(columns=["adj_mean", "adj_sd"])),
         ("adjusted, reference only", by_reference),
