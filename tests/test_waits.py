@@ -1,5 +1,6 @@
-"""The run-queue wait of each timed call (harness/bench.py, ``gilmatrix_waits``): what other work
-took from a call, as Linux's schedstat says it, recorded by a real worker and read by the report."""
+"""What other work took from each timed call (harness/bench.py): the run-queue wait of the cell's
+threads (``gilmatrix_waits``, Linux schedstat) and the share of the worker's CPUs other work used
+(``gilmatrix_others``, /proc/stat), recorded by a real worker and read by the report."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from gilmatrix.harness.bench import run_queue_share, usable_cpus
-from gilmatrix.harness.executors import run_queue_seconds
+from gilmatrix.harness.bench import cpu_set, others_share, run_queue_share, usable_cpus
+from gilmatrix.harness.executors import CLOCK_TICKS, busy_cpu_seconds, run_queue_seconds
 from tests.conftest import ROOT, harness, write_job
 
 linux_schedstat = pytest.mark.skipif(
     not os.path.exists(f"/proc/self/task/{os.getpid()}/schedstat"), reason="no Linux schedstat here"
 )
+linux_stat = pytest.mark.skipif(busy_cpu_seconds(cpu_set()) is None, reason="no Linux /proc/stat here")
 
 
 def test_the_share_is_the_wait_per_second_on_a_cpu() -> None:
@@ -26,6 +28,29 @@ def test_the_share_is_the_wait_per_second_on_a_cpu() -> None:
     assert run_queue_share((1.0, 0.5), (1.2, 0.4)) == 0.0  # a thread gone meanwhile: never negative
     assert run_queue_share((1.0, 0.5), (1.0, 0.6)) is None  # no time on a CPU: nothing to say
     assert run_queue_share((1.0, 0.5), None) is None  # unreadable
+
+
+def test_the_others_share_is_other_work_per_second_and_cpu() -> None:
+    # two CPUs busy 1.5 s of a 1 s call, 0.9 s of it the cell's: others used 0.3 of each CPU
+    assert others_share(1.5, 0.9, 1.0, 2) == pytest.approx(0.3)
+    assert others_share(0.9, 1.0, 1.0, 2) == pytest.approx(-0.05)  # a tick's jitter: kept as read
+    assert others_share(1.0, 0.5, 4.0 / CLOCK_TICKS, 1) is None  # under 5 ticks: too short to say
+
+
+@linux_stat
+def test_busy_seconds_grow_with_work_on_the_cpu() -> None:
+    allowed = cpu_set()
+    cpu = min(allowed)
+    before = busy_cpu_seconds(frozenset({cpu}))
+    os.sched_setaffinity(0, {cpu})
+    try:
+        total = 0
+        for i in range(3_000_000):  # ~0.2 s: many ticks
+            total += i * i
+    finally:
+        os.sched_setaffinity(0, allowed)
+    after = busy_cpu_seconds(frozenset({cpu}))
+    assert before is not None and after is not None and after - before >= 5.0 / CLOCK_TICKS
 
 
 @linux_schedstat
@@ -49,7 +74,7 @@ def cells(workers: list[tuple[str, int]]) -> list[dict]:
             "kind": "cpu",
             "executor": executor,
             "workers": n,
-            "params": {"tasks": 2, "size": 4000},
+            "params": {"tasks": 2, "size": 400_000},  # calls of ~0.1 s: many clock ticks
         }
         for executor, n in workers
     ]
@@ -76,6 +101,12 @@ def test_a_worker_records_each_calls_wait_where_its_workers_fit_the_cpus(tmp_pat
             assert len(waits) == len(references) >= 3 and all(w >= 0.0 for w in waits)
     crowded = pyperf.Benchmark.load(str(tmp_path / f"cells/host/crunch__threads__{too_many}.json"))
     assert all("gilmatrix_waits" not in r.get_metadata() for r in crowded.get_runs())
+    for name in ("crunch__sequential__1", "crunch__processes__1", f"crunch__threads__{too_many}"):
+        bench = pyperf.Benchmark.load(str(tmp_path / f"cells/host/{name}.json"))
+        for run in (r for r in bench.get_runs() if r.values):  # every cell: other work's share
+            others = [float(x) for x in run.get_metadata()["gilmatrix_others"].split()]
+            assert len(others) == len(run.get_metadata()["gilmatrix_references"].split())
+            assert all(-0.5 < share < 1.5 for share in others)  # a share, give or take a tick
 
 
 SHARED_CPU = textwrap.dedent(
@@ -92,8 +123,9 @@ SHARED_CPU = textwrap.dedent(
                 "params": {"tasks": 4, "size": 20000}}
         timer = CellTimer(cell)
         for _ in range(6):
-            timer(4)
+            timer(16)
         print(" ".join(str(share) for share, _ in CellTimer.waits))
+        print(" ".join(str(share) for share, _ in CellTimer.others))
     finally:
         burner.kill()
     """
@@ -108,9 +140,11 @@ def test_a_call_sharing_its_cpu_with_a_busy_process_shows_the_wait() -> None:
         [sys.executable, "-c", SHARED_CPU], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    shares = sorted(float(x) for x in proc.stdout.split())
-    assert len(shares) == 6
-    assert shares[len(shares) // 2] > 0.3  # ~1 expected (two runnable, one CPU)
+    waits, others = ([float(x) for x in line.split()] for line in proc.stdout.splitlines())
+    assert len(waits) == 6
+    assert sorted(waits)[3] > 0.3  # ~1 expected (two runnable, one CPU)
+    # the busy loop had about half the CPU: /proc/stat says so (more if the machine adds work)
+    assert len(others) == 6 and sorted(others)[3] > 0.3
 
 
 def test_the_report_reads_each_values_wait_zeros_included() -> None:

@@ -27,7 +27,11 @@ A one-thread call's wall time is its CPU time plus that wait, so the report uses
 covariate in the cells whose one worker runs in this process (reports/sidebyside.py). It is
 recorded only where the cell's workers fit the CPUs the
 process may use: with more workers than CPUs the cell's threads wait for each other, which is
-the cell's own behaviour, not the machine's noise.
+the cell's own behaviour, not the machine's noise. And what other work used of the worker's CPUs
+during each call, whatever the cell's threads did meanwhile: the seconds those CPUs were busy
+(``/proc/stat``) less the cell's own CPU seconds, per second of the call and CPU
+(``gilmatrix_others``, in call order): the report's second covariate in the other cells, pools
+whose threads wait for each other as well as for other work.
 The host's round number, when it gives one (``cell["round"]``), is the run's ``gilmatrix_round``:
 processes of two cells taken in one round are a pair.
 
@@ -54,7 +58,9 @@ import pyperf
 
 from gilmatrix.harness.contract import EXECUTORS, classify
 from gilmatrix.harness.executors import (
+    CLOCK_TICKS,
     Dispatcher,
+    busy_cpu_seconds,
     default_start_method,
     peak_rss_bytes,
     process_cpu_seconds,
@@ -191,11 +197,26 @@ class Partner:
 
 
 def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity: a container's cpuset, a taskset)."""
+    return len(cpu_set())
+
+
+def cpu_set() -> frozenset[int]:
     """The CPUs this process may run on (its affinity: a container's cpuset, a taskset)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return frozenset(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return frozenset(range(os.cpu_count() or 1))
+
+
+def others_share(busy: float, own: float, wall: float, cpus: int) -> float | None:
+    """The share of the worker's CPUs that other work used during a call: the seconds those
+    CPUs were busy (``busy``: busy_cpu_seconds' difference) less the cell's own CPU seconds, per
+    second of the call and CPU. Clock ticks make it jitter by ±1 tick per CPU (it can come out
+    a little below 0); None for a call too short to say (under 5 ticks)."""
+    if cpus <= 0 or wall < 5.0 / CLOCK_TICKS:
+        return None
+    return (busy - own) / (wall * cpus)
 
 
 def run_queue_share(before: tuple[float, float], after: tuple[float, float] | None) -> float | None:
@@ -222,6 +243,8 @@ class CellTimer:
     # (seconds the cell's threads waited on a run queue during the call / their seconds on a CPU,
     # loops): where the cell's workers fit the CPUs it may use (see run_queue_share)
     waits: ClassVar[list[tuple[float, int]]] = []
+    # (the share of the worker's CPUs other work used during the call, loops): see others_share
+    others: ClassVar[list[tuple[float, int]]] = []
     children_rss: int | None = None
 
     def __init__(self, cell: Mapping[str, Any], min_time: float = 0.1) -> None:
@@ -232,7 +255,8 @@ class CellTimer:
         self.dispatcher: Dispatcher | None = None
         paired = cell.get("partner") and EXECUTORS[cell["executor"]].model != "sequential"
         self.partner = Partner(self.workload, self.params, min_time) if paired else None
-        self.watch_queue = int(cell["workers"]) <= usable_cpus()
+        self.cpus = cpu_set()
+        self.watch_queue = int(cell["workers"]) <= len(self.cpus)
 
     def close(self) -> None:
         if self.dispatcher is not None:
@@ -299,6 +323,7 @@ class CellTimer:
         results: list[Any] = []
         pids = self.dispatcher.worker_pids()
         queue_start = run_queue_seconds(pids) if self.watch_queue else None
+        busy_start = busy_cpu_seconds(self.cpus)
         cpu_start = self._cpu_now()
         start = time.perf_counter()
         for _ in range(loops):
@@ -307,12 +332,17 @@ class CellTimer:
             results = run(fn, tasks)
         elapsed = time.perf_counter() - start
         cpu_end = self._cpu_now()
+        busy_end = busy_cpu_seconds(self.cpus)
         if queue_start is not None:
             share = run_queue_share(queue_start, run_queue_seconds(pids))
             if share is not None:
                 self.waits.append((share, loops))
         workload.check(params, tasks, results)
         cpu = cpu_end - cpu_start if cpu_start is not None and cpu_end is not None else None
+        if cpu is not None and busy_start is not None and busy_end is not None:
+            others = others_share(busy_end - busy_start, cpu, elapsed, len(self.cpus))
+            if others is not None:
+                self.others.append((others, loops))
         self.samples.append((elapsed, cpu, loops))
         if pids:
             sizes = [peak_rss_bytes(pid) for pid in pids]
@@ -355,6 +385,7 @@ class CpuHook:
         references, CellTimer.references = CellTimer.references, []
         partners, CellTimer.partners = CellTimer.partners, []
         waits, CellTimer.waits = CellTimer.waits, []
+        others, CellTimer.others = CellTimer.others, []
         # A loop calibration's calls double ``loops`` until one is long enough: the figures are
         # those of the calls at the final count (all calls of any other worker).
         most = max((n for _, _, n in samples), default=0)
@@ -370,6 +401,9 @@ class CpuHook:
         shares = [share for share, n in waits if n == most]
         if shares and len(shares) == len(kept):  # each call's, in order, like the references
             metadata["gilmatrix_waits"] = " ".join(f"{share:.4e}" for share in shares)
+        taken = [share for share, n in others if n == most]
+        if taken and len(taken) == len(kept):  # each call's, in order, like the references
+            metadata["gilmatrix_others"] = " ".join(f"{share:.4f}" for share in taken)
         cpus = [cpu for _, cpu, _ in samples if cpu is not None]
         ratios = [cpu / wall for wall, cpu, _ in samples if cpu is not None and wall > 0]
         if cpus and len(cpus) == len(samples):
@@ -395,7 +429,7 @@ def _record_without_hooks() -> None:
     while frame is not None:
         task: Any = frame.f_locals.get("task")
         if isinstance(getattr(task, "metadata", None), dict) and hasattr(task, "loops"):
-            lists = ("samples", "references", "partners", "waits")
+            lists = ("samples", "references", "partners", "waits", "others")
             kept = [list(getattr(CellTimer, name)) for name in lists]
             CpuHook().teardown(task.metadata)  # consumes the samples: give them back
             for name, values in zip(lists, kept, strict=True):

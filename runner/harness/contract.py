@@ -366,6 +366,15 @@ METADATA: dict[str, Key] = {
             " pool processes, Linux schedstat), space-separated, in call order; only where the"
             " cell's workers fit the CPUs it may use",
         ),
+        Key(
+            "gilmatrix_others",
+            str,
+            "",
+            "run",
+            "each call's share of the worker's CPUs that other work used: the CPUs' busy seconds"
+            " (Linux /proc/stat, clock ticks) less the cell's own CPU seconds, per second of the"
+            " call and CPU; space-separated, in call order",
+        ),
         Key("gilmatrix_round", int, 0, "run", "the host's round of this worker process (0: none)"),
         Key(
             "gilmatrix_partners",

@@ -163,6 +163,29 @@ def run_queue_seconds(pids: Iterable[int] = ()) -> tuple[float, float] | None:
     return on * 1e-9, wait * 1e-9
 
 
+# /proc/stat's per-CPU columns that are work (user nice system idle iowait irq softirq steal ...):
+# steal is the hypervisor's other guests; guest time is inside user already
+_BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's per second
+
+
+def busy_cpu_seconds(cpus: frozenset[int]) -> float | None:
+    """Seconds the CPUs ``cpus`` have been busy so far, whoever ran (Linux ``/proc/stat``, in
+    clock ticks: 10 ms where USER_HZ is 100); None where it cannot be read."""
+    total = 0
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if not line.startswith("cpu") or line[3] == " ":
+                    continue
+                name, *fields = line.split()
+                if int(name[3:]) in cpus:
+                    total += sum(int(fields[i]) for i in _BUSY_COLUMNS if i < len(fields))
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / CLOCK_TICKS
+
+
 def peak_rss_bytes(pid: int) -> int | None:
     """Peak resident set size of a process (VmHWM), Linux only."""
     try:
