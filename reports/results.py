@@ -47,9 +47,12 @@ CELL_COLUMNS = (
 # the process ran in (0: not recorded) — and ``partner``, per value: with pairing, the seconds per
 # loop of the workload's sequential run timed around that value's call in the same process
 # (harness/bench.py Partner; NaN where the cell was not paired) — and ``wait``, per value: the
-# seconds its call's threads waited on a run queue per second on a CPU (NaN where not recorded)
+# seconds its call's threads waited on a run queue per second on a CPU — and ``other``, per
+# value: the share of the worker's CPUs other work used during its call (both NaN where not
+# recorded)
 RUN_COLUMNS = (
     "run", "cpu_time", "parallelism", "cpu_class", "peak_rss", "reference", "round", "partner", "wait",
+    "other",
 )  # fmt: skip
 FRAME_COLUMNS = (*CELL_COLUMNS, *RUN_COLUMNS, "value", "loops")
 # the columns _suite_rows fills from a suite; "machine" comes from the manifest (load_run)
@@ -319,9 +322,9 @@ def _params(text: str) -> dict[str, Any]:
 
 
 def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ...]:
-    """(cpu_time, parallelism, cpu_class, peak_rss, reference, round, partner, wait) of one run;
-    NaN / "" / 0 where not recorded (partner, wait: NaN, the values' own are filled in by
-    _suite_rows).
+    """(cpu_time, parallelism, cpu_class, peak_rss, reference, round, partner, wait, other) of
+    one run; NaN / "" / 0 where not recorded (partner, wait, other: NaN, the values' own are
+    filled in by _suite_rows).
 
     cpu_time is per loop iteration, like pyperf's values: the harness records CPU seconds per
     call of its time function, which runs `loops` iterations. peak_rss is the benchmark
@@ -341,23 +344,30 @@ def run_facts(facts: Mapping[str, Any], loops: int, model: str) -> tuple[Any, ..
         meta(facts, "gilmatrix_round"),
         math.nan,
         math.nan,
+        math.nan,
     )
 
 
 def value_references(
-    facts: Mapping[str, Any], count: int, key: str = "gilmatrix_references", zero: bool = False
+    facts: Mapping[str, Any],
+    count: int,
+    key: str = "gilmatrix_references",
+    zero: bool = False,
+    signed: bool = False,
 ) -> list[float] | None:
     """The reference seconds of a run's ``count`` values (``gilmatrix_references``: every call's
     at the final loop count, the values last; or, ``key`` gilmatrix_partners, the partner's, or
-    gilmatrix_waits, each call's run-queue share, which may be 0 (``zero``)); None when the run
-    did not record them."""
+    gilmatrix_waits, each call's run-queue share, which may be 0 (``zero``), or gilmatrix_others,
+    each call's share of other work, any finite number (``signed``: a clock tick's jitter can
+    take it below 0)); None when the run did not record them."""
     text = meta(facts, key)
     try:
         found = [float(x) for x in text.split()]
     except ValueError:
         return None
     last = found[-count:]
-    if len(found) < count or not all(math.isfinite(x) and (x > 0 or (zero and x == 0)) for x in last):
+    allowed = (lambda x: True) if signed else (lambda x: x >= 0) if zero else (lambda x: x > 0)
+    if len(found) < count or not all(math.isfinite(x) and allowed(x) for x in last):
         return None
     return last
 
@@ -415,6 +425,9 @@ def _suite_rows(
             waits = value_references(facts, count, "gilmatrix_waits", zero=True)
             if waits is not None:  # each value's call: the run-queue share of its threads
                 columns["wait"][-count:] = waits
+            others = value_references(facts, count, "gilmatrix_others", signed=True)
+            if others is not None:  # each value's call: the share of its CPUs other work used
+                columns["other"][-count:] = others
     return first
 
 

@@ -24,6 +24,9 @@ Welch's test on their process means (reports/stats.py):
   wall time is its CPU time plus that wait, so ``z = log(1 + wait)``, less the least its cell
   showed, is a second covariate, its slope fitted jointly with the reference's (``slopes``). Used
   in cells whose one worker runs in the worker process itself (see ``adjust``).
+- **Other work's share** of the worker's CPUs during each call (``gilmatrix_others``: their busy
+  seconds less the cell's own CPU seconds, per second and CPU): the second covariate of every
+  other cell (pools, and a process pool of one), as ``z = -log(1 - share)``.
 
 Raw figures are kept: the cell table's ``mean`` and ``proc_sd`` stay the measured ones; the
 adjusted ones are ``adj_mean`` and ``adj_sd``, and each cell's processes are its ``series``.
@@ -39,6 +42,9 @@ import numpy as np
 import pandas as pd
 
 THETA_BOUNDS = (0.0, 2.0)
+# the other work's share a call's -log(1 - share) is taken at: a clock tick's jitter below 0
+# kept (it averages out), a machine wholly taken by others capped
+OTHER_BOUNDS = (-0.5, 0.9)
 # residual degrees of freedom a slope needs (Σ over cells of processes - 1); below, the slope of
 # the worker class over every model, else none (θ = 0: the raw figures)
 MIN_DF = 12
@@ -60,22 +66,29 @@ class Series:
 
 def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], float]]:
     """``observations`` (one row per value, or per process: group (the cell), interpreter,
-    model, workers, mean (the observation), reference and, where recorded, wait) with ``x``,
-    ``z`` and ``adjusted``; and the reference's θ per (model, worker class)."""
+    model, workers, mean (the observation), reference and, where recorded, wait and other) with
+    ``x``, ``z`` (the second covariate: the wait's, or other work's) and ``adjusted``; and the
+    reference's θ per (model, worker class)."""
     procs = observations.copy()
     ref = procs["reference"].where(procs["reference"] > 0)
     median = ref.groupby(procs["interpreter"], observed=True).transform("median")
     procs["x"] = np.log(ref / median).fillna(0.0)
     wait = procs["wait"] if "wait" in procs else pd.Series(math.nan, index=procs.index)
-    # cells whose one worker runs in this process only: a call's wait beyond the least its cell
+    other = procs["other"] if "other" in procs else pd.Series(math.nan, index=procs.index)
+    # cells whose one worker runs in this process: a call's wait beyond the least its cell
     # ever waited (the hand-off between the caller and its one worker stays in the figure).
     # Pools' threads, and a process pool's parent and child, also wait for each other, by an
     # amount no run can tell from the machine's noise: the least of it moved between identical
-    # cells enough to call twins different (results log, 2026-12-05). They keep the reference.
+    # cells enough to call twins different (results log, 2026-12-05). They take the share of
+    # their CPUs other work used instead, as -log(1 - share): a pool that needs its CPUs' time
+    # takes 1 / (1 - share) as long when others take that share of them. It says nothing of
+    # the cell's own threads, so it is the same for identical cells, and 0 means a quiet machine.
     in_process = (procs["workers"] == 1) & (procs["model"] != "processes")
     wait = pd.to_numeric(wait, errors="coerce").where(in_process)
-    z = np.log1p(wait.clip(lower=0.0))
-    procs["z"] = (z - z.groupby(procs["group"]).transform("min")).fillna(0.0)
+    z_wait = np.log1p(wait.clip(lower=0.0))
+    z_wait = z_wait - z_wait.groupby(procs["group"]).transform("min")
+    share = pd.to_numeric(other, errors="coerce").where(~in_process).clip(*OTHER_BOUNDS)
+    procs["z"] = z_wait.where(in_process, -np.log1p(-share)).fillna(0.0)
     procs["y"] = np.log(procs["mean"].where(procs["mean"] > 0))
     procs["key"] = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
     # within-cell centred: the slopes say how a value follows the machine's speed and the wait
@@ -95,12 +108,15 @@ def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
             float((cz * cy).sum(min_count=1)),
         )
 
-    several = np.where(procs["workers"] > 1, "several", "one")
-    classes = {c: slope(i) for c, i in procs.groupby(several, sort=False).groups.items()}
+    # the fallback of a key short of data: its worker class over every model (one worker in the
+    # process, one in a pool process, several), whose second covariate is the same
+    kind = pd.Series(np.where(procs["workers"] > 1, "several", np.where(in_process, "one", "one pooled")))
+    kind.index = procs.index
+    classes = {c: slope(i) for c, i in procs.groupby(kind, sort=False).groups.items()}
     by_key: dict[str, tuple[float, float]] = {}
     for key, index in procs.groupby("key", sort=False).groups.items():
         theta = slope(index)
-        by_key[key] = theta if theta is not None else (classes.get(key.rsplit("|", 1)[1]) or (0.0, 0.0))
+        by_key[key] = theta if theta is not None else (classes.get(kind[index[0]]) or (0.0, 0.0))
     procs["theta"] = procs["key"].map({k: t[0] for k, t in by_key.items()}).astype(float)
     procs["theta_wait"] = procs["key"].map({k: t[1] for k, t in by_key.items()}).astype(float)
     thetas = {(model, kind): t[0] for key, t in by_key.items() for model, kind in [key.rsplit("|", 1)]}

@@ -354,6 +354,7 @@ def process_series(frame: pd.DataFrame, table: pd.DataFrame) -> list[Series]:
             "mean": frame["value"].to_numpy(),
             "reference": frame["reference"].to_numpy() if "reference" in frame else math.nan,
             "wait": frame["wait"].to_numpy() if "wait" in frame else math.nan,
+            "other": frame["other"].to_numpy() if "other" in frame else math.nan,
             "round": frame["round"].fillna(0).astype(int).to_numpy() if "round" in frame else 0,
         }
     )
