@@ -26,7 +26,8 @@ Welch's test on their process means (reports/stats.py):
   in cells whose one worker runs in the worker process itself (see ``adjust``).
 - **Other work's share** of the worker's CPUs during each call (``gilmatrix_others``: their busy
   seconds less the cell's own CPU seconds, per second and CPU): the second covariate of every
-  other cell (pools, and a process pool of one), as ``z = -log(1 - share)``.
+  other cell (pools, and a process pool of one), as ``z = -log(1 - share)`` less its mean over
+  the run's cells of that execution model and worker class.
 
 Raw figures are kept: the cell table's ``mean`` and ``proc_sd`` stay the measured ones; the
 adjusted ones are ``adj_mean`` and ``adj_sd``, and each cell's processes are its ``series``.
@@ -82,15 +83,22 @@ def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
     # cells enough to call twins different (results log, 2026-12-05). They take the share of
     # their CPUs other work used instead, as -log(1 - share): a pool that needs its CPUs' time
     # takes 1 / (1 - share) as long when others take that share of them. It says nothing of
-    # the cell's own threads, so it is the same for identical cells, and 0 means a quiet machine.
+    # the cell's own threads, so identical cells see the same spread of it; less its mean over
+    # the run's cells of that execution model and worker class, so that a call without it (too
+    # short to read, older results) counts as an average one: each cell's level stays that of
+    # the run's average noise, as its raw figures are, never "a quiet machine's" for some cells
+    # and not others.
     in_process = (procs["workers"] == 1) & (procs["model"] != "processes")
     wait = pd.to_numeric(wait, errors="coerce").where(in_process)
     z_wait = np.log1p(wait.clip(lower=0.0))
     z_wait = z_wait - z_wait.groupby(procs["group"]).transform("min")
     share = pd.to_numeric(other, errors="coerce").where(~in_process).clip(*OTHER_BOUNDS)
-    procs["z"] = z_wait.where(in_process, -np.log1p(-share)).fillna(0.0)
+    z_other = -np.log1p(-share)
+    key = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
+    z_other = z_other - z_other.groupby(key).transform("mean")
+    procs["z"] = z_wait.where(in_process, z_other).fillna(0.0)
     procs["y"] = np.log(procs["mean"].where(procs["mean"] > 0))
-    procs["key"] = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
+    procs["key"] = key
     # within-cell centred: the slopes say how a value follows the machine's speed and the wait
     centred = {c: procs[c] - procs.groupby("group")[c].transform("mean") for c in ("x", "z", "y")}
     df = procs.groupby("group")["x"].transform("size") - 1  # per process: (n_c - 1) / n_c summed

@@ -34,7 +34,7 @@ def test_the_others_share_is_other_work_per_second_and_cpu() -> None:
     # two CPUs busy 1.5 s of a 1 s call, 0.9 s of it the cell's: others used 0.3 of each CPU
     assert others_share(1.5, 0.9, 1.0, 2) == pytest.approx(0.3)
     assert others_share(0.9, 1.0, 1.0, 2) == pytest.approx(-0.05)  # a tick's jitter: kept as read
-    assert others_share(1.0, 0.5, 4.0 / CLOCK_TICKS, 1) is None  # under 5 ticks: too short to say
+    assert others_share(1.0, 0.5, 1.5 / CLOCK_TICKS, 1) is None  # under 2 ticks: too short to say
 
 
 @linux_stat

@@ -213,8 +213,8 @@ def others_share(busy: float, own: float, wall: float, cpus: int) -> float | Non
     """The share of the worker's CPUs that other work used during a call: the seconds those
     CPUs were busy (``busy``: busy_cpu_seconds' difference) less the cell's own CPU seconds, per
     second of the call and CPU. Clock ticks make it jitter by ±1 tick per CPU (it can come out
-    a little below 0); None for a call too short to say (under 5 ticks)."""
-    if cpus <= 0 or wall < 5.0 / CLOCK_TICKS:
+    a little below 0, and a short call's reading coarse); None for a call under 2 ticks."""
+    if cpus <= 0 or wall < 2.0 / CLOCK_TICKS:
         return None
     return (busy - own) / (wall * cpus)
 
