@@ -980,9 +980,9 @@ def speed_adjustment(cells: pd.DataFrame) -> str:
         )
         + " is made on values adjusted for the machine's speed "
         "around each call (a fixed loop timed just before and after it and, where Linux reports "
-        "it, what other work took: where the cell's one worker runs in its own process, the time "
-        "the call's thread waited for a CPU, elsewhere the share of the CPUs other work used; the "
-        "slopes of each execution model measured on the run's own data), the figures "
+        "it and the cell's one worker runs in its own process, the time the call's thread waited "
+        "for a CPU while other work ran; the slopes of each execution model measured on the "
+        "run's own data), the figures "
         "shown stay as measured: "
         f"the scatter of the process means was {ratio:.0%} of the raw one (median of "
         f"{len(both)} cells)"

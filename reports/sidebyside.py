@@ -25,9 +25,10 @@ Welch's test on their process means (reports/stats.py):
   showed, is a second covariate, its slope fitted jointly with the reference's (``slopes``). Used
   in cells whose one worker runs in the worker process itself (see ``adjust``).
 - **Other work's share** of the worker's CPUs during each call (``gilmatrix_others``: their busy
-  seconds less the cell's own CPU seconds, per second and CPU): the second covariate of every
-  other cell (pools, and a process pool of one), as ``z = -log(1 - share)`` less its mean over
-  the run's cells of that execution model and worker class.
+  seconds less the cell's own CPU seconds, per second and CPU), where the observations carry it
+  (``stats.cell_table(..., others=True)``: a study's option, not the report's): the second
+  covariate of every other cell (pools, and a process pool of one), as ``z = -log(1 - share)``
+  less its mean over the run's cells of that execution model and worker class.
 
 Raw figures are kept: the cell table's ``mean`` and ``proc_sd`` stay the measured ones; the
 adjusted ones are ``adj_mean`` and ``adj_sd``, and each cell's processes are its ``series``.

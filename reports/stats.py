@@ -273,12 +273,12 @@ def at_tasks(row: Any, tasks: int) -> Any:
     return row._replace(**{f: getattr(row, f) * factor for f in TIME_FIELDS if f in row._fields})
 
 
-def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
+def cell_table(frame: pd.DataFrame, others: bool = False) -> pd.DataFrame:
     """One row per cell: n values, their mean, median, stdev, min, max; ``processes`` (worker
     processes with values) and the standard deviation of their means, ``proc_sd``; the 95%
     interval of the mean from the process means and its half-width relative to the mean,
     ``precision``; pyperf's stability warnings, so that an unstable cell is flagged where it
-    is shown."""
+    is shown. ``others``: see process_series."""
     extra = ["processes", "proc_sd", "precision", "drift", "adj_mean", "adj_sd", "series", *PAIR_COLUMNS]
     if frame.empty:
         return pd.DataFrame(
@@ -318,7 +318,7 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     table["precision"] = (half / table["mean"]).where(table["processes"] > 1)
     drift = runs.groupby(level="group").agg(lambda s: split_half_drift(s.to_numpy()))
     table["drift"] = drift.to_numpy()
-    series = process_series(frame.assign(group=group), table)
+    series = process_series(frame.assign(group=group), table, others)
     table["adj_mean"] = [float(np.mean(s.adjusted)) for s in series]
     table["adj_sd"] = [float(np.std(s.adjusted, ddof=1)) if len(s.adjusted) > 1 else 0.0 for s in series]
     table["series"] = series
@@ -343,10 +343,13 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["raw_min"])
 
 
-def process_series(frame: pd.DataFrame, table: pd.DataFrame) -> list[Series]:
+def process_series(frame: pd.DataFrame, table: pd.DataFrame, others: bool = False) -> list[Series]:
     """Each cell's worker processes (frame with its "group" column, in the table's order) as a
     sidebyside.Series: rounds, raw means, means of the values adjusted by the reference
-    covariate (each value by the reference timed around its own call)."""
+    covariate (each value by the reference timed around its own call) and the run-queue wait;
+    with ``others``, pools also by other work's share of their CPUs — a study's option
+    (selfbench noisy), not the report's: with one slope per execution model it put noise into
+    the pools that do not need their CPUs (results log, session 16)."""
     obs = pd.DataFrame(
         {
             "group": frame["group"].to_numpy(),
@@ -354,7 +357,7 @@ def process_series(frame: pd.DataFrame, table: pd.DataFrame) -> list[Series]:
             "mean": frame["value"].to_numpy(),
             "reference": frame["reference"].to_numpy() if "reference" in frame else math.nan,
             "wait": frame["wait"].to_numpy() if "wait" in frame else math.nan,
-            "other": frame["other"].to_numpy() if "other" in frame else math.nan,
+            "other": frame["other"].to_numpy() if others and "other" in frame else math.nan,
             "round": frame["round"].fillna(0).astype(int).to_numpy() if "round" in frame else 0,
         }
     )

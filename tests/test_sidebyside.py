@@ -240,3 +240,38 @@ def test_a_cell_whose_calls_lack_other_works_share_is_not_moved_apart_from_its_t
     level = np.log(adjusted["adjusted"]).groupby(procs["group"]).mean()
     assert level[0] == pytest.approx(np.log(procs["mean"][procs["group"] == 0]).mean())
     assert abs(level[0] - level[1:].mean()) < 0.05  # its twins: the same work, the same noise
+
+
+def test_the_report_leaves_other_works_share_out_unless_asked() -> None:
+    """The report's cell table adjusts by the reference and the wait; other work's share is a
+    study's option (cell_table(others=True)): with one slope per execution model it put noise
+    into pools that do not need their CPUs (results log, session 16)."""
+    from gilmatrix.reports.results import FRAME_COLUMNS
+    from gilmatrix.reports.stats import cell_table
+
+    rng = np.random.default_rng(12)
+    fixed = {"workload": "crunch", "kind": "cpu", "executor": "threads", "workers": 2, "tasks": 4}
+    fixed |= {"cell": "crunch/threads/2", "model": "threads", "free_threaded": False, "gil": "true"}
+    rows = []
+    for interpreter in ("3.10", "3.11", "3.12", "3.13"):  # four cells, as many slopes' data
+        for run in range(6):
+            share = rng.uniform(0.0, 0.6)  # other work's share of the CPUs, process by process
+            for _ in range(5):
+                value = 0.02 / (1.0 - share) * math.exp(rng.normal(0.0, 0.01))
+                rows.append(fixed | {"interpreter": interpreter, "run": run, "value": value, "loops": 1})
+                rows[-1] |= {"reference": 1e-3, "wait": math.nan, "other": share, "round": 0}
+    frame = pd.DataFrame(rows).reindex(columns=list(FRAME_COLUMNS))
+    text = [
+        "params",
+        "gil_reenabled_by",
+        "start_method",
+        "async_mode",
+        "pool_in_timing",
+        "machine",
+        "cpu_class",
+    ]
+    frame[text] = ""
+    report = cell_table(frame)
+    assert np.allclose(report["adj_sd"], report["proc_sd"])  # nothing to take out but the share
+    study = cell_table(frame, others=True)
+    assert (study["adj_sd"] < 0.3 * study["proc_sd"]).all()

@@ -12,9 +12,9 @@ same noise. Every run is then judged by every estimator, on the same processes:
 
 - ``welch``: Welch's test on the raw process means (the report's test until now);
 - ``welch+ref``: the same on the process means adjusted by the covariates (the reference loop,
-  and each call's run-queue wait or other work's share of its CPUs where recorded: the report's);
-- ``welch+ref, no others``: the same without other work's share (the wait where recorded: the
-  report before the share);
+  and each call's run-queue wait where recorded: the report's);
+- ``welch+ref, with others``: the same, pools also adjusted by other work's share of their CPUs
+  (``cell_table(..., others=True)``: a study, not the report's);
 - ``welch+ref alone``: the same adjusted by the reference loop alone (the report before the
   wait);
 - ``paired``: the per-round log ratios of the two cells (paired t), raw;
@@ -177,7 +177,7 @@ ESTIMATORS = {
     "welch": _welch,
     "welch+ref": _adjusted_only,
     "welch+ref/process": _adjusted_only,
-    "welch+ref, no others": _adjusted_only,
+    "welch+ref, with others": _adjusted_only,
     "welch+ref alone": _adjusted_only,
     "paired": _paired(False),
     "paired+ref": _paired(True),
@@ -185,12 +185,11 @@ ESTIMATORS = {
 }
 
 
-def reference_only(frame: Any, drop: Sequence[str] = ("wait", "other")) -> Any:
-    """The cell table of ``frame`` adjusted without the covariates ``drop`` (by default the
-    reference loop alone: the run-queue waits and other work's shares left out)."""
+def reference_only(frame: Any) -> Any:
+    """The cell table of ``frame`` adjusted by the reference loop alone (its waits left out)."""
     from gilmatrix.reports.stats import cell_table
 
-    return cell_table(frame.drop(columns=list(drop), errors="ignore"))
+    return cell_table(frame.drop(columns=["wait"], errors="ignore"))
 
 
 def half_width(cmp: Any) -> float | None:
@@ -240,11 +239,11 @@ def comparisons(table: Any) -> tuple[list[Any], list[Any], list[Any]]:
 # which cell table each estimator reads: "value" (each value adjusted by its own call's
 # reference, the report's), "process" (every value of a process by the process' median reference)
 # "reference" (the values adjusted by the reference alone: the run-queue wait and other work's
-# share left out), "no others" (other work's share left out)
+# share left out), "with others" (pools adjusted by other work's share too)
 TABLE_OF = {
     "welch+ref/process": "process",
     "welch+ref alone": "reference",
-    "welch+ref, no others": "no others",
+    "welch+ref, with others": "with others",
 }
 
 
@@ -295,7 +294,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "value": cell_table(frame),
         "process": cell_table(per_process),
         "reference": reference_only(frame),
-        "no others": reference_only(frame, ("other",)),
+        "with others": cell_table(frame, others=True),
     }
     pairs = {name: comparisons(table) for name, table in tables.items()}
     out: dict[str, Any] = {
@@ -376,7 +375,7 @@ def load_now() -> float:
 def matrix_figures(run_dir: Path) -> dict[str, Any]:
     """A whole run (the full default matrix) judged on the same processes: on the raw means (the
     report before), adjusted for the machine's speed by the reference loop alone, by it and the
-    run-queue wait, by those and other work's share of the CPUs (the report's), and — a run
+    run-queue wait (the report's), by those and other work's share of the pools' CPUs, and — a run
     made with ``pairing: calls`` — by its pairs (reports/pairs.py). For each:
     the verdict cards' ties, the median half-width of every execution model against sequential
     and of every cell against the previous release, and how many of those are changes."""
@@ -399,12 +398,12 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
 
     unpaired = adjusted.drop(columns=list(PAIR_COLUMNS))
     by_reference = reference_only(run.frame).drop(columns=list(PAIR_COLUMNS))
-    no_others = reference_only(run.frame, ("other",)).drop(columns=list(PAIR_COLUMNS))
+    with_others = cell_table(run.frame, others=True).drop(columns=list(PAIR_COLUMNS))
     ways = [
         ("raw", unpaired.drop(columns=["adj_mean", "adj_sd"])),
         ("adjusted, reference only", by_reference),
-        ("adjusted, no others", no_others),
         ("adjusted", unpaired),
+        ("adjusted, with others", with_others),
     ]
     if (adjusted["pair_n"] > 1).any():
         ways.append(("pairs", adjusted))  # a run made with pairing: its pairs, where they apply
