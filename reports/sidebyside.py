@@ -119,8 +119,8 @@ def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
 
     # the fallback of a key short of data: its worker class over every model (one worker in the
     # process, one in a pool process, several), whose second covariate is the same
-    kind = pd.Series(np.where(procs["workers"] > 1, "several", np.where(in_process, "one", "one pooled")))
-    kind.index = procs.index
+    one = np.where(in_process, "one", "one pooled")
+    kind = pd.Series(np.where(procs["workers"] > 1, "several", one), index=procs.index)
     classes = {c: slope(i) for c, i in procs.groupby(kind, sort=False).groups.items()}
     by_key: dict[str, tuple[float, float]] = {}
     for key, index in procs.groupby("key", sort=False).groups.items():

@@ -258,8 +258,8 @@ def test_the_report_leaves_other_works_share_out_unless_asked() -> None:
             share = rng.uniform(0.0, 0.6)  # other work's share of the CPUs, process by process
             for _ in range(5):
                 value = 0.02 / (1.0 - share) * math.exp(rng.normal(0.0, 0.01))
-                rows.append(fixed | {"interpreter": interpreter, "run": run, "value": value, "loops": 1})
-                rows[-1] |= {"reference": 1e-3, "wait": math.nan, "other": share, "round": 0}
+                row = fixed | {"interpreter": interpreter, "run": run, "value": value, "loops": 1}
+                rows.append(row | {"reference": 1e-3, "wait": math.nan, "other": share, "round": 0})
     frame = pd.DataFrame(rows).reindex(columns=list(FRAME_COLUMNS))
     text = [
         "params",

@@ -196,11 +196,6 @@ class Partner:
         return result, (before + self.last) / 2.0
 
 
-def usable_cpus() -> int:
-    """How many CPUs this process may run on (its affinity: a container's cpuset, a taskset)."""
-    return len(cpu_set())
-
-
 def cpu_set() -> frozenset[int]:
     """The CPUs this process may run on (its affinity: a container's cpuset, a taskset)."""
     try:
