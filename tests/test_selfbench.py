@@ -351,3 +351,24 @@ def test_twins_measure_each_location_estimators_error():
     assert errors["median"] == errors["trimmed 20%"] == errors["mean, adjusted"] == [0.0]
     pooled = location_rms([{"twin_errors": errors}, {"twin_errors": {"mean": [-math.log(1.2)]}}])
     assert pooled["mean"] == (pytest.approx(math.log(1.2)), 2) and pooled["median"] == (0.0, 1)
+
+
+def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
+    """Runs of different budgets are never pooled together: what 12 minutes buy is not what 4
+    buy. One budget keeps the keys as they were (the arm alone)."""
+    from devtools.selfbench.noisy import pooled, run_minutes
+
+    assert run_minutes({"schedule": {"sampling": {"run_minutes": 12}}}) == 12.0
+    assert run_minutes({"schedule": {"sampling": {}}}) is None and run_minutes({}) is None
+
+    def run(budget, flagged, detected, width):
+        entry = dict(fallback=0, twins=20, twins_flagged=flagged, plus=10, plus_detected=detected)
+        entry.update(models=30, models_tied=0, half_width_median=width, twin_half_width_median=width)
+        return {"order": "shuffle", "budget": budget, "estimators": {"welch": entry}}
+
+    two = pooled([run(4.0, 2, 3, 0.06), run(12.0, 0, 9, 0.02), run(4.0, 1, 5, 0.05)])
+    assert set(two) == {"shuffle, 4 min: welch", "shuffle, 12 min: welch"}
+    assert two["shuffle, 4 min: welch"]["flagged"] == 3 and two["shuffle, 4 min: welch"]["detected"] == 8
+    assert two["shuffle, 12 min: welch"]["power"] == 0.9 and two["shuffle, 12 min: welch"]["twins"] == 20
+    one = pooled([run(4.0, 2, 3, 0.06), run(4.0, 1, 5, 0.05)])
+    assert set(one) == {"shuffle: welch"} and one["shuffle: welch"]["half_width"] == 0.055

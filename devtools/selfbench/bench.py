@@ -146,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--noisy-burners", type=int, default=1, help="noisy: burner processes (default 1: ~70%% of one core)"
     )
     p.add_argument(
-        "--noisy-minutes", type=float, default=4.0, help="noisy: each run's run_minutes (default 4)"
+        "--noisy-minutes",
+        type=lambda v: [float(x) for x in _csv(v)],
+        default=[4.0],
+        help="noisy: each run's run_minutes; several (4,12): the runs alternate between them, "
+        "figures per budget (default 4)",
     )
     p.add_argument("--noisy-seed", type=int, default=25, help="noisy: the burner's seed (default 25)")
     p.add_argument(

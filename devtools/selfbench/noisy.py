@@ -8,7 +8,9 @@ identical twins, and ``crunch_plus`` with 5% more work) alternate between the *a
 calls``: each cell times its workload's sequential run around each call), ``decide`` (cells stop
 once their comparisons are decided: ``precision.decide``), ``blocks`` (each workload's cells
 side by side) — shuffle, pairs, shuffle, pairs, so that every arm meets the
-same noise. Every run is then judged by every estimator, on the same processes:
+same noise. With several run budgets (``--minutes 4,12``) each arm's runs alternate between
+them too, and every figure is given per arm and budget: what a run's minutes buy on this noise.
+Every run is then judged by every estimator, on the same processes:
 
 - ``welch``: Welch's test on the raw process means (the report's test until now);
 - ``welch+ref``: the same on the process means adjusted by the covariates (the reference loop,
@@ -192,6 +194,13 @@ def reference_only(frame: Any) -> Any:
     return cell_table(frame.drop(columns=["wait"], errors="ignore"))
 
 
+def run_minutes(manifest: Mapping[str, Any]) -> float | None:
+    """The run's budget in minutes, from its manifest's schedule (None: none was set)."""
+    sampling = (manifest.get("schedule") or {}).get("sampling") or {}
+    value = sampling.get("run_minutes")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def half_width(cmp: Any) -> float | None:
     """The interval's half-width on the log scale, as a relative figure (±x%)."""
     if not (cmp.ratio_low > 0 and math.isfinite(cmp.ratio_high)):
@@ -301,6 +310,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "floor": floor,
         "noise": dict(noise(run.manifest)),
         "order": arm_of(run.manifest),
+        "budget": run_minutes(run.manifest),
         "processes_median": float(tables["value"]["processes"].median()) if len(tables["value"]) else None,
         "twin_errors": twin_errors(pairs["value"][0]),
         "estimators": {},
@@ -330,11 +340,14 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
 
 
 def pooled(figures: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per order and estimator, the runs pooled: A/A rate, power, median half-widths."""
+    """Per arm and estimator — and per budget, when the runs had different ones — the runs
+    pooled: A/A rate, power, median half-widths."""
     out: dict[str, dict[str, Any]] = {}
+    budgets = {run.get("budget") for run in figures}
     for run in figures:
+        arm = run["order"] if len(budgets) < 2 else f"{run['order']}, {run.get('budget') or math.nan:g} min"
         for name, e in run["estimators"].items():
-            key = f"{run['order']}: {name}"
+            key = f"{arm}: {name}"
             acc = out.setdefault(
                 key, {"twins": 0, "flagged": 0, "plus": 0, "detected": 0, "widths": [], "twin_widths": []}
             )
@@ -442,7 +455,7 @@ def collect(
     *,
     arms: Sequence[str],
     runs: int,
-    minutes: float,
+    minutes: float | Sequence[float],
     seed: int,
     burners: int,
     interpreter: str,
@@ -451,8 +464,9 @@ def collect(
     log: Callable[[str], None],
     record: Callable[[str, Any, Path], object] | None = None,
 ) -> tuple[list[dict[str, Any]], Burner]:
-    """Under a seeded burner, ``runs`` runs of each arm (alternating, the same noise for all) of
-    the within-run matrix on one local interpreter; each run's figures (run_figures)."""
+    """Under a seeded burner, ``runs`` runs of each arm at each budget (``minutes``: one, or
+    several; alternating, the same noise for all) of the within-run matrix on one local
+    interpreter; each run's figures (run_figures)."""
     from devtools.selfbench import measure as sm
     from devtools.selfbench import verdicts as sv
 
@@ -460,23 +474,25 @@ def collect(
     work.mkdir(parents=True, exist_ok=True)
     within = sv.within_matrix(sm.ROOT / "matrix.yaml", work / "matrix-within.yaml")
     only = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
+    budgets = [float(minutes)] if isinstance(minutes, int | float) else [float(m) for m in minutes]
     found: list[dict[str, Any]] = []
     with Burner(seed, burners, bursts, pause) as burner:
-        for number in range(1, runs + 1):
-            for arm in arms:
-                matrix = noisy_matrix(within, work / f"matrix-{arm}.yaml", arm, minutes)
-                name = f"noisy-{arm}-{number}"
-                measured, run_dir = sv.run_cli(
-                    out, f"selfbench-{stamp}-{name}", matrix, "default", interpreter, only, log
-                )
-                if record is not None:
-                    record(name, measured, run_dir)
-                log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {load_now():.2f})")
-                if measured.returncode == 0:
-                    figures = run_figures(run_dir)
-                    figures["run"] = name
-                    found.append(figures)
-                    log(f"    floor {figures['floor']:.1%}, median processes {figures['processes_median']}")
+        for number, arm, budget in (
+            (number, arm, budget) for number in range(1, runs + 1) for arm in arms for budget in budgets
+        ):
+            matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}.yaml", arm, budget)
+            name = f"noisy-{arm}-{number}" if len(budgets) == 1 else f"noisy-{arm}-{budget:g}min-{number}"
+            measured, run_dir = sv.run_cli(
+                out, f"selfbench-{stamp}-{name}", matrix, "default", interpreter, only, log
+            )
+            if record is not None:
+                record(name, measured, run_dir)
+            log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {load_now():.2f})")
+            if measured.returncode == 0:
+                figures = run_figures(run_dir)
+                figures["run"] = name
+                found.append(figures)
+                log(f"    floor {figures['floor']:.1%}, median processes {figures['processes_median']}")
     return found, burner
 
 
@@ -508,7 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--arms", default="shuffle,pairs", help="--collect: arms (%(default)s)")
     parser.add_argument("--runs-per-arm", type=int, default=2, help="--collect: runs of each arm")
-    parser.add_argument("--minutes", type=float, default=4.0, help="--collect: each run's run_minutes")
+    parser.add_argument(
+        "--minutes",
+        type=lambda v: [float(m) for m in v.split(",")],
+        default=[4.0],
+        help="--collect: each run's run_minutes; several (4,12): each arm's runs alternate between them",
+    )
     parser.add_argument("--seed", type=int, default=25, help="--collect: the burner's seed")
     parser.add_argument("--burners", type=int, default=1, help="--collect: burner processes")
     parser.add_argument(
