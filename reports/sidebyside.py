@@ -21,10 +21,9 @@ Welch's test on their process means (reports/stats.py):
 
 - **The run-queue wait** of each call (harness/bench.py, ``gilmatrix_waits``: the seconds the
   call's threads were runnable but waited for a CPU, per second they ran): a one-thread call's
-  wall time is its CPU time plus that wait, so ``z = log(1 + wait)``, less its low tenth over
-  the run's one-worker cells of that execution model, is a second covariate, its slope fitted
-  jointly with the reference's (``slopes``). Used in cells whose one worker runs in the worker
-  process itself (see ``adjust``).
+  wall time is its CPU time plus that wait, so ``z = log(1 + wait)``, less the least its cell
+  showed, is a second covariate, its slope fitted jointly with the reference's (``slopes``). Used
+  in cells whose one worker runs in the worker process itself (see ``adjust``).
 - **Other work's share** of the worker's CPUs during each call (``gilmatrix_others``: their busy
   seconds less the cell's own CPU seconds, per second and CPU), where the observations carry it
   (``stats.cell_table(..., others=True)``: a study's option, not the report's): the second
@@ -51,9 +50,6 @@ OTHER_BOUNDS = (-0.5, 0.9)
 # residual degrees of freedom a slope needs (Σ over cells of processes - 1); below, the slope of
 # the worker class over every model, else none (θ = 0: the raw figures)
 MIN_DF = 12
-# the wait a one-worker cell's figures are taken to: this quantile of the waits of every call of
-# its execution model's one-worker cells in the run (a quiet machine's, hand-offs included)
-WAIT_QUANTILE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,28 +77,25 @@ def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
     procs["x"] = np.log(ref / median).fillna(0.0)
     wait = procs["wait"] if "wait" in procs else pd.Series(math.nan, index=procs.index)
     other = procs["other"] if "other" in procs else pd.Series(math.nan, index=procs.index)
-    # cells whose one worker runs in this process: a call's wait beyond the low tenth
-    # (WAIT_QUANTILE) of every wait of that execution model's one-worker cells in the run — a
-    # quiet machine's, with the hand-off between the caller and its one worker kept in the figure.
-    # One level for every cell of the model: a cell's own least wait is its luckiest call, and a
-    # cell that never had a quiet one was left that much slower than its twin (results log,
-    # session 17). Pools' threads, and a process pool's parent and child, also wait for each
-    # other, by an amount no run can tell from the machine's noise: the least of it moved between
-    # identical cells enough to call twins different (results log, 2026-12-05). They take the
-    # share of their CPUs other work used instead, as -log(1 - share): a pool that needs its CPUs'
-    # time takes 1 / (1 - share) as long when others take that share of them. It says nothing of
-    # the cell's own threads, so identical cells see the same spread of it; less its mean over the
-    # run's cells of that execution model and worker class, so that a call without it (too short
-    # to read, older results) counts as an average one: each cell's level stays that of the run's
-    # average noise, as its raw figures are, never "a quiet machine's" for some cells and not
-    # others.
+    # cells whose one worker runs in this process: a call's wait beyond the least its cell
+    # ever waited (the hand-off between the caller and its one worker stays in the figure).
+    # Pools' threads, and a process pool's parent and child, also wait for each other, by an
+    # amount no run can tell from the machine's noise: the least of it moved between identical
+    # cells enough to call twins different (results log, 2026-12-05). They take the share of
+    # their CPUs other work used instead, as -log(1 - share): a pool that needs its CPUs' time
+    # takes 1 / (1 - share) as long when others take that share of them. It says nothing of
+    # the cell's own threads, so identical cells see the same spread of it; less its mean over
+    # the run's cells of that execution model and worker class, so that a call without it (too
+    # short to read, older results) counts as an average one: each cell's level stays that of
+    # the run's average noise, as its raw figures are, never "a quiet machine's" for some cells
+    # and not others.
     in_process = (procs["workers"] == 1) & (procs["model"] != "processes")
     wait = pd.to_numeric(wait, errors="coerce").where(in_process)
     z_wait = np.log1p(wait.clip(lower=0.0))
-    key = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
-    z_wait = z_wait - z_wait.groupby(key).transform(lambda z: z.quantile(WAIT_QUANTILE))
+    z_wait = z_wait - z_wait.groupby(procs["group"]).transform("min")
     share = pd.to_numeric(other, errors="coerce").where(~in_process).clip(*OTHER_BOUNDS)
     z_other = -np.log1p(-share)
+    key = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
     z_other = z_other - z_other.groupby(key).transform("mean")
     procs["z"] = z_wait.where(in_process, z_other).fillna(0.0)
     procs["y"] = np.log(procs["mean"].where(procs["mean"] > 0))

@@ -101,24 +101,6 @@ def test_a_cells_own_waiting_stays_in_its_figure() -> None:
     assert level == pytest.approx(0.02 * 1.3, rel=0.02)
 
 
-def test_a_cell_that_never_ran_on_a_quiet_machine_is_not_moved_apart_from_its_twin() -> None:
-    """Twins: the same work, but every call of the second lost at least 30% to other work (it ran
-    in the noisier minutes). Both come out at one level. Measured "beyond the least its cell
-    waited", the second's 30% stayed in its figure — a cell's least wait is its luckiest call —
-    and twins were called different (asyncio/1 sum_squares: 1.083 adjusted against 0.976 raw;
-    results log, session 17)."""
-    procs = waiting(np.random.default_rng(8), own_wait=0.0)
-    work = procs["mean"] / (1.0 + procs["wait"])
-    second = procs["group"] == 1
-    procs.loc[second, "wait"] = 0.3 + 0.7 * procs.loc[second, "wait"]
-    procs["mean"] = work * (1.0 + procs["wait"])
-    adjusted, _ = adjust(procs)
-    level = np.exp(np.log(adjusted["adjusted"]).groupby(procs["group"]).mean())
-    raw = np.exp(np.log(procs["mean"]).groupby(procs["group"]).mean())
-    assert raw[1] / raw[0] > 1.2
-    assert level[1] / level[0] == pytest.approx(1.0, abs=0.03)
-
-
 def test_results_without_waits_are_adjusted_as_before() -> None:
     rng = np.random.default_rng(1)
     speed = np.exp(rng.normal(0.0, 0.15, 200))
