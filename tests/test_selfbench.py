@@ -363,6 +363,7 @@ def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
 
     def run(budget, flagged, detected, width):
         entry = dict(fallback=0, twins=20, twins_flagged=flagged, plus=10, plus_detected=detected)
+        entry.update(plus_one=3, plus_one_detected=min(detected, 3))
         entry.update(models=30, models_tied=0, half_width_median=width, twin_half_width_median=width)
         return {"order": "shuffle", "budget": budget, "estimators": {"welch": entry}}
 
@@ -370,5 +371,24 @@ def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
     assert set(two) == {"shuffle, 4 min: welch", "shuffle, 12 min: welch"}
     assert two["shuffle, 4 min: welch"]["flagged"] == 3 and two["shuffle, 4 min: welch"]["detected"] == 8
     assert two["shuffle, 12 min: welch"]["power"] == 0.9 and two["shuffle, 12 min: welch"]["twins"] == 20
+    assert (two["shuffle, 4 min: welch"]["plus_one"], two["shuffle, 4 min: welch"]["detected_one"]) == (6, 6)
     one = pooled([run(4.0, 2, 3, 0.06), run(4.0, 1, 5, 0.05)])
     assert set(one) == {"shuffle: welch"} and one["shuffle: welch"]["half_width"] == 0.055
+
+
+def test_power_is_also_given_apart_for_one_in_process_worker_and_for_pools():
+    """The cells the run-queue wait adjusts (one worker in the worker process) against the rest:
+    a process pool of one is a pool (its worker is another process)."""
+    from types import SimpleNamespace
+
+    from devtools.selfbench.noisy import in_process
+
+    def cell(model, workers):
+        return SimpleNamespace(model=model, workers=workers)
+
+    assert (
+        in_process(cell("sequential", 1))
+        and in_process(cell("threads", 1))
+        and in_process(cell("asyncio", 1))
+    )
+    assert not in_process(cell("processes", 1)) and not in_process(cell("threads", 2))

@@ -613,7 +613,9 @@ class SelfBench:
                     "%",
                     "aa_rate",
                     f"A/A {acc['flagged']}/{acc['twins']}; power {acc['detected']}/{acc['plus']}"
-                    f" = {100 * (acc['power'] or 0):.0f}%; model-vs-sequential ±"
+                    f" = {100 * (acc['power'] or 0):.0f}% (one in-process worker "
+                    f"{acc['detected_one']}/{acc['plus_one']}, pools {acc['detected'] - acc['detected_one']}"
+                    f"/{acc['plus'] - acc['plus_one']}); model-vs-sequential ±"
                     f"{100 * (acc['half_width'] or math.nan):.1f}%, twins ±"
                     f"{100 * (acc['twin_half_width'] or math.nan):.1f}% ({noise})",
                 )

@@ -25,7 +25,8 @@ Every run is then judged by every estimator, on the same processes:
   (reports/pairs.py), else welch+ref (the pairs that fall back are counted);
 
 each with the run's noise floor (scaled to the means, as the report does) and without it. For
-each: the A/A rate (twins called a change), the power (crunch_plus called slower than crunch),
+each: the A/A rate (twins called a change), the power (crunch_plus called slower than crunch; also
+apart for cells of one in-process worker and for pools),
 and the median half-width of the comparison intervals (every execution model and worker count
 against sequential, of crunch and sum_squares: the report's comparisons).
 """
@@ -201,6 +202,13 @@ def run_minutes(manifest: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def in_process(row: Any) -> bool:
+    """Whether a cell-table row is one worker in the worker process itself (sequential, one
+    thread, one sub-interpreter, asyncio with one worker): the cells the run-queue wait adjusts;
+    the rest are pools, whose process means scatter far more on a noisy machine."""
+    return int(row.workers) == 1 and row.model != "processes"
+
+
 def half_width(cmp: Any) -> float | None:
     """The interval's half-width on the log scale, as a relative figure (±x%)."""
     if not (cmp.ratio_low > 0 and math.isfinite(cmp.ratio_high)):
@@ -322,12 +330,15 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
             fallback = [0]
             t, p, m = (judged(compare, chosen, f, fallback) for chosen in (twins, plus, models))
             widths = [h for h in (half_width(c) for c in m) if h is not None]
+            one = [c for c, (a, _) in zip(p, plus, strict=True) if in_process(a)]
             entry = dict(
                 fallback=fallback[0],
                 twins=len(t),
                 twins_flagged=sum(c.significant for c in t),
                 plus=len(p),
                 plus_detected=sum(c.significant and c.ratio > 1.0 for c in p),
+                plus_one=len(one),
+                plus_one_detected=sum(c.significant and c.ratio > 1.0 for c in one),
                 models=len(m),
                 models_tied=sum(not c.significant for c in m),
                 half_width_median=statistics.median(widths) if widths else None,
@@ -349,8 +360,20 @@ def pooled(figures: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         for name, e in run["estimators"].items():
             key = f"{arm}: {name}"
             acc = out.setdefault(
-                key, {"twins": 0, "flagged": 0, "plus": 0, "detected": 0, "widths": [], "twin_widths": []}
+                key,
+                {
+                    "twins": 0,
+                    "flagged": 0,
+                    "plus": 0,
+                    "detected": 0,
+                    "plus_one": 0,
+                    "detected_one": 0,
+                    "widths": [],
+                    "twin_widths": [],
+                },
             )
+            acc["plus_one"] += e.get("plus_one", 0)
+            acc["detected_one"] += e.get("plus_one_detected", 0)
             acc["fallback"] = acc.get("fallback", 0) + e["fallback"]
             acc["twins"] += e["twins"]
             acc["flagged"] += e["twins_flagged"]
@@ -500,13 +523,18 @@ def print_figures(found: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     """The pooled table of ``found`` (run_figures of several runs), printed; returned."""
     table = pooled(found)
     width = max(len(k) for k in table)
-    print(f"{'arm: estimator':<{width}}  A/A         power       ±model-vs-seq  ±twins   fallback")
+    print(
+        f"{'arm: estimator':<{width}}  A/A         power       ±model-vs-seq  ±twins   fallback"
+        "  power: one worker / pools"
+    )
     for key, acc in table.items():
         print(
             f"{key:<{width}}  {acc['flagged']:>3}/{acc['twins']:<3} {100 * (acc['aa_rate'] or 0):4.1f}%"
             f"  {acc['detected']:>3}/{acc['plus']:<3} {100 * (acc['power'] or 0):3.0f}%"
             f"  {100 * (acc['half_width'] or math.nan):6.1f}%"
-            f"        {100 * (acc['twin_half_width'] or math.nan):5.1f}%   {acc.get('fallback', 0)}"
+            f"        {100 * (acc['twin_half_width'] or math.nan):5.1f}%   {acc.get('fallback', 0):<8}"
+            f"  {acc['detected_one']}/{acc['plus_one']} / {acc['detected'] - acc['detected_one']}"
+            f"/{acc['plus'] - acc['plus_one']}"
         )
     return table
 
