@@ -204,8 +204,9 @@ def run_minutes(manifest: Mapping[str, Any]) -> float | None:
 
 def in_process(row: Any) -> bool:
     """Whether a cell-table row is one worker in the worker process itself (sequential, one
-    thread, one sub-interpreter, asyncio with one worker): the cells the run-queue wait adjusts;
-    the rest are pools, whose process means scatter far more on a noisy machine."""
+    thread, one sub-interpreter, asyncio with one worker): the cells the run-queue wait adjusts
+    (the rule of reports/sidebyside.adjust, its ``in_process``); the rest are pools, whose
+    process means scatter far more on a noisy machine."""
     return int(row.workers) == 1 and row.model != "processes"
 
 
