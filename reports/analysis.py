@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from gilmatrix.confidence import within_run_floor
 from gilmatrix.errors import UserError
 from gilmatrix.reports.compare import (
     FTSCALING,
@@ -59,7 +60,7 @@ def analyse_run(results: RunResults, base_runs: Sequence[RunResults] = ()) -> Ru
     cells = cell_table(results.frame)
     if cells.empty:
         cells = cells.astype({"workers": "int64", "n": "int64", "tasks": "int64", "processes": "int64"})
-    floor = results.facts.floor
+    floor = within_run_floor(results.facts.floor)  # inside one run: 1%, not the band
     cards = decide(cells, _descriptions(results.facts.workloads), floor) if len(cells) else []
     versions = version_changes(cells, floor) if len(cells) else None
     base_changes, how = None, ""
@@ -130,7 +131,7 @@ def replicate_analysis(results: RunResults, cells: pd.DataFrame) -> ReplicateAna
     info = replicate_runs(results)
     if info is None:
         return None
-    one = ReplicateCells(1, results.run_id, cells, noise_floor(results.manifest))
+    one = ReplicateCells(1, results.run_id, cells, within_run_floor(noise_floor(results.manifest)))
     if info.count < 2:
         machines = tuple(sorted({str(m) for m in cells["machine"]} - {""})) if "machine" in cells else ()
         only = (Replicate(1, results.run_id, machines),)
@@ -146,7 +147,9 @@ def replicate_analysis(results: RunResults, cells: pd.DataFrame) -> ReplicateAna
         if table.empty:
             problems.append(f"replicate {number}: no cell has a result")
             continue
-        replicates.append(ReplicateCells(number, run.run_id, table, noise_floor(run.manifest)))
+        replicates.append(
+            ReplicateCells(number, run.run_id, table, within_run_floor(noise_floor(run.manifest)))
+        )
     return analyse(
         replicates,
         info.count,

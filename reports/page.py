@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
+from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile, within_run_floor
 from gilmatrix.harness.contract import CellId, Status, Stopped, executor_rank, interpreter_key
 from gilmatrix.reports.charts import ChartSet, ChartSpec, workload_slug
 from gilmatrix.reports.compare import (
@@ -262,7 +262,7 @@ def _load(before: Sequence[float] | None, after: Sequence[float] | None) -> str:
     return "" if before is None and after is None else f"{fmt(before)} -> {fmt(after)}"
 
 
-NOISY_FLOOR = 0.05  # a floor above this makes most verdicts ties: said first, with what to do
+NOISY_FLOOR = 0.05  # a noise floor above this: the machine was noisy; said first, with what to do
 
 
 DISTURBED_SHARE = 0.25  # a quarter of the windows disturbed or more: the machine was busy
@@ -276,18 +276,18 @@ def noise_banner(
     facts: RunFacts | None = None,
     cells: pd.DataFrame | None = None,
 ) -> str | None:
-    """When the machine's noise made the verdicts say little: what it did and what to do.
-    Three signs, each said when present: a high noise floor (the sentinel's spread in quiet
-    windows), many windows disturbed (the floor leaves those out, so a machine busy in bursts
-    can have a low floor and still have spoiled most processes), and cells whose intervals
-    stayed wide (the run budget spent before they reached the target). ``quiet_floor``: the
-    least floor a run can have."""
+    """When the machine's noise made the verdicts say little: what it did and what to do. Three
+    signs, each said when present: a high noise floor (the sentinel's spread in quiet windows: the
+    machine's own variation, which widens every interval), many windows disturbed (the floor
+    leaves those out, so a machine busy in bursts can have a low floor and still have spoiled most
+    processes), and cells whose intervals stayed wide (the run budget spent before they reached
+    the target). ``quiet_floor``: the least floor a run can have."""
     ties = sum(card.is_tie for card in cards)
     signs = []
     if floor >= NOISY_FLOOR:
         signs.append(
-            f"this run's noise floor was ±{floor:.1%} (a quiet machine's is ±{quiet_floor:.0%}): no "
-            "difference smaller than that is called a change or a win"
+            f"this run's noise floor was ±{floor:.1%} (a quiet machine's is ±{quiet_floor:.0%}): the "
+            "machine's own speed varied that much from one window of worker processes to the next"
         )
     windows = [w for w in (facts.schedule.get("windows") or []) if isinstance(w, Mapping)] if facts else []
     disturbed = [w for w in windows if w.get("disturbed")]
@@ -890,7 +890,8 @@ def build_page(
         overview.append((workload, tuple(by_key.get((workload, i)) for i in interps)))
     changes, change_total = change_rows(versions, machine=len(machines) > 1)
     unstable = unstable_cells(cells)
-    floor = facts.floor
+    band = facts.floor  # the machine's noise, said in the banner
+    floor = within_run_floor(band)  # what a comparison inside the run must exceed
     scaling = scaling_section(cells, facts)
     ft = free_threading(cells, floor) if len(cells) else pd.DataFrame()
     apart = {
@@ -937,7 +938,7 @@ def build_page(
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
         warnings=(
-            *((banner,) if (banner := noise_banner(floor, cards, MIN_FLOOR, facts, cells)) else ()),
+            *((banner,) if (banner := noise_banner(band, cards, MIN_FLOOR, facts, cells)) else ()),
             *environment_warnings(results),
             *((cross,) if cross else ()),
         ),
@@ -1036,7 +1037,7 @@ def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
             )
             + (
                 "; a cell with its minimum of processes also stopped once every comparison the "
-                "report makes of it was decided at 99% (beyond the noise floor, or within it), "
+                "report makes of it was decided at 99% (beyond its 1% floor, or within it), "
                 "so that the rounds went to the comparisons still open"
                 if policy.get("decide")
                 else ""

@@ -323,6 +323,27 @@ def test_a_high_noise_floor_is_a_banner_with_what_to_do(tmp_path: Path, quick_ce
     assert "Noisy machine" not in quiet
 
 
+def test_inside_a_run_a_change_must_exceed_1_percent_not_the_noise_floor(tmp_path: Path) -> None:
+    """A run of 12 processes a cell whose manifest says a busy VM's 16.5% floor: 3.14's 3% gain
+    over 3.13, its intervals ±1%, is called an improvement (confidence.within_run_floor: 1%
+    inside a run); held to the band (16.5% x sqrt(2/12) = 6.7%) as before session 17, it was
+    "no significant change" — the band cost a third of one run's 5% changes for almost no false
+    one (results log, session 17). The banner still says the band."""
+    from gilmatrix.reports.analysis import analyse_run
+    from gilmatrix.reports.compare import version_changes
+
+    shape = SyntheticRun(interpreters=("3.13", "3.14"), workloads=("crunch",), runs=12)
+    run = write_run(tmp_path / "noisy", shape)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.setdefault("schedule", {})["noise"] = {"floor": 0.165, "sentinel_median_ms": 7.3}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    analysis = analyse_run(load_run(run))
+    assert len(analysis.versions) > 0 and (analysis.versions["change"] == "improvement").all()
+    assert (version_changes(analysis.cells, 0.165)["change"] == "no significant change").all()
+    html = build_report(run, tmp_path / "report", chart_images=False).read_text()
+    assert "noise floor was ±16.5%" in html
+
+
 def test_a_machine_busy_in_bursts_is_a_banner_though_its_floor_is_low(quick_cells: pd.DataFrame) -> None:
     """The floor leaves disturbed windows out: a burner that slows the machine in bursts (the
     noisy full matrix of 2026-12-04: 118 of 199 windows disturbed, floor 1.8%, median ±6.9%)

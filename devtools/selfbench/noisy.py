@@ -24,7 +24,9 @@ Every run is then judged by every estimator, on the same processes:
 - ``pairs``: the report's test (stats.compare_cells): per-call pairs where the run has them
   (reports/pairs.py), else welch+ref (the pairs that fall back are counted);
 
-each with the run's noise floor (scaled to the means, as the report does) and without it. For
+each with the floor the report holds a comparison inside a run to (1%:
+confidence.within_run_floor) and, suffixed ", band", with the run's noise floor scaled to the
+means (the report's until session 17). For
 each: the A/A rate (twins called a change), the power (crunch_plus called slower than crunch; also
 apart for cells of one in-process worker and for pools),
 and the median half-width of the comparison intervals (every execution model and worker count
@@ -297,6 +299,7 @@ def twin_errors(twins: Sequence[tuple[Any, Any]]) -> dict[str, list[float]]:
 
 def run_figures(run_dir: Path) -> dict[str, Any]:
     """Every estimator, with and without the run's floor, on one run of the noisy matrix."""
+    from gilmatrix.confidence import within_run_floor
     from gilmatrix.reports.results import load_run, noise, noise_floor
     from gilmatrix.reports.stats import cell_table
 
@@ -326,8 +329,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     }
     for name, compare in ESTIMATORS.items():
         twins, plus, models = pairs[TABLE_OF.get(name, "value")]
-        for with_floor in (True, False):
-            f = floor if with_floor else 0.0
+        for suffix, f in (("", within_run_floor(floor)), (", band", floor)):
             fallback = [0]
             t, p, m = (judged(compare, chosen, f, fallback) for chosen in (twins, plus, models))
             widths = [h for h in (half_width(c) for c in m) if h is not None]
@@ -347,7 +349,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
                     [h for h in (half_width(c) for c in t) if h is not None] or [math.nan]
                 ),
             )
-            out["estimators"][f"{name}{'' if with_floor else ', no floor'}"] = entry
+            out["estimators"][f"{name}{suffix}"] = entry
     return out
 
 

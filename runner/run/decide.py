@@ -14,8 +14,9 @@ them, by cell id):
 
 A comparison of two cells is *decided* when the interval of the ratio of their means, at
 ``DECIDE_CONFIDENCE``, lies wholly outside the band ±floor (a verdict that more processes would
-not undo) or wholly inside it (a tie that they could not turn into a verdict); ``floor`` is the
-run's noise floor so far, scaled to the two means as the report scales it
+not undo) or wholly inside it (a tie that they could not turn into a verdict); ``floor`` is
+what the report holds a comparison inside a run to (confidence.within_run_floor: 1%, the run's
+noise floor only where that is smaller), scaled to the two means as the report scales it
 (confidence.mean_floor). 99%, not the report's 95%: the run looks again after every round, and
 stopping on the first look that clears a 95% interval would call more than 5% of A/A
 differences. A cell in no comparison (a workload with one cell) keeps the precision target.
@@ -27,7 +28,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
-from gilmatrix.confidence import mean_floor, t_quantile
+from gilmatrix.confidence import mean_floor, t_quantile, within_run_floor
 from gilmatrix.harness.contract import CellId, interpreter_key
 
 DECIDE_CONFIDENCE = 0.99
@@ -81,7 +82,7 @@ def is_decided(a: Sequence[float], b: Sequence[float], floor: float) -> bool:
     vb = (statistics.stdev(b) / mean_b) ** 2 / len(b)
     var = va + vb
     d = abs(math.log(mean_a / mean_b))
-    band = math.log1p(mean_floor(floor, len(a), len(b)))
+    band = math.log1p(mean_floor(within_run_floor(floor), len(a), len(b)))
     if var == 0.0:
         return d != band
     df = var * var / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1)) if va or vb else math.inf
