@@ -418,17 +418,19 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     made with ``pairing: calls`` — by its pairs (reports/pairs.py). For each:
     the verdict cards' ties, the median half-width of every execution model against sequential
     and of every cell against the previous release, and how many of those are changes."""
+    from gilmatrix.confidence import within_run_floor
     from gilmatrix.reports.compare import version_changes
     from gilmatrix.reports.results import load_run, noise_floor
     from gilmatrix.reports.stats import cell_table, compare_cells
     from gilmatrix.reports.verdicts import decide
 
     run = load_run(run_dir)
-    floor = noise_floor(run.manifest)
+    band = noise_floor(run.manifest)
+    floor = within_run_floor(band)
     adjusted = cell_table(run.frame)
     out: dict[str, Any] = {
         "run": run_dir.name,
-        "floor": floor,
+        "floor": band,
         "cells": len(adjusted),
         "precision_median": float(adjusted["precision"].median()),
         "processes_median": float(adjusted["processes"].median()),
@@ -439,14 +441,15 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     by_reference = reference_only(run.frame).drop(columns=list(PAIR_COLUMNS))
     with_others = cell_table(run.frame, others=True).drop(columns=list(PAIR_COLUMNS))
     ways = [
-        ("raw", unpaired.drop(columns=["adj_mean", "adj_sd"])),
-        ("adjusted, reference only", by_reference),
-        ("adjusted", unpaired),
-        ("adjusted, with others", with_others),
+        ("raw", unpaired.drop(columns=["adj_mean", "adj_sd"]), floor),
+        ("adjusted, reference only", by_reference, floor),
+        ("adjusted", unpaired, floor),
+        ("adjusted, band", unpaired, band),  # the report's until session 17
+        ("adjusted, with others", with_others, floor),
     ]
-    if (adjusted["pair_n"] > 1).any():
-        ways.append(("pairs", adjusted))  # a run made with pairing: its pairs, where they apply
-    for name, table in ways:
+    if (adjusted["pair_n"] > 1).any():  # a run made with pairing: its pairs, where they apply
+        ways.append(("pairs", adjusted, floor))
+    for name, table, floor in ways:
         cards = decide(table, None, floor)
         rows = list(table.itertuples(index=False))
         seq = {(r.interpreter, r.workload): r for r in rows if r.executor == "sequential"}
