@@ -584,9 +584,10 @@ def _write_replicate(
 
 def _noise(sources: Sequence[Source]) -> dict[str, Any]:
     """The merged run's noise figures: each input's (by its machine and shard), and for the
-    report's verdicts the largest floor and drift of them (a difference smaller than any
-    input's floor is not called a change). A sentinel median only where one machine ran it
-    all: sentinels of different machines are not comparable."""
+    report the largest floor and drift of them (the banner's noise; against a baseline, a
+    difference smaller than any input's floor is not called a change — inside the run, 1% is:
+    confidence.within_run_floor). A sentinel median only where one machine ran it all:
+    sentinels of different machines are not comparable."""
     parts: dict[str, Any] = {}
     floors: list[float] = []
     drifts: list[float] = []
