@@ -52,6 +52,13 @@ OTHER_BOUNDS = (-0.5, 0.9)
 MIN_DF = 12
 
 
+def in_process(model: Any, workers: Any) -> Any:
+    """Whether a cell's one worker runs in the worker process itself (sequential, one thread, one
+    sub-interpreter, asyncio with one worker): the cells the run-queue wait adjusts; a process
+    pool of one is a pool. Scalars, or Series (elementwise)."""
+    return (workers == 1) & (model != "processes")
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     """One cell's worker processes, in the order they ran: round, raw mean, adjusted mean."""
@@ -89,15 +96,15 @@ def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
     # short to read, older results) counts as an average one: each cell's level stays that of
     # the run's average noise, as its raw figures are, never "a quiet machine's" for some cells
     # and not others.
-    in_process = (procs["workers"] == 1) & (procs["model"] != "processes")
-    wait = pd.to_numeric(wait, errors="coerce").where(in_process)
+    one_in_process = in_process(procs["model"], procs["workers"])
+    wait = pd.to_numeric(wait, errors="coerce").where(one_in_process)
     z_wait = np.log1p(wait.clip(lower=0.0))
     z_wait = z_wait - z_wait.groupby(procs["group"]).transform("min")
-    share = pd.to_numeric(other, errors="coerce").where(~in_process).clip(*OTHER_BOUNDS)
+    share = pd.to_numeric(other, errors="coerce").where(~one_in_process).clip(*OTHER_BOUNDS)
     z_other = -np.log1p(-share)
     key = procs["model"].astype(str) + "|" + np.where(procs["workers"] > 1, "several", "one")
     z_other = z_other - z_other.groupby(key).transform("mean")
-    procs["z"] = z_wait.where(in_process, z_other).fillna(0.0)
+    procs["z"] = z_wait.where(one_in_process, z_other).fillna(0.0)
     procs["y"] = np.log(procs["mean"].where(procs["mean"] > 0))
     procs["key"] = key
     # within-cell centred: the slopes say how a value follows the machine's speed and the wait
@@ -119,7 +126,7 @@ def adjust(observations: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, st
 
     # the fallback of a key short of data: its worker class over every model (one worker in the
     # process, one in a pool process, several), whose second covariate is the same
-    one = np.where(in_process, "one", "one pooled")
+    one = np.where(one_in_process, "one", "one pooled")
     kind = pd.Series(np.where(procs["workers"] > 1, "several", one), index=procs.index)
     classes = {c: slope(i) for c, i in procs.groupby(kind, sort=False).groups.items()}
     by_key: dict[str, tuple[float, float]] = {}

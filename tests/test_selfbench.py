@@ -378,17 +378,9 @@ def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
 
 def test_power_is_also_given_apart_for_one_in_process_worker_and_for_pools():
     """The cells the run-queue wait adjusts (one worker in the worker process) against the rest:
-    a process pool of one is a pool (its worker is another process)."""
-    from types import SimpleNamespace
+    a process pool of one is a pool (its worker is another process). The selfbench split and the
+    report's adjustment read one rule (sidebyside.in_process)."""
+    from gilmatrix.reports.sidebyside import in_process
 
-    from devtools.selfbench.noisy import in_process
-
-    def cell(model, workers):
-        return SimpleNamespace(model=model, workers=workers)
-
-    assert (
-        in_process(cell("sequential", 1))
-        and in_process(cell("threads", 1))
-        and in_process(cell("asyncio", 1))
-    )
-    assert not in_process(cell("processes", 1)) and not in_process(cell("threads", 2))
+    assert in_process("sequential", 1) and in_process("threads", 1) and in_process("asyncio", 1)
+    assert not in_process("processes", 1) and not in_process("threads", 2)

@@ -35,6 +35,7 @@ against sequential, of crunch and sum_squares: the report's comparisons).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -204,14 +205,6 @@ def run_minutes(manifest: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def in_process(row: Any) -> bool:
-    """Whether a cell-table row is one worker in the worker process itself (sequential, one
-    thread, one sub-interpreter, asyncio with one worker): the cells the run-queue wait adjusts
-    (the rule of reports/sidebyside.adjust, its ``in_process``); the rest are pools, whose
-    process means scatter far more on a noisy machine."""
-    return int(row.workers) == 1 and row.model != "processes"
-
-
 def half_width(cmp: Any) -> float | None:
     """The interval's half-width on the log scale, as a relative figure (±x%)."""
     if not (cmp.ratio_low > 0 and math.isfinite(cmp.ratio_high)):
@@ -301,6 +294,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     """Every estimator, with and without the run's floor, on one run of the noisy matrix."""
     from gilmatrix.confidence import within_run_floor
     from gilmatrix.reports.results import load_run, noise, noise_floor
+    from gilmatrix.reports.sidebyside import in_process
     from gilmatrix.reports.stats import cell_table
 
     run = load_run(run_dir)
@@ -333,7 +327,8 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
             fallback = [0]
             t, p, m = (judged(compare, chosen, f, fallback) for chosen in (twins, plus, models))
             widths = [h for h in (half_width(c) for c in m) if h is not None]
-            one = [c for c, (a, _) in zip(p, plus, strict=True) if in_process(a)]
+            # cells of one in-process worker (the wait adjusts them) apart from pools
+            one = [c for c, (a, _) in zip(p, plus, strict=True) if in_process(a.model, int(a.workers))]
             entry = dict(
                 fallback=fallback[0],
                 twins=len(t),
@@ -449,17 +444,17 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     ]
     if (adjusted["pair_n"] > 1).any():  # a run made with pairing: its pairs, where they apply
         ways.append(("pairs", adjusted, floor))
-    for name, table, floor in ways:
-        cards = decide(table, None, floor)
+    for name, table, held_to in ways:
+        cards = decide(table, None, held_to)
         rows = list(table.itertuples(index=False))
         seq = {(r.interpreter, r.workload): r for r in rows if r.executor == "sequential"}
         models = [
-            compare_cells(r, seq[(r.interpreter, r.workload)], floor)
+            compare_cells(r, seq[(r.interpreter, r.workload)], held_to)
             for r in rows
             if r.executor != "sequential" and (r.interpreter, r.workload) in seq
         ]
         widths = [h for h in (half_width(c) for c in models) if h is not None]
-        versions = version_changes(table, floor)
+        versions = version_changes(table, held_to)
         version_widths = [
             math.sqrt(h / lo) - 1.0
             for lo, h in zip(versions["ratio_low"], versions["ratio_high"], strict=True)
@@ -484,7 +479,7 @@ def collect(
     *,
     arms: Sequence[str],
     runs: int,
-    minutes: float | Sequence[float],
+    minutes: Sequence[float],
     seed: int,
     burners: int,
     interpreter: str,
@@ -503,12 +498,10 @@ def collect(
     work.mkdir(parents=True, exist_ok=True)
     within = sv.within_matrix(sm.ROOT / "matrix.yaml", work / "matrix-within.yaml")
     only = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
-    budgets = [float(minutes)] if isinstance(minutes, int | float) else [float(m) for m in minutes]
+    budgets = [float(m) for m in minutes]
     found: list[dict[str, Any]] = []
     with Burner(seed, burners, bursts, pause) as burner:
-        for number, arm, budget in (
-            (number, arm, budget) for number in range(1, runs + 1) for arm in arms for budget in budgets
-        ):
+        for number, arm, budget in itertools.product(range(1, runs + 1), arms, budgets):
             matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}.yaml", arm, budget)
             name = f"noisy-{arm}-{number}" if len(budgets) == 1 else f"noisy-{arm}-{budget:g}min-{number}"
             measured, run_dir = sv.run_cli(
