@@ -28,6 +28,7 @@ from gilmatrix.reports.compare import (
     scaling_changes,
     with_speedup,
 )
+from gilmatrix.reports.power import CHANGE, MOST, POWER, RunReach, run_reach
 from gilmatrix.reports.replicates import (
     DIFFERS,
     FAMILIES,
@@ -275,13 +276,15 @@ def noise_banner(
     quiet_floor: float,
     facts: RunFacts | None = None,
     cells: pd.DataFrame | None = None,
+    reached: RunReach | None = None,
 ) -> str | None:
     """When the machine's noise made the verdicts say little: what it did and what to do. Three
     signs, each said when present: a high noise floor (the sentinel's spread in quiet windows: the
     machine's own variation, which widens every interval), many windows disturbed (the floor
     leaves those out, so a machine busy in bursts can have a low floor and still have spoiled most
     processes), and cells whose intervals stayed wide (the run budget spent before they reached
-    the target). ``quiet_floor``: the least floor a run can have."""
+    the target). ``quiet_floor``: the least floor a run can have. ``reached``: what the run
+    could find (reports/power.py), said with what to do."""
     ties = sum(card.is_tie for card in cards)
     signs = []
     if floor >= NOISY_FLOOR:
@@ -320,10 +323,65 @@ def noise_banner(
         + f". So {ties} of the {len(cards)} fastest-execution-model verdicts are ties: the "
         "intervals are too wide to tell the models apart, not a finding that they perform alike. "
         "The floor comes from the run's own sentinel, timed around every window of worker "
-        "processes; it speaks of the whole run, not of the load before it. To say more: run on a "
-        "quieter machine (a self-hosted runner, nothing else running), use the rigorous profile, "
-        "or split the matrix into more CI shards (each shard's cells get more of the run budget)."
+        "processes; it speaks of the whole run, not of the load before it. "
+        + reach_advice(reached)
+        + "To say more: run on a quieter machine (a self-hosted runner, nothing else running), use "
+        "the rigorous profile, or split the matrix into "
+        + (f"{shards} CI shards" if (shards := shards_needed(reached)) else "more CI shards")
+        + " (each shard's cells get more of the run budget)."
     )
+
+
+def _processes(n: int) -> str:
+    return f"more than {MOST}" if n > MOST else str(n)
+
+
+def reach_text(reached: RunReach | None) -> str:
+    """What a tie in this run rules out (the smallest change its median comparison of each kind
+    found 9 times in 10) and what finding a 5% change would take; "" without comparisons."""
+    if reached is None or not reached.kinds:
+        return ""
+    kinds = {"one worker": "of cells of one in-process worker", "pools": "with a pool on either side"}
+    found = " or ".join(
+        f"{r.detectable:.1%} ({r.comparisons} comparisons {kinds[r.kind]}, {r.processes:g} processes a cell)"
+        for r in reached.kinds
+    )
+    needs = " and ".join(_processes(r.needed) for r in reached.kinds)
+    minutes = (
+        f": about {reached.minutes_needed:.0f} minutes of measuring at this run's noise, against "
+        f"the {reached.measured_minutes:.1f} it measured"
+        if reached.minutes_needed is not None and reached.measured_minutes
+        else ""
+    )
+    return (
+        f"A tie here rules out only larger changes: the median comparison would have found, "
+        f"{POWER:.0%} of the time, a change of {found}. To find a {CHANGE:.0%} change as often it "
+        f"needs {needs} processes a cell{minutes}"
+    )
+
+
+def reach_advice(reached: RunReach | None) -> str:
+    """The banner's sentence on what the run could find ("" without figures)."""
+    if reached is None or not reached.kinds:
+        return ""
+    widest = max(r.detectable for r in reached.kinds)
+    minutes = (
+        f"; finding a {CHANGE:.0%} change {POWER:.0%} of the time would take about "
+        f"{reached.minutes_needed:.0f} minutes of measuring at this noise (this run: "
+        f"{reached.measured_minutes:.0f})"
+        if reached.minutes_needed is not None and reached.measured_minutes
+        else ""
+    )
+    return f"A tie here rules out only changes above about {widest:.0%}{minutes}. "
+
+
+def shards_needed(reached: RunReach | None) -> int | None:
+    """Shards of this run's size that would measure what finding a 5% change takes (None: not
+    known, or this run was enough)."""
+    if reached is None or reached.minutes_needed is None or not reached.measured_minutes:
+        return None
+    shards = math.ceil(reached.minutes_needed / reached.measured_minutes)
+    return shards if shards > 1 else None
 
 
 def environment_warnings(results: RunResults) -> tuple[str, ...]:
@@ -848,6 +906,7 @@ def build_page(
 ) -> Page:
     facts = results.facts
     cells = order_cells(cells)
+    reached = run_reach(cells, facts.schedule, facts.sampled)
     machines = tuple(sorted({str(m) for m in cells["machine"]} - {""})) if "machine" in cells else ()
     numbers = [r.number for r in replicates.replicates] if replicates else []
     replicated = replicates is not None and len(numbers) > 1
@@ -918,7 +977,7 @@ def build_page(
     }
     host = tuple((str(k), str(v)) for k, v in facts.host.items())
     return Page(
-        measurement=measurement(facts, cells),
+        measurement=measurement(facts, cells, reached),
         title=f"gilmatrix report: {results.run_id}",
         run=run,
         host=host,
@@ -938,7 +997,7 @@ def build_page(
         problem_groups=group_problems(results.problems),
         skipped_groups=group_skipped(results.problems),
         warnings=(
-            *((banner,) if (banner := noise_banner(band, cards, MIN_FLOOR, facts, cells)) else ()),
+            *((banner,) if (banner := noise_banner(band, cards, MIN_FLOOR, facts, cells, reached)) else ()),
             *environment_warnings(results),
             *((cross,) if cross else ()),
         ),
@@ -1007,7 +1066,7 @@ def pairing_summary(cells: pd.DataFrame) -> str:
     )
 
 
-def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
+def measurement(facts: RunFacts, cells: pd.DataFrame, reached: RunReach | None = None) -> dict[str, Any]:
     """How the run measured: the sampling policy, the rounds, the noise sentinels and the
     windows they found disturbed, the noise floor, and the cells that missed the target."""
     schedule, sampled = facts.schedule, facts.sampled
@@ -1094,4 +1153,5 @@ def measurement(facts: RunFacts, cells: pd.DataFrame) -> dict[str, Any]:
         "unconfirmed": _budget_rows(unconfirmed),
         "precision_median": None if precisions.empty else float(precisions.median()),
         "precision_max": None if precisions.empty else float(precisions.max()),
+        "reach": reach_text(reached),
     }

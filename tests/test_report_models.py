@@ -370,3 +370,48 @@ def test_a_machine_busy_in_bursts_is_a_banner_though_its_floor_is_low(quick_cell
     # a quiet run says nothing
     calm = RunFacts.of({"schedule": {"windows": [{"disturbed": False}] * 20, "sampling": {"target": 0.02}}})
     assert noise_banner(0.018, cards, 0.01, calm, quick_cells.assign(precision=0.01)) is None
+
+
+def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would_take(
+    tmp_path: Path, quick_cells: pd.DataFrame
+) -> None:
+    """The reach of a run (reports/power.py) in the banner — the widest change a tie may hide,
+    the minutes finding 5% would take, the shards that would measure them — and in the
+    measurement table of a run (synthetic, 6 processes a cell, a schedule of 90 s)."""
+    from gilmatrix.reports.page import noise_banner, reach_text
+    from gilmatrix.reports.power import MOST, Reach, RunReach
+
+    cards = decide(quick_cells, {}, 0.165)
+    reached = RunReach(
+        (Reach("one worker", 552, 4, 0.084, 9), Reach("pools", 1682, 4, 0.174, 27)), 32.5, 139.0
+    )
+    text = noise_banner(0.165, cards, 0.01, reached=reached)
+    assert text is not None
+    assert (
+        "A tie here rules out only changes above about 17%; finding a 5% change 90% of the time "
+        "would take about 139 minutes of measuring at this noise (this run: 32)." in text
+    )
+    assert "split the matrix into 5 CI shards" in text
+    assert reach_text(reached) == (
+        "A tie here rules out only larger changes: the median comparison would have found, 90% of "
+        "the time, a change of 8.4% (552 comparisons of cells of one in-process worker, 4 "
+        "processes a cell) or 17.4% (1682 comparisons with a pool on either side, 4 processes a "
+        "cell). To find a 5% change as often it needs 9 and 27 processes a cell: about 139 "
+        "minutes of measuring at this run's noise, against the 32.5 it measured"
+    )
+    unreachable = RunReach((Reach("pools", 3, 2, 0.9, MOST + 1),), None, None)
+    assert reach_text(unreachable).endswith(f"it needs more than {MOST} processes a cell")
+    assert "more CI shards" in (noise_banner(0.165, cards, 0.01, reached=unreachable) or "")
+    run = write_run(
+        tmp_path / "scheduled", SyntheticRun(interpreters=("3.13", "3.14"), workloads=("crunch",), runs=6)
+    )
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["schedule"] = {"sampling": {"mode": "fixed", "processes": 2}, "rounds": [{"seconds": 45.0}] * 2}
+    for cell in manifest["cells"]:
+        cell["worker_seconds"] = [0.4, 0.4]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    page = build_report(run, tmp_path / "quick", chart_images=False).read_text()
+    row = page[page.index("<th>what a tie rules out</th>") :].split("</tr>")[0]
+    assert "A tie here rules out only larger changes" in row and "processes a cell" in row
+    assert "against the 1.5 it measured" in row
+    assert "comparisons of cells of one in-process worker, 6 processes a cell" in row

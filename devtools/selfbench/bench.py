@@ -604,6 +604,21 @@ class SelfBench:
                     f"root mean square of log(twin / original) over {pairs} twin pairs, truth 0 ({noise})",
                 )
             )
+        predicted = sn.predicted_power(found)
+        self.details["noisy"]["predicted"] = predicted
+        for kind, p in predicted.items():
+            self.rows.append(
+                row(
+                    "noisy",
+                    f"power the report's reach predicts, {kind}",
+                    round(p["at_measured"], 1),
+                    "comparisons",
+                    None,
+                    f"± {p['sd']:.1f} of {p['comparisons']} +5% comparisons, at the measured change "
+                    f"{p['measured_change']:+.2%} ({p['built']:.1f} at +5%): compare with the report's "
+                    f"power below ({noise})",
+                )
+            )
         for key, acc in pooled.items():
             self.rows.append(
                 row(

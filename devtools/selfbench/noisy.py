@@ -290,6 +290,55 @@ def twin_errors(twins: Sequence[tuple[Any, Any]]) -> dict[str, list[float]]:
     return out
 
 
+def plus_scatter(plus: Sequence[tuple[Any, Any]]) -> list[tuple[str, float, int, float, int, float]]:
+    """Each +5% comparison as the report's reach (reports/power.py) sees it: (kind, scatter and
+    processes of crunch_plus, of crunch, the log of the ratio of their adjusted means)."""
+    from gilmatrix.reports.power import scatter
+    from gilmatrix.reports.sidebyside import in_process
+    from gilmatrix.reports.stats import adjusted_stats
+
+    out = []
+    for a, b in plus:
+        kind = "one worker" if in_process(a.model, int(a.workers)) else "pools"
+        ratio = adjusted_stats(a)[0] / adjusted_stats(b)[0]
+        out.append((kind, scatter(a), int(a.processes), scatter(b), int(b.processes), math.log(ratio)))
+    return out
+
+
+def predicted_power(figures: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """What the report's reach predicts of the +5% comparisons of several runs, per kind: the
+    sum of each one's chance (power.chance, from its cells' scatter and processes) of finding
+    the change as built (+5% work) and as measured (the kind's mean ratio over every run: the
+    time does not grow quite as the work does), with the binomial standard deviation."""
+    from devtools.selfbench.verdicts import POWER_FACTOR
+    from gilmatrix.reports.power import chance
+
+    rows = [tuple(r) for run in figures for r in run.get("plus_scatter") or []]
+    out: dict[str, dict[str, float]] = {}
+    for kind in sorted({r[0] for r in rows}):
+        mine = [r for r in rows if r[0] == kind]
+        measured = math.expm1(statistics.fmean(r[5] for r in mine))
+        built = [chance(r[1], r[2], r[3], r[4], POWER_FACTOR - 1.0) for r in mine]
+        seen = [chance(r[1], r[2], r[3], r[4], measured) for r in mine]
+        out[kind] = {
+            "comparisons": len(mine),
+            "built": sum(built),
+            "measured_change": measured,
+            "at_measured": sum(seen),
+            "sd": math.sqrt(sum(p * (1.0 - p) for p in seen)),
+        }
+    return out
+
+
+def predicted_text(predicted: Mapping[str, Mapping[str, float]]) -> str:
+    """predicted_power as one line."""
+    return "; ".join(
+        f"{kind}: {p['at_measured']:.1f} ± {p['sd']:.1f} of {p['comparisons']:.0f} at the "
+        f"measured {p['measured_change']:+.2%} ({p['built']:.1f} at +5%)"
+        for kind, p in predicted.items()
+    )
+
+
 def run_figures(run_dir: Path) -> dict[str, Any]:
     """Every estimator, with and without the run's floor, on one run of the noisy matrix."""
     from gilmatrix.confidence import within_run_floor
@@ -319,6 +368,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "budget": run_minutes(run.manifest),
         "processes_median": float(tables["value"]["processes"].median()) if len(tables["value"]) else None,
         "twin_errors": twin_errors(pairs["value"][0]),
+        "plus_scatter": plus_scatter(pairs["value"][1]),
         "estimators": {},
     }
     for name, compare in ESTIMATORS.items():
@@ -602,6 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"median processes {figures['processes_median']}"
         )
     table = print_figures(found)
+    print(
+        "power the report's reach predicts (each +5% comparison's chance from its cells' scatter "
+        f"and processes, summed): {predicted_text(predicted_power(found))}"
+    )
     errors = location_rms(found)
     print("a cell's location (twins: log ratio, truth 0): root mean square over the pairs")
     for name, (rms, n) in errors.items():

@@ -1,0 +1,199 @@
+"""What a run could find: the smallest change its comparisons find 9 times in 10, and what it
+would take to find a given one (analysis stage, read by the report page and selfbench).
+
+A tie is not a finding that two cells perform alike: it says the difference was too small for
+*this* run's scatter and processes to see. The report compares each cell with its workload's
+sequential cell by Welch's test on the process means adjusted for the machine's speed
+(stats.compare_cells). With relative scatters s_a and s_b (standard deviation of the process
+means over their mean) and n_a, n_b processes, the log of the ratio of the means has the
+standard error se = √(s_a²/n_a + s_b²/n_b), on Welch-Satterthwaite's degrees of freedom df, and
+a true change c is found at ``ALPHA`` (two-sided) with the chance
+
+    1 - T_df(t_df,1-α/2 - ln(1 + c) / se)   (the other tail, a change the wrong way, neglected)
+
+so the smallest change found with the chance ``POWER`` is exp((t_df,1-α/2 + t_df,POWER) · se) - 1,
+never below the 1% a change must exceed inside a run (confidence.within_run_floor). A
+comparison's scatter is the one it measured: what the figures promise holds while the machine
+stays as noisy as it was during the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from scipy import special
+
+from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
+from gilmatrix.reports.sidebyside import in_process
+from gilmatrix.run.decide import comparisons
+
+POWER = 0.9  # "found 9 times in 10"
+CHANGE = 0.05  # the change a run should be able to find (#25: a 5% change within one run)
+MOST = 1000  # processes a cell: beyond, "more than"
+
+
+def _se_df(s_a: float, n_a: int, s_b: float, n_b: int) -> tuple[float, float]:
+    va, vb = s_a * s_a / n_a, s_b * s_b / n_b
+    var = va + vb
+    if var <= 0.0:
+        return 0.0, math.inf
+    df = var * var / (va * va / max(n_a - 1, 1) + vb * vb / max(n_b - 1, 1))
+    return math.sqrt(var), df
+
+
+def chance(s_a: float, n_a: int, s_b: float, n_b: int, change: float = CHANGE) -> float:
+    """The chance that Welch's test at ALPHA finds a true relative ``change`` between two cells of
+    relative scatters ``s_a``, ``s_b`` over ``n_a``, ``n_b`` processes (0 with fewer than 2)."""
+    if n_a < 2 or n_b < 2:
+        return 0.0
+    se, df = _se_df(s_a, n_a, s_b, n_b)
+    shift = math.log1p(abs(change))
+    if se == 0.0:
+        return 1.0 if abs(change) > MIN_FLOOR else 0.0
+    return float(special.stdtr(df, shift / se - t_quantile(1.0 - ALPHA / 2.0, df)))
+
+
+def detectable(s_a: float, n_a: int, s_b: float, n_b: int, power: float = POWER) -> float:
+    """The smallest relative change such a comparison finds with the chance ``power`` (inf with
+    fewer than 2 processes a side)."""
+    if n_a < 2 or n_b < 2:
+        return math.inf
+    se, df = _se_df(s_a, n_a, s_b, n_b)
+    if se == 0.0:
+        return MIN_FLOOR
+    return max(math.expm1((t_quantile(1.0 - ALPHA / 2.0, df) + t_quantile(power, df)) * se), MIN_FLOOR)
+
+
+def needed(s_a: float, s_b: float, change: float = CHANGE, power: float = POWER, most: int = MOST) -> int:
+    """The processes each of two cells of relative scatters ``s_a``, ``s_b`` needs for their
+    comparison to find ``change`` with the chance ``power``; ``most + 1`` when ``most`` do not."""
+    if detectable(s_a, most, s_b, most, power) > change:
+        return most + 1
+    low, high = 2, most  # detectable falls as n grows: the least n that reaches it
+    while low < high:
+        mid = (low + high) // 2
+        if detectable(s_a, mid, s_b, mid, power) <= change:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def scatter(row: Any) -> float:
+    """A cell-table row's relative scatter: the standard deviation of its process means over
+    their mean, adjusted for the machine's speed where the table has that (as the report tests)."""
+    mean, sd = getattr(row, "adj_mean", math.nan), getattr(row, "adj_sd", math.nan)
+    if not (isinstance(mean, float | int) and isinstance(sd, float | int) and mean > 0 and math.isfinite(sd)):
+        mean, sd = row.mean, row.proc_sd
+    return float(sd) / float(mean) if mean else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """What one kind of comparison (both cells of one in-process worker, or a pool on either
+    side) could find in a run: medians over its comparisons."""
+
+    kind: str  # "one worker" or "pools"
+    comparisons: int
+    processes: float  # the processes of a compared cell (the mean of the two sides)
+    detectable: float  # the smallest change found 9 times in 10 with them
+    needed: int  # the processes each side needs to find CHANGE 9 times in 10 (MOST + 1: more than MOST)
+
+
+def compared(cells: pd.DataFrame) -> list[tuple[str, Any, Any]]:
+    """(kind, a, b): every comparison the report makes of a run's cells that have processes
+    (run/decide.comparisons: each cell against its workload's sequential cell and the other
+    models at its worker count, against the previous release of its build kind, a free-threaded
+    build against its default build), each once; "pools" where either side is a pool."""
+    rows = {(str(r.interpreter), str(r.cell)): r for r in cells.itertuples(index=False)}
+    out = []
+    for key, partners in comparisons(rows).items():
+        for other in sorted(partners):
+            if other <= key:
+                continue
+            a, b = rows[key], rows[other]
+            one = in_process(a.model, int(a.workers)) and in_process(b.model, int(b.workers))
+            out.append(("one worker" if one else "pools", a, b))
+    return out
+
+
+def reach(cells: pd.DataFrame) -> tuple[Reach, ...]:
+    """Each kind's reach over a run's cell table (kinds without comparisons left out)."""
+    found: dict[str, list[tuple[float, float, int]]] = {}
+    for kind, row, base in compared(cells):
+        n_a, n_b = int(row.processes), int(base.processes)
+        s_a, s_b = scatter(row), scatter(base)
+        if n_a < 2 or n_b < 2 or not (math.isfinite(s_a) and math.isfinite(s_b)):
+            continue
+        found.setdefault(kind, []).append(((n_a + n_b) / 2, detectable(s_a, n_a, s_b, n_b), needed(s_a, s_b)))
+    out = []
+    for kind in ("one worker", "pools"):
+        if kind in found:
+            frame = pd.DataFrame(found[kind], columns=["n", "detectable", "needed"])
+            out.append(
+                Reach(
+                    kind,
+                    len(frame),
+                    float(frame["n"].median()),
+                    float(frame["detectable"].median()),
+                    math.ceil(frame["needed"].median()),
+                )
+            )
+    return tuple(out)
+
+
+def minutes_needed(
+    cells: pd.DataFrame,
+    reaches: Sequence[Reach],
+    sampled: Mapping[tuple[str, str], Mapping[str, Any]],
+    measured_seconds: float,
+) -> float | None:
+    """The minutes of measuring on this machine for every compared cell to have its kind's
+    ``needed`` processes (a sequential cell: the most of its partners'), at this run's cost of a
+    process for each cell (its worker seconds in the manifest) and its overhead (the run's
+    measuring seconds over the worker seconds it spent); None without those figures."""
+    want = {r.kind: r.needed for r in reaches}
+    cells_needed: dict[tuple[str, str], int] = {}
+    for kind, row, base in compared(cells):
+        if kind not in want:
+            continue
+        for side in (row, base):
+            key = (str(side.interpreter), str(side.cell))
+            cells_needed[key] = max(cells_needed.get(key, 0), want[kind])
+    spent = wanted = 0.0
+    for key, entry in sampled.items():
+        seconds = [float(s) for s in entry.get("worker_seconds") or [] if s is not None]
+        if not seconds:
+            continue
+        spent += sum(seconds)
+        wanted += max(cells_needed.get(key, len(seconds)), 1) * (sum(seconds) / len(seconds))
+    if spent <= 0.0 or measured_seconds <= 0.0:
+        return None
+    return measured_seconds * wanted / spent / 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunReach:
+    """A run's reach: each kind's, and the minutes of measuring it spent and would need for the
+    median comparison of each kind to find CHANGE 9 times in 10 (None: not recorded)."""
+
+    kinds: tuple[Reach, ...]
+    measured_minutes: float | None
+    minutes_needed: float | None
+
+
+def run_reach(
+    cells: pd.DataFrame, schedule: Mapping[str, Any], sampled: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> RunReach:
+    """The reach of a run from its cell table and its manifest's schedule (the rounds' seconds)
+    and cells (each process' worker seconds)."""
+    kinds = reach(cells)
+    rounds = [r for r in schedule.get("rounds") or [] if isinstance(r, Mapping)]
+    seconds = sum(float(r.get("seconds") or 0.0) for r in rounds)
+    if seconds <= 0.0:
+        return RunReach(kinds, None, None)
+    return RunReach(kinds, seconds / 60.0, minutes_needed(cells, kinds, sampled, seconds))
