@@ -356,7 +356,18 @@ def reach_text(reached: RunReach | None) -> str:
     return (
         f"A tie here rules out only larger changes: the median comparison would have found, "
         f"{POWER:.0%} of the time, a change of {found}. To find a {CHANGE:.0%} change as often it "
-        f"needs {needs} processes a cell{minutes}"
+        f"needs {needs} processes a cell{minutes}{cap_text(reached)}"
+    )
+
+
+def cap_text(reached: RunReach) -> str:
+    """Said where a kind needs more processes than the profile lets a cell have."""
+    most = reached.beyond_cap()
+    if most is None:
+        return ""
+    return (
+        f"; the profile stops a cell at {reached.max_processes} processes, so more minutes or "
+        f"shards alone do not get there: a profile of your own with max_processes of {_processes(most)}"
     )
 
 
@@ -372,7 +383,7 @@ def reach_advice(reached: RunReach | None) -> str:
         if reached.minutes_needed is not None and reached.measured_minutes
         else ""
     )
-    return f"A tie here rules out only changes above about {widest:.0%}{minutes}. "
+    return f"A tie here rules out only changes above about {widest:.0%}{minutes}{cap_text(reached)}. "
 
 
 def shards_needed(reached: RunReach | None) -> int | None:

@@ -2,12 +2,15 @@
 would take to find a given one (analysis stage, read by the report page and selfbench).
 
 A tie is not a finding that two cells perform alike: it says the difference was too small for
-*this* run's scatter and processes to see. The report compares each cell with its workload's
-sequential cell by Welch's test on the process means adjusted for the machine's speed
-(stats.compare_cells). With relative scatters s_a and s_b (standard deviation of the process
-means over their mean) and n_a, n_b processes, the log of the ratio of the means has the
-standard error se = √(s_a²/n_a + s_b²/n_b), on Welch-Satterthwaite's degrees of freedom df, and
-a true change c is found at ``ALPHA`` (two-sided) with the chance
+*this* run's scatter and processes to see. The report compares cells (each against its
+workload's sequential cell and the other models at its worker count, against the previous
+release, a free-threaded build against its default build: gilmatrix.comparisons) by Welch's
+test on the process means adjusted for the machine's speed (stats.compare_cells; a run made
+with ``pairing: calls`` compares by its pairs, which this does not model). With relative
+scatters s_a and s_b (standard deviation of the process means over their mean) and n_a, n_b
+processes, the log of the ratio of the means has the standard error
+se = √(s_a²/n_a + s_b²/n_b), on Welch-Satterthwaite's degrees of freedom df, and a true change c
+is found at ``ALPHA`` (two-sided) with the chance
 
     1 - T_df(t_df,1-α/2 - ln(1 + c) / se)   (the other tail, a change the wrong way, neglected)
 
@@ -27,9 +30,9 @@ from typing import Any
 import pandas as pd
 from scipy import special
 
+from gilmatrix.comparisons import comparisons
 from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
 from gilmatrix.reports.sidebyside import in_process
-from gilmatrix.run.decide import comparisons
 
 POWER = 0.9  # "found 9 times in 10"
 CHANGE = 0.05  # the change a run should be able to find (#25: a 5% change within one run)
@@ -106,7 +109,7 @@ class Reach:
 
 def compared(cells: pd.DataFrame) -> list[tuple[str, Any, Any]]:
     """(kind, a, b): every comparison the report makes of a run's cells that have processes
-    (run/decide.comparisons: each cell against its workload's sequential cell and the other
+    (gilmatrix.comparisons: each cell against its workload's sequential cell and the other
     models at its worker count, against the previous release of its build kind, a free-threaded
     build against its default build), each once; "pools" where either side is a pool."""
     rows = {(str(r.interpreter), str(r.cell)): r for r in cells.itertuples(index=False)}
@@ -184,16 +187,24 @@ class RunReach:
     kinds: tuple[Reach, ...]
     measured_minutes: float | None
     minutes_needed: float | None
+    max_processes: int | None = None  # where the run's profile stops a cell
+
+    def beyond_cap(self) -> int | None:
+        """The most processes a kind needs, where that is more than the profile lets a cell have."""
+        most = max((r.needed for r in self.kinds), default=0)
+        return most if self.max_processes is not None and most > self.max_processes else None
 
 
 def run_reach(
     cells: pd.DataFrame, schedule: Mapping[str, Any], sampled: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> RunReach:
-    """The reach of a run from its cell table and its manifest's schedule (the rounds' seconds)
-    and cells (each process' worker seconds)."""
+    """The reach of a run from its cell table and its manifest's schedule (the rounds' seconds,
+    the profile's max_processes) and cells (each process' worker seconds)."""
     kinds = reach(cells)
+    cap = (schedule.get("sampling") or {}).get("max_processes")
+    cap = int(cap) if isinstance(cap, int | float) else None
     rounds = [r for r in schedule.get("rounds") or [] if isinstance(r, Mapping)]
     seconds = sum(float(r.get("seconds") or 0.0) for r in rounds)
     if seconds <= 0.0:
-        return RunReach(kinds, None, None)
-    return RunReach(kinds, seconds / 60.0, minutes_needed(cells, kinds, sampled, seconds))
+        return RunReach(kinds, None, None, cap)
+    return RunReach(kinds, seconds / 60.0, minutes_needed(cells, kinds, sampled, seconds), cap)

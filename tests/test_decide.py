@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gilmatrix.run.decide import comparisons, decided_cells, is_decided
+from gilmatrix.comparisons import comparisons
+from gilmatrix.run.decide import decided_cells, is_decided
 from gilmatrix.run.schedule import Sampling
 from tests.conftest import ROOT, RUNNING_ID, gilmatrix, local_run, small_matrix
 

@@ -77,7 +77,7 @@ def _cell(interpreter: str, cell: str, processes: int, scatter: float) -> dict[s
 
 def test_a_runs_reach_splits_one_worker_cells_from_pools_and_prices_the_processes() -> None:
     """Two interpreters, crunch sequential, one thread and a pool of two threads, 8 processes
-    each: the report's comparisons (run/decide.comparisons) are 4 of cells of one in-process
+    each: the report's comparisons (gilmatrix.comparisons) are 4 of cells of one in-process
     worker and 3 with a pool, judged on the adjusted scatter; the minutes scale this run's
     measuring by the worker seconds the needed processes would take."""
     cells = pd.DataFrame(

@@ -399,6 +399,15 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
         "cell). To find a 5% change as often it needs 9 and 27 processes a cell: about 139 "
         "minutes of measuring at this run's noise, against the 32.5 it measured"
     )
+    capped = RunReach(reached.kinds, 32.5, 139.0, max_processes=24)
+    assert reach_text(capped).endswith(
+        "; the profile stops a cell at 24 processes, so more minutes or shards alone do not get "
+        "there: a profile of your own with max_processes of 27"
+    )
+    assert "a profile of your own with max_processes of 27. To say more" in (
+        noise_banner(0.165, cards, 0.01, reached=capped) or ""
+    )
+    assert "max_processes" not in reach_text(RunReach(reached.kinds, 32.5, 139.0, max_processes=40))
     unreachable = RunReach((Reach("pools", 3, 2, 0.9, MOST + 1),), None, None)
     assert reach_text(unreachable).endswith(f"it needs more than {MOST} processes a cell")
     assert "more CI shards" in (noise_banner(0.165, cards, 0.01, reached=unreachable) or "")
@@ -406,7 +415,10 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
         tmp_path / "scheduled", SyntheticRun(interpreters=("3.13", "3.14"), workloads=("crunch",), runs=6)
     )
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["schedule"] = {"sampling": {"mode": "fixed", "processes": 2}, "rounds": [{"seconds": 45.0}] * 2}
+    manifest["schedule"] = {
+        "sampling": {"mode": "adaptive", "target": 0.02, "max_processes": 6},
+        "rounds": [{"seconds": 45.0}] * 2,
+    }
     for cell in manifest["cells"]:
         cell["worker_seconds"] = [0.4, 0.4]
     (run / "manifest.json").write_text(json.dumps(manifest))
@@ -415,3 +427,5 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
     assert "A tie here rules out only larger changes" in row and "processes a cell" in row
     assert "against the 1.5 it measured" in row
     assert "comparisons of cells of one in-process worker, 6 processes a cell" in row
+    needs = [int(n) for n in row.split("it needs ")[1].split(" processes")[0].split(" and ")]
+    assert ("the profile stops a cell at 6 processes" in row) == (max(needs) > 6), row

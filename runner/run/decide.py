@@ -2,15 +2,8 @@
 
 With a profile's ``precision: {decide: true}``, a cell stops once every comparison the report
 will make of it is decided, instead of going on to its precision target — its processes then
-go, round after round, to the comparisons still open. The comparisons (as the report makes
-them, by cell id):
-
-- within a workload on one interpreter: each cell against the workload's sequential cell, and
-  against every other execution model at the same worker count (the verdict cards, the
-  speedups);
-- across interpreters: each cell against the same cell on the previous version of the same
-  build kind (3.13 → 3.14, 3.13t → 3.14t), and a free-threaded build's against its default
-  build's (3.14t → 3.14).
+go, round after round, to the comparisons still open. The comparisons are the report's
+(gilmatrix.comparisons).
 
 A comparison of two cells is *decided* when the interval of the ratio of their means, at
 ``DECIDE_CONFIDENCE``, lies wholly outside the band ±floor (a verdict that more processes would
@@ -26,49 +19,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from gilmatrix.comparisons import Key, comparisons
 from gilmatrix.confidence import mean_floor, t_quantile, within_run_floor
-from gilmatrix.harness.contract import CellId, interpreter_key
 
 DECIDE_CONFIDENCE = 0.99
-
-Key = tuple[str, str]  # (interpreter, cell id)
-
-
-def comparisons(keys: Iterable[Key]) -> dict[Key, set[Key]]:
-    """Every cell's comparison partners among ``keys`` (see the module's docstring)."""
-    keys = list(keys)
-    known = set(keys)
-    parsed = {key: CellId.maybe(key[1]) for key in keys}
-    out: dict[Key, set[Key]] = {key: set() for key in keys}
-
-    def link(a: Key, b: Key) -> None:
-        if a != b and b in known:
-            out[a].add(b)
-            out[b].add(a)
-
-    by_group: dict[tuple[str, str, int], list[Key]] = {}
-    for key, cell in parsed.items():
-        if cell is None:
-            continue
-        link(key, (key[0], str(CellId(cell.workload, "sequential", 1))))
-        by_group.setdefault((key[0], cell.workload, cell.workers), []).append(key)
-    for group in by_group.values():
-        for i, a in enumerate(group):
-            for b in group[i + 1 :]:
-                link(a, b)
-    interpreters = sorted({key[0] for key in keys}, key=interpreter_key)
-    previous: dict[str, str] = {}
-    for free_threaded in (False, True):
-        line = [i for i in interpreters if i.endswith("t") == free_threaded]
-        previous.update(zip(line[1:], line, strict=False))
-    for key in keys:
-        if key[0] in previous:
-            link(key, (previous[key[0]], key[1]))
-        if key[0].endswith("t"):
-            link(key, (key[0][:-1], key[1]))
-    return out
 
 
 def is_decided(a: Sequence[float], b: Sequence[float], floor: float) -> bool:
