@@ -343,13 +343,14 @@ def reach_text(reached: RunReach | None) -> str:
         return ""
     kinds = {"one worker": "of cells of one in-process worker", "pools": "with a pool on either side"}
     found = " or ".join(
-        f"{r.detectable:.1%} ({r.comparisons} comparisons {kinds[r.kind]}, {r.processes:g} processes a cell)"
+        f"{r.detectable:.1%} ({r.comparisons} comparison{'' if r.comparisons == 1 else 's'} "
+        f"{kinds[r.kind]}, {r.processes:g} processes a cell)"
         for r in reached.kinds
     )
     needs = " and ".join(_processes(r.needed) for r in reached.kinds)
     minutes = (
-        f": about {reached.minutes_needed:.0f} minutes of measuring at this run's noise, against "
-        f"the {reached.measured_minutes:.1f} it measured"
+        f": about {_minutes(reached.minutes_needed)} minutes of measuring at this run's noise, "
+        f"against the {reached.measured_minutes:.1f} it measured"
         if reached.minutes_needed is not None and reached.measured_minutes
         else ""
     )
@@ -365,10 +366,19 @@ def cap_text(reached: RunReach) -> str:
     most = reached.beyond_cap()
     if most is None:
         return ""
+    if reached.fixed:
+        return (
+            f"; the profile gives every cell {reached.max_processes} processes: a profile of your "
+            f"own with precision (docs/matrix.md) or pyperf processes of {_processes(most)}"
+        )
     return (
         f"; the profile stops a cell at {reached.max_processes} processes, so more minutes or "
         f"shards alone do not get there: a profile of your own with max_processes of {_processes(most)}"
     )
+
+
+def _minutes(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def reach_advice(reached: RunReach | None) -> str:
@@ -378,8 +388,8 @@ def reach_advice(reached: RunReach | None) -> str:
     widest = max(r.detectable for r in reached.kinds)
     minutes = (
         f"; finding a {CHANGE:.0%} change {POWER:.0%} of the time would take about "
-        f"{reached.minutes_needed:.0f} minutes of measuring at this noise (this run: "
-        f"{reached.measured_minutes:.0f})"
+        f"{_minutes(reached.minutes_needed)} minutes of measuring at this noise (this run: "
+        f"{_minutes(reached.measured_minutes)})"
         if reached.minutes_needed is not None and reached.measured_minutes
         else ""
     )
@@ -388,8 +398,13 @@ def reach_advice(reached: RunReach | None) -> str:
 
 def shards_needed(reached: RunReach | None) -> int | None:
     """Shards of this run's size that would measure what finding a 5% change takes (None: not
-    known, or this run was enough)."""
-    if reached is None or reached.minutes_needed is None or not reached.measured_minutes:
+    known, this run was enough, or its profile has no run budget for shards to widen)."""
+    if (
+        reached is None
+        or not reached.budgeted
+        or reached.minutes_needed is None
+        or not reached.measured_minutes
+    ):
         return None
     shards = math.ceil(reached.minutes_needed / reached.measured_minutes)
     return shards if shards > 1 else None

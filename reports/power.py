@@ -188,6 +188,8 @@ class RunReach:
     measured_minutes: float | None
     minutes_needed: float | None
     max_processes: int | None = None  # where the run's profile stops a cell
+    fixed: bool = False  # the profile gives every cell max_processes (pyperf.processes), no more
+    budgeted: bool = False  # the run stopped on a run budget (run_minutes): shards give it more
 
     def beyond_cap(self) -> int | None:
         """The most processes a kind needs, where that is more than the profile lets a cell have."""
@@ -199,12 +201,17 @@ def run_reach(
     cells: pd.DataFrame, schedule: Mapping[str, Any], sampled: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> RunReach:
     """The reach of a run from its cell table and its manifest's schedule (the rounds' seconds,
-    the profile's max_processes) and cells (each process' worker seconds)."""
+    the profile's sampling: its cap on processes, its run budget) and cells (each process'
+    worker seconds)."""
     kinds = reach(cells)
-    cap = (schedule.get("sampling") or {}).get("max_processes")
+    sampling = schedule.get("sampling") or {}
+    fixed = sampling.get("mode") == "fixed"
+    cap = sampling.get("processes" if fixed else "max_processes")
     cap = int(cap) if isinstance(cap, int | float) else None
+    budgeted = isinstance(sampling.get("run_minutes"), int | float)
     rounds = [r for r in schedule.get("rounds") or [] if isinstance(r, Mapping)]
     seconds = sum(float(r.get("seconds") or 0.0) for r in rounds)
     if seconds <= 0.0:
-        return RunReach(kinds, None, None, cap)
-    return RunReach(kinds, seconds / 60.0, minutes_needed(cells, kinds, sampled, seconds), cap)
+        return RunReach(kinds, None, None, cap, fixed, budgeted)
+    needed_minutes = minutes_needed(cells, kinds, sampled, seconds)
+    return RunReach(kinds, seconds / 60.0, needed_minutes, cap, fixed, budgeted)

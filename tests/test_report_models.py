@@ -383,7 +383,10 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
 
     cards = decide(quick_cells, {}, 0.165)
     reached = RunReach(
-        (Reach("one worker", 552, 4, 0.084, 9), Reach("pools", 1682, 4, 0.174, 27)), 32.5, 139.0
+        (Reach("one worker", 552, 4, 0.084, 9), Reach("pools", 1682, 4, 0.174, 27)),
+        32.5,
+        139.0,
+        budgeted=True,
     )
     text = noise_banner(0.165, cards, 0.01, reached=reached)
     assert text is not None
@@ -408,6 +411,16 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
         noise_banner(0.165, cards, 0.01, reached=capped) or ""
     )
     assert "max_processes" not in reach_text(RunReach(reached.kinds, 32.5, 139.0, max_processes=40))
+    # a profile of fixed processes (smoke, quick): no run budget for shards to widen; minutes
+    # below 10 keep a decimal, one comparison is one
+    fixed = RunReach((Reach("one worker", 1, 2, 0.312, 13),), 0.1, 0.6, max_processes=2, fixed=True)
+    assert "(1 comparison of cells of one in-process worker, 2 processes a cell)" in reach_text(fixed)
+    assert reach_text(fixed).endswith(
+        "about 0.6 minutes of measuring at this run's noise, against the 0.1 it measured; the "
+        "profile gives every cell 2 processes: a profile of your own with precision "
+        "(docs/matrix.md) or pyperf processes of 13"
+    )
+    assert "more CI shards" in (noise_banner(0.165, cards, 0.01, reached=fixed) or "")
     unreachable = RunReach((Reach("pools", 3, 2, 0.9, MOST + 1),), None, None)
     assert reach_text(unreachable).endswith(f"it needs more than {MOST} processes a cell")
     assert "more CI shards" in (noise_banner(0.165, cards, 0.01, reached=unreachable) or "")
