@@ -27,6 +27,7 @@ from pathlib import Path
 import pyperf
 import pytest
 
+from gilmatrix.errors import UserError
 from tests.conftest import ROOT, docker_and_mirror
 
 PREFIX_312 = Path("~/.pyenv/versions/3.12.1").expanduser()
@@ -179,6 +180,67 @@ def test_a_stop_with_the_engine_answering_keeps_the_harness_reason(tmp_path: Pat
     assert (
         backend.explain_stop(tmp_path, "the harness exited with 1: boom") == "the harness exited with 1: boom"
     )
+
+
+def test_a_leftover_container_already_on_its_way_out_counts_as_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a CI run met (session 18): a job container runs with --rm, so `docker rm --force`
+    of a leftover can meet the engine's own removal and fail with "removal of container … is
+    already in progress". A resume must then wait for the container to go, not stop the run. A
+    real container on the real engine, labelled with the run folder, removed for real in the
+    background; only our own `rm`'s answer is the engine's race message. One that stays is
+    still an error naming it."""
+    from gilmatrix.backends import docker as backend_docker
+    from gilmatrix.backends.base import BackendOptions
+    from gilmatrix.backends.docker import DockerBackend
+    from gilmatrix.images import docker as dk
+
+    docker_and_mirror()
+    lines: list[str] = []
+    backend = DockerBackend(BackendOptions(work_dir=tmp_path, log=lines.append))
+    base = dk.ensure_base(dk.find_client(), dk.DEFAULT_BASE, bootstrap=None, log=lines.append)
+    real = dk.docker
+
+    def leftover(run_dir: Path) -> str:
+        started = docker(
+            "run", "--detach", "--rm", "--label", f"{RUN_LABEL}={run_dir.resolve()}", base, "sleep", "600"
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        return started.stdout.strip()
+
+    def racing(removing: bool):  # our rm answers with the race; the engine may be removing it
+        def fake(client, *args, **kwargs):
+            if args[:2] == ("rm", "--force"):
+                if removing:
+                    subprocess.Popen(["docker", "rm", "--force", args[2]], stdout=subprocess.DEVNULL)
+                raise dk.DockerError(
+                    f"`docker rm --force {args[2]}` failed: Error response from daemon: removal of "
+                    f"container {args[2]} is already in progress"
+                )
+            return real(client, *args, **kwargs)
+
+        return fake
+
+    run_dir = tmp_path / "run"
+    cid = leftover(run_dir)
+    assert not backend.gone(cid, wait=1.0)  # it runs: not gone
+    monkeypatch.setattr(dk, "docker", racing(removing=True))
+    backend.reclaim(run_dir)
+    monkeypatch.setattr(dk, "docker", real)
+    assert docker("inspect", cid).returncode != 0 and backend.gone(cid, wait=0.0)
+    assert any(line.startswith("== removed leftover container") for line in lines), lines
+
+    stuck_dir = tmp_path / "stuck"
+    cid = leftover(stuck_dir)
+    try:
+        monkeypatch.setattr(dk, "docker", racing(removing=False))
+        monkeypatch.setattr(backend_docker, "REMOVAL_WAIT", 2.0)
+        with pytest.raises(UserError, match=r"could not be removed .*already in progress"):
+            DockerBackend(BackendOptions(work_dir=tmp_path)).reclaim(stuck_dir)
+    finally:
+        monkeypatch.setattr(dk, "docker", real)
+        docker("rm", "--force", cid)
 
 
 # -- the host SIGKILLed ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def engine_answers() -> bool:
 
 RUN_LABEL = "io.gilmatrix.run"  # the run folder (resolved path) a job container writes into
 JOB_LABEL = "io.gilmatrix.job"
+REMOVAL_WAIT = 60.0  # seconds a leftover container may take to go once removal has begun
 
 
 def container_name(run_dir: Path, job_name: str) -> str:
@@ -414,15 +416,33 @@ class DockerBackend(Backend):
             try:
                 dk.docker(self._client(), "rm", "--force", container_id, timeout=60)
             except dk.DockerError as exc:
-                raise UserError(
-                    f"{key}: container {name} ({state}) of an earlier process on this run folder is "
-                    f"still there and could not be removed ({exc}); remove it "
-                    f"(`docker rm -f {name}`), then run again"
-                ) from None
+                if not self.gone(container_id):  # else the engine removed it itself (--rm)
+                    raise UserError(
+                        f"{key}: container {name} ({state}) of an earlier process on this run folder is "
+                        f"still there and could not be removed ({exc}); remove it "
+                        f"(`docker rm -f {name}`), then run again"
+                    ) from None
             self.options.log(
                 f"== removed leftover container {name} ({state}): an earlier gilmatrix process "
                 f"on {key} stopped without removing it; the results on disk are kept"
             )
+
+    def gone(self, container_id: str, wait: float | None = None) -> bool:
+        """Whether a container is gone, or goes within ``wait`` seconds. A job container runs
+        with ``--rm``: ``docker rm --force`` kills it, its exit starts the engine's own removal,
+        and the two can meet ("removal of container … is already in progress", a known race of
+        the engine) — the container is then on its way out, not stuck. ``wait``: REMOVAL_WAIT."""
+        deadline = time.monotonic() + (REMOVAL_WAIT if wait is None else wait)
+        while True:
+            try:
+                found = dk.docker(self._client(), "inspect", "--format", "{{.Id}}", container_id, check=False)
+            except dk.DockerError:
+                return False  # the engine does not answer: not known to be gone
+            if found.returncode != 0 and "no such" in (found.stderr or "").lower():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
     def explain_stop(self, run_dir: Path, reason: str) -> str:
         """Why a driver stopped, for its cells: when the engine itself is gone (`docker run`
