@@ -403,3 +403,28 @@ def test_the_reach_prediction_pools_runs_per_kind_at_the_built_and_the_measured_
     p = chance(0.09, 10, 0.03, 10, 0.06)
     assert found["pools"]["sd"] == pytest.approx(math.sqrt(p * (1 - p)))
     assert predicted_text(found).startswith(f"one worker: {found['one worker']['at_measured']:.1f} ± ")
+
+
+def test_a_noisy_collection_can_raise_the_cap_and_take_a_part_of_the_matrix(tmp_path: Path) -> None:
+    """--max-processes caps a cell's processes there (and its worker seconds with it: a cap of
+    processes left at 20 s would stop a pool first); --workloads outside the within-run matrix
+    are refused before any burner or run starts."""
+    import yaml
+
+    from devtools.selfbench import measure as sm
+    from devtools.selfbench import verdicts as sv
+    from devtools.selfbench.noisy import collect, noisy_matrix
+
+    within = sv.within_matrix(sm.ROOT / "matrix.yaml", tmp_path / "within.yaml")
+    plain = yaml.safe_load(noisy_matrix(within, tmp_path / "a.yaml", "decide", 4.0).read_text())
+    raised = yaml.safe_load(noisy_matrix(within, tmp_path / "b.yaml", "shuffle", 16.0, 100).read_text())
+    default = yaml.safe_load((sm.ROOT / "matrix.yaml").read_text())["profiles"]["default"]["precision"]
+    assert plain["profiles"]["default"]["precision"] == {**default, "run_minutes": 4.0, "decide": True}
+    assert raised["profiles"]["default"]["precision"] == {
+        **default, "run_minutes": 16.0, "decide": False, "max_processes": 100, "max_seconds": 100,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="not workloads of the within-run matrix: fetch"):
+        collect(
+            tmp_path, "t", arms=["shuffle"], runs=1, minutes=[4.0], seed=1, burners=1,
+            interpreter="3.13", log=print, workloads=["crunch", "fetch"],
+        )  # fmt: skip

@@ -128,13 +128,18 @@ ARMS = {
 }
 
 
-def noisy_matrix(within: Path, dest: Path, arm: str, minutes: float) -> Path:
+def noisy_matrix(
+    within: Path, dest: Path, arm: str, minutes: float, max_processes: int | None = None
+) -> Path:
     """The within-run matrix whose default profile has this ``arm``'s round order and pairing,
-    and this run budget."""
+    and this run budget; with ``max_processes``, that cap on a cell's processes (and as many
+    seconds of worker time: a process takes well under one)."""
     data = yaml.safe_load(within.read_text())
     profile = data["profiles"]["default"]
     profile["order"], profile["pairing"], decide = ARMS[arm]
     profile["precision"] = {**profile["precision"], "run_minutes": minutes, "decide": decide}
+    if max_processes is not None:
+        profile["precision"].update(max_processes=max_processes, max_seconds=max_processes)
     dest.write_text(yaml.safe_dump(data, sort_keys=False))
     return dest
 
@@ -537,22 +542,31 @@ def collect(
     pause: float = PAUSE,
     log: Callable[[str], None],
     record: Callable[[str, Any, Path], object] | None = None,
+    workloads: Sequence[str] | None = None,
+    max_processes: int | None = None,
 ) -> tuple[list[dict[str, Any]], Burner]:
     """Under a seeded burner, ``runs`` runs of each arm at each budget (``minutes``: one, or
     several; alternating, the same noise for all) of the within-run matrix on one local
-    interpreter; each run's figures (run_figures)."""
+    interpreter; each run's figures (run_figures). ``workloads``: a part of the within-run
+    matrix's (crunch, crunch_twin, crunch_plus: the power and A/A of one workload at a fraction
+    of the rounds); ``max_processes``: the profile's cap on a cell's processes, raised."""
     from devtools.selfbench import measure as sm
     from devtools.selfbench import verdicts as sv
 
     work = out / "selfbench" / f"noisy-{stamp}"
     work.mkdir(parents=True, exist_ok=True)
     within = sv.within_matrix(sm.ROOT / "matrix.yaml", work / "matrix-within.yaml")
-    only = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
+    every = [*sv.WORKLOADS, *sv.TWINS, sv.PLUS]
+    only = list(workloads or every)
+    if unknown := sorted(set(only) - set(every)):
+        raise ValueError(
+            f"not workloads of the within-run matrix: {', '.join(unknown)} (known: {', '.join(every)})"
+        )
     budgets = [float(m) for m in minutes]
     found: list[dict[str, Any]] = []
     with Burner(seed, burners, bursts, pause) as burner:
         for number, arm, budget in itertools.product(range(1, runs + 1), arms, budgets):
-            matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}.yaml", arm, budget)
+            matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}.yaml", arm, budget, max_processes)
             name = f"noisy-{arm}-{number}" if len(budgets) == 1 else f"noisy-{arm}-{budget:g}min-{number}"
             measured, run_dir = sv.run_cli(
                 out, f"selfbench-{stamp}-{name}", matrix, "default", interpreter, only, log
@@ -619,6 +633,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--pause", type=float, default=PAUSE, help="--collect: longest pause, seconds")
     parser.add_argument("--interpreter", default="3.13", help="--collect: the local interpreter")
+    parser.add_argument(
+        "--workloads",
+        type=lambda v: v.split(","),
+        help="--collect: a part of the within-run matrix (e.g. crunch,crunch_twin,crunch_plus)",
+    )
+    parser.add_argument("--max-processes", type=int, help="--collect: the cap on a cell's processes")
     parser.add_argument("--out", type=Path, default=Path("_build"), help="--collect: work folder")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument(
@@ -639,7 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         found, burner = collect(
             args.out, stamp, arms=args.arms.split(","), runs=args.runs_per_arm, minutes=args.minutes,
             seed=args.seed, burners=args.burners, interpreter=args.interpreter, log=print,
-            bursts=(args.bursts[0], args.bursts[1]), pause=args.pause,
+            bursts=(args.bursts[0], args.bursts[1]), pause=args.pause, workloads=args.workloads,
+            max_processes=args.max_processes,
         )  # fmt: skip
         print(f"{burner.describe()} for {burner.seconds or math.nan:.0f} s")
     for run_dir in args.runs:
