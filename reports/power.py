@@ -108,10 +108,11 @@ class Reach:
 
 
 def compared(cells: pd.DataFrame) -> list[tuple[str, Any, Any]]:
-    """(kind, a, b): every comparison the report makes of a run's cells that have processes
+    """(kind, a, b): every comparison the report makes of a run's cells, as cell-table rows
     (gilmatrix.comparisons: each cell against its workload's sequential cell and the other
     models at its worker count, against the previous release of its build kind, a free-threaded
-    build against its default build), each once; "pools" where either side is a pool."""
+    build against its default build), each once; "pools" where either side is a pool. Cells of
+    fewer than 2 processes are here too: ``reach`` leaves them out."""
     rows = {(str(r.interpreter), str(r.cell)): r for r in cells.itertuples(index=False)}
     out = []
     for key, partners in comparisons(rows).items():
