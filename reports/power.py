@@ -33,6 +33,7 @@ from scipy import special
 from gilmatrix.comparisons import comparisons
 from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
 from gilmatrix.reports.sidebyside import in_process
+from gilmatrix.reports.stats import adjusted_stats
 
 POWER = 0.9  # "found 9 times in 10"
 CHANGE = 0.05  # the change a run should be able to find (#25: a 5% change within one run)
@@ -89,9 +90,7 @@ def needed(s_a: float, s_b: float, change: float = CHANGE, power: float = POWER,
 def scatter(row: Any) -> float:
     """A cell-table row's relative scatter: the standard deviation of its process means over
     their mean, adjusted for the machine's speed where the table has that (as the report tests)."""
-    mean, sd = getattr(row, "adj_mean", math.nan), getattr(row, "adj_sd", math.nan)
-    if not (isinstance(mean, float | int) and isinstance(sd, float | int) and mean > 0 and math.isfinite(sd)):
-        mean, sd = row.mean, row.proc_sd
+    mean, sd = adjusted_stats(row)
     return float(sd) / float(mean) if mean else math.nan
 
 
@@ -125,10 +124,11 @@ def compared(cells: pd.DataFrame) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def reach(cells: pd.DataFrame) -> tuple[Reach, ...]:
-    """Each kind's reach over a run's cell table (kinds without comparisons left out)."""
+def reach(cells: pd.DataFrame, pairs: Sequence[tuple[str, Any, Any]] | None = None) -> tuple[Reach, ...]:
+    """Each kind's reach over a run's cell table (kinds without comparisons left out); ``pairs``:
+    its comparisons (``compared``), when the caller has them already."""
     found: dict[str, list[tuple[float, float, int]]] = {}
-    for kind, row, base in compared(cells):
+    for kind, row, base in compared(cells) if pairs is None else pairs:
         n_a, n_b = int(row.processes), int(base.processes)
         s_a, s_b = scatter(row), scatter(base)
         if n_a < 2 or n_b < 2 or not (math.isfinite(s_a) and math.isfinite(s_b)):
@@ -151,18 +151,18 @@ def reach(cells: pd.DataFrame) -> tuple[Reach, ...]:
 
 
 def minutes_needed(
-    cells: pd.DataFrame,
+    pairs: Sequence[tuple[str, Any, Any]],
     reaches: Sequence[Reach],
     sampled: Mapping[tuple[str, str], Mapping[str, Any]],
     measured_seconds: float,
 ) -> float | None:
-    """The minutes of measuring on this machine for every compared cell to have its kind's
+    """The minutes of measuring on this machine for every cell of ``pairs`` (``compared``) to have its kind's
     ``needed`` processes (a sequential cell: the most of its partners'), at this run's cost of a
     process for each cell (its worker seconds in the manifest) and its overhead (the run's
     measuring seconds over the worker seconds it spent); None without those figures."""
     want = {r.kind: r.needed for r in reaches}
     cells_needed: dict[tuple[str, str], int] = {}
-    for kind, row, base in compared(cells):
+    for kind, row, base in pairs:
         if kind not in want:
             continue
         for side in (row, base):
@@ -204,7 +204,8 @@ def run_reach(
     """The reach of a run from its cell table and its manifest's schedule (the rounds' seconds,
     the profile's sampling: its cap on processes, its run budget) and cells (each process'
     worker seconds)."""
-    kinds = reach(cells)
+    pairs = compared(cells)
+    kinds = reach(cells, pairs)
     sampling = schedule.get("sampling") or {}
     fixed = sampling.get("mode") == "fixed"
     cap = sampling.get("processes" if fixed else "max_processes")
@@ -214,5 +215,5 @@ def run_reach(
     seconds = sum(float(r.get("seconds") or 0.0) for r in rounds)
     if seconds <= 0.0:
         return RunReach(kinds, None, None, cap, fixed, budgeted)
-    needed_minutes = minutes_needed(cells, kinds, sampled, seconds)
+    needed_minutes = minutes_needed(pairs, kinds, sampled, seconds)
     return RunReach(kinds, seconds / 60.0, needed_minutes, cap, fixed, budgeted)
