@@ -21,7 +21,9 @@ import pyperf
 import pytest
 from scipy import stats
 
+from gilmatrix.harness.contract import Status
 from gilmatrix.run import schedule
+from gilmatrix.run.estimate import needed_processes
 from gilmatrix.run.schedule import CellState, NoiseMonitor, Reading, Sampling, Window, round_order
 from tests.conftest import ROOT, RUNNING_ID, gilmatrix, host_interpreters, local_run, small_matrix
 
@@ -81,24 +83,74 @@ def test_a_cell_that_looks_quieter_than_its_model_is_pooled_with_the_typical_sca
     assert policy.stop(many, 1.0, typical=0.05) == "precision"
 
 
-def test_the_typical_scatter_is_per_interpreter_and_execution_model() -> None:
-    def cell(interp: str, cell_id: str, means: list[float]) -> CellState:
-        return CellState(interp, cell_id, means=means)
+def cell(interp: str, cell_id: str, means: list[float], status: str = Status.PENDING) -> CellState:
+    return CellState(interp, cell_id, means=means, status=status)
 
+
+def test_the_typical_scatter_is_the_other_cells_of_its_interpreter_and_execution_model() -> None:
     cells = [
-        cell("3.13", "crunch/processes/2", [1.0, 1.1, 0.9]),
-        cell("3.13", "fetch/processes/4", [1.0, 1.2, 0.8]),
-        cell("3.13", "mixed/processes/1", [1.0, 1.3, 0.7]),
-        cell("3.13", "crunch/threads/2", [1.0, 1.01]),  # too few processes to count
-        cell("3.13", "crunch/sequential/1", [1.0, 1.01, 0.99]),  # alone in its group
+        cell("3.13", "crunch/processes/2", [1.0, 1.1, 0.9]),  # 10%
+        cell("3.13", "fetch/processes/4", [1.0, 1.2, 0.8]),  # 20%
+        cell("3.13", "mixed/processes/1", [1.0, 1.3, 0.7, 1.0]),  # 24.5%, 3 degrees of freedom
+        cell("3.13", "crunch/threads/2", [1.0, 1.01]),  # too few processes to show a scatter
+        cell("3.13", "crunch/sequential/1", [1.0, 1.01, 0.99]),  # alone in its model
         cell("3.14", "crunch/processes/2", [1.0, 1.02, 0.98]),
         cell("3.14", "fetch/processes/2", [1.0, 1.04, 0.96]),
     ]
     typical = schedule.typical_scatter(cells)
-    assert set(typical) == {("3.13", "processes"), ("3.14", "processes")}
-    assert typical[("3.13", "processes")] == pytest.approx(0.2)  # the median of 0.1, 0.2, 0.3
-    assert typical[("3.14", "processes")] == pytest.approx(0.03)
+
+    def scatter(means: list[float]) -> float:
+        return statistics.stdev(means) / statistics.fmean(means)
+
+    # pooled as variances, by degrees of freedom, over the *other* cells: never the cell's own
+    s = [scatter(c.means) for c in cells[:3]]
+    assert typical[("3.13", "crunch/processes/2")] == pytest.approx(
+        math.sqrt((2 * s[1] ** 2 + 3 * s[2] ** 2) / 5)
+    )
+    assert typical[("3.13", "mixed/processes/1")] == pytest.approx(math.sqrt((s[0] ** 2 + s[1] ** 2) / 2))
+    # one other cell, and no more to come: that one's
+    assert typical[("3.14", "crunch/processes/2")] == pytest.approx(0.04)
+    assert typical[("3.14", "fetch/processes/2")] == pytest.approx(0.02)
+    # alone in its model: nothing to pool with; a cell under 3 processes is pooled all the same
+    assert typical[("3.13", "crunch/sequential/1")] is None
+    assert typical[("3.13", "crunch/threads/2")] is None
     assert schedule.executor_of("my_module/interpreters/4") == "interpreters"
+
+
+def test_a_cell_waits_for_its_models_other_cells_to_show_their_scatter() -> None:
+    # the first rounds of a busy run (stored run, session 18, seed 53, round 5; means in ms):
+    # crunch/asyncio/1 had 5 processes at 1.2% while its model's other cells had 3 or fewer
+    # (the others' set aside in disturbed windows); the median of the three that had 3 was
+    # 1.1% and it stopped, at a third of its model's scatter, 3% off its twin at the end
+    lucky = cell("3.13", "crunch/asyncio/1", [23.279, 23.687, 24.028, 23.824, 23.549])
+    shown = [
+        cell("3.13", "crunch_plus/asyncio/1", [24.562, 27.955, 25.147]),
+        cell("3.13", "crunch_plus/asyncio/2", [25.094, 25.006, 24.57]),
+        cell("3.13", "crunch_plus/asyncio/4", [26.6, 26.952, 26.617]),
+    ]
+    coming = [
+        cell("3.13", "crunch/asyncio/2", [24.159]),
+        cell("3.13", "crunch_twin/asyncio/1", [23.584, 27.282]),
+    ]
+    policy = Sampling(processes=4, target=0.02, min_processes=4, max_processes=80)
+    assert policy.stop(lucky.means, 1.0) == "precision"  # on its own
+    typical = schedule.typical_scatter([lucky, *shown, *coming])
+    assert 0.035 < typical[lucky.key] < 0.045  # the others' variances pooled: about 4.1%
+    assert policy.stop(lucky.means, 1.0, typical=typical[lucky.key]) is None
+    # had only one of the others shown a scatter, it would wait for those to come
+    typical = schedule.typical_scatter([lucky, shown[2], *coming])
+    assert typical[lucky.key] == math.inf
+    assert schedule.pooled_precision(lucky.means, math.inf) == math.inf
+    assert policy.stop(lucky.means, 1.0, typical=math.inf) is None
+    # ... unless they will not come (failed, or done under 3 processes): then that one's
+    gone = [cell(c.interpreter, c.cell_id, c.means, Status.FAILED) for c in coming]
+    typical = schedule.typical_scatter([lucky, shown[2], *gone])
+    assert typical[lucky.key] == pytest.approx(
+        statistics.stdev(shown[2].means) / statistics.fmean(shown[2].means)
+    )
+    assert policy.stop(lucky.means, 1.0, typical=typical[lucky.key]) == "precision"
+    # a cell waiting still gets a time estimate, from its own scatter
+    assert needed_processes(policy, lucky.means, math.inf) == needed_processes(policy, lucky.means)
 
 
 def test_worker_time_set_aside_does_not_spend_a_cells_budget() -> None:

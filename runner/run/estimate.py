@@ -17,7 +17,8 @@ def needed_processes(sampling: Sampling, means: Sequence[float], typical: float 
     if not sampling.adaptive:
         return sampling.processes
     assert sampling.target is not None
-    precision = pooled_precision(means, typical)
+    # a cell waiting for its model's scatter (typical inf) is guessed from its own
+    precision = pooled_precision(means, None if typical == math.inf else typical)
     if precision is None:
         return sampling.min_processes
     wanted = math.ceil(len(means) * (precision / sampling.target) ** 2) if sampling.target > 0 else 10**9

@@ -49,7 +49,6 @@ from gilmatrix.run.schedule import (
     NoiseMonitor,
     Sampling,
     Window,
-    executor_of,
     round_order,
     sentinel_monitor,
     typical_scatter,
@@ -488,7 +487,7 @@ class MatrixRun:
             spent = sum(r["seconds"] for r in self.rounds)  # a resumed run's rounds too
             typical = typical_scatter(list(self.states.values()))
             for state in self.states.values():
-                state.typical = typical.get((state.interpreter, executor_of(state.cell_id)))
+                state.typical = typical.get(state.key)
             decided = self.decided(monitor) if sampling.decide else set()
             for state in order:
                 if state.status == Status.PENDING:

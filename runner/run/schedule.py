@@ -86,6 +86,8 @@ def pooled_precision(means: Sequence[float], typical: float | None) -> float | N
     own = relative_precision(means)
     if own is None or not typical:
         return own
+    if math.isinf(typical):  # its model's other cells have not shown their scatter yet
+        return math.inf
     n = len(means)
     mean = statistics.fmean(means)
     s = statistics.stdev(means) / mean
@@ -100,21 +102,43 @@ def executor_of(cell_id: str) -> str:
     return parsed.executor if parsed is not None else cell_id
 
 
-def typical_scatter(states: Sequence[CellState]) -> dict[tuple[str, str], float]:
-    """Per interpreter and execution model, the median relative scatter (sd / mean) of the
-    process means of its cells with at least 3 processes: what :func:`pooled_precision` pools
-    a cell's own scatter with. Groups of a single cell are left out (nothing to pool with)."""
-    groups: dict[tuple[str, str], list[float]] = {}
+def typical_scatter(states: Sequence[CellState]) -> dict[tuple[str, str], float | None]:
+    """Per cell (interpreter, cell id), the relative scatter (sd / mean) of the process means
+    typical of the *other* cells of its interpreter and execution model: what
+    :func:`pooled_precision` pools the cell's own scatter with.
+
+    Pooled as variances are, each weighted by its degrees of freedom, over the other cells with
+    at least 3 processes (at least 2 of them, or the one there will be). Not the cell's own: a
+    lucky cell cannot vouch for itself. Not a median: the median of scatters from three or four
+    processes each is the typical *luck* (measured on stored runs, results log 2026-12-05,
+    session 19: with it, a cell stopped at 5 processes on a third of its model's scatter, the
+    few others the first rounds had shown being as lucky). A cell whose model has other cells
+    yet to show a scatter (pending, under 3 processes) gets ``math.inf``: it waits for them
+    (:func:`pooled_precision` never lets it stop on precision); one with no other cell of its
+    model that has or will have a scatter gets None (nothing to pool with)."""
+    groups: dict[tuple[str, str], list[CellState]] = {}
     for state in states:
-        means = state.measured
-        if len(means) < 3:
-            continue
-        mean = statistics.fmean(means)
-        if mean > 0:
-            groups.setdefault((state.interpreter, executor_of(state.cell_id)), []).append(
-                statistics.stdev(means) / mean
-            )
-    return {key: statistics.median(values) for key, values in groups.items() if len(values) >= 2}
+        groups.setdefault((state.interpreter, executor_of(state.cell_id)), []).append(state)
+    typical: dict[tuple[str, str], float | None] = {}
+    for members in groups.values():
+        shown: dict[tuple[str, str], tuple[int, float]] = {}  # key: (degrees of freedom, s²)
+        for state in members:
+            means = state.measured
+            mean = statistics.fmean(means) if len(means) >= 3 else 0.0
+            if mean > 0:
+                shown[state.key] = (len(means) - 1, (statistics.stdev(means) / mean) ** 2)
+        coming = {s.key for s in members if s.status == Status.PENDING and s.key not in shown}
+        for state in members:
+            others = [v for k, v in shown.items() if k != state.key]
+            if len(others) >= 2 or (others and not coming - {state.key}):
+                typical[state.key] = math.sqrt(
+                    sum(df * s2 for df, s2 in others) / sum(df for df, _ in others)
+                )
+            elif coming - {state.key}:
+                typical[state.key] = math.inf
+            else:
+                typical[state.key] = None
+    return typical
 
 
 @dataclass(frozen=True, slots=True)
