@@ -428,3 +428,46 @@ def test_a_noisy_collection_can_raise_the_cap_and_take_a_part_of_the_matrix(tmp_
             tmp_path, "t", arms=["shuffle"], runs=1, minutes=[4.0], seed=1, burners=1,
             interpreter="3.13", log=print, workloads=["crunch", "fetch"],
         )  # fmt: skip
+
+
+def test_the_stop_replay_stops_cells_as_the_run_loop_would() -> None:
+    """devtools.selfbench.replay: the run loop's precision stop walked again over a stored run's
+    rounds (Sampling.stop with schedule.typical_scatter), never beyond the processes recorded."""
+    from devtools.selfbench.replay import replay_stops
+    from gilmatrix.run.schedule import Sampling
+
+    sampling = Sampling(processes=4, target=0.02, min_processes=4, max_processes=10**6)
+    quiet = [1.0, 1.004, 0.996, 1.002, 0.998, 1.001] * 5  # ±0.3%: within ±2% at 4 processes
+
+    def seq(values: list[float], first: int = 1, skip: frozenset[int] = frozenset()) -> list:
+        rounds = [r for r in range(first, first + len(values) + len(skip)) if r not in skip]
+        return list(zip(rounds, values, strict=False))
+
+    # alone in its model: it stops at its minimum, the 4th process; set aside in round 3, round 5
+    assert replay_stops({("3.13", "a/threads/1"): seq(quiet)}, sampling) == {("3.13", "a/threads/1"): 4}
+    assert replay_stops({("3.13", "a/threads/1"): seq(quiet, skip=frozenset({3}))}, sampling) == {
+        ("3.13", "a/threads/1"): 5
+    }
+    # beside two cells of its model scattering by 10%: four quiet processes are not enough
+    noisy = [1.0, 1.1, 0.9, 1.05, 0.95, 1.1, 0.9, 1.0] * 4
+    cells = {
+        ("3.13", "a/threads/1"): seq(quiet),
+        ("3.13", "b/threads/1"): seq(noisy),
+        ("3.13", "c/threads/2"): seq(noisy),
+        ("3.13", "a/sequential/1"): seq(quiet),  # another model: not pooled with them
+    }
+    stops = replay_stops(cells, sampling)
+    assert stops[("3.13", "a/sequential/1")] == 4
+    assert 10 < stops[("3.13", "a/threads/1")] < 30
+    assert ("3.13", "b/threads/1") not in stops  # never within ±2%: keeps all it had
+    # others of its model that start late: it waits until two of them have 3 processes
+    late = {("3.13", f"{w}/threads/1"): seq(quiet, first=6) for w in "bc"}
+    late[("3.13", "a/threads/1")] = seq(quiet)
+    assert replay_stops(late, sampling)[("3.13", "a/threads/1")] == 8
+
+
+def test_the_stop_replay_refuses_a_run_without_adaptive_sampling(capsys) -> None:
+    from devtools.selfbench.replay import main
+
+    assert main([str(FIXTURES / "real-quick"), "--targets", "0.03"]) == 1
+    assert "not a run of adaptive sampling" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""Selfbench's stop-rule replay: what the run loop's precision stop would have made of stored
+runs, at the profile's target and at looser ones, judged as the report judges.
+
+A stored run of the noisy matrix (selfbench noisy: twins, +5% cells) records, for every kept
+worker process, the round it ran in. The replay walks those rounds again: after each, every
+cell still measuring is given the typical scatter of its model from what the cells had then
+(``schedule.typical_scatter``) and asked ``Sampling.stop`` whether it has reached ``target``;
+a cell that stops keeps the processes it had. Only stops on precision are replayed: a cell the
+rule does not stop keeps all it was measured with (a replay cannot add processes), so at the
+run's own target the replay gives back the run as it was, and at a looser one it shows what
+early stops do. Then the report's test (``stats.compare_cells`` at the within-run floor) on
+the twins (A/A: called different), on the +5% pairs (power: called slower), and the cost: the
+processes kept and the cells stopped at 6 processes or fewer.
+
+    python -m devtools.selfbench.replay RUN… [--targets 0.02,0.03,0.04]
+
+Stage: development (a figure about the run loop, printed; never a timed test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+EARLY = 6  # a stop at this many processes or fewer is an early one
+
+Key = tuple[str, str]
+
+
+def process_means(frame: Any) -> dict[Key, list[tuple[int, float]]]:
+    """Per cell, (round, mean of its values) of each kept worker process, in round order."""
+    grouped = frame.groupby(["interpreter", "cell", "run"], observed=True).agg(
+        value=("value", "mean"), round=("round", "first")
+    )
+    out: dict[Key, list[tuple[int, float]]] = {}
+    for (interp, cell, _), row in grouped.iterrows():
+        out.setdefault((str(interp), str(cell)), []).append((int(row["round"]), float(row["value"])))
+    return {key: sorted(seq) for key, seq in out.items()}
+
+
+def replay_stops(means: Mapping[Key, Sequence[tuple[int, float]]], sampling: Any) -> dict[Key, int]:
+    """Per cell the rule stops on precision, the round it stops after (cells it does not stop:
+    absent)."""
+    from gilmatrix.harness.contract import Status, Stopped
+    from gilmatrix.run.schedule import CellState, typical_scatter
+
+    last = max((r for seq in means.values() for r, _ in seq), default=0)
+    stopped: dict[Key, int] = {}
+    for number in range(1, last + 1):
+        states = [
+            CellState(
+                key[0],
+                key[1],
+                means=[m for r, m in seq if r <= stopped.get(key, number)],
+                status=Status.DONE if key in stopped else Status.PENDING,
+            )
+            for key, seq in means.items()
+        ]
+        typical = typical_scatter(states)
+        for state in states:
+            ran = any(r == number for r, _ in means[state.key])
+            if state.key in stopped or not ran:
+                continue
+            if sampling.stop(state.means, 0.0, 0.0, typical.get(state.key)) == Stopped.PRECISION:
+                stopped[state.key] = number
+    return stopped
+
+
+def replay_run(run_dir: Path, target: float) -> dict[str, int]:
+    """One stored run replayed at ``target``: its twins, those called different, its +5%
+    pairs, those found, processes kept, cells stopped on precision and those stopped early."""
+    import dataclasses
+
+    from devtools.selfbench.noisy import comparisons
+    from gilmatrix.confidence import within_run_floor
+    from gilmatrix.reports.results import load_run, noise_floor
+    from gilmatrix.reports.stats import cell_table, compare_cells
+    from gilmatrix.run.schedule import Sampling
+
+    run = load_run(run_dir)
+    recorded = (run.manifest.get("schedule") or {}).get("sampling") or {}
+    if recorded.get("mode") != "adaptive":
+        raise ValueError(f"{run_dir}: not a run of adaptive sampling: nothing to replay")
+    sampling = dataclasses.replace(
+        Sampling(processes=int(recorded["min_processes"])),
+        target=target,
+        min_processes=int(recorded["min_processes"]),
+        max_processes=10**6,  # budgets are not replayed: the data end where the run ended them
+    )
+    frame = run.frame
+    means = process_means(frame)
+    stopped = replay_stops(means, sampling)
+    last = frame.apply(lambda row: stopped.get((str(row.interpreter), str(row.cell)), 10**9), axis=1)
+    table = cell_table(frame[frame["round"] <= last])
+    floor = within_run_floor(noise_floor(run.manifest))
+    twins, plus, _ = comparisons(table)
+    judged_twins = [compare_cells(a, b, floor) for a, b in twins]
+    judged_plus = [compare_cells(a, b, floor) for a, b in plus]
+    kept = {key: sum(1 for r, _ in means[key] if r <= number) for key, number in stopped.items()}
+    return {
+        "twins": len(twins),
+        "twins_flagged": sum(bool(c.significant) for c in judged_twins),
+        "plus": len(plus),
+        "plus_detected": sum(bool(c.significant and c.ratio > 1.0) for c in judged_plus),
+        "processes": int(table["processes"].sum()),
+        "stopped": len(stopped),
+        "early": sum(1 for n in kept.values() if n <= EARLY),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    summary = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m devtools.selfbench.replay", description=summary)
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories of the noisy matrix")
+    parser.add_argument("--targets", default="0.02,0.03,0.04", help="precision targets, comma-separated")
+    args = parser.parse_args(argv)
+    try:
+        targets = [float(t) for t in args.targets.split(",")]
+    except ValueError:
+        parser.error(f"--targets: numbers separated by commas, not {args.targets!r}")
+    for target in targets:
+        total: dict[str, int] = {}
+        for run_dir in args.runs:
+            try:
+                figures = replay_run(run_dir, target)
+            except (OSError, ValueError) as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+                continue
+            for name, value in figures.items():
+                total[name] = total.get(name, 0) + value
+        if not total:
+            return 1
+        share = total["twins_flagged"] / total["twins"] if total["twins"] else float("nan")
+        print(
+            f"target ±{target:.1%}: A/A {total['twins_flagged']}/{total['twins']} ({share:.1%}), "
+            f"power {total['plus_detected']}/{total['plus']}, processes {total['processes']}, "
+            f"stopped on precision {total['stopped']} ({total['early']} at {EARLY} processes or fewer)"
+            f" — {len(args.runs)} runs"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
