@@ -471,3 +471,15 @@ def test_the_stop_replay_refuses_a_run_without_adaptive_sampling(capsys) -> None
 
     assert main([str(FIXTURES / "real-quick"), "--targets", "0.03"]) == 1
     assert "not a run of adaptive sampling" in capsys.readouterr().err
+
+
+def test_selfbench_rows_of_the_stop_replay_say_when_there_was_nothing_to_replay(tmp_path: Path) -> None:
+    from devtools.selfbench.bench import REPLAY_TARGETS, SelfBench, build_parser
+
+    bench = SelfBench(build_parser().parse_args(["--out", str(tmp_path), "--only", "noisy"]))
+    bench.details["noisy"] = {}
+    bench.stop_replay([FIXTURES / "real-quick"], "no burner")  # fixed processes: no stop to replay
+    rows = [r for r in bench.rows if r.figure.startswith("stop replayed")]
+    assert [r.figure for r in rows] == [f"stop replayed at ±{t:.0%}: A/A" for t in REPLAY_TARGETS]
+    assert {r.status for r in rows} == {"not measured"} and rows[0].note == "no adaptive run to replay"
+    assert bench.details["noisy"]["replay"] == {f"{t:g}": {} for t in REPLAY_TARGETS}

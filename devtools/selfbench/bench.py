@@ -73,6 +73,7 @@ SECTIONS = (
     "memory",
 )
 VERDICT_INTERPRETER = "3.13"  # the A/A test of the issue: 3.13, crunch and sum_squares
+REPLAY_TARGETS = (0.02, 0.03, 0.04)  # noisy: the stop replayed at the profile's target and looser ones
 FIDELITY_INTERPRETER = "3.12"  # matrix.yaml: prefix ~/.pyenv/versions/3.12.1, the local build
 DEFAULT_PROFILE_INTERPRETERS = ("3.12",)
 REPORT_SIZES = (100, 1_000, 10_000)
@@ -619,6 +620,7 @@ class SelfBench:
                     f"power below ({noise})",
                 )
             )
+        self.stop_replay([Path(f["dir"]) for f in found], noise)
         for key, acc in pooled.items():
             self.rows.append(
                 row(
@@ -633,6 +635,27 @@ class SelfBench:
                     f"/{acc['plus'] - acc['plus_one']}); model-vs-sequential ±"
                     f"{100 * (acc['half_width'] or math.nan):.1f}%, twins ±"
                     f"{100 * (acc['twin_half_width'] or math.nan):.1f}% ({noise})",
+                )
+            )
+
+    def stop_replay(self, runs: Sequence[Path], noise: str) -> None:
+        """The noisy runs replayed with the run loop's precision stop at their target and looser
+        ones (devtools/selfbench/replay.py): does early stopping raise the A/A rate?"""
+        from devtools.selfbench import replay
+
+        self.details["noisy"]["replay"] = {}
+        for target in REPLAY_TARGETS:
+            total = replay.replayed(runs, target, log)
+            self.details["noisy"]["replay"][f"{target:g}"] = total
+            rate = total["twins_flagged"] / total["twins"] if total.get("twins") else None
+            self.rows.append(
+                row(
+                    "noisy",
+                    f"stop replayed at ±{target:.0%}: A/A",
+                    None if rate is None else round(100 * rate, 1),
+                    "%",
+                    "aa_rate",
+                    f"{replay.describe(total)} ({noise})" if total else "no adaptive run to replay",
                 )
             )
 

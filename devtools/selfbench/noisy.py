@@ -576,7 +576,7 @@ def collect(
             log(f"  {name}: {measured.wall:.1f} s, exit {measured.returncode} (load {load_now():.2f})")
             if measured.returncode == 0:
                 figures = run_figures(run_dir)
-                figures["run"] = name
+                figures["run"], figures["dir"] = name, str(run_dir)
                 found.append(figures)
                 log(f"    floor {figures['floor']:.1%}, median processes {figures['processes_median']}")
     return found, burner

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,32 @@ def replay_run(run_dir: Path, target: float) -> dict[str, int]:
     }
 
 
+def replayed(runs: Sequence[Path], target: float, skipped: Callable[[str], object]) -> dict[str, int]:
+    """:func:`replay_run` of every run at ``target``, summed ({} when none could be replayed;
+    ``skipped`` is told why a run was not)."""
+    total: dict[str, int] = {}
+    for run_dir in runs:
+        try:
+            figures = replay_run(run_dir, target)
+        except (OSError, ValueError) as exc:
+            skipped(f"skipped: {exc}")
+            continue
+        for name, value in {**figures, "runs": 1}.items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def describe(total: Mapping[str, int]) -> str:
+    """One line of :func:`replayed`'s figures."""
+    share = total["twins_flagged"] / total["twins"] if total["twins"] else float("nan")
+    return (
+        f"A/A {total['twins_flagged']}/{total['twins']} ({share:.1%}), "
+        f"power {total['plus_detected']}/{total['plus']}, processes {total['processes']}, "
+        f"stopped on precision {total['stopped']} ({total['early']} at {EARLY} processes or fewer), "
+        f"{total['runs']} runs"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     summary = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="python -m devtools.selfbench.replay", description=summary)
@@ -122,24 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--targets: numbers separated by commas, not {args.targets!r}")
     for target in targets:
-        total: dict[str, int] = {}
-        for run_dir in args.runs:
-            try:
-                figures = replay_run(run_dir, target)
-            except (OSError, ValueError) as exc:
-                print(f"skipped: {exc}", file=sys.stderr)
-                continue
-            for name, value in figures.items():
-                total[name] = total.get(name, 0) + value
+        total = replayed(args.runs, target, lambda why: print(why, file=sys.stderr))
         if not total:
             return 1
-        share = total["twins_flagged"] / total["twins"] if total["twins"] else float("nan")
-        print(
-            f"target ±{target:.1%}: A/A {total['twins_flagged']}/{total['twins']} ({share:.1%}), "
-            f"power {total['plus_detected']}/{total['plus']}, processes {total['processes']}, "
-            f"stopped on precision {total['stopped']} ({total['early']} at {EARLY} processes or fewer)"
-            f" — {len(args.runs)} runs"
-        )
+        print(f"target ±{target:.1%}: {describe(total)}")
     return 0
 
 
