@@ -111,9 +111,14 @@ def test_the_typical_scatter_is_the_other_cells_of_its_interpreter_and_execution
     # one other cell, and no more to come: that one's
     assert typical[("3.14", "crunch/processes/2")] == pytest.approx(0.04)
     assert typical[("3.14", "fetch/processes/2")] == pytest.approx(0.02)
-    # alone in its model: nothing to pool with; a cell under 3 processes is pooled all the same
+    # alone in its model (with 3 processes or not): nothing to pool with
     assert typical[("3.13", "crunch/sequential/1")] is None
     assert typical[("3.13", "crunch/threads/2")] is None
+    # a cell under 3 processes is given its model's typical all the same
+    more = [*cells, cell("3.14", "mixed/processes/1", [1.0])]
+    assert schedule.typical_scatter(more)[("3.14", "mixed/processes/1")] == pytest.approx(
+        math.sqrt((0.02**2 + 0.04**2) / 2)
+    )
     assert schedule.executor_of("my_module/interpreters/4") == "interpreters"
 
 

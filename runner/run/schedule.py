@@ -121,19 +121,20 @@ def typical_scatter(states: Sequence[CellState]) -> dict[tuple[str, str], float 
         groups.setdefault((state.interpreter, executor_of(state.cell_id)), []).append(state)
     typical: dict[tuple[str, str], float | None] = {}
     for members in groups.values():
-        shown: dict[tuple[str, str], tuple[int, float]] = {}  # key: (degrees of freedom, s²)
+        shown: dict[tuple[str, str], tuple[int, float]] = {}  # key: (degrees of freedom, df × s²)
         for state in members:
             means = state.measured
             mean = statistics.fmean(means) if len(means) >= 3 else 0.0
             if mean > 0:
-                shown[state.key] = (len(means) - 1, (statistics.stdev(means) / mean) ** 2)
+                df = len(means) - 1
+                shown[state.key] = (df, df * (statistics.stdev(means) / mean) ** 2)
         coming = {s.key for s in members if s.status == Status.PENDING and s.key not in shown}
+        dfs, squares = sum(df for df, _ in shown.values()), sum(sq for _, sq in shown.values())
         for state in members:
-            others = [v for k, v in shown.items() if k != state.key]
-            if len(others) >= 2 or (others and not coming - {state.key}):
-                typical[state.key] = math.sqrt(
-                    sum(df * s2 for df, s2 in others) / sum(df for df, _ in others)
-                )
+            own_df, own_square = shown.get(state.key, (0, 0.0))
+            others = len(shown) - (state.key in shown)
+            if others >= 2 or (others and not coming - {state.key}):
+                typical[state.key] = math.sqrt(max(squares - own_square, 0.0) / (dfs - own_df))
             elif coming - {state.key}:
                 typical[state.key] = math.inf
             else:
