@@ -72,8 +72,6 @@ def replay_stops(means: Mapping[Key, Sequence[tuple[int, float]]], sampling: Any
 def replay_run(run_dir: Path, target: float) -> dict[str, int]:
     """One stored run replayed at ``target``: its twins, those called different, its +5%
     pairs, those found, processes kept, cells stopped on precision and those stopped early."""
-    import dataclasses
-
     from devtools.selfbench.noisy import comparisons
     from gilmatrix.confidence import within_run_floor
     from gilmatrix.reports.results import load_run, noise_floor
@@ -81,15 +79,15 @@ def replay_run(run_dir: Path, target: float) -> dict[str, int]:
     from gilmatrix.run.schedule import Sampling
 
     run = load_run(run_dir)
-    recorded = (run.manifest.get("schedule") or {}).get("sampling") or {}
+    schedule = run.manifest.get("schedule") or {}
+    recorded = schedule.get("sampling") or {}
     if recorded.get("mode") != "adaptive":
         raise ValueError(f"{run_dir}: not a run of adaptive sampling: nothing to replay")
-    sampling = dataclasses.replace(
-        Sampling(processes=int(recorded["min_processes"])),
-        target=target,
-        min_processes=int(recorded["min_processes"]),
-        max_processes=10**6,  # budgets are not replayed: the data end where the run ended them
-    )
+    if schedule.get("pairing") == "calls":
+        raise ValueError(f"{run_dir}: measured with pairing: calls, whose cells stop on their ratios")
+    least = int(recorded["min_processes"])
+    # budgets are not replayed (the data end where the run ended them), nor `decide` stops
+    sampling = Sampling(processes=least, target=target, min_processes=least, max_processes=10**6)
     frame = run.frame
     means = process_means(frame)
     stopped = replay_stops(means, sampling)
