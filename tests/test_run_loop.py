@@ -269,6 +269,23 @@ def test_rounds_give_every_pending_cell_one_worker_until_the_interval_is_tight(t
     assert all(w["disturbed"] is False for w in manifest["schedule"]["windows"])
 
 
+def test_a_quiet_cell_among_noisy_ones_of_its_model_is_not_stopped_on_its_own_luck(tmp_path):
+    # on 3.12, crunch/threads/1 scatters by 0.1% per process, the other cells of its model
+    # (threads) by 20%: three quiet processes do not stop it, its model's scatter is pooled in
+    def scatter(interp: str, cell: str) -> float:
+        return 0.001 if interp == "3.13" or "sequential" in cell or cell == "crunch/threads/1" else 0.2
+
+    run, _, _ = matrix_run(tmp_path, harnesses=lambda path: Harnesses(path, scatter))
+    assert run.execute() == 0
+    cells = manifest_cells(run)
+    quiet = cells[("3.12", "crunch/threads/1")]
+    assert (quiet["processes"], quiet["stopped"]) == (6, "budget")
+    # among quiet cells of its model a cell stops at its minimum, on precision
+    alone = (("3.13", "crunch/threads/1"), ("3.12", "crunch/sequential/1"), ("3.12", "fetch/sequential/1"))
+    for key in alone:
+        assert (cells[key]["processes"], cells[key]["stopped"]) == (3, "precision"), key
+
+
 def test_a_disturbed_window_sets_its_workers_aside_and_their_cells_are_measured_again(tmp_path, monkeypatch):
     # reading 4 is the first window's end: 1.5x the median -> disturbed, its workers redone.
     # A window closes at its round's end here, however slow a busy runner makes the round
