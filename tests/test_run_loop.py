@@ -281,8 +281,7 @@ def test_a_quiet_cell_among_noisy_ones_of_its_model_is_not_stopped_on_its_own_lu
     quiet = cells[("3.12", "crunch/threads/1")]
     assert (quiet["processes"], quiet["stopped"]) == (6, "budget")
     # among quiet cells of its model a cell stops at its minimum, on precision
-    alone = (("3.13", "crunch/threads/1"), ("3.12", "crunch/sequential/1"), ("3.12", "fetch/sequential/1"))
-    for key in alone:
+    for key in [("3.13", "crunch/threads/1"), *(("3.12", f"{w}/sequential/1") for w in ("crunch", "fetch"))]:
         assert (cells[key]["processes"], cells[key]["stopped"]) == (3, "precision"), key
 
 
