@@ -30,15 +30,13 @@ EARLY = 6  # a stop at this many processes or fewer is an early one
 Key = tuple[str, str]
 
 
-def process_means(frame: Any) -> dict[Key, list[tuple[int, float]]]:
-    """Per cell, (round, mean of its values) of each kept worker process, in round order."""
-    grouped = frame.groupby(["interpreter", "cell", "run"], observed=True).agg(
-        value=("value", "mean"), round=("round", "first")
-    )
-    out: dict[Key, list[tuple[int, float]]] = {}
-    for (interp, cell, _), row in grouped.iterrows():
-        out.setdefault((str(interp), str(cell)), []).append((int(row["round"]), float(row["value"])))
-    return {key: sorted(seq) for key, seq in out.items()}
+def process_means(table: Any) -> dict[Key, list[tuple[int, float]]]:
+    """Per cell of a cell table (``stats.cell_table``), (round, raw mean) of each kept worker
+    process, in round order: its ``series``, as the run loop saw them."""
+    return {
+        (str(row.interpreter), str(row.cell)): sorted(zip(row.series.rounds, row.series.raw, strict=True))
+        for row in table.itertuples(index=False)
+    }
 
 
 def replay_stops(means: Mapping[Key, Sequence[tuple[int, float]]], sampling: Any) -> dict[Key, int]:
@@ -89,10 +87,11 @@ def replay_run(run_dir: Path, target: float) -> dict[str, int]:
     # budgets are not replayed (the data end where the run ended them), nor `decide` stops
     sampling = Sampling(processes=least, target=target, min_processes=least, max_processes=10**6)
     frame = run.frame
-    means = process_means(frame)
+    means = process_means(cell_table(frame))
     stopped = replay_stops(means, sampling)
-    last = frame.apply(lambda row: stopped.get((str(row.interpreter), str(row.cell)), 10**9), axis=1)
-    table = cell_table(frame[frame["round"] <= last])
+    keys = zip(frame["interpreter"].astype(str), frame["cell"].astype(str), strict=True)
+    last = [stopped.get(key, 10**9) for key in keys]
+    table = cell_table(frame[frame["round"].to_numpy() <= last])
     floor = within_run_floor(noise_floor(run.manifest))
     twins, plus, _ = comparisons(table)
     judged_twins = [compare_cells(a, b, floor) for a, b in twins]
