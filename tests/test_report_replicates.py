@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from gilmatrix.confidence import within_run_floor
 from gilmatrix.reports import build_report
 from gilmatrix.reports.compare import free_threading, version_changes, with_speedup
 from gilmatrix.reports.page import ONE_REPLICATE, ft_rows
@@ -190,7 +191,7 @@ def test_one_machine_changes_no_verdict(real_run: Path, tmp_path: Path) -> None:
         on_machine(run, machine, 1)  # the merged layout, one machine
         html, summary = report(run, tmp_path / f"out-{run.name}")
         results = load_run(run)
-        floor = noise_floor(results.manifest)
+        floor = within_run_floor(noise_floor(results.manifest))  # the report's, inside a run
         cells = cell_table(results.frame)
         assert set(cells["machine"]) == {machine}
         blind = cells.drop(columns=["machine"])  # the comparisons of a table without machines
@@ -381,8 +382,9 @@ def test_a_replicate_that_disagrees_is_listed_with_each_ratio(real_run: Path, tm
     r1, r2 = best_vs_sequential(one, "fetch"), best_vs_sequential(two, "fetch")
     assert r2 == pytest.approx(4.0 * r1)
     # each replicate's verdicts against its own noise floor, as the report makes them
-    card1 = next(c for c in decide(one, None, noise_floor(first.manifest)) if c.workload == "fetch")
-    card2 = next(c for c in decide(two, None, noise_floor(second.manifest)) if c.workload == "fetch")
+    floors = [within_run_floor(noise_floor(r.manifest)) for r in (first, second)]
+    card1 = next(c for c in decide(one, None, floors[0]) if c.workload == "fetch")
+    card2 = next(c for c in decide(two, None, floors[1]) if c.workload == "fetch")
     v1 = next(s.vs_sequential for s in card1.scores if s.executor == "threads")
     v2 = next(s.vs_sequential for s in card2.scores if s.executor == "threads")
     assert v1 is not None and v2 is not None
