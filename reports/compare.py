@@ -15,6 +15,7 @@ from gilmatrix.harness.contract import executor_rank, interpreter_key
 from gilmatrix.reports.stats import (
     NOT_COMPARED,
     REPLICATE_KEYS,
+    TRIMMED,
     Comparison,
     at_tasks,
     compare_cells,
@@ -106,7 +107,8 @@ def order_cells(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 STATS = ["mean", "proc_sd", "processes"]  # what a comparison needs of a cell
-ADJUSTED = ["adj_mean", "adj_sd"]  # within one run: the means adjusted for the machine's speed
+# within one run: the means adjusted for the machine's speed, and what is tested (stats.location_stats)
+ADJUSTED = ["adj_mean", "adj_sd", *TRIMMED]
 # within one run, with pairing: what a comparison through the workloads' levels needs (pairs.py)
 LEVELS = ["pair_mean", "pair_sd", "pair_n", "level_mean", "level_var", "level_n"]
 
@@ -149,14 +151,21 @@ def _compare(
 ) -> pd.DataFrame:
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
     their process means; a difference within ``floor`` is no change. ``adjusted`` (two cells of
-    one run): on their means adjusted for the machine's speed, where both have them."""
+    one run): as stats.compare_cells tests them — Yuen's trimmed means of their process means
+    adjusted for the machine's speed, where both have them, else their adjusted means."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
     tested = pairs[[*STATS, *(f"{c}_old" for c in STATS)]].copy()
-    if adjusted and "adj_mean" in pairs and "adj_mean_old" in pairs:
+    for side in ("", "_old"):
+        tested[f"df{side}"] = pairs[f"processes{side}"] - 1.0
+    for mean, sd in (("adj_mean", "adj_sd"), ("trim_mean", "trim_sd")):
+        if not (adjusted and mean in pairs and f"{mean}_old" in pairs):
+            continue
         for side in ("", "_old"):  # the figures shown stay the raw ones
-            ok = (pairs[f"adj_mean{side}"] > 0) & (pairs[f"adj_sd{side}"] >= 0)
-            tested[f"mean{side}"] = pairs[f"adj_mean{side}"].where(ok, pairs[f"mean{side}"])
-            tested[f"proc_sd{side}"] = pairs[f"adj_sd{side}"].where(ok, pairs[f"proc_sd{side}"])
+            ok = (pairs[f"{mean}{side}"] > 0) & (pairs[f"{sd}{side}"] >= 0)
+            tested[f"mean{side}"] = pairs[f"{mean}{side}"].where(ok, tested[f"mean{side}"])
+            tested[f"proc_sd{side}"] = pairs[f"{sd}{side}"].where(ok, tested[f"proc_sd{side}"])
+            if mean == "trim_mean":
+                tested[f"df{side}"] = pairs[f"trim_df{side}"].where(ok, tested[f"df{side}"])
     # each cell's own drift in either run (stats.split_half_drift), at least the runs' own
     own = (
         (pairs["drift"] + pairs["drift_old"]) / 2.0
@@ -174,6 +183,8 @@ def _compare(
             floor,
             max(drift, float(cell_drift)),
             per_mean,
+            df_a=float(r.df),
+            df_b=float(r.df_old),
         )
         for r, cell_drift in zip(
             tested.itertuples(index=False),

@@ -4,13 +4,14 @@ would take to find a given one (analysis stage, read by the report page and self
 A tie is not a finding that two cells perform alike: it says the difference was too small for
 *this* run's scatter and processes to see. The report compares cells (each against its
 workload's sequential cell and the other models at its worker count, against the previous
-release, a free-threaded build against its default build: gilmatrix.comparisons) by Welch's
-test on the process means adjusted for the machine's speed (stats.compare_cells; a run made
-with ``pairing: calls`` compares by its pairs, which this does not model). With relative
-scatters s_a and s_b (standard deviation of the process means over their mean) and n_a, n_b
-processes, the log of the ratio of the means has the standard error
-se = √(s_a²/n_a + s_b²/n_b), on Welch-Satterthwaite's degrees of freedom df, and a true change c
-is found at ``ALPHA`` (two-sided) with the chance
+release, a free-threaded build against its default build: gilmatrix.comparisons) by Yuen's
+test on the process means adjusted for the machine's speed (Welch's on 20% trimmed means:
+stats.compare_cells, stats.trimmed; a run made with ``pairing: calls`` compares by its pairs,
+which this does not model). With relative scatters s_a and s_b (the sd that gives a trimmed
+mean's standard error, over the mean: stats.location_stats) and n_a, n_b processes, the log of the
+ratio of the means has the standard error se = √(s_a²/n_a + s_b²/n_b), on Welch-Satterthwaite's
+degrees of freedom df (each side's: the processes the trimmed mean keeps, less one), and a true
+change c is found at ``ALPHA`` (two-sided) with the chance
 
     1 - T_df(t_df,1-α/2 - ln(1 + c) / se)   (the other tail, a change the wrong way, neglected)
 
@@ -33,7 +34,7 @@ from scipy import special
 from gilmatrix.comparisons import comparisons
 from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
 from gilmatrix.reports.sidebyside import in_process
-from gilmatrix.reports.stats import adjusted_stats
+from gilmatrix.reports.stats import kept, location_stats
 
 POWER = 0.9  # "found 9 times in 10"
 CHANGE = 0.05  # the change a run should be able to find (#25: a 5% change within one run)
@@ -45,13 +46,14 @@ def _se_df(s_a: float, n_a: int, s_b: float, n_b: int) -> tuple[float, float]:
     var = va + vb
     if var <= 0.0:
         return 0.0, math.inf
-    df = var * var / (va * va / max(n_a - 1, 1) + vb * vb / max(n_b - 1, 1))
+    df = var * var / (va * va / max(kept(n_a) - 1, 1) + vb * vb / max(kept(n_b) - 1, 1))
     return math.sqrt(var), df
 
 
 def chance(s_a: float, n_a: int, s_b: float, n_b: int, change: float = CHANGE) -> float:
-    """The chance that Welch's test at ALPHA finds a true relative ``change`` between two cells of
-    relative scatters ``s_a``, ``s_b`` over ``n_a``, ``n_b`` processes (0 with fewer than 2)."""
+    """The chance that the report's test (Welch's, on trimmed means) at ALPHA finds a true
+    relative ``change`` between two cells of relative scatters ``s_a``, ``s_b`` over ``n_a``,
+    ``n_b`` processes (0 with fewer than 2)."""
     if n_a < 2 or n_b < 2:
         return 0.0
     se, df = _se_df(s_a, n_a, s_b, n_b)
@@ -88,9 +90,10 @@ def needed(s_a: float, s_b: float, change: float = CHANGE, power: float = POWER,
 
 
 def scatter(row: Any) -> float:
-    """A cell-table row's relative scatter: the standard deviation of its process means over
-    their mean, adjusted for the machine's speed where the table has that (as the report tests)."""
-    mean, sd = adjusted_stats(row)
+    """A cell-table row's relative scatter as the report tests it (stats.location_stats): the sd
+    that gives the standard error of its trimmed mean of process means adjusted for the machine's
+    speed, over that mean."""
+    mean, sd, _ = location_stats(row)
     return float(sd) / float(mean) if mean else math.nan
 
 

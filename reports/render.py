@@ -98,6 +98,8 @@ def cells_csv(cells: pd.DataFrame) -> pd.DataFrame:
                 "cpu_time",
                 "adj_mean",
                 "adj_sd",
+                "trim_mean",
+                "trim_sd",
             )
         }
     )
