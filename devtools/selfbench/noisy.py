@@ -12,17 +12,21 @@ same noise. With several run budgets (``--minutes 4,12``) each arm's runs altern
 them too, and every figure is given per arm and budget: what a run's minutes buy on this noise.
 Every run is then judged by every estimator, on the same processes:
 
-- ``welch``: Welch's test on the raw process means (the report's test until now);
+- ``welch``: Welch's test on the raw process means (the report's test until session 15);
 - ``welch+ref``: the same on the process means adjusted by the covariates (the reference loop,
-  and each call's run-queue wait where recorded: the report's);
+  and each call's run-queue wait where recorded: the report's until session 20);
 - ``welch+ref, with others``: the same, pools also adjusted by other work's share of their CPUs
   (``cell_table(..., others=True)``: a study, not the report's);
 - ``welch+ref alone``: the same adjusted by the reference loop alone (the report before the
   wait);
 - ``paired``: the per-round log ratios of the two cells (paired t), raw;
 - ``paired+ref``: the same, adjusted;
+- ``yuen+ref``: Yuen's test (Welch's on 20% trimmed means: stats.trimmed) of the adjusted
+  process means, the report's test inside a run since session 20;
+- ``hl+ref``: the Hodges-Lehmann shift of the logs of the adjusted process means, tested by
+  Mann-Whitney's U (a lead: not the report's);
 - ``pairs``: the report's test (stats.compare_cells): per-call pairs where the run has them
-  (reports/pairs.py), else welch+ref (the pairs that fall back are counted);
+  (reports/pairs.py), else yuen+ref (the pairs that fall back are counted);
 
 each with the floor the report holds a comparison inside a run to (1%:
 confidence.within_run_floor) and, suffixed ", band", with the run's noise floor scaled to the
@@ -184,6 +188,49 @@ def _adjusted_only(a: Any, b: Any, floor: float) -> Any:
     return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor)
 
 
+def _yuen(a: Any, b: Any, floor: float) -> Any:
+    """yuen+ref: the report's test of two cells without pairs, even where the rows have pairs."""
+    from gilmatrix.reports.stats import location_stats, welch_from_stats
+
+    (ma, sa, da), (mb, sb, db) = location_stats(a), location_stats(b)
+    return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor, df_a=da, df_b=db)
+
+
+def hodges_lehmann(a: Sequence[float], b: Sequence[float], floor: float) -> Any:
+    """a against b (process means) by the Hodges-Lehmann shift of their logs (the median of
+    every difference of a log of a and a log of b), tested by Mann-Whitney's U (two-sided); its
+    95% interval from the order statistics of those differences (normal approximation), the
+    floor the report's (confidence.mean_floor)."""
+    import numpy as np
+    from scipy import stats
+
+    from gilmatrix.confidence import ALPHA, mean_floor
+    from gilmatrix.reports.stats import Comparison
+
+    la, lb = np.log(np.asarray(a, float)), np.log(np.asarray(b, float))
+    m, n = len(la), len(lb)
+    f = mean_floor(floor, m, n)
+    if m < 2 or n < 2:
+        return Comparison(math.nan, math.nan, m, n, math.nan, -math.inf, math.inf, 1.0, False, f)
+    diffs = np.sort((la[:, None] - lb[None, :]).ravel())
+    ratio = math.exp(float(np.median(diffs)))
+    p_value = float(stats.mannwhitneyu(la, lb, alternative="two-sided").pvalue)
+    z = stats.norm.ppf(1.0 - ALPHA / 2.0)
+    k = math.floor(m * n / 2.0 - z * math.sqrt(m * n * (m + n + 1) / 12.0))
+    low, high = (
+        (math.exp(diffs[k]), math.exp(diffs[m * n - 1 - k])) if 0 <= k < m * n // 2 else (0.0, math.inf)
+    )
+    tested, beyond = p_value < ALPHA, abs(ratio - 1.0) > f
+    mean_a, mean_b = float(np.exp(la).mean()), float(np.exp(lb).mean())
+    return Comparison(
+        mean_a, mean_b, m, n, ratio, low, high, p_value, tested and beyond, f, tested and not beyond
+    )
+
+
+def _hl(a: Any, b: Any, floor: float) -> Any:
+    return hodges_lehmann(a.series.adjusted, b.series.adjusted, floor)
+
+
 ESTIMATORS = {
     "welch": _welch,
     "welch+ref": _adjusted_only,
@@ -192,6 +239,8 @@ ESTIMATORS = {
     "welch+ref alone": _adjusted_only,
     "paired": _paired(False),
     "paired+ref": _paired(True),
+    "yuen+ref": _yuen,
+    "hl+ref": _hl,
     "pairs": _pairs,
 }
 
@@ -220,14 +269,14 @@ def half_width(cmp: Any) -> float | None:
 def judged(
     compare: Callable[[Any, Any, float], Any], pairs: list[tuple[Any, Any]], floor: float, fallback: list[int]
 ) -> list[Any]:
-    """Each pair by ``compare``; one it cannot judge (too few common rounds) by today's test,
-    counted in ``fallback``."""
+    """Each pair by ``compare``; one it cannot judge (too few common rounds) by the report's test
+    of cells without pairs, counted in ``fallback``."""
     found = []
     for a, b in pairs:
         cmp = compare(a, b, floor)
         if cmp is None:
             fallback[0] += 1
-            cmp = ESTIMATORS["welch+ref"](a, b, floor)
+            cmp = ESTIMATORS["yuen+ref"](a, b, floor)
         found.append(cmp)
     return found
 
@@ -297,15 +346,16 @@ def twin_errors(twins: Sequence[tuple[Any, Any]]) -> dict[str, list[float]]:
 
 def plus_scatter(plus: Sequence[tuple[Any, Any]]) -> list[tuple[str, float, int, float, int, float]]:
     """Each +5% comparison as the report's reach (reports/power.py) sees it: (kind, scatter and
-    processes of crunch_plus, of crunch, the log of the ratio of their adjusted means)."""
+    processes of crunch_plus, of crunch, the log of the ratio of what the report tests: their
+    trimmed adjusted means)."""
     from gilmatrix.reports.power import scatter
     from gilmatrix.reports.sidebyside import in_process
-    from gilmatrix.reports.stats import adjusted_stats
+    from gilmatrix.reports.stats import location_stats
 
     out = []
     for a, b in plus:
         kind = "one worker" if in_process(a.model, int(a.workers)) else "pools"
-        ratio = adjusted_stats(a)[0] / adjusted_stats(b)[0]
+        ratio = location_stats(a)[0] / location_stats(b)[0]
         out.append((kind, scatter(a), int(a.processes), scatter(b), int(b.processes), math.log(ratio)))
     return out
 
@@ -464,14 +514,15 @@ def load_now() -> float:
 def matrix_figures(run_dir: Path) -> dict[str, Any]:
     """A whole run (the full default matrix) judged on the same processes: on the raw means (the
     report before), adjusted for the machine's speed by the reference loop alone, by it and the
-    run-queue wait (the report's), by those and other work's share of the pools' CPUs, and — a run
+    run-queue wait (the report's: Yuen's test; also by Welch's on the adjusted means, the report's
+    until session 20), by those and other work's share of the pools' CPUs, and — a run
     made with ``pairing: calls`` — by its pairs (reports/pairs.py). For each:
     the verdict cards' ties, the median half-width of every execution model against sequential
     and of every cell against the previous release, and how many of those are changes."""
     from gilmatrix.confidence import within_run_floor
     from gilmatrix.reports.compare import version_changes
     from gilmatrix.reports.results import load_run, noise_floor
-    from gilmatrix.reports.stats import cell_table, compare_cells
+    from gilmatrix.reports.stats import TRIMMED, cell_table, compare_cells
     from gilmatrix.reports.verdicts import decide
 
     run = load_run(run_dir)
@@ -491,8 +542,9 @@ def matrix_figures(run_dir: Path) -> dict[str, Any]:
     by_reference = reference_only(run.frame).drop(columns=list(PAIR_COLUMNS))
     with_others = cell_table(run.frame, others=True).drop(columns=list(PAIR_COLUMNS))
     ways = [
-        ("raw", unpaired.drop(columns=["adj_mean", "adj_sd"]), floor),
+        ("raw", unpaired.drop(columns=["adj_mean", "adj_sd", *TRIMMED]), floor),
         ("adjusted, reference only", by_reference, floor),
+        ("adjusted, Welch", unpaired.drop(columns=TRIMMED), floor),  # the report's until session 20
         ("adjusted", unpaired, floor),
         ("adjusted, band", unpaired, band),  # the report's until session 17
         ("adjusted, with others", with_others, floor),
