@@ -1072,7 +1072,8 @@ def speed_adjustment(cells: pd.DataFrame) -> str:
         "shown stay as measured: "
         f"the scatter of the process means was {ratio:.0%} of the raw one (median of "
         f"{len(both)} cells); and tested by Yuen's test, Welch's on the 20%-trimmed means of "
-        "the process means, so that a burst of other work on a few processes does not decide it"
+        "the process means, so that a burst of other work on a few processes does not decide it "
+        "(a cell of fewer than 5 processes has nothing trimmed: Welch's test)"
     )
 
 
