@@ -353,6 +353,46 @@ def test_twins_measure_each_location_estimators_error():
     assert pooled["mean"] == (pytest.approx(math.log(1.2)), 2) and pooled["median"] == (0.0, 1)
 
 
+def test_power_at_matched_aa_does_not_credit_a_liberal_test():
+    """noisy.matched_power: each estimator's α is set where it calls at most the given share of
+    the twins different; a test that only halves every p-value (twice as liberal at a fixed α)
+    finds exactly as many +5% changes there as the honest one."""
+    from devtools.selfbench.noisy import called_at, matched_power
+    from gilmatrix.reports.stats import Comparison
+
+    twins = [0.004, 0.03, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 0.5, 0.3] * 2  # 20 twin pairs
+    plus = [0.001, 0.002, 0.01, 0.02, 0.04, 0.2, 0.6, 1.0, 0.003, 0.05]
+    honest = {"p_values": {"t": {"twins": twins, "plus": plus}}}
+    liberal = {"p_values": {"t": {"twins": [p / 2 for p in twins], "plus": [p / 2 for p in plus]}}}
+    at_5 = matched_power([honest], 0.05)["t"]
+    # 5% of 20 twins: one may be called; the two at 0.004 tie, so α stops below them: none
+    assert at_5 == {"alpha": 0.004, "twins": 20, "flagged": 0, "plus": 10, "detected": 3}
+    assert matched_power([liberal], 0.05)["t"]["detected"] == at_5["detected"]
+    at_10 = matched_power([honest, honest], 0.10)["t"]  # runs pool: 40 twins, 4 may be called
+    assert (at_10["alpha"], at_10["flagged"], at_10["detected"]) == (0.03, 4, 2 * 5)
+    # a comparison within its floor, or a +5% pair called faster, is never called
+    inside = Comparison(1.0, 1.0, 8, 8, 1.005, 0.99, 1.02, 0.001, False, 0.01)
+    faster = Comparison(1.0, 1.0, 8, 8, 0.95, 0.93, 0.97, 0.001, True, 0.01)
+    assert called_at([inside, faster], either=True) == [1.0, 0.001]
+    assert called_at([inside, faster], either=False) == [1.0, 1.0]
+
+
+def test_selfbench_prints_each_estimators_power_at_matched_aa(tmp_path: Path) -> None:
+    from devtools.selfbench.bench import SelfBench, build_parser
+
+    bench = SelfBench(build_parser().parse_args(["--out", str(tmp_path), "--only", "noisy"]))
+    bench.details["noisy"] = {}
+    twins = [0.004, 0.03, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 0.5, 0.3] * 2
+    plus = [0.001, 0.002, 0.01, 0.02, 0.04, 0.2, 0.6, 1.0, 0.003, 0.05]
+    bench.matched_power([{"p_values": {"t": {"twins": twins, "plus": plus}}}], "seeded burner")
+    rows = {r.figure: r for r in bench.rows}
+    assert rows["t: power at 3% A/A"].value == rows["t: power at 5% A/A"].value == 30.0
+    assert rows["t: power at 5% A/A"].note == (
+        "3/10 +5% changes found at α 0.0040, where 0/20 twins are called different (seeded burner)"
+    )
+    assert bench.details["noisy"]["matched 0.05"]["t"]["detected"] == 3
+
+
 def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
     """Runs of different budgets are never pooled together: what 12 minutes buy is not what 4
     buy. One budget keeps the keys as they were (the arm alone)."""

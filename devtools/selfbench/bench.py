@@ -620,6 +620,7 @@ class SelfBench:
                     f"power below ({noise})",
                 )
             )
+        self.matched_power(found, noise)
         self.stop_replay([Path(f["dir"]) for f in found], noise)
         for key, acc in pooled.items():
             self.rows.append(
@@ -637,6 +638,27 @@ class SelfBench:
                     f"{100 * (acc['twin_half_width'] or math.nan):.1f}% ({noise})",
                 )
             )
+
+    def matched_power(self, found: Sequence[Mapping[str, Any]], noise: str) -> None:
+        """Each estimator's power at matched A/A over the noisy runs (noisy.matched_power): a
+        test that calls more twins different is not credited with the changes that buys."""
+        from devtools.selfbench import noisy as sn
+
+        for level in sn.MATCHED:
+            matched = sn.matched_power(found, level)
+            self.details["noisy"][f"matched {level:g}"] = matched
+            for name, m in matched.items():
+                self.rows.append(
+                    row(
+                        "noisy",
+                        f"{name}: power at {level:.0%} A/A",
+                        round(100 * m["detected"] / m["plus"], 1),
+                        "%",
+                        None,
+                        f"{m['detected']}/{m['plus']} +5% changes found at α {m['alpha']:.4f}, where "
+                        f"{m['flagged']}/{m['twins']} twins are called different ({noise})",
+                    )
+                )
 
     def stop_replay(self, runs: Sequence[Path], noise: str) -> None:
         """The noisy runs replayed with the run loop's precision stop at their target and looser

@@ -28,6 +28,10 @@ Every run is then judged by every estimator, on the same processes:
 - ``pairs``: the report's test (stats.compare_cells): per-call pairs where the run has them
   (reports/pairs.py), else yuen+ref (the pairs that fall back are counted);
 
+and, at the 1% floor, each estimator's power at matched A/A (``matched_power``: its α lowered or
+raised until it calls a given share of the twins different), so that a liberal test is not
+credited with power it buys with false changes;
+
 each with the floor the report holds a comparison inside a run to (1%:
 confidence.within_run_floor) and, suffixed ", band", with the run's noise floor scaled to the
 means (the report's until session 17). For
@@ -425,12 +429,16 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "twin_errors": twin_errors(pairs["value"][0]),
         "plus_scatter": plus_scatter(pairs["value"][1]),
         "estimators": {},
+        "p_values": {},
     }
     for name, compare in ESTIMATORS.items():
         twins, plus, models = pairs[TABLE_OF.get(name, "value")]
         for suffix, f in (("", within_run_floor(floor)), (", band", floor)):
             fallback = [0]
             t, p, m = (judged(compare, chosen, f, fallback) for chosen in (twins, plus, models))
+            if not suffix:
+                called = {"twins": called_at(t, either=True), "plus": called_at(p, either=False)}
+                out["p_values"][name] = called
             widths = [h for h in (half_width(c) for c in m) if h is not None]
             # cells of one in-process worker (the wait adjusts them) apart from pools
             one = [c for c, (a, _) in zip(p, plus, strict=True) if in_process(a.model, int(a.workers))]
@@ -450,6 +458,40 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
                 ),
             )
             out["estimators"][f"{name}{suffix}"] = entry
+    return out
+
+
+def called_at(found: Sequence[Any], either: bool) -> list[float]:
+    """Each comparison's p-value where it is beyond its floor (and, unless ``either``, slower:
+    the +5% side), else 1: below which α the test would call it."""
+    return [
+        float(c.p_value) if abs(c.ratio - 1.0) > c.floor and (either or c.ratio > 1.0) else 1.0 for c in found
+    ]
+
+
+MATCHED = (0.03, 0.05)  # A/A rates at which the estimators' power is compared
+
+
+def matched_power(figures: Sequence[Mapping[str, Any]], level: float) -> dict[str, dict[str, Any]]:
+    """Per estimator, over every run's twins and +5% pairs: the α at which it calls at most
+    ``level`` of the twins different (the ones it calls: below α), and the +5% changes it finds
+    at that α — power at matched A/A, so that a test is not credited for a liberal level."""
+    out: dict[str, dict[str, Any]] = {}
+    names = {name for run in figures for name in run.get("p_values") or {}}
+    for name in sorted(names):
+        twins = sorted(p for run in figures for p in run["p_values"].get(name, {}).get("twins", []))
+        plus = [p for run in figures for p in run["p_values"].get(name, {}).get("plus", [])]
+        if not twins or not plus:
+            continue
+        k = math.floor(level * len(twins))
+        alpha = twins[k] if k < len(twins) else 1.0
+        out[name] = {
+            "alpha": alpha,
+            "twins": len(twins),
+            "flagged": sum(p < alpha for p in twins),
+            "plus": len(plus),
+            "detected": sum(p < alpha for p in plus),
+        }
     return out
 
 
@@ -729,6 +771,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "power the report's reach predicts (each +5% comparison's chance from its cells' scatter "
         f"and processes, summed): {predicted_text(predicted_power(found))}"
     )
+    for level in MATCHED:
+        print(f"power at matched A/A ({level:.0%} of the twins called different at most):")
+        for name, m in matched_power(found, level).items():
+            print(
+                f"  {name:<24} α {m['alpha']:.4f}  A/A {m['flagged']}/{m['twins']}"
+                f"  power {m['detected']}/{m['plus']}"
+            )
     errors = location_rms(found)
     print("a cell's location (twins: log ratio, truth 0): root mean square over the pairs")
     for name, (rms, n) in errors.items():
