@@ -157,15 +157,14 @@ def _compare(
     tested = pairs[[*STATS, *(f"{c}_old" for c in STATS)]].copy()
     for side in ("", "_old"):
         tested[f"df{side}"] = pairs[f"processes{side}"] - 1.0
-    for mean, sd in (("adj_mean", "adj_sd"), ("trim_mean", "trim_sd")):
-        if not (adjusted and mean in pairs and f"{mean}_old" in pairs):
+    # each later figure replaces the earlier where a cell has it (stats.location_stats)
+    for columns in (("adj_mean", "adj_sd"), ("trim_mean", "trim_sd", "trim_df")):
+        if not (adjusted and columns[0] in pairs and f"{columns[0]}_old" in pairs):
             continue
         for side in ("", "_old"):  # the figures shown stay the raw ones
-            ok = (pairs[f"{mean}{side}"] > 0) & (pairs[f"{sd}{side}"] >= 0)
-            tested[f"mean{side}"] = pairs[f"{mean}{side}"].where(ok, tested[f"mean{side}"])
-            tested[f"proc_sd{side}"] = pairs[f"{sd}{side}"].where(ok, tested[f"proc_sd{side}"])
-            if mean == "trim_mean":
-                tested[f"df{side}"] = pairs[f"trim_df{side}"].where(ok, tested[f"df{side}"])
+            ok = (pairs[f"{columns[0]}{side}"] > 0) & (pairs[f"{columns[1]}{side}"] >= 0)
+            for column, into in zip(columns, ("mean", "proc_sd", "df"), strict=False):
+                tested[f"{into}{side}"] = pairs[f"{column}{side}"].where(ok, tested[f"{into}{side}"])
     # each cell's own drift in either run (stats.split_half_drift), at least the runs' own
     own = (
         (pairs["drift"] + pairs["drift_old"]) / 2.0

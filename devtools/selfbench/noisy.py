@@ -319,9 +319,10 @@ TABLE_OF = {
 
 
 def _trimmed(values: Sequence[float], cut: float = 0.2) -> float:
-    ordered = sorted(values)
-    k = int(len(ordered) * cut)
-    return statistics.fmean(ordered[k : len(ordered) - k] or ordered)
+    """The ``cut`` trimmed mean: the report's (stats.trimmed)."""
+    from gilmatrix.reports.stats import trimmed
+
+    return trimmed(values, cut)[0]
 
 
 # a cell's location from its process means: which is the most efficient here is a question of
