@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from gilmatrix.harness.contract import executor_rank, interpreter_key
+from gilmatrix.reports.sidebyside import in_process
 from gilmatrix.reports.stats import (
     NOT_COMPARED,
     REPLICATE_KEYS,
@@ -151,18 +152,25 @@ def _compare(
 ) -> pd.DataFrame:
     """Welch's test of every cell in new against the same cell in old (joined on `on`), on
     their process means; a difference within ``floor`` is no change. ``adjusted`` (two cells of
-    one run): as stats.compare_cells tests them — Yuen's trimmed means of their process means
-    adjusted for the machine's speed, where both have them, else their adjusted means."""
+    one run): as stats.compare_cells tests them — their process means adjusted for the machine's
+    speed, and of a pool the trimmed means (Yuen's test), where both have them."""
     pairs = new.merge(old, on=on, suffixes=("", "_old"))
     tested = pairs[[*STATS, *(f"{c}_old" for c in STATS)]].copy()
     for side in ("", "_old"):
         tested[f"df{side}"] = pairs[f"processes{side}"] - 1.0
-    # each later figure replaces the earlier where a cell has it (stats.location_stats)
-    for columns in (("adj_mean", "adj_sd"), ("trim_mean", "trim_sd", "trim_df")):
+    # each later figure replaces the earlier where a cell has it (stats.location_stats): the
+    # trimmed ones for pools only (stats.pool_compared; a cell and itself in an older release
+    # are of one kind)
+    pools = (
+        ~in_process(pairs["model"], pairs["workers"])
+        if "model" in pairs and "workers" in pairs
+        else pd.Series(True, index=pairs.index)
+    )
+    for columns, where in ((("adj_mean", "adj_sd"), True), ((*TRIMMED,), pools)):
         if not (adjusted and columns[0] in pairs and f"{columns[0]}_old" in pairs):
             continue
         for side in ("", "_old"):  # the figures shown stay the raw ones
-            ok = (pairs[f"{columns[0]}{side}"] > 0) & (pairs[f"{columns[1]}{side}"] >= 0)
+            ok = (pairs[f"{columns[0]}{side}"] > 0) & (pairs[f"{columns[1]}{side}"] >= 0) & where
             for column, into in zip(columns, ("mean", "proc_sd", "df"), strict=False):
                 tested[f"{into}{side}"] = pairs[f"{column}{side}"].where(ok, tested[f"{into}{side}"])
     # each cell's own drift in either run (stats.split_half_drift), at least the runs' own
@@ -222,7 +230,7 @@ def version_changes(cells: pd.DataFrame, floor: float = 0.0) -> pd.DataFrame:
         steps.extend(pairwise(line))
     frames = []
     keep = ["workload", "executor", "workers", "cell", *STATS, *_machine_keys(cells)]
-    keep += [c for c in (*ADJUSTED, *LEVELS) if c in cells]
+    keep += [c for c in ("model", *ADJUSTED, *LEVELS) if c in cells]  # model: pools are trimmed
     for old, new in steps:
         pairs = _compare(
             cells.loc[cells["interpreter"] == new, keep],

@@ -1071,9 +1071,10 @@ def speed_adjustment(cells: pd.DataFrame) -> str:
         "run's own data), the figures "
         "shown stay as measured: "
         f"the scatter of the process means was {ratio:.0%} of the raw one (median of "
-        f"{len(both)} cells); and tested by Yuen's test, Welch's on the 20%-trimmed means of "
-        "the process means, so that a burst of other work on a few processes does not decide it "
-        "(a cell of fewer than 5 processes has nothing trimmed: Welch's test)"
+        f"{len(both)} cells); and tested by Welch's test on the process means, where a pool is "
+        "compared on the 20%-trimmed means (Yuen's test), so that a burst of other work on a few "
+        "of a pool's processes does not decide it (a cell of fewer than 5 processes has nothing "
+        "trimmed)"
     )
 
 

@@ -4,13 +4,14 @@ would take to find a given one (analysis stage, read by the report page and self
 A tie is not a finding that two cells perform alike: it says the difference was too small for
 *this* run's scatter and processes to see. The report compares cells (each against its
 workload's sequential cell and the other models at its worker count, against the previous
-release, a free-threaded build against its default build: gilmatrix.comparisons) by Yuen's
-test on the process means adjusted for the machine's speed (Welch's on 20% trimmed means:
-stats.compare_cells, stats.trimmed; a run made with ``pairing: calls`` compares by its pairs,
-which this does not model). With relative scatters s_a and s_b (the sd that gives a trimmed
-mean's standard error, over the mean: stats.location_stats) and n_a, n_b processes, the log of the
-ratio of the means has the standard error se = √(s_a²/n_a + s_b²/n_b), on Welch-Satterthwaite's
-degrees of freedom df (each side's: the processes the trimmed mean keeps, less one), and a true
+release, a free-threaded build against its default build: gilmatrix.comparisons) by Welch's
+test on the process means adjusted for the machine's speed (on 20% trimmed means where a pool is
+compared, Yuen's: stats.compare_cells, stats.pool_compared; a run made with ``pairing: calls``
+compares by its pairs, which this does not model). With relative scatters s_a and s_b (the sd
+that gives the tested mean's standard error, over it: stats.location_stats) and n_a, n_b
+processes, the log of the ratio of the means has the standard error se = √(s_a²/n_a + s_b²/n_b),
+on Welch-Satterthwaite's degrees of freedom df (each side's: the processes the mean keeps, less
+one), and a true
 change c is found at ``ALPHA`` (two-sided) with the chance
 
     1 - T_df(t_df,1-α/2 - ln(1 + c) / se)   (the other tail, a change the wrong way, neglected)
@@ -41,59 +42,62 @@ CHANGE = 0.05  # the change a run should be able to find (#25: a 5% change withi
 MOST = 1000  # processes a cell: beyond, "more than"
 
 
-def _se_df(s_a: float, n_a: int, s_b: float, n_b: int) -> tuple[float, float]:
+def _se_df(s_a: float, n_a: int, s_b: float, n_b: int, trim: bool = True) -> tuple[float, float]:
     va, vb = s_a * s_a / n_a, s_b * s_b / n_b
     var = va + vb
     if var <= 0.0:
         return 0.0, math.inf
-    df = var * var / (va * va / max(kept(n_a) - 1, 1) + vb * vb / max(kept(n_b) - 1, 1))
+    k_a, k_b = (kept(n_a), kept(n_b)) if trim else (n_a, n_b)
+    df = var * var / (va * va / max(k_a - 1, 1) + vb * vb / max(k_b - 1, 1))
     return math.sqrt(var), df
 
 
-def chance(s_a: float, n_a: int, s_b: float, n_b: int, change: float = CHANGE) -> float:
-    """The chance that the report's test (Welch's, on trimmed means) at ALPHA finds a true
-    relative ``change`` between two cells of relative scatters ``s_a``, ``s_b`` over ``n_a``,
-    ``n_b`` processes (0 with fewer than 2)."""
+def chance(s_a: float, n_a: int, s_b: float, n_b: int, change: float = CHANGE, trim: bool = True) -> float:
+    """The chance that the report's test at ALPHA (Welch's, on trimmed means with ``trim``)
+    finds a true relative ``change`` between two cells of relative scatters ``s_a``, ``s_b``
+    over ``n_a``, ``n_b`` processes (0 with fewer than 2)."""
     if n_a < 2 or n_b < 2:
         return 0.0
-    se, df = _se_df(s_a, n_a, s_b, n_b)
+    se, df = _se_df(s_a, n_a, s_b, n_b, trim)
     shift = math.log1p(abs(change))
     if se == 0.0:
         return 1.0 if abs(change) > MIN_FLOOR else 0.0
     return float(special.stdtr(df, shift / se - t_quantile(1.0 - ALPHA / 2.0, df)))
 
 
-def detectable(s_a: float, n_a: int, s_b: float, n_b: int, power: float = POWER) -> float:
+def detectable(s_a: float, n_a: int, s_b: float, n_b: int, power: float = POWER, trim: bool = True) -> float:
     """The smallest relative change such a comparison finds with the chance ``power`` (inf with
     fewer than 2 processes a side)."""
     if n_a < 2 or n_b < 2:
         return math.inf
-    se, df = _se_df(s_a, n_a, s_b, n_b)
+    se, df = _se_df(s_a, n_a, s_b, n_b, trim)
     if se == 0.0:
         return MIN_FLOOR
     return max(math.expm1((t_quantile(1.0 - ALPHA / 2.0, df) + t_quantile(power, df)) * se), MIN_FLOOR)
 
 
-def needed(s_a: float, s_b: float, change: float = CHANGE, power: float = POWER, most: int = MOST) -> int:
+def needed(
+    s_a: float, s_b: float, change: float = CHANGE, power: float = POWER, most: int = MOST, trim: bool = True
+) -> int:
     """The processes each of two cells of relative scatters ``s_a``, ``s_b`` needs for their
     comparison to find ``change`` with the chance ``power``; ``most + 1`` when ``most`` do not."""
-    if detectable(s_a, most, s_b, most, power) > change:
+    if detectable(s_a, most, s_b, most, power, trim) > change:
         return most + 1
     low, high = 2, most  # detectable falls as n grows: the least n that reaches it
     while low < high:
         mid = (low + high) // 2
-        if detectable(s_a, mid, s_b, mid, power) <= change:
+        if detectable(s_a, mid, s_b, mid, power, trim) <= change:
             high = mid
         else:
             low = mid + 1
     return low
 
 
-def scatter(row: Any) -> float:
+def scatter(row: Any, trim: bool = True) -> float:
     """A cell-table row's relative scatter as the report tests it (stats.location_stats): the sd
-    that gives the standard error of its trimmed mean of process means adjusted for the machine's
-    speed, over that mean."""
-    mean, sd, _ = location_stats(row)
+    that gives the standard error of its mean of process means adjusted for the machine's speed
+    (with ``trim``, its trimmed mean: where a pool is compared), over that mean."""
+    mean, sd, _ = location_stats(row, trim)
     return float(sd) / float(mean) if mean else math.nan
 
 
@@ -132,11 +136,13 @@ def reach(cells: pd.DataFrame, pairs: Sequence[tuple[str, Any, Any]] | None = No
     its comparisons (``compared``), when the caller has them already."""
     found: dict[str, list[tuple[float, float, int]]] = {}
     for kind, row, base in compared(cells) if pairs is None else pairs:
-        n_a, n_b = int(row.processes), int(base.processes)
-        s_a, s_b = scatter(row), scatter(base)
+        n_a, n_b, trim = int(row.processes), int(base.processes), kind == "pools"
+        s_a, s_b = scatter(row, trim), scatter(base, trim)
         if n_a < 2 or n_b < 2 or not (math.isfinite(s_a) and math.isfinite(s_b)):
             continue
-        found.setdefault(kind, []).append(((n_a + n_b) / 2, detectable(s_a, n_a, s_b, n_b), needed(s_a, s_b)))
+        found.setdefault(kind, []).append(
+            ((n_a + n_b) / 2, detectable(s_a, n_a, s_b, n_b, trim=trim), needed(s_a, s_b, trim=trim))
+        )
     out = []
     for kind in ("one worker", "pools"):
         if kind in found:

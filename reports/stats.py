@@ -11,14 +11,20 @@ difference is called a change only when Welch's test on the process means says i
 significant *and* it is larger than the noise floor the run measured on itself (its sentinels,
 runner/run/schedule.py); otherwise "no change", with the interval. Distributions come from SciPy.
 
-Why trimmed, inside a run: a burst of other work slows a few of a cell's processes far more
-than the rest, and a mean follows them. Two cells of one run compare by Yuen's test — Welch's
-on 20% trimmed means of the adjusted process means, each with its winsorized variance
-(:func:`trimmed`) — which is Welch's exactly below 5 processes (nothing trimmed). Measured on 47
-runs under seeded noise, 7 of them made after the rule that chose it was written down (results
-log, session 20): identical twins called different 38 of 860 times against Welch's 45, a 5%
-change found 259 of 470 against 243 (the fresh runs alone: 35 of 70 against 38). Comparisons
-between runs stay on means: a baseline's stored summaries are means.
+Why trimmed, inside a run: a burst of other work slows a few of a pool's processes far more
+than the rest (a burner on one of two cores holds up every worker of a pool), and a mean follows
+them. Two cells of one run with a pool on either side compare by Yuen's test — Welch's on 20%
+trimmed means of the adjusted process means, each with its winsorized variance
+(:func:`trimmed`) — which is Welch's exactly below 5 processes (nothing trimmed). Two cells of
+one in-process worker compare by Welch's test on their adjusted means: the reference loop and
+the run-queue wait take the bursts out of those already, and trimming what is left called
+identical twins different more often at no gain in power (:func:`pool_compared`). Measured
+under seeded noise (results log, sessions 20 and 21): over 47 runs, pools' twins called
+different 15 of 602 times against Welch's 31, a 5% change found 141 of 329 against 124;
+in-process twins 23 of 258 trimmed against 14 on means, changes found 118 and 119 of 141; on
+12 fresh runs of in-process cells, after the rule was written down, twins 19 of 144 trimmed
+against 10, changes 34 and 33 of 36. Comparisons between runs stay on means: a baseline's
+stored summaries are means.
 """
 
 from __future__ import annotations
@@ -36,14 +42,14 @@ from gilmatrix.confidence import ALPHA, mean_floor, t_quantile
 from gilmatrix.harness.contract import stability_warnings
 from gilmatrix.reports.pairs import PAIR_COLUMNS, pair_columns, paired_sides, pairs_floor, through_levels
 from gilmatrix.reports.results import CELL_COLUMNS
-from gilmatrix.reports.sidebyside import Series, adjust, cell_series
+from gilmatrix.reports.sidebyside import Series, adjust, cell_series, in_process
 
 NOT_COMPARED = "not compared"  # two cells of different machines: a comparison, never a verdict
 CELL_KEYS = list(CELL_COLUMNS)
 # what the harness measured per pyperf run, summarised per cell (see run_summary)
 RUN_SUMMARY = ["cpu_time", "parallelism", "cpu_class", "peak_rss"]
-# what a cell is tested on inside a run (location_stats): Yuen's trimmed mean of its adjusted process
-# means, the sd that gives its standard error, and its degrees of freedom
+# what a cell is tested on inside a run where a pool is compared (location_stats): Yuen's trimmed
+# mean of its adjusted process means, the sd that gives its standard error, its degrees of freedom
 TRIMMED = ["trim_mean", "trim_sd", "trim_df"]
 
 
@@ -218,15 +224,40 @@ def adjusted_stats(row: Any) -> tuple[float, float]:
     return mean, sd
 
 
-def location_stats(row: Any) -> tuple[float, float, float]:
-    """(location, sd, df) a cell-table row is tested on inside a run: Yuen's trimmed mean of its
-    adjusted process means (:func:`trimmed`); where the table has none, its adjusted or raw mean
-    and sd on n - 1 degrees of freedom."""
+def location_stats(row: Any, trim: bool = True) -> tuple[float, float, float]:
+    """(location, sd, df) a cell-table row is tested on inside a run: with ``trim``, Yuen's
+    trimmed mean of its adjusted process means (:func:`trimmed`); without, or where the table has
+    none, its adjusted (else raw) mean and sd on n - 1 degrees of freedom."""
     location, sd, df = (getattr(row, c, math.nan) for c in TRIMMED)
-    if all(isinstance(v, float | int) and math.isfinite(v) for v in (location, sd, df)) and location > 0:
+    if (
+        trim
+        and all(isinstance(v, float | int) and math.isfinite(v) for v in (location, sd, df))
+        and location > 0
+    ):
         return float(location), float(sd), float(df)
     mean, sd = adjusted_stats(row)
     return mean, sd, float(row.processes) - 1.0
+
+
+def _one_worker(row: Any) -> bool:
+    """Whether a row is a cell of one in-process worker (sidebyside.in_process); a row that does
+    not say its model and workers is not."""
+    model, workers = getattr(row, "model", None), getattr(row, "workers", None)
+    if model is None or workers is None:
+        return False
+    try:
+        return bool(in_process(model, int(workers)))
+    except (TypeError, ValueError):
+        return False
+
+
+def pool_compared(a: Any, b: Any) -> bool:
+    """Whether a comparison of two cell-table rows has a pool on either side (the reach's kind
+    "pools": reports/power.py): it tests their trimmed means. Two cells of one in-process worker
+    test their adjusted means: trimmed, such twins were called different about twice as often
+    (23 of 258 and 19 of 144 against 14 and 10 on means, results log, session 21) for no more
+    5% changes found, while pools gained on both counts (module docstring)."""
+    return not (_one_worker(a) and _one_worker(b))
 
 
 def compare_cells(a: Any, b: Any, floor: float = 0.0) -> Comparison:
@@ -234,15 +265,17 @@ def compare_cells(a: Any, b: Any, floor: float = 0.0) -> Comparison:
 
     Two cells of one workload on one interpreter measured with pairing compare by their
     per-call ratios to the workload's sequential run (reports/pairs.py): the machine's speed
-    cancels call by call. Otherwise Yuen's test (Welch's on trimmed means, :func:`trimmed`) on
-    their process means adjusted by the reference covariate: the machine's speed while each
-    process ran is taken out (reports/sidebyside.py; measured by ``selfbench --only noisy``).
-    Cells of results without references compare on their raw means."""
+    cancels call by call. Otherwise on their process means adjusted by the reference covariate
+    (the machine's speed while each process ran is taken out: reports/sidebyside.py; measured by
+    ``selfbench --only noisy``): by Yuen's test (Welch's on trimmed means, :func:`trimmed`) where
+    a pool is on either side, by Welch's on the means between two cells of one in-process worker
+    (:func:`pool_compared`). Cells of results without references compare on their raw means."""
     by_pairs = compare_pairs(a, b, floor)
     if by_pairs is not None:
         return by_pairs
-    mean_a, sd_a, df_a = location_stats(a)
-    mean_b, sd_b, df_b = location_stats(b)
+    trim = pool_compared(a, b)
+    mean_a, sd_a, df_a = location_stats(a, trim)
+    mean_b, sd_b, df_b = location_stats(b, trim)
     return welch_from_stats(
         mean_a, sd_a, int(a.processes), mean_b, sd_b, int(b.processes), floor, df_a=df_a, df_b=df_b
     )

@@ -1,8 +1,8 @@
 """Verdict cards: per workload x interpreter, who won, by how much, and what to say about it.
 
 Every sentence is chosen by what the numbers show, and a claim of "faster" or "slower" is only
-made when the test says the difference is significant (stats.compare_cells: Yuen's test, Welch's
-on trimmed process means, or a run's pairs); otherwise the card says "tie" and
+made when the test says the difference is significant (stats.compare_cells: Welch's test on
+process means, trimmed where a pool is compared, or a run's pairs); otherwise the card says "tie" and
 shows the interval. Functions take the cell table (stats.cell_table) and return values.
 """
 

@@ -22,25 +22,31 @@ from gilmatrix.reports.stats import trimmed, welch_from_stats
         (0.02, 8, 0.02, 8, 0.02),
     ],
 )
+@pytest.mark.parametrize("trim", [True, False])
 def test_the_chance_is_how_often_the_reports_test_finds_the_change(
-    s_a: float, n_a: int, s_b: float, n_b: int, change: float
+    s_a: float, n_a: int, s_b: float, n_b: int, change: float, trim: bool
 ) -> None:
-    """Simulated process means (normal, seeded) compared by the report's own test (Yuen's: Welch's
-    on trimmed means) at the 1% floor inside a run: the share of trials that call the change
-    agrees within four binomial standard deviations with ``chance`` of the scatter the reach
-    reads of such cells (the root mean square of their trimmed means' sd, stats.trimmed)."""
+    """Simulated process means (normal, seeded) compared by the report's own test (Welch's, on
+    trimmed means with ``trim``: Yuen's) at the 1% floor inside a run: the share of trials that
+    call the change agrees within four binomial standard deviations with ``chance`` of the
+    scatter the reach reads of such cells (the root mean square of the sd of their tested
+    means: stats.trimmed, or the process means')."""
+
+    def located(x: np.ndarray) -> tuple[float, float, float]:
+        return trimmed(x) if trim else (float(x.mean()), float(x.std(ddof=1)), len(x) - 1.0)
+
     rng = np.random.default_rng(2026)
     trials = 3000
     found = 0
     sds: list[tuple[float, float]] = []
     for _ in range(trials):
-        (ma, sa, da) = trimmed(rng.normal(1.0 + change, s_a * (1.0 + change), n_a))
-        (mb, sb, db) = trimmed(rng.normal(1.0, s_b, n_b))
+        (ma, sa, da) = located(rng.normal(1.0 + change, s_a * (1.0 + change), n_a))
+        (mb, sb, db) = located(rng.normal(1.0, s_b, n_b))
         cmp = welch_from_stats(ma, sa, n_a, mb, sb, n_b, 0.01, df_a=da, df_b=db)
         found += cmp.significant and cmp.ratio > 1.0
         sds.append((sa / ma, sb / mb))
     read_a, read_b = np.sqrt(np.mean(np.square(sds), axis=0))
-    p = chance(float(read_a), n_a, float(read_b), n_b, change)
+    p = chance(float(read_a), n_a, float(read_b), n_b, change, trim)
     assert abs(found / trials - p) < 4 * math.sqrt(p * (1 - p) / trials) + 1e-9, (found / trials, p)
 
 
@@ -60,6 +66,7 @@ def test_needed_is_the_least_count_that_finds_the_change() -> None:
     # a pool against a pool, 9% scatter each (session 17): 73 on n - 1 degrees of freedom a side,
     # 74 on those of the processes a 20% trimmed mean keeps (45 of 73)
     assert needed(0.09, 0.09, 0.05) == 74
+    assert needed(0.09, 0.09, 0.05, trim=False) == 73
     assert needed(2.0, 2.0, 0.05) == MOST + 1  # unreachable: "more than MOST"
 
 
@@ -102,10 +109,13 @@ def test_a_runs_reach_splits_one_worker_cells_from_pools_and_prices_the_processe
     # one worker: threads/1 vs sequential on each, and each of the two one-worker cells
     # against the previous release; pools: threads/2 vs sequential on each, vs its previous
     assert (one.comparisons, pools.comparisons) == (4, 3)
-    assert one.detectable == pytest.approx(detectable(0.03, 8, 0.03, 8))
+    # two cells of one in-process worker are tested on their means (n - 1 degrees of freedom),
+    # a pool on trimmed means (those of the processes kept)
+    assert one.detectable == pytest.approx(detectable(0.03, 8, 0.03, 8, trim=False))
+    assert one.detectable < detectable(0.03, 8, 0.03, 8)
     # the median of two pool-vs-sequential comparisons and one pool-vs-pool
     assert pools.detectable == pytest.approx(detectable(0.09, 8, 0.03, 8))
-    assert one.needed == needed(0.03, 0.03) and pools.needed == needed(0.09, 0.03)
+    assert one.needed == needed(0.03, 0.03, trim=False) and pools.needed == needed(0.09, 0.03)
     # every cell took 8 processes of 0.5 s, the run measured 60 s; the needed processes at the
     # same cost: sequential and threads/2 cells the pools' count, threads/1 the one worker's
     sampled = {

@@ -1,5 +1,6 @@
-"""Analysis stage: two cells of one run are tested on trimmed means of their process means
-(Yuen's test: reports/stats.py ``trimmed``, ``location_stats``, ``compare_cells``)."""
+"""Analysis stage: two cells of one run with a pool on either side are tested on trimmed means
+of their process means (Yuen's test), two of one in-process worker on their means (Welch's):
+reports/stats.py ``trimmed``, ``location_stats``, ``pool_compared``, ``compare_cells``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from scipy import stats as sst
 from gilmatrix.reports.compare import version_changes
 from gilmatrix.reports.power import chance
 from gilmatrix.reports.sidebyside import Series
-from gilmatrix.reports.stats import compare_cells, kept, location_stats, trimmed, welch, welch_from_stats
+from gilmatrix.reports.stats import (
+    compare_cells,
+    kept,
+    location_stats,
+    pool_compared,
+    trimmed,
+    welch,
+    welch_from_stats,
+)
 
 
 def row(values: list[float], **extra: object) -> SimpleNamespace:
@@ -105,20 +114,55 @@ def test_a_row_without_trimmed_figures_is_tested_on_its_adjusted_or_raw_means() 
     assert location_stats(nan) == (1.0, 0.1, 5.0)
 
 
-def test_version_changes_test_what_compare_cells_tests() -> None:
+def test_two_cells_of_one_in_process_worker_are_tested_on_their_means() -> None:
+    """Between two cells of one in-process worker the report tests their adjusted means
+    (Welch's); with a pool on either side (a process pool of one too), the trimmed means."""
+    slower, before = burst(1.05, (3, 8)), burst(1.00, (5,))
+    sequential = row(before, model="sequential", workers=1)
+    one = compare_cells(row(slower, model="threads", workers=1), sequential, 0.01)
+    on_means = welch(slower, before, 0.01)
+    assert one.p_value == pytest.approx(on_means.p_value, rel=1e-12)
+    assert one.ratio == pytest.approx(on_means.ratio, rel=1e-12)
+    assert not one.significant  # the means follow the bursts
+    for model, workers in (("threads", 2), ("processes", 1)):
+        pool = compare_cells(row(slower, model=model, workers=workers), sequential, 0.01)
+        assert pool.significant and pool.ratio == pytest.approx(1.05, abs=0.01)
+
+
+def test_a_pool_on_either_side_makes_a_comparison_of_pools() -> None:
+    def cell(model: str, workers: int) -> SimpleNamespace:
+        return SimpleNamespace(model=model, workers=workers)
+
+    one = [cell("sequential", 1), cell("threads", 1), cell("asyncio", 1), cell("interpreters", 1)]
+    assert not any(pool_compared(a, b) for a in one for b in one)
+    for pool in (cell("threads", 2), cell("processes", 1), cell("asyncio", 4)):
+        assert pool_compared(pool, one[0]) and pool_compared(one[1], pool) and pool_compared(pool, pool)
+    assert pool_compared(SimpleNamespace(), one[0])  # a row that does not say: trimmed
+
+
+@pytest.mark.parametrize(
+    ("executor", "workers", "change"), [("threads", 2, "regression"), ("threads", 1, "no significant change")]
+)
+def test_version_changes_test_what_compare_cells_tests(executor: str, workers: int, change: str) -> None:
     new, old = burst(1.05, (3, 8)), burst(1.00, (5,))
+
+    def figures(values: list[float]) -> dict[str, object]:
+        return {k: v for k, v in vars(row(values, model=executor)).items() if k != "series"}
+
     cells = pd.DataFrame(
         [
-            {"interpreter": interp, "workload": "crunch", "executor": "threads", "workers": 2,
-             "cell": "threads/2", **{k: v for k, v in vars(row(values)).items() if k != "series"}}
+            {"interpreter": interp, "workload": "crunch", "executor": executor, "workers": workers,
+             "cell": f"{executor}/{workers}", **figures(values)}
             for interp, values in (("3.13", old), ("3.14", new))
         ]
     )  # fmt: skip
-    change = version_changes(cells, 0.01).iloc[0]
-    direct = compare_cells(row(new), row(old), 0.01)
-    assert change["p_value"] == pytest.approx(direct.p_value, rel=1e-12)
-    assert change["ratio"] == pytest.approx(direct.ratio, rel=1e-12)
-    assert change["change"] == "regression"
+    found = version_changes(cells, 0.01).iloc[0]
+    direct = compare_cells(
+        row(new, model=executor, workers=workers), row(old, model=executor, workers=workers), 0.01
+    )
+    assert found["p_value"] == pytest.approx(direct.p_value, rel=1e-12)
+    assert found["ratio"] == pytest.approx(direct.ratio, rel=1e-12)
+    assert found["change"] == change
 
 
 def test_the_reach_counts_the_degrees_of_freedom_the_trimmed_mean_keeps() -> None:

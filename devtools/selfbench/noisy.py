@@ -22,11 +22,13 @@ Every run is then judged by every estimator, on the same processes:
 - ``paired``: the per-round log ratios of the two cells (paired t), raw;
 - ``paired+ref``: the same, adjusted;
 - ``yuen+ref``: Yuen's test (Welch's on 20% trimmed means: stats.trimmed) of the adjusted
-  process means, the report's test inside a run since session 20;
+  process means, the report's test inside a run in session 20;
+- ``yuen pools+ref``: the same where a pool is on either side, welch+ref between two cells of one
+  in-process worker (stats.pool_compared): the report's test inside a run since session 21;
 - ``hl+ref``: the Hodges-Lehmann shift of the logs of the adjusted process means, tested by
   Mann-Whitney's U (a lead: not the report's);
 - ``pairs``: the report's test (stats.compare_cells): per-call pairs where the run has them
-  (reports/pairs.py), else yuen+ref (the pairs that fall back are counted);
+  (reports/pairs.py), else yuen pools+ref (the pairs that fall back are counted);
 
 and, at the 1% floor, each estimator's power at matched A/A (``matched_power``: its α lowered or
 raised until it calls a given share of the twins different), so that a liberal test is not
@@ -192,12 +194,23 @@ def _adjusted_only(a: Any, b: Any, floor: float) -> Any:
     return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor)
 
 
-def _yuen(a: Any, b: Any, floor: float) -> Any:
-    """yuen+ref: the report's test of two cells without pairs, even where the rows have pairs."""
-    from gilmatrix.reports.stats import location_stats, welch_from_stats
+def _located(trim: Callable[[Any, Any], bool]) -> Callable[[Any, Any, float], Any]:
+    """Welch's test on the location stats.location_stats gives each row, trimmed where ``trim``
+    says, even where the rows have pairs."""
 
-    (ma, sa, da), (mb, sb, db) = location_stats(a), location_stats(b)
-    return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor, df_a=da, df_b=db)
+    def compare(a: Any, b: Any, floor: float) -> Any:
+        from gilmatrix.reports.stats import location_stats, welch_from_stats
+
+        (ma, sa, da), (mb, sb, db) = location_stats(a, trim(a, b)), location_stats(b, trim(a, b))
+        return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor, df_a=da, df_b=db)
+
+    return compare
+
+
+def _pool_compared(a: Any, b: Any) -> bool:
+    from gilmatrix.reports.stats import pool_compared
+
+    return bool(pool_compared(a, b))
 
 
 def hodges_lehmann(a: Sequence[float], b: Sequence[float], floor: float) -> Any:
@@ -243,7 +256,8 @@ ESTIMATORS = {
     "welch+ref alone": _adjusted_only,
     "paired": _paired(False),
     "paired+ref": _paired(True),
-    "yuen+ref": _yuen,
+    "yuen+ref": _located(lambda a, b: True),
+    "yuen pools+ref": _located(_pool_compared),
     "hl+ref": _hl,
     "pairs": _pairs,
 }
@@ -280,7 +294,7 @@ def judged(
         cmp = compare(a, b, floor)
         if cmp is None:
             fallback[0] += 1
-            cmp = ESTIMATORS["yuen+ref"](a, b, floor)
+            cmp = ESTIMATORS["yuen pools+ref"](a, b, floor)
         found.append(cmp)
     return found
 
@@ -352,16 +366,24 @@ def twin_errors(twins: Sequence[tuple[Any, Any]]) -> dict[str, list[float]]:
 def plus_scatter(plus: Sequence[tuple[Any, Any]]) -> list[tuple[str, float, int, float, int, float]]:
     """Each +5% comparison as the report's reach (reports/power.py) sees it: (kind, scatter and
     processes of crunch_plus, of crunch, the log of the ratio of what the report tests: their
-    trimmed adjusted means)."""
+    adjusted means, trimmed where a pool is compared)."""
     from gilmatrix.reports.power import scatter
-    from gilmatrix.reports.sidebyside import in_process
-    from gilmatrix.reports.stats import location_stats
+    from gilmatrix.reports.stats import location_stats, pool_compared
 
     out = []
     for a, b in plus:
-        kind = "one worker" if in_process(a.model, int(a.workers)) else "pools"
-        ratio = location_stats(a)[0] / location_stats(b)[0]
-        out.append((kind, scatter(a), int(a.processes), scatter(b), int(b.processes), math.log(ratio)))
+        trim = pool_compared(a, b)
+        ratio = location_stats(a, trim)[0] / location_stats(b, trim)[0]
+        out.append(
+            (
+                "pools" if trim else "one worker",
+                scatter(a, trim),
+                int(a.processes),
+                scatter(b, trim),
+                int(b.processes),
+                math.log(ratio),
+            )
+        )
     return out
 
 
@@ -378,8 +400,9 @@ def predicted_power(figures: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     for kind in sorted({r[0] for r in rows}):
         mine = [r for r in rows if r[0] == kind]
         measured = math.expm1(statistics.fmean(r[5] for r in mine))
-        built = [chance(r[1], r[2], r[3], r[4], POWER_FACTOR - 1.0) for r in mine]
-        seen = [chance(r[1], r[2], r[3], r[4], measured) for r in mine]
+        trim = kind == "pools"
+        built = [chance(r[1], r[2], r[3], r[4], POWER_FACTOR - 1.0, trim) for r in mine]
+        seen = [chance(r[1], r[2], r[3], r[4], measured, trim) for r in mine]
         out[kind] = {
             "comparisons": len(mine),
             "built": sum(built),
