@@ -317,18 +317,32 @@ def noise_banner(
             )
     if not signs:
         return None
+    quieter = "run on a quieter machine (a self-hosted runner, nothing else running)"
+    if reached is not None and reached.kinds and max(r.detectable for r in reached.kinds) <= CHANGE:
+        # the noise was there, and the run measured enough to see through it
+        ties_text = (
+            f". {ties} of the {len(cards)} fastest-execution-model verdicts are ties, and yet the "
+            f"median comparison of each kind would have found a {CHANGE:.0%} change {POWER:.0%} of "
+            "the time: a tie here says the models are within its interval of each other. "
+        )
+        advice = f"To find smaller changes: {quieter} or use the rigorous profile."
+    else:
+        ties_text = (
+            f". So {ties} of the {len(cards)} fastest-execution-model verdicts are ties: the "
+            "intervals are too wide to tell the models apart, not a finding that they perform alike. "
+        )
+        shards = shards_needed(reached)
+        advice = (
+            f"To say more: {quieter}, use the rigorous profile, or split the matrix into "
+            + (f"{shards} CI shards" if shards else "more CI shards")
+            + " (each shard's cells get more of the run budget)."
+        )
     return (
         "Noisy machine: "
         + "; ".join(signs)
-        + f". So {ties} of the {len(cards)} fastest-execution-model verdicts are ties: the "
-        "intervals are too wide to tell the models apart, not a finding that they perform alike. "
-        "The floor comes from the run's own sentinel, timed around every window of worker "
-        "processes; it speaks of the whole run, not of the load before it. "
-        + reach_advice(reached)
-        + "To say more: run on a quieter machine (a self-hosted runner, nothing else running), use "
-        "the rigorous profile, or split the matrix into "
-        + (f"{shards} CI shards" if (shards := shards_needed(reached)) else "more CI shards")
-        + " (each shard's cells get more of the run budget)."
+        + ties_text
+        + "The floor comes from the run's own sentinel, timed around every window of worker "
+        "processes; it speaks of the whole run, not of the load before it. " + reach_advice(reached) + advice
     )
 
 
