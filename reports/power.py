@@ -34,8 +34,7 @@ from scipy import special
 
 from gilmatrix.comparisons import comparisons
 from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
-from gilmatrix.reports.sidebyside import in_process
-from gilmatrix.reports.stats import kept, location_stats
+from gilmatrix.reports.stats import kept, location_stats, pool_compared
 
 POWER = 0.9  # "found 9 times in 10"
 CHANGE = 0.05  # the change a run should be able to find (#25: a 5% change within one run)
@@ -126,8 +125,7 @@ def compared(cells: pd.DataFrame) -> list[tuple[str, Any, Any]]:
             if other <= key:
                 continue
             a, b = rows[key], rows[other]
-            one = in_process(a.model, int(a.workers)) and in_process(b.model, int(b.workers))
-            out.append(("one worker" if one else "pools", a, b))
+            out.append(("pools" if pool_compared(a, b) else "one worker", a, b))
     return out
 
 

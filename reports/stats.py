@@ -17,8 +17,8 @@ them. Two cells of one run with a pool on either side compare by Yuen's test —
 trimmed means of the adjusted process means, each with its winsorized variance
 (:func:`trimmed`) — which is Welch's exactly below 5 processes (nothing trimmed). Two cells of
 one in-process worker compare by Welch's test on their adjusted means: the reference loop and
-the run-queue wait take the bursts out of those already, and trimming what is left called
-identical twins different more often at no gain in power (:func:`pool_compared`). Measured
+the run-queue wait take most bursts out of those, and trimming what is left called identical
+twins different more often at no gain in power (:func:`pool_compared`). Measured
 under seeded noise (results log, sessions 20 and 21): over 47 runs, pools' twins called
 different 15 of 602 times against Welch's 31, a 5% change found 141 of 329 against 124;
 in-process twins 23 of 258 trimmed against 14 on means, changes found 118 and 119 of 141; on
