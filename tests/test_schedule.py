@@ -284,6 +284,14 @@ def test_a_run_that_starts_in_a_burst_still_sees_the_bursts(monkeypatch) -> None
     assert run(4.0, (4.1, 7.9, 4.0, 8.0))["floor"] == quiet_first["floor"]
 
 
+def test_the_undisturbed_speed_is_the_fast_mode_not_a_lone_fast_reading() -> None:
+    speed = schedule.undisturbed_speed
+    assert speed([8.0] * 6 + [4.0, 4.1, 3.9, 4.0]) == 4.0  # busy most of the time: the quiet speed
+    assert speed([3.6, 4.4, 4.0, 3.8, 4.2]) == 4.0  # one mode, ±10%: its median
+    assert speed([2.0, 4.0, 4.1, 3.9, 4.0]) == 4.0  # nothing else near 2.0: not the machine's speed
+    assert speed([3.8, 8.0, 8.1]) == 8.05  # one quiet reading is no mode either
+
+
 def test_drift_is_the_wander_between_halves_beyond_process_noise() -> None:
     steady, stepped = [], []
     for i in range(9):

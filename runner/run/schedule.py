@@ -448,18 +448,26 @@ class Window:
     workers: list[tuple[CellState, int]] = field(default_factory=list)
 
 
+def near(reading: float, speed: float) -> bool:
+    """Whether a sentinel reading is within DISTURBED_RATIO of ``speed``, either way."""
+    return speed / DISTURBED_RATIO <= reading <= DISTURBED_RATIO * speed
+
+
 def undisturbed_speed(loops: Sequence[float]) -> float:
     """The machine's undisturbed sentinel time among ``loops`` (seconds): the median of the
-    readings within DISTURBED_RATIO of it, found from the fast end — a fixed point reached from
+    readings within DISTURBED_RATIO of it (:func:`near`), found from the fast end — a fixed point reached from
     the readings' tenth percentile. Other work only ever slows the sentinel, so a run that starts
     in a burst of it does not take the burst for the machine's speed: a median of the readings so
     far did, and then called no window of the run disturbed (4 of 12 runs of one seeded noise,
     results log, session 21). On a machine whose readings scatter less than DISTURBED_RATIO it
-    is their median."""
+    is their median. A lone reading faster than all others by more than that does not start it."""
     ordered = sorted(loops)
-    speed = ordered[int(0.1 * (len(ordered) - 1))]
-    for _ in ordered:  # non-decreasing from the tenth percentile: ends within len(loops) steps
-        found = statistics.median(x for x in ordered if x <= DISTURBED_RATIO * speed)
+    start = int(0.1 * (len(ordered) - 1))
+    while start + 1 < len(ordered) and ordered[start + 1] > DISTURBED_RATIO * ordered[start]:
+        start += 1  # nothing else within DISTURBED_RATIO of it: an odd fast reading
+    speed = ordered[start]
+    for _ in ordered:  # a fixed point within a few steps; at most len(loops) of them
+        found = statistics.median(x for x in ordered if near(x, speed))
         if found == speed:
             break
         speed = found
@@ -484,20 +492,20 @@ class NoiseMonitor:
         return (self._read or read_sentinel)()
 
     @property
-    def median(self) -> float:
+    def speed(self) -> float:
         """The machine's undisturbed sentinel time so far (:func:`undisturbed_speed`)."""
         return undisturbed_speed(self.loops)
 
     def undisturbed(self) -> list[float]:
-        """The readings within DISTURBED_RATIO of the machine's undisturbed speed."""
-        speed = self.median
-        return [x for x in self.loops if x <= DISTURBED_RATIO * speed]
+        """The readings within DISTURBED_RATIO of the machine's undisturbed speed (:func:`near`)."""
+        speed = self.speed
+        return [x for x in self.loops if near(x, speed)]
 
     def judge(self, window: Window) -> dict[str, Any]:
         """Close ``window``: a new reading, and whether the machine was disturbed during it."""
         after = self.read()
         before = window.before
-        slow = max(before.loop_seconds, after.loop_seconds) / self.median
+        slow = max(before.loop_seconds, after.loop_seconds) / self.speed
         steal = None
         if before.cpu and after.cpu and after.cpu[1] > before.cpu[1]:
             steal = (after.cpu[0] - before.cpu[0]) / (after.cpu[1] - before.cpu[1])
@@ -534,7 +542,7 @@ class NoiseMonitor:
     def summary(self, states: Sequence[CellState] = ()) -> dict[str, Any]:
         """The run's noise: the sentinel's median and spread, the floor derived from it, and
         how much the cells' means drifted within the run (see :func:`drift`)."""
-        median = self.median
+        median = self.speed
         # a robust 95% band of the sentinel's own noise: 2 x 1.4826 x the median absolute
         # deviation of the undisturbed readings (one odd reading among a dozen windows does not
         # set the floor); every reading counts, whenever it came: the same readings in another
