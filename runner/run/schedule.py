@@ -21,11 +21,12 @@ After each round a cell stops when
 each window the host times a fixed pure-Python loop on every usable core at once (one pinned
 helper process per core, best of three each; the slowest core counts) and reads the load average
 and the CPU time stolen by the hypervisor (``/proc/stat``). A window whose sentinel is more than
-``DISTURBED_RATIO`` slower than the run's median, or in which more than ``STEAL_LIMIT`` of the
+``DISTURBED_RATIO`` slower than the machine's undisturbed speed (:func:`undisturbed_speed`: the
+fast mode of every reading so far), or in which more than ``STEAL_LIMIT`` of the
 CPU time was stolen, was taken on a disturbed machine: its worker processes are set aside and
 their cells measured again in a later round — unless so many windows are disturbed that redoing
 them would never end, then they are kept and flagged. The sentinels' spread over the run is the
-run's **noise floor**: the report calls no difference a change unless it is larger.
+run's **noise floor**: what the report holds a comparison with another run to, and says.
 """
 
 from __future__ import annotations
@@ -540,7 +541,7 @@ class NoiseMonitor:
         return record
 
     def summary(self, states: Sequence[CellState] = ()) -> dict[str, Any]:
-        """The run's noise: the sentinel's median and spread, the floor derived from it, and
+        """The run's noise: the sentinel's undisturbed speed and spread, the floor derived from it, and
         how much the cells' means drifted within the run (see :func:`drift`)."""
         median = self.speed
         # a robust 95% band of the sentinel's own noise: 2 x 1.4826 x the median absolute
