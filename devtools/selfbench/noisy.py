@@ -194,23 +194,18 @@ def _adjusted_only(a: Any, b: Any, floor: float) -> Any:
     return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor)
 
 
-def _located(trim: Callable[[Any, Any], bool]) -> Callable[[Any, Any, float], Any]:
-    """Welch's test on the location stats.location_stats gives each row, trimmed where ``trim``
-    says, even where the rows have pairs."""
+def _located(everywhere: bool) -> Callable[[Any, Any, float], Any]:
+    """Welch's test on the location stats.location_stats gives each row, even where the rows
+    have pairs: trimmed ``everywhere``, else where a pool is compared (stats.pool_compared)."""
 
     def compare(a: Any, b: Any, floor: float) -> Any:
-        from gilmatrix.reports.stats import location_stats, welch_from_stats
+        from gilmatrix.reports.stats import location_stats, pool_compared, welch_from_stats
 
-        (ma, sa, da), (mb, sb, db) = location_stats(a, trim(a, b)), location_stats(b, trim(a, b))
+        trim = everywhere or pool_compared(a, b)
+        (ma, sa, da), (mb, sb, db) = location_stats(a, trim), location_stats(b, trim)
         return welch_from_stats(ma, sa, int(a.processes), mb, sb, int(b.processes), floor, df_a=da, df_b=db)
 
     return compare
-
-
-def _pool_compared(a: Any, b: Any) -> bool:
-    from gilmatrix.reports.stats import pool_compared
-
-    return bool(pool_compared(a, b))
 
 
 def hodges_lehmann(a: Sequence[float], b: Sequence[float], floor: float) -> Any:
@@ -256,8 +251,8 @@ ESTIMATORS = {
     "welch+ref alone": _adjusted_only,
     "paired": _paired(False),
     "paired+ref": _paired(True),
-    "yuen+ref": _located(lambda a, b: True),
-    "yuen pools+ref": _located(_pool_compared),
+    "yuen+ref": _located(everywhere=True),
+    "yuen pools+ref": _located(everywhere=False),
     "hl+ref": _hl,
     "pairs": _pairs,
 }

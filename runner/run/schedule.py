@@ -456,8 +456,8 @@ def near(reading: float, speed: float) -> bool:
 
 def undisturbed_speed(loops: Sequence[float]) -> float:
     """The machine's undisturbed sentinel time among ``loops`` (seconds): the median of the
-    readings within DISTURBED_RATIO of it (:func:`near`), found from the fast end — a fixed point reached from
-    the readings' tenth percentile. Other work only ever slows the sentinel, so a run that starts
+    readings within DISTURBED_RATIO of it (:func:`near`), found from the fast end — a fixed point
+    reached from the readings' tenth percentile. Other work only ever slows the sentinel, so a run that starts
     in a burst of it does not take the burst for the machine's speed: a median of the readings so
     far did, and then called no window of the run disturbed (4 of 12 runs of one seeded noise,
     results log, session 21). On a machine whose readings scatter less than DISTURBED_RATIO it
@@ -496,11 +496,6 @@ class NoiseMonitor:
     def speed(self) -> float:
         """The machine's undisturbed sentinel time so far (:func:`undisturbed_speed`)."""
         return undisturbed_speed(self.loops)
-
-    def undisturbed(self) -> list[float]:
-        """The readings within DISTURBED_RATIO of the machine's undisturbed speed (:func:`near`)."""
-        speed = self.speed
-        return [x for x in self.loops if near(x, speed)]
 
     def judge(self, window: Window) -> dict[str, Any]:
         """Close ``window``: a new reading, and whether the machine was disturbed during it."""
@@ -548,7 +543,7 @@ class NoiseMonitor:
         # deviation of the undisturbed readings (one odd reading among a dozen windows does not
         # set the floor); every reading counts, whenever it came: the same readings in another
         # order give the same floor
-        mad = statistics.median(abs(x / median - 1.0) for x in self.undisturbed())
+        mad = statistics.median(abs(x / median - 1.0) for x in self.loops if near(x, median))
         spread = 2.0 * 1.4826 * mad
         disturbed = [w for w in self.windows if w["disturbed"]]
         found = drift(states)
