@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import pyperf
@@ -396,7 +397,7 @@ def test_selfbench_prints_each_estimators_power_at_matched_aa(tmp_path: Path) ->
 def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
     """Runs of different budgets are never pooled together: what 12 minutes buy is not what 4
     buy. One budget keeps the keys as they were (the arm alone)."""
-    from devtools.selfbench.noisy import pooled, run_minutes
+    from devtools.selfbench.noisy import pooled, run_cap, run_minutes
 
     assert run_minutes({"schedule": {"sampling": {"run_minutes": 12}}}) == 12.0
     assert run_minutes({"schedule": {"sampling": {}}}) is None and run_minutes({}) is None
@@ -414,6 +415,25 @@ def test_noisy_figures_are_pooled_per_budget_when_the_runs_had_several():
     assert (two["shuffle, 4 min: welch"]["plus_one"], two["shuffle, 4 min: welch"]["detected_one"]) == (6, 6)
     one = pooled([run(4.0, 2, 3, 0.06), run(4.0, 1, 5, 0.05)])
     assert set(one) == {"shuffle: welch"} and one["shuffle: welch"]["half_width"] == 0.055
+    # runs of two caps on a cell's processes (--max-processes 24,96) are kept apart the same way
+    assert run_cap({"schedule": {"sampling": {"max_processes": 96}}}) == 96 and run_cap({}) is None
+    capped = [{**run(20.0, 0, 3, 0.06), "cap": 24}, {**run(20.0, 1, 9, 0.03), "cap": 96}]
+    by_cap = pooled([*capped, {**run(20.0, 0, 7, 0.04), "cap": 96}])
+    assert set(by_cap) == {"shuffle, cap 24: welch", "shuffle, cap 96: welch"}
+    assert by_cap["shuffle, cap 96: welch"]["detected"] == 16
+    assert by_cap["shuffle, cap 24: welch"]["plus"] == 10
+
+
+def test_a_burner_of_no_processes_is_a_quiet_check():
+    """--burners 0: nothing burns, and the figures say so rather than a busy share of nothing."""
+    from devtools.selfbench.noisy import Burner
+
+    with Burner(7, 0) as burner:
+        pass
+    assert burner.busy is None and burner.seconds is None and burner.describe() == "no burner"
+    with Burner(7, 1, bursts=(0.01, 0.02), pause=0.01) as burner:
+        time.sleep(0.3)
+    assert burner.busy is not None and burner.describe().startswith("burner seed 7")
 
 
 def test_power_is_also_given_apart_for_one_in_process_worker_and_for_pools():

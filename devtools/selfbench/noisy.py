@@ -84,13 +84,14 @@ PAUSE = 1.0  # seconds of a pause: uniform from 0 to this
 class Burner:
     """A seeded CPU burner for the duration of a ``with`` block: ``processes`` processes (seeds
     seed, seed+1, ...), each bursts of pure-Python work (0.2-2 s by default: ``bursts``) and
-    pauses (0-1 s: ``pause``; busy ~70% of one core each). ``busy`` (in cores: the processes'
-    shares summed) and ``seconds`` are read when it stops."""
+    pauses (0-1 s: ``pause``; busy ~70% of one core each); none with ``processes`` 0 (a quiet
+    machine's check). ``busy`` (in cores: the processes' shares summed) and ``seconds`` are read
+    when it stops."""
 
     def __init__(
         self, seed: int, processes: int = 1, bursts: tuple[float, float] = BURSTS, pause: float = PAUSE
     ) -> None:
-        self.seed, self.processes = seed, max(1, processes)
+        self.seed, self.processes = seed, max(0, processes)
         self.bursts, self.pause = bursts, pause
         self.busy: float | None = None
         self.seconds: float | None = None
@@ -121,6 +122,8 @@ class Burner:
             self.seconds = max(seconds for _, seconds in found)
 
     def describe(self) -> str:
+        if not self.processes:
+            return "no burner"
         who = (
             f"seed {self.seed}" if self.processes == 1 else f"{self.processes} processes, seeds {self.seed}+"
         )
@@ -270,6 +273,13 @@ def run_minutes(manifest: Mapping[str, Any]) -> float | None:
     sampling = (manifest.get("schedule") or {}).get("sampling") or {}
     value = sampling.get("run_minutes")
     return float(value) if isinstance(value, int | float) else None
+
+
+def run_cap(manifest: Mapping[str, Any]) -> int | None:
+    """The cap on a cell's processes the run was made with, from its manifest's schedule."""
+    sampling = (manifest.get("schedule") or {}).get("sampling") or {}
+    value = sampling.get("max_processes")
+    return int(value) if isinstance(value, int) else None
 
 
 def half_width(cmp: Any) -> float | None:
@@ -444,6 +454,7 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
         "noise": dict(noise(run.manifest)),
         "order": arm_of(run.manifest),
         "budget": run_minutes(run.manifest),
+        "cap": run_cap(run.manifest),
         "processes_median": float(tables["value"]["processes"].median()) if len(tables["value"]) else None,
         "twin_errors": twin_errors(pairs["value"][0]),
         "plus_scatter": plus_scatter(pairs["value"][1]),
@@ -515,12 +526,15 @@ def matched_power(figures: Sequence[Mapping[str, Any]], level: float) -> dict[st
 
 
 def pooled(figures: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per arm and estimator — and per budget, when the runs had different ones — the runs
-    pooled: A/A rate, power, median half-widths."""
+    """Per arm and estimator — and per budget and cap, when the runs had different ones — the
+    runs pooled: A/A rate, power, median half-widths."""
     out: dict[str, dict[str, Any]] = {}
     budgets = {run.get("budget") for run in figures}
+    caps = {run.get("cap") for run in figures}
     for run in figures:
         arm = run["order"] if len(budgets) < 2 else f"{run['order']}, {run.get('budget') or math.nan:g} min"
+        if len(caps) > 1:
+            arm = f"{arm}, cap {run.get('cap')}"
         for name, e in run["estimators"].items():
             key = f"{arm}: {name}"
             acc = out.setdefault(
@@ -656,13 +670,14 @@ def collect(
     log: Callable[[str], None],
     record: Callable[[str, Any, Path], object] | None = None,
     workloads: Sequence[str] | None = None,
-    max_processes: int | None = None,
+    max_processes: Sequence[int | None] = (None,),
 ) -> tuple[list[dict[str, Any]], Burner]:
     """Under a seeded burner, ``runs`` runs of each arm at each budget (``minutes``: one, or
     several; alternating, the same noise for all) of the within-run matrix on one local
     interpreter; each run's figures (run_figures). ``workloads``: a part of the within-run
     matrix's (crunch, crunch_twin, crunch_plus: the power and A/A of one workload at a fraction
-    of the rounds); ``max_processes``: the profile's cap on a cell's processes, raised."""
+    of the rounds); ``max_processes``: the profile's cap on a cell's processes (None: the
+    profile's), one or several (each arm's runs alternate between them, as between budgets)."""
     from devtools.selfbench import measure as sm
     from devtools.selfbench import verdicts as sv
 
@@ -678,9 +693,14 @@ def collect(
     budgets = [float(m) for m in minutes]
     found: list[dict[str, Any]] = []
     with Burner(seed, burners, bursts, pause) as burner:
-        for number, arm, budget in itertools.product(range(1, runs + 1), arms, budgets):
-            matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}.yaml", arm, budget, max_processes)
-            name = f"noisy-{arm}-{number}" if len(budgets) == 1 else f"noisy-{arm}-{budget:g}min-{number}"
+        for number, arm, budget, cap in itertools.product(range(1, runs + 1), arms, budgets, max_processes):
+            matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}-{cap}.yaml", arm, budget, cap)
+            name = "-".join(
+                [f"noisy-{arm}"]
+                + ([f"{budget:g}min"] if len(budgets) > 1 else [])
+                + ([f"cap{cap or 'default'}"] if len(max_processes) > 1 else [])
+                + [str(number)]
+            )
             measured, run_dir = sv.run_cli(
                 out, f"selfbench-{stamp}-{name}", matrix, "default", interpreter, only, log
             )
@@ -735,7 +755,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="--collect: each run's run_minutes; several (4,12): each arm's runs alternate between them",
     )
     parser.add_argument("--seed", type=int, default=25, help="--collect: the burner's seed")
-    parser.add_argument("--burners", type=int, default=1, help="--collect: burner processes")
     parser.add_argument(
         "--bursts",
         type=float,
@@ -751,7 +770,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=lambda v: v.split(","),
         help="--collect: a part of the within-run matrix (e.g. crunch,crunch_twin,crunch_plus)",
     )
-    parser.add_argument("--max-processes", type=int, help="--collect: the cap on a cell's processes")
+    parser.add_argument(
+        "--max-processes",
+        type=lambda v: [int(m) for m in v.split(",")],
+        default=[None],
+        help="--collect: the cap on a cell's processes; several (24,96): each arm's runs alternate",
+    )
+    parser.add_argument(
+        "--burners", type=int, default=1, help="--collect: burner processes (0: none, a quiet check)"
+    )
     parser.add_argument("--out", type=Path, default=Path("_build"), help="--collect: work folder")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument(
@@ -775,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bursts=(args.bursts[0], args.bursts[1]), pause=args.pause, workloads=args.workloads,
             max_processes=args.max_processes,
         )  # fmt: skip
-        print(f"{burner.describe()} for {burner.seconds or math.nan:.0f} s")
+        print(f"{burner.describe()} for {burner.seconds:.0f} s" if burner.seconds else burner.describe())
     for run_dir in args.runs:
         figures = run_figures(run_dir)
         figures["run"] = run_dir.name
