@@ -313,7 +313,7 @@ def noise_banner(
             signs.append(
                 f"the cells' intervals stayed wide: median ±{median:.1%} against the ±{float(target):.0%} "
                 f"target, {missed} of {len(precisions)} cells missed it, most with {processes} processes "
-                "when the run's budget ran out"
+                + stopped_by(facts)
             )
     if not signs:
         return None
@@ -332,11 +332,20 @@ def noise_banner(
             "intervals are too wide to tell the models apart, not a finding that they perform alike. "
         )
         shards = shards_needed(reached)
-        advice = (
-            f"To say more: {quieter}, use the rigorous profile, or split the matrix into "
-            + (f"{shards} CI shards" if shards else "more CI shards")
-            + " (each shard's cells get more of the run budget)."
-        )
+        more = " (each shard's cells get more of the run budget)."
+        if reached is not None and reached.beyond_cap() is not None:
+            # more minutes or shards alone end at the profile's cap (reach_advice names the cap
+            # that would do); shards too where the run's budget stopped the cells
+            advice = (
+                f"To say more: {quieter}, use the rigorous profile, or a profile of your own as above"
+                + (f", in {shards} CI shards{more}" if shards else ".")
+            )
+        else:
+            advice = (
+                f"To say more: {quieter}, use the rigorous profile, or split the matrix into "
+                + (f"{shards} CI shards" if shards else "more CI shards")
+                + more
+            )
     return (
         "Noisy machine: "
         + "; ".join(signs)
@@ -344,6 +353,21 @@ def noise_banner(
         + "The floor comes from the run's own sentinel, timed around every window of worker "
         "processes; it speaks of the whole run, not of the load before it. " + reach_advice(reached) + advice
     )
+
+
+def stopped_by(facts: RunFacts | None) -> str:
+    """What stopped most of the cells that stopped short of their target: the run's budget
+    (run_minutes) or each cell's own (max_processes, max_seconds)."""
+    reasons = [
+        entry.get("stopped")
+        for entry in (facts.sampled.values() if facts is not None else ())
+        if entry.get("stopped") in Stopped.OUT_OF_BUDGET
+    ]
+    if not reasons:
+        return "when their budget ran out"
+    if 2 * reasons.count(Stopped.RUN_BUDGET) >= len(reasons):
+        return "when the run's budget ran out"
+    return "when their own budget ran out (the profile's max_processes or max_seconds), not the run's"
 
 
 def _processes(n: int) -> str:

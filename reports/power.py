@@ -34,6 +34,7 @@ from scipy import special
 
 from gilmatrix.comparisons import comparisons
 from gilmatrix.confidence import ALPHA, MIN_FLOOR, t_quantile
+from gilmatrix.harness.contract import Stopped
 from gilmatrix.reports.stats import kept, location_stats, pool_compared
 
 POWER = 0.9  # "found 9 times in 10"
@@ -197,7 +198,7 @@ class RunReach:
     minutes_needed: float | None
     max_processes: int | None = None  # where the run's profile stops a cell
     fixed: bool = False  # the profile gives every cell max_processes (pyperf.processes), no more
-    budgeted: bool = False  # the run stopped on a run budget (run_minutes): shards give it more
+    budgeted: bool = False  # cells stopped on the run's budget (run_minutes): shards give them more
 
     def beyond_cap(self) -> int | None:
         """The most processes a kind needs, where that is more than the profile lets a cell have."""
@@ -217,7 +218,8 @@ def run_reach(
     fixed = sampling.get("mode") == "fixed"
     cap = sampling.get("processes" if fixed else "max_processes")
     cap = int(cap) if isinstance(cap, int | float) else None
-    budgeted = isinstance(sampling.get("run_minutes"), int | float)
+    # a run that ended before its run_minutes (its cells at their cap) gains nothing from shards
+    budgeted = any(entry.get("stopped") == Stopped.RUN_BUDGET for entry in sampled.values())
     rounds = [r for r in schedule.get("rounds") or [] if isinstance(r, Mapping)]
     seconds = sum(float(r.get("seconds") or 0.0) for r in rounds)
     if seconds <= 0.0:

@@ -127,3 +127,8 @@ def test_a_runs_reach_splits_one_worker_cells_from_pools_and_prices_the_processe
     assert reached.measured_minutes == 1.0
     assert reached.minutes_needed == pytest.approx(60.0 * want / (6 * 8 * 0.5) / 60.0)
     assert run_reach(cells, {}, sampled) == RunReach(reach(cells), None, None)
+    # shards widen a run only where its budget stopped the cells, not where they reached the cap
+    assert not reached.budgeted
+    for stopped, budgeted in (("run-budget", True), ("budget", False), ("precision", False)):
+        entries = {k: {**v, "stopped": stopped} for k, v in sampled.items()}
+        assert run_reach(cells, {"rounds": [{"seconds": 60.0}]}, entries).budgeted is budgeted

@@ -8,6 +8,7 @@ timing; the checks are on what the harness recorded and how the report shows it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -367,6 +368,18 @@ def test_a_machine_busy_in_bursts_is_a_banner_though_its_floor_is_low(quick_cell
     assert text is not None and "noise floor was" not in text  # the floor itself was low
     assert "12 of 20 windows of worker processes ran on a disturbed machine, the sentinel up to +120%" in text
     assert f"median ±6.9% against the ±2% target, {len(wide)} of {len(wide)} cells missed it" in text
+    assert "most with 4 processes when their budget ran out." in text  # no cell said why
+    # what stopped them: the run's minutes, or each cell's own cap (the run ended before its
+    # minutes: session 22's noisy run of 13 of its 20 minutes, every cell at 24 processes)
+    for stopped, said in (
+        ("run-budget", "most with 4 processes when the run's budget ran out."),
+        ("budget", "most with 4 processes when their own budget ran out (the profile's max_processes "
+         "or max_seconds), not the run's."),
+    ):  # fmt: skip
+        cells = [{"interpreter": "3.13", "id": f"c{i}", "stopped": stopped} for i in range(3)]
+        cells.append({"interpreter": "3.13", "id": "quiet", "stopped": "precision"})
+        stopped_facts = RunFacts.of({"schedule": facts.schedule, "cells": cells})
+        assert said in (noise_banner(0.018, cards, 0.01, stopped_facts, wide) or "")
     # a quiet run says nothing
     calm = RunFacts.of({"schedule": {"windows": [{"disturbed": False}] * 20, "sampling": {"target": 0.02}}})
     assert noise_banner(0.018, cards, 0.01, calm, quick_cells.assign(precision=0.01)) is None
@@ -407,8 +420,15 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
         "; the profile stops a cell at 24 processes, so more minutes or shards alone do not get "
         "there: a profile of your own with max_processes of 27"
     )
-    assert "a profile of your own with max_processes of 27. To say more" in (
-        noise_banner(0.165, cards, 0.01, reached=capped) or ""
+    # capped: more minutes or shards end at the cap, so no shards alone are advised; where the
+    # run's budget stopped the cells, shards with the profile's cap raised
+    said = noise_banner(0.165, cards, 0.01, reached=capped) or ""
+    assert "a profile of your own with max_processes of 27. To say more" in said
+    assert said.endswith("use the rigorous profile, or a profile of your own as above.")
+    assert "CI shards" not in said
+    both = dataclasses.replace(capped, budgeted=True)
+    assert (noise_banner(0.165, cards, 0.01, reached=both) or "").endswith(
+        "or a profile of your own as above, in 5 CI shards (each shard's cells get more of the run budget)."
     )
     assert "max_processes" not in reach_text(RunReach(reached.kinds, 32.5, 139.0, max_processes=40))
     # a profile of fixed processes (smoke, quick): no run budget for shards to widen; minutes
@@ -420,7 +440,9 @@ def test_a_noisy_run_says_what_a_tie_rules_out_and_what_a_5_percent_change_would
         "profile gives every cell 2 processes: a profile of your own with precision "
         "(docs/matrix.md) or pyperf processes of 13"
     )
-    assert "more CI shards" in (noise_banner(0.165, cards, 0.01, reached=fixed) or "")
+    # shards give a cell of a fixed profile no more processes: the profile of one's own instead
+    fixed_said = noise_banner(0.165, cards, 0.01, reached=fixed) or ""
+    assert fixed_said.endswith("or a profile of your own as above.") and "CI shards" not in fixed_said
     unreachable = RunReach((Reach("pools", 3, 2, 0.9, MOST + 1),), None, None)
     assert reach_text(unreachable).endswith(f"it needs more than {MOST} processes a cell")
     assert "more CI shards" in (noise_banner(0.165, cards, 0.01, reached=unreachable) or "")
