@@ -694,7 +694,8 @@ def collect(
     found: list[dict[str, Any]] = []
     with Burner(seed, burners, bursts, pause) as burner:
         for number, arm, budget, cap in itertools.product(range(1, runs + 1), arms, budgets, max_processes):
-            matrix = noisy_matrix(within, work / f"matrix-{arm}-{budget:g}-{cap}.yaml", arm, budget, cap)
+            matrix_file = work / f"matrix-{arm}-{budget:g}-{cap or 'default'}.yaml"
+            matrix = noisy_matrix(within, matrix_file, arm, budget, cap)
             name = "-".join(
                 [f"noisy-{arm}"]
                 + ([f"{budget:g}min"] if len(budgets) > 1 else [])
