@@ -332,20 +332,14 @@ def noise_banner(
             "intervals are too wide to tell the models apart, not a finding that they perform alike. "
         )
         shards = shards_needed(reached)
-        more = " (each shard's cells get more of the run budget)."
+        in_shards = f"{shards or 'more'} CI shards (each shard's cells get more of the run budget)"
         if reached is not None and reached.beyond_cap() is not None:
             # more minutes or shards alone end at the profile's cap (reach_advice names the cap
             # that would do); shards too where the run's budget stopped the cells
-            advice = (
-                f"To say more: {quieter}, use the rigorous profile, or a profile of your own as above"
-                + (f", in {shards} CI shards{more}" if shards else ".")
-            )
+            remedy = "a profile of your own as above" + (f", in {in_shards}" if shards else "")
         else:
-            advice = (
-                f"To say more: {quieter}, use the rigorous profile, or split the matrix into "
-                + (f"{shards} CI shards" if shards else "more CI shards")
-                + more
-            )
+            remedy = f"split the matrix into {in_shards}"
+        advice = f"To say more: {quieter}, use the rigorous profile, or {remedy}."
     return (
         "Noisy machine: "
         + "; ".join(signs)

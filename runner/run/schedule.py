@@ -538,17 +538,17 @@ class NoiseMonitor:
     def summary(self, states: Sequence[CellState] = ()) -> dict[str, Any]:
         """The run's noise: the sentinel's undisturbed speed and spread, the floor derived from it, and
         how much the cells' means drifted within the run (see :func:`drift`)."""
-        median = self.speed
+        speed = self.speed  # recorded as sentinel_median_ms: the median of the undisturbed readings
         # a robust 95% band of the sentinel's own noise: 2 x 1.4826 x the median absolute
         # deviation of the undisturbed readings (one odd reading among a dozen windows does not
         # set the floor); every reading counts, whenever it came: the same readings in another
         # order give the same floor
-        mad = statistics.median(abs(x / median - 1.0) for x in self.loops if near(x, median))
+        mad = statistics.median(abs(x / speed - 1.0) for x in self.loops if near(x, speed))
         spread = 2.0 * 1.4826 * mad
         disturbed = [w for w in self.windows if w["disturbed"]]
         found = drift(states)
         return {
-            "sentinel_median_ms": round(median * 1e3, 4),
+            "sentinel_median_ms": round(speed * 1e3, 4),
             "sentinel_spread": round(spread, 4),
             "floor": round(max(MIN_FLOOR, spread), 4),
             "drift": None if found is None else round(found[0], 5),
